@@ -1,0 +1,164 @@
+"""REST API for datasets, images and annotation versions.
+
+Reads are open to every role, with one rule that protects independent reviews:
+a reviewer sees model and imported annotations and their own, never another
+person's answer (researchers, adjudicators and admins see all).
+"""
+
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, serializers
+from rest_framework.pagination import CursorPagination
+
+from annotations import selectors
+from annotations.filters import ImageFilter
+from annotations.models import Annotation, AnnotationKind, Dataset, Image
+from annotations.roles import ADJUDICATOR, ADMIN, RESEARCHER, ROLES, HasRole, has_role
+
+
+def visible_annotations(user) -> QuerySet[Annotation]:
+    """Annotations the user may read (see module docstring)."""
+    queryset = Annotation.objects.all()
+    if has_role(user, ADMIN, RESEARCHER, ADJUDICATOR):
+        return queryset
+    return queryset.filter(Q(kind__in=[AnnotationKind.MODEL, AnnotationKind.IMPORT]) | Q(author_user=user))
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Dataset
+        fields = ["id", "slug", "name", "description", "reviews_per_item", "overlap_fraction",
+                  "lease_minutes", "auto_accept_threshold", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class ImageSerializer(serializers.ModelSerializer):
+    dataset = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    url = serializers.SerializerMethodField()
+    thumbnail_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Image
+        fields = ["id", "dataset", "original_name", "width", "height", "source", "status", "label",
+                  "confidence", "agreement", "priority", "sha256", "url", "thumbnail_url", "created_at", "updated_at"]
+
+    def get_url(self, obj: Image) -> str:
+        return reverse("image-file", args=[obj.pk])
+
+    def get_thumbnail_url(self, obj: Image) -> str:
+        return reverse("image-thumbnail", args=[obj.pk])
+
+
+class AnnotationSerializer(serializers.ModelSerializer):
+    """An annotation version; ``content`` is the EmoVerse JSONL annotation object."""
+
+    content = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Annotation
+        fields = ["id", "image", "version", "parent", "kind", "author_name", "is_current", "decision",
+                  "decision_reason", "ces_raw_distribution", "prompt_version", "pipeline_version", "critic",
+                  "extra", "created_at", "content"]
+
+    def get_content(self, obj: Annotation) -> dict:
+        return selectors.annotation_to_dict(obj)
+
+
+class IdPagination(CursorPagination):
+    ordering = "id"
+
+
+class RoleAPI:
+    permission_classes = [HasRole]
+    required_roles = ROLES
+
+
+class DatasetListAPI(RoleAPI, generics.ListCreateAPIView):
+    """Datasets. Every role reads; admins create."""
+
+    serializer_class = DatasetSerializer
+    queryset = Dataset.objects.all()
+    pagination_class = None
+
+    def get_permissions(self):
+        self.required_roles = (ADMIN,) if self.request.method == "POST" else ROLES
+        return super().get_permissions()
+
+    def perform_create(self, serializer):
+        serializer.save(created_by=self.request.user)
+
+
+class DatasetDetailAPI(RoleAPI, generics.RetrieveUpdateAPIView):
+    """One dataset. Every role reads; admins change review settings."""
+
+    serializer_class = DatasetSerializer
+    queryset = Dataset.objects.all()
+    lookup_field = "slug"
+
+    def get_permissions(self):
+        self.required_roles = ROLES if self.request.method in ("GET", "HEAD", "OPTIONS") else (ADMIN,)
+        return super().get_permissions()
+
+
+class ImageListAPI(RoleAPI, generics.ListAPIView):
+    """Images, filterable by dataset, status, source, label, creation time and agreement."""
+
+    serializer_class = ImageSerializer
+    queryset = Image.objects.select_related("dataset")
+    filterset_class = ImageFilter
+    pagination_class = IdPagination
+
+
+class ImageDetailAPI(RoleAPI, generics.RetrieveAPIView):
+    serializer_class = ImageSerializer
+    queryset = Image.objects.select_related("dataset")
+
+
+class AnnotationFilterMixin:
+    def annotation_queryset(self) -> QuerySet[Annotation]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return Annotation.objects.none()
+        queryset = visible_annotations(self.request.user)
+        params = self.request.query_params
+        if params.get("image"):
+            queryset = queryset.filter(image_id=params["image"])
+        if params.get("dataset"):
+            queryset = queryset.filter(image__dataset__slug=params["dataset"])
+        if params.get("kind"):
+            queryset = queryset.filter(kind=params["kind"])
+        if params.get("author"):
+            queryset = queryset.filter(author_name=params["author"])
+        if params.get("current") in ("1", "true"):
+            queryset = queryset.filter(is_current=True)
+        return selectors.annotations_with_elements(queryset)
+
+
+@extend_schema(description="Annotation versions. Filters: image, dataset, kind, author, current=true.")
+class AnnotationListAPI(RoleAPI, AnnotationFilterMixin, generics.ListAPIView):
+    serializer_class = AnnotationSerializer
+    pagination_class = IdPagination
+
+    def get_queryset(self):
+        return self.annotation_queryset()
+
+
+class AnnotationDetailAPI(RoleAPI, AnnotationFilterMixin, generics.RetrieveAPIView):
+    serializer_class = AnnotationSerializer
+
+    def get_queryset(self):
+        return self.annotation_queryset()
+
+
+@extend_schema(description="Every version of every annotation of one image, oldest first.")
+class ImageVersionsAPI(RoleAPI, generics.ListAPIView):
+    serializer_class = AnnotationSerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return Annotation.objects.none()
+        queryset = visible_annotations(self.request.user).filter(image_id=self.kwargs["pk"]).order_by("version")
+        return selectors.annotations_with_elements(queryset)

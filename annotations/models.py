@@ -1,0 +1,306 @@
+"""Datasets, images and versioned annotations.
+
+Nothing is overwritten: every edit creates a new :class:`Annotation` version
+whose triplets and elements are new rows. The element identity that survives
+versions is ``(Triplet.key, Element.role)``.
+
+Boxes are absolute pixels ``x0, y0, x1, y1`` in the stored (EXIF-corrected)
+image; masks are COCO RLE (``mask_counts`` is pycocotools' compressed string,
+``mask_height``/``mask_width`` its size).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from annotations.domain import EMOTIONS, ROLES
+
+EMOTION_CHOICES = [(e, e.capitalize()) for e in EMOTIONS]
+ROLE_CHOICES = [(r, r.capitalize()) for r in ROLES]
+
+
+class Dataset(models.Model):
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    # Overlapping reviews for agreement studies: K reviewers on a sampled fraction.
+    reviews_per_item = models.PositiveSmallIntegerField(default=1)
+    overlap_fraction = models.FloatField(default=0.0, help_text="Fraction of items that get reviews_per_item reviews; the rest get one.")
+    lease_minutes = models.PositiveIntegerField(default=settings.EMOVERSE_DEFAULT_LEASE_MINUTES)
+    # Auto-accept items whose calibrated confidence and agreement are both above this; off when null.
+    auto_accept_threshold = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(condition=Q(reviews_per_item__gte=1), name="dataset_reviews_per_item_gte_1"),
+            models.CheckConstraint(condition=Q(overlap_fraction__gte=0) & Q(overlap_fraction__lte=1), name="dataset_overlap_fraction_0_1"),
+            models.CheckConstraint(
+                condition=Q(auto_accept_threshold__isnull=True) | (Q(auto_accept_threshold__gte=0) & Q(auto_accept_threshold__lte=1)),
+                name="dataset_auto_accept_0_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class ImageSource(models.TextChoices):
+    EMOSET = "emoset", "EmoSet"
+    EMOART = "emoart", "EmoArt"
+    FLICKR30K = "flickr30k", "Flickr30K"
+    WEB = "web", "Web"
+    AIGC = "aigc", "AIGC (generated)"
+
+
+class ImageStatus(models.TextChoices):
+    NEW = "new", "New"
+    PREANNOTATING = "preannotating", "Pre-annotating"
+    FAILED = "failed", "Pre-annotation failed"
+    IN_REVIEW = "in_review", "In review"
+    ADJUDICATION = "adjudication", "Needs adjudication"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    FLAGGED = "flagged", "Flagged"
+
+
+class ImportRun(models.Model):
+    """One run of ``import_emoverse``: the provenance of imported annotations."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="import_runs")
+    file_name = models.CharField(max_length=500)
+    approved = models.BooleanField(default=False)
+    run_by = models.CharField(max_length=150, help_text="User or OS account that ran the import.")
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    imported = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="The first failed lines: [{line, reason}].")
+
+    class Meta:
+        ordering = ["-started_at"]
+
+
+class Image(models.Model):
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="images")
+    file = models.FileField(upload_to="images/%Y/%m/", max_length=300)
+    thumbnail = models.FileField(upload_to="thumbs/%Y/%m/", max_length=300, blank=True)
+    sha256 = models.CharField(max_length=64)
+    original_name = models.CharField(max_length=500, help_text="Path as given on import, relative to the images folder.")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    source = models.CharField(max_length=16, choices=ImageSource.choices, default=ImageSource.WEB)
+    status = models.CharField(max_length=16, choices=ImageStatus.choices, default=ImageStatus.NEW)
+    # Review queue order: lowest first (model agreement / calibrated confidence), then oldest.
+    priority = models.FloatField(default=1.0)
+    # Denormalised from the current best annotation for filtering at 219K+ images.
+    label = models.CharField(max_length=16, choices=EMOTION_CHOICES, null=True, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    agreement = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "sha256"], name="image_unique_content_per_dataset"),
+            models.CheckConstraint(condition=Q(width__gt=0) & Q(height__gt=0), name="image_positive_size"),
+            models.CheckConstraint(condition=Q(label__isnull=True) | Q(label__in=EMOTIONS), name="image_label_valid"),
+            models.CheckConstraint(condition=Q(source__in=ImageSource.values), name="image_source_valid"),
+            models.CheckConstraint(condition=Q(status__in=ImageStatus.values), name="image_status_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["dataset", "status", "priority", "created_at", "id"], name="image_queue_idx"),
+            models.Index(fields=["dataset", "source"], name="image_source_idx"),
+            models.Index(fields=["dataset", "label"], name="image_label_idx"),
+            models.Index(fields=["dataset", "created_at"], name="image_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset_id}:{self.original_name}"
+
+
+class AnnotationKind(models.TextChoices):
+    MODEL = "model", "Model"
+    HUMAN = "human", "Human review"
+    ADJUDICATION = "adjudication", "Adjudication"
+    IMPORT = "import", "Imported final"
+
+
+class Decision(models.TextChoices):
+    NONE = "", "None"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    FLAGGED = "flagged", "Flagged"
+
+
+class Annotation(models.Model):
+    """One immutable version of one author's annotation of one image."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="annotations")
+    version = models.PositiveIntegerField(help_text="Per image, increasing with every new version.")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    kind = models.CharField(max_length=16, choices=AnnotationKind.choices)
+    author_name = models.CharField(max_length=150, help_text="Model name, or the username of the person.")
+    author_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="annotations")
+    is_current = models.BooleanField(default=True)
+    decision = models.CharField(max_length=16, choices=Decision.choices, blank=True, default="")
+    decision_reason = models.TextField(blank=True)
+
+    ces_label = models.CharField(max_length=16, choices=EMOTION_CHOICES, null=True, blank=True)
+    ces_confidence = models.FloatField(null=True, blank=True)
+    ces_distribution = models.JSONField(null=True, blank=True)
+    ces_raw_distribution = models.JSONField(null=True, blank=True, help_text="Before calibration.")
+    des = models.BinaryField(null=True, blank=True, help_text="1024 float32, little-endian.")
+    rationale = models.TextField(blank=True)
+
+    prompt_version = models.CharField(max_length=64, blank=True)
+    pipeline_version = models.CharField(max_length=64, blank=True)
+    raw_output = models.TextField(blank=True)
+    critic = models.JSONField(null=True, blank=True, help_text="Critic verdicts per element and label, with reasoning.")
+    extra = models.JSONField(default=dict, blank=True)
+    import_run = models.ForeignKey(ImportRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="annotations")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["image_id", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["image", "version"], name="annotation_unique_version"),
+            models.UniqueConstraint(
+                fields=["image", "kind", "author_name"], condition=Q(is_current=True), name="annotation_one_current_per_author"
+            ),
+            models.CheckConstraint(condition=Q(kind__in=AnnotationKind.values), name="annotation_kind_valid"),
+            models.CheckConstraint(condition=Q(decision__in=Decision.values), name="annotation_decision_valid"),
+            models.CheckConstraint(condition=Q(ces_label__isnull=True) | Q(ces_label__in=EMOTIONS), name="annotation_label_valid"),
+            models.CheckConstraint(
+                condition=Q(ces_confidence__isnull=True) | (Q(ces_confidence__gte=0) & Q(ces_confidence__lte=1)),
+                name="annotation_confidence_0_1",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["image", "kind", "is_current"], name="annotation_current_idx"),
+            models.Index(fields=["kind", "author_name", "created_at"], name="annotation_author_idx"),
+            models.Index(fields=["created_at"], name="annotation_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.image_id} v{self.version} ({self.kind}:{self.author_name})"
+
+
+class Triplet(models.Model):
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="triplets")
+    index = models.PositiveSmallIntegerField()
+    key = models.UUIDField(default=uuid.uuid4, help_text="Stable across versions of the same triplet.")
+
+    class Meta:
+        ordering = ["annotation_id", "index"]
+        constraints = [models.UniqueConstraint(fields=["annotation", "index"], name="triplet_unique_index")]
+        indexes = [models.Index(fields=["key"], name="triplet_key_idx")]
+
+
+class ElementStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    ACCEPTED = "accepted", "Accepted"
+    EDITED = "edited", "Edited"
+    REJECTED = "rejected", "Rejected"
+    ADDED = "added", "Added by a person"
+
+
+class Element(models.Model):
+    """One Background, Attribute or Subject of a triplet, optionally grounded."""
+
+    triplet = models.ForeignKey(Triplet, on_delete=models.CASCADE, related_name="elements")
+    role = models.CharField(max_length=16, choices=ROLE_CHOICES)
+    phrase = models.CharField(max_length=300)
+    status = models.CharField(max_length=16, choices=ElementStatus.choices, default=ElementStatus.PENDING)
+    x0 = models.FloatField(null=True, blank=True)
+    y0 = models.FloatField(null=True, blank=True)
+    x1 = models.FloatField(null=True, blank=True)
+    y1 = models.FloatField(null=True, blank=True)
+    box_score = models.FloatField(null=True, blank=True)
+    mask_counts = models.TextField(null=True, blank=True)
+    mask_height = models.PositiveIntegerField(null=True, blank=True)
+    mask_width = models.PositiveIntegerField(null=True, blank=True)
+    mask_score = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["triplet_id", "role"]
+        constraints = [
+            models.UniqueConstraint(fields=["triplet", "role"], name="element_unique_role"),
+            models.CheckConstraint(condition=Q(role__in=ROLES), name="element_role_valid"),
+            models.CheckConstraint(condition=Q(status__in=ElementStatus.values), name="element_status_valid"),
+            models.CheckConstraint(
+                condition=(Q(x0__isnull=True) & Q(y0__isnull=True) & Q(x1__isnull=True) & Q(y1__isnull=True))
+                | (
+                    Q(x0__isnull=False) & Q(y0__isnull=False) & Q(x1__isnull=False) & Q(y1__isnull=False)
+                    & Q(x0__gte=0) & Q(y0__gte=0) & Q(x0__lt=models.F("x1")) & Q(y0__lt=models.F("y1"))
+                ),
+                name="element_box_valid",
+            ),
+            models.CheckConstraint(
+                condition=(Q(mask_counts__isnull=True) & Q(mask_height__isnull=True) & Q(mask_width__isnull=True))
+                | (Q(mask_counts__isnull=False) & Q(mask_height__gt=0) & Q(mask_width__gt=0)),
+                name="element_mask_complete",
+            ),
+        ]
+
+    @property
+    def box(self) -> list[float] | None:
+        if self.x0 is None:
+            return None
+        return [self.x0, self.y0, self.x1, self.y1]
+
+    @property
+    def mask(self) -> dict | None:
+        if self.mask_counts is None:
+            return None
+        return {"size": [self.mask_height, self.mask_width], "counts": self.mask_counts}
+
+
+class ExportFormat(models.TextChoices):
+    EMOVERSE_JSONL = "emoverse-jsonl", "EmoVerse JSONL"
+    COCO = "coco", "COCO instance segmentation"
+    PARQUET = "parquet", "Parquet"
+
+
+class ExportStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    COMPLETE = "complete", "Complete"
+    FAILED = "failed", "Failed"
+
+
+class ExportSnapshot(models.Model):
+    """A versioned export of a dataset. Listed as complete only once its manifest is written."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="exports")
+    version = models.PositiveIntegerField()
+    format = models.CharField(max_length=16, choices=ExportFormat.choices)
+    filters = models.JSONField(default=dict, blank=True)
+    options = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=ExportStatus.choices, default=ExportStatus.PENDING)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    path = models.CharField(max_length=500, blank=True, help_text="Folder under EXPORT_ROOT.")
+    manifest = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "version"], name="export_unique_version"),
+            models.CheckConstraint(condition=Q(format__in=ExportFormat.values), name="export_format_valid"),
+            models.CheckConstraint(condition=Q(status__in=ExportStatus.values), name="export_status_valid"),
+        ]

@@ -1,0 +1,163 @@
+"""Reads of datasets, images and annotations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import Count, Prefetch, Q, QuerySet
+
+from annotations.domain import PIPELINE_AUTHOR, ROLES
+from annotations.filters import ImageFilter
+from annotations.models import (
+    Annotation,
+    AnnotationKind,
+    Dataset,
+    Decision,
+    Element,
+    Image,
+    ImageStatus,
+    Triplet,
+)
+from annotations.validation import des_to_list
+
+
+def annotations_with_elements(queryset: QuerySet[Annotation] | None = None) -> QuerySet[Annotation]:
+    """Annotations with triplets and elements prefetched (two extra queries in all)."""
+    queryset = Annotation.objects.all() if queryset is None else queryset
+    return queryset.prefetch_related(
+        Prefetch(
+            "triplets",
+            queryset=Triplet.objects.order_by("index").prefetch_related(
+                Prefetch("elements", queryset=Element.objects.order_by("role"))
+            ),
+        )
+    )
+
+
+def image_current_annotations(*, image: Image) -> list[Annotation]:
+    """The current version of every author's annotation, model answers first."""
+    order = {AnnotationKind.MODEL: 0, AnnotationKind.IMPORT: 1, AnnotationKind.HUMAN: 2, AnnotationKind.ADJUDICATION: 3}
+    rows = list(annotations_with_elements(image.annotations.filter(is_current=True)))
+    return sorted(rows, key=lambda a: (order.get(a.kind, 9), a.author_name))
+
+
+def final_annotation_ids(image_ids: Iterable[int]) -> dict[int, int]:
+    """Each image's final annotation id, in one query (images without one are absent).
+
+    The rule, newest version first within a tier:
+    1. a current adjudication;
+    2. else a current approved human review or curated import;
+    3. else the pipeline's merged model answer when the pipeline auto-accepted it
+       (``decision`` approved, see the dataset's ``auto_accept_threshold``) and no
+       person has reviewed the image since: a current human version with any other
+       decision overrules it.
+    A model-only item that was not auto-accepted has no final annotation and is
+    never exported as approved.
+    """
+    ids = list(image_ids)
+    rows = Annotation.objects.filter(image_id__in=ids, is_current=True).filter(
+        Q(kind__in=[AnnotationKind.ADJUDICATION, AnnotationKind.HUMAN, AnnotationKind.IMPORT])
+        | Q(kind=AnnotationKind.MODEL, author_name=PIPELINE_AUTHOR, decision=Decision.APPROVED)
+    ).values_list("image_id", "id", "kind", "decision", "version")
+    best: dict[int, tuple[int, int, int]] = {}
+    reviewed: set[int] = set()
+    for image_id, pk, kind, decision, version in rows:
+        if kind == AnnotationKind.ADJUDICATION:
+            tier = 2
+        elif kind == AnnotationKind.MODEL:
+            tier = 0
+        else:
+            if kind == AnnotationKind.HUMAN:
+                reviewed.add(image_id)
+            if decision != Decision.APPROVED:
+                continue
+            tier = 1
+        rank = (tier, version, pk)
+        if image_id not in best or rank > best[image_id]:
+            best[image_id] = rank
+    return {
+        image_id: rank[2] for image_id, rank in best.items() if not (rank[0] == 0 and image_id in reviewed)
+    }
+
+
+def image_final_annotation(*, image: Image) -> Annotation | None:
+    """The image's final annotation (the rule of :func:`final_annotation_ids`), or None."""
+    found = final_annotation_ids([image.pk]).get(image.pk)
+    return None if found is None else annotations_with_elements(Annotation.objects.filter(pk=found)).first()
+
+
+def element_to_dict(element: Element) -> dict[str, Any]:
+    out: dict[str, Any] = {"phrase": element.phrase}
+    if element.box is not None:
+        out["box"] = element.box
+    if element.box_score is not None:
+        out["box_score"] = element.box_score
+    if element.mask is not None:
+        out["mask"] = element.mask
+    if element.mask_score is not None:
+        out["mask_score"] = element.mask_score
+    if element.status != "pending":
+        out["status"] = element.status
+    return out
+
+
+def triplets_to_list(triplets: Iterable[Triplet]) -> list[dict[str, Any]]:
+    out = []
+    for triplet in triplets:
+        item: dict[str, Any] = {"key": str(triplet.key)}
+        by_role = {e.role: e for e in triplet.elements.all()}
+        for role in ROLES:
+            if role in by_role:
+                item[role] = element_to_dict(by_role[role])
+        out.append(item)
+    return out
+
+
+def annotation_to_dict(annotation: Annotation, *, include_des: bool = True) -> dict[str, Any]:
+    """The annotation part of an EmoVerse JSONL line (docs/emoverse-jsonl.md)."""
+    out: dict[str, Any] = {"triplets": triplets_to_list(annotation.triplets.all())}
+    if annotation.ces_label:
+        out["ces"] = {
+            "label": annotation.ces_label,
+            "confidence": annotation.ces_confidence,
+            "distribution": annotation.ces_distribution,
+        }
+    if include_des and annotation.des is not None:
+        out["des"] = des_to_list(annotation.des)
+    out["rationale"] = annotation.rationale
+    annotator: dict[str, Any] = {"kind": annotation.kind, "name": annotation.author_name}
+    if annotation.prompt_version:
+        annotator["prompt_version"] = annotation.prompt_version
+    out["annotator"] = annotator
+    return out
+
+
+def image_review_base(*, image: Image) -> Annotation | None:
+    """The annotation a reviewer starts from.
+
+    The pipeline's merged annotation when there is one, else the newest current
+    import or model annotation (an imported dataset with a single annotator).
+    """
+    current = image.annotations.filter(is_current=True)
+    for qs in (
+        current.filter(kind=AnnotationKind.MODEL, author_name=PIPELINE_AUTHOR),
+        current.filter(kind__in=[AnnotationKind.IMPORT, AnnotationKind.MODEL]),
+    ):
+        found = annotations_with_elements(qs.order_by("-version"))[:1]
+        if found:
+            return found[0]
+    return None
+
+
+def dataset_summaries():
+    """Datasets with image counts per status (one grouped query)."""
+    annotations = {f"n_{s}": Count("images", filter=Q(images__status=s)) for s in ImageStatus.values}
+    return Dataset.objects.annotate(n_images=Count("images"), **annotations).order_by("slug")
+
+
+def dataset_images(*, dataset, params=None):
+    """The dataset's images filtered by ``params`` (a QueryDict), oldest first, and the filter."""
+    base = Image.objects.filter(dataset=dataset).order_by("id")
+    image_filter = ImageFilter(params or {}, queryset=base)
+    return image_filter.qs, image_filter

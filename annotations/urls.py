@@ -1,0 +1,11 @@
+from django.urls import path
+
+from annotations import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("datasets/", views.dataset_list, name="dataset-list"),
+    path("datasets/<slug:slug>/", views.dataset_detail, name="dataset-detail"),
+    path("images/<int:pk>/file", views.image_file, name="image-file"),
+    path("images/<int:pk>/thumbnail", views.image_thumbnail, name="image-thumbnail"),
+]

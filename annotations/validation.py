@@ -1,0 +1,278 @@
+"""Validation of annotation values, shared by the importer, the services and the API.
+
+Every function takes untrusted values (parsed JSON) and either returns a
+normalised value or raises :class:`annotations.errors.InvalidAnnotation` with the
+field that is wrong and why. Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from annotations.domain import DES_DIM, EMOTIONS, ROLES
+from annotations.errors import InvalidAnnotation
+
+DISTRIBUTION_TOLERANCE = 1e-3
+MAX_PHRASE_LENGTH = 300
+MAX_TRIPLETS = 64
+
+
+@dataclass(frozen=True)
+class ElementInput:
+    role: str
+    phrase: str
+    box: tuple[float, float, float, float] | None = None
+    box_score: float | None = None
+    mask: dict | None = None  # {"size": [h, w], "counts": str}
+    mask_score: float | None = None
+    status: str = "pending"
+
+
+@dataclass(frozen=True)
+class TripletInput:
+    elements: tuple[ElementInput, ...]
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class CesInput:
+    label: str
+    confidence: float | None
+    distribution: dict[str, float] | None
+
+
+@dataclass(frozen=True)
+class AnnotationInput:
+    triplets: tuple[TripletInput, ...] = ()
+    ces: CesInput | None = None
+    des: bytes | None = None
+    rationale: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate_label(value: Any, field_name: str = "ces.label") -> str:
+    if not isinstance(value, str) or value.strip().lower() not in EMOTIONS:
+        raise InvalidAnnotation(field_name, f"unknown emotion {value!r}; expected one of {', '.join(EMOTIONS)}")
+    return value.strip().lower()
+
+
+def validate_distribution(value: Any, field_name: str = "ces.distribution") -> dict[str, float]:
+    """A mapping over the 8 emotions (missing ones count as 0) summing to 1 ± 1e-3."""
+    if not isinstance(value, Mapping):
+        raise InvalidAnnotation(field_name, "must be an object mapping emotions to probabilities")
+    unknown = sorted(set(value) - set(EMOTIONS))
+    if unknown:
+        raise InvalidAnnotation(field_name, f"unknown emotion(s) {', '.join(map(repr, unknown))}")
+    dist = {}
+    for emotion in EMOTIONS:
+        p = value.get(emotion, 0.0)
+        if not _is_number(p) or p < 0 or p > 1:
+            raise InvalidAnnotation(field_name, f"{emotion} must be a probability in [0, 1], got {p!r}")
+        dist[emotion] = float(p)
+    total = sum(dist.values())
+    if abs(total - 1.0) > DISTRIBUTION_TOLERANCE:
+        raise InvalidAnnotation(field_name, f"probabilities sum to {total:.6f}, not 1 (±{DISTRIBUTION_TOLERANCE})")
+    return dist
+
+
+def validate_ces(value: Any) -> CesInput:
+    if not isinstance(value, Mapping):
+        raise InvalidAnnotation("ces", "must be an object with label, confidence and distribution")
+    label = validate_label(value.get("label"))
+    confidence = value.get("confidence")
+    if confidence is not None and (not _is_number(confidence) or not 0 <= confidence <= 1):
+        raise InvalidAnnotation("ces.confidence", f"must be a number in [0, 1], got {confidence!r}")
+    distribution = value.get("distribution")
+    if distribution is not None:
+        distribution = validate_distribution(distribution)
+        if confidence is None:
+            confidence = distribution[label]
+    return CesInput(label=label, confidence=None if confidence is None else float(confidence), distribution=distribution)
+
+
+def validate_box(value: Any, width: int, height: int, field_name: str = "box") -> tuple[float, float, float, float]:
+    """Absolute pixel XYXY inside the image, with x0 < x1 and y0 < y1."""
+    if not isinstance(value, (list, tuple)) or len(value) != 4 or not all(_is_number(v) for v in value):
+        raise InvalidAnnotation(field_name, f"must be [x0, y0, x1, y1] in pixels, got {value!r}")
+    x0, y0, x1, y1 = (float(v) for v in value)
+    if not (x0 < x1 and y0 < y1):
+        raise InvalidAnnotation(field_name, f"needs x0 < x1 and y0 < y1, got {value!r}")
+    if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+        raise InvalidAnnotation(field_name, f"{value!r} lies outside the {width}x{height} image")
+    return (x0, y0, x1, y1)
+
+
+def rle_string_runs(counts: str) -> list[int]:
+    """Run lengths encoded in a compressed COCO RLE string (pycocotools' ``rleFrString``).
+
+    pycocotools decodes any string without checking that the runs cover the image
+    exactly, and then returns uninitialised memory, so validation needs the runs.
+    """
+    runs: list[int] = []
+    data = counts.encode("ascii")
+    p = 0
+    while p < len(data):
+        x, k, more = 0, 0, True
+        while more:
+            if p >= len(data):
+                raise ValueError("counts end in the middle of a number")
+            c = data[p] - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"character {chr(data[p])!r} is not in the RLE alphabet")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        runs.append(x)
+    return runs
+
+
+def validate_mask(value: Any, width: int, height: int, field_name: str = "mask", *, allow_empty: bool = False) -> dict | None:
+    """A COCO RLE of the image's size; compressed (string) or uncompressed (list) counts.
+
+    Returns the compressed form ``{"size": [h, w], "counts": str}``, or ``None``
+    for an empty mask when ``allow_empty`` is set.
+    """
+    if not isinstance(value, Mapping) or "size" not in value or "counts" not in value:
+        raise InvalidAnnotation(field_name, "must be a COCO RLE object with 'size' and 'counts'")
+    size = value["size"]
+    if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
+        raise InvalidAnnotation(field_name, f"size must be [height, width], got {size!r}")
+    if list(size) != [height, width]:
+        raise InvalidAnnotation(field_name, f"size {list(size)} differs from the image size [{height}, {width}]")
+    counts = value["counts"]
+    try:
+        if isinstance(counts, list):
+            if not all(isinstance(c, int) and c >= 0 for c in counts) or sum(counts) != height * width:
+                raise InvalidAnnotation(field_name, "uncompressed counts must be non-negative runs covering every pixel")
+            rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+        elif isinstance(counts, str) and counts:
+            runs = rle_string_runs(counts)
+            if any(r < 0 for r in runs) or sum(runs) != height * width:
+                raise InvalidAnnotation(field_name, "counts do not cover the image exactly (corrupt RLE)")
+            rle = {"size": [height, width], "counts": counts.encode("ascii")}
+        else:
+            raise InvalidAnnotation(field_name, "counts must be a non-empty string or a list of run lengths")
+        decoded = mask_utils.decode(rle)
+    except (UnicodeEncodeError, ValueError, TypeError) as exc:
+        raise InvalidAnnotation(field_name, f"counts are not valid COCO RLE ({exc})") from exc
+    if decoded.shape != (height, width):
+        raise InvalidAnnotation(field_name, "counts do not decode to the stated size")
+    # Re-encode: canonical compressed counts, and a check that the runs covered the image.
+    canonical = mask_utils.encode(np.asfortranarray(decoded))
+    if not decoded.any():
+        if allow_empty:
+            return None
+        raise InvalidAnnotation(field_name, "mask is empty (no foreground pixel)")
+    return {"size": [height, width], "counts": canonical["counts"].decode("ascii")}
+
+
+def validate_des(value: Any) -> bytes:
+    """A list of 1024 finite numbers → 4096 bytes of little-endian float32."""
+    if not isinstance(value, (list, tuple)):
+        raise InvalidAnnotation("des", f"must be a list of {DES_DIM} numbers")
+    if len(value) != DES_DIM:
+        raise InvalidAnnotation("des", f"has {len(value)} values, expected {DES_DIM}")
+    try:
+        array = np.asarray(value, dtype="<f4")
+    except (TypeError, ValueError) as exc:
+        raise InvalidAnnotation("des", "values must be numbers") from exc
+    if array.ndim != 1 or not np.isfinite(array).all():
+        raise InvalidAnnotation("des", "values must be finite numbers")
+    return array.tobytes()
+
+
+def des_to_list(data: bytes | memoryview | None) -> list[float] | None:
+    if data is None:
+        return None
+    return np.frombuffer(bytes(data), dtype="<f4").astype(float).tolist()
+
+
+def _score(value: Any, field_name: str) -> float | None:
+    if value is None:
+        return None
+    if not _is_number(value) or not 0 <= value <= 1:
+        raise InvalidAnnotation(field_name, f"must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def validate_element(value: Any, role: str, width: int, height: int, field_name: str) -> ElementInput:
+    if isinstance(value, str):
+        value = {"phrase": value}
+    if not isinstance(value, Mapping):
+        raise InvalidAnnotation(field_name, "must be an object with a phrase")
+    phrase = value.get("phrase")
+    if not isinstance(phrase, str) or not phrase.strip():
+        raise InvalidAnnotation(f"{field_name}.phrase", "must be a non-empty string")
+    phrase = " ".join(phrase.split())
+    if len(phrase) > MAX_PHRASE_LENGTH:
+        raise InvalidAnnotation(f"{field_name}.phrase", f"is longer than {MAX_PHRASE_LENGTH} characters")
+    box = value.get("box")
+    mask = value.get("mask")
+    status = value.get("status", "pending")
+    if status not in {"pending", "accepted", "edited", "rejected", "added"}:
+        raise InvalidAnnotation(f"{field_name}.status", f"unknown status {status!r}")
+    return ElementInput(
+        role=role,
+        phrase=phrase,
+        box=None if box is None else validate_box(box, width, height, f"{field_name}.box"),
+        box_score=_score(value.get("box_score"), f"{field_name}.box_score"),
+        mask=None if mask is None else validate_mask(mask, width, height, f"{field_name}.mask"),
+        mask_score=_score(value.get("mask_score"), f"{field_name}.mask_score"),
+        status=status,
+    )
+
+
+def validate_triplets(value: Any, width: int, height: int) -> tuple[TripletInput, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidAnnotation("triplets", "must be a list")
+    if len(value) > MAX_TRIPLETS:
+        raise InvalidAnnotation("triplets", f"more than {MAX_TRIPLETS} triplets")
+    triplets = []
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise InvalidAnnotation(f"triplets[{i}]", "must be an object with background, attribute, subject")
+        unknown = sorted(set(item) - set(ROLES) - {"key"})
+        if unknown:
+            raise InvalidAnnotation(f"triplets[{i}]", f"unknown key(s) {', '.join(unknown)}")
+        elements = tuple(
+            validate_element(item[role], role, width, height, f"triplets[{i}].{role}") for role in ROLES if item.get(role) is not None
+        )
+        if not elements:
+            raise InvalidAnnotation(f"triplets[{i}]", "has no element")
+        key = item.get("key")
+        if key is not None and not isinstance(key, str):
+            raise InvalidAnnotation(f"triplets[{i}].key", "must be a string")
+        triplets.append(TripletInput(elements=elements, key=key))
+    return tuple(triplets)
+
+
+def validate_annotation(value: Mapping[str, Any], width: int, height: int) -> AnnotationInput:
+    """Validate the annotation part of one EmoVerse JSONL object (see docs/emoverse-jsonl.md)."""
+    ces = value.get("ces")
+    des = value.get("des")
+    rationale = value.get("rationale") or ""
+    if not isinstance(rationale, str):
+        raise InvalidAnnotation("rationale", "must be a string")
+    return AnnotationInput(
+        triplets=validate_triplets(value.get("triplets"), width, height),
+        ces=None if ces is None else validate_ces(ces),
+        des=None if des is None else validate_des(des),
+        rationale=rationale,
+    )

@@ -1,0 +1,29 @@
+"""Root URLs. Each app owns its own ``urls.py`` (pages) and ``api_urls.py`` (REST)."""
+
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+urlpatterns = [
+    path("", include("annotations.urls")),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("django-admin/", admin.site.urls),
+    path("review/", include("review.urls")),
+    path("exports/", include("annotations.export_urls")),
+    path("api/exports/", include("annotations.export_api_urls")),
+    path("api/", include("annotations.api_urls")),
+    path("api/review/", include("review.api_urls")),
+    path("pipeline/", include("ml.urls")),
+    path("agreement/", include("agreement.urls")),
+    path("api/agreement/", include("agreement.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+if settings.DEBUG:
+    from django.conf.urls.static import static
+
+    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
