@@ -1,0 +1,65 @@
+"""``manage.py import_emoverse FILE.jsonl --images-dir DIR --dataset SLUG`` (docs/emoverse-jsonl.md)."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from annotations.importers import import_emoverse_jsonl
+from annotations.importers.emoverse_jsonl import DEFAULT_BATCH_SIZE
+from annotations.models import ImageSource
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+class Command(BaseCommand):
+    help = "Import an EmoVerse JSONL file (one image and annotation per line); bad lines are reported, good ones kept."
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", help="the JSONL file, or - for standard input")
+        parser.add_argument("--images-dir", required=True, help="folder the lines' image paths are relative to")
+        parser.add_argument("--dataset", required=True, help="dataset slug (created if it does not exist)")
+        parser.add_argument("--approved", action="store_true", help="import the lines as already-approved final annotations")
+        parser.add_argument("--source-default", default=ImageSource.WEB, choices=ImageSource.values,
+                            help="image source for lines without one (default: web)")
+        parser.add_argument("--user", default="", help="who runs the import, recorded as provenance (default: the OS user)")
+        parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="lines per transaction")
+        parser.add_argument("--show-errors", type=int, default=20, help="how many failed lines to print (default 20)")
+
+    def handle(self, *args, **options):
+        name = options["file"]
+        try:
+            stream = sys.stdin.buffer if name == "-" else open(Path(name), "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise CommandError(f"cannot open {name}: {exc.strerror or exc}") from exc
+        try:
+            report = import_emoverse_jsonl(
+                stream=stream, images_dir=options["images_dir"], dataset_slug=options["dataset"],
+                run_by=options["user"] or _os_user(), file_name=name, approved=options["approved"],
+                source_default=options["source_default"], batch_size=options["batch_size"],
+                max_errors=max(options["show_errors"], 0),
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+        self.stdout.write(
+            f"Import run {report.run.pk} into dataset {options['dataset']!r}: {report.imported} imported, "
+            f"{report.duplicates} skipped as duplicates, {report.failed} failed "
+            f"({report.images_created} new images, {report.annotations_created} new annotations)."
+        )
+        if report.errors:
+            self.stderr.write(f"First {len(report.errors)} of {report.failed} failed line(s):")
+            for error in report.errors:
+                self.stderr.write(f"  line {error.line}: {error.reason}")
+        if not report.ok:
+            raise CommandError(f"{report.failed} line(s) failed; the other lines were imported.")

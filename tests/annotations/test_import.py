@@ -1,0 +1,430 @@
+"""The EmoVerse JSONL import service and the ``import_emoverse`` command."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import IntegrityError
+from PIL import Image as PILImage
+
+from annotations.domain import DES_DIM
+from annotations.importers import import_emoverse_jsonl
+from annotations.models import (
+    Annotation,
+    AnnotationKind,
+    Dataset,
+    Decision,
+    Image,
+    ImageStatus,
+    ImportRun,
+)
+from tests.annotations.test_images import png_with_header_size
+from tests.factories import (
+    annotation_payload,
+    distribution_for,
+    png_bytes,
+    rect_mask_rle,
+)
+
+pytestmark = pytest.mark.django_db
+
+W, H = 64, 48
+
+
+class Workspace:
+    """An images folder with distinct PNGs and helpers to write and import JSONL."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.images = root / "images"
+        self.images.mkdir()
+        self.jsonl = root / "import.jsonl"
+
+    def add_png(self, name: str, seed: int, width: int = W, height: int = H) -> str:
+        path = self.images / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png_bytes(width, height, seed=seed))
+        return name
+
+    def line(self, name: str, *, annotator: str | None = "gpt-4o", kind: str = "model", **payload_kwargs) -> dict:
+        line = {"image": name, "source": "emoset", **annotation_payload(W, H, **payload_kwargs)}
+        if annotator is not None:
+            line["annotator"] = {"kind": kind, "name": annotator, "prompt_version": "annotate-v1"}
+        return line
+
+    def write(self, lines: list) -> Path:
+        with open(self.jsonl, "w", encoding="utf-8") as out:
+            out.writelines((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+        return self.jsonl
+
+    def run(self, lines: list | None = None, *, dataset: str = "imported", **kwargs):
+        if lines is not None:
+            self.write(lines)
+        with open(self.jsonl, "rb") as stream:
+            return import_emoverse_jsonl(
+                stream=stream, images_dir=self.images, dataset_slug=dataset, run_by=kwargs.pop("run_by", "tester"),
+                file_name=str(self.jsonl), **kwargs,
+            )
+
+
+@pytest.fixture
+def ws(tmp_path) -> Workspace:
+    return Workspace(tmp_path)
+
+
+def test_good_file_imports_images_and_model_annotations(ws, settings):
+    lines = [ws.line(ws.add_png(f"sub/dir/{i:04d}.png", seed=i)) for i in range(3)]
+    report = ws.run(lines)
+    assert (report.imported, report.duplicates, report.failed) == (3, 0, 0) and report.ok
+    dataset = Dataset.objects.get(slug="imported")  # created by the import
+    assert dataset.images.count() == 3
+    image = dataset.images.get(original_name="sub/dir/0001.png")
+    assert (image.width, image.height, image.source, image.status) == (W, H, "emoset", ImageStatus.IN_REVIEW)
+    assert image.thumbnail.name and (settings.MEDIA_ROOT / image.thumbnail.name).exists()
+    annotation = image.annotations.get()
+    assert (annotation.kind, annotation.author_name, annotation.prompt_version) == (AnnotationKind.MODEL, "gpt-4o", "annotate-v1")
+    assert annotation.import_run == report.run and annotation.decision == Decision.NONE
+    subject = annotation.triplets.get().elements.get(role="subject")
+    assert subject.box == [16.0, 12.0, 32.0, 24.0] and subject.mask["size"] == [H, W]
+    run = ImportRun.objects.get()
+    assert (run.imported, run.duplicates, run.failed, run.run_by) == (3, 0, 0, "tester") and run.finished_at
+
+
+def _bad_line_cases(ws: Workspace) -> dict:
+    """id -> (line as dict or raw string, expected reason). Bad lines use image ``bad.png`` when they need one."""
+    ws.add_png("bad.png", seed=99)
+    base = lambda **changes: {**ws.line("bad.png"), **changes}
+    mask_wrong_size = ws.line("bad.png")
+    mask_wrong_size["triplets"][0]["subject"]["mask"] = rect_mask_rle(W + 1, H, (1, 1, 5, 5))
+    box_outside = ws.line("bad.png")
+    box_outside["triplets"][0]["subject"]["box"] = [10, 10, W + 5, 20]
+    (ws.images / "text.jpg").write_text("this is a text file, not a JPEG\n")
+    jpeg = io.BytesIO()
+    PILImage.fromarray(np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)).save(jpeg, "JPEG")
+    (ws.images / "truncated.jpg").write_bytes(jpeg.getvalue()[:3000])
+    (ws.images / "bomb.png").write_bytes(png_with_header_size(100_000, 100_000))
+    outside = ws.root / "outside.png"
+    outside.write_bytes(png_bytes(W, H, seed=98))
+    os.symlink(outside, ws.images / "link.png")
+    return {
+        "malformed-json": ('{"image": "bad.png", "ces": ', "malformed JSON"),
+        "not-an-object": ("[1, 2, 3]", "not a JSON object (got list)"),
+        "missing-image-key": ({"source": "web", "rationale": "x"}, 'missing "image"'),
+        "unknown-key": (base(trplets=[]), "unknown key(s) 'trplets'"),
+        "unknown-emotion": (base(ces={"label": "joy", "confidence": 0.5}), "ces.label: unknown emotion 'joy'"),
+        "distribution-sum": (
+            base(ces={"label": "fear", "distribution": {**distribution_for("fear"), "fear": 0.9}}),
+            "not 1 (±0.001)",
+        ),
+        "box-outside": (box_outside, "lies outside the 64x48 image"),
+        "mask-size": (mask_wrong_size, "differs from the image size [48, 64]"),
+        "des-length": (base(des=[0.0] * (DES_DIM - 1)), f"has {DES_DIM - 1} values, expected {DES_DIM}"),
+        "unknown-source": (base(source="instagram"), "unknown source 'instagram'"),
+        "missing-annotator": ({k: v for k, v in ws.line("bad.png").items() if k != "annotator"}, "annotator: required"),
+        "bad-critic": (base(critic={"elements": [{"triplet_index": 3, "role": "subject", "verdict": "ok"}]}), "triplet_index"),
+        "missing-file": (ws.line("nowhere/0001.jpg"), "not found"),
+        "text-file-named-jpg": (ws.line("text.jpg"), "not an image"),
+        "truncated-jpeg": (ws.line("truncated.jpg"), "truncated"),
+        "decompression-bomb": (ws.line("bomb.png"), "decompression bomb"),
+        "dotdot-path": (ws.line("../outside.png"), "escapes --images-dir ('..')"),
+        "absolute-path": (ws.line(str(outside)), "absolute path"),
+        "symlink-outside": (ws.line("link.png"), "through a symbolic link"),
+        "width-mismatch": (base(width=W + 1), "the stored image is 64x48"),
+        "invalid-utf8": (b'{"image": "bad.png", "rationale": "\xff\xfe"}', "not valid UTF-8"),
+    }
+
+
+CASE_IDS = [
+    "malformed-json", "not-an-object", "missing-image-key", "unknown-key", "unknown-emotion", "distribution-sum",
+    "box-outside", "mask-size", "des-length", "unknown-source", "missing-annotator", "bad-critic", "missing-file",
+    "text-file-named-jpg", "truncated-jpeg", "decompression-bomb", "dotdot-path", "absolute-path", "symlink-outside",
+    "width-mismatch", "invalid-utf8",
+]
+
+
+@pytest.mark.parametrize("case", CASE_IDS)
+def test_bad_line_is_reported_with_its_number_and_the_good_lines_go_in(ws, settings, case):
+    bad, reason = _bad_line_cases(ws)[case]
+    good_before, good_after = ws.add_png("a.png", seed=1), ws.add_png("b.png", seed=2)
+    ws.write([ws.line(good_before)])
+    with open(ws.jsonl, "ab") as out:
+        out.write((bad if isinstance(bad, bytes) else (bad if isinstance(bad, str) else json.dumps(bad)).encode()) + b"\n")
+        out.write(json.dumps(ws.line(good_after)).encode() + b"\n")
+    report = ws.run()
+    assert (report.imported, report.failed) == (2, 1)
+    assert report.errors[0].line == 2
+    assert reason in report.errors[0].reason
+    # Nothing of the bad line was written: only the two good images and their files.
+    assert sorted(Image.objects.values_list("original_name", flat=True)) == ["a.png", "b.png"]
+    assert Annotation.objects.count() == 2
+    assert len(list((settings.MEDIA_ROOT / "images").rglob("*.png"))) == 2
+    assert ImportRun.objects.get().errors == [{"line": 2, "reason": report.errors[0].reason}]
+
+
+def test_line_longer_than_the_limit_is_skipped_without_reading_it_whole(ws):
+    huge = ws.line(ws.add_png("huge.png", seed=3))
+    huge["des"] = [0.123456789] * DES_DIM  # ~13 KB of numbers
+    good = ws.line(ws.add_png("good.png", seed=4))
+    report = ws.run([huge, good], max_line_bytes=4096)
+    assert (report.imported, report.failed) == (1, 1)
+    assert report.errors[0].line == 1 and "longer than the limit of 4,096 bytes" in report.errors[0].reason
+    assert Image.objects.get().original_name == "good.png"
+
+
+def test_rerunning_the_same_import_creates_nothing_new(ws):
+    lines = [ws.line(ws.add_png(f"{i}.png", seed=i), annotator=name) for i in range(3) for name in ("gpt-4o", "gemini-2.5-pro")]
+    lines.append({"image": ws.add_png("only-image.png", seed=50)})
+    first = ws.run(lines)
+    assert (first.imported, first.duplicates, first.images_created, first.annotations_created) == (7, 0, 4, 6)
+    counts = (Image.objects.count(), Annotation.objects.count())
+    second = ws.run()
+    assert (second.imported, second.duplicates, second.failed) == (0, 7, 0)
+    assert (Image.objects.count(), Annotation.objects.count()) == counts
+    assert ImportRun.objects.get(pk=second.run.pk).duplicates == 7
+
+
+def test_same_image_under_another_path_is_deduplicated_by_content(ws):
+    name = ws.add_png("a.png", seed=1)
+    (ws.images / "copy-of-a.png").write_bytes((ws.images / name).read_bytes())
+    report = ws.run([{"image": "a.png"}, {"image": "copy-of-a.png"}])
+    assert (report.imported, report.duplicates) == (1, 1)
+    assert Image.objects.get().original_name == "a.png"
+
+
+def test_two_model_annotators_on_one_image_both_go_in_and_set_agreement_and_priority(ws):
+    agree, disagree = ws.add_png("agree.png", seed=1), ws.add_png("disagree.png", seed=2)
+    report = ws.run([
+        ws.line(agree, annotator="gpt-4o", label="awe", confidence=0.7),
+        ws.line(agree, annotator="gemini-2.5-pro", label="awe", confidence=0.7),
+        ws.line(disagree, annotator="gpt-4o", label="awe", confidence=0.7),
+        ws.line(disagree, annotator="gemini-2.5-pro", label="fear", confidence=0.7),
+    ])
+    assert (report.imported, report.failed) == (4, 0)
+    agreeing, disagreeing = Image.objects.get(original_name=agree), Image.objects.get(original_name=disagree)
+    assert sorted(agreeing.annotations.values_list("author_name", flat=True)) == ["gemini-2.5-pro", "gpt-4o"]
+    assert agreeing.annotations.filter(is_current=True).count() == 2
+    assert agreeing.agreement == pytest.approx(1.0)
+    assert agreeing.priority == pytest.approx((1.0 + 0.7) / 2)
+    assert disagreeing.agreement < agreeing.agreement
+    assert disagreeing.priority < agreeing.priority  # the disagreement is reviewed first
+
+
+def test_priority_follows_confidence_low_first_with_one_annotator(ws):
+    low, high = ws.add_png("low.png", seed=1), ws.add_png("high.png", seed=2)
+    ws.run([ws.line(low, confidence=0.3), ws.line(high, confidence=0.9)])
+    images = {i.original_name: i for i in Image.objects.all()}
+    assert images[low].priority == pytest.approx(0.3) and images[high].priority == pytest.approx(0.9)
+    assert images[low].agreement is None and images[low].label == "fear"
+
+
+def test_pipeline_answer_sets_label_and_confidence(ws):
+    name = ws.add_png("a.png", seed=1)
+    ws.run([ws.line(name, annotator="gpt-4o", label="awe", confidence=0.6),
+            ws.line(name, annotator="pipeline", label="fear", confidence=0.8)])
+    image = Image.objects.get()
+    assert (image.label, image.confidence) == ("fear", pytest.approx(0.8))
+    assert image.agreement is None  # the merged answer is not an annotator
+
+
+def test_changed_line_from_the_same_annotator_makes_a_new_version(ws):
+    name = ws.add_png("a.png", seed=1)
+    ws.run([ws.line(name, label="fear")])
+    report = ws.run([ws.line(name, label="sadness")])
+    assert (report.imported, report.duplicates) == (1, 0)
+    versions = list(Annotation.objects.order_by("version").values_list("version", "ces_label", "is_current"))
+    assert versions == [(1, "fear", False), (2, "sadness", True)]
+
+
+def test_approved_import_records_final_annotations_and_provenance(ws):
+    names = [ws.add_png(f"{i}.png", seed=i) for i in range(2)]
+    lines = [ws.line(names[0], annotator="emoverse-release", kind="human"), ws.line(names[1], annotator=None)]
+    report = ws.run(lines, approved=True, run_by="alice")
+    assert (report.imported, report.failed) == (2, 0)
+    run = ImportRun.objects.get()
+    assert run.approved and run.run_by == "alice"
+    for image in Image.objects.all():
+        assert image.status == ImageStatus.APPROVED and image.label == "fear"
+        annotation = image.annotations.get()
+        assert annotation.kind == AnnotationKind.IMPORT and annotation.decision == Decision.APPROVED
+        assert annotation.import_run == run and "alice" in annotation.decision_reason
+    named = Annotation.objects.get(image__original_name=names[0])
+    assert named.author_name == "emoverse-release"
+    assert named.extra["annotator"] == {"kind": "human", "name": "emoverse-release", "prompt_version": "annotate-v1"}
+    assert Annotation.objects.get(image__original_name=names[1]).author_name == "import"
+    again = ws.run(approved=True, run_by="alice")
+    assert (again.imported, again.duplicates) == (0, 2)
+
+
+def test_model_import_never_reopens_a_reviewed_image(ws):
+    name = ws.add_png("a.png", seed=1)
+    ws.run([ws.line(name, annotator="curated")], approved=True)
+    ws.run([ws.line(name, annotator="gpt-4o", label="sadness")])
+    image = Image.objects.get()
+    assert image.status == ImageStatus.APPROVED and image.label == "fear"
+    assert image.annotations.filter(kind=AnnotationKind.MODEL, author_name="gpt-4o").exists()
+
+
+def test_human_annotator_and_des_are_imported(ws):
+    line = ws.line(ws.add_png("a.png", seed=1), annotator="alice", kind="human")
+    line["des"] = [i / DES_DIM for i in range(DES_DIM)]
+    report = ws.run([line])
+    assert (report.imported, report.failed) == (1, 0)
+    annotation = Annotation.objects.get()
+    assert (annotation.kind, annotation.author_name, annotation.author_user) == (AnnotationKind.HUMAN, "alice", None)
+    des = np.frombuffer(bytes(annotation.des), dtype="<f4")
+    assert des.shape == (DES_DIM,) and des[512] == pytest.approx(0.5)
+    image = Image.objects.get()
+    assert (image.status, image.label) == (ImageStatus.IN_REVIEW, "fear")
+
+
+def test_image_only_lines_create_new_images_for_the_pipeline(ws):
+    report = ws.run([{"image": ws.add_png("a.png", seed=1)}], source_default="flickr30k")
+    assert report.imported == 1 and report.annotations_created == 0
+    image = Image.objects.get()
+    assert (image.status, image.source) == (ImageStatus.NEW, "flickr30k")
+    assert not image.annotations.exists()
+
+
+def test_exif_rotated_jpeg_boxes_are_in_the_stored_frame(ws):
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # stored 64x48, displayed (and kept) as 48x64
+    buffer = io.BytesIO()
+    PILImage.fromarray(np.full((48, 64, 3), 90, dtype=np.uint8)).save(buffer, "JPEG", exif=exif.tobytes())
+    (ws.images / "rotated.jpg").write_bytes(buffer.getvalue())
+    portrait = {"image": "rotated.jpg", "annotator": {"kind": "model", "name": "gpt-4o"},
+                "triplets": [{"subject": {"phrase": "tall tower", "box": [0, 0, 48, 64]}}]}
+    landscape = {**portrait, "annotator": {"kind": "model", "name": "gemini-2.5-pro"},
+                 "triplets": [{"subject": {"phrase": "tall tower", "box": [0, 0, 64, 48]}}]}
+    report = ws.run([portrait, landscape])
+    assert (report.imported, report.failed) == (1, 1)
+    assert report.errors[0].line == 2 and "outside the 48x64 image" in report.errors[0].reason
+    image = Image.objects.get()
+    assert (image.width, image.height) == (48, 64)
+    assert PILImage.open(image.file.path).size == (48, 64)
+
+
+def test_cmyk_16bit_and_palette_images_import(ws):
+    buffer = io.BytesIO()
+    PILImage.fromarray(np.full((H, W, 3), 200, dtype=np.uint8)).convert("CMYK").save(buffer, "JPEG")
+    (ws.images / "cmyk.jpg").write_bytes(buffer.getvalue())
+    buffer = io.BytesIO()
+    PILImage.fromarray(np.arange(W * H, dtype=np.uint16).reshape(H, W) * 20).save(buffer, "PNG")
+    (ws.images / "deep.png").write_bytes(buffer.getvalue())
+    buffer = io.BytesIO()
+    PILImage.fromarray(np.random.default_rng(1).integers(0, 256, (H, W, 3), dtype=np.uint8)).convert("P").save(
+        buffer, "PNG", transparency=0)
+    (ws.images / "palette.png").write_bytes(buffer.getvalue())
+    report = ws.run([ws.line(name) for name in ("cmyk.jpg", "deep.png", "palette.png")])
+    assert (report.imported, report.failed) == (3, 0)
+    modes = {i.original_name: PILImage.open(i.file.path).mode for i in Image.objects.all()}
+    assert modes == {"cmyk.jpg": "RGB", "deep.png": "L", "palette.png": "P"}
+
+
+def test_a_database_error_rolls_back_only_its_line(ws, monkeypatch):
+    from annotations.importers import emoverse_jsonl
+
+    real = emoverse_jsonl.image_route_imported
+    calls = {"n": 0}
+
+    def route_failing_on_second_line(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise IntegrityError("simulated constraint failure")
+        return real(**kwargs)
+
+    monkeypatch.setattr(emoverse_jsonl, "image_route_imported", route_failing_on_second_line)
+    names = [ws.add_png(f"{i}.png", seed=i) for i in range(3)]
+    report = ws.run([ws.line(n) for n in names])
+    assert (report.imported, report.failed) == (2, 1)
+    assert report.errors[0].line == 2 and "simulated constraint failure" in report.errors[0].reason
+    # The image row and annotation written before the failure were rolled back with the line.
+    assert sorted(Image.objects.values_list("original_name", flat=True)) == ["0.png", "2.png"]
+    assert Annotation.objects.count() == 2
+
+
+class FailingStream(io.RawIOBase):
+    """A JSONL stream that breaks (like a lost disk) when line ``fail_at`` is read."""
+
+    def __init__(self, lines: list[bytes], fail_at: int):
+        self.lines, self.fail_at, self.read_count = lines, fail_at, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readline(self, size: int = -1) -> bytes:
+        if self.read_count >= len(self.lines):
+            return b""
+        self.read_count += 1
+        if self.read_count == self.fail_at:
+            raise OSError("simulated read error")
+        return self.lines[self.read_count - 1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lines_stream_in_and_each_batch_is_committed(ws):
+    lines = [(json.dumps({"image": ws.add_png(f"{i:02d}.png", seed=i)}) + "\n").encode() for i in range(40)]
+    stream = FailingStream(lines, fail_at=25)
+    with pytest.raises(OSError, match="simulated read error"):
+        import_emoverse_jsonl(stream=stream, images_dir=ws.images, dataset_slug="streamed", run_by="t", batch_size=10)
+    # The file was read lazily: the failure came at line 25, after two batches had been committed.
+    assert stream.read_count == 25
+    assert Image.objects.count() == 20  # batches 1-2 committed; batch 3 (lines 21-24) rolled back
+    run = ImportRun.objects.get()
+    assert run.imported == 20 and run.finished_at is not None
+    # Re-running the whole file picks up where it stopped.
+    with open(ws.jsonl, "wb") as out:
+        out.writelines(lines)
+    report = ws.run(dataset="streamed", batch_size=10)
+    assert (report.imported, report.duplicates) == (20, 20) and Image.objects.count() == 40
+
+
+def test_arguments_are_checked(ws):
+    with pytest.raises(ValueError, match="not a directory"):
+        import_emoverse_jsonl(stream=io.BytesIO(b""), images_dir=ws.root / "nope", dataset_slug="x", run_by="t")
+    with pytest.raises(ValueError, match="unknown default source"):
+        import_emoverse_jsonl(stream=io.BytesIO(b""), images_dir=ws.images, dataset_slug="x", run_by="t", source_default="tv")
+
+
+# --- the management command ---------------------------------------------------------------
+
+
+def _call(ws: Workspace, *args: str) -> tuple[str, str, int]:
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command("import_emoverse", str(ws.jsonl), "--images-dir", str(ws.images), *args, stdout=out, stderr=err)
+        code = 0
+    except CommandError as exc:
+        err.write(str(exc))
+        code = exc.returncode
+    return out.getvalue(), err.getvalue(), code
+
+
+def test_command_prints_summary_and_errors_and_exits_non_zero_on_failure(ws):
+    ws.write([ws.line(ws.add_png("a.png", seed=1)), "not json", ws.line("missing.png")])
+    out, err, code = _call(ws, "--dataset", "cmd", "--user", "bob")
+    assert code == 1
+    assert "1 imported, 0 skipped as duplicates, 2 failed" in out
+    assert "line 2: malformed JSON" in err and "line 3: missing.png: image file not found" in err
+    assert ImportRun.objects.get().run_by == "bob"
+
+
+def test_command_exits_zero_when_every_line_went_in_and_records_the_os_user(ws, monkeypatch):
+    monkeypatch.setattr("getpass.getuser", lambda: "osuser")
+    ws.write([ws.line(ws.add_png("a.png", seed=1))])
+    out, err, code = _call(ws, "--dataset", "cmd", "--approved", "--batch-size", "1")
+    assert code == 0 and "1 imported, 0 skipped as duplicates, 0 failed" in out and err == ""
+    run = ImportRun.objects.get()
+    assert run.run_by == "osuser" and run.approved
+    out, _, code = _call(ws, "--dataset", "cmd", "--approved")
+    assert code == 0 and "0 imported, 1 skipped as duplicates" in out
+
+
+def test_command_refuses_a_missing_file(ws):
+    with pytest.raises(CommandError, match="cannot open"):
+        call_command("import_emoverse", str(ws.root / "none.jsonl"), "--images-dir", str(ws.images), "--dataset", "x")
