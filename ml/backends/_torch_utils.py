@@ -1,0 +1,158 @@
+"""Shared plumbing of the torch backends: devices, local model folders, batching, caches.
+
+Only modules under ``ml/backends`` import this (and torch); the web process never does.
+"""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import torch
+
+from ml.types import BackendNotConfigured, ImageInput
+
+T = TypeVar("T")
+V = TypeVar("V")
+
+CONFIG_FILE = "config.json"
+PROCESSOR_FILES = "preprocessor_config.json|processor_config.json"
+WEIGHT_FILES = "model.safetensors|model.safetensors.index.json|pytorch_model.bin|pytorch_model.bin.index.json"
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` (CUDA when visible, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``."""
+    if not isinstance(device, str):
+        raise BackendNotConfigured(
+            f"option 'device' must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
+        )
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise BackendNotConfigured(
+            f"option 'device' must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
+        ) from exc
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BackendNotConfigured(
+                f"option device={device!r} but no CUDA device is visible; use 'cpu' or 'auto'"
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise BackendNotConfigured(
+                f"option device={device!r} but only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
+    elif resolved.type != "cpu":
+        raise BackendNotConfigured(
+            f"option 'device' must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
+        )
+    return resolved
+
+
+def model_folder(
+    path: str | Path | None,
+    *,
+    what: str,
+    option: str = "model_path",
+    required: Sequence[str] = (),
+) -> Path:
+    """The local model folder ``path``, checked to hold every file of ``required``.
+
+    Each entry of ``required`` lists alternatives separated by ``|``. Raises
+    :class:`BackendNotConfigured` naming the option and the exact missing path.
+    """
+    if not path:
+        raise BackendNotConfigured(
+            f"{what}: set option '{option}' to a local model folder (Hugging Face format)"
+        )
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise BackendNotConfigured(f"{what}: option {option}={str(path)!r}: folder {folder} does not exist")
+    for alternatives in required:
+        names = alternatives.split("|")
+        if not any((folder / name).is_file() for name in names):
+            raise BackendNotConfigured(
+                f"{what}: folder {folder} (option {option}) is incomplete: missing {folder / names[0]}"
+                + (f" (or {', '.join(names[1:])})" if len(names) > 1 else "")
+            )
+    return folder
+
+
+def model_file(path: str | Path | None, *, what: str, option: str, example: str) -> Path:
+    """The local file ``path``; :class:`BackendNotConfigured` naming the option and path otherwise."""
+    if not path:
+        raise BackendNotConfigured(f"{what}: set option '{option}' to a local file, e.g. {example}")
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise BackendNotConfigured(f"{what}: option {option}={str(path)!r}: file {file} does not exist")
+    return file
+
+
+def positive_int(value: object, option: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise BackendNotConfigured(f"option '{option}' must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def unit_float(value: object, option: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise BackendNotConfigured(f"option '{option}' must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def image_fingerprint(image: ImageInput) -> tuple[str, int, int, int, int]:
+    """Cache key of an image: its ``key`` plus size and a CRC of its bytes (a changed file misses)."""
+    return (
+        image.key,
+        image.width,
+        image.height,
+        len(image.data),
+        zlib.crc32(image.data),
+    )
+
+
+class LRUCache(Generic[V]):
+    """A thread-safe least-recently-used mapping holding at most ``size`` values (0 disables it)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict[object, V] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: object) -> V | None:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return self._items[key]
+            self.misses += 1
+            return None
+
+    def put(self, key: object, value: V) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,0 +1,55 @@
+"""Critic backend: an LLM behind an OpenAI-compatible endpoint checks both annotations.
+
+It sees the image, the candidate triplets, the calibrated label and both
+annotators' answers, reasons step by step, and returns a verdict for every
+element and for the label (validated by :func:`ml.parsing.parse_critic`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ml.backends.openai_chat import ChatEndpoint
+from ml.parsing import CRITIC_SCHEMA, check_completion, parse_critic
+from ml.prompts import load_prompt, render_critic
+from ml.types import (
+    AnnotatorResult,
+    CalibrationResult,
+    CriticResult,
+    ImageInput,
+    PhraseTriplet,
+    StageError,
+)
+
+
+class OpenAICritic:
+    """Options: ``name``, ``prompt`` (default ``critic_v1``) and every option of
+    :class:`ml.backends.openai_chat.ChatEndpoint`."""
+
+    def __init__(self, *, name: str = "critic", prompt: str = "critic_v1", **endpoint: Any):
+        self.name = name
+        self.prompt = load_prompt(prompt)
+        self.endpoint = ChatEndpoint(**{"max_tokens": 2048, **endpoint})
+
+    def describe(self) -> str:
+        return f"{self.endpoint.describe()}, prompt {self.prompt.version}"
+
+    def review(
+        self,
+        image: ImageInput,
+        results: Sequence[AnnotatorResult],
+        calibration: CalibrationResult,
+        triplets: Sequence[PhraseTriplet] | None = None,
+    ) -> CriticResult:
+        candidates, text = render_critic(self.prompt, results, calibration, triplets)
+        completion = self.endpoint.complete(
+            [self.endpoint.user_message(text, image)], schema_name="emoverse_critic", schema=CRITIC_SCHEMA
+        )
+        try:
+            raw = check_completion(completion.text, finish_reason=completion.finish_reason, refusal=completion.refusal)
+            return parse_critic(
+                raw, model=self.name, prompt_version=self.prompt.version, triplets=candidates, usage=completion.usage
+            )
+        except StageError as exc:
+            raise StageError(f"{self.name}: {exc.reason}", raw_output=exc.raw_output) from exc

@@ -1,0 +1,168 @@
+"""Annotator and Critic backends: a local Qwen2.5-VL folder through transformers.
+
+``model_path`` is a folder in Hugging Face format (``config.json``,
+``model*.safetensors``, the processor and tokenizer files, a chat template),
+e.g. ``hf download Qwen/Qwen2.5-VL-7B-Instruct --local-dir /models/qwen2.5-vl-7b``.
+It is loaded with ``local_files_only=True``: nothing is fetched at run time.
+The model is loaded once per process and shared by an annotator and a critic
+pointing at the same folder. Prompts and answer validation are the same as the
+OpenAI-compatible backends (:mod:`ml.prompts`, :mod:`ml.parsing`).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image as PILImage
+from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+from ml.parsing import check_completion, parse_annotation, parse_critic
+from ml.prompts import load_prompt, render_critic
+from ml.types import (
+    AnnotatorResult,
+    BackendNotConfigured,
+    CalibrationResult,
+    CriticResult,
+    ImageInput,
+    PhraseTriplet,
+    StageError,
+    Usage,
+)
+
+DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+REQUIRED_FILES = ("config.json", "preprocessor_config.json|processor_config.json", "tokenizer.json|vocab.json")
+
+
+def _check_folder(model_path: str) -> Path:
+    path = Path(model_path).expanduser()
+    if not path.is_dir():
+        raise BackendNotConfigured(
+            f"Qwen2.5-VL folder {path} does not exist: download it with "
+            f"`hf download Qwen/Qwen2.5-VL-7B-Instruct --local-dir {path}` and set options.model_path"
+        )
+    for alternatives in REQUIRED_FILES:
+        if not any((path / name).is_file() for name in alternatives.split("|")):
+            raise BackendNotConfigured(f"Qwen2.5-VL folder {path} has no {alternatives.replace('|', ' or ')}")
+    return path
+
+
+@functools.lru_cache(maxsize=2)
+def load_qwen(model_path: str, device: str, dtype: str, min_pixels: int | None, max_pixels: int | None) -> QwenVL:
+    """Load (once per process) the model and processor of one folder."""
+    return QwenVL(_check_folder(model_path), device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels)
+
+
+class QwenVL:
+    """The loaded model: chat-template a prompt with one image, generate greedily."""
+
+    def __init__(self, path: Path, *, device: str, dtype: str, min_pixels: int | None, max_pixels: int | None):
+        if dtype not in DTYPES:
+            raise BackendNotConfigured(f"option 'dtype' must be one of {sorted(DTYPES)}, got {dtype!r}")
+        self.path = path
+        self.device = torch.device(device)
+        pixel_options = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
+        self.processor = AutoProcessor.from_pretrained(path, local_files_only=True, **pixel_options)
+        self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            path, local_files_only=True, dtype=DTYPES[dtype]
+        ).to(self.device)
+        self.model.eval()
+        self._lock = threading.Lock()  # one generate() at a time per loaded model
+
+    def generation_options(self) -> dict[str, Any]:
+        """Extra keyword arguments for ``generate`` (a hook for logits processors)."""
+        return {}
+
+    def generate(self, prompt: str, image: ImageInput, *, max_new_tokens: int) -> tuple[str, str, Usage]:
+        """Return ``(text, finish_reason, usage)``; finish_reason is ``stop`` or ``length``."""
+        try:
+            pil = PILImage.open(io.BytesIO(image.data)).convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise StageError(f"cannot decode image {image.key}: {exc}") from exc
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        inputs = self.processor(text=[text], images=[pil], return_tensors="pt").to(self.device)
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        with self._lock, torch.inference_mode():
+            output = self.model.generate(
+                **inputs, max_new_tokens=max_new_tokens, do_sample=False, **self.generation_options()
+            )
+        generated = output[0, inputs["input_ids"].shape[1] :].tolist()
+        stopped = bool(generated) and generated[-1] in eos_ids
+        finish_reason = "stop" if stopped or len(generated) < max_new_tokens else "length"
+        answer = self.processor.tokenizer.decode(generated, skip_special_tokens=True)
+        usage = Usage(prompt_tokens=int(inputs["input_ids"].shape[1]), completion_tokens=len(generated))
+        return answer, finish_reason, usage
+
+
+class _QwenBackend:
+    def __init__(
+        self,
+        *,
+        name: str,
+        model_path: str,
+        prompt: str,
+        device: str = "cpu",
+        dtype: str = "auto",
+        max_new_tokens: int = 1024,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+    ):
+        self.name = name
+        self.prompt = load_prompt(prompt)
+        self.max_new_tokens = max_new_tokens
+        self.qwen = load_qwen(str(model_path), device, dtype, min_pixels, max_pixels)
+
+    def describe(self) -> str:
+        return f"Qwen2.5-VL from {self.qwen.path} on {self.qwen.device}, prompt {self.prompt.version}"
+
+    def _ask(self, text: str, image: ImageInput) -> tuple[str, Usage]:
+        answer, finish_reason, usage = self.qwen.generate(text, image, max_new_tokens=self.max_new_tokens)
+        try:
+            return check_completion(answer, finish_reason=finish_reason), usage
+        except StageError as exc:
+            raise StageError(f"{self.name}: {exc.reason}", raw_output=exc.raw_output) from exc
+
+
+class QwenVLAnnotator(_QwenBackend):
+    """Options: ``name``, ``model_path``, ``device`` (``cpu``, ``cuda``, ``cuda:1``),
+    ``dtype`` (``auto``, ``bfloat16``, ``float16``, ``float32``), ``max_new_tokens``,
+    ``min_pixels``/``max_pixels`` (image resolution bounds of the processor) and
+    ``prompt`` (default ``annotate_v1``)."""
+
+    def __init__(self, *, name: str, model_path: str, prompt: str = "annotate_v1", **options: Any):
+        super().__init__(name=name, model_path=model_path, prompt=prompt, **options)
+
+    def annotate(self, image: ImageInput) -> AnnotatorResult:
+        raw, usage = self._ask(self.prompt.text, image)
+        try:
+            return parse_annotation(raw, model=self.name, prompt_version=self.prompt.version, usage=usage)
+        except StageError as exc:
+            raise StageError(f"{self.name}: {exc.reason}", raw_output=exc.raw_output) from exc
+
+
+class QwenVLCritic(_QwenBackend):
+    """Same options as :class:`QwenVLAnnotator`; ``prompt`` defaults to ``critic_v1``."""
+
+    def __init__(self, *, model_path: str, name: str = "critic", prompt: str = "critic_v1", **options: Any):
+        super().__init__(name=name, model_path=model_path, prompt=prompt, **options)
+
+    def review(
+        self,
+        image: ImageInput,
+        results: Sequence[AnnotatorResult],
+        calibration: CalibrationResult,
+        triplets: Sequence[PhraseTriplet] | None = None,
+    ) -> CriticResult:
+        candidates, text = render_critic(self.prompt, results, calibration, triplets)
+        raw, usage = self._ask(text, image)
+        try:
+            return parse_critic(raw, model=self.name, prompt_version=self.prompt.version, triplets=candidates, usage=usage)
+        except StageError as exc:
+            raise StageError(f"{self.name}: {exc.reason}", raw_output=exc.raw_output) from exc

@@ -1,0 +1,98 @@
+"""Segmenter backend: SAM through transformers (``SamModel``), from a local folder.
+
+``model_path`` is a folder in Hugging Face format (``config.json``, the weights,
+the processor config), e.g.
+``hf download facebook/sam-vit-huge --local-dir /models/sam-vit-huge``, loaded
+once with ``local_files_only=True``.
+
+The image embedding (the expensive part: the ViT encoder) is computed once per
+image, ``batch_size`` images per encoder pass, and kept in an LRU cache of
+``cache_size`` entries keyed by ``ImageInput.key`` (plus the image's size and a
+CRC of its bytes), so :meth:`refine` after :meth:`segment` (or a second click)
+only runs the small prompt encoder and mask decoder (see
+:class:`ml.backends._sam_common.CachedSamSegmenter`).
+
+Masks come back at the image's full size as COCO RLE, with SAM's predicted IoU
+(clipped to [0, 1]) as :attr:`ml.types.Mask.score`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from transformers import SamModel, SamProcessor
+
+from ml.backends._sam_common import CachedSamSegmenter, Embedded
+from ml.backends._torch_utils import (
+    CONFIG_FILE,
+    PROCESSOR_FILES,
+    WEIGHT_FILES,
+    model_folder,
+    resolve_device,
+)
+from ml.backends._vision import decode_image
+from ml.types import ImageInput
+
+WHAT = "SAM (transformers)"
+REQUIRED_FILES = (CONFIG_FILE, PROCESSOR_FILES, WEIGHT_FILES)
+
+
+class HFSamSegmenter(CachedSamSegmenter):
+    """Options: ``model_path`` (local folder, required), ``device`` (``auto``, ``cpu``,
+    ``cuda``, ``cuda:N``; default ``auto``), ``batch_size`` (images per encoder pass;
+    default 4) and ``cache_size`` (image embeddings kept; default 32, 0 disables)."""
+
+    def __init__(self, *, model_path: str, device: str = "auto", batch_size: int = 4, cache_size: int = 32):
+        super().__init__(batch_size=batch_size, cache_size=cache_size)
+        self.path = model_folder(model_path, what=WHAT, required=REQUIRED_FILES)
+        self.device = resolve_device(device)
+        self.processor = SamProcessor.from_pretrained(self.path, local_files_only=True)
+        self.model = SamModel.from_pretrained(self.path, local_files_only=True)
+        self.model.to(self.device).eval()
+
+    def describe(self) -> str:
+        return f"SAM (transformers) from {self.path} on {self.device}"
+
+    def _encode(self, images: Sequence[ImageInput]) -> list[Embedded]:
+        encoded = self.processor(images=[decode_image(image) for image in images], return_tensors="pt")
+        with self._lock, torch.inference_mode():
+            features = self.model.get_image_embeddings(encoded["pixel_values"].to(self.device))
+        return [
+            Embedded(
+                features=features[k : k + 1],
+                original_size=tuple(int(v) for v in encoded["original_sizes"][k]),
+                input_size=tuple(int(v) for v in encoded["reshaped_input_sizes"][k]),
+            )
+            for k in range(len(images))
+        ]
+
+    def _predict(
+        self,
+        embedded: Embedded,
+        *,
+        multimask: bool,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        boxes: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # Original pixels -> the resized model input (what SamProcessor does to prompts).
+        (h, w), (ih, iw) = embedded.original_size, embedded.input_size
+        scale = np.array([iw / w, ih / h], dtype=np.float32)
+        prompts: dict[str, torch.Tensor] = {}
+        if points is not None:
+            prompts["input_points"] = torch.from_numpy(points * scale)[None, None]  # (1, 1, n, 2)
+            prompts["input_labels"] = torch.from_numpy(labels)[None, None]  # (1, 1, n)
+        if boxes is not None:
+            prompts["input_boxes"] = torch.from_numpy(boxes * np.tile(scale, 2))[None]  # (1, P, 4)
+        with self._lock, torch.inference_mode():
+            outputs = self.model(
+                image_embeddings=embedded.features,
+                multimask_output=multimask,
+                **{k: v.to(self.device) for k, v in prompts.items()},
+            )
+            masks = self.processor.post_process_masks(
+                [outputs.pred_masks[0].float().cpu()], [embedded.original_size], [embedded.input_size]
+            )[0]
+        return masks.numpy(), outputs.iou_scores[0].float().cpu().numpy()

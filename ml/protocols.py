@@ -1,0 +1,116 @@
+"""One Protocol per pipeline stage. Backends live in ``ml/backends/<name>.py``.
+
+A backend is constructed once per worker process from keyword options given in
+settings (see ``ml/registry.py``); construction loads weights from a local path
+or prepares a client for an endpoint and raises
+:class:`ml.types.BackendNotConfigured` when something is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ml.types import (
+    AnnotatorResult,
+    Box,
+    CalibrationResult,
+    CriticResult,
+    Detection,
+    ImageInput,
+    Mask,
+    PhraseTriplet,
+)
+
+
+@runtime_checkable
+class Annotator(Protocol):
+    """A VLM that labels one image: triplets, CES distribution, rationale."""
+
+    name: str
+
+    def annotate(self, image: ImageInput) -> AnnotatorResult:
+        """Raise :class:`ml.types.StageError` on malformed, refused or truncated output."""
+        ...
+
+
+@runtime_checkable
+class Calibrator(Protocol):
+    def calibrate(
+        self,
+        image: ImageInput,
+        results: Sequence[AnnotatorResult],
+        temperatures: Mapping[str, float],
+        classifier_distribution: Mapping[str, float] | None = None,
+    ) -> CalibrationResult:
+        """Apply per-model temperatures (1.0 = identity) and merge the annotators.
+
+        ``classifier_distribution`` is the configured :class:`EmotionClassifier`'s
+        answer for this image, blended into the merge when given.
+        """
+        ...
+
+
+@runtime_checkable
+class Critic(Protocol):
+    def review(
+        self,
+        image: ImageInput,
+        results: Sequence[AnnotatorResult],
+        calibration: CalibrationResult,
+        triplets: Sequence[PhraseTriplet] | None = None,
+    ) -> CriticResult:
+        """Judge every element of ``triplets`` (the candidates that will be stored;
+        default: :func:`ml.triplets.merge_triplets` of ``results``) and the label."""
+        ...
+
+
+@runtime_checkable
+class Grounder(Protocol):
+    def ground(
+        self, images: Sequence[ImageInput], phrases: Sequence[Sequence[str]]
+    ) -> list[list[Detection]]:
+        """Batched: ``phrases[i]`` are grounded in ``images[i]``; one Detection per phrase."""
+        ...
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    def segment(
+        self, images: Sequence[ImageInput], boxes: Sequence[Sequence[Box]]
+    ) -> list[list[Mask]]:
+        """Batched: one mask per box, each the size of its image."""
+        ...
+
+    def refine(
+        self,
+        image: ImageInput,
+        box: Box | None,
+        points: Sequence[tuple[float, float]],
+        point_labels: Sequence[int],
+    ) -> Mask:
+        """Click-to-refine: positive (1) / negative (0) clicks, optional box.
+
+        Reuses the cached image embedding when ``image.key`` was embedded before.
+        """
+        ...
+
+
+@runtime_checkable
+class DesEncoder(Protocol):
+    def encode(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """Return an ``(n, 1024)`` float32 array, one DES vector per image."""
+        ...
+
+
+@runtime_checkable
+class EmotionClassifier(Protocol):
+    """An image classifier over the 8 Mikels emotions (an EmoViT-style second opinion)."""
+
+    name: str
+
+    def predict(self, images: Sequence[ImageInput]) -> list[dict[str, float]]:
+        """One probability distribution over :data:`ml.types.EMOTIONS` per image."""
+        ...

@@ -1,0 +1,116 @@
+"""Reads of pipeline runs, stage progress and calibration temperatures."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.db.models import Count, QuerySet
+
+from annotations.models import Dataset
+from ml.models import (
+    CalibrationVersion,
+    PipelineRun,
+    RunStatus,
+    StageResult,
+    StageStatus,
+)
+
+
+def latest_temperatures() -> dict[str, float]:
+    """The newest fitted temperature per model name; a model without one is absent (identity 1.0)."""
+    latest: dict[str, float] = {}
+    rows = CalibrationVersion.objects.order_by("model_name", "-version").values_list("model_name", "temperature")
+    for name, temperature in rows:
+        latest.setdefault(name, temperature)
+    return latest
+
+
+def dataset_runs(*, dataset: Dataset, pipeline_version: str) -> QuerySet[PipelineRun]:
+    return PipelineRun.objects.filter(image__dataset=dataset, pipeline_version=pipeline_version)
+
+
+@dataclass
+class StageProgress:
+    stage: str
+    waiting: int = 0
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.waiting + self.running + self.done + self.failed
+
+    @property
+    def percent_done(self) -> int:
+        return round(100 * self.done / self.total) if self.total else 0
+
+
+@dataclass
+class Progress:
+    pipeline_version: str
+    images: int
+    runs: dict[str, int]
+    stages: list[StageProgress] = field(default_factory=list)
+    failures: list[PipelineRun] = field(default_factory=list)
+
+    @property
+    def total_runs(self) -> int:
+        return sum(self.runs.values())
+
+    @property
+    def active(self) -> bool:
+        return bool(self.runs.get(RunStatus.QUEUED) or self.runs.get(RunStatus.RUNNING))
+
+    @property
+    def percent_done(self) -> int:
+        finished = self.runs.get(RunStatus.DONE, 0) + self.runs.get(RunStatus.FAILED, 0)
+        return round(100 * finished / self.total_runs) if self.total_runs else 0
+
+
+def dataset_progress(
+    *, dataset: Dataset, pipeline_version: str, stage_names: list[str], failures_limit: int = 50
+) -> Progress:
+    """Runs by status, and per stage: waiting, running, done, failed (three grouped queries).
+
+    A stage is *waiting* for an unfinished run that has not reached it (or waits for a
+    retry); runs that failed earlier do not count toward later stages.
+    """
+    runs = dataset_runs(dataset=dataset, pipeline_version=pipeline_version)
+    by_status = {r["status"]: r["n"] for r in runs.values("status").annotate(n=Count("id"))}
+    active = by_status.get(RunStatus.QUEUED, 0) + by_status.get(RunStatus.RUNNING, 0)
+    rows = (
+        StageResult.objects.filter(run__in=runs)
+        .values("stage", "status", "run__status")
+        .annotate(n=Count("id"))
+    )
+    per_stage: dict[str, StageProgress] = {}
+    started_active: dict[str, int] = defaultdict(int)
+    for row in rows:
+        progress = per_stage.setdefault(row["stage"], StageProgress(row["stage"]))
+        if row["status"] == StageStatus.QUEUED:
+            continue  # counted as waiting below
+        setattr(progress, row["status"], getattr(progress, row["status"]) + row["n"])
+        if row["run__status"] in (RunStatus.QUEUED, RunStatus.RUNNING):
+            started_active[row["stage"]] += row["n"]
+    names = list(stage_names) + sorted(s for s in per_stage if s not in stage_names)
+    ordered = []
+    for stage in names:
+        progress = per_stage.get(stage, StageProgress(stage))
+        progress.waiting = active - started_active.get(stage, 0)
+        ordered.append(progress)
+    failures = list(
+        runs.filter(status=RunStatus.FAILED).select_related("image").order_by("-updated_at")[:failures_limit]
+    )
+    return Progress(
+        pipeline_version=pipeline_version,
+        images=dataset.images.count(),
+        runs=by_status,
+        stages=ordered,
+        failures=failures,
+    )
+
+
+def run_stage_outputs(*, run: PipelineRun) -> dict[str, StageResult]:
+    return {s.stage: s for s in run.stages.all()}

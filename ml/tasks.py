@@ -1,0 +1,178 @@
+"""Celery tasks of the pre-annotation pipeline: thin wrappers around ``ml.runs``.
+
+One canvas per image (``preannotation_canvas``)::
+
+    group(annotate(run, name) for each annotator)   # io queue (gpu for a local model), in parallel
+    | calibrate(run)                                # io queue (gpu when a classifier is configured)
+    | critic(run)                                   # io queue (gpu for a local model)
+    | gpu_ground_segment(run)                       # gpu queue, batched with other ready runs
+
+Tasks take IDs and are idempotent (``PipelineRun`` is unique per image and
+pipeline version; a stage that is done is not redone), ``acks_late`` with
+``reject_on_worker_lost`` so a killed worker's task is delivered again, and
+retry transient errors (timeouts, 429/5xx, a batch held elsewhere) with
+exponential backoff. Permanent failures are recorded and end the chain quietly:
+the next tasks see a failed run and do nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from celery import Task, chain, group, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+
+from ml import runs
+from ml.types import BackendNotConfigured, StageError
+
+logger = logging.getLogger(__name__)
+
+_ML = settings.EMOVERSE_ML if isinstance(settings.EMOVERSE_ML, dict) else {}
+IO_SOFT_TIME_LIMIT = int(_ML.get("io_soft_time_limit", 300))
+GPU_SOFT_TIME_LIMIT = int(_ML.get("gpu_soft_time_limit", 900))
+MAX_RETRIES = int(_ML.get("max_retries", 6))
+BACKOFF_BASE_S = float(_ML.get("retry_backoff_s", 5.0))
+BACKOFF_MAX_S = 600.0
+EAGER_MAX_PAUSE_S = 0.5
+
+COMMON = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "max_retries": MAX_RETRIES,
+}
+IO_TASK = {**COMMON, "soft_time_limit": IO_SOFT_TIME_LIMIT, "time_limit": IO_SOFT_TIME_LIMIT + 30}
+GPU_TASK = {**COMMON, "soft_time_limit": GPU_SOFT_TIME_LIMIT, "time_limit": GPU_SOFT_TIME_LIMIT + 60}
+
+
+def backoff(retries: int) -> float:
+    """Exponential backoff with full jitter: up to base * 2^retries seconds, capped."""
+    return random.uniform(0.5, 1.0) * min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**retries)
+
+
+def _execute(task: Task, run_id: int, stage: str, work: Callable[[], None]) -> None:
+    """Run ``work``; retry transient failures, record the rest as the stage's failure.
+
+    On a worker, a transient failure is retried through the broker with backoff. In
+    eager mode (the embedded demo, no broker) it is retried in place after a short pause.
+    """
+    attempt = task.request.retries or 0
+    while True:
+        try:
+            work()
+            return
+        except SoftTimeLimitExceeded:
+            error = StageError(f"{stage}: soft time limit exceeded", transient=True)
+        except StageError as exc:
+            error = exc
+        except BackendNotConfigured as exc:
+            logger.error("run %s stage %s: backend not configured: %s", run_id, stage, exc)
+            runs.stage_failed(run_id, stage, StageError(f"not configured: {exc}"))
+            return
+        if not error.transient:
+            logger.warning("run %s stage %s failed: %s", run_id, stage, error.reason)
+            runs.stage_failed(run_id, stage, error)
+            return
+        if attempt >= task.max_retries:
+            runs.stage_failed(run_id, stage, error, gave_up=True)
+            return
+        runs.stage_retrying(run_id, stage, error.reason)
+        countdown = backoff(attempt)
+        if not (task.request.is_eager or task.request.called_directly):
+            raise task.retry(exc=error, countdown=countdown)
+        time.sleep(min(countdown, EAGER_MAX_PAUSE_S))
+        attempt += 1
+
+
+@shared_task(**IO_TASK)
+def annotate(self: Task, run_id: int, annotator: str) -> None:
+    _execute(self, run_id, f"annotate:{annotator}", lambda: runs.annotate(run_id, annotator))
+
+
+@shared_task(**IO_TASK)
+def calibrate(self: Task, run_id: int) -> None:
+    _execute(self, run_id, "calibrate", lambda: runs.calibrate(run_id))
+
+
+@shared_task(**IO_TASK)
+def critic(self: Task, run_id: int) -> None:
+    _execute(self, run_id, "critic", lambda: runs.critic(run_id))
+
+
+@shared_task(**GPU_TASK)
+def gpu_ground_segment(self: Task, run_id: int) -> None:
+    """Ground, segment and encode this run together with other runs ready for the GPU."""
+    reg = runs.registry()
+
+    def work():
+        try:
+            claim = runs.gpu_claim(run_id, batch_size=reg.gpu_batch_size, lease_seconds=GPU_SOFT_TIME_LIMIT + 60)
+        except runs.ClaimedElsewhere as exc:
+            # Another GPU task has this run in its batch and will save it. Should that
+            # worker die, its own redelivered task (or any later GPU task) claims the
+            # runs whose claim expired.
+            logger.info("run %s: %s", run_id, exc.reason)
+            return
+        if claim is not None:
+            runs.gpu_process(claim)
+
+    _execute(self, run_id, "ground", work)
+
+
+@shared_task(bind=True, acks_late=False, soft_time_limit=60, time_limit=90, max_retries=0)
+def gpu_refine_mask(self: Task, image_id: int, box: list[float] | None, points: list, labels: list) -> dict:
+    """Click-to-refine (``review.refine`` sends it to the ``gpu`` queue and waits).
+
+    The prompt was validated by the web process; the segmenter reuses the image's
+    cached embedding, so repeated clicks on the same image cost one decoder pass.
+    Returns ``{"mask": RLE | None, "score": float | None}``: ``None`` when SAM's mask
+    is empty. Not retried and not acknowledged late: a reviewer is waiting for it, and
+    a redelivery after a worker died would answer nobody.
+    """
+    from annotations.models import Image
+    from ml.types import Box
+
+    image = Image.objects.get(pk=image_id)
+    segmenter = runs.registry().segmenter()  # BackendNotConfigured names what to set
+    mask = segmenter.refine(
+        runs.image_input(image),
+        None if box is None else Box(*map(float, box)),
+        [(float(x), float(y)) for x, y in points],
+        [int(label) for label in labels],
+    )
+    rle = dict(mask.rle)
+    if isinstance(rle.get("counts"), bytes):
+        rle["counts"] = rle["counts"].decode("ascii")
+    empty = _rle_area(rle) == 0
+    return {"mask": None if empty else rle, "score": float(mask.score)}
+
+
+def _rle_area(rle: dict) -> int:
+    from pycocotools import mask as mask_utils
+
+    return int(mask_utils.area({"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}))
+
+
+def preannotation_canvas(
+    run_id: int,
+    annotators: list[tuple[str, str]],
+    *,
+    calibrate_queue: str = "io",
+    critic_queue: str = "io",
+):
+    """The chain of one image (see the module docstring).
+
+    ``annotators`` are ``(name, queue)`` pairs: API annotators go to ``io``, local
+    models (a Qwen2.5-VL folder) to ``gpu``; calibration goes to ``gpu`` when an
+    emotion classifier is configured.
+    """
+    return chain(
+        group(annotate.si(run_id, name).set(queue=queue) for name, queue in annotators),
+        calibrate.si(run_id).set(queue=calibrate_queue),
+        critic.si(run_id).set(queue=critic_queue),
+        gpu_ground_segment.si(run_id),
+    )

@@ -1,0 +1,63 @@
+"""Pipeline pages: progress per dataset (htmx polling), Pre-annotate and Retry buttons. Admins only."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from annotations.models import Dataset
+from annotations.roles import ADMIN, role_required
+from ml import selectors, services
+from ml.forms import PreannotateForm
+from ml.types import BackendNotConfigured
+
+
+def _context(dataset: Dataset) -> dict:
+    registry = services.ml_registry()
+    problems = registry.check()
+    version = registry.pipeline_version if not problems else registry.config.get("pipeline_version") or "v1"
+    progress = selectors.dataset_progress(
+        dataset=dataset, pipeline_version=version, stage_names=services.pipeline_stage_names(registry)
+    )
+    return {"dataset": dataset, "progress": progress, "problems": problems, "form": PreannotateForm()}
+
+
+@require_GET
+@role_required(ADMIN)
+def pipeline_page(request, slug: str):
+    dataset = get_object_or_404(Dataset, slug=slug)
+    template = "ml/_progress.html" if request.htmx else "ml/pipeline.html"
+    return render(request, template, _context(dataset))
+
+
+@require_POST
+@role_required(ADMIN)
+def pipeline_start(request, slug: str):
+    dataset = get_object_or_404(Dataset, slug=slug)
+    form = PreannotateForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Not started: {form.errors.as_text()}")
+        return redirect("ml:pipeline", slug=slug)
+    try:
+        result = services.enqueue_preannotation(dataset=dataset, limit=form.cleaned_data["limit"], force=form.cleaned_data["force"])
+    except BackendNotConfigured as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request, f"Queued {result.enqueued} image(s) for pipeline {result.pipeline_version}; {result.skipped} skipped."
+        )
+    return redirect("ml:pipeline", slug=slug)
+
+
+@require_POST
+@role_required(ADMIN)
+def pipeline_retry(request, slug: str):
+    dataset = get_object_or_404(Dataset, slug=slug)
+    try:
+        count = services.retry_failed(dataset=dataset)
+    except BackendNotConfigured as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Sent {count} failed image(s) again.")
+    return redirect("ml:pipeline", slug=slug)

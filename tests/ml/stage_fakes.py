@@ -1,0 +1,100 @@
+"""Deterministic stand-ins for the stage protocols, for orchestration tests.
+
+The backends themselves are tested with tiny real models; these fakes make the
+pipeline's bookkeeping (which phrase got which box, which box which mask)
+checkable by eye.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from ml.types import (
+    DES_DIM,
+    EMOTIONS,
+    AnnotatorResult,
+    Box,
+    Detection,
+    ImageInput,
+    Mask,
+    PhraseTriplet,
+    StageError,
+)
+from tests.ml.fake_openai import distribution
+
+
+class FakeAnnotator:
+    def __init__(self, name: str, peak: str = "fear", p: float = 0.7, triplets=None, error: StageError | None = None):
+        self.name, self.peak, self.p, self.error = name, peak, p, error
+        self.triplets = triplets or (PhraseTriplet("stormy beach", "dark clouds", "lone fisherman"),)
+        self.calls: list[str] = []
+
+    def annotate(self, image: ImageInput) -> AnnotatorResult:
+        self.calls.append(image.key)
+        if self.error is not None:
+            raise self.error
+        return AnnotatorResult(
+            model=self.name, prompt_version="annotate_v1", triplets=tuple(self.triplets),
+            distribution=distribution(self.peak, self.p), rationale=f"{self.name}: {self.peak}", raw_output="{}",
+        )
+
+
+class FakeGrounder:
+    """Finds every phrase except those containing 'invisible'; box i of an image is a
+    distinct rectangle so masks can be traced back."""
+
+    def __init__(self):
+        self.batches: list[int] = []
+
+    def ground(self, images: Sequence[ImageInput], phrases: Sequence[Sequence[str]]) -> list[list[Detection]]:
+        self.batches.append(len(images))
+        out = []
+        for image, wanted in zip(images, phrases):
+            dets = []
+            for i, phrase in enumerate(wanted):
+                if "invisible" in phrase:
+                    dets.append(Detection(phrase=phrase, box=None))
+                else:
+                    x0 = float(i % max(1, image.width - 4))
+                    dets.append(Detection(phrase=phrase, box=Box(x0, 0.0, x0 + 4.0, float(image.height), score=0.5)))
+            out.append(dets)
+        return out
+
+
+class FakeSegmenter:
+    def __init__(self):
+        self.batches: list[list[int]] = []
+
+    def segment(self, images: Sequence[ImageInput], boxes: Sequence[Sequence[Box]]) -> list[list[Mask]]:
+        self.batches.append([len(b) for b in boxes])
+        out = []
+        for image, image_boxes in zip(images, boxes):
+            masks = []
+            for box in image_boxes:
+                m = np.zeros((image.height, image.width), dtype=np.uint8)
+                m[int(box.y0):int(box.y1), int(box.x0):int(box.x1)] = 1
+                rle = mask_utils.encode(np.asfortranarray(m))
+                masks.append(Mask(rle={"size": [image.height, image.width], "counts": rle["counts"].decode()}, score=0.9))
+            out.append(masks)
+        return out
+
+    def refine(self, image, box, points, point_labels):  # pragma: no cover - not used by the pipeline
+        raise NotImplementedError
+
+
+class FakeDes:
+    def encode(self, images: Sequence[ImageInput]) -> np.ndarray:
+        return np.stack([np.full(DES_DIM, float(i), dtype=np.float32) for i, _ in enumerate(images)])
+
+
+class FakeClassifier:
+    name = "emovit"
+
+    def __init__(self, peak: str = "awe"):
+        self.peak = peak
+
+    def predict(self, images: Sequence[ImageInput]) -> list[dict[str, float]]:
+        return [{e: (1.0 if e == self.peak else 0.0) for e in EMOTIONS} for _ in images]

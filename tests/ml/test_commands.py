@@ -1,0 +1,137 @@
+"""``manage.py preannotate`` and ``manage.py ml_check``."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from annotations.models import ImageStatus
+from ml.models import PipelineRun, RunStatus
+from ml.registry import reset_registry
+from tests.factories import DatasetFactory, ImageFactory
+from tests.ml.fake_openai import Reply
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def configured(settings, fake_openai, openai_key):
+    endpoint = {"base_url": fake_openai.base_url, "api_key_env": openai_key, "max_retries": 0}
+    settings.EMOVERSE_ML = {
+        "pipeline_version": "cmd-v1",
+        "annotators": [
+            {"name": "model-a", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-a", **endpoint}},
+            {"name": "model-b", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-b", **endpoint}},
+        ],
+        "critic": {"backend": "ml.backends.openai_critic.OpenAICritic", "options": {"model": "c", **endpoint}},
+        "grounder": {"backend": "tests.ml.stage_fakes.FakeGrounder"},
+        "segmenter": {"backend": "tests.ml.stage_fakes.FakeSegmenter"},
+        "des": {"backend": "tests.ml.stage_fakes.FakeDes"},
+    }
+    reset_registry()
+    yield settings.EMOVERSE_ML
+    reset_registry()
+
+
+@pytest.fixture
+def unconfigured(settings):
+    settings.EMOVERSE_ML = {}
+    reset_registry()
+    yield
+    reset_registry()
+
+
+def _run(*args) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_preannotate_runs_a_dataset(configured, django_capture_on_commit_callbacks):
+    dataset = DatasetFactory(slug="cmd")
+    for i in range(2):
+        ImageFactory(dataset=dataset, status=ImageStatus.NEW, seed=300 + i)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        out = _run("preannotate", "--dataset", "cmd", "--limit", "1")
+
+    assert "Queued 1 image(s) of cmd for pipeline cmd-v1; 1 skipped" in out
+    assert PipelineRun.objects.get().status == RunStatus.DONE
+
+
+def test_preannotate_without_configuration_says_what_to_configure(unconfigured):
+    DatasetFactory(slug="cmd")
+    with pytest.raises(CommandError) as caught:
+        _run("preannotate", "--dataset", "cmd")
+    message = str(caught.value)
+    assert "not configured" in message and "EMOVERSE_ML_CONFIG" in message
+    for stage in ("annotators", "critic", "grounder", "segmenter"):
+        assert f"no {stage} configured" in message
+
+
+def test_preannotate_unknown_dataset():
+    with pytest.raises(CommandError, match="no dataset with slug 'nope'"):
+        _run("preannotate", "--dataset", "nope")
+
+
+def test_ml_check_loads_and_runs_every_stage(configured, fake_openai):
+    out = _run("ml_check")  # no image in the database: a sample photograph
+
+    assert "Running on image skimage-astronaut (512x512" in out
+    for line in ("load annotator model-a", "load critic", "load grounder", "annotate model-a", "annotate model-b",
+                 "calibrate", "critic", "ground", "segment", "des"):
+        assert f"ok       {line}" in out
+    assert f"from model fake-a at {fake_openai.base_url}, prompt annotate_v1" in out
+    assert "All configured stages work." in out
+
+
+def test_ml_check_reports_failures_with_the_raw_output(configured, fake_openai):
+    fake_openai.push(Reply("no json here"))
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="missing or failing stages"):
+        call_command("ml_check", stdout=out)
+    text = out.getvalue()
+    assert "FAILED   annotate model-a" in text and "malformed JSON" in text
+    assert "raw output: 'no json here'" in text
+    assert "ok       annotate model-b" in text
+
+
+def test_ml_check_names_what_is_missing(configured, monkeypatch, openai_key):
+    monkeypatch.delenv(openai_key)
+    configured["grounder"] = None
+    reset_registry()
+    out = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("ml_check", "--no-run", stdout=out)
+    text = out.getvalue()
+    assert f"MISSING  load annotator model-a (ml.backends.openai_vlm.OpenAIAnnotator): environment variable {openai_key} is not set" in text
+    assert "MISSING  grounder: no grounder configured" in text
+    assert "ok       load segmenter" in text
+
+
+@pytest.mark.ml
+def test_ml_check_with_tiny_real_models_says_where_each_loaded_from(
+    configured, tiny_grounding_dino_dir, tiny_sam_hf_dir, tiny_classifier_dir, tiny_qwen_dir
+):
+    configured["grounder"] = {"backend": "ml.backends.grounding_dino.GroundingDinoGrounder",
+                              "options": {"model_path": str(tiny_grounding_dino_dir), "device": "cpu", "box_threshold": 0.0, "text_threshold": 0.0}}
+    configured["segmenter"] = {"backend": "ml.backends.sam_hf.HFSamSegmenter", "options": {"model_path": str(tiny_sam_hf_dir), "device": "cpu"}}
+    configured["classifier"] = {"name": "emovit-tiny", "backend": "ml.backends.hf_classifier.HFEmotionClassifier",
+                                "options": {"model_path": str(tiny_classifier_dir), "device": "cpu"}}
+    configured["annotators"].append(
+        {"name": "qwen-local", "backend": "ml.backends.qwen_vl.QwenVLAnnotator", "options": {"model_path": str(tiny_qwen_dir), "max_new_tokens": 16}}
+    )
+    reset_registry()
+    out = io.StringIO()
+
+    with pytest.raises(CommandError):  # the random Qwen cannot write valid JSON
+        call_command("ml_check", stdout=out)
+
+    text = out.getvalue()
+    for folder in (tiny_grounding_dino_dir, tiny_sam_hf_dir, tiny_classifier_dir, tiny_qwen_dir):
+        assert str(folder) in text
+    assert "FAILED   annotate qwen-local" in text and "raw output:" in text
+    for stage in ("annotate model-a", "calibrate", "critic", "ground", "segment"):
+        assert f"ok       {stage}" in text

@@ -1,0 +1,121 @@
+"""The local Qwen2.5-VL backend with a tiny random model of the real architecture.
+
+The tiny model is saved to a folder and loaded through the same code users use
+(``local_files_only=True``); ``generate`` runs for real on the CPU.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from ml.backends import qwen_vl
+from ml.backends.qwen_vl import QwenVLAnnotator, QwenVLCritic
+from ml.calibration import calibrate_and_merge
+from ml.types import BackendNotConfigured, StageError
+from tests.ml.fake_openai import annotation_json, critic_json
+
+pytestmark = pytest.mark.ml
+
+
+class ForceText(LogitsProcessor):
+    """Greedy decoding that emits ``target`` token by token, then end-of-turn.
+
+    Overrides only the decoding boundary: the model still runs its forward passes.
+    """
+
+    def __init__(self, target_ids: list[int], prompt_len: int, eos_id: int):
+        self.target, self.prompt_len, self.eos = target_ids + [eos_id], prompt_len, eos_id
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        step = input_ids.shape[1] - self.prompt_len
+        forced = torch.full_like(scores, float("-inf"))
+        forced[:, self.target[min(step, len(self.target) - 1)]] = 0.0
+        return forced
+
+
+def _force(backend, text: str, monkeypatch) -> None:
+    qwen = backend.qwen
+    tokenizer = qwen.processor.tokenizer
+    target = tokenizer.encode(text, add_special_tokens=False)
+    eos = qwen.model.generation_config.eos_token_id
+    original = type(qwen.model).generate.__get__(qwen.model)  # the real one, even when patched before
+
+    def generate(**kwargs):
+        prompt_len = kwargs["input_ids"].shape[1]
+        kwargs["logits_processor"] = LogitsProcessorList([ForceText(target, prompt_len, eos)])
+        return original(**kwargs)
+
+    monkeypatch.setattr(qwen.model, "generate", generate)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    qwen_vl.load_qwen.cache_clear()
+    yield
+    qwen_vl.load_qwen.cache_clear()
+
+
+def test_random_weights_give_a_stage_error_with_the_generated_text(tiny_qwen_dir, ml_image):
+    annotator = QwenVLAnnotator(name="qwen-local", model_path=str(tiny_qwen_dir), max_new_tokens=24)
+
+    with pytest.raises(StageError) as caught:
+        annotator.annotate(ml_image)
+
+    error = caught.value
+    assert error.reason.startswith("qwen-local: ")
+    assert error.transient is False
+    # 24 tokens of garbage: truncated (no end of turn) or not JSON; the raw text is kept.
+    assert "truncated" in error.reason or "malformed JSON" in error.reason
+    assert error.raw_output != ""
+
+
+def test_a_valid_generation_is_parsed(tiny_qwen_dir, ml_image, monkeypatch):
+    annotator = QwenVLAnnotator(name="qwen-local", model_path=str(tiny_qwen_dir), max_new_tokens=400)
+    answer = annotation_json(peak="contentment", p=0.5)
+    _force(annotator, answer, monkeypatch)
+
+    result = annotator.annotate(ml_image)
+
+    assert result.model == "qwen-local"
+    assert result.label == "contentment"
+    assert result.raw_output == answer
+    assert result.usage.completion_tokens > 10 and result.usage.prompt_tokens > 10
+    assert result.usage.cost_usd == 0.0
+
+
+def test_a_truncated_generation_is_refused(tiny_qwen_dir, ml_image, monkeypatch):
+    annotator = QwenVLAnnotator(name="qwen-local", model_path=str(tiny_qwen_dir), max_new_tokens=8)
+    _force(annotator, annotation_json(), monkeypatch)
+
+    with pytest.raises(StageError, match="truncated"):
+        annotator.annotate(ml_image)
+
+
+def test_critic_shares_the_loaded_model_and_parses(tiny_qwen_dir, ml_image, monkeypatch):
+    annotator = QwenVLAnnotator(name="qwen-local", model_path=str(tiny_qwen_dir), max_new_tokens=600)
+    critic = QwenVLCritic(model_path=str(tiny_qwen_dir), max_new_tokens=600)
+    assert critic.qwen is annotator.qwen  # loaded once per process
+
+    _force(annotator, annotation_json(), monkeypatch)
+    result = annotator.annotate(ml_image)
+    calibration = calibrate_and_merge([result], {})
+    _force(critic, critic_json("0. background: x"), monkeypatch)
+
+    verdict = critic.review(ml_image, [result], calibration)
+
+    assert verdict.model == "critic" and len(verdict.elements) == 3
+
+
+def test_missing_folder_says_how_to_get_the_weights(tmp_path):
+    with pytest.raises(BackendNotConfigured, match="hf download Qwen/Qwen2.5-VL-7B-Instruct"):
+        QwenVLAnnotator(name="q", model_path=str(tmp_path / "nothing"))
+
+
+def test_folder_without_weights_config_is_named(tmp_path):
+    with pytest.raises(BackendNotConfigured, match="has no config.json"):
+        QwenVLAnnotator(name="q", model_path=str(tmp_path))

@@ -1,0 +1,105 @@
+"""Backends chosen in configuration: dotted paths, options, caching, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from ml.backends.openai_vlm import OpenAIAnnotator
+from ml.backends.temperature_calibrator import TemperatureCalibrator
+from ml.registry import Registry, get_registry, reset_registry
+from ml.types import BackendNotConfigured
+
+
+@pytest.fixture(autouse=True)
+def _fresh():
+    reset_registry()
+    yield
+    reset_registry()
+
+
+def _config(openai_key, **overrides):
+    annotator = {"backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "gpt-4o", "api_key_env": openai_key}}
+    config = {
+        "pipeline_version": "2026-11-a",
+        "gpu_batch_size": 4,
+        "annotators": [{"name": "gpt-4o", **annotator}, {"name": "gemini", **annotator}],
+        "critic": {"backend": "ml.backends.openai_critic.OpenAICritic", "options": {"model": "gpt-4o", "api_key_env": openai_key}},
+        "grounder": {"backend": "tests.ml.stage_fakes.FakeGrounder"},
+        "segmenter": {"backend": "tests.ml.stage_fakes.FakeSegmenter"},
+        "classifier": None,
+        "des": None,
+    }
+    config.update(overrides)
+    return config
+
+
+def test_backends_are_built_with_their_options_and_names(openai_key):
+    registry = Registry(_config(openai_key))
+
+    annotators = registry.annotators()
+
+    assert [type(a) for a in annotators] == [OpenAIAnnotator, OpenAIAnnotator]
+    assert [a.name for a in annotators] == ["gpt-4o", "gemini"]
+    assert annotators[0].endpoint.model == "gpt-4o"
+    assert isinstance(registry.calibrator(), TemperatureCalibrator)  # the default
+    assert registry.classifier() is None and registry.des() is None
+    assert registry.pipeline_version == "2026-11-a" and registry.gpu_batch_size == 4
+    assert registry.check() == []
+
+
+def test_each_backend_is_constructed_once_per_process(openai_key):
+    config = _config(openai_key)
+    registry = get_registry(config)
+    assert get_registry(dict(config)) is registry
+    assert registry.grounder() is registry.grounder()
+    assert registry.annotators()[0] is registry.annotators()[0]
+
+
+def test_stages_are_built_only_when_asked(openai_key):
+    registry = Registry(_config(openai_key, grounder={"backend": "no.such.module.Grounder"}))
+    registry.annotators()  # the io stages work without the gpu ones importable
+    assert not registry.is_loaded("grounder")
+    with pytest.raises(BackendNotConfigured, match="cannot import 'no.such.module'"):
+        registry.grounder()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"annotators": []}, "no annotators configured"),
+        ({"segmenter": None}, "no segmenter configured: set EMOVERSE_ML['segmenter']"),
+        ({"grounder": {"backend": "ml.backends.temperature_calibrator.NoSuchClass"}}, "has no 'NoSuchClass'"),
+        ({"grounder": {"backend": "Grounder"}}, "is not a dotted path"),
+        ({"grounder": {"backend": "x.Y", "opts": {}}}, "unknown key(s) ['opts']"),
+        ({"gpu_batch_size": 0}, "gpu_batch_size"),
+        ({"grounder": {"backend": "x.Y", "queue": "fast"}}, "['queue'] must be one of"),
+    ],
+)
+def test_configuration_mistakes_are_named(openai_key, overrides, message):
+    registry = Registry(_config(openai_key, **overrides))
+    problems = registry.check()
+    if not any(message in p for p in problems):
+        stage = next(k for k in overrides if k in ("grounder", "segmenter"))
+        with pytest.raises(BackendNotConfigured, match=message.replace("[", r"\[").replace("(", r"\(")):
+            registry.stage(stage)
+
+
+def test_annotators_need_distinct_names(openai_key):
+    config = _config(openai_key)
+    config["annotators"][1]["name"] = "gpt-4o"
+    with pytest.raises(BackendNotConfigured, match="distinct"):
+        Registry(config).annotators()
+
+
+def test_bad_options_say_which_stage(openai_key):
+    registry = Registry(_config(openai_key, calibrator={"backend": "ml.backends.temperature_calibrator.TemperatureCalibrator", "options": {"weight": 1}}))
+    with pytest.raises(BackendNotConfigured, match=r"EMOVERSE_ML\['calibrator'\]: bad options"):
+        registry.calibrator()
+
+
+def test_empty_configuration_is_not_configured():
+    registry = Registry({})
+    assert registry.configured is False
+    problems = registry.check()
+    assert any("EMOVERSE_ML_CONFIG" in p for p in problems)
+    assert any("no critic configured" in p for p in problems)

@@ -1,0 +1,145 @@
+"""The pipeline progress page, the Pre-annotate and Retry buttons (admin only, CSRF)."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from annotations.models import ImageStatus
+from ml.models import PipelineRun, RunStatus
+from ml.registry import reset_registry
+from tests.factories import DatasetFactory, ImageFactory
+from tests.ml.fake_openai import Reply
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def dataset():
+    dataset = DatasetFactory(slug="storms", name="Storms")
+    for i in range(2):
+        ImageFactory(dataset=dataset, status=ImageStatus.NEW, seed=200 + i)
+    return dataset
+
+
+@pytest.fixture
+def admin_client(admin_user):
+    client = Client()
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
+def configured(settings, fake_openai, openai_key):
+    endpoint = {"base_url": fake_openai.base_url, "api_key_env": openai_key, "max_retries": 0}
+    settings.EMOVERSE_ML = {
+        "pipeline_version": "page-v1",
+        "annotators": [
+            {"name": "model-a", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-a", **endpoint}},
+            {"name": "model-b", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-b", **endpoint}},
+        ],
+        "critic": {"backend": "ml.backends.openai_critic.OpenAICritic", "options": {"model": "c", **endpoint}},
+        "grounder": {"backend": "tests.ml.stage_fakes.FakeGrounder"},
+        "segmenter": {"backend": "tests.ml.stage_fakes.FakeSegmenter"},
+    }
+    reset_registry()
+    yield
+    reset_registry()
+
+
+@pytest.fixture
+def unconfigured(settings):
+    settings.EMOVERSE_ML = {}
+    reset_registry()
+    yield
+    reset_registry()
+
+
+def test_only_admins_see_the_page(client, reviewer, dataset):
+    url = reverse("ml:pipeline", args=[dataset.slug])
+    assert client.get(url).status_code == 302  # to the login page
+    client.force_login(reviewer)
+    assert client.get(url).status_code == 403
+    assert client.post(reverse("ml:start", args=[dataset.slug])).status_code == 403
+
+
+def test_unconfigured_page_says_what_to_configure(admin_client, dataset, unconfigured):
+    response = admin_client.get(reverse("ml:pipeline", args=[dataset.slug]))
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "The pipeline is not configured" in body and "EMOVERSE_ML_CONFIG" in body
+    assert "no annotators configured" in body
+
+
+def test_pre_annotate_without_configuration_starts_nothing(admin_client, dataset, unconfigured):
+    response = admin_client.post(reverse("ml:start", args=[dataset.slug]), follow=True)
+    assert "not configured" in response.content.decode()
+    assert not PipelineRun.objects.exists()
+
+
+def test_pre_annotate_runs_and_the_page_shows_progress(admin_client, dataset, configured, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(reverse("ml:start", args=[dataset.slug]), {"limit": "1"}, follow=True)
+
+    assert "Queued 1 image(s) for pipeline page-v1; 1 skipped." in response.content.decode()
+    assert PipelineRun.objects.get().status == RunStatus.DONE  # the work is sent after the commit
+    body = admin_client.get(reverse("ml:pipeline", args=[dataset.slug])).content.decode()
+    assert "done 1" in body
+    assert "annotate:model-a" in body and "critic" in body
+    assert 'hx-trigger="every 2s"' not in body  # nothing running: no polling
+
+
+def test_htmx_polls_a_partial_while_work_is_active(admin_client, dataset, configured):
+    PipelineRun.objects.create(image=dataset.images.first(), pipeline_version="page-v1", status=RunStatus.RUNNING)
+    url = reverse("ml:pipeline", args=[dataset.slug])
+
+    full = admin_client.get(url).content.decode()
+    partial = admin_client.get(url, headers={"HX-Request": "true"}).content.decode()
+
+    assert 'hx-trigger="every 2s"' in full
+    assert partial.startswith('<div id="pipeline-progress"') and "<html" not in partial
+    assert "running 1" in partial
+
+
+def test_failures_show_their_reason_and_retry_sends_them_again(
+    admin_client, dataset, configured, fake_openai, django_capture_on_commit_callbacks
+):
+    fake_openai.push(Reply("I cannot see an image."))
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(reverse("ml:start", args=[dataset.slug]), {"limit": "1"})
+    page = admin_client.get(reverse("ml:pipeline", args=[dataset.slug])).content.decode()
+    assert "malformed JSON" in page and "Retry 1 failed" in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(reverse("ml:retry", args=[dataset.slug]), follow=True)
+
+    assert "Sent 1 failed image(s) again." in response.content.decode()
+    assert PipelineRun.objects.get().status == RunStatus.DONE
+
+
+def test_bad_limit_is_refused(admin_client, dataset, configured):
+    response = admin_client.post(reverse("ml:start", args=[dataset.slug]), {"limit": "-3"}, follow=True)
+    assert "Not started" in response.content.decode()
+    assert not PipelineRun.objects.exists()
+
+
+def test_pre_annotate_needs_the_csrf_token(admin_user, dataset, configured):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    assert client.post(reverse("ml:start", args=[dataset.slug])).status_code == 403
+    assert not PipelineRun.objects.exists()
+
+
+def test_django_admin_lists_runs_read_only(dataset, django_user_model):
+    superuser = django_user_model.objects.create_superuser("root", "root@example.org", "pw-for-tests-123")
+    run = PipelineRun.objects.create(image=dataset.images.first(), pipeline_version="v1", status=RunStatus.FAILED, error="boom")
+    client = Client()
+    client.force_login(superuser)
+
+    listing = client.get("/django-admin/ml/pipelinerun/")
+    detail = client.get(f"/django-admin/ml/pipelinerun/{run.pk}/change/")
+
+    assert listing.status_code == 200 and f"{run.pk}" in listing.content.decode()
+    assert detail.status_code == 200 and "boom" in detail.content.decode()
+    assert client.post(f"/django-admin/ml/pipelinerun/{run.pk}/delete/").status_code == 403

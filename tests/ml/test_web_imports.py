@@ -1,0 +1,38 @@
+"""The web process never imports torch or transformers (they live in worker backends)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = """
+import importlib, importlib.util, json, sys
+import django
+django.setup()
+from django.apps import apps
+import emoverse_site.urls  # noqa
+import ml.urls, ml.tasks, ml.services, ml.registry  # noqa
+loaded = []
+for app in apps.get_app_configs():
+    for module in ("views", "apis", "urls", "api_urls", "admin", "services", "selectors"):
+        name = f"{app.name}.{module}"
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+            loaded.append(name)
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "torchvision", "segment_anything"))
+print(json.dumps({"loaded": loaded, "heavy": heavy}))
+"""
+
+
+def test_urls_views_and_tasks_do_not_import_torch(tmp_path):
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "emoverse_site.settings", "EMOVERSE_VAR_DIR": str(tmp_path)}
+    env.pop("EMOVERSE_ML_CONFIG", None)
+    done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "ml.views" in report["loaded"] and "annotations.views" in report["loaded"]
+    assert report["heavy"] == []

@@ -1,0 +1,221 @@
+"""End to end: a real Redis broker, real ``celery worker`` processes, PostgreSQL.
+
+``preannotate`` (a subprocess) sends one canvas per image to Redis; a worker runs
+them against the fake OpenAI-compatible server (in this process) and the
+configured vision backends. The first worker is SIGKILLed mid-task; a second one
+picks up the unacknowledged work. Every image must end in review with exactly one
+run and one merged annotation.
+
+Run with ``DATABASE_URL=postgres://postgres@127.0.0.1:5432/emoverse pytest -m e2e``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from annotations.domain import PIPELINE_AUTHOR
+from annotations.models import Annotation, Element, ImageStatus
+from ml.models import PipelineRun, RunStatus, StageResult
+from tests.factories import DatasetFactory, ImageFactory
+from tests.ml.fake_openai import FakeOpenAI, auto_reply
+
+pytestmark = [pytest.mark.e2e, pytest.mark.ml]
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_URL = "redis://127.0.0.1:6379/7"
+N_IMAGES = 4
+
+
+def _redis_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _flush_redis() -> None:
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def _database_url() -> str:
+    s = connection.settings_dict
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def _slow_auto_reply(body):
+    time.sleep(0.25)  # long enough to kill a worker in the middle of a task
+    return auto_reply(body)
+
+
+@pytest.fixture
+def services_up():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://postgres@127.0.0.1:5432/emoverse")
+    if not _redis_reachable():
+        pytest.skip("needs a Redis server on 127.0.0.1:6379")
+    _flush_redis()
+    yield
+    _flush_redis()
+
+
+@pytest.fixture
+def fake_server():
+    server = FakeOpenAI(responder=_slow_auto_reply).start()
+    yield server
+    server.stop()
+
+
+def _config(server: FakeOpenAI, key_env: str, models: dict[str, Path]) -> dict:
+    endpoint = {"base_url": server.base_url, "api_key_env": key_env, "max_retries": 0, "timeout": 10}
+    cpu = {"device": "cpu"}
+    return {
+        "pipeline_version": "e2e-v1",
+        "gpu_batch_size": 4,
+        "retry_backoff_s": 0.5,
+        "annotators": [
+            {"name": "model-a", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-a", **endpoint}},
+            {"name": "model-b", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-b", **endpoint}},
+        ],
+        "critic": {"backend": "ml.backends.openai_critic.OpenAICritic", "options": {"model": "fake-critic", **endpoint}},
+        # Tiny random-initialised models of the real architectures, loaded from folders by the workers.
+        "classifier": {"name": "emovit-tiny", "backend": "ml.backends.hf_classifier.HFEmotionClassifier",
+                       "options": {"model_path": str(models["classifier"]), **cpu}},
+        "grounder": {"backend": "ml.backends.grounding_dino.GroundingDinoGrounder",
+                     "options": {"model_path": str(models["grounder"]), "box_threshold": 0.0, "text_threshold": 0.0, **cpu}},
+        "segmenter": {"backend": "ml.backends.sam_hf.HFSamSegmenter", "options": {"model_path": str(models["segmenter"]), **cpu}},
+        "des": {"backend": "ml.backends.des_encoder.VisionDesEncoder", "options": {"model_path": str(models["des"]), **cpu}},
+    }
+
+
+class Worker:
+    def __init__(self, env: dict[str, str], name: str, log: Path):
+        self.log = log.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "emoverse_site", "worker", "-Q", "io,gpu", "-c", "2",
+             "--pool", "prefork", "--loglevel", "INFO", "-n", f"{name}@%h", "--without-gossip", "--without-mingle"],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and pool children), as a crash would."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.log.close()
+
+
+def _wait(predicate, timeout: float, what: str, logs: list[Path]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    tails = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in logs if p.exists())
+    pytest.fail(f"timed out waiting for {what}\n{tails}")
+
+
+@pytest.fixture
+def tiny_models(tiny_grounding_dino_dir, tiny_sam_hf_dir, tiny_classifier_dir, tiny_des_vit_dir) -> dict[str, Path]:
+    return {"grounder": tiny_grounding_dino_dir, "segmenter": tiny_sam_hf_dir, "classifier": tiny_classifier_dir, "des": tiny_des_vit_dir}
+
+
+def test_killed_worker_loses_nothing(services_up, transactional_db, fake_server, tiny_models, settings, tmp_path):
+    dataset = DatasetFactory(slug="e2e")
+    for i in range(N_IMAGES):
+        ImageFactory(dataset=dataset, status=ImageStatus.NEW, seed=500 + i)
+    config_path = tmp_path / "ml.json"
+    config_path.write_text(json.dumps(_config(fake_server, "E2E_OPENAI_KEY", tiny_models)))
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "emoverse_site.settings",
+        "DATABASE_URL": _database_url(),
+        "CELERY_BROKER_URL": REDIS_URL,
+        "CELERY_RESULT_BACKEND": REDIS_URL,
+        "CELERY_VISIBILITY_TIMEOUT": "4",
+        "EMOVERSE_ML_CONFIG": str(config_path),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "E2E_OPENAI_KEY": "sk-e2e",
+        "PYTHONPATH": str(ROOT),
+    }
+    logs = [tmp_path / "worker1.log", tmp_path / "worker2.log"]
+    first = Worker(env, "first", logs[0])
+    second = None
+    try:
+        sent = subprocess.run(
+            [sys.executable, "manage.py", "preannotate", "--dataset", "e2e"], cwd=ROOT, env=env,
+            capture_output=True, text=True, timeout=120,
+        )
+        assert sent.returncode == 0, sent.stderr
+        assert f"Queued {N_IMAGES} image(s)" in sent.stdout
+
+        # Kill the first worker while it is in the middle of the work.
+        _wait(lambda: StageResult.objects.filter(status="done").count() >= 3, 90, "the first stages", logs)
+        first.kill()
+        unfinished = PipelineRun.objects.exclude(status=RunStatus.DONE).count()
+        assert unfinished > 0, "the first worker finished everything before it was killed"
+
+        second = Worker(env, "second", logs[1])
+        _wait(
+            lambda: PipelineRun.objects.filter(status__in=[RunStatus.DONE, RunStatus.FAILED]).count() == N_IMAGES,
+            180, "every run to finish", logs,
+        )
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+    runs = list(PipelineRun.objects.select_related("image"))
+    assert len(runs) == N_IMAGES
+    assert {r.status for r in runs} == {RunStatus.DONE}, [(r.pk, r.failed_stage, r.error) for r in runs]
+    for run in runs:
+        assert run.image.status == ImageStatus.IN_REVIEW
+        merged = Annotation.objects.filter(image=run.image, author_name=PIPELINE_AUTHOR)
+        assert merged.count() == 1  # exactly one result, even for re-delivered tasks
+        assert merged.get().pk == run.annotation_id
+        assert Annotation.objects.filter(image=run.image).count() == 3  # two annotators + the merged one
+        assert merged.get().triplets.count() == 2
+        assert len(bytes(merged.get().des)) == 4096
+        assert merged.get().extra["calibration"]["classifier"] is not None
+        assert Element.objects.filter(triplet__annotation=merged.get(), mask_counts__isnull=False).exists()
+    # What the killed worker had received but not finished was delivered again and done.
+    lost = _received_not_succeeded(logs[0].read_text())
+    assert lost, "the first worker had nothing in flight when it was killed"
+    assert lost <= _succeeded(logs[1].read_text())
+
+
+_TASK_LINE = re.compile(r"Task ml\.tasks\.\w+\[([0-9a-f-]+)\] (received|succeeded)")
+
+
+def _received_not_succeeded(log: str) -> set[str]:
+    received = {m.group(1) for m in _TASK_LINE.finditer(log) if m.group(2) == "received"}
+    return received - _succeeded(log)
+
+
+def _succeeded(log: str) -> set[str]:
+    return {m.group(1) for m in _TASK_LINE.finditer(log) if m.group(2) == "succeeded"}
+
+
