@@ -1,0 +1,331 @@
+"""REST API of the review queue, adjudication and disagreement log (docs/review-api.md).
+
+One class per operation; each declares ``required_roles`` (checked by ``HasRole``)
+and calls a service or selector. Domain errors become HTTP answers in
+``annotations.api_errors``; the refine errors are mapped here.
+"""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotations.models import Dataset, Decision, Image
+from annotations.roles import ADJUDICATOR, ADMIN, RESEARCHER, REVIEWER, ROLES, HasRole
+from review import queue, selectors, services
+from review.errors import RefineFailed, RefineTimeout, RefineUnavailable
+from review.models import DisagreementField, DisagreementKind, Lease, LeaseState
+from review.refine import mask_refine
+
+DETAIL = inline_serializer("Detail", {"detail": serializers.CharField()})
+ERROR = inline_serializer("FieldError", {"detail": serializers.CharField(), "field": serializers.CharField()})
+CONFLICT = inline_serializer("Conflict", {"detail": serializers.CharField(), "changes": serializers.JSONField()})
+
+
+class RoleAPI(APIView):
+    permission_classes = [HasRole]
+    required_roles: tuple[str, ...] = ()
+
+
+class AnnotationOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    version = serializers.IntegerField()
+    kind = serializers.CharField()
+    author_name = serializers.CharField()
+    decision = serializers.CharField()
+    decision_reason = serializers.CharField()
+    triplets = serializers.JSONField(help_text="[{key, background?, attribute?, subject?}]; element: phrase, box, box_score, mask, mask_score, status")
+    ces = serializers.JSONField(allow_null=True, help_text="{label, confidence, distribution}")
+    rationale = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+
+
+class ImageOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.CharField()
+    thumbnail_url = serializers.CharField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    source = serializers.CharField()
+    status = serializers.CharField()
+    original_name = serializers.CharField()
+
+
+def _own_lease(request, pk: int) -> Lease:
+    return get_object_or_404(Lease.objects.select_related("image", "dataset"), pk=pk)
+
+
+class NextAPI(RoleAPI):
+    """Lease the next item of a dataset (or the one the reviewer already holds there)."""
+
+    required_roles = (REVIEWER,)
+
+    class InputSerializer(serializers.Serializer):
+        dataset = serializers.SlugField()
+
+    class OutputSerializer(serializers.Serializer):
+        lease = inline_serializer("LeaseOut", {"id": serializers.IntegerField(), "expires_at": serializers.DateTimeField(),
+                                               "dataset": serializers.CharField(), "version": serializers.IntegerField()})
+        image = ImageOutput()
+        version = serializers.IntegerField(help_text="Latest annotation version of the image: send it back as expected_version.")
+        base = AnnotationOutput(allow_null=True)
+        annotators = AnnotationOutput(many=True)
+        disagreement = serializers.JSONField(allow_null=True)
+        critic = serializers.JSONField(allow_null=True)
+        draft = serializers.JSONField(allow_null=True, help_text="{payload, saved_at} of this reviewer's draft")
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 404: DETAIL})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        dataset = get_object_or_404(Dataset, slug=data.validated_data["dataset"])
+        lease = queue.lease_next(dataset=dataset, reviewer=request.user)
+        return Response(self.OutputSerializer(selectors.lease_payload(lease)).data)
+
+
+class LeaseReleaseAPI(RoleAPI):
+    """Give the item back to the queue."""
+
+    required_roles = (REVIEWER,)
+    end_state = LeaseState.RELEASED
+
+    @extend_schema(request=None, responses={204: None, 403: DETAIL, 404: DETAIL})
+    def post(self, request, pk: int):
+        queue.lease_end(lease=_own_lease(request, pk), reviewer=request.user, state=self.end_state)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class LeaseSkipAPI(LeaseReleaseAPI):
+    """Skip the item: back to the queue, and to this reviewer only after everything else."""
+
+    end_state = LeaseState.SKIPPED
+
+
+class DraftAPI(RoleAPI):
+    """This reviewer's work in progress on the leased image. Saving renews a live lease."""
+
+    required_roles = (REVIEWER,)
+
+    class InputSerializer(serializers.Serializer):
+        payload = serializers.JSONField()
+
+    class OutputSerializer(serializers.Serializer):
+        payload = serializers.JSONField()
+        saved_at = serializers.DateTimeField()
+        lease_expires_at = serializers.DateTimeField(source="lease.expires_at", allow_null=True)
+
+    @extend_schema(responses={200: OutputSerializer, 404: DETAIL})
+    def get(self, request, pk: int):
+        draft = queue.draft_get(lease=_own_lease(request, pk), reviewer=request.user)
+        if draft is None:
+            return Response({"detail": "No draft saved for this item."}, status=status.HTTP_404_NOT_FOUND)
+        return Response(self.OutputSerializer(draft).data)
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 403: DETAIL})
+    def put(self, request, pk: int):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        draft = queue.draft_save(lease=_own_lease(request, pk), reviewer=request.user, payload=data.validated_data["payload"])
+        return Response(self.OutputSerializer(draft).data)
+
+
+class SubmitAPI(RoleAPI):
+    """Submit the review: a new human annotation version, decisions and disagreement rows."""
+
+    required_roles = (REVIEWER,)
+
+    class InputSerializer(serializers.Serializer):
+        expected_version = serializers.IntegerField(min_value=0)
+        decision = serializers.ChoiceField(choices=[Decision.APPROVED, Decision.REJECTED, Decision.FLAGGED])
+        reason = serializers.CharField(required=False, allow_blank=True, default="")
+        annotation = serializers.JSONField(help_text="{triplets: [...], ces: {label, confidence?, distribution?}, rationale?}")
+        element_decisions = serializers.ListField(child=serializers.JSONField(), required=False, default=list)
+        time_spent_ms = serializers.IntegerField(min_value=0, required=False, default=0)
+
+    class OutputSerializer(serializers.Serializer):
+        annotation_id = serializers.IntegerField(source="annotation.pk")
+        version = serializers.IntegerField(source="annotation.version")
+        image_status = serializers.CharField()
+        disagreements = serializers.IntegerField()
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 400: ERROR, 403: DETAIL, 409: CONFLICT})
+    def post(self, request, pk: int):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = services.review_submit(lease=_own_lease(request, pk), reviewer=request.user, **data.validated_data)
+        return Response(self.OutputSerializer(result).data, status=status.HTTP_201_CREATED)
+
+
+class ProgressAPI(RoleAPI):
+    """Items done, being reviewed now, waiting for adjudication and left; reviews per reviewer."""
+
+    required_roles = ROLES
+
+    class OutputSerializer(serializers.Serializer):
+        dataset = serializers.CharField()
+        total = serializers.IntegerField()
+        done = serializers.IntegerField()
+        in_review = serializers.IntegerField()
+        adjudication = serializers.IntegerField()
+        left = serializers.IntegerField()
+        per_reviewer = inline_serializer("ReviewerDone", {"username": serializers.CharField(), "done": serializers.IntegerField()}, many=True)
+
+    @extend_schema(parameters=[OpenApiParameter("dataset", str, required=True)], responses={200: OutputSerializer})
+    def get(self, request):
+        dataset = get_object_or_404(Dataset, slug=request.query_params.get("dataset", ""))
+        return Response(self.OutputSerializer(selectors.dataset_progress(dataset=dataset)).data)
+
+
+class RefineAPI(RoleAPI):
+    """Click-to-refine a mask with SAM on a GPU worker (503 when no segmenter is configured)."""
+
+    required_roles = (REVIEWER, ADJUDICATOR)
+    errors = {RefineUnavailable: 503, RefineTimeout: 504, RefineFailed: 502}
+
+    class InputSerializer(serializers.Serializer):
+        image_id = serializers.IntegerField()
+        box = serializers.JSONField(required=False, allow_null=True, default=None, help_text="[x0, y0, x1, y1] pixels")
+        points = serializers.JSONField(default=list, help_text="[[x, y], ...] pixels")
+        labels = serializers.JSONField(default=list, help_text="[1 | 0, ...] foreground / background")
+
+    class OutputSerializer(serializers.Serializer):
+        mask = serializers.JSONField(allow_null=True, help_text="COCO RLE {size, counts}; null when nothing was found")
+        score = serializers.FloatField(allow_null=True)
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 400: ERROR, 502: DETAIL, 503: DETAIL, 504: DETAIL})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        args = dict(data.validated_data)
+        image = get_object_or_404(Image, pk=args.pop("image_id"))
+        try:
+            out = mask_refine(image=image, **args)
+        except (RefineUnavailable, RefineTimeout, RefineFailed) as exc:
+            return Response({"detail": str(exc)}, status=self.errors[type(exc)])
+        return Response(self.OutputSerializer(out).data)
+
+
+class AdjudicationQueueAPI(RoleAPI):
+    """Items whose independent reviews disagree, lowest priority first."""
+
+    required_roles = (ADJUDICATOR,)
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        dataset = serializers.CharField(source="dataset.slug")
+        original_name = serializers.CharField()
+        label = serializers.CharField(allow_null=True)
+        priority = serializers.FloatField()
+        updated_at = serializers.DateTimeField()
+
+    class Pagination(CursorPagination):
+        ordering = ("priority", "created_at", "id")
+
+    @extend_schema(parameters=[OpenApiParameter("dataset", str)], responses={200: OutputSerializer(many=True)})
+    def get(self, request):
+        slug = request.query_params.get("dataset")
+        dataset = get_object_or_404(Dataset, slug=slug) if slug else None
+        paginator = self.Pagination()
+        page = paginator.paginate_queryset(selectors.adjudication_queue(dataset=dataset), request, view=self)
+        return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
+
+
+class AdjudicationItemAPI(RoleAPI):
+    """GET: all reviews of an item side by side. POST: the final answer (an adjudication version)."""
+
+    required_roles = (ADJUDICATOR,)
+
+    class InputSerializer(serializers.Serializer):
+        expected_version = serializers.IntegerField(min_value=0)
+        decision = serializers.ChoiceField(choices=[Decision.APPROVED, Decision.REJECTED, Decision.FLAGGED], default=Decision.APPROVED)
+        reason = serializers.CharField(required=False, allow_blank=True, default="")
+        annotation = serializers.JSONField()
+
+    class OutputSerializer(serializers.Serializer):
+        image = ImageOutput()
+        dataset = serializers.CharField()
+        version = serializers.IntegerField()
+        base = AnnotationOutput(allow_null=True)
+        annotators = AnnotationOutput(many=True)
+        critic = serializers.JSONField(allow_null=True)
+        reviews = serializers.ListField(child=serializers.JSONField(), help_text="annotation objects plus reviewer, time_spent_ms")
+
+    @extend_schema(responses={200: OutputSerializer, 404: DETAIL})
+    def get(self, request, image_id: int):
+        image = get_object_or_404(Image.objects.select_related("dataset"), pk=image_id)
+        return Response(self.OutputSerializer(selectors.adjudication_payload(image)).data)
+
+    @extend_schema(request=InputSerializer, responses={201: SubmitAPI.OutputSerializer, 400: ERROR, 403: DETAIL, 409: CONFLICT})
+    def post(self, request, image_id: int):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        image = get_object_or_404(Image, pk=image_id)
+        result = services.adjudication_submit(image=image, adjudicator=request.user, **data.validated_data)
+        return Response(SubmitAPI.OutputSerializer(result).data, status=status.HTTP_201_CREATED)
+
+
+class DisagreementListAPI(RoleAPI):
+    """The model-versus-human disagreement log, newest first (cursor-paginated, read-only)."""
+
+    required_roles = (ADMIN, RESEARCHER)
+
+    class FilterSerializer(serializers.Serializer):
+        dataset = serializers.SlugField(required=False, default="")
+        model = serializers.CharField(required=False, default="")
+        field = serializers.ChoiceField(choices=DisagreementField.choices, required=False, default="")
+        reviewer = serializers.CharField(required=False, default="")
+        kind = serializers.ChoiceField(choices=DisagreementKind.choices, required=False, default="")
+        since = serializers.DateTimeField(required=False, default=None)
+        until = serializers.DateTimeField(required=False, default=None)
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        image = serializers.IntegerField(source="image_id")
+        dataset = serializers.CharField(source="dataset.slug")
+        model_name = serializers.CharField()
+        model_annotation = serializers.IntegerField(source="model_annotation_id", allow_null=True)
+        field = serializers.CharField()
+        triplet_key = serializers.UUIDField(allow_null=True)
+        role = serializers.CharField()
+        model_value = serializers.JSONField()
+        model_confidence = serializers.FloatField(allow_null=True)
+        human_value = serializers.JSONField()
+        box_iou = serializers.FloatField(allow_null=True)
+        mask_iou = serializers.FloatField(allow_null=True)
+        reviewer = serializers.CharField(source="reviewer.username")
+        annotation = serializers.IntegerField(source="annotation_id")
+        version = serializers.IntegerField(source="annotation.version")
+        kind = serializers.CharField()
+        created_at = serializers.DateTimeField()
+
+    class Pagination(CursorPagination):
+        ordering = "-id"
+        page_size = 50
+        page_size_query_param = "page_size"
+        max_page_size = 500
+
+    @extend_schema(parameters=[FilterSerializer], responses={200: OutputSerializer(many=True)})
+    def get(self, request):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        paginator = self.Pagination()
+        page = paginator.paginate_queryset(selectors.disagreement_list(**filters.validated_data), request, view=self)
+        return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
+
+
+def _name_schema_components(*apis: type[APIView]) -> None:
+    """Give each nested Input/Output serializer a unique OpenAPI component name (e.g. ``SubmitOutput``)."""
+    for api in apis:
+        for attr in ("InputSerializer", "OutputSerializer", "FilterSerializer"):
+            serializer = api.__dict__.get(attr)
+            if serializer is not None:
+                meta = type("Meta", (), {"ref_name": api.__name__.removesuffix("API") + attr.removesuffix("Serializer")})
+                serializer.Meta = meta
+
+
+_name_schema_components(NextAPI, DraftAPI, SubmitAPI, ProgressAPI, RefineAPI, AdjudicationQueueAPI, AdjudicationItemAPI,
+                        DisagreementListAPI)

@@ -1,0 +1,175 @@
+"""Differences between a model's answer and a person's final answer.
+
+Pure functions over annotation dicts in the EmoVerse JSONL form produced by
+``annotations.selectors.annotation_to_dict`` (triplets with ``key`` and one
+object per role: ``phrase``, ``box`` XYXY pixels, ``mask`` COCO RLE with
+string counts, ``status``). No database access here.
+
+Element identity is ``(triplet key, role)``. A model annotation whose triplet
+keys do not occur in the human answer (e.g. one of the two VLM annotators,
+whose triplets the pipeline merged under new keys) is aligned triplet by
+triplet on phrase similarity and box overlap instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pycocotools import mask as mask_utils
+
+from annotations.domain import ROLES
+
+IOU_EQUAL = 1.0 - 1e-9
+ALIGN_MIN_SIMILARITY = 0.5
+
+
+@dataclass(frozen=True)
+class Difference:
+    field: str
+    triplet_key: str | None = None
+    role: str = ""
+    model_value: Any = None
+    model_confidence: float | None = None
+    human_value: Any = None
+    box_iou: float | None = None
+    mask_iou: float | None = None
+
+
+def box_iou(a: list[float] | None, b: list[float] | None) -> float:
+    """IoU of two XYXY pixel boxes; 0 when either is missing."""
+    if not a or not b:
+        return 0.0
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def mask_iou(a: dict | None, b: dict | None) -> float:
+    """IoU of two COCO RLE masks of the same size (pycocotools); 0 when either is missing."""
+    if not a or not b:
+        return 0.0
+    if list(a["size"]) != list(b["size"]):
+        raise ValueError(f"mask sizes differ: {a['size']} vs {b['size']}")
+    ra = {"size": list(a["size"]), "counts": a["counts"].encode("ascii") if isinstance(a["counts"], str) else a["counts"]}
+    rb = {"size": list(b["size"]), "counts": b["counts"].encode("ascii") if isinstance(b["counts"], str) else b["counts"]}
+    return float(mask_utils.iou([ra], [rb], [0])[0][0])
+
+
+def _norm(phrase: str | None) -> str:
+    return " ".join((phrase or "").lower().split())
+
+
+def _kept(element: dict | None) -> bool:
+    return element is not None and element.get("status") != "rejected"
+
+
+def _summary(element: dict) -> dict:
+    """An element without its mask (masks are logged only on mask rows)."""
+    return {k: element[k] for k in ("phrase", "box") if k in element}
+
+
+def _similarity(a: dict, b: dict) -> float:
+    """Mean over shared roles of phrase token overlap (Jaccard) and box IoU, the better of the two."""
+    scores = []
+    for role in ROLES:
+        ea, eb = a.get(role), b.get(role)
+        if not ea or not eb:
+            continue
+        ta, tb = set(_norm(ea.get("phrase")).split()), set(_norm(eb.get("phrase")).split())
+        jaccard = len(ta & tb) / len(ta | tb) if ta | tb else 0.0
+        scores.append(max(jaccard, box_iou(ea.get("box"), eb.get("box"))))
+    return sum(scores) / len(scores) if scores else 0.0
+
+
+def align_triplets(model: list[dict], human: list[dict]) -> list[tuple[dict | None, dict | None]]:
+    """Pairs (model triplet, human triplet); None on the side that has no counterpart."""
+    human_by_key = {t.get("key"): t for t in human if t.get("key")}
+    pairs: list[tuple[dict | None, dict | None]] = []
+    rest_model, used = [], set()
+    for t in model:
+        match = human_by_key.get(t.get("key"))
+        if match is not None:
+            pairs.append((t, match))
+            used.add(id(match))
+        else:
+            rest_model.append(t)
+    rest_human = [t for t in human if id(t) not in used]
+    scored = sorted(
+        ((_similarity(m, h), i, j) for i, m in enumerate(rest_model) for j, h in enumerate(rest_human)), reverse=True
+    )
+    taken_m, taken_h = set(), set()
+    for score, i, j in scored:
+        if score < ALIGN_MIN_SIMILARITY or i in taken_m or j in taken_h:
+            continue
+        pairs.append((rest_model[i], rest_human[j]))
+        taken_m.add(i)
+        taken_h.add(j)
+    pairs += [(m, None) for i, m in enumerate(rest_model) if i not in taken_m]
+    pairs += [(None, h) for j, h in enumerate(rest_human) if j not in taken_h]
+    return pairs
+
+
+def _element_differences(key: str | None, role: str, me: dict | None, he: dict | None) -> list[Difference]:
+    if me is None and not _kept(he):
+        return []
+    if me is not None and not _kept(he):
+        return [Difference("element_rejected", key, role, _summary(me), me.get("box_score"), None)]
+    if me is None:
+        return [Difference("element_added", key, role, None, None, _summary(he))]
+    out = []
+    if _norm(me.get("phrase")) != _norm(he.get("phrase")):
+        out.append(Difference("element_phrase", key, role, me.get("phrase"), me.get("box_score"), he.get("phrase")))
+    mb, hb = me.get("box"), he.get("box")
+    if (mb or hb) and (iou := box_iou(mb, hb)) < IOU_EQUAL:
+        out.append(Difference("box", key, role, mb, me.get("box_score"), hb, box_iou=iou))
+    mm, hm = me.get("mask"), he.get("mask")
+    if (mm or hm) and (iou := mask_iou(mm, hm)) < IOU_EQUAL:
+        out.append(Difference("mask", key, role, mm, me.get("mask_score"), hm, mask_iou=iou))
+    return out
+
+
+def annotation_differences(model: dict, human: dict) -> list[Difference]:
+    """Every difference between ``model``'s answer and ``human``'s final answer.
+
+    CES label (when both have one); per aligned element: rejected (missing from
+    or rejected in the human answer), phrase, box (with box IoU), mask (with mask
+    IoU); elements of the human answer the model lacks (added). A missing box or
+    mask on one side counts as IoU 0.
+    """
+    out = []
+    m_ces, h_ces = model.get("ces") or {}, human.get("ces") or {}
+    if m_ces.get("label") and h_ces.get("label") and m_ces["label"] != h_ces["label"]:
+        out.append(Difference("ces_label", model_value=m_ces["label"], model_confidence=m_ces.get("confidence"),
+                              human_value=h_ces["label"]))
+    for mt, ht in align_triplets(model.get("triplets") or [], human.get("triplets") or []):
+        key = (ht or mt).get("key")
+        for role in ROLES:
+            out += _element_differences(key, role, (mt or {}).get(role), (ht or {}).get(role))
+    return out
+
+
+def kept_elements(annotation: dict) -> dict[tuple[str, str], bool]:
+    """``(triplet key, role) → kept`` for the elements that were not added by a person."""
+    out = {}
+    for t in annotation.get("triplets") or []:
+        for role in ROLES:
+            element = t.get(role)
+            if element is not None and element.get("status") != "added":
+                out[(t.get("key"), role)] = _kept(element)
+    return out
+
+
+def reviews_disagree(reviews: list[dict], decisions: list[str]) -> bool:
+    """True when independent reviews differ on the label, the decision, or which
+    (model-proposed) elements to keep. An element one review dropped counts as rejected."""
+    if len(set(decisions)) > 1:
+        return True
+    labels = {(r.get("ces") or {}).get("label") for r in reviews}
+    if len(labels) > 1:
+        return True
+    kept = [kept_elements(r) for r in reviews]
+    universe = set().union(*kept) if kept else set()
+    return any(len({k.get(element, False) for k in kept}) > 1 for element in universe)

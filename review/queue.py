@@ -1,0 +1,214 @@
+"""The review queue: leases, expiry, release, skip and drafts.
+
+Claiming (``lease_next``) is one short transaction. On PostgreSQL the candidate
+image row is taken with ``SELECT … FOR UPDATE SKIP LOCKED``, so concurrent
+claimers walk past each other instead of queueing on the same row; the slot
+rechecks then run while holding that row lock. On SQLite the settings open
+every transaction with ``BEGIN IMMEDIATE``, so claims are serialised by the
+database write lock. On both, the partial unique constraints on ``Lease`` are
+the last line: a claim that loses a race gets an ``IntegrityError`` and is
+retried on the next candidate.
+
+Expiry needs no cron: an expired lease no longer counts when candidates are
+chosen, and its row is marked ``expired`` when its image is claimed again (or
+by ``lease_expire_stale``, which a periodic task may call).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    Max,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Value,
+)
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from annotations.errors import NotAllowed, NothingToDo
+from annotations.models import Dataset, Image, ImageStatus
+from review.models import Draft, Lease, LeaseState, ReviewPlan
+
+CLAIM_ATTEMPTS = 20
+
+
+def required_reviews_for(*, dataset: Dataset, image_id: int) -> int:
+    """``dataset.reviews_per_item`` for a deterministic ``overlap_fraction`` sample, else 1.
+
+    The sample is decided by a hash of the dataset and image ids, so it is stable
+    across processes and reruns and independent of the queue order.
+    """
+    if dataset.reviews_per_item <= 1 or dataset.overlap_fraction <= 0:
+        return 1
+    digest = hashlib.sha256(f"{dataset.pk}:{image_id}".encode()).digest()
+    position = int.from_bytes(digest[:8], "big") / 2**64
+    return dataset.reviews_per_item if position < dataset.overlap_fraction else 1
+
+
+def _active_leases(now) -> QuerySet[Lease]:
+    return Lease.objects.filter(state=LeaseState.ACTIVE, expires_at__gt=now)
+
+
+def lease_is_live(lease: Lease, now=None) -> bool:
+    return lease.state == LeaseState.ACTIVE and lease.expires_at > (now or timezone.now())
+
+
+def queue_candidates(*, dataset: Dataset, reviewer: AbstractBaseUser, now, include_skipped: bool) -> QuerySet[Image]:
+    """Images of ``dataset`` this reviewer may be given, best first.
+
+    In review, not yet reviewed by this reviewer (nor skipped, unless
+    ``include_skipped``), with a free slot: live leases plus submitted reviews
+    fewer than the required reviews (1 until the plan is written on first claim).
+    """
+    excluded_states = [LeaseState.SUBMITTED, LeaseState.SKIPPED] if not include_skipped else [LeaseState.SUBMITTED]
+    mine = Lease.objects.filter(image=OuterRef("pk"), reviewer=reviewer, state__in=excluded_states)
+    live = (
+        _active_leases(now).filter(image=OuterRef("pk")).order_by().values("image").annotate(n=Count("id")).values("n")
+    )
+    plan = ReviewPlan.objects.filter(image=OuterRef("pk"))
+    return (
+        Image.objects.filter(dataset=dataset, status=ImageStatus.IN_REVIEW)
+        .exclude(Exists(mine))
+        .alias(
+            n_live=Coalesce(Subquery(live, output_field=IntegerField()), Value(0)),
+            n_required=Coalesce(Subquery(plan.values("required_reviews")[:1]), Value(1)),
+            n_submitted=Coalesce(Subquery(plan.values("submitted_reviews")[:1]), Value(0)),
+        )
+        .filter(n_required__gt=F("n_live") + F("n_submitted"))
+        .order_by("priority", "created_at", "id")
+    )
+
+
+def _expire_image_leases(image_id: int, now) -> None:
+    Lease.objects.filter(image_id=image_id, state=LeaseState.ACTIVE, expires_at__lte=now).update(
+        state=LeaseState.EXPIRED, ended_at=now
+    )
+
+
+def free_slot(*, image: Image, reviewer: AbstractBaseUser, dataset: Dataset, now) -> tuple[ReviewPlan, int] | None:
+    """The plan and a free slot of ``image`` for ``reviewer``, or None.
+
+    Precondition: called while holding the image row lock (PostgreSQL) or the
+    write lock (SQLite). Marks the image's expired leases as expired.
+    """
+    _expire_image_leases(image.pk, now)
+    plan, _ = ReviewPlan.objects.get_or_create(
+        image=image, defaults={"dataset": dataset, "required_reviews": required_reviews_for(dataset=dataset, image_id=image.pk)}
+    )
+    if Lease.objects.filter(image=image, reviewer=reviewer, state=LeaseState.SUBMITTED).exists():
+        return None
+    used = set(Lease.objects.filter(image=image, state=LeaseState.ACTIVE).exclude(reviewer=reviewer).values_list("slot", flat=True))
+    if len(used) + plan.submitted_reviews >= plan.required_reviews:
+        return None
+    slot = next(s for s in range(plan.required_reviews + len(used) + 1) if s not in used)
+    return plan, slot
+
+
+def _claim_once(dataset: Dataset, reviewer: AbstractBaseUser, now) -> Lease | None:
+    get_user_model().objects.select_for_update().filter(pk=reviewer.pk).first()  # one claim at a time per reviewer
+    held = _active_leases(now).filter(dataset=dataset, reviewer=reviewer).select_related("image").first()
+    if held is not None:
+        return held
+    for include_skipped in (False, True):
+        candidates = queue_candidates(dataset=dataset, reviewer=reviewer, now=now, include_skipped=include_skipped)
+        image = candidates.select_for_update(skip_locked=True, of=("self",)).first()
+        if image is None and candidates.exists():
+            # Every candidate is locked by a concurrent claim; one with a slot left (K > 1) may
+            # still fit this reviewer, so wait for the first instead of reporting an empty queue.
+            image = candidates.select_for_update(of=("self",)).first()
+        if image is None:
+            continue
+        found = free_slot(image=image, reviewer=reviewer, dataset=dataset, now=now)
+        if found is None:
+            raise IntegrityError("slot taken between selection and lock")  # retried by the caller
+        # A lease of this reviewer that lapsed on this image is closed before the new one opens.
+        Lease.objects.filter(image=image, reviewer=reviewer, state=LeaseState.ACTIVE).update(state=LeaseState.EXPIRED, ended_at=now)
+        version = image.annotations.aggregate(v=Max("version"))["v"] or 0
+        return Lease.objects.create(
+            image=image, dataset=dataset, reviewer=reviewer, slot=found[1], version=version,
+            expires_at=now + timedelta(minutes=dataset.lease_minutes),
+        )
+    return None
+
+
+def lease_next(*, dataset: Dataset, reviewer: AbstractBaseUser) -> Lease:
+    """Lease the next image of ``dataset`` to ``reviewer`` (or return the lease they hold).
+
+    Order: lowest ``Image.priority`` first, then oldest. Items this reviewer
+    skipped come back only when nothing else is left. Raises :class:`NothingToDo`
+    when the queue has nothing for this reviewer.
+    """
+    for _ in range(CLAIM_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                lease = _claim_once(dataset, reviewer, timezone.now())
+        except IntegrityError:
+            continue  # a concurrent claimer won that slot; pick again
+        if lease is None:
+            raise NothingToDo(f"No item left to review in {dataset.slug}.")
+        return lease
+    raise NothingToDo(f"The queue of {dataset.slug} is busy; no free item could be leased, try again.")
+
+
+def _owned(lease: Lease, reviewer: AbstractBaseUser) -> Lease:
+    if lease.reviewer_id != reviewer.pk:
+        raise NotAllowed("This lease belongs to another reviewer.")
+    return lease
+
+
+@transaction.atomic
+def lease_end(*, lease: Lease, reviewer: AbstractBaseUser, state: str) -> Lease:
+    """Release or skip: the item goes back to the queue. Skipped items come back to
+    this reviewer only after everything else. Drafts are kept."""
+    if state not in (LeaseState.RELEASED, LeaseState.SKIPPED):
+        raise ValueError(f"lease_end() ends a lease as released or skipped, not {state!r}")
+    lease = _owned(Lease.objects.select_for_update().get(pk=lease.pk), reviewer)
+    if lease.state == LeaseState.SUBMITTED:
+        raise NotAllowed("This lease was already submitted.")
+    now = timezone.now()
+    lease.state, lease.ended_at = state, now
+    lease.save(update_fields=["state", "ended_at"])
+    return lease
+
+
+def lease_expire_stale(*, now=None, batch: int = 1000) -> int:
+    """Mark lapsed active leases as expired (optional housekeeping; claims do not need it)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Lease.objects.filter(state=LeaseState.ACTIVE, expires_at__lte=now)
+            .select_for_update(skip_locked=True).values_list("id", flat=True)[:batch]
+        )
+        return Lease.objects.filter(id__in=ids, state=LeaseState.ACTIVE).update(state=LeaseState.EXPIRED, ended_at=now)
+
+
+@transaction.atomic
+def draft_save(*, lease: Lease, reviewer: AbstractBaseUser, payload: dict) -> Draft:
+    """Save the reviewer's work in progress on the lease's image; a live lease is renewed."""
+    lease = _owned(Lease.objects.select_for_update().select_related("dataset").get(pk=lease.pk), reviewer)
+    if lease.state == LeaseState.SUBMITTED:
+        raise NotAllowed("This lease was already submitted; there is nothing left to draft.")
+    now = timezone.now()
+    if lease_is_live(lease, now):
+        lease.expires_at = now + timedelta(minutes=lease.dataset.lease_minutes)
+        lease.save(update_fields=["expires_at"])
+    draft, _ = Draft.objects.update_or_create(
+        image_id=lease.image_id, reviewer=reviewer, defaults={"lease": lease, "payload": payload}
+    )
+    return draft
+
+
+def draft_get(*, lease: Lease, reviewer: AbstractBaseUser) -> Draft | None:
+    _owned(lease, reviewer)
+    return Draft.objects.filter(image_id=lease.image_id, reviewer=reviewer).first()

@@ -1,0 +1,173 @@
+"""Reads for the review queue, adjudication, progress and the disagreement log.
+
+What a reviewer is shown (``lease_payload``) holds model answers only: never
+another person's review, so independent reviews stay independent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, Max, Q, QuerySet
+from django.urls import reverse
+from django.utils import timezone
+
+from annotations.domain import PIPELINE_AUTHOR, ROLES
+from annotations.models import Annotation, AnnotationKind, Dataset, Image, ImageStatus
+from annotations.selectors import (
+    annotation_to_dict,
+    annotations_with_elements,
+    image_review_base,
+)
+from review.models import Disagreement, Draft, Lease, LeaseState, ReviewSubmission
+
+DONE_STATUSES = (ImageStatus.APPROVED, ImageStatus.REJECTED, ImageStatus.FLAGGED)
+
+
+def image_to_dict(image: Image) -> dict[str, Any]:
+    return {
+        "id": image.pk, "url": reverse("image-file", args=[image.pk]),
+        "thumbnail_url": reverse("image-thumbnail", args=[image.pk]),
+        "width": image.width, "height": image.height, "source": image.source, "status": image.status,
+        "original_name": image.original_name,
+    }
+
+
+def annotation_payload(annotation: Annotation) -> dict[str, Any]:
+    """An annotation as the review API shows it (content in the EmoVerse JSONL form)."""
+    content = annotation_to_dict(annotation, include_des=False)
+    return {
+        "id": annotation.pk, "version": annotation.version, "kind": annotation.kind,
+        "author_name": annotation.author_name, "decision": annotation.decision,
+        "decision_reason": annotation.decision_reason, "triplets": content["triplets"],
+        "ces": content.get("ces"), "rationale": content["rationale"], "created_at": annotation.created_at,
+    }
+
+
+def image_latest_version(image: Image) -> int:
+    return image.annotations.aggregate(v=Max("version"))["v"] or 0
+
+
+def annotators_disagreement(annotators: list[Annotation]) -> dict[str, Any]:
+    """Where the model annotators disagree: their labels, and their phrases per triplet index and role."""
+    labels = {a.author_name: a.ces_label for a in annotators}
+    triplets = []
+    by_author = {a.author_name: list(a.triplets.all()) for a in annotators}
+    for index in range(max((len(t) for t in by_author.values()), default=0)):
+        for role in ROLES:
+            values = {}
+            for author, items in by_author.items():
+                element = next((e for e in items[index].elements.all() if e.role == role), None) if index < len(items) else None
+                values[author] = element.phrase if element else None
+            if any(values.values()):
+                phrases = {" ".join((v or "").lower().split()) for v in values.values()}
+                triplets.append({"index": index, "role": role, "values": values, "agree": len(phrases) == 1})
+    return {
+        "label": {"values": labels, "agree": len(set(labels.values())) <= 1},
+        "triplets": triplets,
+        "agree": len(set(labels.values())) <= 1 and all(t["agree"] for t in triplets),
+    }
+
+
+def model_annotations(image: Image) -> list[Annotation]:
+    """Current model annotations other than the pipeline's merged one (the VLM annotators)."""
+    qs = image.annotations.filter(is_current=True, kind=AnnotationKind.MODEL).exclude(author_name=PIPELINE_AUTHOR)
+    return list(annotations_with_elements(qs.order_by("author_name")))
+
+
+def lease_payload(lease: Lease) -> dict[str, Any]:
+    """Everything the review page needs for one leased image (see docs/review-api.md)."""
+    image = lease.image
+    base = image_review_base(image=image)
+    annotators = [a for a in model_annotations(image) if base is None or a.pk != base.pk]
+    draft = Draft.objects.filter(image=image, reviewer_id=lease.reviewer_id).first()
+    return {
+        "lease": {"id": lease.pk, "expires_at": lease.expires_at, "dataset": lease.dataset.slug, "version": lease.version},
+        "image": image_to_dict(image),
+        "version": image_latest_version(image),
+        "base": annotation_payload(base) if base else None,
+        "annotators": [annotation_payload(a) for a in annotators],
+        "disagreement": annotators_disagreement(annotators) if len(annotators) > 1 else None,
+        "critic": base.critic if base else None,
+        "draft": {"payload": draft.payload, "saved_at": draft.saved_at} if draft else None,
+    }
+
+
+def dataset_progress(*, dataset: Dataset, now: datetime | None = None) -> dict[str, Any]:
+    """Done (approved, rejected, flagged), in review (leased now), adjudication, left, per reviewer."""
+    now = now or timezone.now()
+    counts = dict(Image.objects.filter(dataset=dataset).order_by().values_list("status").annotate(n=Count("id")))
+    leased = (Lease.objects.filter(dataset=dataset, state=LeaseState.ACTIVE, expires_at__gt=now)
+              .values("image").distinct().count())
+    per_reviewer = (ReviewSubmission.objects.filter(dataset=dataset).order_by().values("reviewer__username")
+                    .annotate(done=Count("id")).order_by("-done", "reviewer__username"))
+    in_queue = counts.get(ImageStatus.IN_REVIEW, 0)
+    return {
+        "dataset": dataset.slug,
+        "total": sum(counts.values()),
+        "done": sum(counts.get(s, 0) for s in DONE_STATUSES),
+        "in_review": leased,
+        "adjudication": counts.get(ImageStatus.ADJUDICATION, 0),
+        "left": max(in_queue - leased, 0),
+        "per_reviewer": [{"username": r["reviewer__username"], "done": r["done"]} for r in per_reviewer],
+    }
+
+
+def adjudication_queue(*, dataset: Dataset | None = None) -> QuerySet[Image]:
+    qs = Image.objects.filter(status=ImageStatus.ADJUDICATION).select_related("dataset")
+    if dataset is not None:
+        qs = qs.filter(dataset=dataset)
+    return qs.order_by("priority", "created_at", "id")
+
+
+def adjudication_payload(image: Image) -> dict[str, Any]:
+    """All independent reviews of the image side by side, with the model answers they started from."""
+    reviews = list(annotations_with_elements(
+        Annotation.objects.filter(review_submission__image=image).select_related("review_submission").order_by("version")
+    ))
+    base = image_review_base(image=image)
+    return {
+        "image": image_to_dict(image),
+        "dataset": image.dataset.slug,
+        "version": image_latest_version(image),
+        "base": annotation_payload(base) if base else None,
+        "annotators": [annotation_payload(a) for a in model_annotations(image) if base is None or a.pk != base.pk],
+        "critic": base.critic if base else None,
+        "reviews": [{**annotation_payload(a), "reviewer": a.author_name,
+                     "time_spent_ms": a.review_submission.time_spent_ms} for a in reviews],
+    }
+
+
+def disagreement_list(*, dataset: str = "", model: str = "", field: str = "", reviewer: str = "", kind: str = "",
+                      since: datetime | None = None, until: datetime | None = None) -> QuerySet[Disagreement]:
+    """Disagreement rows, newest first, filtered by dataset slug, model name, field, reviewer username, kind, time."""
+    qs = Disagreement.objects.select_related("dataset", "reviewer", "annotation").order_by("-id")
+    filters = Q()
+    if dataset:
+        filters &= Q(dataset__slug=dataset)
+    if model:
+        filters &= Q(model_name=model)
+    if field:
+        filters &= Q(field=field)
+    if reviewer:
+        filters &= Q(reviewer__username=reviewer)
+    if kind:
+        filters &= Q(kind=kind)
+    if since:
+        filters &= Q(created_at__gte=since)
+    if until:
+        filters &= Q(created_at__lt=until)
+    return qs.filter(filters)
+
+
+def disagreement_model_names(*, dataset: str = "") -> list[str]:
+    qs = Disagreement.objects.all()
+    if dataset:
+        qs = qs.filter(dataset__slug=dataset)
+    return list(qs.order_by("model_name").values_list("model_name", flat=True).distinct())
+
+
+def reviewer_has_submitted(*, image: Image, user: AbstractBaseUser) -> bool:
+    return ReviewSubmission.objects.filter(image=image, reviewer=user).exists()

@@ -1,0 +1,296 @@
+"""Submitting reviews and adjudications.
+
+A submission creates a new HUMAN annotation version (never overwriting), its
+element decisions, and one disagreement row per difference from each current
+model annotation; then it moves the image on: it stays in review until its
+required number of independent reviews is in, goes to adjudication when those
+reviews disagree, and is approved, rejected or flagged otherwise.
+Queue and lease handling live in ``review.queue``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from annotations.domain import ROLES
+from annotations.errors import InvalidAnnotation, NotAllowed, VersionConflict
+from annotations.models import Annotation, AnnotationKind, Decision, Image, ImageStatus
+from annotations.selectors import (
+    annotation_to_dict,
+    annotations_with_elements,
+    image_review_base,
+)
+from annotations.services import annotation_create, image_set_status
+from annotations.validation import AnnotationInput, validate_annotation
+from review.disagreements import annotation_differences, reviews_disagree
+from review.models import (
+    Disagreement,
+    DisagreementKind,
+    Draft,
+    ElementAction,
+    ElementDecision,
+    Lease,
+    LeaseState,
+    ReviewPlan,
+    ReviewSubmission,
+)
+from review.queue import free_slot, lease_is_live
+
+MAX_ELEMENT_DECISIONS = 2000
+MAX_TIME_MS = 24 * 3600 * 1000
+FINAL_DECISIONS = (Decision.APPROVED, Decision.REJECTED, Decision.FLAGGED)
+
+
+@dataclass(frozen=True)
+class ElementDecisionInput:
+    triplet_key: uuid.UUID
+    role: str
+    action: str
+    before: Any
+    after: Any
+    time_ms: int
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    annotation: Annotation
+    image_status: str
+    disagreements: int
+
+
+def _time_ms(value: Any, field: str) -> int:
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TIME_MS:
+        raise InvalidAnnotation(field, f"must be a whole number of milliseconds in [0, {MAX_TIME_MS}], got {value!r}")
+    return value
+
+
+def check_decision(decision: Any, reason: Any) -> tuple[str, str]:
+    if decision not in FINAL_DECISIONS:
+        raise InvalidAnnotation("decision", f"must be one of {', '.join(FINAL_DECISIONS)}, got {decision!r}")
+    reason = reason or ""
+    if not isinstance(reason, str):
+        raise InvalidAnnotation("reason", "must be a string")
+    if decision != Decision.APPROVED and not reason.strip():
+        raise InvalidAnnotation("reason", f"a reason is required to mark an item {decision}")
+    return decision, reason.strip()
+
+
+def check_annotation(value: Any, image: Image, decision: str) -> AnnotationInput:
+    """Validate a submitted annotation against the image (boxes inside it, masks of its size,
+    known labels, non-empty masks, triplet keys that are UUIDs). Approving needs a CES label."""
+    if not isinstance(value, Mapping):
+        raise InvalidAnnotation("annotation", "must be an object with triplets and ces")
+    data = validate_annotation(value, image.width, image.height)
+    keys = set()
+    for i, triplet in enumerate(data.triplets):
+        if triplet.key is None:
+            continue
+        try:
+            key = uuid.UUID(triplet.key)
+        except ValueError:
+            raise InvalidAnnotation(f"annotation.triplets[{i}].key", f"must be a UUID, got {triplet.key!r}") from None
+        if key in keys:
+            raise InvalidAnnotation(f"annotation.triplets[{i}].key", "appears twice")
+        keys.add(key)
+    if decision == Decision.APPROVED and data.ces is None:
+        raise InvalidAnnotation("annotation.ces", "approving an item needs a CES label")
+    return data
+
+
+def check_element_decisions(value: Any) -> list[ElementDecisionInput]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidAnnotation("element_decisions", "must be a list")
+    if len(value) > MAX_ELEMENT_DECISIONS:
+        raise InvalidAnnotation("element_decisions", f"more than {MAX_ELEMENT_DECISIONS} decisions")
+    out = []
+    for i, item in enumerate(value):
+        field = f"element_decisions[{i}]"
+        if not isinstance(item, Mapping):
+            raise InvalidAnnotation(field, "must be an object")
+        try:
+            key = uuid.UUID(str(item.get("triplet_key")))
+        except ValueError:
+            raise InvalidAnnotation(f"{field}.triplet_key", "must be a triplet key (UUID)") from None
+        if item.get("role") not in ROLES:
+            raise InvalidAnnotation(f"{field}.role", f"must be one of {', '.join(ROLES)}")
+        if item.get("action") not in ElementAction.values:
+            raise InvalidAnnotation(f"{field}.action", f"must be one of {', '.join(ElementAction.values)}")
+        out.append(ElementDecisionInput(key, item["role"], item["action"], item.get("before"), item.get("after"),
+                                        _time_ms(item.get("time_ms"), f"{field}.time_ms")))
+    return out
+
+
+def _check_version(image: Image, expected_version: int, *, ignore: set[int]) -> None:
+    """Raise :class:`VersionConflict` when versions other than ``ignore`` appeared since ``expected_version``."""
+    latest = image.annotations.aggregate(v=Max("version"))["v"] or 0
+    newer = [
+        row for row in image.annotations.filter(version__gt=expected_version).order_by("version")
+        .values("id", "version", "kind", "author_name", "created_at")
+        if row["id"] not in ignore
+    ]
+    if newer or expected_version > latest:
+        for row in newer:
+            del row["id"]
+        raise VersionConflict(
+            f"The image changed since you opened it (version {expected_version}, now {latest}); your work is kept.",
+            changes={"expected_version": expected_version, "current_version": latest, "newer_versions": newer},
+        )
+
+
+def _model_annotations(image: Image) -> list[Annotation]:
+    qs = image.annotations.filter(is_current=True, kind__in=[AnnotationKind.MODEL, AnnotationKind.IMPORT])
+    return list(annotations_with_elements(qs.order_by("author_name")))
+
+
+def disagreements_record(*, annotation: Annotation, person: AbstractBaseUser, kind: str) -> int:
+    """Write one row per difference between ``annotation`` and each current model annotation."""
+    image = annotation.image
+    human = annotation_to_dict(annotations_with_elements(Annotation.objects.filter(pk=annotation.pk)).get(), include_des=False)
+    rows = []
+    for model in _model_annotations(image):
+        for d in annotation_differences(annotation_to_dict(model, include_des=False), human):
+            rows.append(Disagreement(
+                image=image, dataset_id=image.dataset_id, model_name=model.author_name, model_annotation=model,
+                field=d.field, triplet_key=d.triplet_key, role=d.role, model_value=d.model_value,
+                model_confidence=d.model_confidence, human_value=d.human_value, box_iou=d.box_iou,
+                mask_iou=d.mask_iou, reviewer=person, annotation=annotation, kind=kind,
+            ))
+    Disagreement.objects.bulk_create(rows, batch_size=500)
+    return len(rows)
+
+
+def _lease_for_submit(lease: Lease, reviewer: AbstractBaseUser, image: Image, now) -> Lease:
+    """The caller's lease, locked and live. A lapsed lease is taken up again if its slot is still free.
+
+    Precondition: the image row is locked.
+    """
+    lease = Lease.objects.select_for_update().select_related("dataset").get(pk=lease.pk)
+    if lease.reviewer_id != reviewer.pk:
+        raise NotAllowed("This lease belongs to another reviewer.")
+    if lease.state == LeaseState.SUBMITTED:
+        done = ReviewSubmission.objects.select_related("annotation").get(lease=lease)
+        raise VersionConflict("This lease was already submitted.",
+                              changes={"already_submitted": True, "version": done.annotation.version})
+    if lease_is_live(lease, now):
+        return lease
+    if Lease.objects.filter(image=image, reviewer=reviewer, state=LeaseState.ACTIVE, expires_at__gt=now).exclude(pk=lease.pk).exists():
+        raise NotAllowed("You hold a newer lease on this image; submit through that one.")
+    found = free_slot(image=image, reviewer=reviewer, dataset=lease.dataset, now=now)
+    if found is None:
+        raise NotAllowed("Your lease ended and the item was taken by another reviewer; your draft is kept.")
+    Lease.objects.filter(image=image, reviewer=reviewer, state=LeaseState.ACTIVE).exclude(pk=lease.pk).update(
+        state=LeaseState.EXPIRED, ended_at=now)
+    lease.state, lease.slot = LeaseState.ACTIVE, found[1]
+    return lease
+
+
+def _resolve_image(image: Image, plan: ReviewPlan, decision: str, label: str | None) -> str:
+    """Move the image on once its required reviews are in (see module docstring)."""
+    if plan.submitted_reviews < plan.required_reviews:
+        return image.status
+    if plan.required_reviews > 1:
+        submissions = list(ReviewSubmission.objects.filter(image=image))
+        reviews = [annotation_to_dict(a, include_des=False) for a in
+                   annotations_with_elements(Annotation.objects.filter(pk__in=[s.annotation_id for s in submissions]))]
+        if reviews_disagree(reviews, [s.decision for s in submissions]):
+            image_set_status(image=image, status=ImageStatus.ADJUDICATION)
+            return image.status
+    fields = {"label": label} if label else {}
+    image_set_status(image=image, status=decision, **fields)
+    Draft.objects.filter(image=image).delete()
+    return image.status
+
+
+@transaction.atomic
+def review_submit(
+    *,
+    lease: Lease,
+    reviewer: AbstractBaseUser,
+    expected_version: int,
+    decision: str,
+    reason: str = "",
+    annotation: Mapping[str, Any],
+    element_decisions: list | None = None,
+    time_spent_ms: int = 0,
+) -> SubmitResult:
+    """Submit the reviewer's answer for the leased image.
+
+    Raises :class:`InvalidAnnotation` for a bad value, :class:`NotAllowed` when
+    the lease is not the caller's or was taken over, :class:`VersionConflict`
+    when the image changed since ``expected_version`` (other reviewers'
+    independent reviews of the same item do not count). On any error nothing is
+    written and the reviewer's draft stays.
+    """
+    image = Image.objects.select_for_update().select_related("dataset").get(pk=lease.image_id)
+    decision, reason = check_decision(decision, reason)
+    data = check_annotation(annotation, image, decision)
+    decisions = check_element_decisions(element_decisions)
+    time_spent_ms = _time_ms(time_spent_ms, "time_spent_ms")
+    now = timezone.now()
+    lease = _lease_for_submit(lease, reviewer, image, now)
+    _check_version(image, expected_version,
+                   ignore=set(ReviewSubmission.objects.filter(image=image).values_list("annotation_id", flat=True)))
+    version = annotation_create(
+        image=image, data=data, kind=AnnotationKind.HUMAN, author_name=reviewer.get_username(), author_user=reviewer,
+        parent=image_review_base(image=image), decision=decision, decision_reason=reason,
+        extra={"lease": lease.pk, "time_spent_ms": time_spent_ms},
+    )
+    lease.state, lease.ended_at = LeaseState.SUBMITTED, now
+    lease.save(update_fields=["state", "slot", "ended_at"])
+    submission = ReviewSubmission.objects.create(lease=lease, image=image, dataset_id=image.dataset_id, reviewer=reviewer,
+                                                 annotation=version, decision=decision, time_spent_ms=time_spent_ms)
+    ElementDecision.objects.bulk_create([
+        ElementDecision(submission=submission, image=image, reviewer=reviewer, annotation=version, triplet_key=d.triplet_key,
+                        role=d.role, action=d.action, before=d.before, after=d.after, time_ms=d.time_ms)
+        for d in decisions
+    ], batch_size=500)
+    n = disagreements_record(annotation=version, person=reviewer, kind=DisagreementKind.REVIEW)
+    ReviewPlan.objects.filter(image=image).update(submitted_reviews=F("submitted_reviews") + 1)
+    Draft.objects.filter(image=image, reviewer=reviewer).delete()
+    status = _resolve_image(image, ReviewPlan.objects.get(image=image), decision, data.ces.label if data.ces else None)
+    return SubmitResult(annotation=version, image_status=status, disagreements=n)
+
+
+@transaction.atomic
+def adjudication_submit(
+    *,
+    image: Image,
+    adjudicator: AbstractBaseUser,
+    expected_version: int,
+    decision: str = Decision.APPROVED,
+    reason: str = "",
+    annotation: Mapping[str, Any],
+) -> SubmitResult:
+    """Set the final answer of an item whose independent reviews disagree.
+
+    Creates an ADJUDICATION annotation version and its disagreement rows against
+    every model annotation; the image becomes approved, rejected or flagged.
+    """
+    image = Image.objects.select_for_update().select_related("dataset").get(pk=image.pk)
+    decision, reason = check_decision(decision, reason)
+    data = check_annotation(annotation, image, decision)
+    _check_version(image, expected_version, ignore=set())
+    if image.status != ImageStatus.ADJUDICATION:
+        raise NotAllowed(f"Image {image.pk} is not waiting for adjudication (status {image.status}).")
+    version = annotation_create(
+        image=image, data=data, kind=AnnotationKind.ADJUDICATION, author_name=adjudicator.get_username(),
+        author_user=adjudicator, parent=image_review_base(image=image), decision=decision, decision_reason=reason,
+        extra={"reviews": list(ReviewSubmission.objects.filter(image=image).values_list("annotation_id", flat=True))},
+    )
+    n = disagreements_record(annotation=version, person=adjudicator, kind=DisagreementKind.ADJUDICATION)
+    fields = {"label": data.ces.label} if data.ces else {}
+    image_set_status(image=image, status=decision, **fields)
+    Draft.objects.filter(image=image).delete()
+    return SubmitResult(annotation=version, image_status=image.status, disagreements=n)

@@ -1,0 +1,95 @@
+"""Pages of the disagreement log (admins, researchers) and of adjudication (adjudicators).
+
+The review page and the image page are in ``review.pages``. These views only
+read through selectors; the adjudication page writes through the API.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+from django.core.exceptions import BadRequest
+from django.shortcuts import get_object_or_404, render
+from django.utils.dateparse import parse_date
+from django.views.decorators.http import require_GET
+
+from annotations.domain import EMOTIONS
+from annotations.models import Dataset, Image
+from annotations.roles import ADJUDICATOR, ADMIN, RESEARCHER, role_required
+from review import selectors
+from review.models import DisagreementField, DisagreementKind
+
+LOG_PAGE_SIZE = 50
+
+
+def _day(params, name: str, *, next_day: bool = False) -> datetime | None:
+    """A ``YYYY-MM-DD`` query parameter as the start of that day (or of the next) in UTC."""
+    raw = params.get(name, "")
+    if not raw:
+        return None
+    try:
+        day = parse_date(raw) if len(raw) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise BadRequest(f"{name} must be a date (YYYY-MM-DD), got {raw!r}")
+    return datetime.combine(day + timedelta(days=1 if next_day else 0), time.min, tzinfo=UTC)
+
+
+def _log_filters(params) -> dict:
+    return {
+        "dataset": params.get("dataset", ""), "model": params.get("model", ""),
+        "field": params.get("field", "") if params.get("field") in DisagreementField.values else "",
+        "kind": params.get("kind", "") if params.get("kind") in DisagreementKind.values else "",
+        "reviewer": params.get("reviewer", "").strip(),
+        "since": _day(params, "since"), "until": _day(params, "until", next_day=True),
+    }
+
+
+@require_GET
+@role_required(ADMIN, RESEARCHER)
+def disagreement_log(request):
+    """Filterable, keyset-paginated log (``?before=<id>``, newest first); htmx requests get the table only."""
+    filters = _log_filters(request.GET)
+    rows = selectors.disagreement_list(**filters)
+    before = request.GET.get("before", "")
+    if before.isdigit():
+        rows = rows.filter(id__lt=int(before))
+    page = list(rows[: LOG_PAGE_SIZE + 1])
+    more = len(page) > LOG_PAGE_SIZE
+    page = page[:LOG_PAGE_SIZE]
+    query = request.GET.copy()
+    query.pop("before", None)
+    context = {
+        "rows": page, "next_before": page[-1].id if more else None, "query": query.urlencode(),
+        "filters": {**filters, "since": request.GET.get("since", ""), "until": request.GET.get("until", "")},
+        "datasets": Dataset.objects.order_by("slug").values_list("slug", flat=True),
+        "models": selectors.disagreement_model_names(dataset=filters["dataset"]),
+        "fields": DisagreementField.choices, "kinds": DisagreementKind.choices,
+    }
+    template = "review/_disagreement_table.html" if request.htmx else "review/disagreements.html"
+    return render(request, template, context)
+
+
+@require_GET
+@role_required(ADJUDICATOR)
+def adjudication_queue_page(request):
+    slug = request.GET.get("dataset", "")
+    dataset = get_object_or_404(Dataset, slug=slug) if slug else None
+    items = selectors.adjudication_queue(dataset=dataset)
+    return render(request, "review/adjudication_queue.html", {
+        "items": items[:200], "count": items.count(), "dataset": dataset,
+        "datasets": Dataset.objects.order_by("slug").values_list("slug", flat=True),
+    })
+
+
+@require_GET
+@role_required(ADJUDICATOR)
+def adjudication_page(request, image_id: int):
+    image = get_object_or_404(Image.objects.select_related("dataset"), pk=image_id)
+    payload = selectors.adjudication_payload(image)
+    following = selectors.adjudication_queue(dataset=image.dataset).exclude(pk=image.pk).values_list("pk", flat=True).first()
+    return render(request, "review/adjudication_item.html", {
+        "image": image, "payload": payload, "emotions": EMOTIONS, "next_id": following,
+        "waiting": image.status == "adjudication",
+    })

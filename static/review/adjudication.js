@@ -1,0 +1,154 @@
+// Adjudication page: pick or edit the final answer of an item whose reviews disagree,
+// then submit it through POST /api/review/adjudication/<image_id>/ (docs/review-api.md).
+// Keys: 1–8 pick the emotion, Ctrl+Enter submits. All text goes through textContent.
+import { decodeRle } from "./rle.js";
+
+const ROLES = ["background", "attribute", "subject"];
+const COLOURS = { background: [43, 140, 190], attribute: [230, 161, 24], subject: [215, 48, 31] };
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (v !== false && v !== null && v !== undefined) node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const child of children.flat()) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  return node;
+}
+
+function csrfToken() {
+  try { return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || ""; } catch { return ""; }
+}
+
+/** The answer a review (or the model base) holds, as the API takes it back. */
+function answerFrom(annotation) {
+  const triplets = (annotation.triplets || []).map((t) => {
+    const out = { key: t.key };
+    for (const role of ROLES) {
+      if (!t[role]) continue;
+      const e = { phrase: t[role].phrase, status: t[role].status || "accepted" };
+      if (t[role].box) e.box = t[role].box;
+      if (t[role].mask) e.mask = t[role].mask;
+      out[role] = e;
+    }
+    return out;
+  });
+  return { triplets, ces: annotation.ces ? { label: annotation.ces.label } : null, rationale: annotation.rationale || "" };
+}
+
+function drawOverlay(canvas, answer) {
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const pixels = ctx.createImageData(canvas.width, canvas.height);
+  for (const t of answer.triplets) {
+    for (const role of ROLES) {
+      const e = t[role];
+      if (!e || e.status === "rejected" || !e.mask) continue;
+      const [h, w] = e.mask.size;
+      if (h !== canvas.height || w !== canvas.width) continue;
+      const mask = decodeRle(e.mask);
+      const [r, g, b] = COLOURS[role];
+      for (let i = 0; i < mask.length; i++) {
+        if (!mask[i]) continue;
+        pixels.data.set([r, g, b, 90], i * 4);
+      }
+    }
+  }
+  ctx.putImageData(pixels, 0, 0);
+  ctx.lineWidth = Math.max(2, canvas.width / 300);
+  for (const t of answer.triplets) {
+    for (const role of ROLES) {
+      const e = t[role];
+      if (!e || e.status === "rejected" || !e.box) continue;
+      ctx.strokeStyle = `rgb(${COLOURS[role].join(",")})`;
+      const [x0, y0, x1, y1] = e.box;
+      ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+    }
+  }
+}
+
+export function mountAdjudication({ data, emotions, root, canvas, apiUrl, nextUrl }) {
+  const start = data.reviews.length ? data.reviews[0] : data.base;
+  let answer = start ? answerFrom(start) : { triplets: [], ces: null, rationale: "" };
+  let decision = "approved";
+  let reason = "";
+  let message = null;
+
+  const votes = {};
+  for (const r of data.reviews) if (r.ces) (votes[r.ces.label] ||= []).push(r.reviewer);
+
+  function setLabel(label) {
+    answer.ces = { label };
+    render();
+  }
+
+  function render() {
+    root.replaceChildren();
+    root.append(el("h2", {}, "Final answer"));
+    const labels = el("div", { class: "adj-labels", role: "radiogroup", "aria-label": "CES label" });
+    emotions.forEach((emotion, i) => {
+      const chosen = answer.ces && answer.ces.label === emotion;
+      const who = votes[emotion] ? ` (${votes[emotion].join(", ")})` : "";
+      labels.append(el("button", { type: "button", class: chosen ? "primary" : "", "aria-pressed": chosen ? "true" : "false",
+        onclick: () => setLabel(emotion) }, `${i + 1} ${emotion}${who}`));
+    });
+    root.append(labels);
+
+    const table = el("table", { class: "adj-elements" }, el("thead", {}, el("tr", {}, el("th", {}, "Triplet"), el("th", {}, "Role"),
+      el("th", {}, "Phrase"), el("th", {}, "Keep"))));
+    const body = el("tbody");
+    answer.triplets.forEach((t, ti) => {
+      for (const role of ROLES) {
+        const e = t[role];
+        if (!e) continue;
+        const phrase = el("input", { value: e.phrase, size: 30, "aria-label": `${role} phrase of triplet ${ti + 1}`,
+          oninput: (ev) => { e.phrase = ev.target.value; if (e.status === "accepted") e.status = "edited"; } });
+        const keep = el("input", { type: "checkbox", checked: e.status !== "rejected", "aria-label": `keep ${role} of triplet ${ti + 1}`,
+          onchange: (ev) => { e.status = ev.target.checked ? "accepted" : "rejected"; drawOverlay(canvas, answer); } });
+        body.append(el("tr", {}, el("td", {}, String(ti + 1)), el("td", { class: `role-${role}` }, role), el("td", {}, phrase), el("td", {}, keep)));
+      }
+    });
+    table.append(body);
+    root.append(table);
+
+    const decisionSelect = el("select", { onchange: (ev) => { decision = ev.target.value; } },
+      ...["approved", "rejected", "flagged"].map((d) => el("option", { value: d, selected: d === decision }, d)));
+    const reasonInput = el("input", { value: reason, size: 50, placeholder: "reason (required to reject or flag)",
+      oninput: (ev) => { reason = ev.target.value; } });
+    root.append(el("p", { class: "filters" }, el("label", {}, "Decision", decisionSelect), el("label", {}, "Reason", reasonInput),
+      el("button", { type: "button", class: "primary", onclick: submit }, "Submit final answer (Ctrl+Enter)")));
+    if (message) root.append(el("div", { class: `messages ${message.kind}`, role: "alert" }, el("pre", {}, message.text)));
+    drawOverlay(canvas, answer);
+  }
+
+  async function submit() {
+    message = null;
+    const response = await fetch(apiUrl, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify({ expected_version: data.version, decision, reason, annotation: answer }),
+    });
+    const body = await response.json().catch(() => ({}));
+    if (response.status === 201) {
+      window.location.assign(nextUrl);
+      return;
+    }
+    if (response.status === 409) {
+      const newer = (body.changes && body.changes.newer_versions) || [];
+      message = { kind: "error", text: `${body.detail}\nNewer versions: ${newer.map((v) => `v${v.version} ${v.kind} by ${v.author_name}`).join("; ") || "none"}\nReload the page to see them; your edits are still on this page.` };
+    } else {
+      message = { kind: "error", text: `${body.detail || response.statusText}${body.field ? ` (field: ${body.field})` : ""}` };
+    }
+    render();
+  }
+
+  document.querySelectorAll("[data-start-from]").forEach((button) => {
+    button.addEventListener("click", () => { answer = answerFrom(data.reviews[Number(button.dataset.startFrom)]); render(); });
+  });
+  document.addEventListener("keydown", (ev) => {
+    const typing = ev.target instanceof HTMLInputElement || ev.target instanceof HTMLSelectElement;
+    if (ev.key === "Enter" && ev.ctrlKey) { ev.preventDefault(); submit(); return; }
+    if (!typing && /^[1-8]$/.test(ev.key)) setLabel(emotions[Number(ev.key) - 1]);
+  });
+  render();
+}

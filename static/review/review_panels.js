@@ -1,0 +1,224 @@
+// DOM for the review page's side panels. Every piece of model or user text goes
+// in through textContent (the `h` helper turns strings into text nodes); no
+// innerHTML anywhere.
+
+import { ROLE_COLOURS } from "./mask_editor.js";
+import { EMOTIONS, ROLES, effectiveStatus, elementId } from "./review_model.js";
+
+/** h("div", {class: "x", onclick: fn, dataset: {a: 1}}, "text", child, [more]) */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else if (k === "style") for (const [sk, sv] of Object.entries(v)) el.style.setProperty(sk.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`), sv);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  const add = (c) => {
+    if (c === null || c === undefined || c === false) return;
+    if (Array.isArray(c)) c.forEach(add);
+    else el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  };
+  children.forEach(add);
+  return el;
+}
+
+/** A button that does not take the focus on click, so the page's shortcuts keep working. */
+export function button(label, onClick, attrs = {}) {
+  return h("button", { type: "button", onmousedown: (ev) => ev.preventDefault(), onclick: onClick, ...attrs }, label);
+}
+
+const pct = (p) => `${Math.round((p || 0) * 100)}%`;
+
+/** The CES label: 8 rows (key, emotion, bar of the model's probability); click or 1–8 picks. */
+export function labelPanel({ label, modelLabel, ces, critic, disagreement, onPick }) {
+  const dist = ces?.distribution || {};
+  const top = EMOTIONS.reduce((a, b) => ((dist[b] || 0) > (dist[a] || 0) ? b : a), EMOTIONS[0]);
+  const rows = EMOTIONS.map((emotion, i) => {
+    const chosen = emotion === label;
+    return h(
+      "button",
+      {
+        type: "button", class: `emotion${chosen ? " chosen" : ""}${i === 3 ? " last-positive" : ""}`,
+        "aria-pressed": chosen ? "true" : "false", dataset: { emotion },
+        onmousedown: (ev) => ev.preventDefault(), onclick: () => onPick(emotion),
+        title: `${emotion} (key ${i + 1})`,
+      },
+      h("kbd", {}, String(i + 1)),
+      h("span", { class: "name" }, emotion),
+      h("span", { class: `bar${emotion === top && ces ? " top" : ""}` }, h("span", { style: { width: pct(dist[emotion]) } })),
+      h("span", { class: "p" }, ces ? pct(dist[emotion]) : ""),
+    );
+  });
+  const note = [];
+  if (modelLabel && label !== modelLabel) note.push(h("span", { class: "changed" }, `changed from the model's ${modelLabel}`));
+  if (ces?.confidence != null) note.push(h("span", { class: "muted" }, `model confidence ${pct(ces.confidence)}`));
+  const annotatorLabels = disagreement?.label?.values;
+  return h(
+    "section", { class: "panel label-panel", "aria-label": "Emotion label" },
+    h("h2", {}, "Emotion ", h("span", { class: "current", dataset: { label: label || "" } }, label || "— none —")),
+    note.length ? h("p", { class: "note" }, note) : null,
+    h("div", { class: "emotions", role: "group" }, rows),
+    annotatorLabels
+      ? h("p", { class: `annotator-labels${disagreement.label.agree ? "" : " disagree"}` },
+          Object.entries(annotatorLabels).map(([who, l]) => h("span", {}, h("b", {}, who), " ", l || "—")))
+      : null,
+    critic && (critic.label_verdict || critic.label_reasoning)
+      ? verdict(critic.label_verdict, critic.label_reasoning)
+      : null,
+  );
+}
+
+function verdict(v, reasoning) {
+  const kind = /^(ok|agree|accept|correct|consistent|valid|yes)/i.test(v || "") ? "ok" : v ? "bad" : "";
+  return h("div", { class: `critic ${kind}` }, h("span", { class: "verdict" }, `critic: ${v || "—"}`), reasoning ? h("span", { class: "reasoning" }, reasoning) : null);
+}
+
+const STATUS_TEXT = { pending: "to check", accepted: "accepted", edited: "edited", rejected: "rejected", added: "added" };
+
+/**
+ * The triplets, one row per element. `handlers`: select(id), accept(id), reject(id),
+ * editPhrase(id), editBox(id), editMask(id), addElement(key, role), addTriplet().
+ */
+export function elementsPanel({ work, selected, critic, editing, handlers }) {
+  const verdicts = new Map();
+  for (const v of critic?.elements || []) verdicts.set(`${v.triplet_index}:${v.role}`, v);
+  const baseIndex = new Map();
+  let n = 0;
+  for (const t of work.triplets) if (!t.added) baseIndex.set(t.key, n++);
+  const triplets = work.triplets.map((t, i) => {
+    const rows = [];
+    for (const role of ROLES) {
+      const e = t.elements[role];
+      if (!e) {
+        rows.push(h("li", { class: "element missing" },
+          button(`+ add ${role}`, () => handlers.addElement(t.key, role), { class: "link", title: `Add the missing ${role}` })));
+        continue;
+      }
+      const id = elementId(t.key, role);
+      const status = effectiveStatus(e);
+      const v = baseIndex.has(t.key) ? verdicts.get(`${baseIndex.get(t.key)}:${role}`) : null;
+      const phrase = editing === id
+        ? h("input", { class: "phrase-input", type: "text", value: e.phrase, maxlength: 300, "aria-label": `${role} phrase`, dataset: { id } })
+        : h("span", { class: "phrase", title: "Double-click or E to edit", ondblclick: () => handlers.editPhrase(id) }, e.phrase || "(no phrase yet)");
+      rows.push(h(
+        "li",
+        {
+          class: `element ${status}${selected === id ? " selected" : ""}`, dataset: { id, role, status },
+          style: { "--role": ROLE_COLOURS[role] }, onclick: (ev) => { if (!ev.target.closest("button, input")) handlers.select(id); },
+        },
+        h("div", { class: "line" },
+          h("span", { class: "role" }, role),
+          phrase,
+          h("span", { class: `status ${status}` }, STATUS_TEXT[status]),
+        ),
+        h("div", { class: "actions" },
+          button("✓ Accept", () => handlers.accept(id), { title: "Accept (A)", class: "accept" }),
+          button("✗ Reject", () => handlers.reject(id), { title: "Reject (R)", class: "reject" }),
+          button("✎ Phrase", () => handlers.editPhrase(id), { title: "Edit the phrase (E)" }),
+          button(e.box ? "▭ Box" : "+ Box", () => handlers.editBox(id), { title: "Edit the box (V, drag corners)" }),
+          button(e.mask ? "◐ Mask" : "+ Mask", () => handlers.editMask(id), { title: "Edit the mask (B brush, X eraser, P polygon, S refine)" }),
+        ),
+        v ? verdict(v.verdict, v.reasoning) : null,
+      ));
+    }
+    return h("li", { class: `triplet${t.added ? " added" : ""}` },
+      h("div", { class: "triplet-head" }, `Triplet ${i + 1}`, t.added ? h("span", { class: "badge" }, "added") : null),
+      h("ul", { class: "elements" }, rows));
+  });
+  return h("section", { class: "panel elements-panel", "aria-label": "Triplets" },
+    h("h2", {}, "Triplets ", h("span", { class: "muted" }, "Tab / Shift-Tab to move, A accept, R reject, E edit")),
+    triplets.length ? h("ol", { class: "triplets" }, triplets) : h("p", { class: "muted" }, "The model proposed no triplet."),
+    button("+ Add a triplet (N)", handlers.addTriplet, { class: "add-triplet" }));
+}
+
+/** The two (or more) model annotators side by side; rows where they disagree are marked. */
+export function annotatorsPanel({ annotators, disagreement }) {
+  if (!annotators?.length) return null;
+  const names = annotators.map((a) => a.author_name);
+  const head = h("tr", {}, h("th", {}, ""), names.map((n) => h("th", {}, n)));
+  const labelRow = h("tr", { class: disagreement && !disagreement.label.agree ? "disagree" : "" },
+    h("th", {}, "label"),
+    annotators.map((a) => h("td", {}, a.ces ? `${a.ces.label} ${a.ces.confidence != null ? pct(a.ces.confidence) : ""}` : "—")));
+  const rows = [];
+  const items = disagreement?.triplets || [];
+  if (items.length) {
+    for (const item of items) {
+      rows.push(h("tr", { class: item.agree ? "" : "disagree" },
+        h("th", { style: { color: ROLE_COLOURS[item.role] } }, `${item.index + 1} ${item.role}`),
+        names.map((n) => h("td", {}, item.values[n] ?? "—"))));
+    }
+  } else {
+    const depth = Math.max(...annotators.map((a) => a.triplets.length));
+    for (let i = 0; i < depth; i++) {
+      for (const role of ROLES) {
+        const values = annotators.map((a) => a.triplets[i]?.[role]?.phrase ?? null);
+        if (values.every((v) => v === null)) continue;
+        rows.push(h("tr", {}, h("th", { style: { color: ROLE_COLOURS[role] } }, `${i + 1} ${role}`), values.map((v) => h("td", {}, v ?? "—"))));
+      }
+    }
+  }
+  const rationales = h("tr", {}, h("th", {}, "rationale"), annotators.map((a) => h("td", { class: "rationale" }, a.rationale || "—")));
+  const agree = disagreement ? (disagreement.agree ? "they agree" : "they disagree on the marked rows") : "";
+  return h("section", { class: "panel annotators-panel", "aria-label": "Model annotators" },
+    h("h2", {}, "Annotators ", h("span", { class: "muted" }, agree)),
+    h("div", { class: "table-wrap" }, h("table", { class: "annotators" }, h("thead", {}, head), h("tbody", {}, labelRow, rows, rationales))));
+}
+
+export function rationalePanel({ rationale, critic }) {
+  if (!rationale && !critic?.reasoning) return null;
+  return h("section", { class: "panel rationale-panel", "aria-label": "Rationale" },
+    h("h2", {}, "Rationale"),
+    rationale ? h("p", { class: "rationale" }, rationale) : null,
+    critic?.reasoning ? h("div", { class: "critic" }, h("span", { class: "verdict" }, "critic"), h("span", { class: "reasoning" }, critic.reasoning)) : null);
+}
+
+/** The 409 box: what changed, and the two ways on. */
+export function conflictBox({ detail, changes, onKeep, onDiscard }) {
+  const items = [];
+  if (changes?.already_submitted) items.push(h("li", {}, `You already submitted this item (version ${changes.version}).`));
+  if (changes?.expected_version != null) items.push(h("li", {}, `You opened version ${changes.expected_version}; it is now version ${changes.current_version}.`));
+  for (const v of changes?.newer_versions || []) {
+    const when = v.created_at ? new Date(v.created_at).toLocaleString() : "";
+    items.push(h("li", {}, `v${v.version}: ${v.kind} by ${v.author_name}${when ? `, ${when}` : ""}`));
+  }
+  return h("div", { class: "conflict", role: "alert" },
+    h("strong", {}, "This item changed while you worked on it."),
+    h("p", {}, detail || ""),
+    items.length ? h("ul", {}, items) : null,
+    h("p", { class: "muted" }, "Your edits are still here and saved as a draft."),
+    h("div", { class: "row" },
+      button("Reload the item, keeping my edits", onKeep, { class: "primary", "data-action": "keep" }),
+      button("Discard my edits", onDiscard, { class: "danger", "data-action": "discard" })));
+}
+
+export const KEYS = [
+  ["1 – 8", "pick the emotion (amusement, awe, contentment, excitement, anger, disgust, fear, sadness)"],
+  ["Tab / Shift-Tab", "next / previous element"],
+  ["A", "accept the element"],
+  ["R", "reject the element (again: undo the rejection)"],
+  ["E or double-click", "edit the phrase (Enter keeps, Esc cancels)"],
+  ["N", "add a triplet"],
+  ["V", "box tool: drag corners or edges, drag inside to move, Shift-drag draws a new box"],
+  ["B / X", "brush / eraser (Alt-drag with the brush erases)"],
+  ["[ / ]", "smaller / bigger brush"],
+  ["P", "polygon: click points, Enter or double-click fills, Alt+Enter cuts out, Backspace, Esc"],
+  ["S", "refine with SAM: click inside the object, Shift-click outside it"],
+  ["O", "overlays on / off"],
+  ["0", "fit the image; wheel zooms, Space-drag pans"],
+  ["Z / Shift-Z (or Y)", "undo / redo"],
+  ["Enter", "approve and submit"],
+  ["Shift-R", "reject the item (type a reason, Enter submits)"],
+  ["F", "flag the item (type a reason, Enter submits)"],
+  ["?", "show / hide these keys"],
+];
+
+export function keysOverlay(onClose) {
+  return h("div", { class: "keys-overlay", role: "dialog", "aria-modal": "true", "aria-label": "Keyboard shortcuts", onclick: (ev) => { if (ev.target === ev.currentTarget) onClose(); } },
+    h("div", { class: "keys-card" },
+      h("h2", {}, "Keys"),
+      h("table", {}, h("tbody", {}, KEYS.map(([k, what]) => h("tr", {}, h("th", {}, h("kbd", {}, k)), h("td", {}, what))))),
+      button("Close (Esc)", onClose)));
+}

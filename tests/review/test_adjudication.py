@@ -1,0 +1,69 @@
+"""Adjudication: items whose independent reviews disagree get a final answer."""
+
+import pytest
+
+from annotations.errors import NotAllowed, VersionConflict
+from annotations.models import AnnotationKind, ImageStatus
+from review import queue, selectors, services
+from review.models import Disagreement
+from tests.factories import DatasetFactory, UserFactory
+from tests.review.conftest import human_answer, image_in_review
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def disputed(make_reviewer):
+    """An image two reviewers labelled differently (awe vs fear): waiting for adjudication."""
+    dataset = DatasetFactory(slug="pairs", reviews_per_item=2, overlap_fraction=1.0)
+    image = image_in_review(dataset)
+    for name, label in (("ann", "awe"), ("bob", "fear")):
+        reviewer = make_reviewer(name)
+        lease = queue.lease_next(dataset=dataset, reviewer=reviewer)
+        payload = selectors.lease_payload(lease)
+        services.review_submit(lease=lease, reviewer=reviewer, expected_version=payload["version"], decision="approved",
+                               annotation=human_answer(payload, label=label))
+    image.refresh_from_db()
+    assert image.status == ImageStatus.ADJUDICATION
+    return image
+
+
+def test_the_adjudicator_sees_every_review_side_by_side(disputed):
+    payload = selectors.adjudication_payload(disputed)
+    assert [(r["reviewer"], r["ces"]["label"]) for r in payload["reviews"]] == [("ann", "awe"), ("bob", "fear")]
+    assert payload["base"]["author_name"] == "pipeline"
+    assert {a["author_name"] for a in payload["annotators"]} == {"gpt-4o", "gemini-2.5"}
+    assert list(selectors.adjudication_queue()) == [disputed]
+
+
+def test_adjudication_sets_the_final_answer(disputed, adjudicator):
+    payload = selectors.adjudication_payload(disputed)
+    answer = human_answer(payload, label="awe")
+    result = services.adjudication_submit(image=disputed, adjudicator=adjudicator, expected_version=payload["version"],
+                                          annotation=answer)
+    disputed.refresh_from_db()
+    assert (disputed.status, disputed.label) == (ImageStatus.APPROVED, "awe")
+    assert result.annotation.kind == AnnotationKind.ADJUDICATION and result.annotation.author_user == adjudicator
+    rows = Disagreement.objects.filter(annotation=result.annotation)
+    assert rows.count() == result.disagreements > 0
+    assert set(rows.values_list("kind", flat=True)) == {"adjudication"}
+    assert set(rows.filter(field="ces_label").values_list("model_name", flat=True)) == {"pipeline", "gpt-4o"}
+    assert list(selectors.adjudication_queue()) == []
+
+
+def test_a_stale_adjudication_is_a_conflict(disputed, adjudicator):
+    payload = selectors.adjudication_payload(disputed)
+    services.adjudication_submit(image=disputed, adjudicator=adjudicator, expected_version=payload["version"],
+                                 annotation=human_answer(payload))
+    other = UserFactory(username="adj2", roles=["adjudicator"])
+    with pytest.raises(VersionConflict):
+        services.adjudication_submit(image=disputed, adjudicator=other, expected_version=payload["version"],
+                                     annotation=human_answer(payload))
+
+
+def test_only_items_waiting_for_adjudication_can_be_adjudicated(dataset, adjudicator):
+    image = image_in_review(dataset)
+    payload = selectors.adjudication_payload(image)
+    with pytest.raises(NotAllowed, match="not waiting for adjudication"):
+        services.adjudication_submit(image=image, adjudicator=adjudicator, expected_version=payload["version"],
+                                     annotation=human_answer(payload))

@@ -1,0 +1,75 @@
+"""The adjudication page in Debian's Chromium against a live server: an adjudicator
+picks the label with the keyboard, drops an element, submits with Ctrl+Enter.
+
+Run: ``pytest -m browser tests/review/test_adjudication_browser.py`` (needs /usr/bin/chromium).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from annotations.models import Annotation, AnnotationKind, ImageStatus
+from review import queue, selectors, services
+from review.models import Disagreement
+from tests.factories import DatasetFactory, UserFactory
+from tests.review.conftest import human_answer, image_in_review
+
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "pw-for-tests-123"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"needs Debian's Chromium at {CHROMIUM}"),
+]
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture
+def disputed(transactional_db):
+    dataset = DatasetFactory(slug="pairs", reviews_per_item=2, overlap_fraction=1.0)
+    image = image_in_review(dataset)
+    for name, label in (("ann", "awe"), ("bob", "fear")):
+        reviewer = UserFactory(username=name, roles=["reviewer"])
+        lease = queue.lease_next(dataset=dataset, reviewer=reviewer)
+        payload = selectors.lease_payload(lease)
+        services.review_submit(lease=lease, reviewer=reviewer, expected_version=payload["version"], decision="approved",
+                               annotation=human_answer(payload, label=label))
+    UserFactory(username="ada", roles=["adjudicator"], password=PASSWORD)
+    return image
+
+
+def test_adjudicate_with_the_keyboard(disputed, live_server):
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1024, "height": 768})
+        page.set_default_timeout(15000)
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        path = f"/review/adjudication/{disputed.pk}/"
+        page.goto(f"{live_server.url}/accounts/login/?next={path}")
+        page.fill("input[name=username]", "ada")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live_server.url}{path}")
+        page.wait_for_selector("#adj-final .adj-labels button")
+        assert page.locator(".adj-col h3").all_inner_texts()[-2:] == ["Review 1 · ann", "Review 2 · bob"]
+        page.click("[data-start-from='1']")          # start from bob's answer
+        page.click("h1")
+        page.keyboard.press("8")                      # sadness
+        assert page.locator("#adj-final button[aria-pressed=true]").inner_text().startswith("8 sadness")
+        page.uncheck("input[aria-label='keep attribute of triplet 1']")
+        page.screenshot(path="/tmp/adjudication.png", full_page=True)
+        page.keyboard.press("Control+Enter")
+        page.wait_for_url(f"{live_server.url}/review/adjudication/")
+        browser.close()
+    assert errors == []
+    final = Annotation.objects.get(image=disputed, kind=AnnotationKind.ADJUDICATION)
+    assert (final.ces_label, final.author_name) == ("sadness", "ada")
+    assert final.triplets.get().elements.get(role="attribute").status == "rejected"
+    disputed.refresh_from_db()
+    assert (disputed.status, disputed.label) == (ImageStatus.APPROVED, "sadness")
+    assert Disagreement.objects.filter(annotation=final, field="element_rejected", role="attribute").count() == 3

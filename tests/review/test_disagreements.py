@@ -1,0 +1,143 @@
+"""The disagreement log: pure comparison functions, and the rows a submit writes."""
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from annotations.domain import PIPELINE_AUTHOR
+from review import queue, selectors, services
+from review.disagreements import (
+    align_triplets,
+    annotation_differences,
+    box_iou,
+    mask_iou,
+    reviews_disagree,
+)
+from review.models import Disagreement
+from tests.factories import rect_mask_rle
+from tests.review.conftest import human_answer, image_in_review
+
+KEY = "6f1c2a34-1111-4222-8333-444455556666"
+
+
+def element(phrase, box=None, mask=None, **extra):
+    out = {"phrase": phrase, **extra}
+    if box:
+        out["box"] = box
+    if mask:
+        out["mask"] = mask
+    return out
+
+
+def test_box_iou_matches_the_area_formula():
+    assert box_iou([0, 0, 10, 10], [0, 0, 10, 10]) == 1.0
+    assert box_iou([0, 0, 10, 10], [5, 0, 15, 10]) == pytest.approx(50 / 150)
+    assert box_iou([0, 0, 10, 10], [20, 20, 30, 30]) == 0.0
+    assert box_iou([0, 0, 10, 10], None) == 0.0
+
+
+def test_mask_iou_matches_pixel_counts():
+    a = rect_mask_rle(40, 30, (0, 0, 20, 30))   # 600 px
+    b = rect_mask_rle(40, 30, (10, 0, 30, 30))  # 600 px, 300 shared
+    assert mask_iou(a, b) == pytest.approx(300 / 900)
+    assert mask_iou(a, a) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="sizes differ"):
+        mask_iou(a, rect_mask_rle(41, 30, (0, 0, 5, 5)))
+
+
+def test_every_kind_of_difference_is_found():
+    m_mask, h_mask = rect_mask_rle(40, 30, (0, 0, 20, 30)), rect_mask_rle(40, 30, (10, 0, 30, 30))
+    model = {
+        "ces": {"label": "fear", "confidence": 0.7},
+        "triplets": [{"key": KEY,
+                      "background": element("stormy sea", [0, 0, 10, 10], box_score=0.8),
+                      "attribute": element("dark"),
+                      "subject": element("boat", [0, 0, 20, 30], m_mask, box_score=0.6, mask_score=0.9)}],
+    }
+    human = {
+        "ces": {"label": "awe"},
+        "triplets": [{"key": KEY,
+                      "background": element("Stormy  SEA", [5, 0, 15, 10], status="edited"),
+                      "attribute": element("dark", status="rejected"),
+                      "subject": element("tiny boat", [0, 0, 20, 30], h_mask, status="edited")},
+                     {"key": "00000000-0000-4000-8000-000000000001", "subject": element("gull", [1, 1, 5, 5], status="added")}],
+    }
+    found = {(d.field, d.role): d for d in annotation_differences(model, human)}
+    assert set(found) == {("ces_label", ""), ("box", "background"), ("element_rejected", "attribute"),
+                          ("element_phrase", "subject"), ("mask", "subject"), ("element_added", "subject")}
+    label = found[("ces_label", "")]
+    assert (label.model_value, label.model_confidence, label.human_value) == ("fear", 0.7, "awe")
+    box = found[("box", "background")]
+    assert box.box_iou == pytest.approx(50 / 150) and box.model_confidence == 0.8
+    mask = found[("mask", "subject")]
+    assert mask.mask_iou == pytest.approx(300 / 900) and mask.model_confidence == 0.9
+    assert found[("element_phrase", "subject")].human_value == "tiny boat"
+    assert found[("element_added", "subject")].human_value == {"phrase": "gull", "box": [1, 1, 5, 5]}
+    # Case and spacing are no phrase edit; an unchanged box is no box edit.
+    assert ("element_phrase", "background") not in found and ("box", "subject") not in found
+
+
+def test_identical_answers_have_no_difference():
+    model = {"ces": {"label": "awe"}, "triplets": [{"key": KEY, "subject": element("boat", [0, 0, 5, 5])}]}
+    human = {"ces": {"label": "awe"}, "triplets": [{"key": KEY, "subject": element("boat", [0, 0, 5, 5], status="accepted")}]}
+    assert annotation_differences(model, human) == []
+
+
+def test_a_removed_box_counts_as_iou_zero():
+    model = {"triplets": [{"key": KEY, "subject": element("boat", [0, 0, 5, 5])}]}
+    human = {"triplets": [{"key": KEY, "subject": element("boat")}]}
+    [d] = annotation_differences(model, human)
+    assert (d.field, d.box_iou, d.human_value) == ("box", 0.0, None)
+
+
+def test_triplets_under_other_keys_are_aligned_by_phrase_and_box():
+    model = [{"key": "a", "subject": element("small boat", [0, 0, 10, 10])}, {"key": "b", "subject": element("lighthouse")}]
+    human = [{"key": "x", "subject": element("lighthouse")}, {"key": "y", "subject": element("boat", [0, 0, 10, 10])},
+             {"key": "z", "subject": element("moon")}]
+    pairs = {(m or {}).get("key"): (h or {}).get("key") for m, h in align_triplets(model, human)}
+    assert pairs == {"a": "y", "b": "x", None: "z"}
+
+
+def test_reviews_disagree_on_label_decision_or_kept_elements():
+    a = {"ces": {"label": "awe"}, "triplets": [{"key": KEY, "subject": element("boat", status="accepted")}]}
+    b = {"ces": {"label": "awe"}, "triplets": [{"key": KEY, "subject": element("a boat", status="edited")}]}
+    c = {"ces": {"label": "awe"}, "triplets": [{"key": KEY, "subject": element("boat", status="rejected")}]}
+    d = {"ces": {"label": "fear"}, "triplets": a["triplets"]}
+    added = {"ces": {"label": "awe"}, "triplets": a["triplets"] + [{"key": "k2", "subject": element("gull", status="added")}]}
+    assert not reviews_disagree([a, b], ["approved", "approved"])
+    assert not reviews_disagree([a, added], ["approved", "approved"])
+    assert reviews_disagree([a, c], ["approved", "approved"])
+    assert reviews_disagree([a, d], ["approved", "approved"])
+    assert reviews_disagree([a, a], ["approved", "flagged"])
+
+
+@pytest.mark.django_db
+def test_submit_logs_rows_against_every_model_with_the_ious(dataset, reviewer):
+    image = image_in_review(dataset)
+    lease = queue.lease_next(dataset=dataset, reviewer=reviewer)
+    payload = selectors.lease_payload(lease)
+    answer = human_answer(payload, label="sadness")
+    w, h = image.width, image.height
+    subject = answer["triplets"][0]["subject"]
+    base_mask = subject["mask"]
+    subject["mask"] = rect_mask_rle(w, h, (w // 4, h // 4, w // 2 + 8, h // 2))
+    subject["status"] = "edited"
+    result = services.review_submit(lease=lease, reviewer=reviewer, expected_version=payload["version"],
+                                    decision="approved", annotation=answer)
+
+    rows = Disagreement.objects.filter(annotation=result.annotation)
+    assert result.disagreements == rows.count()
+    by_model = {}
+    for row in rows:
+        by_model.setdefault(row.model_name, set()).add(row.field)
+    assert by_model == {PIPELINE_AUTHOR: {"ces_label", "mask"}, "gpt-4o": {"ces_label", "mask"},
+                        "gemini-2.5": {"ces_label", "mask", "element_phrase"}}
+    mask_row = rows.get(model_name=PIPELINE_AUTHOR, field="mask")
+    old = mask_utils.decode({"size": base_mask["size"], "counts": base_mask["counts"].encode()})
+    new = mask_utils.decode({"size": subject["mask"]["size"], "counts": subject["mask"]["counts"].encode()})
+    expected = np.logical_and(old, new).sum() / np.logical_or(old, new).sum()
+    assert mask_row.mask_iou == pytest.approx(expected)
+    assert mask_row.model_confidence == 0.9 and mask_row.reviewer == reviewer and mask_row.kind == "review"
+    label_row = rows.get(model_name="gemini-2.5", field="ces_label")
+    assert (label_row.model_value, label_row.human_value, label_row.dataset) == ("awe", "sadness", dataset)
+    assert str(mask_row.triplet_key) == answer["triplets"][0]["key"] and mask_row.role == "subject"

@@ -1,0 +1,216 @@
+"""review_submit: versions, decisions, image status, K reviews, conflicts and bad input."""
+
+import copy
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from annotations.errors import InvalidAnnotation, NotAllowed, VersionConflict
+from annotations.models import Annotation, AnnotationKind, ImageStatus
+from review import queue, selectors, services
+from review.models import Draft, ElementDecision, Lease, LeaseState, ReviewSubmission
+from tests.factories import DatasetFactory, UserFactory, make_annotation, rect_mask_rle
+from tests.review.conftest import human_answer, image_in_review
+
+pytestmark = pytest.mark.django_db
+
+
+def lease_and_payload(dataset, reviewer):
+    lease = queue.lease_next(dataset=dataset, reviewer=reviewer)
+    return lease, selectors.lease_payload(lease)
+
+
+def submit(lease, reviewer, payload, **kwargs):
+    kwargs.setdefault("decision", "approved")
+    kwargs.setdefault("annotation", human_answer(payload))
+    return services.review_submit(lease=lease, reviewer=reviewer, expected_version=payload["version"], **kwargs)
+
+
+def test_submit_creates_a_human_version_with_decisions(dataset, reviewer):
+    image = image_in_review(dataset)
+    lease, payload = lease_and_payload(dataset, reviewer)
+    answer = human_answer(payload, label="sadness")
+    key = answer["triplets"][0]["key"]
+    answer["triplets"][0]["attribute"]["status"] = "rejected"
+    decisions = [{"triplet_key": key, "role": "attribute", "action": "reject", "before": {"phrase": "dark, churning"},
+                  "after": None, "time_ms": 1500}]
+    result = submit(lease, reviewer, payload, annotation=answer, element_decisions=decisions, time_spent_ms=9000)
+
+    version = result.annotation
+    assert (version.kind, version.author_name, version.author_user, version.decision) == (
+        AnnotationKind.HUMAN, reviewer.username, reviewer, "approved")
+    assert version.version == payload["version"] + 1
+    assert version.parent_id == payload["base"]["id"]
+    assert version.triplets.get().elements.get(role="attribute").status == "rejected"
+    assert str(version.triplets.get().key) == key  # the element identity survives the version
+    image.refresh_from_db()
+    assert (image.status, image.label) == (ImageStatus.APPROVED, "sadness")
+    decision = ElementDecision.objects.get()
+    assert (decision.action, decision.time_ms, decision.before, decision.reviewer) == ("reject", 1500, {"phrase": "dark, churning"}, reviewer)
+    assert ReviewSubmission.objects.get().time_spent_ms == 9000
+    lease.refresh_from_db()
+    assert lease.state == LeaseState.SUBMITTED
+    # The model versions are untouched.
+    assert Annotation.objects.filter(image=image, kind=AnnotationKind.MODEL, is_current=True).count() == 3
+
+
+def test_submit_removes_the_draft(dataset, reviewer):
+    image_in_review(dataset)
+    lease, payload = lease_and_payload(dataset, reviewer)
+    queue.draft_save(lease=lease, reviewer=reviewer, payload={"x": 1})
+    submit(lease, reviewer, payload)
+    assert not Draft.objects.exists()
+
+
+@pytest.mark.parametrize("decision, status", [("rejected", ImageStatus.REJECTED), ("flagged", ImageStatus.FLAGGED)])
+def test_reject_and_flag_need_a_reason(dataset, reviewer, decision, status):
+    image = image_in_review(dataset)
+    lease, payload = lease_and_payload(dataset, reviewer)
+    with pytest.raises(InvalidAnnotation) as info:
+        submit(lease, reviewer, payload, decision=decision)
+    assert info.value.field == "reason"
+    submit(lease, reviewer, payload, decision=decision, reason="not an emotional image")
+    image.refresh_from_db()
+    assert image.status == status
+
+
+def test_an_edit_since_the_item_was_opened_is_a_conflict_and_nothing_is_written(dataset, reviewer):
+    image = image_in_review(dataset)
+    lease, payload = lease_and_payload(dataset, reviewer)
+    queue.draft_save(lease=lease, reviewer=reviewer, payload={"keep": "me"})
+    admin = UserFactory(username="boss", roles=["admin"])
+    make_annotation(image, kind=AnnotationKind.HUMAN, author_name="boss", author_user=admin)
+    before = Annotation.objects.count()
+    with pytest.raises(VersionConflict) as info:
+        submit(lease, reviewer, payload)
+    changes = info.value.changes
+    assert changes["expected_version"] == payload["version"]
+    assert changes["current_version"] == payload["version"] + 1
+    assert changes["newer_versions"][0]["author_name"] == "boss"
+    assert Annotation.objects.count() == before
+    assert Draft.objects.get().payload == {"keep": "me"}
+    lease.refresh_from_db()
+    assert lease.state == LeaseState.ACTIVE
+
+
+def test_a_second_submit_of_the_same_lease_is_a_conflict(dataset, reviewer):
+    image_in_review(dataset)
+    lease, payload = lease_and_payload(dataset, reviewer)
+    first = submit(lease, reviewer, payload)
+    with pytest.raises(VersionConflict) as info:
+        submit(lease, reviewer, payload)
+    assert info.value.changes == {"already_submitted": True, "version": first.annotation.version}
+
+
+def test_a_lapsed_lease_nobody_took_can_still_be_submitted(dataset, reviewer):
+    image_in_review(dataset)
+    lease, payload = lease_and_payload(dataset, reviewer)
+    Lease.objects.filter(pk=lease.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    assert submit(lease, reviewer, payload).image_status == ImageStatus.APPROVED
+
+
+def test_a_lapsed_lease_someone_else_took_is_refused_and_the_draft_kept(dataset, make_reviewer):
+    image_in_review(dataset)
+    ann, bob = make_reviewer("ann"), make_reviewer("bob")
+    lease, payload = lease_and_payload(dataset, ann)
+    queue.draft_save(lease=lease, reviewer=ann, payload={"mine": True})
+    Lease.objects.filter(pk=lease.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    queue.lease_next(dataset=dataset, reviewer=bob)
+    with pytest.raises(NotAllowed, match="taken by another reviewer"):
+        submit(lease, ann, payload)
+    assert Draft.objects.get(reviewer=ann).payload == {"mine": True}
+
+
+def test_only_the_lease_holder_can_submit(dataset, make_reviewer):
+    image_in_review(dataset)
+    lease, payload = lease_and_payload(dataset, make_reviewer("ann"))
+    with pytest.raises(NotAllowed, match="another reviewer"):
+        submit(lease, make_reviewer("bob"), payload)
+
+
+def overlap_dataset(k=2):
+    return DatasetFactory(slug=f"overlap-{k}", reviews_per_item=k, overlap_fraction=1.0)
+
+
+def test_k_reviews_stay_in_review_until_all_are_in_and_do_not_conflict(make_reviewer):
+    dataset = overlap_dataset(2)
+    image = image_in_review(dataset)
+    ann, bob = make_reviewer("ann"), make_reviewer("bob")
+    lease_a, payload_a = lease_and_payload(dataset, ann)
+    lease_b, payload_b = lease_and_payload(dataset, bob)
+    assert submit(lease_a, ann, payload_a).image_status == ImageStatus.IN_REVIEW
+    # Bob opened the item before Ann submitted: her independent review is no conflict for him.
+    assert submit(lease_b, bob, payload_b).image_status == ImageStatus.APPROVED
+    image.refresh_from_db()
+    assert image.status == ImageStatus.APPROVED
+
+
+def test_k_reviews_that_disagree_on_the_label_go_to_adjudication(make_reviewer):
+    dataset = overlap_dataset(2)
+    image = image_in_review(dataset)
+    ann, bob = make_reviewer("ann"), make_reviewer("bob")
+    lease_a, payload_a = lease_and_payload(dataset, ann)
+    submit(lease_a, ann, payload_a, annotation=human_answer(payload_a, label="awe"))
+    lease_b, payload_b = lease_and_payload(dataset, bob)
+    assert submit(lease_b, bob, payload_b).image_status == ImageStatus.ADJUDICATION
+    image.refresh_from_db()
+    assert image.status == ImageStatus.ADJUDICATION
+
+
+def test_k_reviews_that_disagree_on_an_element_go_to_adjudication(make_reviewer):
+    dataset = overlap_dataset(2)
+    image_in_review(dataset)
+    ann, bob = make_reviewer("ann"), make_reviewer("bob")
+    lease_a, payload_a = lease_and_payload(dataset, ann)
+    answer = human_answer(payload_a)
+    answer["triplets"][0]["subject"]["status"] = "rejected"
+    submit(lease_a, ann, payload_a, annotation=answer)
+    lease_b, payload_b = lease_and_payload(dataset, bob)
+    assert submit(lease_b, bob, payload_b).image_status == ImageStatus.ADJUDICATION
+
+
+def test_a_reviewer_reviews_an_overlap_item_at_most_once(make_reviewer):
+    dataset = overlap_dataset(3)
+    image_in_review(dataset)
+    ann = make_reviewer("ann")
+    lease, payload = lease_and_payload(dataset, ann)
+    submit(lease, ann, payload)
+    from annotations.errors import NothingToDo
+    with pytest.raises(NothingToDo):
+        queue.lease_next(dataset=dataset, reviewer=ann)
+    assert queue.lease_next(dataset=dataset, reviewer=make_reviewer("bob")).image_id == lease.image_id
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda a, w, h: a["triplets"][0]["subject"].update(box=[0, 0, w + 10, h]), "triplets[0].subject.box"),
+    (lambda a, w, h: a["triplets"][0]["subject"].update(mask=rect_mask_rle(w + 1, h, (1, 1, 5, 5))), "triplets[0].subject.mask"),
+    (lambda a, w, h: a["triplets"][0]["subject"].update(mask={"size": [h, w], "counts": [w * h]}), "triplets[0].subject.mask"),
+    (lambda a, w, h: a["ces"].update(label="joy"), "ces.label"),
+    (lambda a, w, h: a["triplets"][0].update(key="not-a-uuid"), "annotation.triplets[0].key"),
+    (lambda a, w, h: a["triplets"][0]["subject"].update(phrase="  "), "triplets[0].subject.phrase"),
+    (lambda a, w, h: a.pop("ces"), "annotation.ces"),
+])
+def test_bad_values_are_refused_with_the_field_and_nothing_is_written(dataset, reviewer, mutate, field):
+    """Box outside the image, mask of the wrong size, empty mask, unknown label, bad key, blank phrase, no label."""
+    image = image_in_review(dataset)
+    lease, payload = lease_and_payload(dataset, reviewer)
+    answer = copy.deepcopy(human_answer(payload))
+    mutate(answer, image.width, image.height)
+    before = Annotation.objects.count()
+    with pytest.raises(InvalidAnnotation) as info:
+        submit(lease, reviewer, payload, annotation=answer)
+    assert info.value.field == field
+    assert Annotation.objects.count() == before
+
+
+def test_bad_element_decisions_are_refused(dataset, reviewer):
+    image_in_review(dataset)
+    lease, payload = lease_and_payload(dataset, reviewer)
+    key = payload["base"]["triplets"][0]["key"]
+    with pytest.raises(InvalidAnnotation) as info:
+        submit(lease, reviewer, payload, element_decisions=[{"triplet_key": key, "role": "subject", "action": "explode"}])
+    assert info.value.field == "element_decisions[0].action"
+    with pytest.raises(InvalidAnnotation) as info:
+        submit(lease, reviewer, payload, element_decisions=[{"triplet_key": key, "role": "subject", "action": "accept", "time_ms": -4}])
+    assert info.value.field == "element_decisions[0].time_ms"
