@@ -1,0 +1,51 @@
+"""The form that starts an export on the Exports page (the service validates again)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from annotations.exporters.images import IMAGE_MODES
+from annotations.models import (
+    EMOTION_CHOICES,
+    Dataset,
+    ExportFormat,
+    ImageSource,
+    ImageStatus,
+)
+
+IMAGE_LABELS = {
+    "none": "None (paths only)",
+    "copy": "Copy into images/",
+    "link": "Hard-link into images/ (same disk)",
+    "url": "Reference by storage URL",
+}
+IMAGE_CHOICES = [(mode, IMAGE_LABELS[mode]) for mode in IMAGE_MODES]
+
+
+class ExportForm(forms.Form):
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.order_by("slug"), to_field_name="slug")
+    format = forms.ChoiceField(choices=ExportFormat.choices)
+    categories = forms.ChoiceField(choices=[("emotion", "COCO: one category per emotion"), ("role", "COCO: one category per B-A-S role")],
+                                   required=False, initial="emotion")
+    status = forms.MultipleChoiceField(choices=ImageStatus.choices, initial=[ImageStatus.APPROVED], required=False,
+                                       help_text="Default: approved only.")
+    source = forms.MultipleChoiceField(choices=ImageSource.choices, required=False)
+    label = forms.MultipleChoiceField(choices=EMOTION_CHOICES, required=False)
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), help_text="Through this day.")
+    date_field = forms.ChoiceField(choices=[("image", "image added"), ("annotation", "final annotation made")], initial="image")
+    min_agreement = forms.FloatField(required=False, min_value=0, max_value=1)
+    images = forms.ChoiceField(choices=IMAGE_CHOICES, initial="none")
+
+    def service_arguments(self) -> dict[str, Any]:
+        """``export_create`` keyword arguments from the cleaned data."""
+        data = self.cleaned_data
+        filters = {key: data[key] for key in ("status", "source", "label", "date_field", "min_agreement")}
+        filters["since"] = data["since"].isoformat() if data["since"] else None
+        filters["until"] = data["until"].isoformat() if data["until"] else None
+        options = {"images": data["images"]}
+        if data["format"] == ExportFormat.COCO:
+            options["categories"] = data["categories"] or "emotion"
+        return {"dataset": data["dataset"], "export_format": data["format"], "filters": filters, "options": options}

@@ -1,0 +1,85 @@
+"""The manifest of an export snapshot: what, which filter, how many, checksums, who, when, which app."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from annotations.exporters import WriterResult
+from annotations.models import ExportSnapshot
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+_LIBRARIES = ("Django", "pyarrow", "pycocotools", "numpy")
+
+
+def file_entry(folder: Path, name: str) -> dict[str, Any]:
+    """``{"path", "bytes", "sha256"}`` of ``folder/name`` (read in blocks)."""
+    path = folder / name
+    with open(path, "rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    return {"path": name, "bytes": path.stat().st_size, "sha256": digest}
+
+
+def _git_commit(root: Path) -> str | None:
+    """The checked-out commit, read from ``.git`` (no subprocess); None outside a checkout."""
+    git = root / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head
+        ref = head[5:]
+        if (git / ref).exists():
+            return (git / ref).read_text().strip()
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(f" {ref}"):
+                return line.split()[0]
+    except OSError:
+        return None
+    return None
+
+
+@functools.cache
+def app_version() -> dict[str, Any]:
+    """``EMOVERSE_VERSION`` when set in settings, the git commit, and the versions of the encoding libraries."""
+    libraries = {}
+    for name in _LIBRARIES:
+        try:
+            libraries[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            libraries[name] = None
+    return {
+        "version": getattr(settings, "EMOVERSE_VERSION", None),
+        "commit": _git_commit(Path(settings.BASE_DIR)),
+        "libraries": libraries,
+    }
+
+
+def build_manifest(
+    *, snapshot: ExportSnapshot, folder: Path, started_at: datetime, counts: dict[str, Any], results: list[WriterResult]
+) -> dict[str, Any]:
+    """The manifest of a finished attempt whose files lie in ``folder`` (hashes computed here)."""
+    writer_counts = {k: v for result in results for k, v in result.counts.items()}
+    user = snapshot.created_by
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "dataset": snapshot.dataset.slug,
+        "snapshot": snapshot.version,
+        "format": snapshot.format,
+        "filters": snapshot.filters,
+        "options": snapshot.options,
+        "counts": {**counts, **writer_counts},
+        "files": [file_entry(folder, name) for result in results for name in result.files],
+        "created_by": {"id": user.pk, "username": user.get_username()} if user else None,
+        "created_at": snapshot.created_at.isoformat(),
+        "started_at": started_at.isoformat(),
+        "finished_at": timezone.now().isoformat(),
+        "app_version": app_version(),
+    }

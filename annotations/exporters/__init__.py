@@ -1,0 +1,57 @@
+"""Dataset export writers: one module per format behind a small registry.
+
+A writer receives the export's folder and its format options, then the exported
+images a chunk at a time (:meth:`ExportWriter.write`), and finally
+:meth:`ExportWriter.close`, which finishes its files and says what it wrote. A
+writer never holds more than one chunk in memory. The service
+(``annotations.exports``) picks the images, their final annotations and the image
+files; writers only encode.
+
+Add a format: write a class with the :class:`ExportWriter` shape in its own
+module and register it in :data:`WRITERS` under its ``ExportFormat`` value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from annotations.exporters.coco import CocoWriter
+from annotations.exporters.items import ExportItem, WriterResult
+from annotations.exporters.jsonl import JsonlWriter
+from annotations.exporters.parquet import ParquetWriter
+from annotations.models import ExportFormat
+
+__all__ = ["WRITERS", "ExportItem", "ExportWriter", "WriterResult", "writer_class"]
+
+
+class ExportWriter(Protocol):
+    # Options this format understands: name -> allowed values (first one is the default).
+    OPTIONS: Mapping[str, tuple[str, ...]]
+
+    def __init__(self, folder: Path, options: Mapping[str, Any], *, context: Mapping[str, Any]) -> None:
+        """``folder`` exists and is empty; ``context`` names the dataset and snapshot version."""
+
+    def write(self, items: list[ExportItem]) -> None:
+        """Encode one chunk of images (in export order)."""
+
+    def close(self) -> WriterResult:
+        """Finish the files; return their paths relative to ``folder`` and per-format counts."""
+
+    def abort(self) -> None:
+        """Release open files after a failure (the service deletes the folder)."""
+
+
+WRITERS: dict[str, type[ExportWriter]] = {
+    ExportFormat.EMOVERSE_JSONL: JsonlWriter,
+    ExportFormat.COCO: CocoWriter,
+    ExportFormat.PARQUET: ParquetWriter,
+}
+
+
+def writer_class(export_format: str) -> type[ExportWriter]:
+    try:
+        return WRITERS[export_format]
+    except KeyError:
+        raise ValueError(f"unknown export format {export_format!r}; expected one of {', '.join(WRITERS)}") from None

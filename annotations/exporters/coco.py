@@ -1,0 +1,169 @@
+"""COCO instance segmentation (``annotations.json``), loadable by ``pycocotools.coco.COCO``.
+
+Categories (option ``categories``, docs/export.md):
+
+- ``emotion`` (default): one category per Mikels emotion; every grounded element
+  of an image is an instance of the image's CES label.
+- ``role``: one category per B-A-S role (background, attribute, subject).
+
+Every element with a box or a mask is one annotation: ``bbox`` ``[x, y, w, h]``
+(the stored box, else the mask's bounding box), ``area`` (mask pixels, else box
+area), ``segmentation`` as compressed COCO RLE ``{"size": [h, w], "counts": str}``
+exactly as stored, ``iscrowd`` 0: each mask is one object instance, and
+pycocotools decodes RLE whatever ``iscrowd`` says (``annToRLE`` looks at the
+segmentation's type), while ``iscrowd`` 1 would make COCOeval treat the region
+as "ignore". A box-only element gets its box as a one-polygon segmentation and
+``"mask_from_box": true`` (COCOeval needs a segmentation on every instance).
+Extra keys carry the phrase, role,
+triplet index and key, element status and scores; the image entries carry the
+CES fields, rationale, annotator, all triplet phrases and the elements that are
+not annotations (no box and no mask, or no CES label in ``emotion`` mode).
+
+The file is streamed: images and annotations go to two part files while the
+export runs and are joined into one JSON object at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pycocotools import mask as mask_utils
+
+from annotations.domain import EMOTIONS, POSITIVE_EMOTIONS, ROLES
+from annotations.exporters.items import (
+    ExportItem,
+    WriterResult,
+    export_annotator,
+    grounded,
+)
+from annotations.models import Element
+
+FILE_NAME = "annotations.json"
+_IMAGES_PART = ".images.part"
+_ANNOTATIONS_PART = ".annotations.part"
+
+
+def categories_for(mode: str) -> list[dict[str, Any]]:
+    if mode == "emotion":
+        return [
+            {"id": i, "name": e, "supercategory": "positive" if e in POSITIVE_EMOTIONS else "negative"}
+            for i, e in enumerate(EMOTIONS, start=1)
+        ]
+    return [{"id": i, "name": r, "supercategory": "bas"} for i, r in enumerate(ROLES, start=1)]
+
+
+def element_geometry(element: Element) -> tuple[list[float], float, dict | list, bool]:
+    """``(bbox [x, y, w, h], area, segmentation, mask_from_box)`` of a grounded element.
+
+    ``segmentation`` is the stored RLE, or for a box-only element the box as one polygon.
+    """
+    if element.mask_counts is None:
+        x0, y0, x1, y1 = element.x0, element.y0, element.x1, element.y1
+        return [x0, y0, x1 - x0, y1 - y0], float((x1 - x0) * (y1 - y0)), [[x0, y0, x1, y0, x1, y1, x0, y1]], True
+    segmentation = {"size": [element.mask_height, element.mask_width], "counts": element.mask_counts}
+    rle = {"size": segmentation["size"], "counts": element.mask_counts.encode("ascii")}
+    if element.x0 is not None:
+        bbox = [element.x0, element.y0, element.x1 - element.x0, element.y1 - element.y0]
+    else:
+        bbox = [float(v) for v in mask_utils.toBbox(rle)]
+    return bbox, float(mask_utils.area(rle)), segmentation, False
+
+
+def _optional(out: dict[str, Any], **values: Any) -> dict[str, Any]:
+    out.update({k: v for k, v in values.items() if v is not None})
+    return out
+
+
+class CocoWriter:
+    OPTIONS: Mapping[str, tuple[str, ...]] = {"categories": ("emotion", "role")}
+
+    def __init__(self, folder: Path, options: Mapping[str, Any], *, context: Mapping[str, Any]) -> None:
+        self._folder = folder
+        self._mode = options.get("categories", "emotion")
+        self._category_ids = {c["name"]: c["id"] for c in categories_for(self._mode)}
+        self._context = context
+        self._images = open(folder / _IMAGES_PART, "w", encoding="utf-8")  # noqa: SIM115 - closed in close/abort
+        self._annotations = open(folder / _ANNOTATIONS_PART, "w", encoding="utf-8")  # noqa: SIM115
+        self._n_images = 0
+        self._n_annotations = 0
+        self._n_masks = 0
+
+    def _write_json(self, handle, count: int, obj: dict) -> None:
+        handle.write(("," if count else "") + json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+
+    def write(self, items: list[ExportItem]) -> None:
+        for item in items:
+            entry, annotations = self._encode(item)
+            self._write_json(self._images, self._n_images, entry)
+            self._n_images += 1
+            for annotation in annotations:
+                self._n_annotations += 1
+                annotation["id"] = self._n_annotations
+                self._write_json(self._annotations, self._n_annotations - 1, annotation)
+
+    def _encode(self, item: ExportItem) -> tuple[dict, list[dict]]:
+        image, final = item.image, item.annotation
+        entry: dict[str, Any] = {"id": image.pk, "file_name": item.file_name, "width": image.width, "height": image.height}
+        _optional(entry, coco_url=item.url)
+        entry.update(source=image.source, sha256=item.sha256, original_sha256=image.sha256, ces_label=final.ces_label,
+                     ces_confidence=final.ces_confidence, ces_distribution=final.ces_distribution,
+                     rationale=final.rationale, annotator=export_annotator(final), triplets=[], other_elements=[])
+        annotations = []
+        for triplet in final.triplets.all():
+            phrases: dict[str, Any] = {"index": triplet.index, "key": str(triplet.key)}
+            for element in triplet.elements.all():
+                phrases[element.role] = element.phrase
+                category = final.ces_label if self._mode == "emotion" else element.role
+                described = {"triplet_index": triplet.index, "triplet_key": str(triplet.key), "role": element.role,
+                             "phrase": element.phrase, "element_status": element.status}
+                if not grounded(element) or category is None:
+                    described["reason"] = "no box or mask" if not grounded(element) else "the image has no CES label"
+                    entry["other_elements"].append(described)
+                    continue
+                annotations.append(self._annotation(image.pk, self._category_ids[category], element, described, final.ces_label))
+            entry["triplets"].append(phrases)
+        return entry, annotations
+
+    def _annotation(self, image_id: int, category_id: int, element: Element, described: dict, label: str | None) -> dict:
+        bbox, area, segmentation, from_box = element_geometry(element)
+        out: dict[str, Any] = {"id": 0, "image_id": image_id, "category_id": category_id, "bbox": bbox, "area": area,
+                               "iscrowd": 0, "segmentation": segmentation, "mask_from_box": from_box}
+        self._n_masks += not from_box
+        out.update(described)
+        return _optional(out, box_score=element.box_score, mask_score=element.mask_score, ces_label=label)
+
+    def close(self) -> WriterResult:
+        self._images.close()
+        self._annotations.close()
+        header = {
+            "info": {
+                "description": f"EmoVerse export of dataset {self._context.get('dataset', '')}",
+                "version": str(self._context.get("version", "")),
+                "year": datetime.now(UTC).year,
+                "date_created": datetime.now(UTC).isoformat(),
+                "categories_by": self._mode,
+            },
+            "licenses": [],
+            "categories": categories_for(self._mode),
+        }
+        with open(self._folder / FILE_NAME, "w", encoding="utf-8") as out:
+            out.write(json.dumps(header, ensure_ascii=False)[:-1])
+            for key, part in (("images", _IMAGES_PART), ("annotations", _ANNOTATIONS_PART)):
+                out.write(f',"{key}":[')
+                with open(self._folder / part, encoding="utf-8") as handle:
+                    shutil.copyfileobj(handle, out, 1024 * 1024)
+                out.write("]")
+            out.write("}")
+        for part in (_IMAGES_PART, _ANNOTATIONS_PART):
+            (self._folder / part).unlink()
+        return WriterResult(files=[FILE_NAME], counts={"coco_images": self._n_images, "coco_annotations": self._n_annotations,
+                                                       "coco_masks": self._n_masks})
+
+    def abort(self) -> None:
+        self._images.close()
+        self._annotations.close()

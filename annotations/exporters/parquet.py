@@ -1,0 +1,137 @@
+"""Parquet (``data.parquet``): one row per image, written one row group per chunk.
+
+Schema (:data:`SCHEMA`): image identity and file, nested ``triplets``
+(``list<struct<key, background, attribute, subject>>``; each element a struct of
+phrase, status, box ``[x0, y0, x1, y1]`` in pixels, box score, mask as compressed
+COCO RLE ``mask_counts`` with ``mask_size`` ``[h, w]``, mask score; null when the
+triplet has no such element), the CES label, confidence and distribution (a
+struct of the 8 emotions), the DES vector as ``fixed_size_list<float32, 1024>``
+(null when absent), the rationale and the annotator. Readable by pyarrow, pandas
+and HuggingFace ``datasets`` (``Dataset.from_parquet``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from annotations.domain import DES_DIM, EMOTIONS, ROLES
+from annotations.exporters.items import ExportItem, WriterResult, export_annotator
+from annotations.models import Element
+
+FILE_NAME = "data.parquet"
+SCHEMA_VERSION = 1
+
+ELEMENT = pa.struct([
+    ("phrase", pa.string()),
+    ("status", pa.string()),
+    ("box", pa.list_(pa.float64())),
+    ("box_score", pa.float64()),
+    ("mask_counts", pa.string()),
+    ("mask_size", pa.list_(pa.int32())),
+    ("mask_score", pa.float64()),
+])
+TRIPLET = pa.struct([("key", pa.string()), *((role, ELEMENT) for role in ROLES)])
+DISTRIBUTION = pa.struct([(e, pa.float64()) for e in EMOTIONS])
+ANNOTATOR = pa.struct([("kind", pa.string()), ("name", pa.string()), ("prompt_version", pa.string())])
+DES = pa.list_(pa.float32(), DES_DIM)
+
+SCHEMA = pa.schema([
+    ("image_id", pa.int64()),
+    ("image", pa.string()),
+    ("image_url", pa.string()),
+    ("sha256", pa.string()),
+    ("original_sha256", pa.string()),
+    ("source", pa.string()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("triplets", pa.list_(TRIPLET)),
+    ("ces_label", pa.string()),
+    ("ces_confidence", pa.float64()),
+    ("ces_distribution", DISTRIBUTION),
+    ("des", DES),
+    ("rationale", pa.string()),
+    ("annotator", ANNOTATOR),
+    ("annotation_version", pa.int32()),
+    ("annotated_at", pa.timestamp("us", tz="UTC")),
+])
+
+
+def element_row(element: Element) -> dict[str, Any]:
+    return {
+        "phrase": element.phrase,
+        "status": element.status,
+        "box": element.box,
+        "box_score": element.box_score,
+        "mask_counts": element.mask_counts,
+        "mask_size": None if element.mask_counts is None else [element.mask_height, element.mask_width],
+        "mask_score": element.mask_score,
+    }
+
+
+def triplet_rows(item: ExportItem) -> list[dict[str, Any]]:
+    rows = []
+    for triplet in item.annotation.triplets.all():
+        row: dict[str, Any] = {"key": str(triplet.key), **dict.fromkeys(ROLES)}
+        for element in triplet.elements.all():
+            row[element.role] = element_row(element)
+        rows.append(row)
+    return rows
+
+
+def des_array(blobs: list[bytes | memoryview | None]) -> pa.FixedSizeListArray:
+    """The chunk's DES column: one float32 matrix, nulls where an image has no DES."""
+    missing = np.array([blob is None for blob in blobs])
+    matrix = np.zeros((len(blobs), DES_DIM), dtype="<f4")
+    for i, blob in enumerate(blobs):
+        if blob is not None:
+            matrix[i] = np.frombuffer(bytes(blob), dtype="<f4")
+    return pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), DES_DIM, mask=pa.array(missing))
+
+
+def chunk_table(items: list[ExportItem]) -> pa.Table:
+    columns: dict[str, list] = {name: [] for name in SCHEMA.names if name != "des"}
+    for item in items:
+        image, final = item.image, item.annotation
+        annotator = export_annotator(final)
+        values = {
+            "image_id": image.pk, "image": item.file_name, "image_url": item.url, "sha256": item.sha256,
+            "original_sha256": image.sha256, "source": image.source, "width": image.width, "height": image.height, "triplets": triplet_rows(item),
+            "ces_label": final.ces_label, "ces_confidence": final.ces_confidence,
+            "ces_distribution": final.ces_distribution, "rationale": final.rationale,
+            "annotator": {"kind": annotator["kind"], "name": annotator["name"], "prompt_version": annotator.get("prompt_version")},
+            "annotation_version": final.version, "annotated_at": final.created_at,
+        }
+        for name, value in values.items():
+            columns[name].append(value)
+    arrays = {name: pa.array(values, type=SCHEMA.field(name).type) for name, values in columns.items()}
+    arrays["des"] = des_array([item.annotation.des for item in items])
+    return pa.Table.from_arrays([arrays[name] for name in SCHEMA.names], schema=SCHEMA)
+
+
+class ParquetWriter:
+    OPTIONS: Mapping[str, tuple[str, ...]] = {}
+
+    def __init__(self, folder: Path, options: Mapping[str, Any], *, context: Mapping[str, Any]) -> None:
+        metadata = {"emoverse": json.dumps({"schema_version": SCHEMA_VERSION, **{k: str(v) for k, v in context.items()}})}
+        self._schema = SCHEMA.with_metadata(metadata)
+        self._writer = pq.ParquetWriter(folder / FILE_NAME, self._schema, compression="zstd")
+        self._rows = 0
+
+    def write(self, items: list[ExportItem]) -> None:
+        if items:
+            self._writer.write_table(chunk_table(items).replace_schema_metadata(self._schema.metadata))
+            self._rows += len(items)
+
+    def close(self) -> WriterResult:
+        self._writer.close()
+        return WriterResult(files=[FILE_NAME], counts={"rows": self._rows})
+
+    def abort(self) -> None:
+        self._writer.close()

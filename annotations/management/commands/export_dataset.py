@@ -1,0 +1,81 @@
+"""``manage.py export_dataset --dataset SLUG --format FORMAT --out PATH`` (docs/export.md)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from annotations import exports
+from annotations.domain import EMOTIONS
+from annotations.exporters.images import IMAGE_MODES, link_or_copy
+from annotations.models import (
+    Dataset,
+    ExportFormat,
+    ExportStatus,
+    ImageSource,
+    ImageStatus,
+)
+
+
+class Command(BaseCommand):
+    help = ("Export a dataset's final annotations (approved items by default) as a versioned snapshot under "
+            "EXPORT_ROOT, listed on the Exports page, and put a copy (hard links when possible) at --out.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--dataset", required=True, help="dataset slug")
+        parser.add_argument("--format", required=True, choices=ExportFormat.values)
+        parser.add_argument("--out", help="folder to create with the export's files (must not exist or be empty)")
+        parser.add_argument("--status", nargs="+", choices=ImageStatus.values, default=[ImageStatus.APPROVED],
+                            help="image statuses to take (default: approved)")
+        parser.add_argument("--source", nargs="+", choices=ImageSource.values, help="image sources to take")
+        parser.add_argument("--label", nargs="+", choices=EMOTIONS, help="CES labels to take")
+        parser.add_argument("--since", help="ISO date or date-time, inclusive")
+        parser.add_argument("--until", help="ISO date or date-time, exclusive (a bare date: through that day)")
+        parser.add_argument("--date-field", choices=["image", "annotation"], default="image",
+                            help="what --since/--until apply to: when the image was added, or its final annotation made")
+        parser.add_argument("--min-agreement", type=float, help="minimum annotator agreement in [0, 1]")
+        parser.add_argument("--images", choices=IMAGE_MODES, default="none",
+                            help="image files: none, copy or (hard) link them into images/, or url to reference storage URLs")
+        parser.add_argument("--categories", choices=["emotion", "role"], help="COCO categories (default: emotion)")
+        parser.add_argument("--user", help="username recorded as the export's author")
+
+    def handle(self, *args, **options):
+        try:
+            dataset = Dataset.objects.get(slug=options["dataset"])
+        except Dataset.DoesNotExist:
+            raise CommandError(f"no dataset {options['dataset']!r}") from None
+        out = Path(options["out"]) if options["out"] else None
+        if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise CommandError(f"--out {out} exists and is not an empty folder")
+        user = None
+        if options["user"]:
+            user = get_user_model().objects.filter(username=options["user"]).first()
+            if user is None:
+                raise CommandError(f"no user {options['user']!r}")
+        filters = {key: options[key] for key in ("status", "source", "label", "since", "until", "min_agreement")}
+        filters["date_field"] = options["date_field"]
+        export_options = {"images": options["images"]}
+        if options["categories"]:
+            export_options["categories"] = options["categories"]
+        try:
+            snapshot = exports.export_create(dataset=dataset, export_format=options["format"], filters=filters,
+                                             options=export_options, created_by=user)
+        except exports.InvalidExportRequest as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"Snapshot {snapshot.pk} (version {snapshot.version}) of {dataset.slug}: exporting…")
+        snapshot = exports.export_run(snapshot_id=snapshot.pk)
+        if snapshot.status != ExportStatus.COMPLETE:
+            raise CommandError(f"export failed: {snapshot.error}")
+        counts = snapshot.manifest["counts"]
+        self.stdout.write(
+            f"{counts['images']} image(s) exported, {counts['skipped_without_final']} without a final annotation and "
+            f"{counts['skipped_by_filter']} outside the filter skipped; snapshot at {exports.final_dir(snapshot)}"
+        )
+        if out is not None:
+            if out.exists():
+                out.rmdir()
+            shutil.copytree(exports.final_dir(snapshot), out, copy_function=link_or_copy)
+            self.stdout.write(f"Files at {out}")

@@ -1,0 +1,263 @@
+"""Benchmark of dataset export: images per second and peak memory for each format.
+
+Builds a dataset of ``--images`` approved images (default 219,000), each with an
+approved final annotation of two B-A-S triplets (six elements: four boxes, two
+RLE masks), a CES label and distribution, a 1024-float DES vector and a
+rationale, in a dedicated PostgreSQL database that it creates and drops
+(``--sqlite``: a SQLite file in a temporary folder instead). Rows are written
+with ``bulk_create`` in chunks; every image row points at one tiny PNG.
+
+Then each format is exported by the real service (``annotations.exports``) in
+a fresh child process, which reports wall and CPU time, images per second, the
+peak RSS during the export (sampled from ``/proc/self/statm`` every 20 ms) and its
+growth over the RSS before the export, and the output size. (``process_peak_rss_mb``,
+from ``resource.getrusage``, includes the high-water mark the child inherits from
+the parent that built the data, so it is not the export's own.) With ``--tracemalloc`` the child also reports the peak of
+Python allocations (slower).
+
+    python bench/export.py                         # 219K images on PostgreSQL
+    python bench/export.py --images 20000 --sqlite
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+EMOTIONS = ["amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness"]
+SOURCES = ["emoset", "emoart", "flickr30k", "web", "aigc"]
+WIDTH, HEIGHT = 64, 48
+SLUG = "bench-export"
+FORMATS = ("emoverse-jsonl", "coco", "parquet")
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, default=219_000)
+    p.add_argument("--formats", default=",".join(FORMATS), help="comma-separated formats to export")
+    p.add_argument("--images-mode", default="none", choices=["none", "copy", "link", "url"], help="the export's images option")
+    p.add_argument("--sqlite", action="store_true", help="SQLite file instead of PostgreSQL")
+    p.add_argument("--pg", default=os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432"),
+                   help="PostgreSQL server URL without database name")
+    p.add_argument("--db", default="emoverse_bench_export", help="PostgreSQL database to create and drop")
+    p.add_argument("--keep", action="store_true", help="keep the database and the work folder")
+    p.add_argument("--tracemalloc", action="store_true", help="also trace Python allocations in the export (slower)")
+    p.add_argument("--child", help=argparse.SUPPRESS)  # internal: export one format in this process
+    return p.parse_args()
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class RssSampler(threading.Thread):
+    """The highest resident set size seen while it runs (sampled every 20 ms).
+
+    ``ru_maxrss`` is the peak of the whole process, which start-up may already
+    hold; sampling gives the export's own peak.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak = current_rss_mb()
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(0.02):
+            self.peak = max(self.peak, current_rss_mb())
+
+    def stop(self) -> float:
+        self._done.set()
+        self.join()
+        return max(self.peak, current_rss_mb())
+
+
+def setup_django(database_url: str, work: Path) -> None:
+    os.environ["DATABASE_URL"] = database_url
+    os.environ["MEDIA_ROOT"] = str(work / "media")
+    os.environ["EXPORT_ROOT"] = str(work / "exports")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "emoverse_site.settings")
+    os.environ["LOG_LEVEL"] = "WARNING"
+    import django
+
+    django.setup()
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+def masks() -> list[str]:
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    out = []
+    for k in range(8):
+        m = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
+        m[4 + k: 30 + k, 6 + 2 * k: 40 + 2 * k] = 1
+        m[10 + k: 14 + k, 2:60] = 1
+        out.append(mask_utils.encode(np.asfortranarray(m))["counts"].decode("ascii"))
+    return out
+
+
+def build(n_images: int, chunk: int = 5000) -> float:
+    import numpy as np
+    from django.core.files.storage import default_storage
+    from PIL import Image as PILImage
+
+    from annotations.models import Annotation, Dataset, Element, Image, Triplet
+
+    started = time.perf_counter()
+    buf = io.BytesIO()
+    PILImage.new("RGB", (WIDTH, HEIGHT), (40, 60, 90)).save(buf, format="PNG")
+    file_name = default_storage.save("images/bench.png", io.BytesIO(buf.getvalue()))
+    dataset = Dataset.objects.create(slug=SLUG, name="Export benchmark")
+    rng = np.random.default_rng(0)
+    rles = masks()
+    for start in range(0, n_images, chunk):
+        n = min(chunk, n_images - start)
+        labels = rng.integers(0, 8, n)
+        images = Image.objects.bulk_create([
+            Image(dataset=dataset, file=file_name, sha256=f"{start + i:064x}", original_name=f"img/{start + i:06d}.png",
+                  width=WIDTH, height=HEIGHT, source=SOURCES[(start + i) % 5], status="approved",
+                  label=EMOTIONS[labels[i]], confidence=0.7, agreement=float(rng.random()))
+            for i in range(n)
+        ])
+        des = rng.standard_normal((n, 1024)).astype("<f4")
+        annotations = Annotation.objects.bulk_create([
+            Annotation(image=image, version=1, kind="import", author_name="import", decision="approved",
+                       ces_label=EMOTIONS[labels[i]], ces_confidence=0.65,
+                       ces_distribution={e: (0.65 if j == labels[i] else 0.05) for j, e in enumerate(EMOTIONS)},
+                       des=des[i].tobytes(), rationale="The dark clouds over the empty road evoke a quiet fear.")
+            for i, image in enumerate(images)
+        ])
+        triplets = Triplet.objects.bulk_create([Triplet(annotation=a, index=t) for a in annotations for t in range(2)])
+        elements = []
+        for k, triplet in enumerate(triplets):
+            elements += [
+                Element(triplet=triplet, role="background", phrase="stormy sky over the sea", status="accepted",
+                        x0=0, y0=0, x1=WIDTH, y1=HEIGHT / 2, box_score=0.8),
+                Element(triplet=triplet, role="attribute", phrase="dark, churning", status="accepted"),
+                Element(triplet=triplet, role="subject", phrase="a small fishing boat", status="edited",
+                        x0=6, y0=4, x1=44, y1=38, box_score=0.9, mask_counts=rles[k % 8], mask_height=HEIGHT,
+                        mask_width=WIDTH, mask_score=0.95),
+            ]
+        Element.objects.bulk_create(elements)
+        print(f"\r  built {start + n:,} / {n_images:,} images", end="", flush=True)
+    print()
+    return time.perf_counter() - started
+
+
+# --- one export (child process) ------------------------------------------------------------
+
+
+def child(export_format: str, images_mode: str, trace: bool) -> None:
+    import tracemalloc
+
+    from annotations import exports
+    from annotations.models import Dataset
+
+    dataset = Dataset.objects.get(slug=SLUG)
+    options = {"images": images_mode}
+    snapshot = exports.export_create(dataset=dataset, export_format=export_format, options=options)
+    exports.export_images(dataset=dataset, filters=exports.ExportFilters()).count()  # warm the connection
+    before = current_rss_mb()
+    if trace:
+        tracemalloc.start()
+    sampler = RssSampler()
+    sampler.start()
+    started = time.perf_counter()
+    cpu = time.process_time()
+    snapshot = exports.export_run(snapshot_id=snapshot.pk)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    peak = sampler.stop()
+    traced = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
+    if snapshot.status != "complete":
+        raise SystemExit(f"{export_format}: {snapshot.error}")
+    size = sum(f["bytes"] for f in snapshot.manifest["files"])
+    print(json.dumps({
+        "format": export_format, "images": snapshot.manifest["counts"]["images"], "seconds": round(seconds, 1),
+        "images_per_s": round(snapshot.manifest["counts"]["images"] / seconds), "cpu_seconds": round(cpu, 1),
+        "rss_before_mb": round(before, 1), "peak_rss_mb": round(peak, 1), "rss_growth_mb": round(peak - before, 1),
+        "process_peak_rss_mb": round(rss_mb(), 1),
+        "tracemalloc_peak_mb": None if traced is None else round(traced, 1), "output_mb": round(size / 2**20, 1),
+    }))
+    shutil.rmtree(exports.final_dir(snapshot))
+
+
+# --- main ----------------------------------------------------------------------------------
+
+
+def admin_sql(pg: str, statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{pg}/postgres", autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def main() -> None:
+    args = parse_args()
+    if args.child:
+        setup_django(os.environ["BENCH_DATABASE_URL"], Path(os.environ["BENCH_WORK"]))
+        child(args.child, args.images_mode, args.tracemalloc)
+        return
+    work = Path(tempfile.mkdtemp(prefix="bench-export-"))
+    database_url = f"sqlite:///{work / 'bench.sqlite3'}" if args.sqlite else f"{args.pg}/{args.db}"
+    if not args.sqlite:
+        admin_sql(args.pg, f'DROP DATABASE IF EXISTS "{args.db}"')
+        admin_sql(args.pg, f'CREATE DATABASE "{args.db}"')
+    try:
+        setup_django(database_url, work)
+        from django.core.management import call_command
+        from django.db import connections
+
+        call_command("migrate", verbosity=0)
+        print(f"Building {args.images:,} images on {'SQLite' if args.sqlite else 'PostgreSQL'}…")
+        print(f"  built in {build(args.images):.0f} s")
+        connections.close_all()
+        env = {**os.environ, "BENCH_DATABASE_URL": database_url, "BENCH_WORK": str(work)}
+        results = []
+        for export_format in args.formats.split(","):
+            command = [sys.executable, __file__, "--child", export_format, "--images-mode", args.images_mode]
+            if args.tracemalloc:
+                command.append("--tracemalloc")
+            out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+            if out.returncode:
+                raise SystemExit(f"{export_format} failed:\n{out.stderr[-4000:]}")
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(json.dumps(results[-1]))
+        print(f"\n{'format':<16}{'images':>9}{'seconds':>9}{'CPU s':>8}{'images/s':>10}{'RSS before':>12}"
+              f"{'peak RSS':>10}{'growth':>8}{'output MB':>11}")
+        for r in results:
+            print(f"{r['format']:<16}{r['images']:>9,}{r['seconds']:>9}{r['cpu_seconds']:>8}{r['images_per_s']:>10,}"
+                  f"{r['rss_before_mb']:>12}{r['peak_rss_mb']:>10}{r['rss_growth_mb']:>8}{r['output_mb']:>11}")
+    finally:
+        if not args.keep:
+            from django.db import connections
+
+            connections.close_all()
+            if not args.sqlite:
+                admin_sql(args.pg, f'DROP DATABASE IF EXISTS "{args.db}"')
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept: {database_url}, {work}")
+
+
+if __name__ == "__main__":
+    main()

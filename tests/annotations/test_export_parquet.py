@@ -1,0 +1,86 @@
+"""Parquet export: schema and values through pyarrow, pandas and HuggingFace datasets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from datasets import Dataset as HFDataset
+from datasets import List, Value
+
+from annotations import exports
+from annotations.domain import EMOTIONS, ROLES
+from annotations.exporters import parquet as parquet_writer
+from annotations.selectors import image_final_annotation
+from tests.annotations.export_scenes import build_scene, fast_passwords  # noqa: F401 - autouse fixture
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def exported(tmp_path, monkeypatch):
+    monkeypatch.setattr(exports, "CHUNK_SIZE", 2)  # several row groups
+    scene = build_scene()
+    snapshot = exports.export_create(dataset=scene.dataset, export_format="parquet", options={"images": "url"})
+    snapshot = exports.export_run(snapshot_id=snapshot.pk)
+    return scene, exports.final_dir(snapshot) / "data.parquet"
+
+
+def test_schema_row_groups_and_metadata(exported):
+    _, path = exported
+    schema = pq.read_schema(path)
+    assert schema.remove_metadata() == parquet_writer.SCHEMA
+    assert schema.field("des").type == pa.list_(pa.float32(), 1024)
+    triplet = schema.field("triplets").type.value_type
+    assert [triplet.field(i).name for i in range(triplet.num_fields)] == ["key", *ROLES]
+    assert json.loads(schema.metadata[b"emoverse"])["dataset"] == "demo"
+    meta = pq.ParquetFile(path).metadata
+    assert meta.num_rows == 3 and meta.num_row_groups == 2  # chunks of 2 candidates (4 approved, 1 skipped)
+
+
+def test_values_match_the_final_annotations(exported):
+    scene, path = exported
+    rows = {row["image_id"]: row for row in pq.read_table(path).to_pylist()}
+    assert set(rows) == {scene.imported.pk, scene.reviewed.pk, scene.adjudicated.pk}
+    row, final = rows[scene.reviewed.pk], image_final_annotation(image=scene.reviewed)
+    assert (row["source"], row["width"], row["height"], row["ces_label"]) == ("flickr30k", 80, 60, "awe")
+    assert row["image"] == scene.reviewed.original_name and row["image_url"].endswith(scene.reviewed.file.name.split("/")[-1])
+    assert row["ces_distribution"] == final.ces_distribution and row["ces_confidence"] == final.ces_confidence
+    assert np.array_equal(np.asarray(row["des"], dtype="<f4"), np.frombuffer(bytes(final.des), dtype="<f4"))
+    triplet = row["triplets"][0]
+    element = final.triplets.all()[0].elements.get(role="subject")
+    assert triplet["key"] == str(final.triplets.all()[0].key)
+    assert triplet["subject"]["phrase"] == "a lighthouse" and triplet["subject"]["box"] == element.box
+    assert triplet["subject"]["mask_counts"] == element.mask_counts and triplet["subject"]["mask_size"] == [60, 80]
+    assert triplet["attribute"]["box"] is None and triplet["attribute"]["mask_counts"] is None
+    assert row["annotator"] == {"kind": "human", "name": "alice", "prompt_version": None}
+    assert rows[scene.adjudicated.pk]["des"] is None and rows[scene.adjudicated.pk]["ces_label"] == "sadness"
+
+
+def test_pandas_reads_it(exported):
+    scene, path = exported
+    frame = pd.read_parquet(path).set_index("image_id")
+    assert list(frame.loc[[scene.imported.pk, scene.reviewed.pk], "ces_label"]) == ["fear", "awe"]
+    des = frame.loc[scene.imported.pk, "des"]
+    assert des.dtype == np.float32 and des.shape == (1024,)
+    assert frame.loc[scene.reviewed.pk, "ces_distribution"]["awe"] == pytest.approx(0.72)
+    assert frame.loc[scene.reviewed.pk, "triplets"][0]["subject"]["phrase"] == "a lighthouse"
+
+
+def test_huggingface_datasets_reads_it(exported, tmp_path):
+    scene, path = exported
+    data = HFDataset.from_parquet(str(path), cache_dir=str(tmp_path / "hf-cache"))
+    assert data.num_rows == 3 and set(data.column_names) == set(parquet_writer.SCHEMA.names)
+    row = next(r for r in data if r["image_id"] == scene.imported.pk)
+    assert len(row["des"]) == 1024 and row["ces_label"] == "fear"
+    assert set(row["ces_distribution"]) == set(EMOTIONS)
+    assert row["triplets"][0]["background"]["phrase"] == "stormy sea"
+    assert data.features["des"] == List(Value("float32"), length=1024)
+    index = list(data["image_id"]).index(scene.imported.pk)
+    des = data.with_format("numpy")[index]["des"]
+    assert des.dtype == np.float32 and des.shape == (1024,)
+    assert np.array_equal(des, np.frombuffer(bytes(image_final_annotation(image=scene.imported).des), dtype="<f4"))

@@ -1,0 +1,288 @@
+"""Export service: which items, which annotation, filters, manifest, and crash safety."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from annotations import exports
+from annotations.errors import NotAllowed
+from annotations.exporters.jsonl import JsonlWriter
+from annotations.models import Annotation, ExportSnapshot, ExportStatus, Image
+from annotations.selectors import image_final_annotation
+from tests.annotations.export_scenes import build_scene, fast_passwords  # noqa: F401 - autouse fixture
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def scene():
+    return build_scene()
+
+
+def run(dataset, export_format="emoverse-jsonl", filters=None, options=None, user=None) -> ExportSnapshot:
+    snapshot = exports.export_create(dataset=dataset, export_format=export_format, filters=filters, options=options, created_by=user)
+    return exports.export_run(snapshot_id=snapshot.pk)
+
+
+def lines(snapshot) -> list[dict]:
+    path = Path(settings.EXPORT_ROOT) / snapshot.path / "data.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def exported_ids(snapshot) -> set[str]:
+    return {line["image"] for line in lines(snapshot)}
+
+
+def test_default_export_takes_approved_items_with_a_final_annotation(scene):
+    snapshot = run(scene.dataset)
+    assert snapshot.status == ExportStatus.COMPLETE
+    assert exported_ids(snapshot) == {scene.imported.original_name, scene.reviewed.original_name, scene.adjudicated.original_name}
+    counts = snapshot.manifest["counts"]
+    assert counts["images"] == 3
+    assert counts["skipped_without_final"] == 1  # the approved model-only image
+    assert counts["by_label"] == {"awe": 1, "fear": 1, "sadness": 1}
+    assert counts["by_source"] == {"emoset": 2, "flickr30k": 1}
+    assert (snapshot.total, snapshot.done) == (4, 4)
+
+
+def test_model_only_items_are_never_exported_even_when_their_status_says_approved(scene):
+    snapshot = run(scene.dataset, filters={"status": ["approved", "in_review"]})
+    names = exported_ids(snapshot)
+    assert scene.model_only.original_name not in names
+    assert scene.in_review.original_name not in names
+    assert scene.reviewed_in_review.original_name in names
+
+
+def test_adjudication_wins_over_approved_human_versions(scene):
+    by_name = {line["image"]: line for line in lines(run(scene.dataset))}
+    line = by_name[scene.adjudicated.original_name]
+    assert line["ces"]["label"] == "sadness"
+    assert line["annotator"] == {"kind": "human", "name": "carol"}
+    assert by_name[scene.reviewed.original_name]["annotator"] == {"kind": "human", "name": "alice"}
+
+
+def test_batched_final_annotations_follow_the_single_image_rule(scene):
+    images = list(Image.objects.filter(dataset=scene.dataset))
+    batched = exports.final_annotations(image.pk for image in images)
+    for image in images:
+        single = image_final_annotation(image=image)
+        assert (batched[image.pk].pk if image.pk in batched else None) == (single.pk if single else None)
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({"source": ["flickr30k"]}, {"reviewed"}),
+        ({"label": ["fear", "sadness"]}, {"imported", "adjudicated"}),
+        ({"min_agreement": 0.3}, {"imported", "reviewed"}),
+        ({"status": "in_review"}, {"reviewed_in_review"}),
+    ],
+)
+def test_filters(scene, filters, expected):
+    names = {getattr(scene, name).original_name for name in expected}
+    assert exported_ids(run(scene.dataset, filters=filters)) == names
+
+
+def test_label_filter_checks_the_final_annotation_not_only_the_image_row(scene):
+    Image.objects.filter(pk=scene.adjudicated.pk).update(label="fear")  # a stale denormalised label
+    snapshot = run(scene.dataset, filters={"label": ["fear"]})
+    assert exported_ids(snapshot) == {scene.imported.original_name}
+    assert snapshot.manifest["counts"]["skipped_by_filter"] == 1
+
+
+def test_date_range_on_image_creation_and_on_the_final_annotation(scene):
+    old = timezone.now() - timedelta(days=30)
+    Image.objects.filter(pk=scene.reviewed.pk).update(created_at=old)
+    recent = {"since": (timezone.now() - timedelta(days=1)).isoformat()}
+    assert scene.reviewed.original_name not in exported_ids(run(scene.dataset, filters=recent))
+    assert exported_ids(run(scene.dataset, filters={"until": (old + timedelta(days=1)).date().isoformat()})) == {
+        scene.reviewed.original_name
+    }
+    final = image_final_annotation(image=scene.imported)
+    Annotation.objects.filter(pk=final.pk).update(created_at=old)
+    by_annotation = {**recent, "date_field": "annotation"}
+    names = exported_ids(run(scene.dataset, filters=by_annotation))
+    assert scene.imported.original_name not in names and scene.reviewed.original_name in names
+
+
+@pytest.mark.parametrize(
+    ("export_format", "filters", "options", "field"),
+    [
+        ("emoverse-jsonl", {"label": ["joy"]}, {}, "label"),
+        ("emoverse-jsonl", {"colour": "red"}, {}, "filters"),
+        ("emoverse-jsonl", {"since": "last tuesday"}, {}, "since"),
+        ("emoverse-jsonl", {"since": "2026-02-01", "until": "2026-01-01"}, {}, "until"),
+        ("emoverse-jsonl", {"min_agreement": 2}, {}, "min_agreement"),
+        ("emoverse-jsonl", {}, {"categories": "role"}, "options"),
+        ("coco", {}, {"categories": "colour"}, "categories"),
+        ("coco", {}, {"images": "ftp"}, "images"),
+        ("tfrecord", {}, {}, "format"),
+    ],
+)
+def test_bad_requests_are_refused_with_the_field_and_create_nothing(scene, export_format, filters, options, field):
+    with pytest.raises(exports.InvalidExportRequest) as info:
+        exports.export_create(dataset=scene.dataset, export_format=export_format, filters=filters, options=options)
+    assert info.value.field == field
+    assert not ExportSnapshot.objects.exists()
+
+
+def test_manifest_is_written_last_and_its_checksums_match_the_files(scene, admin_user):
+    snapshot = run(scene.dataset, "coco", options={"images": "copy"}, user=admin_user)
+    folder = Path(settings.EXPORT_ROOT) / snapshot.path
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest == snapshot.manifest
+    assert manifest["format"] == "coco" and manifest["created_by"]["username"] == admin_user.username
+    assert manifest["filters"]["status"] == ["approved"] and manifest["app_version"]["libraries"]["pycocotools"]
+    listed = {entry["path"] for entry in manifest["files"]}
+    assert listed == {"annotations.json", "images.sha256"}
+    for entry in manifest["files"]:
+        data = (folder / entry["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"]
+    # images.sha256 covers every copied image, so the manifest covers them transitively.
+    for line in (folder / "images.sha256").read_text().splitlines():
+        digest, name = line.split("  ")
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+    assert len((folder / "images.sha256").read_text().splitlines()) == 3
+    assert [p.name for p in folder.parent.iterdir() if p.name.endswith(".partial")] == []
+
+
+def test_every_export_is_a_new_version_and_old_ones_stay(scene):
+    first, second = run(scene.dataset), run(scene.dataset, "parquet")
+    assert (first.version, second.version) == (1, 2)
+    assert (Path(settings.EXPORT_ROOT) / first.path / "manifest.json").exists()
+    assert (Path(settings.EXPORT_ROOT) / second.path / "data.parquet").exists()
+
+
+class WorkerKilled(BaseException):
+    """Stands for SIGKILL: no ``except Exception`` runs, nothing is cleaned up."""
+
+
+def _die_on_second_chunk(monkeypatch):
+    monkeypatch.setattr(exports, "CHUNK_SIZE", 1)
+    original = JsonlWriter.write
+    calls = {"n": 0}
+
+    def write(self, items):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise WorkerKilled()
+        original(self, items)
+
+    monkeypatch.setattr(JsonlWriter, "write", write)
+
+
+def test_an_export_killed_midway_is_never_complete_and_restarts_cleanly(scene, monkeypatch):
+    _die_on_second_chunk(monkeypatch)
+    snapshot = exports.export_create(dataset=scene.dataset, export_format="emoverse-jsonl")
+    with pytest.raises(WorkerKilled):
+        exports.export_run(snapshot_id=snapshot.pk)
+    snapshot.refresh_from_db()
+    root = Path(settings.EXPORT_ROOT) / scene.dataset.slug
+    assert snapshot.status == ExportStatus.RUNNING and snapshot.manifest is None and snapshot.done == 1
+    assert not (Path(settings.EXPORT_ROOT) / snapshot.path).exists()
+    assert not ExportSnapshot.objects.filter(status=ExportStatus.COMPLETE).exists()
+
+    # Not stale yet: shown as running. After the timeout: failed, interrupted, leftovers removed.
+    assert exports.export_fail_stale() == 0
+    assert exports.export_fail_stale(now=timezone.now() + exports.stale_after() + timedelta(seconds=1)) == 1
+    snapshot.refresh_from_db()
+    assert snapshot.status == ExportStatus.FAILED and snapshot.error.startswith("Interrupted")
+    assert list(root.iterdir()) == []
+
+    monkeypatch.undo()
+    exports.export_restart(snapshot=snapshot)
+    snapshot = exports.export_run(snapshot_id=snapshot.pk)
+    assert snapshot.status == ExportStatus.COMPLETE and snapshot.manifest["counts"]["images"] == 3
+    assert [p.name for p in root.iterdir()] == [Path(snapshot.path).name]
+
+
+def test_a_task_delivered_again_takes_over_a_running_snapshot(scene, monkeypatch):
+    _die_on_second_chunk(monkeypatch)
+    snapshot = exports.export_create(dataset=scene.dataset, export_format="emoverse-jsonl")
+    with pytest.raises(WorkerKilled):
+        exports.export_run(snapshot_id=snapshot.pk)
+    monkeypatch.undo()
+    snapshot = exports.export_run(snapshot_id=snapshot.pk)  # the same task, delivered again
+    assert snapshot.status == ExportStatus.COMPLETE
+    root = Path(settings.EXPORT_ROOT) / scene.dataset.slug
+    assert [p.name for p in root.iterdir()] == [Path(snapshot.path).name]  # the dead attempt's folder is gone
+
+
+def test_an_older_attempt_stops_when_a_newer_one_owns_the_snapshot(scene):
+    snapshot = exports.export_create(dataset=scene.dataset, export_format="emoverse-jsonl")
+    old = exports._claim(snapshot.pk)
+    newer = exports.export_run(snapshot_id=snapshot.pk)
+    assert newer.status == ExportStatus.COMPLETE
+    with pytest.raises(exports.Superseded):
+        exports._progress(old, done=1)
+    assert ExportSnapshot.objects.get(pk=snapshot.pk).status == ExportStatus.COMPLETE
+
+
+def test_an_error_fails_the_snapshot_with_the_reason_and_leaves_no_files(scene, monkeypatch):
+    def broken(self, items):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(JsonlWriter, "write", broken)
+    snapshot = run(scene.dataset)
+    assert snapshot.status == ExportStatus.FAILED and "disk full" in snapshot.error
+    assert list((Path(settings.EXPORT_ROOT) / scene.dataset.slug).iterdir()) == []
+    assert exports.export_run(snapshot_id=snapshot.pk) is None  # a failed snapshot is not rerun by a stray task
+
+
+def test_complete_or_running_snapshots_cannot_be_restarted(scene):
+    snapshot = run(scene.dataset)
+    with pytest.raises(NotAllowed):
+        exports.export_restart(snapshot=snapshot)
+    running = exports.export_create(dataset=scene.dataset, export_format="parquet")
+    exports._claim(running.pk)
+    running.refresh_from_db()
+    with pytest.raises(NotAllowed):
+        exports.export_restart(snapshot=running)
+
+
+def test_images_can_be_copied_linked_or_referenced(scene):
+    copied = run(scene.dataset, options={"images": "copy"})
+    folder = Path(settings.EXPORT_ROOT) / copied.path
+    for line in lines(copied):
+        data = (folder / "images" / line["image"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == line["sha256"]
+    linked = run(scene.dataset, options={"images": "link"})
+    image = Image.objects.get(pk=scene.reviewed.pk)
+    target = Path(settings.EXPORT_ROOT) / linked.path / "images" / scene.reviewed.original_name
+    assert target.stat().st_ino == Path(image.file.path).stat().st_ino
+    by_url = run(scene.dataset, "parquet", options={"images": "url"})
+    assert not (Path(settings.EXPORT_ROOT) / by_url.path / "images").exists()
+
+
+@pytest.mark.parametrize(
+    ("original_name", "expected"),
+    [
+        ("photos/cat.png", "photos/cat.png"),
+        ("photos\\cat.png", "photos/cat.png"),
+        ("./photos//cat.png", "photos/cat.png"),
+        ("../../etc/cat.png", "{pk}.png"),
+        ("/abs/cat.png", "{pk}.png"),
+        ("C:\\pics\\cat.png", "{pk}.png"),
+        ("same.png", "same__{pk}.png"),
+    ],
+)
+def test_exported_image_names_are_safe_relative_paths_and_unique(original_name, expected):
+    image = Image(pk=7, original_name=original_name, file="images/cat-0123.png")
+    assert exports.export_file_name(image, {"same.png"}) == expected.format(pk=7)
+
+
+def test_images_with_the_same_import_name_get_distinct_files(scene):
+    Image.objects.filter(pk__in=[scene.imported.pk, scene.reviewed.pk]).update(original_name="dup/photo.png")
+    snapshot = run(scene.dataset, options={"images": "copy"})
+    names = sorted(line["image"] for line in lines(snapshot))
+    assert names == sorted([f"dup/photo__{scene.imported.pk}.png", f"dup/photo__{scene.reviewed.pk}.png",
+                            scene.adjudicated.original_name])
+    for name in names:
+        assert (Path(settings.EXPORT_ROOT) / snapshot.path / "images" / name).is_file()
