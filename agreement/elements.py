@@ -1,0 +1,198 @@
+"""Triplet element agreement between reviewers: keep/reject decisions, box and mask IoU,
+phrase agreement (exact after normalisation; semantic from stored embeddings).
+
+An *element* is ``(image, triplet key, role)``. Each reviewer of the image either kept
+it (present with status pending, accepted or edited), or rejected it (status rejected,
+or absent from their review). Elements only people added (status ``added``) are not
+decisions on a proposal and are left out of the decision statistics.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from agreement import selectors
+from agreement.results import (
+    ReportOptions,
+    alpha_result,
+    fleiss_result,
+    pairable,
+    undefined,
+)
+from agreement.selectors import ElementRow
+from agreement.statistics import (
+    UndefinedStatisticError,
+    iou_summary,
+    normalize_phrase,
+    paired_box_iou,
+)
+
+KEPT_STATUSES = frozenset({"pending", "accepted", "edited", "added"})
+SEMANTIC_THRESHOLD = 0.8
+DECISIONS = (0.0, 1.0)  # rejected, kept
+
+
+@dataclass
+class _Pairs:
+    """Two reviewers' kept versions of the same element, one entry per reviewer pair."""
+
+    boxes_a: list[tuple[float, ...]] = field(default_factory=list)
+    boxes_b: list[tuple[float, ...]] = field(default_factory=list)
+    masks: list[tuple[dict, dict]] = field(default_factory=list)
+    phrases: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, a: ElementRow, b: ElementRow) -> None:
+        if a.box is not None and b.box is not None:
+            self.boxes_a.append(a.box)
+            self.boxes_b.append(b.box)
+        if a.mask is not None and b.mask is not None:
+            self.masks.append((a.mask, b.mask))
+        self.phrases.append((normalize_phrase(a.phrase), normalize_phrase(b.phrase)))
+
+
+def _decisions(units: dict[tuple, dict[str, ElementRow]], reviewers_of: dict[int, set[str]],
+               reviewers: list[str]) -> np.ndarray:
+    """``(reviewers, elements)``: 1 kept, 0 rejected, NaN when the reviewer did not review the image."""
+    row_of = {name: i for i, name in enumerate(reviewers)}
+    data = np.full((len(reviewers), len(units)), np.nan)
+    for j, ((image_id, _key, _role), by_reviewer) in enumerate(units.items()):
+        for name in reviewers_of.get(image_id, ()):
+            row = by_reviewer.get(name)
+            data[row_of[name], j] = 1.0 if row is not None and row.status in KEPT_STATUSES else 0.0
+    return data
+
+
+def mask_ious(pairs: list[tuple[dict, dict]]) -> tuple[np.ndarray, int]:
+    """IoU of each pair of COCO RLE masks (pycocotools); pairs of different sizes are skipped."""
+    values, skipped = [], 0
+    for a, b in pairs:
+        if list(a["size"]) != list(b["size"]):
+            skipped += 1
+            continue
+        ra = {"size": list(a["size"]), "counts": a["counts"].encode("ascii")}
+        rb = {"size": list(b["size"]), "counts": b["counts"].encode("ascii")}
+        values.append(float(mask_utils.iou([ra], [rb], [0])[0][0]))
+    return np.array(values, dtype=np.float64), skipped
+
+
+def _summary(values: np.ndarray, bins: int, what: str, who: str) -> dict[str, Any]:
+    if len(values) == 0:
+        return {**undefined(f"no element has a {what} from {who}", 0), "count": 0}
+    try:
+        return iou_summary(values, bins=bins)
+    except UndefinedStatisticError as exc:
+        return {**undefined(str(exc), 0), "count": 0}
+
+
+def _semantic(phrases: list[tuple[str, str]], model_name: str, who: str) -> dict[str, Any]:
+    if not phrases:
+        return undefined(f"no element was kept by {who}", 0)
+    if not model_name:
+        return undefined("no sentence-embedding model is configured", 0)
+    texts = {t for pair in phrases for t in pair}
+    stored = selectors.phrase_embeddings(model_name=model_name, texts=texts)
+    usable = [(a, b) for a, b in phrases if a in stored and b in stored]
+    if not usable:
+        reason = (f"no phrase embeddings from {model_name} are stored for these phrases; run "
+                  "`python manage.py agreement --dataset SLUG --semantic` where sentence-transformers is installed")
+        return {**undefined(reason, 0), "missing_phrases": len(texts - set(stored))}
+    vectors = {t: np.frombuffer(v, dtype="<f4").astype(np.float64) for t, v in stored.items()}
+    a = np.stack([vectors[x] for x, _ in usable])
+    b = np.stack([vectors[y] for _, y in usable])
+    similarity = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return {
+        "value": float(similarity.mean()),
+        "median": float(np.median(similarity)),
+        "share_similar": float(np.mean(similarity >= SEMANTIC_THRESHOLD)),
+        "threshold": SEMANTIC_THRESHOLD,
+        "n": len(usable),
+        "missing_pairs": len(phrases) - len(usable),
+        "model": model_name,
+    }
+
+
+def _exact(phrases: list[tuple[str, str]], who: str) -> dict[str, Any]:
+    if not phrases:
+        return undefined(f"no element was kept by {who}", 0)
+    return {"value": float(np.mean([a == b for a, b in phrases])), "n": len(phrases)}
+
+
+def group(rows: Iterable[ElementRow]) -> dict[tuple, dict[str, ElementRow]]:
+    """``(image, key, role)`` → reviewer → row, for elements that are not only person-added."""
+    units: dict[tuple, dict[str, ElementRow]] = {}
+    for row in rows:
+        units.setdefault((row.image_id, row.key, row.role), {})[row.reviewer] = row
+    return {k: v for k, v in units.items() if any(r.status != "added" for r in v.values())}
+
+
+def _pair_section(pairs: _Pairs, options: ReportOptions, who: str) -> dict[str, Any]:
+    """Box and mask IoU summaries and phrase agreement over aligned element pairs."""
+    boxes = paired_box_iou(np.array(pairs.boxes_a).reshape(-1, 4), np.array(pairs.boxes_b).reshape(-1, 4))
+    masks, skipped = mask_ious(pairs.masks)
+    return {
+        "box_iou": _summary(boxes, options.iou_bins, "box", who),
+        "mask_iou": {**_summary(masks, options.iou_bins, "mask", who), "skipped_size_mismatch": skipped},
+        "phrase_exact": _exact(pairs.phrases, who),
+        "phrase_semantic": _semantic(pairs.phrases, options.semantic_model, who),
+    }
+
+
+def element_section(units: dict[tuple, dict[str, ElementRow]], reviewers_of: dict[int, set[str]],
+                    options: ReportOptions) -> dict[str, Any]:
+    """Decision alpha and Fleiss' kappa with intervals, share of unanimous elements, IoU
+    summaries and phrase agreement between reviewers (``units`` from :func:`group`)."""
+    reviewers = sorted({name for names in reviewers_of.values() for name in names})
+    data = _decisions(units, reviewers_of, reviewers)
+    rated = pairable(data)
+    section: dict[str, Any] = {
+        "elements": int(rated.sum()),
+        "decision_alpha": alpha_result(data, "nominal", options),
+        "decision_fleiss_kappa": fleiss_result(data, DECISIONS, options),
+        "unanimous": None,
+        "kept": None,
+    }
+    if rated.any():
+        values = data[:, rated]
+        section["unanimous"] = float(np.mean(np.nanmin(values, axis=0) == np.nanmax(values, axis=0)))
+        section["kept"] = float(np.nanmean(values))
+    pairs = _Pairs()
+    for by_reviewer in units.values():
+        kept = sorted((name, r) for name, r in by_reviewer.items() if r.status in KEPT_STATUSES)
+        for (_, a), (_, b) in itertools.combinations(kept, 2):
+            pairs.add(a, b)
+    return {**section, **_pair_section(pairs, options, "two reviewers who both kept it")}
+
+
+def model_element_sections(model_rows: Iterable[ElementRow], units: dict[tuple, dict[str, ElementRow]],
+                           reviewers_of: dict[int, set[str]], options: ReportOptions) -> dict[str, dict[str, Any]]:
+    """Per model: how often reviewers kept its elements, and IoU and phrase agreement of each
+    element with every reviewer's kept version of it (same triplet key and role)."""
+    kept: dict[str, list[float]] = {}
+    pairs: dict[str, _Pairs] = {}
+    for row in model_rows:
+        kept.setdefault(row.reviewer, [])
+        model_pairs = pairs.setdefault(row.reviewer, _Pairs())
+        by_reviewer = units.get((row.image_id, row.key, row.role))
+        if by_reviewer is None:
+            continue
+        for name in reviewers_of.get(row.image_id, ()):
+            review = by_reviewer.get(name)
+            is_kept = review is not None and review.status in KEPT_STATUSES
+            kept[row.reviewer].append(float(is_kept))
+            if is_kept:
+                model_pairs.add(row, review)
+    out = {}
+    for model in sorted(kept):
+        decisions = kept[model]
+        out[model] = {
+            "decisions": len(decisions),
+            "kept_by_reviewers": float(np.mean(decisions)) if decisions else None,
+            **_pair_section(pairs[model], options, "this model and a reviewer who kept it (same triplet key and role)"),
+        }
+    return out

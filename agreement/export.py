@@ -1,0 +1,69 @@
+"""The agreement report as CSV rows: one statistic per row, with its interval or the reason
+it is undefined."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import Any
+
+HEADER = ["section", "statistic", "a", "b", "value", "low", "high", "n", "note"]
+
+
+def _row(section: str, statistic: str, result: dict[str, Any] | None, a: str = "", b: str = "") -> list[Any]:
+    result = result or {}
+    note = result.get("undefined", "")
+    if "raters" in result:
+        note = f"{note}; items with {result['raters']} ratings".strip("; ")
+    n = result.get("n", result.get("count", ""))
+    value = result.get("value", result.get("mean"))
+    return [section, statistic, a, b, "" if value is None else value, result.get("low", ""), result.get("high", ""),
+            "" if n is None else n, note]
+
+
+def report_rows(report: dict[str, Any]) -> Iterator[list[Any]]:
+    labels, elements = report["labels"], report["elements"]
+    yield _row("labels", "krippendorff_alpha_nominal", labels["krippendorff_alpha"])
+    yield _row("labels", "fleiss_kappa", labels["fleiss_kappa"])
+    for pair in labels["pairwise_cohen_kappa"]:
+        yield _row("labels", "cohen_kappa", pair["kappa"], pair["a"], pair["b"])
+    for row in labels["per_class"]:
+        yield _row("per_class", "specific_agreement",
+                   {"value": row["specific_agreement"], "undefined": row["undefined_specific"] or ""}, row["label"])
+        yield _row("per_class", "fleiss_kappa", {"value": row["fleiss_kappa"], "undefined": row["undefined_fleiss"] or ""},
+                   row["label"])
+    for matrix in labels["confusion"]:
+        for i, row in enumerate(matrix["matrix"]):
+            for j, count in enumerate(row):
+                if count:
+                    yield ["confusion", f"{labels['categories'][i]}->{labels['categories'][j]}", matrix["a"], matrix["b"],
+                           count, "", "", matrix["n"], ""]
+    yield _row("confidence", "krippendorff_alpha_interval", report["confidence"]["krippendorff_alpha_interval"])
+    yield _row("elements", "decision_krippendorff_alpha", elements["decision_alpha"])
+    yield _row("elements", "decision_fleiss_kappa", elements["decision_fleiss_kappa"])
+    for name in ("box_iou", "mask_iou"):
+        yield _row("elements", f"{name}_mean", elements[name])
+        if elements[name].get("median") is not None:
+            yield _row("elements", f"{name}_median", {"value": elements[name]["median"], "n": elements[name]["count"]})
+    yield _row("elements", "phrase_exact_agreement", elements["phrase_exact"])
+    yield _row("elements", "phrase_semantic_similarity", elements["phrase_semantic"])
+    for model in report["models"]:
+        yield _row("models", "cohen_kappa_vs_reference", model["kappa"], model["model"], "reference")
+        yield _row("models", "accuracy_vs_reference", {"value": model["accuracy"], "n": model["n"]}, model["model"], "reference")
+        yield _row("models", "krippendorff_alpha_with_reviewers", model["alpha_with_reviewers"], model["model"])
+        elements = model["elements"]
+        yield _row("models", "elements_kept_by_reviewers", {"value": elements["kept_by_reviewers"], "n": elements["decisions"],
+                                                           "undefined": elements.get("undefined", "")}, model["model"])
+        if elements["decisions"]:
+            for name in ("box_iou", "mask_iou"):
+                yield _row("models", f"{name}_mean_vs_reviewers", elements[name], model["model"])
+            yield _row("models", "phrase_exact_vs_reviewers", elements["phrase_exact"], model["model"])
+
+
+def report_csv(report: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(HEADER)
+    writer.writerows(report_rows(report))
+    return buffer.getvalue()

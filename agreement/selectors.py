@@ -1,0 +1,242 @@
+"""Reads for agreement reports and calibration: flat rows streamed with ``values_list``.
+
+Every function here issues a fixed number of queries whatever the dataset size (no
+query per image or per annotation) and yields plain tuples; ``agreement.report``
+turns them into numpy arrays.
+
+Who is an annotator
+- A *reviewer* is the author of a current HUMAN annotation (``author_name`` is the
+  username). K reviews of one image are K current HUMAN annotations.
+- A *model* is the author of a current MODEL annotation (``author_name`` is the
+  model name; ``pipeline`` is the merged answer).
+- The *final* label of an image is its current ADJUDICATION annotation's, else that
+  of its newest approved current HUMAN or IMPORT annotation. Unlike
+  ``annotations.selectors.final_annotation_ids`` (what is exported), an auto-accepted
+  pipeline answer is not a final label here: measuring or calibrating the models
+  against their own output would be circular.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import Any, NamedTuple
+
+from django.db.models import Count, Max, Q, QuerySet
+
+from agreement.models import PhraseEmbedding
+from annotations.models import (
+    Annotation,
+    AnnotationKind,
+    Dataset,
+    Decision,
+    Element,
+    Image,
+)
+
+CHUNK = 2000
+_FINAL_KINDS = (AnnotationKind.ADJUDICATION, AnnotationKind.HUMAN, AnnotationKind.IMPORT)
+
+
+@dataclass(frozen=True)
+class ReportFilters:
+    """What a report covers. Empty values mean "all".
+
+    ``source`` and ``label`` filter images (``label`` is the image's current label);
+    ``date_from``/``date_to`` (inclusive) and ``reviewers`` (usernames) filter the
+    human reviews taken into account.
+    """
+
+    source: str = ""
+    label: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+    reviewers: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["date_from"] = self.date_from.isoformat() if self.date_from else None
+        out["date_to"] = self.date_to.isoformat() if self.date_to else None
+        out["reviewers"] = list(self.reviewers)
+        return out
+
+
+class LabelRow(NamedTuple):
+    image_id: int
+    kind: str
+    author: str
+    label: str | None
+    confidence: float | None
+    decision: str
+    version: int
+
+
+class ElementRow(NamedTuple):
+    image_id: int
+    reviewer: str
+    key: str
+    role: str
+    phrase: str
+    status: str
+    box: tuple[float, float, float, float] | None
+    mask: dict | None  # {"size": [h, w], "counts": str}
+
+
+def dataset_images(*, dataset: Dataset, filters: ReportFilters) -> QuerySet[Image]:
+    images = Image.objects.filter(dataset=dataset)
+    if filters.source:
+        images = images.filter(source=filters.source)
+    if filters.label:
+        images = images.filter(label=filters.label)
+    return images
+
+
+def _human_filter(filters: ReportFilters) -> Q:
+    q = Q()
+    if filters.date_from:
+        q &= Q(created_at__date__gte=filters.date_from)
+    if filters.date_to:
+        q &= Q(created_at__date__lte=filters.date_to)
+    if filters.reviewers:
+        q &= Q(author_name__in=filters.reviewers)
+    return q
+
+
+def current_annotations(*, dataset: Dataset, filters: ReportFilters) -> QuerySet[Annotation]:
+    """Current annotations of the filtered images; human ones also by date and reviewer."""
+    human = Q(kind=AnnotationKind.HUMAN) & _human_filter(filters)
+    return Annotation.objects.filter(
+        Q(image__in=dataset_images(dataset=dataset, filters=filters)), Q(is_current=True),
+        human | ~Q(kind=AnnotationKind.HUMAN),
+    )
+
+
+def label_rows(*, dataset: Dataset, filters: ReportFilters) -> Iterator[LabelRow]:
+    """One row per current annotation (every kind) of the filtered images."""
+    rows = current_annotations(dataset=dataset, filters=filters).order_by().values_list(
+        "image_id", "kind", "author_name", "ces_label", "ces_confidence", "decision", "version"
+    )
+    for row in rows.iterator(chunk_size=CHUNK):
+        yield LabelRow(*row)
+
+
+def multi_reviewed_images(*, dataset: Dataset, filters: ReportFilters) -> QuerySet:
+    """Ids of images with two or more current (filtered) human reviews, as a subquery."""
+    human = current_annotations(dataset=dataset, filters=filters).filter(kind=AnnotationKind.HUMAN)
+    return human.order_by().values("image_id").annotate(n=Count("id")).filter(n__gte=2).values("image_id")
+
+
+def human_element_rows(*, dataset: Dataset, filters: ReportFilters) -> Iterator[ElementRow]:
+    """Elements of the current human reviews of images reviewed by two or more people."""
+    return _element_rows(current_annotations(dataset=dataset, filters=filters).filter(
+        kind=AnnotationKind.HUMAN, image_id__in=multi_reviewed_images(dataset=dataset, filters=filters)))
+
+
+def model_element_rows(*, dataset: Dataset, filters: ReportFilters) -> Iterator[ElementRow]:
+    """Elements of the current model answers on images reviewed by two or more people
+    (``ElementRow.reviewer`` holds the model name)."""
+    return _element_rows(current_annotations(dataset=dataset, filters=filters).filter(
+        kind=AnnotationKind.MODEL, image_id__in=multi_reviewed_images(dataset=dataset, filters=filters)))
+
+
+def _element_rows(annotations: QuerySet[Annotation]) -> Iterator[ElementRow]:
+    rows = Element.objects.filter(triplet__annotation__in=annotations).order_by().values_list(
+        "triplet__annotation__image_id", "triplet__annotation__author_name", "triplet__key", "role", "phrase",
+        "status", "x0", "y0", "x1", "y1", "mask_counts", "mask_height", "mask_width",
+    )
+    for image_id, author, key, role, phrase, status, x0, y0, x1, y1, counts, h, w in rows.iterator(chunk_size=CHUNK):
+        box = (x0, y0, x1, y1) if x0 is not None else None
+        mask = {"size": [h, w], "counts": counts} if counts is not None else None
+        yield ElementRow(image_id, author, str(key), role, phrase, status, box, mask)
+
+
+def reviewer_names(*, dataset: Dataset) -> list[str]:
+    """Usernames of everyone with a current human review in the dataset."""
+    rows = Annotation.objects.filter(image__dataset=dataset, kind=AnnotationKind.HUMAN, is_current=True)
+    return sorted(set(rows.order_by().values_list("author_name", flat=True).distinct()))
+
+
+def final_labels(rows: Iterable[LabelRow]) -> dict[int, str]:
+    """Image id → final label from label rows (see the module docstring)."""
+    best: dict[int, tuple[int, int, str]] = {}
+    for r in rows:
+        if r.label is None or r.kind not in _FINAL_KINDS:
+            continue
+        if r.kind == AnnotationKind.ADJUDICATION:
+            rank = 2
+        elif r.decision == Decision.APPROVED:
+            rank = 1
+        else:
+            continue
+        if (rank, r.version) > best.get(r.image_id, (0, 0, ""))[:2]:
+            best[r.image_id] = (rank, r.version, r.label)
+    return {image_id: label for image_id, (_, _, label) in best.items()}
+
+
+class DistributionRow(NamedTuple):
+    image_id: int
+    model: str
+    distribution: dict[str, float]
+    raw: bool  # True: the annotator's distribution before calibration
+
+
+def model_distribution_rows(*, dataset: Dataset | None = None) -> Iterator[DistributionRow]:
+    """Current model answers with a CES distribution (raw when stored, else the saved one)."""
+    rows = Annotation.objects.filter(kind=AnnotationKind.MODEL, is_current=True)
+    if dataset is not None:
+        rows = rows.filter(image__dataset=dataset)
+    rows = rows.filter(Q(ces_raw_distribution__isnull=False) | Q(ces_distribution__isnull=False))
+    values = rows.order_by().values_list("image_id", "author_name", "ces_raw_distribution", "ces_distribution")
+    for image_id, model, raw, calibrated in values.iterator(chunk_size=CHUNK):
+        yield DistributionRow(image_id, model, raw if raw is not None else calibrated, raw is not None)
+
+
+def final_label_rows(*, dataset: Dataset | None = None) -> Iterator[LabelRow]:
+    """Label rows of the annotations that can be final (adjudicated, approved human/import)."""
+    rows = Annotation.objects.filter(is_current=True, kind__in=_FINAL_KINDS, ces_label__isnull=False).filter(
+        Q(kind=AnnotationKind.ADJUDICATION) | Q(decision=Decision.APPROVED)
+    )
+    if dataset is not None:
+        rows = rows.filter(image__dataset=dataset)
+    values = rows.order_by().values_list("image_id", "kind", "author_name", "ces_label", "ces_confidence", "decision", "version")
+    for row in values.iterator(chunk_size=CHUNK):
+        yield LabelRow(*row)
+
+
+def phrase_embeddings(*, model_name: str, texts: Iterable[str]) -> dict[str, bytes]:
+    """Normalised phrase → stored float32 vector bytes, for the texts that have one."""
+    wanted = sorted(set(texts))
+    out: dict[str, bytes] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        rows = PhraseEmbedding.objects.filter(model_name=model_name, text__in=chunk).values_list("text", "vector")
+        out.update((text, bytes(vector)) for text, vector in rows)
+    return out
+
+
+def missing_phrase_texts(*, model_name: str, texts: Iterable[str]) -> list[str]:
+    wanted = set(texts)
+    return sorted(wanted - set(phrase_embeddings(model_name=model_name, texts=wanted)))
+
+
+def report_datasets() -> QuerySet[Dataset]:
+    """Datasets with their image count and current human review count (one grouped query)."""
+    human = Q(images__annotations__kind=AnnotationKind.HUMAN, images__annotations__is_current=True)
+    return Dataset.objects.annotate(
+        n_images=Count("images", distinct=True),
+        n_reviews=Count("images__annotations", filter=human),
+        n_reviewed=Count("images", filter=human, distinct=True),
+    ).order_by("slug")
+
+
+def data_stamp(*, dataset: Dataset) -> tuple[str, ...]:
+    """Changes whenever anything a report of ``dataset`` reads changes (two aggregate queries).
+
+    Annotations are immutable and every new version gets a higher id; image label or
+    source changes move ``updated_at``; new phrase embeddings get a higher id.
+    """
+    stamp = Image.objects.filter(dataset=dataset).aggregate(
+        images=Count("id", distinct=True), updated=Max("updated_at"), annotation=Max("annotations__id"))
+    embeddings = PhraseEmbedding.objects.aggregate(last=Max("id"))["last"]
+    return (str(stamp["images"]), str(stamp["updated"]), str(stamp["annotation"]), str(embeddings))

@@ -1,0 +1,102 @@
+"""Researcher pages: datasets, the agreement report (with CSV/JSON downloads), calibration."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.http import HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from agreement import calibration, pages, selectors
+from agreement.export import report_csv
+from agreement.forms import ReportFilterForm
+from agreement.report import cached_agreement_report
+from annotations.models import Dataset
+from annotations.roles import ADMIN, RESEARCHER, role_required
+
+
+def _filter_form(request, dataset: Dataset) -> ReportFilterForm:
+    form = ReportFilterForm(request.GET, reviewers=selectors.reviewer_names(dataset=dataset))
+    form.is_valid()
+    return form
+
+
+@require_GET
+@role_required(RESEARCHER, ADMIN)
+def dataset_list(request):
+    return render(request, "agreement/index.html", {"datasets": selectors.report_datasets()})
+
+
+@require_GET
+@role_required(RESEARCHER, ADMIN)
+def report_page(request, slug: str):
+    dataset = get_object_or_404(Dataset, slug=slug)
+    form = _filter_form(request, dataset)
+    context = {"dataset": dataset, "form": form, "query": request.GET.urlencode()}
+    if form.errors:
+        return render(request, "agreement/report.html", context, status=400)
+    report = cached_agreement_report(dataset=dataset, filters=form.filters())
+    context.update(pages.report_context(report, a=request.GET.get("a"), b=request.GET.get("b")))
+    return render(request, "agreement/report.html", context)
+
+
+def _download(request, slug: str, fmt: str) -> HttpResponse:
+    dataset = get_object_or_404(Dataset, slug=slug)
+    form = _filter_form(request, dataset)
+    if form.errors:
+        return HttpResponseBadRequest(f"Invalid filters: {form.error_text()}", content_type="text/plain")
+    report = cached_agreement_report(dataset=dataset, filters=form.filters())
+    if fmt == "csv":
+        response = HttpResponse(report_csv(report), content_type="text/csv; charset=utf-8")
+    else:
+        response = HttpResponse(json.dumps(report, indent=2), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="agreement-{dataset.slug}.{fmt}"'
+    return response
+
+
+@require_GET
+@role_required(RESEARCHER, ADMIN)
+def report_csv_download(request, slug: str):
+    return _download(request, slug, "csv")
+
+
+@require_GET
+@role_required(RESEARCHER, ADMIN)
+def report_json_download(request, slug: str):
+    return _download(request, slug, "json")
+
+
+@require_GET
+@role_required(RESEARCHER, ADMIN)
+def calibration_page(request):
+    dataset = get_object_or_404(Dataset, slug=request.GET["dataset"]) if request.GET.get("dataset") else None
+    context = {
+        "dataset": dataset,
+        "datasets": Dataset.objects.order_by("slug"),
+        "fits": pages.calibration_plots(calibration.cached_model_calibrations(dataset=dataset)),
+        "history": calibration.calibration_history(),
+        "min_samples": calibration.default_min_samples(),
+    }
+    return render(request, "agreement/calibration.html", context)
+
+
+@require_POST
+@role_required(ADMIN)
+def recalibrate_view(request):
+    dataset = get_object_or_404(Dataset, slug=request.POST["dataset"]) if request.POST.get("dataset") else None
+    try:
+        min_samples = int(request.POST.get("min_samples") or calibration.default_min_samples())
+        result = calibration.recalibrate(dataset=dataset, min_samples=min_samples, created_by=request.user)
+    except ValueError as exc:
+        messages.error(request, f"Recalibration refused: {exc}")
+        return redirect("agreement-calibration")
+    for version in result.stored:
+        messages.success(request, f"{version.model_name}: version {version.version}, T = {version.temperature:.3f} "
+                                  f"(ECE {version.ece_before:.3f} → {version.ece_after:.3f}, n = {version.n_samples})")
+    for model, reason in result.skipped.items():
+        messages.info(request, f"{model}: not recalibrated — {reason}")
+    if not result.stored and not result.skipped:
+        messages.info(request, "No model answer has a final human label yet: nothing to calibrate.")
+    return redirect("agreement-calibration")

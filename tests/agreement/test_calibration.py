@@ -1,0 +1,121 @@
+"""Calibration from final human labels: ECE, fitted temperature, stored versions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agreement.calibration import (
+    CalibrationSample,
+    calibrate_model,
+    calibration_samples,
+    model_calibrations,
+    recalibrate,
+)
+from annotations.domain import EMOTIONS, PIPELINE_AUTHOR
+from annotations.models import AnnotationKind, Decision
+from ml.calibration import temperature_scale
+from ml.models import CalibrationVersion
+from ml.selectors import latest_temperatures
+from tests.agreement.scenes import H, W, payload
+from tests.factories import DatasetFactory, ImageFactory, UserFactory, make_annotation
+
+KEY = "00000000-0000-0000-0000-000000000001"
+
+
+def overconfident(label: str, confidence: float = 0.95) -> dict[str, float]:
+    rest = (1 - confidence) / 7
+    return {e: confidence if e == label else rest for e in EMOTIONS}
+
+
+def test_overconfident_model_gets_a_temperature_above_one_and_lower_ece():
+    rng = np.random.default_rng(0)
+    n = 400
+    truth = rng.integers(0, 8, n)
+    predicted = np.where(rng.random(n) < 0.6, truth, (truth + rng.integers(1, 8, n)) % 8)  # 60 % correct
+    probs = np.full((n, 8), 0.05 / 7)
+    probs[np.arange(n), predicted] = 0.95
+    fit = calibrate_model("m", CalibrationSample(probs, truth, n_raw=n), current=None)
+    assert fit.ece_before == pytest.approx(0.95 - np.mean(predicted == truth))
+    assert fit.temperature > 1.0
+    assert fit.ece_after < 0.05 < fit.ece_before
+    assert sum(fit.reliability_before["counts"]) == n and len(fit.reliability_before["counts"]) == 15
+    # The fitted temperature means the same in the pipeline (ml.calibration.temperature_scale).
+    scaled = temperature_scale(dict(zip(EMOTIONS, probs[0])), fit.temperature)
+    assert max(scaled.values()) == pytest.approx(np.mean(predicted == truth), abs=0.05)
+
+
+def test_perfectly_separated_answers_get_no_temperature_and_say_why():
+    probs = np.eye(8)[[0, 1, 2, 3]] * 0.9 + 0.1 / 8
+    fit = calibrate_model("m", CalibrationSample(probs, np.array([0, 1, 2, 3]), n_raw=4), current=1.0)
+    assert fit.temperature is None and fit.ece_after is None
+    assert "perfectly separated" in fit.notes[0]
+
+
+def _labelled_images(dataset, reviewer, n_correct: int, n_wrong: int, *, model="gpt-4o"):
+    for i in range(n_correct + n_wrong):
+        image = ImageFactory(dataset=dataset, width=W, height=H)
+        truth = EMOTIONS[i % 8]
+        said = truth if i < n_correct else EMOTIONS[(i + 3) % 8]
+        make_annotation(image, kind=AnnotationKind.MODEL, author_name=model, payload=payload(said, KEY, confidence=0.9),
+                        raw_distribution=overconfident(said))
+        make_annotation(image, kind=AnnotationKind.MODEL, author_name=PIPELINE_AUTHOR, payload=payload(said, KEY))
+        make_annotation(image, kind=AnnotationKind.HUMAN, author_name=reviewer.username, author_user=reviewer,
+                        payload=payload(truth, KEY), decision=Decision.APPROVED)
+
+
+@pytest.mark.django_db
+def test_recalibrate_stores_a_version_per_model_and_keeps_history(admin_user):
+    dataset = DatasetFactory(slug="calib")
+    reviewer = UserFactory(username="rev")
+    _labelled_images(dataset, reviewer, n_correct=12, n_wrong=8)
+    other = ImageFactory(dataset=dataset, width=W, height=H)  # a model answer with no final label: not used
+    make_annotation(other, kind=AnnotationKind.MODEL, author_name="gpt-4o", payload=payload("awe", KEY),
+                    raw_distribution=overconfident("awe"))
+
+    samples = calibration_samples(dataset=dataset)
+    assert len(samples["gpt-4o"].labels) == 20 and samples["gpt-4o"].n_raw == 20
+    assert samples["gpt-4o"].probs[0].max() == pytest.approx(0.95)  # the raw distribution, not the saved one
+
+    result = recalibrate(dataset=dataset, min_samples=10, created_by=admin_user)
+    assert [v.model_name for v in result.stored] == ["gpt-4o"]
+    assert PIPELINE_AUTHOR in result.skipped
+    version = result.stored[0]
+    assert version.version == 1 and version.n_samples == 20 and version.created_by == admin_user
+    assert version.temperature > 1.0 and version.ece_after < version.ece_before
+    assert version.ece_before == pytest.approx(0.95 - 12 / 20)
+    assert version.reliability["dataset"] == "calib" and len(version.reliability["before"]["counts"]) == 15
+    assert latest_temperatures()["gpt-4o"] == pytest.approx(version.temperature)
+
+    again = recalibrate(dataset=dataset, min_samples=10)
+    assert again.stored[0].version == 2
+    assert CalibrationVersion.objects.filter(model_name="gpt-4o").count() == 2
+    fits = {f.model: f for f in model_calibrations(dataset=dataset)}
+    assert fits["gpt-4o"].current_temperature == pytest.approx(again.stored[0].temperature)
+
+
+@pytest.mark.django_db
+def test_recalibrate_skips_models_with_too_few_labelled_answers():
+    dataset = DatasetFactory(slug="few")
+    _labelled_images(dataset, UserFactory(username="rev2"), n_correct=3, n_wrong=2, model="qwen")
+    result = recalibrate(dataset=dataset, min_samples=10)
+    assert result.stored == []
+    assert result.skipped["qwen"] == "5 labelled answers; at least 10 needed"
+    assert not CalibrationVersion.objects.exists()
+    with pytest.raises(ValueError, match="min_samples"):
+        recalibrate(dataset=dataset, min_samples=0)
+
+
+@pytest.mark.django_db
+def test_cached_calibration_follows_new_answers_and_versions():
+    from agreement.calibration import cached_model_calibrations
+
+    dataset = DatasetFactory(slug="cached")
+    reviewer = UserFactory(username="rev3")
+    _labelled_images(dataset, reviewer, n_correct=3, n_wrong=1)
+    first = {f.model: f for f in cached_model_calibrations(dataset=dataset)}
+    assert first["gpt-4o"].n == 4 and first["gpt-4o"].current_temperature is None
+    _labelled_images(dataset, reviewer, n_correct=1, n_wrong=1)
+    assert {f.model: f.n for f in cached_model_calibrations(dataset=dataset)}["gpt-4o"] == 6
+    recalibrate(dataset=dataset, min_samples=1)
+    assert {f.model: f for f in cached_model_calibrations(dataset=dataset)}["gpt-4o"].current_temperature is not None

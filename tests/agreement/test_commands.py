@@ -1,0 +1,80 @@
+"""`manage.py agreement` and `manage.py recalibrate`."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from agreement.models import PhraseEmbedding
+from agreement.report import agreement_report
+from agreement.results import ReportOptions
+from agreement.selectors import ReportFilters
+from ml.models import CalibrationVersion
+from tests.agreement.scenes import build_scene
+
+pytestmark = pytest.mark.django_db
+
+
+def _run(*args) -> str:
+    out = io.StringIO()
+    call_command("agreement", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def test_json_is_the_same_report_as_the_pages():
+    scene = build_scene()
+    printed = json.loads(_run("--dataset", "study", "--json", "--resamples", "60", "--seed", "3", "--reviewer", "alice",
+                              "--reviewer", "bob"))
+    assert printed["options"]["n_resamples"] == 60 and printed["options"]["seed"] == 3
+    assert printed["filters"]["reviewers"] == ["alice", "bob"]
+    direct = agreement_report(dataset=scene.dataset, filters=ReportFilters(reviewers=("alice", "bob")),
+                              options=ReportOptions.from_settings(n_resamples=60, seed=3))
+    printed.pop("generated_at"), direct.pop("generated_at")
+    assert printed == json.loads(json.dumps(direct))
+
+
+def test_summary_and_csv_and_errors():
+    build_scene()
+    summary = _run("--dataset", "study", "--resamples", "30")
+    assert "krippendorff_alpha_nominal:" in summary and "cohen_kappa alice vs bob:" in summary
+    assert "phrase_semantic_similarity: undefined (no phrase embeddings" in summary
+    csv_text = _run("--dataset", "study", "--csv", "--resamples", "30")
+    assert csv_text.splitlines()[0] == "section,statistic,a,b,value,low,high,n,note"
+    with pytest.raises(CommandError, match="no dataset with slug 'nope'"):
+        _run("--dataset", "nope")
+    with pytest.raises(CommandError, match="date_from"):
+        _run("--dataset", "study", "--from", "last week")
+    with pytest.raises(CommandError, match="at least 1"):
+        _run("--dataset", "study", "--resamples", "0")
+
+
+def test_recalibrate_command():
+    build_scene()
+    out = io.StringIO()
+    call_command("recalibrate", "--dataset", "study", "--min-samples", "5", stdout=out)
+    stored = list(CalibrationVersion.objects.values_list("model_name", flat=True))
+    assert stored
+    for name in stored:
+        assert f"{name}: version 1, T = " in out.getvalue()
+    out = io.StringIO()
+    call_command("recalibrate", "--min-samples", "500", stdout=out)
+    assert "skipped (10 labelled answers; at least 500 needed)" in out.getvalue()
+    with pytest.raises(CommandError):
+        call_command("recalibrate", "--dataset", "nope")
+
+
+@pytest.mark.ml
+def test_semantic_phrase_agreement_with_the_bundled_model():
+    build_scene()
+    summary = _run("--dataset", "study", "--semantic", "--json", "--resamples", "20")
+    semantic = json.loads(summary)["elements"]["phrase_semantic"]
+    # 82 pairs of kept phrases: all identical except "tiny vessel" against "small boat" (twice).
+    assert semantic["n"] == 82 and semantic["missing_pairs"] == 0
+    assert 0.9 < semantic["value"] < 1.0 and semantic["share_similar"] == pytest.approx(80 / 82)
+    assert PhraseEmbedding.objects.filter(text="tiny vessel", dim=384).exists()
+    before = PhraseEmbedding.objects.count()
+    _run("--dataset", "study", "--semantic", "--resamples", "20")
+    assert PhraseEmbedding.objects.count() == before  # nothing embedded twice
