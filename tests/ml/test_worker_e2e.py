@@ -219,3 +219,52 @@ def _succeeded(log: str) -> set[str]:
     return {m.group(1) for m in _TASK_LINE.finditer(log) if m.group(2) == "succeeded"}
 
 
+
+
+def test_click_to_refine_through_the_api_and_a_real_gpu_worker(
+    services_up, transactional_db, tiny_sam_hf_dir, reviewer, api_client, settings, tmp_path, monkeypatch
+):
+    """The review page's click-to-refine: the web process sends the prompt to the ``gpu``
+    queue and waits; a real worker answers from the tiny SAM, reusing the embedding."""
+    from celery import Celery
+
+    from review import refine
+
+    config = {"segmenter": {"backend": "ml.backends.sam_hf.HFSamSegmenter",
+                            "options": {"model_path": str(tiny_sam_hf_dir), "device": "cpu"}}}
+    config_path = tmp_path / "ml.json"
+    config_path.write_text(json.dumps(config))
+    image = ImageFactory(width=64, height=48)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "emoverse_site.settings",
+        "DATABASE_URL": _database_url(),
+        "CELERY_BROKER_URL": REDIS_URL,
+        "CELERY_RESULT_BACKEND": REDIS_URL,
+        "EMOVERSE_ML_CONFIG": str(config_path),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "PYTHONPATH": str(ROOT),
+    }
+    # This (web) process: a broker and result backend, a segmenter named in the configuration.
+    settings.EMOVERSE_ML = config
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CELERY_RESULT_BACKEND = REDIS_URL
+    settings.EMOVERSE_REFINE_TIMEOUT_S = 120  # the first answer waits for the worker to start
+    monkeypatch.setattr(refine, "celery_app", Celery("refine-e2e", broker=REDIS_URL, backend=REDIS_URL))
+    api_client.force_authenticate(reviewer)
+    log = tmp_path / "gpu-worker.log"
+    worker = Worker(env, "gpu", log)
+    try:
+        first = api_client.post("/api/review/refine/", {"image_id": image.pk, "box": [4, 4, 40, 30], "points": [[20, 16]],
+                                                        "labels": [1]}, format="json")
+        second = api_client.post("/api/review/refine/", {"image_id": image.pk, "points": [[20, 16], [50, 40]],
+                                                         "labels": [1, 0]}, format="json")
+    finally:
+        worker.stop()
+    assert first.status_code == 200, (first.content, log.read_text()[-3000:])
+    assert second.status_code == 200, (second.content, log.read_text()[-3000:])
+    for answer in (first.json(), second.json()):
+        assert answer["mask"] is None or answer["mask"]["size"] == [48, 64]
+        assert 0.0 <= answer["score"] <= 1.0
+    assert first.json()["mask"] is not None
+    assert len(_succeeded(log.read_text())) == 2
