@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,22 +29,25 @@ from django.utils import timezone
 from annotations.domain import EMOTIONS, ROLES
 from annotations.errors import DomainError, InvalidAnnotation, InvalidImage
 from annotations.importers.lines import DEFAULT_MAX_LINE_BYTES, iter_lines
-from annotations.importers.routing import image_route_imported
+from annotations.importers.routing import image_route_imported, images_route_imported
 from annotations.models import (
     Annotation,
     AnnotationKind,
     Dataset,
     Decision,
+    Image,
     ImageSource,
     ImportRun,
 )
-from annotations.services import annotation_create, dataset_get_or_create
+from annotations.services import NewAnnotation, annotation_bulk_create, dataset_get_or_create
 from annotations.services_images import (
     image_find_or_prepare,
     image_store,
     read_image_file,
 )
 from annotations.validation import AnnotationInput, validate_annotation
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 500
 ERRORS_KEPT_ON_RUN = 100  # ImportRun.errors: the first failed lines
@@ -257,17 +261,35 @@ def _check_metadata(data: Mapping[str, Any], sha256: str, width: int, height: in
             raise BadLine(f"{key}: the stored image is {width}x{height} (EXIF orientation applied), the line says {key} {data[key]!r}")
 
 
-def _is_duplicate(image_id: int, annotator: Annotator, fingerprint: str) -> bool:
+def _current_fingerprint(image_id: int, annotator: Annotator) -> str | None:
     current = Annotation.objects.filter(image_id=image_id, kind=annotator.kind, author_name=annotator.name, is_current=True)
-    return any(extra.get("import_fingerprint") == fingerprint for extra in current.values_list("extra", flat=True))
+    return next((extra.get("import_fingerprint") for extra in current.values_list("extra", flat=True)), None)
 
 
-def import_line(raw: bytes, *, dataset: Dataset, options: ImportOptions, run: ImportRun) -> tuple[bool, bool, bool]:
+@dataclass
+class _Batch:
+    """What a batch has prepared but not yet written: the annotations go in with one
+    :func:`annotation_bulk_create`, the routing once per image, at the end of the batch."""
+
+    new: list[NewAnnotation] = field(default_factory=list)
+    fingerprints: dict[tuple[int, str, str], str] = field(default_factory=dict)  # newest pending per author
+    images: dict[int, Image] = field(default_factory=dict)  # to route, in first-seen order
+
+    def current_fingerprint(self, image_id: int, annotator: Annotator) -> str | None:
+        key = (image_id, annotator.kind, annotator.name)
+        return self.fingerprints[key] if key in self.fingerprints else _current_fingerprint(image_id, annotator)
+
+
+def import_line(
+    raw: bytes, *, dataset: Dataset, options: ImportOptions, run: ImportRun, batch: _Batch | None = None
+) -> tuple[bool, bool, bool]:
     """Import one line: ``(added_something, image_created, annotation_created)``.
 
     Call inside a savepoint: every check happens before the first write, and a
     failed write rolls back the line. Raises :class:`BadLine`,
-    :class:`InvalidAnnotation` or :class:`InvalidImage`.
+    :class:`InvalidAnnotation` or :class:`InvalidImage`. With ``batch`` the image is
+    stored now and the annotation (and routing) is left in ``batch`` for
+    :func:`_flush`; without, everything is written now.
     """
     parsed = parse_line(raw, options)
     path = resolve_image_path(options.images_dir, parsed.image)
@@ -280,8 +302,14 @@ def import_line(raw: bytes, *, dataset: Dataset, options: ImportOptions, run: Im
     if parsed.annotator is not None:
         annotation = validate_annotation(parsed.data, candidate.width, candidate.height)
         fingerprint = _fingerprint(parsed, annotation)
-        if candidate.existing is not None and _is_duplicate(candidate.existing.pk, parsed.annotator, fingerprint):
-            return False, False, False
+        if candidate.existing is not None:
+            current = (
+                batch.current_fingerprint(candidate.existing.pk, parsed.annotator)
+                if batch is not None
+                else _current_fingerprint(candidate.existing.pk, parsed.annotator)
+            )
+            if current == fingerprint:
+                return False, False, False
     image, created = image_store(dataset=dataset, candidate=candidate, original_name=parsed.image, source=parsed.source)
     if annotation is None:
         return created, created, False
@@ -289,15 +317,26 @@ def import_line(raw: bytes, *, dataset: Dataset, options: ImportOptions, run: Im
     extra: dict[str, Any] = {"import_fingerprint": fingerprint}
     if annotator.given is not None and options.approved:
         extra["annotator"] = annotator.given
-    annotation_create(
+    new = NewAnnotation(
         image=image, data=annotation, kind=annotator.kind, author_name=annotator.name,
         decision=Decision.APPROVED if options.approved else Decision.NONE,
         decision_reason=f"imported as approved by {run.run_by} (import run {run.pk})" if options.approved else "",
         prompt_version=annotator.prompt_version, pipeline_version=annotator.pipeline_version,
         raw_output=annotator.raw_output, critic=parsed.critic, extra=extra, import_run=run,
     )
-    image_route_imported(image=image, approved=options.approved)
+    if batch is None:
+        annotation_bulk_create(items=[new])
+        image_route_imported(image=image, approved=options.approved)
+    else:
+        batch.new.append(new)
+        batch.fingerprints[(image.pk, annotator.kind, annotator.name)] = fingerprint
+        batch.images.setdefault(image.pk, image)
     return True, created, True
+
+
+def _flush(batch: _Batch, *, approved: bool) -> None:
+    annotation_bulk_create(items=batch.new)
+    images_route_imported(images=list(batch.images.values()), approved=approved)
 
 
 # --- the whole file -----------------------------------------------------------------
@@ -311,34 +350,84 @@ def _reason(exc: Exception) -> str:
     return str(exc)
 
 
+@dataclass
+class _Tally:
+    imported: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    images_created: int = 0
+    annotations_created: int = 0
+    errors: list[LineError] = field(default_factory=list)
+
+
+def _import_lines(lines: list[tuple[int, bytes | None]], *, dataset: Dataset, options: ImportOptions, run: ImportRun,
+                  batch: _Batch | None) -> _Tally:
+    tally = _Tally()
+    for number, raw in lines:
+        try:
+            if raw is None:
+                raise BadLine(f"line longer than the limit of {options.max_line_bytes:,} bytes")
+            with transaction.atomic():
+                added, image_created, annotation_created = import_line(
+                    raw, dataset=dataset, options=options, run=run, batch=batch
+                )
+        except (DomainError, DatabaseError) as exc:
+            tally.failed += 1
+            tally.errors.append(LineError(number, _reason(exc)))
+            continue
+        tally.imported += added
+        tally.duplicates += not added
+        tally.images_created += image_created
+        tally.annotations_created += annotation_created
+    if batch is not None:
+        _flush(batch, approved=options.approved)
+    return tally
+
+
 def _run_batch(lines, *, dataset: Dataset, options: ImportOptions, report: ImportReport, max_errors: int) -> int:
-    """Import ``lines`` (an iterator, consumed lazily) in one transaction; returns how many there were."""
+    """Import ``lines`` (at most a batch) in one transaction; returns how many there were.
+
+    Fast path: images are stored line by line (each line in a savepoint), the
+    annotations are written together at the end. Should that write fail (a
+    concurrent writer, a constraint), the batch is rolled back and imported again
+    line by line, so only the lines at fault are reported and nothing else is lost.
+    """
     run = report.run
-    count = 0
-    with transaction.atomic():
-        for number, raw in lines:
-            count += 1
-            try:
-                if raw is None:
-                    raise BadLine(f"line longer than the limit of {options.max_line_bytes:,} bytes")
-                with transaction.atomic():
-                    added, image_created, annotation_created = import_line(raw, dataset=dataset, options=options, run=run)
-            except (DomainError, DatabaseError) as exc:
-                report.failed += 1
-                error = LineError(number, _reason(exc))
-                if len(report.errors) < max_errors:
-                    report.errors.append(error)
-                if len(run.errors) < ERRORS_KEPT_ON_RUN:
-                    run.errors.append(error.as_dict())
-                continue
-            report.imported += added
-            report.duplicates += not added
-            report.images_created += image_created
-            report.annotations_created += annotation_created
-        if count:
-            run.imported, run.duplicates, run.failed = report.imported, report.duplicates, report.failed
-            run.save(update_fields=["imported", "duplicates", "failed", "errors"])
-    return count
+    lines = list(lines)
+    if not lines:
+        return 0
+    before = (report.imported, report.duplicates, report.failed, report.images_created, report.annotations_created,
+              len(report.errors), list(run.errors), run.imported, run.duplicates, run.failed)
+    try:
+        with transaction.atomic():
+            tally = _import_lines(lines, dataset=dataset, options=options, run=run, batch=_Batch())
+            _record(report, tally, max_errors)
+    except DatabaseError:
+        logger.warning("import run %s: the batch write failed; importing the batch again line by line", run.pk, exc_info=True)
+        (report.imported, report.duplicates, report.failed, report.images_created, report.annotations_created,
+         n_errors, run.errors, run.imported, run.duplicates, run.failed) = before
+        del report.errors[n_errors:]
+        with transaction.atomic():
+            tally = _import_lines(lines, dataset=dataset, options=options, run=run, batch=None)
+            _record(report, tally, max_errors)
+    return len(lines)
+
+
+def _record(report: ImportReport, tally: _Tally, max_errors: int) -> None:
+    """Add a batch's counts to the report and save them on the run (inside the batch's transaction)."""
+    run = report.run
+    report.imported += tally.imported
+    report.duplicates += tally.duplicates
+    report.failed += tally.failed
+    report.images_created += tally.images_created
+    report.annotations_created += tally.annotations_created
+    for error in tally.errors:
+        if len(report.errors) < max_errors:
+            report.errors.append(error)
+        if len(run.errors) < ERRORS_KEPT_ON_RUN:
+            run.errors.append(error.as_dict())
+    run.imported, run.duplicates, run.failed = report.imported, report.duplicates, report.failed
+    run.save(update_fields=["imported", "duplicates", "failed", "errors"])
 
 
 def import_emoverse_jsonl(

@@ -18,7 +18,7 @@ from annotations.models import (
     Image,
     ImageStatus,
 )
-from annotations.services import image_set_status
+from annotations.services import images_set_status
 from ml.calibration import annotator_agreement
 from ml.types import AnnotatorResult, PhraseTriplet
 
@@ -29,19 +29,24 @@ REVIEWABLE_STATUSES = frozenset({ImageStatus.NEW, ImageStatus.PREANNOTATING, Ima
 @dataclass(frozen=True)
 class _Answer:
     id: int
+    kind: str
     author_name: str
     ces_label: str | None
     ces_confidence: float | None
     ces_distribution: dict | None
 
 
-def _current_answers(image: Image, kind: str) -> list[_Answer]:
+def _current_answers(image_ids: list[int]) -> dict[int, list[_Answer]]:
+    """Each image's current model and human answers, newest version first (one query)."""
     rows = (
-        Annotation.objects.filter(image_id=image.pk, is_current=True, kind=kind)
-        .order_by("-version")
-        .values_list("id", "author_name", "ces_label", "ces_confidence", "ces_distribution")
+        Annotation.objects.filter(image_id__in=image_ids, is_current=True, kind__in=[AnnotationKind.MODEL, AnnotationKind.HUMAN])
+        .order_by("image_id", "-version")
+        .values_list("image_id", "id", "kind", "author_name", "ces_label", "ces_confidence", "ces_distribution")
     )
-    return [_Answer(*row) for row in rows]
+    found: dict[int, list[_Answer]] = {}
+    for image_id, *row in rows:
+        found.setdefault(image_id, []).append(_Answer(*row))
+    return found
 
 
 def _phrase_triplets(annotation_ids: list[int]) -> dict[int, tuple[PhraseTriplet, ...]]:
@@ -57,12 +62,17 @@ def _phrase_triplets(annotation_ids: list[int]) -> dict[int, tuple[PhraseTriplet
     }
 
 
-def models_agreement(answers: list[_Answer]) -> float | None:
+def _compared(answers: list[_Answer]) -> list[_Answer]:
+    """The model annotators' own answers that an agreement score compares (not the merged one)."""
+    return [a for a in answers if a.author_name != PIPELINE_AUTHOR and a.ces_distribution]
+
+
+def models_agreement(answers: list[_Answer], triplets: dict[int, tuple[PhraseTriplet, ...]] | None = None) -> float | None:
     """Agreement score in [0, 1] of two or more model annotators (label, distribution, triplets); None for fewer."""
-    answers = [a for a in answers if a.author_name != PIPELINE_AUTHOR and a.ces_distribution]
+    answers = _compared(answers)
     if len(answers) < 2:
         return None
-    triplets = _phrase_triplets([a.id for a in answers])
+    triplets = _phrase_triplets([a.id for a in answers]) if triplets is None else triplets
     results = [
         AnnotatorResult(model=a.author_name, prompt_version="", triplets=triplets.get(a.id, ()),
                         distribution=a.ces_distribution, rationale="", raw_output="")
@@ -72,34 +82,54 @@ def models_agreement(answers: list[_Answer]) -> float | None:
     return agreement.score if agreement is not None else None
 
 
-def image_route_imported(*, image: Image, approved: bool) -> Image:
-    """Set the image's status and queue fields after an annotation was imported.
-
-    ``approved``: the newest approved import is final, the image is approved.
-    Otherwise an image that is not yet reviewed goes to (or stays in) review with
-    the label and confidence of the pipeline's merged answer, else of the newest
-    model answer, and a priority from agreement and confidence.
-    """
-    if approved:
-        final = (
-            Annotation.objects.filter(image_id=image.pk, is_current=True, kind=AnnotationKind.IMPORT, decision=Decision.APPROVED)
-            .order_by("-version").first()
-        )
-        fields = {"label": final.ces_label, "confidence": final.ces_confidence} if final and final.ces_label else {}
-        return image_set_status(image=image, status=ImageStatus.APPROVED, **fields)
-    if image.status not in REVIEWABLE_STATUSES:
-        return image
-    models = _current_answers(image, AnnotationKind.MODEL)
-    candidates = models or _current_answers(image, AnnotationKind.HUMAN)
+def _review_fields(answers: list[_Answer], triplets: dict[int, tuple[PhraseTriplet, ...]]) -> dict:
+    """Label, confidence, agreement and queue priority of an image that goes to review."""
+    models = [a for a in answers if a.kind == AnnotationKind.MODEL]
+    candidates = models or [a for a in answers if a.kind == AnnotationKind.HUMAN]
     base = next((a for a in models if a.author_name == PIPELINE_AUTHOR), candidates[0] if candidates else None)
     fields: dict = {}
     if base is not None and base.ces_label:
         fields.update(label=base.ces_label, confidence=base.ces_confidence)
-    agreement = models_agreement(models)
+    agreement = models_agreement(models, triplets)
     fields["agreement"] = agreement
     confidence = fields.get("confidence")
     if confidence is not None:
         fields["priority"] = confidence if agreement is None else (agreement + confidence) / 2
     elif agreement is not None:
         fields["priority"] = agreement
-    return image_set_status(image=image, status=ImageStatus.IN_REVIEW, **fields)
+    return fields
+
+
+def images_route_imported(*, images: list[Image], approved: bool) -> None:
+    """Set the images' status and queue fields after annotations were imported (a fixed
+    number of queries for any number of images).
+
+    ``approved``: the newest approved import of each image is final, the image is
+    approved with its label. Otherwise an image that is not yet reviewed goes to (or
+    stays in) review with the label and confidence of the pipeline's merged answer,
+    else of the newest model answer, and a priority from agreement and confidence.
+    """
+    if approved:
+        finals = Annotation.objects.filter(
+            image_id__in=[i.pk for i in images], is_current=True, kind=AnnotationKind.IMPORT, decision=Decision.APPROVED
+        ).order_by("image_id", "version").values_list("image_id", "ces_label", "ces_confidence")
+        newest = {image_id: (label, confidence) for image_id, label, confidence in finals}  # the last wins
+        updates = []
+        for image in images:
+            label, confidence = newest.get(image.pk, (None, None))
+            updates.append((image, {"label": label, "confidence": confidence} if label else {}))
+        images_set_status(updates, status=ImageStatus.APPROVED)
+        return
+    reviewable = [image for image in images if image.status in REVIEWABLE_STATUSES]
+    answers = _current_answers([image.pk for image in reviewable])
+    compared = [a.id for found in answers.values() for a in _compared(found) if a.kind == AnnotationKind.MODEL]
+    triplets = _phrase_triplets(compared) if compared else {}
+    images_set_status(
+        [(image, _review_fields(answers.get(image.pk, []), triplets)) for image in reviewable], status=ImageStatus.IN_REVIEW
+    )
+
+
+def image_route_imported(*, image: Image, approved: bool) -> Image:
+    """:func:`images_route_imported` for one image."""
+    images_route_imported(images=[image], approved=approved)
+    return image

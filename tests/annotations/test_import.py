@@ -327,25 +327,44 @@ def test_cmyk_16bit_and_palette_images_import(ws):
 
 
 def test_a_database_error_rolls_back_only_its_line(ws, monkeypatch):
+    """The batch's bulk write fails; the batch is imported again line by line and only
+    the line the database refuses is reported."""
     from annotations.importers import emoverse_jsonl
 
-    real = emoverse_jsonl.image_route_imported
-    calls = {"n": 0}
+    real = emoverse_jsonl.images_route_imported
+    calls = []
 
-    def route_failing_on_second_line(**kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
+    def route_refusing_one_image(*, images, **kwargs):
+        calls.append([image.original_name for image in images])
+        if any(image.original_name == "1.png" for image in images):
             raise IntegrityError("simulated constraint failure")
-        return real(**kwargs)
+        return real(images=images, **kwargs)
 
-    monkeypatch.setattr(emoverse_jsonl, "image_route_imported", route_failing_on_second_line)
+    monkeypatch.setattr(emoverse_jsonl, "images_route_imported", route_refusing_one_image)
+    monkeypatch.setattr(emoverse_jsonl, "image_route_imported", lambda *, image, approved: route_refusing_one_image(
+        images=[image], approved=approved))
     names = [ws.add_png(f"{i}.png", seed=i) for i in range(3)]
     report = ws.run([ws.line(n) for n in names])
-    assert (report.imported, report.failed) == (2, 1)
-    assert report.errors[0].line == 2 and "simulated constraint failure" in report.errors[0].reason
+    assert (report.imported, report.failed, report.duplicates) == (2, 1, 0)
+    assert [(e.line, "simulated constraint failure" in e.reason) for e in report.errors] == [(2, True)]
+    assert calls == [["0.png", "1.png", "2.png"], ["0.png"], ["1.png"], ["2.png"]]  # the batch, then line by line
     # The image row and annotation written before the failure were rolled back with the line.
     assert sorted(Image.objects.values_list("original_name", flat=True)) == ["0.png", "2.png"]
     assert Annotation.objects.count() == 2
+    assert report.run.errors == [{"line": 2, "reason": report.errors[0].reason}]
+    assert (report.run.imported, report.run.failed) == (2, 1)
+
+
+def test_lines_of_one_batch_version_the_same_author_in_order(ws):
+    """Two lines of one annotator for one image in one batch: two versions, the later current;
+    a third line equal to the current one is a duplicate."""
+    name = ws.add_png("a.png", seed=3)
+    first, second = ws.line(name), ws.line(name)
+    second["rationale"] = "A second opinion."
+    report = ws.run([first, second, dict(second)])
+    assert (report.imported, report.duplicates, report.failed) == (2, 1, 0)
+    rows = list(Annotation.objects.order_by("version").values_list("version", "is_current", "rationale"))
+    assert [r[:2] for r in rows] == [(1, False), (2, True)] and rows[1][2] == "A second opinion."
 
 
 class FailingStream(io.RawIOBase):
