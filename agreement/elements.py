@@ -26,12 +26,8 @@ from agreement.results import (
     undefined,
 )
 from agreement.selectors import ElementRow
-from agreement.statistics import (
-    UndefinedStatisticError,
-    iou_summary,
-    normalize_phrase,
-    paired_box_iou,
-)
+from agreement.similarity import iou_summary, normalize_phrase, paired_box_iou
+from agreement.statistics import UndefinedStatisticError
 
 KEPT_STATUSES = frozenset({"pending", "accepted", "edited", "added"})
 SEMANTIC_THRESHOLD = 0.8

@@ -19,7 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 from agreement import selectors, services
 from agreement.results import semantic_model_name
 from agreement.selectors import ReportFilters
-from agreement.statistics import normalize_phrase
+from agreement.similarity import normalize_phrase
 from annotations.models import Dataset
 
 

@@ -10,7 +10,7 @@ from django.db import models
 
 
 class PhraseEmbedding(models.Model):
-    """One normalised phrase (``agreement.statistics.normalize_phrase``) embedded by one model."""
+    """One normalised phrase (``agreement.similarity.normalize_phrase``) embedded by one model."""
 
     model_name = models.CharField(max_length=200, help_text="The sentence-embedding model (name or path).")
     text = models.CharField(max_length=400)

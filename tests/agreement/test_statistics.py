@@ -12,25 +12,27 @@ import numpy as np
 import pytest
 
 from agreement import statistics
+from agreement.similarity import (
+    box_iou,
+    cosine_similarity_matrix,
+    exact_match_rate,
+    iou_summary,
+    mask_iou,
+    normalize_phrase,
+    paired_box_iou,
+)
 from agreement.statistics import (
     LEVELS,
     UndefinedStatisticError,
     bootstrap_ci,
-    box_iou,
     cohen_kappa,
     cohen_kappa_per_class,
     confusion_matrix,
-    cosine_similarity_matrix,
     counts_table,
-    exact_match_rate,
     fleiss_kappa,
     fleiss_kappa_per_category,
-    iou_summary,
     krippendorff_alpha,
     krippendorff_alpha_ci,
-    mask_iou,
-    normalize_phrase,
-    paired_box_iou,
     specific_agreement,
 )
 
