@@ -88,10 +88,20 @@ class ImportRun(models.Model):
         ordering = ["-started_at"]
 
 
+def image_upload_to(instance: Image, filename: str) -> str:
+    """``images/<dataset id>/<first two hex digits of the sha256>/<filename>``: one name per
+    dataset and content (as the rows are), in folders of a few thousand files at 219K images."""
+    return f"images/{instance.dataset_id}/{instance.sha256[:2]}/{filename}"
+
+
+def thumbnail_upload_to(instance: Image, filename: str) -> str:
+    return f"thumbs/{instance.dataset_id}/{instance.sha256[:2]}/{filename}"
+
+
 class Image(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="images")
-    file = models.FileField(upload_to="images/%Y/%m/", max_length=300)
-    thumbnail = models.FileField(upload_to="thumbs/%Y/%m/", max_length=300, blank=True)
+    file = models.FileField(upload_to=image_upload_to, max_length=300)
+    thumbnail = models.FileField(upload_to=thumbnail_upload_to, max_length=300, blank=True)
     sha256 = models.CharField(max_length=64)
     original_name = models.CharField(max_length=500, help_text="Path as given on import, relative to the images folder.")
     width = models.PositiveIntegerField()

@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
+from django.db.models.fields.files import FieldFile
 
 from annotations.errors import InvalidImage
 from annotations.images import PreparedImage, image_prepare, max_file_bytes, sha256_of
@@ -66,14 +67,33 @@ def _stored_name(original_name: str, prepared: PreparedImage) -> str:
     return f"{stem}-{prepared.sha256[:12]}{prepared.extension}"
 
 
+def _save_content_addressed(field_file: FieldFile, name: str, data: bytes) -> bool:
+    """Store ``data`` under ``name`` (which holds the content hash); True when written now.
+
+    A complete file already at that name holds these bytes: one left by a rolled-back
+    import of the same image (a batch retried line by line, an interrupted run imported
+    again) or being stored by a concurrent import. It is reused, so retries leave no
+    second copy. A file of another size there (a write cut off mid-way) is left alone
+    and the storage picks a free name.
+    """
+    target = field_file.field.generate_filename(field_file.instance, name)
+    storage = field_file.storage
+    if storage.exists(target) and storage.size(target) == len(data):
+        field_file.name = target
+        return False
+    field_file.save(name, ContentFile(data), save=False)
+    return True
+
+
 def image_store(
     *, dataset: Dataset, candidate: ImageCandidate, original_name: str, source: str = ImageSource.WEB,
     status: str = ImageStatus.NEW,
 ) -> tuple[Image, bool]:
     """Store a candidate from :func:`image_find_or_prepare`: ``(image, created)``.
 
-    Writes the file and thumbnail, then the row in a savepoint; when a concurrent
-    import stored the same content first, returns that row.
+    Writes the file and thumbnail (named by content, see :func:`_save_content_addressed`),
+    then the row in a savepoint; when a concurrent import stored the same content first,
+    returns that row.
     """
     if candidate.existing is not None:
         return candidate.existing, False
@@ -85,17 +105,19 @@ def image_store(
         dataset=dataset, sha256=prepared.sha256, original_name=original_name[:500], width=prepared.width,
         height=prepared.height, source=source, status=status,
     )
-    image.file.save(name, ContentFile(prepared.data), save=False)
-    image.thumbnail.save(f"{PurePosixPath(name).stem}.jpg", ContentFile(prepared.thumbnail), save=False)
+    _save_content_addressed(image.file, name, prepared.data)
+    _save_content_addressed(image.thumbnail, f"{PurePosixPath(name).stem}.jpg", prepared.thumbnail)
     try:
         with transaction.atomic():
             image.save()
     except IntegrityError:
-        image.file.delete(save=False)
-        image.thumbnail.delete(save=False)
         existing = Image.objects.filter(dataset=dataset, sha256=prepared.sha256).first()
         if existing is None:
             raise
+        # The winner's files share our names unless the storage had to pick others.
+        for ours, theirs in ((image.file, existing.file), (image.thumbnail, existing.thumbnail)):
+            if ours.name != theirs.name:
+                ours.delete(save=False)
         return existing, False
     return image, True
 

@@ -9,6 +9,7 @@ import zlib
 
 import numpy as np
 import pytest
+from django.db import transaction
 from PIL import Image as PILImage
 
 from annotations.errors import InvalidImage
@@ -199,6 +200,57 @@ def test_ingest_stores_file_and_thumbnail_and_deduplicates_by_content(tmp_path):
     other, created_other = image_ingest(dataset=DatasetFactory(), path_or_bytes=path)
     assert created_other and other.pk != image.pk  # deduplicated per dataset
     assert Image.objects.count() == 2
+
+
+def media_files(root, folder: str) -> list[str]:
+    base = root / folder
+    return sorted(str(p.relative_to(root)) for p in base.rglob("*") if p.is_file()) if base.exists() else []
+
+
+@pytest.mark.django_db
+def test_files_are_named_by_dataset_and_content_and_a_rolled_back_store_leaves_one_copy(tmp_path, settings):
+    dataset = DatasetFactory()
+    data = png_bytes(64, 48, seed=7)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        image_ingest(dataset=dataset, path_or_bytes=data, original_name="sub/boat.png")
+        raise RuntimeError("the import's transaction rolls back after the file was written")
+    assert not Image.objects.exists()
+    left = media_files(settings.MEDIA_ROOT, "images")
+    digest = hashlib.sha256(data).hexdigest()
+    assert left == [f"images/{dataset.pk}/{digest[:2]}/boat-{digest[:12]}.png"]
+    image, created = image_ingest(dataset=dataset, path_or_bytes=data, original_name="sub/boat.png")
+    assert created and image.file.name == left[0] and image.file.read() == data
+    assert media_files(settings.MEDIA_ROOT, "images") == left  # reused, not copied again
+    assert len(media_files(settings.MEDIA_ROOT, "thumbs")) == 1
+
+
+@pytest.mark.django_db
+def test_a_cut_off_file_under_the_name_is_not_reused(settings):
+    dataset = DatasetFactory()
+    data = png_bytes(64, 48, seed=8)
+    digest = hashlib.sha256(data).hexdigest()
+    cut = settings.MEDIA_ROOT / f"images/{dataset.pk}/{digest[:2]}/boat-{digest[:12]}.png"
+    cut.parent.mkdir(parents=True)
+    cut.write_bytes(data[: len(data) // 2])
+    image, _ = image_ingest(dataset=dataset, path_or_bytes=data, original_name="boat.png")
+    assert image.file.name != str(cut.relative_to(settings.MEDIA_ROOT))
+    assert image.file.read() == data
+
+
+@pytest.mark.django_db
+def test_losing_a_race_for_the_same_content_keeps_the_winners_files(settings, monkeypatch):
+    """Two imports store the same bytes; the second one's row insert hits the unique
+    constraint. It returns the winner's row and the winner's files stay readable."""
+    from annotations import services_images
+
+    dataset = DatasetFactory()
+    data = png_bytes(64, 48, seed=9)
+    candidate = services_images.image_find_or_prepare(dataset=dataset, data=data)  # before the winner stored it
+    winner, _ = image_ingest(dataset=dataset, path_or_bytes=data, original_name="a.png")
+    loser, created = services_images.image_store(dataset=dataset, candidate=candidate, original_name="a.png")
+    assert not created and loser.pk == winner.pk
+    assert winner.file.storage.exists(winner.file.name) and winner.thumbnail.storage.exists(winner.thumbnail.name)
+    assert len(media_files(settings.MEDIA_ROOT, "images")) == 1
 
 
 @pytest.mark.django_db

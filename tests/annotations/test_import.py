@@ -326,7 +326,7 @@ def test_cmyk_16bit_and_palette_images_import(ws):
     assert modes == {"cmyk.jpg": "RGB", "deep.png": "L", "palette.png": "P"}
 
 
-def test_a_database_error_rolls_back_only_its_line(ws, monkeypatch):
+def test_a_database_error_rolls_back_only_its_line(ws, monkeypatch, settings):
     """The batch's bulk write fails; the batch is imported again line by line and only
     the line the database refuses is reported."""
     from annotations.importers import emoverse_jsonl
@@ -353,6 +353,13 @@ def test_a_database_error_rolls_back_only_its_line(ws, monkeypatch):
     assert Annotation.objects.count() == 2
     assert report.run.errors == [{"line": 2, "reason": report.errors[0].reason}]
     assert (report.run.imported, report.run.failed) == (2, 1)
+    # One file per image: the retry reused the files the rolled-back batch wrote.
+    stored = sorted(p.name for p in (settings.MEDIA_ROOT / "images").rglob("*") if p.is_file())
+    assert len(stored) == 3 and {i.file.name.rsplit("/", 1)[-1] for i in Image.objects.all()} < set(stored)
+    monkeypatch.undo()
+    again = ws.run()
+    assert (again.imported, again.duplicates, again.failed) == (1, 2, 0)
+    assert len([p for p in (settings.MEDIA_ROOT / "images").rglob("*") if p.is_file()]) == 3
 
 
 def test_lines_of_one_batch_version_the_same_author_in_order(ws):
