@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from agreement import calibration, selectors
 from agreement.forms import ReportFilterForm
-from agreement.report import cached_agreement_report
+from agreement.tasks import report_or_start
 from annotations.models import Dataset
 from annotations.roles import ADMIN, RESEARCHER, HasRole
 
@@ -34,16 +34,34 @@ class RoleAPI(APIView):
     required_roles: tuple[str, ...] = (RESEARCHER, ADMIN)
 
 
-class ReportAPI(RoleAPI):
-    """The agreement report of a dataset (the same dict as the page and the downloads)."""
+REPORT_STATE = inline_serializer("AgreementReportState", {
+    "status": serializers.ChoiceField(["computing", "failed"]),
+    "started": serializers.FloatField(required=False, help_text="Unix time the computation started"),
+    "error": serializers.CharField(required=False),
+})
 
-    @extend_schema(parameters=FILTERS, responses={200: REPORT})
+
+class ReportAPI(RoleAPI):
+    """The agreement report of a dataset (the same dict as the page and the downloads).
+
+    When a worker computes reports (a broker and a shared cache are configured) and
+    this one is not cached yet, the first call starts it and answers 202 with a
+    ``Retry-After``; ask again. A failed computation answers 500 with the reason once;
+    the next call starts it again.
+    """
+
+    @extend_schema(parameters=FILTERS, responses={200: REPORT, 202: REPORT_STATE, 500: REPORT_STATE})
     def get(self, request, slug: str):
         dataset = get_object_or_404(Dataset, slug=slug)
         form = ReportFilterForm(request.query_params, reviewers=selectors.reviewer_names(dataset=dataset))
         if not form.is_valid():
             raise ValidationError(form.errors)
-        return Response(cached_agreement_report(dataset=dataset, filters=form.filters()))
+        state = report_or_start(dataset=dataset, filters=form.filters())
+        if state.report is not None:
+            return Response(state.report)
+        if state.status == "failed":
+            return Response(state.as_dict(), status=500)
+        return Response({**state.as_dict(), "status": "computing"}, status=202, headers={"Retry-After": "5"})
 
 
 class CalibrationVersionOutput(serializers.Serializer):

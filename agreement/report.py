@@ -11,15 +11,12 @@ bootstrap interval (items resampled with a fixed seed).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from django.core.cache import cache
 from django.utils import timezone
 
 from agreement import elements as element_stats
@@ -256,21 +253,3 @@ def agreement_report(*, dataset: Dataset, filters: ReportFilters | None = None,
         "elements": element_stats.element_section(units, arrays.reviewers_of, options),
         "models": models,
     }
-
-
-CACHE_SECONDS = 24 * 3600
-
-
-def cached_agreement_report(*, dataset: Dataset, filters: ReportFilters | None = None,
-                            options: ReportOptions | None = None) -> dict[str, Any]:
-    """:func:`agreement_report`, kept in the cache until the dataset's data changes
-    (``selectors.data_stamp``): pages, downloads and the API share one computation."""
-    filters = filters or ReportFilters()
-    options = options or ReportOptions.from_settings()
-    key_data = [dataset.pk, filters.as_dict(), asdict(options), selectors.data_stamp(dataset=dataset)]
-    key = "agreement-report:" + hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()
-    report = cache.get(key)
-    if report is None:
-        report = agreement_report(dataset=dataset, filters=filters, options=options)
-        cache.set(key, report, CACHE_SECONDS)
-    return report

@@ -61,6 +61,16 @@ class ReportFilters:
         out["reviewers"] = list(self.reviewers)
         return out
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReportFilters:
+        """The inverse of :meth:`as_dict` (how a background task receives the filters)."""
+        return cls(
+            source=data.get("source") or "", label=data.get("label") or "",
+            date_from=date.fromisoformat(data["date_from"]) if data.get("date_from") else None,
+            date_to=date.fromisoformat(data["date_to"]) if data.get("date_to") else None,
+            reviewers=tuple(data.get("reviewers") or ()),
+        )
+
 
 class LabelRow(NamedTuple):
     image_id: int

@@ -7,6 +7,7 @@ urlpatterns = [
     path("calibration/", views.calibration_page, name="agreement-calibration"),
     path("calibration/recalibrate/", views.recalibrate_view, name="agreement-recalibrate"),
     path("<slug:slug>/", views.report_page, name="agreement-report"),
+    path("<slug:slug>/status/", views.report_status, name="agreement-report-status"),
     path("<slug:slug>/report.csv", views.report_csv_download, name="agreement-report-csv"),
     path("<slug:slug>/report.json", views.report_json_download, name="agreement-report-json"),
 ]

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 
 from django.contrib import messages
-from django.http import HttpResponse, HttpResponseBadRequest
+from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from agreement import calibration, pages, selectors
 from agreement.export import report_csv
 from agreement.forms import ReportFilterForm
-from agreement.report import cached_agreement_report
+from agreement.tasks import report_or_start
 from annotations.models import Dataset
 from annotations.roles import ADMIN, RESEARCHER, role_required
 
@@ -37,9 +38,27 @@ def report_page(request, slug: str):
     context = {"dataset": dataset, "form": form, "query": request.GET.urlencode()}
     if form.errors:
         return render(request, "agreement/report.html", context, status=400)
-    report = cached_agreement_report(dataset=dataset, filters=form.filters())
-    context.update(pages.report_context(report, a=request.GET.get("a"), b=request.GET.get("b")))
+    state = report_or_start(dataset=dataset, filters=form.filters())
+    if state.report is None:
+        context["state"] = state
+        return render(request, "agreement/report.html", context, status=500 if state.status == "failed" else 200)
+    context.update(pages.report_context(state.report, a=request.GET.get("a"), b=request.GET.get("b")))
     return render(request, "agreement/report.html", context)
+
+
+@require_GET
+@role_required(RESEARCHER, ADMIN)
+def report_status(request, slug: str):
+    """Polled by the page while a worker computes the report; tells htmx to reload once it is not computing."""
+    dataset = get_object_or_404(Dataset, slug=slug)
+    form = _filter_form(request, dataset)
+    if form.errors:
+        return HttpResponseBadRequest(f"Invalid filters: {form.error_text()}", content_type="text/plain")
+    state = report_or_start(dataset=dataset, filters=form.filters(), start=False)
+    response = JsonResponse(state.as_dict())
+    if state.status != "computing":
+        response["HX-Refresh"] = "true"
+    return response
 
 
 def _download(request, slug: str, fmt: str) -> HttpResponse:
@@ -47,7 +66,11 @@ def _download(request, slug: str, fmt: str) -> HttpResponse:
     form = _filter_form(request, dataset)
     if form.errors:
         return HttpResponseBadRequest(f"Invalid filters: {form.error_text()}", content_type="text/plain")
-    report = cached_agreement_report(dataset=dataset, filters=form.filters())
+    state = report_or_start(dataset=dataset, filters=form.filters())
+    if state.report is None:  # the report page shows the computation and links here once ready
+        query = request.GET.urlencode()
+        return redirect(reverse("agreement-report", args=[dataset.slug]) + (f"?{query}" if query else ""))
+    report = state.report
     if fmt == "csv":
         response = HttpResponse(report_csv(report), content_type="text/csv; charset=utf-8")
     else:

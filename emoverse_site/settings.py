@@ -202,6 +202,7 @@ CELERY_TASK_ROUTES = {
     "ml.tasks.gpu_*": {"queue": "gpu"},
     "ml.tasks.*": {"queue": "io"},
     "annotations.tasks.*": {"queue": "io"},
+    "agreement.tasks.*": {"queue": "io"},
 }
 # How long an unacknowledged task (its worker died) waits before another worker gets it.
 # Keep it above the longest task's hard time limit.

@@ -252,7 +252,7 @@ def test_report_query_count_does_not_grow_with_images(scene):
 
 
 def test_cached_report_is_reused_until_the_data_changes(scene):
-    from agreement.report import cached_agreement_report
+    from agreement.report_cache import cached_agreement_report
 
     options = ReportOptions(n_resamples=10)
     first = cached_agreement_report(dataset=scene.dataset, options=options)

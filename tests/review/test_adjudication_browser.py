@@ -6,25 +6,16 @@ Run: ``pytest -m browser tests/review/test_adjudication_browser.py`` (needs /usr
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from annotations.models import Annotation, AnnotationKind, ImageStatus
 from review import queue, selectors, services
 from review.models import Disagreement
+from tests.browser import BROWSER_MARKS, PASSWORD, launch, log_in, sync_api
 from tests.factories import DatasetFactory, UserFactory
 from tests.review.conftest import human_answer, image_in_review
 
-CHROMIUM = "/usr/bin/chromium"
-PASSWORD = "pw-for-tests-123"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"needs Debian's Chromium at {CHROMIUM}"),
-]
-
-sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture
@@ -42,19 +33,14 @@ def disputed(transactional_db):
 
 
 def test_adjudicate_with_the_keyboard(disputed, live_server):
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1024, "height": 768})
         page.set_default_timeout(15000)
         errors = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         path = f"/review/adjudication/{disputed.pk}/"
-        page.goto(f"{live_server.url}/accounts/login/?next={path}")
-        page.fill("input[name=username]", "ada")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{live_server.url}{path}")
+        log_in(page, live_server, username="ada", path=path)
         page.wait_for_selector("#adj-final .adj-labels button")
         assert page.locator(".adj-col h3").all_inner_texts()[-2:] == ["Review 1 · ann", "Review 2 · bob"]
         page.click("[data-start-from='1']")          # start from bob's answer

@@ -12,7 +12,6 @@ Playwright never downloads a browser here.
 from __future__ import annotations
 
 import json
-import os
 from datetime import timedelta
 
 import pytest
@@ -22,6 +21,8 @@ from pycocotools import mask as mask_utils
 from annotations.models import Annotation, AnnotationKind, Decision
 from review import queue
 from review.models import Disagreement, Draft, ElementDecision, Lease
+from tests.browser import BROWSER_MARKS, PASSWORD, launch, sync_api
+from tests.browser import log_in as browser_log_in
 from tests.factories import (
     DatasetFactory,
     UserFactory,
@@ -31,27 +32,13 @@ from tests.factories import (
 )
 from tests.review.scenes import BOAT, HEIGHT, WIDTH, review_item
 
-CHROMIUM = "/usr/bin/chromium"
-PASSWORD = "pw-for-tests-123"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"needs Debian's Chromium at {CHROMIUM}"),
-]
-
-sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
 def browser():
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the
-    # tests make between browser steps are plain synchronous ones.
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        b = launch(p)
         yield b
         b.close()
 
@@ -91,11 +78,7 @@ def start(browser, live_server, transactional_db):
 
 
 def log_in(page, live_server, path="/review/storms/"):
-    page.goto(f"{live_server.url}/accounts/login/?next={path}")
-    page.fill("input[name=username]", "rita")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}{path}")
+    browser_log_in(page, live_server, username="rita", path=path)
 
 
 def wait_ready(page):
