@@ -4,6 +4,7 @@
 
 import { History, MaskEditor, RefineUnavailable } from "./mask_editor.js";
 import { decodeRle, encodeRle } from "./rle.js";
+import { isTyping, keyAction } from "./review_keys.js";
 import * as M from "./review_model.js";
 import * as P from "./review_panels.js";
 
@@ -12,10 +13,6 @@ const DRAFT_DELAY_MS = 700;
 // but changes nothing (reading, zooming), a heartbeat save keeps the lease alive.
 const HEARTBEAT_MS = 4 * 60 * 1000;
 const API = "/api/review/";
-
-function isTyping(target) {
-  return !!target && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
-}
 
 function truncate(text, n) {
   return text.length > n ? `${text.slice(0, n - 1)}…` : text;
@@ -590,59 +587,27 @@ class ReviewPage {
       return;
     }
     if (isTyping(ev.target) || !this.work || this.busy) return;
-    if (ev.key === "Tab") {
-      ev.preventDefault();
-      this.move(ev.shiftKey ? -1 : 1);
-      return;
-    }
-    if (this.editor && this.editor.handleKey(ev)) {
+    const action = keyAction(ev, { selected: Boolean(this.selected), mode: this.mode });
+    if (action?.name !== "move" && this.editor && this.editor.handleKey(ev)) {
       ev.preventDefault();
       return;
     }
-    const key = ev.key;
-    const lower = key.length === 1 ? key.toLowerCase() : key;
-    if ((ev.ctrlKey || ev.metaKey) && lower === "z") {
-      ev.preventDefault();
-      if (ev.shiftKey) this.history.redo();
-      else this.history.undo();
-      return;
-    }
-    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
-    if (/^[1-8]$/.test(key)) return this.handled(ev, () => this.setLabel(M.EMOTIONS[Number(key) - 1]));
-    switch (lower) {
-      case "?":
-        return this.handled(ev, () => this.toggleKeys(true));
-      case "a":
-        if (this.selected) return this.handled(ev, () => this.accept(this.selected));
-        return;
-      case "r":
-        if (ev.shiftKey) return this.handled(ev, () => this.setMode("rejected"));
-        if (this.selected) return this.handled(ev, () => this.reject(this.selected));
-        return;
-      case "e":
-        if (this.selected) return this.handled(ev, () => this.editPhrase(this.selected));
-        return;
-      case "n":
-        return this.handled(ev, () => this.addTriplet());
-      case "f":
-        return this.handled(ev, () => this.setMode("flagged"));
-      case "z":
-        return this.handled(ev, () => (ev.shiftKey ? this.history.redo() : this.history.undo()));
-      case "y":
-        return this.handled(ev, () => this.history.redo());
-      case "Enter":
-        if (ev.target instanceof HTMLButtonElement || ev.target instanceof HTMLAnchorElement) return;
-        return this.handled(ev, () => this.submit("approved"));
-      case "Escape":
-        if (this.mode !== "approved") return this.handled(ev, () => this.setMode("approved"));
-        return;
-      default:
-    }
-  }
-
-  handled(ev, fn) {
+    if (!action) return;
     ev.preventDefault();
-    fn();
+    const run = {
+      move: (step) => this.move(step),
+      undo: () => this.history.undo(),
+      redo: () => this.history.redo(),
+      label: (emotion) => this.setLabel(emotion),
+      keys: () => this.toggleKeys(true),
+      accept: () => this.accept(this.selected),
+      reject: () => this.reject(this.selected),
+      edit: () => this.editPhrase(this.selected),
+      addTriplet: () => this.addTriplet(),
+      mode: (mode) => this.setMode(mode),
+      submit: () => this.submit("approved"),
+    };
+    run[action.name](action.arg);
   }
 
   // ---- static controls -------------------------------------------------------------------

@@ -3,6 +3,7 @@
 // innerHTML anywhere.
 
 import { ROLE_COLOURS } from "./mask_editor.js";
+import { KEYS } from "./review_keys.js";
 import { EMOTIONS, ROLES, effectiveStatus, elementId } from "./review_model.js";
 
 /** h("div", {class: "x", onclick: fn, dataset: {a: 1}}, "text", child, [more]) */
@@ -193,27 +194,6 @@ export function conflictBox({ detail, changes, onKeep, onDiscard }) {
       button("Reload the item, keeping my edits", onKeep, { class: "primary", "data-action": "keep" }),
       button("Discard my edits", onDiscard, { class: "danger", "data-action": "discard" })));
 }
-
-export const KEYS = [
-  ["1 – 8", "pick the emotion (amusement, awe, contentment, excitement, anger, disgust, fear, sadness)"],
-  ["Tab / Shift-Tab", "next / previous element"],
-  ["A", "accept the element"],
-  ["R", "reject the element (again: undo the rejection)"],
-  ["E or double-click", "edit the phrase (Enter keeps, Esc cancels)"],
-  ["N", "add a triplet"],
-  ["V", "box tool: drag corners or edges, drag inside to move, Shift-drag draws a new box"],
-  ["B / X", "brush / eraser (Alt-drag with the brush erases)"],
-  ["[ / ]", "smaller / bigger brush"],
-  ["P", "polygon: click points, Enter or double-click fills, Alt+Enter cuts out, Backspace, Esc"],
-  ["S", "refine with SAM: click inside the object, Shift-click outside it"],
-  ["O", "overlays on / off"],
-  ["0", "fit the image; wheel zooms, Space-drag pans"],
-  ["Z / Shift-Z (or Y)", "undo / redo"],
-  ["Enter", "approve and submit"],
-  ["Shift-R", "reject the item (type a reason, Enter submits)"],
-  ["F", "flag the item (type a reason, Enter submits)"],
-  ["?", "show / hide these keys"],
-];
 
 export function keysOverlay(onClose) {
   return h("div", { class: "keys-overlay", role: "dialog", "aria-modal": "true", "aria-label": "Keyboard shortcuts", onclick: (ev) => { if (ev.target === ev.currentTarget) onClose(); } },

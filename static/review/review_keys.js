@@ -1,0 +1,74 @@
+// The review page's keys: the table the ? overlay shows, and a pure map from a key
+// press to the page's action (the mask editor's own keys, V B X P S O 0 [ ], are
+// handled by MaskEditor.handleKey first). Unit-tested under node: tests/review/js/.
+
+import { EMOTIONS } from "./review_model.js";
+
+export const KEYS = [
+  ["1 – 8", "pick the emotion (amusement, awe, contentment, excitement, anger, disgust, fear, sadness)"],
+  ["Tab / Shift-Tab", "next / previous element"],
+  ["A", "accept the element"],
+  ["R", "reject the element (again: undo the rejection)"],
+  ["E or double-click", "edit the phrase (Enter keeps, Esc cancels)"],
+  ["N", "add a triplet"],
+  ["V", "box tool: drag corners or edges, drag inside to move, Shift-drag draws a new box"],
+  ["B / X", "brush / eraser (Alt-drag with the brush erases)"],
+  ["[ / ]", "smaller / bigger brush"],
+  ["P", "polygon: click points, Enter or double-click fills, Alt+Enter cuts out, Backspace, Esc"],
+  ["S", "refine with SAM: click inside the object, Shift-click outside it"],
+  ["O", "overlays on / off"],
+  ["0", "fit the image; wheel zooms, Space-drag pans"],
+  ["Z / Shift-Z (or Y)", "undo / redo"],
+  ["Enter", "approve and submit"],
+  ["Shift-R", "reject the item (type a reason, Enter submits)"],
+  ["F", "flag the item (type a reason, Enter submits)"],
+  ["?", "show / hide these keys"],
+];
+
+/** True when the key goes to a text field (the page's keys stay out of its way). */
+export function isTyping(target) {
+  return !!target && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+}
+
+/**
+ * The page's action for a keydown, or null when the key is not one of the page's.
+ * `ev`: {key, shiftKey, ctrlKey, metaKey, altKey, target}; `selected`: an element is
+ * selected; `mode`: the decision Enter submits ("approved", "rejected", "flagged").
+ * Actions: {name: "move", arg: ±1} | "undo" | "redo" | {name: "label", arg: emotion} |
+ * "keys" | "accept" | "reject" | "edit" | "addTriplet" | {name: "mode", arg} | "submit".
+ */
+export function keyAction(ev, { selected = false, mode = "approved" } = {}) {
+  const key = ev.key;
+  const lower = key.length === 1 ? key.toLowerCase() : key;
+  const command = ev.ctrlKey || ev.metaKey;
+  if (key === "Tab" && !command && !ev.altKey) return { name: "move", arg: ev.shiftKey ? -1 : 1 };
+  if (command && lower === "z" && !ev.altKey) return { name: ev.shiftKey ? "redo" : "undo" };
+  if (command || ev.altKey) return null;
+  if (/^[1-8]$/.test(key)) return { name: "label", arg: EMOTIONS[Number(key) - 1] };
+  switch (lower) {
+    case "?":
+      return { name: "keys" };
+    case "a":
+      return selected ? { name: "accept" } : null;
+    case "r":
+      if (ev.shiftKey) return { name: "mode", arg: "rejected" };
+      return selected ? { name: "reject" } : null;
+    case "e":
+      return selected ? { name: "edit" } : null;
+    case "n":
+      return { name: "addTriplet" };
+    case "f":
+      return { name: "mode", arg: "flagged" };
+    case "z":
+      return { name: ev.shiftKey ? "redo" : "undo" };
+    case "y":
+      return { name: "redo" };
+    case "Enter":
+      if (["BUTTON", "A"].includes(ev.target?.tagName)) return null; // the focused control's own Enter
+      return { name: "submit" };
+    case "Escape":
+      return mode !== "approved" ? { name: "mode", arg: "approved" } : null;
+    default:
+      return null;
+  }
+}

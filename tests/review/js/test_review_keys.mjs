@@ -1,0 +1,79 @@
+// Unit tests of static/review/review_keys.js (node --test): which action each key of
+// the review page runs, and that every key the ? overlay lists for the page does something.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { dirname, resolve } from "node:path";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const K = await import(resolve(here, "../../../static/review/review_keys.js"));
+const { EMOTIONS } = await import(resolve(here, "../../../static/review/review_model.js"));
+
+const press = (key, mods = {}) => ({ key, shiftKey: false, ctrlKey: false, metaKey: false, altKey: false, target: { tagName: "CANVAS" }, ...mods });
+const act = (key, mods, state = { selected: true }) => K.keyAction(press(key, mods), state);
+
+test("1 to 8 pick Mikels' emotions in order; 9 and 0 are not the page's", () => {
+  for (let i = 1; i <= 8; i++) assert.deepEqual(act(String(i)), { name: "label", arg: EMOTIONS[i - 1] });
+  assert.equal(act("7").arg, "fear");
+  assert.equal(act("9"), null);
+  assert.equal(act("0"), null); // the editor's "fit"
+});
+
+test("element keys need a selected element", () => {
+  for (const [key, name] of [["a", "accept"], ["r", "reject"], ["e", "edit"], ["A", "accept"]]) {
+    assert.deepEqual(act(key), { name });
+    assert.equal(act(key, {}, { selected: false }), null);
+  }
+});
+
+test("item decisions: Enter submits, Shift-R rejects, F flags, Esc returns to approve", () => {
+  assert.deepEqual(act("Enter"), { name: "submit" });
+  assert.equal(act("Enter", { target: { tagName: "BUTTON" } }), null);
+  assert.equal(act("Enter", { target: { tagName: "A" } }), null);
+  assert.deepEqual(act("R", { shiftKey: true }), { name: "mode", arg: "rejected" });
+  assert.deepEqual(act("R", { shiftKey: true }, { selected: false }), { name: "mode", arg: "rejected" });
+  assert.deepEqual(act("f"), { name: "mode", arg: "flagged" });
+  assert.deepEqual(act("Escape", {}, { mode: "flagged" }), { name: "mode", arg: "approved" });
+  assert.equal(act("Escape", {}, { mode: "approved" }), null);
+});
+
+test("Tab moves, undo and redo with and without Ctrl/Cmd", () => {
+  assert.deepEqual(act("Tab"), { name: "move", arg: 1 });
+  assert.deepEqual(act("Tab", { shiftKey: true }), { name: "move", arg: -1 });
+  assert.deepEqual(act("z"), { name: "undo" });
+  assert.deepEqual(act("Z", { shiftKey: true }), { name: "redo" });
+  assert.deepEqual(act("y"), { name: "redo" });
+  assert.deepEqual(act("z", { ctrlKey: true }), { name: "undo" });
+  assert.deepEqual(act("z", { metaKey: true, shiftKey: true }), { name: "redo" });
+  assert.deepEqual(act("n"), { name: "addTriplet" });
+  assert.deepEqual(act("?", { shiftKey: true }), { name: "keys" });
+});
+
+test("browser shortcuts stay the browser's", () => {
+  for (const mods of [{ ctrlKey: true }, { metaKey: true }, { altKey: true }]) {
+    for (const key of ["a", "r", "1", "Enter", "f", "n", "y"]) assert.equal(act(key, mods), null, `${key} ${JSON.stringify(mods)}`);
+  }
+});
+
+test("text fields keep their keys", () => {
+  for (const tagName of ["INPUT", "TEXTAREA", "SELECT"]) assert.equal(K.isTyping({ tagName }), true);
+  assert.equal(K.isTyping({ tagName: "DIV", isContentEditable: true }), true);
+  assert.equal(K.isTyping({ tagName: "CANVAS" }), false);
+  assert.equal(K.isTyping(null), false);
+});
+
+test("every page key the overlay lists has an action", () => {
+  const editorKeys = new Set(["V", "B / X", "[ / ]", "P", "S", "O", "0"]);
+  const examples = {
+    "1 – 8": [press("3")], "Tab / Shift-Tab": [press("Tab"), press("Tab", { shiftKey: true })], A: [press("a")],
+    R: [press("r")], "E or double-click": [press("e")], N: [press("n")],
+    "Z / Shift-Z (or Y)": [press("z"), press("Z", { shiftKey: true }), press("y")], Enter: [press("Enter")],
+    "Shift-R": [press("R", { shiftKey: true })], F: [press("f")], "?": [press("?")],
+  };
+  for (const [keys] of K.KEYS) {
+    if (editorKeys.has(keys)) continue;
+    assert.ok(examples[keys], `no example for the listed key ${keys}`);
+    for (const ev of examples[keys]) assert.notEqual(K.keyAction(ev, { selected: true }), null, keys);
+  }
+});
