@@ -216,6 +216,9 @@ EMOVERSE_ML: dict = json.loads(Path(EMOVERSE_ML_CONFIG).read_text()) if EMOVERSE
 
 # --- review ---------------------------------------------------------------------
 EMOVERSE_DEFAULT_LEASE_MINUTES = int(os.environ.get("EMOVERSE_LEASE_MINUTES", "30"))
+# K independent reviews of an item agree on a kept element when their boxes and masks
+# overlap at least this much (IoU); below it the item goes to adjudication.
+EMOVERSE_ADJUDICATION_MIN_IOU = float(os.environ.get("EMOVERSE_ADJUDICATION_MIN_IOU", "0.75"))
 # How long the review page waits for a GPU worker's click-to-refine answer.
 EMOVERSE_REFINE_TIMEOUT_S = float(os.environ.get("EMOVERSE_REFINE_TIMEOUT_S", "20"))
 

@@ -9,9 +9,9 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Exists, Max, OuterRef, QuerySet
 
-from annotations.models import Dataset, ImageStatus
+from annotations.models import Annotation, AnnotationKind, Dataset, Image, ImageStatus
 from annotations.services import image_set_status
 from ml import tasks
 from ml.models import (
@@ -26,6 +26,14 @@ from ml.types import BackendNotConfigured
 
 # Images in these states have human work on them: the pipeline never touches them.
 HUMAN_STATES = (ImageStatus.APPROVED, ImageStatus.REJECTED, ImageStatus.FLAGGED, ImageStatus.ADJUDICATION)
+
+
+def pipeline_images(*, dataset: Dataset) -> QuerySet[Image]:
+    """The dataset's images the pipeline may (re)annotate: no person has decided on them
+    (:data:`HUMAN_STATES`) nor submitted a review of them yet (an item waiting for its
+    second independent review keeps the model answer its first reviewer saw)."""
+    reviewed = Annotation.objects.filter(image=OuterRef("pk"), kind=AnnotationKind.HUMAN, is_current=True)
+    return dataset.images.exclude(status__in=HUMAN_STATES).exclude(Exists(reviewed))
 
 
 def ml_registry() -> Registry:
@@ -73,18 +81,19 @@ def enqueue_preannotation(*, dataset: Dataset, limit: int | None = None, force: 
 
     With ``force``, images whose run is done (or failed) are run again from scratch
     and get new annotation versions. Images that people already decided on
-    (approved, rejected, flagged, in adjudication) are never touched. Runs that are
+    (approved, rejected, flagged, in adjudication) or reviewed are never touched
+    (:func:`pipeline_images`). Runs that are
     queued or running are left alone either way. Work is sent after the commit.
     """
     registry = configured_registry()
     version = registry.pipeline_version
-    images = dataset.images.exclude(status__in=HUMAN_STATES).order_by("id")
+    images = pipeline_images(dataset=dataset).order_by("id")
     if force:
         busy = PipelineRun.objects.filter(pipeline_version=version, status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
         images = images.exclude(pk__in=busy.values("image_id"))
     else:
         images = images.exclude(pk__in=PipelineRun.objects.filter(pipeline_version=version).values("image_id"))
-    eligible = dataset.images.exclude(status__in=HUMAN_STATES).count()
+    eligible = pipeline_images(dataset=dataset).count()
     selected = list(images[:limit] if limit is not None else images)
     run_ids = []
     with transaction.atomic():
@@ -111,8 +120,7 @@ def retry_failed(*, dataset: Dataset) -> int:
     with transaction.atomic():
         failed = list(
             PipelineRun.objects.select_for_update()
-            .filter(image__dataset=dataset, pipeline_version=version, status=RunStatus.FAILED)
-            .exclude(image__status__in=HUMAN_STATES)
+            .filter(image__in=pipeline_images(dataset=dataset), pipeline_version=version, status=RunStatus.FAILED)
             .select_related("image")
         )
         for run in failed:

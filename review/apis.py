@@ -181,7 +181,8 @@ class ProgressAPI(RoleAPI):
 
 
 class RefineAPI(RoleAPI):
-    """Click-to-refine a mask with SAM on a GPU worker (503 when no segmenter is configured)."""
+    """Click-to-refine a mask with SAM on a GPU worker (503 when no segmenter is configured);
+    only on an item the caller is reviewing (live lease) or adjudicating (403 otherwise)."""
 
     required_roles = (REVIEWER, ADJUDICATOR)
     errors = {RefineUnavailable: 503, RefineTimeout: 504, RefineFailed: 502}
@@ -196,12 +197,16 @@ class RefineAPI(RoleAPI):
         mask = serializers.JSONField(allow_null=True, help_text="COCO RLE {size, counts}; null when nothing was found")
         score = serializers.FloatField(allow_null=True)
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 400: ERROR, 502: DETAIL, 503: DETAIL, 504: DETAIL})
+    @extend_schema(request=InputSerializer,
+                   responses={200: OutputSerializer, 400: ERROR, 403: DETAIL, 502: DETAIL, 503: DETAIL, 504: DETAIL})
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         args = dict(data.validated_data)
         image = get_object_or_404(Image, pk=args.pop("image_id"))
+        if not selectors.user_is_editing(image=image, user=request.user):
+            return Response({"detail": "Refine works on an item you are reviewing (you hold its lease) or adjudicating."},
+                            status=status.HTTP_403_FORBIDDEN)
         try:
             out = mask_refine(image=image, **args)
         except (RefineUnavailable, RefineTimeout, RefineFailed) as exc:

@@ -162,9 +162,29 @@ def kept_elements(annotation: dict) -> dict[tuple[str, str], bool]:
     return out
 
 
-def reviews_disagree(reviews: list[dict], decisions: list[str]) -> bool:
-    """True when independent reviews differ on the label, the decision, or which
-    (model-proposed) elements to keep. An element one review dropped counts as rejected."""
+def _elements(annotation: dict) -> dict[tuple[str, str], dict]:
+    return {(t.get("key"), role): t[role] for t in annotation.get("triplets") or [] for role in ROLES if t.get(role)}
+
+
+def _added(annotation: dict) -> list[tuple[str, str]]:
+    """The elements a person added, as sorted ``(role, phrase)`` pairs (their keys are new on every review)."""
+    return sorted((role, _norm(e.get("phrase"))) for (_, role), e in _elements(annotation).items() if e.get("status") == "added")
+
+
+def _same_element(a: dict, b: dict, min_iou: float) -> bool:
+    if _norm(a.get("phrase")) != _norm(b.get("phrase")):
+        return False
+    if (a.get("box") or b.get("box")) and box_iou(a.get("box"), b.get("box")) < min_iou:
+        return False
+    return not ((a.get("mask") or b.get("mask")) and mask_iou(a.get("mask"), b.get("mask")) < min_iou)
+
+
+def reviews_disagree(reviews: list[dict], decisions: list[str], *, min_iou: float = 0.75) -> bool:
+    """True when independent reviews differ on the label, the decision, which
+    (model-proposed) elements to keep, how they edited a kept element (phrase after
+    normalising case and spaces; box or mask IoU below ``min_iou``), or the elements
+    they added (compared by role and phrase). An element one review dropped counts as
+    rejected."""
     if len(set(decisions)) > 1:
         return True
     labels = {(r.get("ces") or {}).get("label") for r in reviews}
@@ -172,4 +192,13 @@ def reviews_disagree(reviews: list[dict], decisions: list[str]) -> bool:
         return True
     kept = [kept_elements(r) for r in reviews]
     universe = set().union(*kept) if kept else set()
-    return any(len({k.get(element, False) for k in kept}) > 1 for element in universe)
+    if any(len({k.get(element, False) for k in kept}) > 1 for element in universe):
+        return True
+    elements = [_elements(r) for r in reviews]
+    for element in universe:
+        if not kept[0].get(element, False):
+            continue  # rejected by everyone: what it would have been does not matter
+        first = elements[0][element]
+        if any(not _same_element(first, other[element], min_iou) for other in elements[1:]):
+            return True
+    return len({tuple(_added(r)) for r in reviews}) > 1

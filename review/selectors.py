@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from annotations.domain import PIPELINE_AUTHOR, ROLES
 from annotations.models import Annotation, AnnotationKind, Dataset, Image, ImageStatus
+from annotations.roles import ADJUDICATOR, has_role
 from annotations.selectors import (
     annotation_to_dict,
     annotations_with_elements,
@@ -167,6 +168,14 @@ def disagreement_model_names(*, dataset: str = "") -> list[str]:
     if dataset:
         qs = qs.filter(dataset__slug=dataset)
     return list(qs.order_by("model_name").values_list("model_name", flat=True).distinct())
+
+
+def user_is_editing(*, image: Image, user: AbstractBaseUser, now: datetime | None = None) -> bool:
+    """True when ``user`` works on ``image`` now: holds a live lease on it, or adjudicates it."""
+    now = now or timezone.now()
+    if Lease.objects.filter(image=image, reviewer=user, state=LeaseState.ACTIVE, expires_at__gt=now).exists():
+        return True
+    return image.status == ImageStatus.ADJUDICATION and has_role(user, ADJUDICATOR)
 
 
 def reviewer_has_submitted(*, image: Image, user: AbstractBaseUser) -> bool:

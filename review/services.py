@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F, Max
@@ -67,11 +68,14 @@ class SubmitResult:
 
 
 def _time_ms(value: Any, field: str) -> int:
+    """A measured duration: a whole number of milliseconds, at least 0. Longer than
+    :data:`MAX_TIME_MS` (a tab left open for days) is kept as that maximum: a bad
+    measurement never blocks a submit."""
     if value is None:
         return 0
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TIME_MS:
-        raise InvalidAnnotation(field, f"must be a whole number of milliseconds in [0, {MAX_TIME_MS}], got {value!r}")
-    return value
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidAnnotation(field, f"must be a whole number of milliseconds, at least 0, got {value!r}")
+    return min(value, MAX_TIME_MS)
 
 
 def check_decision(decision: Any, reason: Any) -> tuple[str, str]:
@@ -174,7 +178,9 @@ def disagreements_record(*, annotation: Annotation, person: AbstractBaseUser, ki
 def _lease_for_submit(lease: Lease, reviewer: AbstractBaseUser, image: Image, now) -> Lease:
     """The caller's lease, locked and live. A lapsed lease is taken up again if its slot is still free.
 
-    Precondition: the image row is locked.
+    Precondition: the image row is locked. Raises :class:`NotAllowed` for another
+    reviewer's lease and :class:`VersionConflict` (``changes.lease_lost``) when the
+    item is no longer the caller's to submit.
     """
     lease = Lease.objects.select_for_update().select_related("dataset").get(pk=lease.pk)
     if lease.reviewer_id != reviewer.pk:
@@ -185,11 +191,14 @@ def _lease_for_submit(lease: Lease, reviewer: AbstractBaseUser, image: Image, no
                               changes={"already_submitted": True, "version": done.annotation.version})
     if lease_is_live(lease, now):
         return lease
-    if Lease.objects.filter(image=image, reviewer=reviewer, state=LeaseState.ACTIVE, expires_at__gt=now).exclude(pk=lease.pk).exists():
-        raise NotAllowed("You hold a newer lease on this image; submit through that one.")
+    newer = Lease.objects.filter(image=image, reviewer=reviewer, state=LeaseState.ACTIVE, expires_at__gt=now).exclude(pk=lease.pk).first()
+    if newer is not None:
+        raise VersionConflict("You hold a newer lease on this image (another tab?); submit through that one. Your draft is kept.",
+                              changes={"lease_lost": True, "newer_lease": newer.pk})
     found = free_slot(image=image, reviewer=reviewer, dataset=lease.dataset, now=now)
     if found is None:
-        raise NotAllowed("Your lease ended and the item was taken by another reviewer; your draft is kept.")
+        raise VersionConflict("Your lease ended and the item was taken by another reviewer; your draft is kept.",
+                              changes={"lease_lost": True, "taken": True})
     Lease.objects.filter(image=image, reviewer=reviewer, state=LeaseState.ACTIVE).exclude(pk=lease.pk).update(
         state=LeaseState.EXPIRED, ended_at=now)
     lease.state, lease.slot = LeaseState.ACTIVE, found[1]
@@ -204,12 +213,11 @@ def _resolve_image(image: Image, plan: ReviewPlan, decision: str, label: str | N
         submissions = list(ReviewSubmission.objects.filter(image=image))
         reviews = [annotation_to_dict(a, include_des=False) for a in
                    annotations_with_elements(Annotation.objects.filter(pk__in=[s.annotation_id for s in submissions]))]
-        if reviews_disagree(reviews, [s.decision for s in submissions]):
+        if reviews_disagree(reviews, [s.decision for s in submissions], min_iou=settings.EMOVERSE_ADJUDICATION_MIN_IOU):
             image_set_status(image=image, status=ImageStatus.ADJUDICATION)
             return image.status
     fields = {"label": label} if label else {}
     image_set_status(image=image, status=decision, **fields)
-    Draft.objects.filter(image=image).delete()
     return image.status
 
 
@@ -228,10 +236,12 @@ def review_submit(
     """Submit the reviewer's answer for the leased image.
 
     Raises :class:`InvalidAnnotation` for a bad value, :class:`NotAllowed` when
-    the lease is not the caller's or was taken over, :class:`VersionConflict`
-    when the image changed since ``expected_version`` (other reviewers'
-    independent reviews of the same item do not count). On any error nothing is
-    written and the reviewer's draft stays.
+    the lease is not the caller's, :class:`VersionConflict` when the item is no
+    longer the caller's to submit (``changes.lease_lost``: the lease lapsed and
+    another reviewer took the item, a newer lease of the caller, the item left
+    review) or changed since ``expected_version`` (other reviewers' independent
+    reviews of the same item do not count). On any error nothing is written and
+    the reviewer's draft stays; other reviewers' drafts are never deleted.
     """
     image = Image.objects.select_for_update().select_related("dataset").get(pk=lease.image_id)
     decision, reason = check_decision(decision, reason)
@@ -240,6 +250,10 @@ def review_submit(
     time_spent_ms = _time_ms(time_spent_ms, "time_spent_ms")
     now = timezone.now()
     lease = _lease_for_submit(lease, reviewer, image, now)
+    if image.status != ImageStatus.IN_REVIEW:
+        raise VersionConflict(
+            f"The item is no longer in review (it is {image.get_status_display().lower()} now); your draft is kept.",
+            changes={"lease_lost": True, "image_status": image.status})
     _check_version(image, expected_version,
                    ignore=set(ReviewSubmission.objects.filter(image=image).values_list("annotation_id", flat=True)))
     version = annotation_create(
@@ -292,5 +306,4 @@ def adjudication_submit(
     n = disagreements_record(annotation=version, person=adjudicator, kind=DisagreementKind.ADJUDICATION)
     fields = {"label": data.ces.label} if data.ces else {}
     image_set_status(image=image, status=decision, **fields)
-    Draft.objects.filter(image=image).delete()
     return SubmitResult(annotation=version, image_status=image.status, disagreements=n)

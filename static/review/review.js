@@ -301,13 +301,23 @@ class ReviewPage {
 
   // ---- selection and time per element --------------------------------------------
 
-  select(id) {
+  // Time counts while the page is visible: a tab left in the background adds nothing.
+  tick() {
     const now = performance.now();
-    if (this.selected && this.selectedSince != null) {
-      this.work.time_ms[this.selected] = (this.work.time_ms[this.selected] || 0) + (now - this.selectedSince);
+    if (!this.clockPaused) {
+      this.work.elapsed_ms = (this.work.elapsed_ms || 0) + (now - this.openedAt);
+      if (this.selected && this.selectedSince != null) {
+        this.work.time_ms[this.selected] = (this.work.time_ms[this.selected] || 0) + (now - this.selectedSince);
+      }
     }
+    this.openedAt = now;
+    if (this.selectedSince != null) this.selectedSince = now;
+  }
+
+  select(id) {
+    this.tick();
     this.selected = id && M.findElement(this.work, id) ? id : null;
-    this.selectedSince = this.selected ? now : null;
+    this.selectedSince = this.selected ? performance.now() : null;
     this.editor?.select(this.selected);
     this.renderPanels();
     const row = this.selected && this.$(`.element[data-id="${CSS.escape(this.selected)}"]`);
@@ -332,13 +342,7 @@ class ReviewPage {
   }
 
   draftPayload() {
-    this.work.elapsed_ms = (this.work.elapsed_ms || 0) + (performance.now() - this.openedAt);
-    this.openedAt = performance.now();
-    if (this.selected && this.selectedSince != null) {
-      const now = performance.now();
-      this.work.time_ms[this.selected] = (this.work.time_ms[this.selected] || 0) + (now - this.selectedSince);
-      this.selectedSince = now;
-    }
+    this.tick();
     this.work.decision = this.mode;
     this.work.reason = this.$("#reason").value;
     return this.work;
@@ -398,7 +402,8 @@ class ReviewPage {
       if (status === 201) {
         this.showDone(data, decision);
         await this.next();
-      } else if (status === 409) this.showConflict(data);
+      } else if (status === 409 && data?.changes?.lease_lost) this.showLost(data.detail);
+      else if (status === 409) this.showConflict(data);
       else if (status === 400) this.setError(`${data?.field ? `${data.field}: ` : ""}${data?.detail || "invalid value"}`, data?.field);
       else if (status === 403) this.showLost(data?.detail || "This item is no longer yours.");
       else this.setError(`Submitting failed: ${data?.detail || `HTTP ${status}`}. Your work is kept as a draft.`);
@@ -654,7 +659,11 @@ class ReviewPage {
       const active = this.lastActivity > this.lastSavedAt;
       if (this.payload && active && Date.now() - this.lastSavedAt >= HEARTBEAT_MS && !this.busy) this.saveDraft();
     }, 30 * 1000);
-    document.addEventListener("visibilitychange", () => document.visibilityState === "hidden" && flush());
+    document.addEventListener("visibilitychange", () => {
+      if (this.work) this.tick();
+      this.clockPaused = document.visibilityState === "hidden";
+      if (this.clockPaused) flush();
+    });
     this.afterHistory();
   }
 }

@@ -6,13 +6,13 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from annotations.domain import PIPELINE_AUTHOR
-from annotations.models import Annotation, ImageStatus
+from annotations.models import Annotation, AnnotationKind, Decision, ImageStatus
 from ml import runs, services, tasks
 from ml.models import PipelineRun, RunStatus, StageResult, StageStatus
 from ml.registry import reset_registry
 from ml.selectors import dataset_progress, latest_temperatures
 from ml.types import BackendNotConfigured
-from tests.factories import DatasetFactory, ImageFactory
+from tests.factories import DatasetFactory, ImageFactory, make_annotation
 from tests.ml.fake_openai import Reply
 
 pytestmark = pytest.mark.django_db
@@ -243,6 +243,19 @@ def test_images_people_decided_on_are_never_enqueued(ml_config, dataset, django_
     result = _enqueue(django_capture_on_commit_callbacks, dataset=dataset, force=True)
     assert result.enqueued == 3
     assert not PipelineRun.objects.filter(image__status=ImageStatus.APPROVED, auto_accepted=False).exists()
+
+
+def test_an_item_with_a_submitted_review_is_not_annotated_again(ml_config, dataset, django_capture_on_commit_callbacks):
+    """K = 2: the first review is in, the second not yet; --force must not swap the model
+    answer the first reviewer saw (the second would review another answer)."""
+    waiting = ImageFactory(dataset=dataset, status=ImageStatus.IN_REVIEW, seed=998)
+    make_annotation(waiting, kind=AnnotationKind.HUMAN, author_name="ann", payload_kwargs={"label": "awe"},
+                    decision=Decision.APPROVED)
+    result = _enqueue(django_capture_on_commit_callbacks, dataset=dataset, force=True)
+    assert result.enqueued == 3 and result.skipped == 0
+    assert not PipelineRun.objects.filter(image=waiting).exists()
+    waiting.refresh_from_db()
+    assert waiting.status == ImageStatus.IN_REVIEW
 
 
 def test_fitted_temperatures_are_used(ml_config, dataset, django_capture_on_commit_callbacks):

@@ -228,13 +228,14 @@ def test_click_to_refine_through_the_api_and_a_real_gpu_worker(
     queue and waits; a real worker answers from the tiny SAM, reusing the embedding."""
     from celery import Celery
 
-    from review import refine
+    from review import queue, refine
 
     config = {"segmenter": {"backend": "ml.backends.sam_hf.HFSamSegmenter",
                             "options": {"model_path": str(tiny_sam_hf_dir), "device": "cpu"}}}
     config_path = tmp_path / "ml.json"
     config_path.write_text(json.dumps(config))
-    image = ImageFactory(width=64, height=48)
+    image = ImageFactory(width=64, height=48, status=ImageStatus.IN_REVIEW)
+    assert queue.lease_next(dataset=image.dataset, reviewer=reviewer).image_id == image.pk  # refine needs the lease
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "emoverse_site.settings",

@@ -7,7 +7,7 @@ import pytest
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.urls import reverse
 
-from annotations.models import Annotation, AnnotationKind
+from annotations.models import Annotation, AnnotationKind, Image, ImageStatus
 from review.models import Disagreement
 from tests.factories import DatasetFactory, make_annotation, rect_mask_rle
 from tests.review.conftest import human_answer, image_in_review
@@ -140,8 +140,34 @@ def test_progress_counts_done_in_review_left_and_per_reviewer(as_reviewer, datas
                         "per_reviewer": [{"username": "reviewer1", "done": 1}]}
 
 
-def test_refine_without_a_segmenter_answers_503_saying_what_to_configure(as_reviewer, dataset, settings):
+def leased_image(client, dataset):
+    """An image in review that ``client``'s reviewer holds the lease of (refine needs one)."""
     image = image_in_review(dataset, annotators=False)
+    assert next_item(client).json()["image"]["id"] == image.pk
+    return image
+
+
+def test_refine_needs_a_live_lease_or_the_adjudication_of_the_image(as_reviewer, api_client, dataset, settings,
+                                                                     make_reviewer, adjudicator):
+    settings.EMOVERSE_ML = {}  # past the permission check the answer is 503 (no segmenter)
+    body = {"points": [[10, 10]], "labels": [1]}
+    image = image_in_review(dataset, annotators=False)
+    other = make_reviewer("other")
+    api_client.force_authenticate(other)
+    assert next_item(api_client).json()["image"]["id"] == image.pk
+    r = api_client.post("/api/review/refine/", {"image_id": image.pk, **body}, format="json")
+    assert r.status_code == 503  # other holds the lease
+    api_client.force_authenticate(make_reviewer("nolease"))
+    r = api_client.post("/api/review/refine/", {"image_id": image.pk, **body}, format="json")
+    assert r.status_code == 403 and "hold its lease" in r.json()["detail"]
+    api_client.force_authenticate(adjudicator)
+    assert api_client.post("/api/review/refine/", {"image_id": image.pk, **body}, format="json").status_code == 403
+    Image.objects.filter(pk=image.pk).update(status=ImageStatus.ADJUDICATION)
+    assert api_client.post("/api/review/refine/", {"image_id": image.pk, **body}, format="json").status_code == 503
+
+
+def test_refine_without_a_segmenter_answers_503_saying_what_to_configure(as_reviewer, dataset, settings):
+    image = leased_image(as_reviewer, dataset)
     settings.EMOVERSE_ML = {}
     r = as_reviewer.post("/api/review/refine/", {"image_id": image.pk, "points": [[10, 10]], "labels": [1]}, format="json")
     assert r.status_code == 503
@@ -149,7 +175,7 @@ def test_refine_without_a_segmenter_answers_503_saying_what_to_configure(as_revi
 
 
 def test_refine_without_a_broker_answers_503(as_reviewer, dataset, settings):
-    image = image_in_review(dataset, annotators=False)
+    image = leased_image(as_reviewer, dataset)
     settings.EMOVERSE_ML = {"segmenter": {"backend": "sam"}}
     settings.CELERY_TASK_ALWAYS_EAGER = True
     r = as_reviewer.post("/api/review/refine/", {"image_id": image.pk, "points": [[10, 10]], "labels": [1]}, format="json")
@@ -165,7 +191,7 @@ def gpu_configured(settings):
 
 
 def test_refine_sends_the_task_to_the_gpu_queue_and_returns_its_mask(as_reviewer, dataset, gpu_configured):
-    image = image_in_review(dataset, annotators=False)
+    image = leased_image(as_reviewer, dataset)
     mask = rect_mask_rle(64, 48, (5, 5, 20, 20))
     result = mock.Mock()
     result.get.return_value = {"mask": mask, "score": 0.93}
@@ -178,7 +204,7 @@ def test_refine_sends_the_task_to_the_gpu_queue_and_returns_its_mask(as_reviewer
 
 
 def test_refine_timeout_answers_504(as_reviewer, dataset, gpu_configured):
-    image = image_in_review(dataset, annotators=False)
+    image = leased_image(as_reviewer, dataset)
     result = mock.Mock()
     result.get.side_effect = CeleryTimeout("late")
     with mock.patch("review.refine.celery_app.send_task", return_value=result):
@@ -187,7 +213,7 @@ def test_refine_timeout_answers_504(as_reviewer, dataset, gpu_configured):
 
 
 def test_refine_refuses_points_outside_the_image(as_reviewer, dataset):
-    image = image_in_review(dataset, annotators=False)
+    image = leased_image(as_reviewer, dataset)
     r = as_reviewer.post("/api/review/refine/", {"image_id": image.pk, "points": [[100, 10]], "labels": [1]}, format="json")
     assert r.status_code == 400 and r.json()["field"] == "points[0]"
 

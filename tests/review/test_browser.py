@@ -12,6 +12,7 @@ Playwright never downloads a browser here.
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -193,6 +194,23 @@ def test_brush_a_mask_pick_the_label_by_keyboard_and_submit(start, live_server, 
     assert f"v{version.version}" in row.text_content() and "contentment" in row.text_content()
     assert "rita" in page.text_content(".annotation-card[data-annotation='%d']" % version.pk)
     assert page.errors == []
+
+    # a researcher sees the disagreement rows in the log
+    UserFactory(username="rhea", roles=["researcher"], password=PASSWORD)
+    context = page.context.browser.new_context()
+    log_page = context.new_page()
+    browser_log_in(log_page, live_server, username="rhea", path="/review/disagreements/")
+    log_page.goto(f"{live_server.url}/review/disagreements/?dataset=storms&reviewer=rita")
+    rows = log_page.locator("table.disagreements tbody tr")
+    assert rows.count() == Disagreement.objects.filter(annotation=version).count()
+    label_row = rows.filter(has_text="CES label").first
+    assert "contentment" in label_row.text_content() and "rita" in label_row.text_content()
+    mask_rows = rows.filter(has=log_page.locator(".badge", has_text=re.compile(r"^Mask$")))
+    expected = sorted(f"{iou:.2f}" for iou in Disagreement.objects.filter(annotation=version, field="mask")
+                      .values_list("mask_iou", flat=True))
+    shown = sorted(r.locator("td").nth(10).text_content() for r in mask_rows.all())
+    assert shown == expected and expected
+    context.close()
 
 
 def test_conflict_keeps_the_work_and_reloads_it_on_request(start, live_server, storms, reviewer_user):
@@ -411,7 +429,7 @@ def test_a_bad_value_and_a_lost_lease_are_shown_and_nothing_is_lost(start, storm
     assert page.get_attribute(".label-panel .current", "data-label") == "disgust"
     page.unroute("**/submit/")
 
-    # the lease lapses and another reviewer takes the item: 403, the draft stays
+    # the lease lapses and another reviewer takes the item: 409 (lease lost), the draft stays
     Lease.objects.filter(image=image).update(expires_at=timezone.now() - timedelta(minutes=1))
     queue.lease_next(dataset=dataset, reviewer=UserFactory(username="tom", roles=["reviewer"]))
     page.keyboard.press("Enter")

@@ -98,17 +98,45 @@ def test_triplets_under_other_keys_are_aligned_by_phrase_and_box():
     assert pairs == {"a": "y", "b": "x", None: "z"}
 
 
+def review(label="awe", *subjects):
+    return {"ces": {"label": label}, "triplets": [{"key": k, "subject": e} for k, e in subjects]}
+
+
 def test_reviews_disagree_on_label_decision_or_kept_elements():
-    a = {"ces": {"label": "awe"}, "triplets": [{"key": KEY, "subject": element("boat", status="accepted")}]}
-    b = {"ces": {"label": "awe"}, "triplets": [{"key": KEY, "subject": element("a boat", status="edited")}]}
-    c = {"ces": {"label": "awe"}, "triplets": [{"key": KEY, "subject": element("boat", status="rejected")}]}
+    a = review("awe", (KEY, element("boat", status="accepted")))
+    same = review("awe", (KEY, element("  Boat ", status="edited")))
+    b = review("awe", (KEY, element("a boat", status="edited")))
+    c = review("awe", (KEY, element("boat", status="rejected")))
     d = {"ces": {"label": "fear"}, "triplets": a["triplets"]}
     added = {"ces": {"label": "awe"}, "triplets": a["triplets"] + [{"key": "k2", "subject": element("gull", status="added")}]}
-    assert not reviews_disagree([a, b], ["approved", "approved"])
-    assert not reviews_disagree([a, added], ["approved", "approved"])
+    assert not reviews_disagree([a, same], ["approved", "approved"])  # case and spaces only
+    assert reviews_disagree([a, b], ["approved", "approved"])  # a phrase edited by one reviewer
+    assert reviews_disagree([a, added], ["approved", "approved"])  # an element only one reviewer added
     assert reviews_disagree([a, c], ["approved", "approved"])
     assert reviews_disagree([a, d], ["approved", "approved"])
     assert reviews_disagree([a, a], ["approved", "flagged"])
+
+
+def test_reviews_agree_on_the_same_additions_under_different_keys():
+    base = [(KEY, element("boat", status="accepted"))]
+    one = review("awe", *base, ("k-ann", element("Gull", [1, 1, 5, 5], status="added")))
+    two = review("awe", *base, ("k-bob", element("gull", [1, 1, 5, 6], status="added")))
+    other = review("awe", *base, ("k-bob", element("kite", status="added")))
+    assert not reviews_disagree([one, two], ["approved"] * 2)
+    assert reviews_disagree([one, other], ["approved"] * 2)
+
+
+def test_reviews_disagree_when_a_kept_box_or_mask_was_redrawn_apart():
+    box = review("awe", (KEY, element("boat", [0, 0, 100, 100], rect_mask_rle(200, 200, (0, 0, 100, 100)), status="accepted")))
+    nudged = review("awe", (KEY, element("boat", [0, 0, 100, 110], rect_mask_rle(200, 200, (0, 0, 100, 105)), status="edited")))
+    moved = review("awe", (KEY, element("boat", [50, 50, 150, 150], rect_mask_rle(200, 200, (0, 0, 100, 100)), status="edited")))
+    repainted = review("awe", (KEY, element("boat", [0, 0, 100, 100], rect_mask_rle(200, 200, (0, 0, 100, 40)), status="edited")))
+    assert not reviews_disagree([box, nudged], ["approved"] * 2)  # IoU 0.91 and 0.95
+    assert reviews_disagree([box, moved], ["approved"] * 2)  # box IoU 0.14
+    assert reviews_disagree([box, repainted], ["approved"] * 2)  # mask IoU 0.4
+    assert not reviews_disagree([box, repainted], ["approved"] * 2, min_iou=0.3)
+    both_rejected = [review("awe", (KEY, element(p, [i, i, 9, 9], status="rejected"))) for i, p in ((0, "a"), (5, "b"))]
+    assert not reviews_disagree(both_rejected, ["approved"] * 2)
 
 
 @pytest.mark.django_db

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from annotations.errors import InvalidAnnotation, NotAllowed, VersionConflict
-from annotations.models import Annotation, AnnotationKind, ImageStatus
+from annotations.models import Annotation, AnnotationKind, Image, ImageStatus
 from review import queue, selectors, services
 from review.models import Draft, ElementDecision, Lease, LeaseState, ReviewSubmission
 from tests.factories import DatasetFactory, UserFactory, make_annotation, rect_mask_rle
@@ -116,10 +116,55 @@ def test_a_lapsed_lease_someone_else_took_is_refused_and_the_draft_kept(dataset,
     lease, payload = lease_and_payload(dataset, ann)
     queue.draft_save(lease=lease, reviewer=ann, payload={"mine": True})
     Lease.objects.filter(pk=lease.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
-    queue.lease_next(dataset=dataset, reviewer=bob)
-    with pytest.raises(NotAllowed, match="taken by another reviewer"):
+    lease_b, payload_b = lease_and_payload(dataset, bob)
+    with pytest.raises(VersionConflict, match="taken by another reviewer") as info:
         submit(lease, ann, payload)
+    assert info.value.changes == {"lease_lost": True, "taken": True}
     assert Draft.objects.get(reviewer=ann).payload == {"mine": True}
+    submit(lease_b, bob, payload_b)  # bob's submit resolves the item; ann's draft is still hers
+    assert Draft.objects.get(reviewer=ann).payload == {"mine": True}
+
+
+def test_a_newer_lease_of_the_same_reviewer_is_a_conflict(dataset, reviewer):
+    image_in_review(dataset)
+    old, payload = lease_and_payload(dataset, reviewer)
+    Lease.objects.filter(pk=old.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    new, _ = lease_and_payload(dataset, reviewer)  # the lapsed lease closed, a new one opened
+    assert new.pk != old.pk  # a second tab still shows the item under the old lease
+    with pytest.raises(VersionConflict, match="newer lease") as info:
+        submit(old, reviewer, payload)
+    assert info.value.changes == {"lease_lost": True, "newer_lease": new.pk}
+
+
+@pytest.mark.parametrize("status", [ImageStatus.PREANNOTATING, ImageStatus.FLAGGED, ImageStatus.APPROVED])
+def test_an_item_that_left_review_meanwhile_is_a_conflict_and_keeps_its_status(dataset, reviewer, status):
+    """An admin flagged it, or the pipeline is running on it again: the submit must not overwrite that."""
+    image = image_in_review(dataset)
+    lease, payload = lease_and_payload(dataset, reviewer)
+    queue.draft_save(lease=lease, reviewer=reviewer, payload={"mine": True})
+    Image.objects.filter(pk=image.pk).update(status=status)
+    with pytest.raises(VersionConflict, match="no longer in review") as info:
+        submit(lease, reviewer, payload)
+    assert info.value.changes == {"lease_lost": True, "image_status": status}
+    image.refresh_from_db()
+    assert image.status == status and not ReviewSubmission.objects.exists()
+    assert Draft.objects.get(reviewer=reviewer).payload == {"mine": True}
+
+
+def test_a_time_measured_over_days_is_kept_as_the_maximum_not_refused(dataset, reviewer):
+    image_in_review(dataset)
+    image_in_review(dataset)
+    lease, payload = lease_and_payload(dataset, reviewer)
+    answer = human_answer(payload)
+    key = answer["triplets"][0]["key"]
+    week = 7 * 24 * 3600 * 1000
+    result = submit(lease, reviewer, payload, annotation=answer, time_spent_ms=week, element_decisions=[
+        {"triplet_key": key, "role": "subject", "action": "accept", "before": None, "after": None, "time_ms": week}])
+    assert ReviewSubmission.objects.get(annotation=result.annotation).time_spent_ms == services.MAX_TIME_MS
+    assert ElementDecision.objects.get().time_ms == services.MAX_TIME_MS
+    second, second_payload = lease_and_payload(dataset, reviewer)
+    with pytest.raises(InvalidAnnotation, match="at least 0"):
+        submit(second, reviewer, second_payload, time_spent_ms=-5)
 
 
 def test_only_the_lease_holder_can_submit(dataset, make_reviewer):
