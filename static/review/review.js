@@ -234,6 +234,13 @@ class ReviewPage {
     if (after === "rejected") this.move(1);
   }
 
+  setConfidence(level) {
+    const before = this.work.confidence ?? null;
+    const after = before === level ? null : level;
+    this.change(`confidence ${after ?? "none"}`, () => (this.work.confidence = after), () => (this.work.confidence = before));
+    this.setStatus(after == null ? "How sure: not given" : `How sure: ${Math.round(after * 5)} of 5`);
+  }
+
   setLabel(emotion) {
     const before = this.work.label;
     if (before === emotion) return;
@@ -502,7 +509,10 @@ class ReviewPage {
     const p = this.payload;
     const critic = p.critic || null;
     const parts = [
-      P.labelPanel({ label: this.work.label, modelLabel: this.work.model_label, ces: p.base?.ces, critic, disagreement: p.disagreement, onPick: (e) => this.setLabel(e) }),
+      P.labelPanel({
+        label: this.work.label, modelLabel: this.work.model_label, ces: p.base?.ces, critic, disagreement: p.disagreement,
+        onPick: (e) => this.setLabel(e), confidence: this.work.confidence ?? null, onConfidence: (c) => this.setConfidence(c),
+      }),
       P.elementsPanel({
         work: this.work, selected: this.selected, critic, editing: this.editing,
         handlers: {
@@ -604,6 +614,7 @@ class ReviewPage {
       undo: () => this.history.undo(),
       redo: () => this.history.redo(),
       label: (emotion) => this.setLabel(emotion),
+      confidence: (level) => this.setConfidence(level),
       keys: () => this.toggleKeys(true),
       accept: () => this.accept(this.selected),
       reject: () => this.reject(this.selected),

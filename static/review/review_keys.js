@@ -2,10 +2,11 @@
 // press to the page's action (the mask editor's own keys, V B X P S O 0 [ ], are
 // handled by MaskEditor.handleKey first). Unit-tested under node: tests/review/js/.
 
-import { EMOTIONS } from "./review_model.js";
+import { CONFIDENCE_LEVELS, EMOTIONS } from "./review_model.js";
 
 export const KEYS = [
   ["1 – 8", "pick the emotion (amusement, awe, contentment, excitement, anger, disgust, fear, sadness)"],
+  ["Shift-1 – 5", "how sure you are of the emotion (1 unsure … 5 certain; again clears it)"],
   ["Tab / Shift-Tab", "next / previous element"],
   ["A", "accept the element"],
   ["R", "reject the element (again: undo the rejection)"],
@@ -35,6 +36,7 @@ export function isTyping(target) {
  * `ev`: {key, shiftKey, ctrlKey, metaKey, altKey, target}; `selected`: an element is
  * selected; `mode`: the decision Enter submits ("approved", "rejected", "flagged").
  * Actions: {name: "move", arg: ±1} | "undo" | "redo" | {name: "label", arg: emotion} |
+ * {name: "confidence", arg: 0.2…1.0} |
  * "keys" | "accept" | "reject" | "edit" | "addTriplet" | {name: "mode", arg} | "submit".
  */
 export function keyAction(ev, { selected = false, mode = "approved" } = {}) {
@@ -45,6 +47,9 @@ export function keyAction(ev, { selected = false, mode = "approved" } = {}) {
   if (command && lower === "z" && !ev.altKey) return { name: ev.shiftKey ? "redo" : "undo" };
   if (command || ev.altKey) return null;
   if (/^[1-8]$/.test(key)) return { name: "label", arg: EMOTIONS[Number(key) - 1] };
+  // Shift+digit: ev.key is the shifted character ("!", "@"…, layout-dependent); ev.code is the key.
+  const digit = /^Digit([1-5])$/.exec(ev.code || "");
+  if (digit && ev.shiftKey) return { name: "confidence", arg: CONFIDENCE_LEVELS[Number(digit[1]) - 1] };
   switch (lower) {
     case "?":
       return { name: "keys" };

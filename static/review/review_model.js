@@ -18,6 +18,9 @@
 
 import { rleArea } from "./rle.js";
 
+// How sure the reviewer is of the label (optional; Shift+1…5): the CES confidence sent.
+export const CONFIDENCE_LEVELS = [0.2, 0.4, 0.6, 0.8, 1.0];
+
 export const EMOTIONS = ["amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness"];
 export const ROLES = ["background", "attribute", "subject"];
 export const FORMAT = 1;
@@ -70,6 +73,7 @@ export function workFromBase({ imageId, version, base }) {
     expected_version: version,
     triplets,
     label,
+    confidence: null,
     model_label: label,
     rationale: base?.rationale || "",
     time_ms: {},
@@ -200,7 +204,10 @@ export function buildSubmission(work, { decision, reason = "", elapsedMs = 0 }) 
     if (Object.keys(out).length > 1) triplets.push(out);
   }
   const annotation = { triplets, rationale: work.rationale || "" };
-  if (work.label) annotation.ces = { label: work.label };
+  if (work.label) {
+    annotation.ces = { label: work.label };
+    if (work.confidence != null) annotation.ces.confidence = work.confidence;
+  }
   return {
     expected_version: work.expected_version,
     decision,

@@ -4,7 +4,7 @@
 
 import { ROLE_COLOURS } from "./mask_editor.js";
 import { KEYS } from "./review_keys.js";
-import { EMOTIONS, ROLES, effectiveStatus, elementId } from "./review_model.js";
+import { CONFIDENCE_LEVELS, EMOTIONS, ROLES, effectiveStatus, elementId } from "./review_model.js";
 
 /** h("div", {class: "x", onclick: fn, dataset: {a: 1}}, "text", child, [more]) */
 export function h(tag, attrs = {}, ...children) {
@@ -34,7 +34,7 @@ export function button(label, onClick, attrs = {}) {
 const pct = (p) => `${Math.round((p || 0) * 100)}%`;
 
 /** The CES label: 8 rows (key, emotion, bar of the model's probability); click or 1–8 picks. */
-export function labelPanel({ label, modelLabel, ces, critic, disagreement, onPick }) {
+export function labelPanel({ label, modelLabel, ces, critic, disagreement, onPick, confidence = null, onConfidence = null }) {
   const dist = ces?.distribution || {};
   const top = EMOTIONS.reduce((a, b) => ((dist[b] || 0) > (dist[a] || 0) ? b : a), EMOTIONS[0]);
   const rows = EMOTIONS.map((emotion, i) => {
@@ -62,6 +62,7 @@ export function labelPanel({ label, modelLabel, ces, critic, disagreement, onPic
     h("h2", {}, "Emotion ", h("span", { class: "current", dataset: { label: label || "" } }, label || "— none —")),
     note.length ? h("p", { class: "note" }, note) : null,
     h("div", { class: "emotions", role: "group" }, rows),
+    onConfidence ? confidenceRow(confidence, onConfidence) : null,
     annotatorLabels
       ? h("p", { class: `annotator-labels${disagreement.label.agree ? "" : " disagree"}` },
           Object.entries(annotatorLabels).map(([who, l]) => h("span", {}, h("b", {}, who), " ", l || "—")))
@@ -70,6 +71,20 @@ export function labelPanel({ label, modelLabel, ces, critic, disagreement, onPic
       ? verdict(critic.label_verdict, critic.label_reasoning)
       : null,
   );
+}
+
+/** "How sure": five levels (Shift+1…5); the chosen one again clears it. */
+function confidenceRow(confidence, onConfidence) {
+  return h("div", { class: "confidence", role: "group", "aria-label": "How sure you are of the emotion" },
+    h("span", { class: "muted" }, "How sure"),
+    CONFIDENCE_LEVELS.map((level, i) => {
+      const chosen = confidence === level;
+      return h("button", {
+        type: "button", class: chosen ? "chosen" : "", "aria-pressed": chosen ? "true" : "false", dataset: { confidence: String(level) },
+        title: `${["unsure", "rather unsure", "fairly sure", "sure", "certain"][i]} (Shift-${i + 1})`,
+        onmousedown: (ev) => ev.preventDefault(), onclick: () => onConfidence(level),
+      }, String(i + 1));
+    }));
 }
 
 function verdict(v, reasoning) {

@@ -299,6 +299,8 @@ def test_keyboard_only_review(start, live_server, storms, reviewer_user):
     page.keyboard.press("Shift+Tab")
     page.keyboard.press("r")
     page.keyboard.press("5")  # anger
+    page.keyboard.press("Shift+Digit4")  # sure (0.8)
+    assert page.get_attribute(".confidence button[aria-pressed=true]", "data-confidence") == "0.8"
     page.keyboard.press("?")
     assert page.locator(".keys-overlay").is_visible()
     page.keyboard.press("Escape")
@@ -308,7 +310,7 @@ def test_keyboard_only_review(start, live_server, storms, reviewer_user):
     wait_ready(page)
 
     v1 = human_version(first)
-    assert v1.ces_label == "anger" and v1.decision == Decision.APPROVED
+    assert v1.ces_label == "anger" and v1.decision == Decision.APPROVED and v1.ces_confidence == 0.8
     statuses = {e.role: e.status for e in v1.triplets.get(index=0).elements.all()}
     assert statuses == {"background": "accepted", "attribute": "rejected", "subject": "accepted"}
     actions = sorted(ElementDecision.objects.filter(annotation=v1).values_list("role", "action"))

@@ -13,7 +13,7 @@ JS_TESTS = Path(__file__).parent / "js"
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs node (20+) on PATH")
-@pytest.mark.parametrize(("script", "n_tests"), [("test_review_model.mjs", 7), ("test_review_keys.mjs", 7)])
+@pytest.mark.parametrize(("script", "n_tests"), [("test_review_model.mjs", 8), ("test_review_keys.mjs", 8)])
 def test_js_module(script, n_tests):
     result = subprocess.run(["node", "--test", str(JS_TESTS / script)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -56,6 +56,13 @@ test("browser shortcuts stay the browser's", () => {
   }
 });
 
+test("Shift+1…5 give how sure the reviewer is, whatever character the layout shifts the digit to", () => {
+  assert.deepEqual(act("!", { shiftKey: true, code: "Digit1" }), { name: "confidence", arg: 0.2 });
+  assert.deepEqual(act("%", { shiftKey: true, code: "Digit5" }), { name: "confidence", arg: 1.0 });
+  assert.equal(act("^", { shiftKey: true, code: "Digit6" }), null);
+  assert.deepEqual(act("4", { code: "Digit4" }), { name: "label", arg: "excitement" }); // no Shift: the emotion
+});
+
 test("text fields keep their keys", () => {
   for (const tagName of ["INPUT", "TEXTAREA", "SELECT"]) assert.equal(K.isTyping({ tagName }), true);
   assert.equal(K.isTyping({ tagName: "DIV", isContentEditable: true }), true);
@@ -68,6 +75,7 @@ test("every page key the overlay lists has an action", () => {
   const examples = {
     "1 – 8": [press("3")], "Tab / Shift-Tab": [press("Tab"), press("Tab", { shiftKey: true })], A: [press("a")],
     R: [press("r")], "E or double-click": [press("e")], N: [press("n")],
+    "Shift-1 – 5": [press("@", { shiftKey: true, code: "Digit2" })],
     "Z / Shift-Z (or Y)": [press("z"), press("Z", { shiftKey: true }), press("y")], Enter: [press("Enter")],
     "Shift-R": [press("R", { shiftKey: true })], F: [press("f")], "?": [press("?")],
   };

@@ -55,6 +55,15 @@ test("an untouched approved item: every element accepted, no element decision, m
   assert.equal(body.reason, "");
 });
 
+test("the reviewer's own confidence goes with the label, never the model's", () => {
+  const work = fresh();
+  assert.equal(work.confidence, null);
+  work.confidence = M.CONFIDENCE_LEVELS[3];
+  assert.deepEqual(M.buildSubmission(work, { decision: "approved" }).annotation.ces, { label: "fear", confidence: 0.8 });
+  work.label = null;
+  assert.equal(M.buildSubmission(work, { decision: "flagged", reason: "x" }).annotation.ces, undefined);
+});
+
 test("edits become statuses and decisions with before and after", () => {
   const work = fresh();
   const bg = M.findElement(work, id("background"));
