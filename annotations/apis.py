@@ -118,13 +118,23 @@ class ImageDetailAPI(RoleAPI, generics.RetrieveAPIView):
 
 
 class AnnotationFilterMixin:
+    class FilterSerializer(serializers.Serializer):
+        """The query parameters that need checking; a bad one is a 400 naming it."""
+
+        image = serializers.IntegerField(
+            required=False, min_value=1, max_value=2**63 - 1, help_text="Image id: a positive integer.",
+            error_messages={key: "Must be an image id (a positive integer)." for key in ("invalid", "min_value", "max_value")},
+        )
+
     def annotation_queryset(self) -> QuerySet[Annotation]:
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return Annotation.objects.none()
         queryset = visible_annotations(self.request.user)
         params = self.request.query_params
-        if params.get("image"):
-            queryset = queryset.filter(image_id=params["image"])
+        checked = self.FilterSerializer(data={k: params[k] for k in ("image",) if params.get(k)})
+        checked.is_valid(raise_exception=True)
+        if "image" in checked.validated_data:
+            queryset = queryset.filter(image_id=checked.validated_data["image"])
         if params.get("dataset"):
             queryset = queryset.filter(image__dataset__slug=params["dataset"])
         if params.get("kind"):

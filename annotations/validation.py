@@ -8,7 +8,8 @@ field that is wrong and why. Nothing here touches the database.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,8 @@ from annotations.errors import InvalidAnnotation
 DISTRIBUTION_TOLERANCE = 1e-3
 MAX_PHRASE_LENGTH = 300
 MAX_TRIPLETS = 64
+ELEMENT_STATUSES = frozenset({"pending", "accepted", "edited", "rejected", "added"})
+_SHOWN_CHARS = 60  # of a bad value, in an error message
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,20 @@ class AnnotationInput:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float (not a bool) that a float holds: JSON integers are exact and
+    unbounded, and one past ~1.8e308 (``10**400``) has no float (``math.isfinite`` raises)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)`` for an error message, cut short: a bad value may be huge."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}… ({len(text):,} characters)"
 
 
 def validate_label(value: Any, field_name: str = "ces.label") -> str:
@@ -77,7 +93,7 @@ def validate_distribution(value: Any, field_name: str = "ces.distribution") -> d
     for emotion in EMOTIONS:
         p = value.get(emotion, 0.0)
         if not _is_number(p) or p < 0 or p > 1:
-            raise InvalidAnnotation(field_name, f"{emotion} must be a probability in [0, 1], got {p!r}")
+            raise InvalidAnnotation(field_name, f"{emotion} must be a probability in [0, 1], got {_shown(p)}")
         dist[emotion] = float(p)
     total = sum(dist.values())
     if abs(total - 1.0) > DISTRIBUTION_TOLERANCE:
@@ -91,7 +107,7 @@ def validate_ces(value: Any) -> CesInput:
     label = validate_label(value.get("label"))
     confidence = value.get("confidence")
     if confidence is not None and (not _is_number(confidence) or not 0 <= confidence <= 1):
-        raise InvalidAnnotation("ces.confidence", f"must be a number in [0, 1], got {confidence!r}")
+        raise InvalidAnnotation("ces.confidence", f"must be a number in [0, 1], got {_shown(confidence)}")
     distribution = value.get("distribution")
     if distribution is not None:
         distribution = validate_distribution(distribution)
@@ -103,12 +119,12 @@ def validate_ces(value: Any) -> CesInput:
 def validate_box(value: Any, width: int, height: int, field_name: str = "box") -> tuple[float, float, float, float]:
     """Absolute pixel XYXY inside the image, with x0 < x1 and y0 < y1."""
     if not isinstance(value, (list, tuple)) or len(value) != 4 or not all(_is_number(v) for v in value):
-        raise InvalidAnnotation(field_name, f"must be [x0, y0, x1, y1] in pixels, got {value!r}")
+        raise InvalidAnnotation(field_name, f"must be [x0, y0, x1, y1] in pixels (finite numbers), got {_shown(value)}")
     x0, y0, x1, y1 = (float(v) for v in value)
     if not (x0 < x1 and y0 < y1):
-        raise InvalidAnnotation(field_name, f"needs x0 < x1 and y0 < y1, got {value!r}")
+        raise InvalidAnnotation(field_name, f"needs x0 < x1 and y0 < y1, got {_shown(value)}")
     if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
-        raise InvalidAnnotation(field_name, f"{value!r} lies outside the {width}x{height} image")
+        raise InvalidAnnotation(field_name, f"{_shown(value)} lies outside the {width}x{height} image")
     return (x0, y0, x1, y1)
 
 
@@ -151,7 +167,7 @@ def validate_mask(value: Any, width: int, height: int, field_name: str = "mask",
         raise InvalidAnnotation(field_name, "must be a COCO RLE object with 'size' and 'counts'")
     size = value["size"]
     if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
-        raise InvalidAnnotation(field_name, f"size must be [height, width], got {size!r}")
+        raise InvalidAnnotation(field_name, f"size must be [height, width], got {_shown(size)}")
     if list(size) != [height, width]:
         raise InvalidAnnotation(field_name, f"size {list(size)} differs from the image size [{height}, {width}]")
     counts = value["counts"]
@@ -188,7 +204,10 @@ def validate_des(value: Any) -> bytes:
     if len(value) != DES_DIM:
         raise InvalidAnnotation("des", f"has {len(value)} values, expected {DES_DIM}")
     try:
-        array = np.asarray(value, dtype="<f4")
+        with np.errstate(over="ignore", invalid="ignore"):  # past float32's range: inf, refused below
+            array = np.asarray(value, dtype="<f4")
+    except OverflowError as exc:  # an integer past what a float holds (10**400)
+        raise InvalidAnnotation("des", "values must be finite numbers (one is too large for a float)") from exc
     except (TypeError, ValueError) as exc:
         raise InvalidAnnotation("des", "values must be numbers") from exc
     if array.ndim != 1 or not np.isfinite(array).all():
@@ -206,7 +225,7 @@ def _score(value: Any, field_name: str) -> float | None:
     if value is None:
         return None
     if not _is_number(value) or not 0 <= value <= 1:
-        raise InvalidAnnotation(field_name, f"must be a number in [0, 1], got {value!r}")
+        raise InvalidAnnotation(field_name, f"must be a number in [0, 1], got {_shown(value)}")
     return float(value)
 
 
@@ -224,8 +243,8 @@ def validate_element(value: Any, role: str, width: int, height: int, field_name:
     box = value.get("box")
     mask = value.get("mask")
     status = value.get("status", "pending")
-    if status not in {"pending", "accepted", "edited", "rejected", "added"}:
-        raise InvalidAnnotation(f"{field_name}.status", f"unknown status {status!r}")
+    if not isinstance(status, str) or status not in ELEMENT_STATUSES:
+        raise InvalidAnnotation(f"{field_name}.status", f"unknown status {_shown(status)}; expected one of {', '.join(sorted(ELEMENT_STATUSES))}")
     return ElementInput(
         role=role,
         phrase=phrase,
@@ -235,6 +254,29 @@ def validate_element(value: Any, role: str, width: int, height: int, field_name:
         mask_score=_score(value.get("mask_score"), f"{field_name}.mask_score"),
         status=status,
     )
+
+
+def validate_triplet_keys(triplets: Sequence[TripletInput], prefix: str = "") -> None:
+    """Each given ``key`` is a UUID string (as the database stores it), none twice.
+
+    Raises :class:`InvalidAnnotation` for ``{prefix}triplets[i].key``. Separate from
+    :func:`validate_annotation` so that each caller names the field its own way (the
+    review services check keys under ``annotation.``).
+    """
+    seen: set[uuid.UUID] = set()
+    for i, triplet in enumerate(triplets):
+        if triplet.key is None:
+            continue
+        field_name = f"{prefix}triplets[{i}].key"
+        try:
+            key = uuid.UUID(triplet.key)
+        except ValueError:
+            raise InvalidAnnotation(
+                field_name, f"must be a UUID string such as 0f8fad5b-d9cb-469f-a165-70867728950e, got {_shown(triplet.key)}"
+            ) from None
+        if key in seen:
+            raise InvalidAnnotation(field_name, "appears twice")
+        seen.add(key)
 
 
 def validate_triplets(value: Any, width: int, height: int) -> tuple[TripletInput, ...]:
@@ -258,7 +300,7 @@ def validate_triplets(value: Any, width: int, height: int) -> tuple[TripletInput
             raise InvalidAnnotation(f"triplets[{i}]", "has no element")
         key = item.get("key")
         if key is not None and not isinstance(key, str):
-            raise InvalidAnnotation(f"triplets[{i}].key", "must be a string")
+            raise InvalidAnnotation(f"triplets[{i}].key", f"must be a UUID string, got {_shown(key)}")
         triplets.append(TripletInput(elements=elements, key=key))
     return tuple(triplets)
 

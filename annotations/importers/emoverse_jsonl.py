@@ -4,11 +4,13 @@ The file is read one line at a time and committed in batches: one transaction pe
 ``batch_size`` lines, one savepoint per line, so a bad line leaves no row behind
 and never costs the good lines around it. Memory does not grow with the file.
 
-A line goes through three steps: :func:`parse_line` (JSON, keys, annotator,
-source, critic; no file access), then the image (path confined to the images
+A line goes through three steps: :func:`~annotations.importers.emoverse_parse.parse_line`
+(JSON, keys, annotator, source, critic, storable text; no file access), then the image (path confined to the images
 folder, content hash, Pillow checks) and the annotation values, validated
 against the stored image size by :func:`annotations.validation.validate_annotation`;
-only then anything is written.
+only then anything is written. An import never replaces a version made in the app
+(a person's review): such a line fails. Whatever else goes wrong with a line, even
+an unforeseen exception, fails that line only, with its reason.
 """
 
 from __future__ import annotations
@@ -17,17 +19,24 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from annotations.domain import EMOTIONS, ROLES
 from annotations.errors import DomainError, InvalidAnnotation, InvalidImage
+from annotations.importers.emoverse_parse import (
+    Annotator,
+    BadLine,
+    ImportOptions,
+    ParsedLine,
+    parse_line,
+    resolve_image_path,
+)
 from annotations.importers.lines import DEFAULT_MAX_LINE_BYTES, iter_lines
 from annotations.importers.routing import image_route_imported, images_route_imported
 from annotations.models import (
@@ -45,23 +54,13 @@ from annotations.services_images import (
     image_store,
     read_image_file,
 )
-from annotations.validation import AnnotationInput, validate_annotation
+from annotations.validation import AnnotationInput, validate_annotation, validate_triplet_keys
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 500
 ERRORS_KEPT_ON_RUN = 100  # ImportRun.errors: the first failed lines
-ANNOTATION_KEYS = ("triplets", "ces", "des", "rationale", "critic")
-METADATA_KEYS = ("width", "height", "sha256")  # written by exports; checked when present
-KNOWN_KEYS = frozenset({"image", "source", "annotator", *ANNOTATION_KEYS, *METADATA_KEYS})
-ANNOTATOR_KINDS = {"model": AnnotationKind.MODEL, "human": AnnotationKind.HUMAN}
-ANNOTATOR_KEYS = frozenset({"kind", "name", "prompt_version", "pipeline_version", "raw_output"})
-VERDICTS = ("ok", "doubtful", "wrong")
-APPROVED_AUTHOR = "import"  # author of --approved lines that name no annotator
-
-
-class BadLine(DomainError):
-    """A line that cannot be imported; the message is the reason shown to the user."""
+MAX_UNEXPECTED_MESSAGE = 500  # characters of an unforeseen exception's message kept in the reason
 
 
 @dataclass(frozen=True)
@@ -86,149 +85,6 @@ class ImportReport:
     @property
     def ok(self) -> bool:
         return self.failed == 0
-
-
-@dataclass(frozen=True)
-class Annotator:
-    kind: str  # an AnnotationKind value
-    name: str
-    prompt_version: str = ""
-    pipeline_version: str = ""
-    raw_output: str = ""
-    given: Mapping[str, Any] | None = None  # the annotator object as written in the file
-
-
-@dataclass(frozen=True)
-class ParsedLine:
-    data: Mapping[str, Any]
-    image: str
-    source: str
-    annotator: Annotator | None  # None: an image-only line
-    critic: dict | None
-
-
-@dataclass(frozen=True)
-class ImportOptions:
-    images_dir: Path  # resolved
-    approved: bool = False
-    source_default: str = ImageSource.WEB
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
-
-
-# --- parsing (no files, no database) ---------------------------------------------
-
-
-def _text(value: Any, name: str, max_length: int | None = None) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise BadLine(f"{name}: must be a string")
-    if max_length is not None and len(value) > max_length:
-        raise BadLine(f"{name}: longer than {max_length} characters")
-    return value
-
-
-def parse_annotator(value: Any, *, approved: bool) -> Annotator:
-    """The ``annotator`` object; optional with ``--approved`` (the author is then ``import``)."""
-    if value is None:
-        if approved:
-            return Annotator(kind=AnnotationKind.IMPORT, name=APPROVED_AUTHOR)
-        raise BadLine('annotator: required ({"kind": "model" or "human", "name": ...}) unless importing with --approved')
-    if not isinstance(value, Mapping):
-        raise BadLine("annotator: must be an object with kind and name")
-    unknown = sorted(set(value) - ANNOTATOR_KEYS)
-    if unknown:
-        raise BadLine(f"annotator: unknown key(s) {', '.join(unknown)}")
-    kind = value.get("kind")
-    if kind not in ANNOTATOR_KINDS:
-        raise BadLine(f"annotator.kind: must be 'model' or 'human', got {kind!r}")
-    name = _text(value.get("name"), "annotator.name", 150).strip()
-    if not name:
-        raise BadLine("annotator.name: must be a non-empty string")
-    return Annotator(
-        kind=AnnotationKind.IMPORT if approved else ANNOTATOR_KINDS[kind],
-        name=name,
-        prompt_version=_text(value.get("prompt_version"), "annotator.prompt_version", 64),
-        pipeline_version=_text(value.get("pipeline_version"), "annotator.pipeline_version", 64),
-        raw_output=_text(value.get("raw_output"), "annotator.raw_output"),
-        given=dict(value),
-    )
-
-
-def validate_critic(value: Any, n_triplets: int) -> dict:
-    """The critic's verdicts: ``elements`` (triplet_index, role, verdict, reasoning), ``label_verdict``, reasoning."""
-    if not isinstance(value, Mapping):
-        raise BadLine("critic: must be an object")
-    elements = value.get("elements", [])
-    if not isinstance(elements, list):
-        raise BadLine("critic.elements: must be a list")
-    for i, item in enumerate(elements):
-        where = f"critic.elements[{i}]"
-        if not isinstance(item, Mapping):
-            raise BadLine(f"{where}: must be an object")
-        index = item.get("triplet_index")
-        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < n_triplets:
-            raise BadLine(f"{where}.triplet_index: must be an index into the line's {n_triplets} triplet(s), got {index!r}")
-        if item.get("role") not in ROLES:
-            raise BadLine(f"{where}.role: must be one of {', '.join(ROLES)}, got {item.get('role')!r}")
-        if item.get("verdict") not in VERDICTS:
-            raise BadLine(f"{where}.verdict: must be one of {', '.join(VERDICTS)}, got {item.get('verdict')!r}")
-        _text(item.get("reasoning"), f"{where}.reasoning")
-    if value.get("label_verdict") is not None and value["label_verdict"] not in VERDICTS:
-        raise BadLine(f"critic.label_verdict: must be one of {', '.join(VERDICTS)}, got {value['label_verdict']!r}")
-    suggested = value.get("suggested_label")
-    if suggested is not None and suggested not in EMOTIONS:
-        raise BadLine(f"critic.suggested_label: unknown emotion {suggested!r}")
-    for key in ("label_reasoning", "reasoning"):
-        _text(value.get(key), f"critic.{key}")
-    return dict(value)
-
-
-def parse_line(raw: bytes, options: ImportOptions) -> ParsedLine:
-    """JSON and the keys that need no image: raises :class:`BadLine`."""
-    try:
-        data = json.loads(raw)
-    except UnicodeDecodeError as exc:
-        raise BadLine(f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
-    except json.JSONDecodeError as exc:
-        raise BadLine(f"malformed JSON: {exc.msg} (column {exc.colno})") from exc
-    except RecursionError as exc:
-        raise BadLine("malformed JSON: nested too deeply") from exc
-    if not isinstance(data, dict):
-        raise BadLine(f"not a JSON object (got {type(data).__name__})")
-    unknown = sorted(set(data) - KNOWN_KEYS)
-    if unknown:
-        raise BadLine(f"unknown key(s) {', '.join(map(repr, unknown))}; see docs/emoverse-jsonl.md")
-    if "image" not in data:
-        raise BadLine('missing "image" (the image path, relative to --images-dir)')
-    image = data["image"]
-    if not isinstance(image, str) or not image.strip():
-        raise BadLine("image: must be a non-empty relative path")
-    source = data.get("source", options.source_default)
-    if source not in ImageSource.values:
-        raise BadLine(f"unknown source {source!r}; expected one of {', '.join(ImageSource.values)}")
-    has_annotation = any(data.get(key) is not None for key in ANNOTATION_KEYS)
-    annotator = parse_annotator(data.get("annotator"), approved=options.approved) if has_annotation else None
-    critic = data.get("critic")
-    if critic is not None:
-        triplets = data.get("triplets")
-        critic = validate_critic(critic, len(triplets) if isinstance(triplets, list) else 0)
-    return ParsedLine(data=data, image=image, source=source, annotator=annotator, critic=critic)
-
-
-def resolve_image_path(images_dir: Path, name: str) -> Path:
-    """``name`` inside ``images_dir`` (already resolved); refuses anything that leads outside it."""
-    if "\x00" in name:
-        raise BadLine("image: path contains a NUL character")
-    posix = PurePosixPath(name.replace("\\", "/"))
-    if posix.is_absolute() or PureWindowsPath(name).drive:
-        raise BadLine(f"image: absolute path {name!r} refused; paths are relative to --images-dir")
-    if ".." in posix.parts:
-        raise BadLine(f"image: path {name!r} escapes --images-dir ('..')")
-    resolved = Path(os.path.realpath(images_dir.joinpath(*posix.parts)))
-    if not resolved.is_relative_to(images_dir):
-        raise BadLine(f"image: path {name!r} escapes --images-dir (it resolves to {resolved}, through a symbolic link)")
-    return resolved
 
 
 # --- one line ---------------------------------------------------------------------
@@ -261,9 +117,53 @@ def _check_metadata(data: Mapping[str, Any], sha256: str, width: int, height: in
             raise BadLine(f"{key}: the stored image is {width}x{height} (EXIF orientation applied), the line says {key} {data[key]!r}")
 
 
-def _current_fingerprint(image_id: int, annotator: Annotator) -> str | None:
-    current = Annotation.objects.filter(image_id=image_id, kind=annotator.kind, author_name=annotator.name, is_current=True)
-    return next((extra.get("import_fingerprint") for extra in current.values_list("extra", flat=True)), None)
+AuthorKey = tuple[int, str, str]  # (image id, annotation kind, author name): one current version each
+
+
+@dataclass(frozen=True)
+class _Current:
+    """The current version of one author's annotation of an image, as far as an import cares."""
+
+    fingerprint: str | None  # set on versions written by an import
+    made_in_app: bool  # written in the app (a review, an adjudication, the pipeline), not by an import
+
+
+def _made_in_app(extra: Any, import_run_id: int | None, author_user_id: int | None) -> bool:
+    """Imports link their run (``import_run``, cleared if the run is deleted) and leave their
+    fingerprint in ``extra``; work done in the app has neither, and a person's has ``author_user``."""
+    from_import = import_run_id is not None or (isinstance(extra, dict) and "import_fingerprint" in extra)
+    return author_user_id is not None or not from_import
+
+
+def _current_versions(keys: set[AuthorKey]) -> dict[AuthorKey, _Current]:
+    """The current version of each (image, kind, author) of ``keys`` that has one (one query)."""
+    if not keys:
+        return {}
+    rows = Annotation.objects.filter(image_id__in={image_id for image_id, _, _ in keys}, is_current=True).values_list(
+        "image_id", "kind", "author_name", "extra", "import_run_id", "author_user_id"
+    )
+    found = {}
+    for image_id, kind, author, extra, run_id, user_id in rows:
+        if (image_id, kind, author) in keys:
+            fingerprint = extra.get("import_fingerprint") if isinstance(extra, dict) else None
+            found[(image_id, kind, author)] = _Current(fingerprint, _made_in_app(extra, run_id, user_id))
+    return found
+
+
+def _key(image_id: int, annotator: Annotator) -> AuthorKey:
+    return (image_id, annotator.kind, annotator.name)
+
+
+def _replaces_app_work(kind: str, author: str) -> str:
+    """The reason a line fails whose annotator already has a current version made in the app."""
+    what = "a review" if kind == AnnotationKind.HUMAN else f"a {kind} annotation"
+    return f"image already has {what} by {author} made in this app; an import never replaces it (import under another annotator name)"
+
+
+def _lock_images(image_ids: list[int]) -> None:
+    """``SELECT … FOR UPDATE`` the images, in id order (as :func:`annotation_bulk_create` and
+    the review services do): nobody adds a version to them until this transaction ends."""
+    list(Image.objects.select_for_update().filter(pk__in=sorted(image_ids)).order_by("pk").values_list("pk", flat=True))
 
 
 @dataclass
@@ -272,12 +172,18 @@ class _Batch:
     :func:`annotation_bulk_create`, the routing once per image, at the end of the batch."""
 
     new: list[NewAnnotation] = field(default_factory=list)
-    fingerprints: dict[tuple[int, str, str], str] = field(default_factory=dict)  # newest pending per author
+    fingerprints: dict[AuthorKey, str] = field(default_factory=dict)  # newest pending per author
     images: dict[int, Image] = field(default_factory=dict)  # to route, in first-seen order
 
-    def current_fingerprint(self, image_id: int, annotator: Annotator) -> str | None:
-        key = (image_id, annotator.kind, annotator.name)
-        return self.fingerprints[key] if key in self.fingerprints else _current_fingerprint(image_id, annotator)
+    def current(self, image_id: int, annotator: Annotator) -> _Current | None:
+        key = _key(image_id, annotator)
+        if key in self.fingerprints:  # pending: written by this import
+            return _Current(self.fingerprints[key], made_in_app=False)
+        return _current_versions({key}).get(key)
+
+
+class _AppWorkAppeared(DomainError):
+    """Work made in the app appeared, for an author of the batch, after the line's check."""
 
 
 def import_line(
@@ -289,7 +195,8 @@ def import_line(
     failed write rolls back the line. Raises :class:`BadLine`,
     :class:`InvalidAnnotation` or :class:`InvalidImage`. With ``batch`` the image is
     stored now and the annotation (and routing) is left in ``batch`` for
-    :func:`_flush`; without, everything is written now.
+    :func:`_flush`; without, the image is locked, checked and everything written now.
+    An import never replaces a version made in the app (a person's review): the line fails.
     """
     parsed = parse_line(raw, options)
     path = resolve_image_path(options.images_dir, parsed.image)
@@ -301,14 +208,18 @@ def import_line(
     annotation = None
     if parsed.annotator is not None:
         annotation = validate_annotation(parsed.data, candidate.width, candidate.height)
+        validate_triplet_keys(annotation.triplets)
         fingerprint = _fingerprint(parsed, annotation)
         if candidate.existing is not None:
-            current = (
-                batch.current_fingerprint(candidate.existing.pk, parsed.annotator)
-                if batch is not None
-                else _current_fingerprint(candidate.existing.pk, parsed.annotator)
-            )
-            if current == fingerprint:
+            key = _key(candidate.existing.pk, parsed.annotator)
+            if batch is None:
+                _lock_images([candidate.existing.pk])
+                current = _current_versions({key}).get(key)
+            else:
+                current = batch.current(candidate.existing.pk, parsed.annotator)
+            if current is not None and current.made_in_app:
+                raise BadLine(_replaces_app_work(parsed.annotator.kind, parsed.annotator.name))
+            if current is not None and current.fingerprint == fingerprint:
                 return False, False, False
     image, created = image_store(dataset=dataset, candidate=candidate, original_name=parsed.image, source=parsed.source)
     if annotation is None:
@@ -329,12 +240,19 @@ def import_line(
         image_route_imported(image=image, approved=options.approved)
     else:
         batch.new.append(new)
-        batch.fingerprints[(image.pk, annotator.kind, annotator.name)] = fingerprint
+        batch.fingerprints[_key(image.pk, annotator)] = fingerprint
         batch.images.setdefault(image.pk, image)
     return True, created, True
 
 
 def _flush(batch: _Batch, *, approved: bool) -> None:
+    """Write the batch's annotations. The lines were checked unlocked; checked again here with
+    the images locked, a version made in the app since raises :class:`_AppWorkAppeared`."""
+    if batch.new:
+        _lock_images(list(batch.images))
+        keys = {(item.image.pk, item.kind, item.author_name) for item in batch.new}
+        if any(current.made_in_app for current in _current_versions(keys).values()):
+            raise _AppWorkAppeared("a version made in the app appeared while the batch was prepared")
     annotation_bulk_create(items=batch.new)
     images_route_imported(images=list(batch.images.values()), approved=approved)
 
@@ -344,10 +262,14 @@ def _flush(batch: _Batch, *, approved: bool) -> None:
 
 def _reason(exc: Exception) -> str:
     if isinstance(exc, InvalidAnnotation):
-        return f"{exc.field}: {exc.message}"
-    if isinstance(exc, DatabaseError):
-        return f"the database refused the line ({type(exc).__name__}: {exc})"
-    return str(exc)
+        reason = f"{exc.field}: {exc.message}"
+    elif isinstance(exc, DatabaseError):
+        reason = f"the database refused the line ({type(exc).__name__}: {exc})"
+    elif isinstance(exc, DomainError):
+        reason = str(exc)
+    else:
+        reason = f"unexpected error ({type(exc).__name__}: {str(exc)[:MAX_UNEXPECTED_MESSAGE]})"
+    return reason.encode("utf-8", "backslashreplace").decode("utf-8")  # printable, storable
 
 
 @dataclass
@@ -362,6 +284,8 @@ class _Tally:
 
 def _import_lines(lines: list[tuple[int, bytes | None]], *, dataset: Dataset, options: ImportOptions, run: ImportRun,
                   batch: _Batch | None) -> _Tally:
+    """Each line in its own savepoint; a line that fails, for whatever reason, is counted and
+    reported and costs nothing else. An unforeseen exception is logged with its traceback."""
     tally = _Tally()
     for number, raw in lines:
         try:
@@ -371,7 +295,9 @@ def _import_lines(lines: list[tuple[int, bytes | None]], *, dataset: Dataset, op
                 added, image_created, annotation_created = import_line(
                     raw, dataset=dataset, options=options, run=run, batch=batch
                 )
-        except (DomainError, DatabaseError) as exc:
+        except Exception as exc:  # recorded: counted, reported for its line, logged if unforeseen
+            if not isinstance(exc, (DomainError, DatabaseError)):
+                logger.exception("import run %s: line %s: unexpected error", run.pk, number)
             tally.failed += 1
             tally.errors.append(LineError(number, _reason(exc)))
             continue
@@ -384,13 +310,16 @@ def _import_lines(lines: list[tuple[int, bytes | None]], *, dataset: Dataset, op
     return tally
 
 
-def _run_batch(lines, *, dataset: Dataset, options: ImportOptions, report: ImportReport, max_errors: int) -> int:
+def _run_batch(lines, *, dataset: Dataset, options: ImportOptions, report: ImportReport, max_errors: int,
+               on_error: Callable[[LineError], None] | None = None) -> int:
     """Import ``lines`` (at most a batch) in one transaction; returns how many there were.
 
     Fast path: images are stored line by line (each line in a savepoint), the
     annotations are written together at the end. Should that write fail (a
-    concurrent writer, a constraint), the batch is rolled back and imported again
-    line by line, so only the lines at fault are reported and nothing else is lost.
+    concurrent writer, a constraint, a review made in the app meanwhile, any
+    error), the batch is rolled back and imported again line by line, so only the
+    lines at fault are reported and nothing else is lost. ``on_error`` gets the
+    batch's failed lines once the batch is committed.
     """
     run = report.run
     lines = list(lines)
@@ -402,14 +331,19 @@ def _run_batch(lines, *, dataset: Dataset, options: ImportOptions, report: Impor
         with transaction.atomic():
             tally = _import_lines(lines, dataset=dataset, options=options, run=run, batch=_Batch())
             _record(report, tally, max_errors)
-    except DatabaseError:
-        logger.warning("import run %s: the batch write failed; importing the batch again line by line", run.pk, exc_info=True)
+    except Exception as exc:  # logged; the batch is imported again line by line
+        log = logger.info if isinstance(exc, _AppWorkAppeared) else logger.warning
+        log("import run %s: the batch write failed (%s); importing the batch again line by line", run.pk,
+            type(exc).__name__, exc_info=not isinstance(exc, _AppWorkAppeared))
         (report.imported, report.duplicates, report.failed, report.images_created, report.annotations_created,
          n_errors, run.errors, run.imported, run.duplicates, run.failed) = before
         del report.errors[n_errors:]
         with transaction.atomic():
             tally = _import_lines(lines, dataset=dataset, options=options, run=run, batch=None)
             _record(report, tally, max_errors)
+    if on_error is not None:
+        for error in tally.errors:
+            on_error(error)
     return len(lines)
 
 
@@ -442,13 +376,16 @@ def import_emoverse_jsonl(
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_errors: int = 1000,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    on_error: Callable[[LineError], None] | None = None,
 ) -> ImportReport:
     """Import an EmoVerse JSONL stream (opened in binary mode) into ``dataset_slug``.
 
     The dataset is created if needed. Every ``batch_size`` lines are committed
     together with the :class:`ImportRun` counters, so an interrupted import keeps
     the batches before the interruption and a re-run skips them as duplicates.
-    Raises :class:`ValueError` for bad arguments; bad lines are reported, not raised.
+    Raises :class:`ValueError` for bad arguments; bad lines are reported, not raised:
+    the first ``max_errors`` in the report, every one to ``on_error`` (in line
+    order, as each batch commits: a caller can stream them to a file).
     """
     root = Path(images_dir)
     if not root.is_dir():
@@ -465,7 +402,8 @@ def import_emoverse_jsonl(
     report = ImportReport(run=run)
     lines = iter_lines(stream, max_line_bytes=max_line_bytes)
     try:
-        while _run_batch(islice(lines, batch_size), dataset=dataset, options=options, report=report, max_errors=max_errors):
+        while _run_batch(islice(lines, batch_size), dataset=dataset, options=options, report=report, max_errors=max_errors,
+                         on_error=on_error):
             pass
     finally:
         run.finished_at = timezone.now()

@@ -93,3 +93,20 @@ def test_schema_and_docs_are_served_to_logged_in_users(client, researcher):
     assert schema.status_code == 200
     assert b"/api/images/" in schema.content
     assert client.get(reverse("api-docs")).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5", "-1", "9" * 30])
+def test_a_bad_image_filter_is_a_400_with_a_clear_message(api_client, researcher, value):
+    api_client.force_authenticate(researcher)
+    response = api_client.get(reverse("api-annotation-list"), {"image": value})
+    assert response.status_code == 400
+    assert response.json() == {"image": ["Must be an image id (a positive integer)."]}
+
+
+def test_annotations_filter_by_image(api_client, researcher):
+    image, other = ImageFactory(), ImageFactory()
+    make_annotation(image)
+    make_annotation(other)
+    api_client.force_authenticate(researcher)
+    rows = api_client.get(reverse("api-annotation-list"), {"image": str(image.pk)}).json()["results"]
+    assert [r["image"] for r in rows] == [image.pk]

@@ -26,8 +26,10 @@ from annotations.models import (
 )
 from tests.annotations.test_images import png_with_header_size
 from tests.factories import (
+    UserFactory,
     annotation_payload,
     distribution_for,
+    make_annotation,
     png_bytes,
     rect_mask_rle,
 )
@@ -137,14 +139,48 @@ def _bad_line_cases(ws: Workspace) -> dict:
         "symlink-outside": (ws.line("link.png"), "through a symbolic link"),
         "width-mismatch": (base(width=W + 1), "the stored image is 64x48"),
         "invalid-utf8": (b'{"image": "bad.png", "rationale": "\xff\xfe"}', "not valid UTF-8"),
+        "triplet-key-not-uuid": (with_value(ws, ("triplets", 0, "key"), "not-a-uuid"), "triplets[0].key: must be a UUID"),
+        "huge-int-box": (with_value(ws, ("triplets", 0, "subject", "box", 2), 10**400), "triplets[0].subject.box: must be"),
+        "huge-int-box-score": (with_value(ws, ("triplets", 0, "subject", "box_score"), 10**400),
+                               "triplets[0].subject.box_score: must be a number in [0, 1]"),
+        "huge-int-confidence": (with_value(ws, ("ces", "confidence"), 10**400), "ces.confidence: must be a number"),
+        "huge-int-distribution": (with_value(ws, ("ces", "distribution", "fear"), -(10**400)),
+                                  "ces.distribution: fear must be a probability"),
+        "huge-int-des": (base(des=[10**400] + [0.0] * (DES_DIM - 1)), "des: values must be finite numbers"),
+        "int-of-5000-digits": ('{"image": "bad.png", "rationale": ' + "1" * 5000 + "}", "malformed JSON: "),
+        "lone-surrogate-image": (ws.line("\udc80.png"), "image: not valid Unicode"),
+        "lone-surrogate-high-image": (ws.line("\ud800.png"), "image: not valid Unicode"),
+        "lone-surrogate-phrase": (with_value(ws, ("triplets", 0, "subject", "phrase"), "boat \ud800"),
+                                  "triplets[0].subject.phrase: not valid Unicode"),
+        "annotator-kind-a-list": (base(annotator={"kind": [], "name": "x"}), "annotator.kind: must be 'model' or 'human'"),
+        "nul-in-rationale": (base(rationale="calm\x00sea"), "rationale: contains a NUL character"),
+        "nul-in-critic": (base(critic={"reasoning": "\x00"}), "critic.reasoning: contains a NUL character"),
+        "nan-in-critic": (base(critic={"score": float("nan")}), "malformed JSON: NaN is not a JSON value"),
+        "1e400-in-critic": ('{"image": "bad.png", "annotator": {"kind": "model", "name": "m"}, "critic": {"score": 1e400}}',
+                            "critic.score: a number too large for a double"),
+        "element-status-a-list": (with_value(ws, ("triplets", 0, "subject", "status"), ["accepted"]),
+                                  "triplets[0].subject.status: unknown status"),
     }
+
+
+def with_value(ws: Workspace, path: tuple, value) -> dict:
+    """A good line for ``bad.png`` with the value at ``path`` (keys and indexes) replaced."""
+    line = ws.line("bad.png")
+    target = line
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    return line
 
 
 CASE_IDS = [
     "malformed-json", "not-an-object", "missing-image-key", "unknown-key", "unknown-emotion", "distribution-sum",
     "box-outside", "mask-size", "des-length", "unknown-source", "missing-annotator", "bad-critic", "missing-file",
     "text-file-named-jpg", "truncated-jpeg", "decompression-bomb", "dotdot-path", "absolute-path", "symlink-outside",
-    "width-mismatch", "invalid-utf8",
+    "width-mismatch", "invalid-utf8", "triplet-key-not-uuid", "huge-int-box", "huge-int-box-score", "huge-int-confidence",
+    "huge-int-distribution", "huge-int-des", "int-of-5000-digits", "lone-surrogate-image", "lone-surrogate-high-image",
+    "lone-surrogate-phrase", "annotator-kind-a-list", "element-status-a-list", "nul-in-rationale", "nul-in-critic",
+    "nan-in-critic", "1e400-in-critic",
 ]
 
 
@@ -374,6 +410,138 @@ def test_lines_of_one_batch_version_the_same_author_in_order(ws):
     assert [r[:2] for r in rows] == [(1, False), (2, True)] and rows[1][2] == "A second opinion."
 
 
+def test_an_unexpected_error_is_reported_for_its_line_and_logged(ws, monkeypatch, caplog):
+    """A bug the checks do not foresee costs its line only: reported, logged with its traceback."""
+    from annotations.importers import emoverse_jsonl
+
+    real = emoverse_jsonl.validate_annotation
+
+    def validate_with_a_bug(value, width, height):
+        if value.get("rationale") == "boom":
+            raise RuntimeError("an unforeseen bug")
+        return real(value, width, height)
+
+    monkeypatch.setattr(emoverse_jsonl, "validate_annotation", validate_with_a_bug)
+    names = [ws.add_png(f"{i}.png", seed=i) for i in range(3)]
+    lines = [ws.line(n) for n in names]
+    lines[1]["rationale"] = "boom"
+    with caplog.at_level("ERROR", logger="annotations.importers.emoverse_jsonl"):
+        report = ws.run(lines)
+    assert (report.imported, report.duplicates, report.failed) == (2, 0, 1)
+    assert [e.as_dict() for e in report.errors] == [{"line": 2, "reason": "unexpected error (RuntimeError: an unforeseen bug)"}]
+    assert sorted(Image.objects.values_list("original_name", flat=True)) == ["0.png", "2.png"]
+    assert (report.run.imported, report.run.failed) == (2, 1) and report.run.errors == [report.errors[0].as_dict()]
+    logged = [r for r in caplog.records if r.exc_info]
+    assert len(logged) == 1 and "line 2" in logged[0].getMessage() and logged[0].exc_info[0] is RuntimeError
+
+
+def test_an_unexpected_error_in_the_batch_write_falls_back_to_line_by_line(ws, monkeypatch):
+    """Not only database errors: whatever breaks the batch's write, the batch is imported again
+    line by line, the line at fault is reported once and the counters stay right."""
+    from annotations.importers import emoverse_jsonl
+
+    real = emoverse_jsonl.annotation_bulk_create
+    calls = []
+
+    def write_refusing_one_line(*, items):
+        calls.append(len(items))
+        if any(item.data.rationale == "boom" for item in items):
+            raise ValueError("cannot write this one")
+        return real(items=items)
+
+    monkeypatch.setattr(emoverse_jsonl, "annotation_bulk_create", write_refusing_one_line)
+    names = [ws.add_png(f"{i}.png", seed=i) for i in range(3)]
+    lines = [ws.line(n) for n in names]
+    lines[2]["rationale"] = "boom"
+    report = ws.run(lines + [ws.line(names[0])])  # line 4: a duplicate of line 1
+    assert calls == [3, 1, 1, 1]  # the batch, then line by line
+    assert (report.imported, report.duplicates, report.failed) == (2, 1, 1)
+    assert [e.as_dict() for e in report.errors] == [{"line": 3, "reason": "unexpected error (ValueError: cannot write this one)"}]
+    assert (report.run.imported, report.run.duplicates, report.run.failed) == (2, 1, 1)
+    assert sorted(Image.objects.values_list("original_name", flat=True)) == ["0.png", "1.png"]
+    assert Annotation.objects.count() == 2
+
+
+def _app_review(image: Image, username: str, **payload_kwargs) -> Annotation:
+    """A review made in the app by ``username`` (through the same service the review pages use)."""
+    user = UserFactory(username=username, roles=["reviewer"])
+    return make_annotation(image, kind=AnnotationKind.HUMAN, author_name=username, author_user=user,
+                           payload_kwargs=payload_kwargs)
+
+
+def test_an_import_never_replaces_a_review_made_in_the_app(ws):
+    name, other = ws.add_png("a.png", seed=1), ws.add_png("b.png", seed=2)
+    ws.run([ws.line(name), ws.line(other)])
+    review = _app_review(Image.objects.get(original_name=name), "alice", label="awe")
+    report = ws.run([ws.line(name, annotator="alice", kind="human", label="sadness"),
+                     ws.line(name, annotator="gpt-4o", label="sadness"),
+                     ws.line(other, annotator="alice", kind="human", label="sadness")])
+    assert (report.imported, report.failed) == (2, 1)
+    assert [e.as_dict() for e in report.errors] == [{"line": 1, "reason": (
+        "image already has a review by alice made in this app; an import never replaces it "
+        "(import under another annotator name)")}]
+    review.refresh_from_db()
+    assert review.is_current and review.ces_label == "awe"
+    current = Annotation.objects.filter(image__original_name=name, is_current=True)
+    assert sorted(current.values_list("author_name", "ces_label")) == [("alice", "awe"), ("gpt-4o", "sadness")]
+    # The other image has no review by alice made in the app: the import's alice goes in there.
+    assert Annotation.objects.get(image__original_name=other, author_name="alice").import_run == report.run
+
+
+def test_an_import_never_replaces_a_model_answer_the_pipeline_made_in_the_app(ws):
+    name = ws.add_png("a.png", seed=1)
+    ws.run([{"image": name}])
+    in_app = make_annotation(Image.objects.get(), author_name="gpt-4o", payload_kwargs={"label": "awe"})  # as ml.save does
+    report = ws.run([ws.line(name, annotator="gpt-4o", label="sadness"), ws.line(name, annotator="gpt-4o-batch")])
+    assert (report.imported, report.failed) == (1, 1)
+    assert report.errors[0].reason.startswith("image already has a model annotation by gpt-4o made in this app")
+    in_app.refresh_from_db()
+    assert in_app.is_current
+
+
+def test_a_review_made_while_the_batch_was_prepared_is_not_replaced_either(ws, monkeypatch):
+    """The check before the batch's write sees a review the line's own check missed (made in the
+    meantime): the batch is imported again line by line and that line fails."""
+    from annotations.importers import emoverse_jsonl
+
+    name = ws.add_png("a.png", seed=1)
+    ws.run([ws.line(name)])
+    review = _app_review(Image.objects.get(), "alice", label="awe")
+    monkeypatch.setattr(emoverse_jsonl._Batch, "current", lambda self, image_id, annotator: None)  # the line's check misses it
+    report = ws.run([ws.line(name, annotator="alice", kind="human", label="sadness"), ws.line(name, annotator="bob", kind="human")])
+    assert (report.imported, report.failed) == (1, 1)
+    assert report.errors[0].line == 1 and "review by alice made in this app" in report.errors[0].reason
+    review.refresh_from_db()
+    assert review.is_current and review.ces_label == "awe"
+
+
+def test_an_external_human_annotator_is_reimported_as_before(ws):
+    """Versions from imports replace versions from imports: the same file is a duplicate, a
+    newer file from the same annotator makes a new version."""
+    name = ws.add_png("a.png", seed=1)
+    first = ws.run([ws.line(name, annotator="alice", kind="human", label="fear")])
+    again = ws.run()
+    newer = ws.run([ws.line(name, annotator="alice", kind="human", label="sadness")])
+    assert [(r.imported, r.duplicates, r.failed) for r in (first, again, newer)] == [(1, 0, 0), (0, 1, 0), (1, 0, 0)]
+    versions = list(Annotation.objects.order_by("version").values_list("author_name", "ces_label", "is_current"))
+    assert versions == [("alice", "fear", False), ("alice", "sadness", True)]
+
+
+def test_failed_lines_are_handed_over_as_each_batch_commits(ws):
+    """``on_error`` gets every failed line (not only the first ``max_errors``), batch by batch:
+    the lines of a batch committed before a read error are already delivered."""
+    lines = []
+    for i in range(12):
+        lines.append((json.dumps({"image": ws.add_png(f"{i:02d}.png", seed=i)}) if i % 2 else "not json").encode() + b"\n")
+    seen = []
+    stream = FailingStream(lines, fail_at=10)
+    with pytest.raises(OSError, match="simulated read error"):
+        import_emoverse_jsonl(stream=stream, images_dir=ws.images, dataset_slug="d", run_by="t", batch_size=4, max_errors=1,
+                              on_error=seen.append)
+    assert [e.line for e in seen] == [1, 3, 5, 7]  # batches 1-2; batch 3 (lines 9-) never committed
+    assert all(e.reason.startswith("malformed JSON") for e in seen)
+
+
 class FailingStream(io.RawIOBase):
     """A JSONL stream that breaks (like a lost disk) when line ``fail_at`` is read."""
 
@@ -449,6 +617,31 @@ def test_command_exits_zero_when_every_line_went_in_and_records_the_os_user(ws, 
     assert run.run_by == "osuser" and run.approved
     out, _, code = _call(ws, "--dataset", "cmd", "--approved")
     assert code == 0 and "0 imported, 1 skipped as duplicates" in out
+
+
+def test_command_writes_every_failed_line_to_the_errors_file(ws, tmp_path):
+    good = ws.line(ws.add_png("a.png", seed=1))
+    ws.write(["not json", good, *([ws.line("missing.png")] * 3), '{"image": "\\ud800.png"}'])
+    errors_file = tmp_path / "errors.jsonl"
+    out, err, code = _call(ws, "--dataset", "cmd", "--show-errors", "1", "--batch-size", "2", "--errors-file", str(errors_file))
+    assert code == 1 and "1 imported, 0 skipped as duplicates, 5 failed" in out
+    assert err.count("  line ") == 1 and f"all 5 failed line(s) are in {errors_file}" in err
+    rows = [json.loads(line) for line in errors_file.read_text(encoding="utf-8").splitlines()]
+    assert [r["line"] for r in rows] == [1, 3, 4, 5, 6]
+    assert rows[0]["reason"].startswith("malformed JSON") and "image file not found" in rows[1]["reason"]
+    assert rows[4]["reason"].startswith("image: not valid Unicode")
+    assert set(rows[0]) == {"line", "reason"}
+    # Nothing failed: the file is rewritten, empty.
+    ws.write([good])
+    out, err, code = _call(ws, "--dataset", "cmd", "--errors-file", str(errors_file))
+    assert code == 0 and errors_file.read_text() == ""
+
+
+def test_command_refuses_an_errors_file_it_cannot_write(ws, tmp_path):
+    ws.write([ws.line(ws.add_png("a.png", seed=1))])
+    out, err, code = _call(ws, "--dataset", "cmd", "--errors-file", str(tmp_path / "no" / "such" / "dir" / "e.jsonl"))
+    assert code == 1 and "cannot write the errors file" in err
+    assert not ImportRun.objects.exists()
 
 
 def test_command_refuses_a_missing_file(ws):

@@ -1,5 +1,7 @@
 """Validation of untrusted annotation values: each bad value gets a clear, located error."""
 
+import copy
+
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
@@ -12,6 +14,7 @@ from annotations.validation import (
     validate_des,
     validate_distribution,
     validate_mask,
+    validate_triplet_keys,
 )
 from tests.factories import annotation_payload, distribution_for, rect_mask_rle
 
@@ -137,3 +140,44 @@ def test_runs_of_a_real_mask_match_pycocotools():
         assert sum(runs) == 37 * 53
         flat = m.flatten(order="F")
         assert runs[0] == int(np.argmax(flat != 0)) if flat.any() else runs[0] == flat.size
+
+
+HUGE = 10**400  # a JSON integer Python reads exactly but that no float holds
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda p: p["triplets"][0]["subject"]["box"].__setitem__(2, HUGE), "triplets[0].subject.box"),
+        (lambda p: p["triplets"][0]["subject"].__setitem__("box_score", HUGE), "triplets[0].subject.box_score"),
+        (lambda p: p["triplets"][0]["subject"].__setitem__("mask_score", -HUGE), "triplets[0].subject.mask_score"),
+        (lambda p: p["ces"].__setitem__("confidence", HUGE), "ces.confidence"),
+        (lambda p: p["ces"]["distribution"].__setitem__("awe", HUGE), "ces.distribution"),
+        (lambda p: p.__setitem__("des", [HUGE] * 1024), "des"),
+        (lambda p: p["triplets"][0].__setitem__("key", 12), "triplets[0].key"),
+        (lambda p: p["triplets"][0]["subject"].__setitem__("status", ["accepted"]), "triplets[0].subject.status"),
+    ],
+)
+def test_values_no_float_or_uuid_holds_are_refused_with_their_field(change, field):
+    payload = annotation_payload(64, 48)
+    change(payload)
+    with pytest.raises(InvalidAnnotation) as info:
+        validate_annotation(payload, 64, 48)
+    assert info.value.field == field
+    assert len(str(info.value)) < 300  # a 400-digit number is not repeated in full
+
+
+def test_triplet_keys_are_uuid_strings_none_twice():
+    key = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    payload = annotation_payload(64, 48)
+    payload["triplets"].append(copy.deepcopy(payload["triplets"][0]))
+    payload["triplets"][0]["key"] = key
+    data = validate_annotation(payload, 64, 48)
+    validate_triplet_keys(data.triplets)
+    assert data.triplets[0].key == key and data.triplets[1].key is None
+    payload["triplets"][1]["key"] = key.upper()  # the same UUID
+    with pytest.raises(InvalidAnnotation, match=r"^triplets\[1\].key: appears twice"):
+        validate_triplet_keys(validate_annotation(payload, 64, 48).triplets)
+    payload["triplets"][1]["key"] = key[:-1]
+    with pytest.raises(InvalidAnnotation, match=r"^annotation.triplets\[1\].key: must be a UUID string"):
+        validate_triplet_keys(validate_annotation(payload, 64, 48).triplets, prefix="annotation.")
