@@ -36,7 +36,8 @@ class ExportOutput(serializers.ModelSerializer):
     class Meta:
         model = ExportSnapshot
         fields = ["id", "dataset", "version", "format", "filters", "options", "status", "total", "done", "percent",
-                  "error", "manifest", "files", "download_url", "task_id", "created_by", "created_at", "started_at", "finished_at"]
+                  "error", "manifest", "files", "download_url", "task_id", "created_by", "run_by", "created_at", "started_at",
+                  "heartbeat_at", "finished_at"]
 
     def get_percent(self, obj: ExportSnapshot) -> float:
         if obj.status == ExportStatus.COMPLETE:
@@ -56,9 +57,12 @@ class ExportInput(serializers.Serializer):
     format = serializers.ChoiceField(choices=ExportFormat.choices)
     filters = serializers.DictField(required=False, default=dict,
                                     help_text="status, source, label (names or lists), since, until (ISO), "
-                                              "date_field (image|annotation), min_agreement (0-1). Default: approved only.")
+                                              "date_field (image|annotation), min_agreement (0-1), include_auto_accepted "
+                                              "(bool, default false: also take pipeline auto-accepted answers, "
+                                              "machine-accepted, not human-approved). Default: approved only.")
     options = serializers.DictField(required=False, default=dict,
-                                    help_text="images: none|copy|link|url; categories (COCO): emotion|role.")
+                                    help_text="images: none|copy|link|url (url only with public storage URLs); "
+                                              "categories (COCO): emotion|role.")
 
 
 class NewestFirst(CursorPagination):

@@ -17,7 +17,11 @@ from annotations.exporters.images import IMAGE_MODES
 from annotations.models import Annotation, ImageSource, ImageStatus
 
 DATE_FIELDS = ("image", "annotation")
-FILTER_KEYS = frozenset({"status", "source", "label", "since", "until", "date_field", "min_agreement"})
+FILTER_KEYS = frozenset(
+    {"status", "source", "label", "since", "until", "date_field", "min_agreement", "include_auto_accepted"}
+)
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off", ""})
 
 
 class InvalidExportRequest(InvalidAnnotation):
@@ -58,6 +62,15 @@ def _moment(value: Any, key: str, *, end: bool) -> datetime | None:
     return timezone.make_aware(parsed, UTC) if timezone.is_naive(parsed) else parsed
 
 
+def _flag(value: Any, key: str) -> bool:
+    """A boolean, or its usual spellings in a form or query string (``true``/``false``, ``1``/``0``, ``on``)."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise InvalidExportRequest(key, f"must be true or false, got {value!r}")
+
+
 @dataclass(frozen=True)
 class ExportFilters:
     """Status (default: approved only), source, label, a date range and a minimum agreement.
@@ -67,6 +80,10 @@ class ExportFilters:
     ``annotation`` (when its final annotation was made). ``label`` and
     ``min_agreement`` apply to the image's label and agreement; the final
     annotation's label must match the label filter too.
+
+    ``include_auto_accepted`` (default false) also takes images whose only final
+    answer is the pipeline's auto-accepted model answer (machine-accepted, not
+    human-approved; see :func:`annotations.selectors.final_annotation_ids`).
     """
 
     status: tuple[str, ...] = (ImageStatus.APPROVED,)
@@ -76,6 +93,7 @@ class ExportFilters:
     until: datetime | None = None
     date_field: str = "image"
     min_agreement: float | None = None
+    include_auto_accepted: bool = False
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> ExportFilters:
@@ -105,6 +123,7 @@ class ExportFilters:
             until=_moment(data.get("until"), "until", end=True),
             date_field=date_field,
             min_agreement=minimum,
+            include_auto_accepted=_flag(data.get("include_auto_accepted"), "include_auto_accepted"),
         )
         if filters.since and filters.until and filters.since >= filters.until:
             raise InvalidExportRequest("until", "must be later than since")
@@ -116,6 +135,7 @@ class ExportFilters:
             "status": list(self.status), "source": list(self.source), "label": list(self.label),
             "since": self.since.isoformat() if self.since else None, "until": self.until.isoformat() if self.until else None,
             "date_field": self.date_field, "min_agreement": self.min_agreement,
+            "include_auto_accepted": self.include_auto_accepted,
         }
 
     def accepts(self, final: Annotation) -> bool:

@@ -19,7 +19,7 @@ IMAGE_LABELS = {
     "none": "None (paths only)",
     "copy": "Copy into images/",
     "link": "Hard-link into images/ (same disk)",
-    "url": "Reference by storage URL",
+    "url": "Reference by public storage URL (S3 without signing, CDN)",
 }
 IMAGE_CHOICES = [(mode, IMAGE_LABELS[mode]) for mode in IMAGE_MODES]
 
@@ -38,11 +38,16 @@ class ExportForm(forms.Form):
     date_field = forms.ChoiceField(choices=[("image", "image added"), ("annotation", "final annotation made")], initial="image")
     min_agreement = forms.FloatField(required=False, min_value=0, max_value=1)
     images = forms.ChoiceField(choices=IMAGE_CHOICES, initial="none")
+    include_auto_accepted = forms.BooleanField(
+        required=False, label="Include auto-accepted items (machine-accepted, not human-approved)",
+        help_text="Also export items the pipeline auto-accepted that no person reviewed "
+                  "(machine-accepted, not human-approved; counted apart in the manifest).",
+    )
 
     def service_arguments(self) -> dict[str, Any]:
         """``export_create`` keyword arguments from the cleaned data."""
         data = self.cleaned_data
-        filters = {key: data[key] for key in ("status", "source", "label", "date_field", "min_agreement")}
+        filters = {key: data[key] for key in ("status", "source", "label", "date_field", "min_agreement", "include_auto_accepted")}
         filters["since"] = data["since"].isoformat() if data["since"] else None
         filters["until"] = data["until"].isoformat() if data["until"] else None
         options = {"images": data["images"]}

@@ -1,4 +1,8 @@
-"""The manifest of an export snapshot: what, which filter, how many, checksums, who, when, which app."""
+"""The manifest of an export snapshot: what, which filter, how many, checksums, who, when, which app.
+
+``final_annotation`` says in words which annotation of an image was exported;
+``run_by`` is the user, or the OS account that ran ``export_dataset`` without ``--user``.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,10 @@ from annotations.models import ExportSnapshot
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
+_FINAL = "the adjudicated annotation, else the approved human review or curated import"
+FINAL_RULE = f"{_FINAL} (human-approved only)"
+FINAL_RULE_AUTO = (f"{_FINAL}, else the pipeline's auto-accepted model answer "
+                   "(machine-accepted, not human-approved; counted in counts.machine_accepted)")
 _LIBRARIES = ("Django", "pyarrow", "pycocotools", "numpy")
 
 
@@ -68,16 +76,19 @@ def build_manifest(
     """The manifest of a finished attempt whose files lie in ``folder`` (hashes computed here)."""
     writer_counts = {k: v for result in results for k, v in result.counts.items()}
     user = snapshot.created_by
+    auto = bool(snapshot.filters.get("include_auto_accepted"))
     return {
         "manifest_version": MANIFEST_VERSION,
         "dataset": snapshot.dataset.slug,
         "snapshot": snapshot.version,
         "format": snapshot.format,
         "filters": snapshot.filters,
+        "final_annotation": FINAL_RULE_AUTO if auto else FINAL_RULE,
         "options": snapshot.options,
         "counts": {**counts, **writer_counts},
         "files": [file_entry(folder, name) for result in results for name in result.files],
         "created_by": {"id": user.pk, "username": user.get_username()} if user else None,
+        "run_by": snapshot.run_by or None,
         "created_at": snapshot.created_at.isoformat(),
         "started_at": started_at.isoformat(),
         "finished_at": timezone.now().isoformat(),

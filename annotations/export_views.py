@@ -109,7 +109,10 @@ def filter_text(filters: dict) -> str:
     """``status=approved source=emoset,web`` (empty filters left out)."""
     parts = []
     for key, value in filters.items():
-        if value in (None, "", []) or (key == "date_field" and value == "image"):
+        if value in (None, "", [], False) or (key == "date_field" and value == "image"):
+            continue
+        if key == "include_auto_accepted":
+            parts.append("+ machine-accepted (auto-accepted, not human-approved)")
             continue
         parts.append(f"{key}={','.join(map(str, value)) if isinstance(value, list) else value}")
     return " ".join(parts)

@@ -4,8 +4,14 @@
 Celery task's body) writes it. The images matching the filters are read with
 ``iterator()`` a chunk at a time; each chunk's final annotations come with
 their triplets and elements in four queries (:func:`final_annotations`), go
-to the format's writer, and the progress (``done``/``total``) is saved. Memory
-does not grow with the dataset.
+to the format's writer, and the progress (``done``/``total``) is saved with a
+heartbeat (``heartbeat_at``, the database's clock). Memory does not grow with
+the dataset.
+
+The final annotation is the adjudicated one, else the approved human review or
+curated import; the pipeline's auto-accepted model answer only with the
+``include_auto_accepted`` filter (machine-accepted, counted apart in the
+manifest).
 
 Snapshots are crash-safe. An attempt writes into its own hidden folder
 (``EXPORT_ROOT/<dataset>/.<name>.<attempt>.partial``), writes ``manifest.json``
@@ -16,7 +22,10 @@ save is conditional on it, so when a fresh task run takes over (a killed
 worker's task delivered again), the old attempt stops at its next chunk. A
 ``running`` snapshot whose heartbeat is older than
 ``EMOVERSE_EXPORT_STALE_SECONDS`` (default 600) is shown and marked as failed
-(interrupted) by :func:`export_fail_stale`, and can be restarted.
+(interrupted) by :func:`export_fail_stale`, and can be restarted. The heartbeat
+lives in the database, so the web process judges a worker on another machine
+correctly; the files themselves must be on a folder (``EXPORT_ROOT``) that
+workers and web share, since downloads are served from it.
 """
 
 from __future__ import annotations
@@ -25,10 +34,11 @@ import json
 import logging
 import os
 import shutil
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -37,6 +47,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Count, Max, QuerySet
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from annotations.errors import NotAllowed
@@ -47,9 +58,10 @@ from annotations.export_filters import (
 )
 from annotations.export_manifest import MANIFEST, build_manifest
 from annotations.exporters import ExportItem, WriterResult, writer_class
-from annotations.exporters.images import IMAGE_MODES, ImagePlacer, export_file_name
+from annotations.exporters.images import IMAGE_MODES, ImagePlacer, export_file_name, url_mode_problem
 from annotations.models import (
     Annotation,
+    AnnotationKind,
     Dataset,
     Element,
     ExportFormat,
@@ -63,7 +75,9 @@ from annotations.selectors import final_annotation_ids
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1000
-HEARTBEAT = ".heartbeat"
+# Progress (with the heartbeat) is saved after every chunk; within a slow chunk
+# (copying images from object storage) a heartbeat alone at most this often.
+KEEPALIVE_SECONDS = 30.0
 IMAGE_FIELDS = ("id", "dataset_id", "file", "original_name", "width", "height", "source", "sha256", "label", "created_at")
 # Large columns a writer never reads.
 ANNOTATION_DEFERRED = ("raw_output", "critic", "ces_raw_distribution")
@@ -113,19 +127,30 @@ def export_images(*, dataset: Dataset, filters: ExportFilters) -> QuerySet[Image
     return images.only(*IMAGE_FIELDS).order_by("id")
 
 
-def final_annotations(image_ids: Iterable[int]) -> dict[int, Annotation]:
+def final_annotations(image_ids: Iterable[int], *, include_auto_accepted: bool = False) -> dict[int, Annotation]:
     """Each image's final annotation, with triplets and elements (4 queries for any number of images).
 
     The rule of :func:`annotations.selectors.final_annotation_ids`; images without
-    a final annotation (model-only, not auto-accepted) are absent.
+    a final annotation (model-only; auto-accepted ones too unless
+    ``include_auto_accepted``) are absent.
     """
-    chosen = list(final_annotation_ids(image_ids).values())
-    annotations = list(Annotation.objects.filter(pk__in=chosen).defer(*ANNOTATION_DEFERRED))
+    return _final_annotations(image_ids, include_auto_accepted=include_auto_accepted)[0]
+
+
+def _final_annotations(image_ids: Iterable[int], *, include_auto_accepted: bool) -> tuple[dict[int, Annotation], set[int]]:
+    """:func:`final_annotations` and the ids of the images left out because their only final is auto-accepted."""
+    candidates = final_annotation_ids(image_ids, include_auto_accepted=True).values()
+    annotations = list(Annotation.objects.filter(pk__in=list(candidates)).defer(*ANNOTATION_DEFERRED))
+    withheld: set[int] = set()
+    if not include_auto_accepted:
+        withheld = {a.image_id for a in annotations if a.kind == AnnotationKind.MODEL}
+        annotations = [a for a in annotations if a.kind != AnnotationKind.MODEL]
+    chosen = [a.pk for a in annotations]
     triplets = list(Triplet.objects.filter(annotation_id__in=chosen).order_by("annotation_id", "index"))
     elements = Element.objects.filter(triplet__annotation_id__in=chosen).order_by("triplet_id", "role")
     _attach(triplets, "elements", Element, elements, "triplet_id")
     _attach(annotations, "triplets", Triplet, triplets, "annotation_id")
-    return {annotation.image_id: annotation for annotation in annotations}
+    return {annotation.image_id: annotation for annotation in annotations}, withheld
 
 
 def _attach(parents: list, name: str, model: type, children: Iterable, parent_field: str) -> None:
@@ -145,21 +170,16 @@ def _attach(parents: list, name: str, model: type, children: Iterable, parent_fi
         parent._prefetched_objects_cache = {**getattr(parent, "_prefetched_objects_cache", {}), name: cached}
 
 
-def _heartbeat_time(snapshot: ExportSnapshot) -> datetime | None:
-    if snapshot.started_at is None:
-        return None
-    try:
-        mtime = (partial_dir(snapshot) / HEARTBEAT).stat().st_mtime
-    except OSError:
-        return snapshot.started_at
-    return max(snapshot.started_at, datetime.fromtimestamp(mtime, tz=UTC))
+def last_heartbeat(snapshot: ExportSnapshot) -> datetime | None:
+    """When the running attempt last reported (``heartbeat_at``, else its start); None if never started."""
+    return snapshot.heartbeat_at or snapshot.started_at
 
 
 def snapshot_is_stale(snapshot: ExportSnapshot, *, now: datetime | None = None) -> bool:
     """A ``running`` snapshot without progress for longer than the stale timeout (its worker died)."""
     if snapshot.status != ExportStatus.RUNNING:
         return False
-    last = _heartbeat_time(snapshot)
+    last = last_heartbeat(snapshot)
     return last is not None and (now or timezone.now()) - last > stale_after()
 
 
@@ -180,22 +200,26 @@ def partial_dir(snapshot: ExportSnapshot, token: datetime | None = None) -> Path
 @transaction.atomic
 def export_create(
     *, dataset: Dataset, export_format: str, filters: Mapping[str, Any] | None = None,
-    options: Mapping[str, Any] | None = None, created_by: AbstractBaseUser | None = None,
+    options: Mapping[str, Any] | None = None, created_by: AbstractBaseUser | None = None, run_by: str = "",
 ) -> ExportSnapshot:
     """A new pending snapshot, numbered per dataset. Raises :class:`InvalidExportRequest`.
 
-    The caller queues the task (``annotations.tasks.export_enqueue``) or calls
-    :func:`export_run` itself.
+    ``run_by`` names who ran it (the command passes the OS account when no user is
+    given); it defaults to ``created_by``'s username. The caller queues the task
+    (``annotations.tasks.export_enqueue``) or calls :func:`export_run` itself.
     """
     if export_format not in ExportFormat.values:
         raise InvalidExportRequest("format", f"unknown format {export_format!r}; expected one of {', '.join(ExportFormat.values)}")
     parsed = ExportFilters.parse(filters or {})
     cleaned = parse_options(writer_class(export_format).OPTIONS, options or {})
+    if cleaned["images"] == "url" and (problem := url_mode_problem()):
+        raise InvalidExportRequest("images", problem)
+    run_by = run_by or (created_by.get_username() if created_by is not None else "")
     Dataset.objects.select_for_update().filter(pk=dataset.pk).first()  # numbers versions one at a time
     version = (ExportSnapshot.objects.filter(dataset=dataset).aggregate(v=Max("version"))["v"] or 0) + 1
     return ExportSnapshot.objects.create(
         dataset=dataset, version=version, format=export_format, filters=parsed.as_dict(), options=cleaned,
-        created_by=created_by, path=f"{dataset.slug}/v{version:04d}-{export_format}",
+        created_by=created_by, run_by=run_by[:150], path=f"{dataset.slug}/v{version:04d}-{export_format}",
     )
 
 
@@ -206,7 +230,7 @@ def export_restart(*, snapshot: ExportSnapshot) -> ExportSnapshot:
     if snapshot.status == ExportStatus.RUNNING and not snapshot_is_stale(snapshot):
         raise NotAllowed("This export is still running.")
     ExportSnapshot.objects.filter(pk=snapshot.pk, status=snapshot.status, started_at=snapshot.started_at).update(
-        status=ExportStatus.PENDING, done=0, error="", finished_at=None,
+        status=ExportStatus.PENDING, done=0, error="", finished_at=None, heartbeat_at=None,
     )
     snapshot.refresh_from_db()
     return snapshot
@@ -219,7 +243,7 @@ def export_fail_stale(*, now: datetime | None = None) -> int:
     for snapshot in ExportSnapshot.objects.filter(status=ExportStatus.RUNNING).select_related("dataset"):
         if not snapshot_is_stale(snapshot, now=now):
             continue
-        error = (f"Interrupted: no progress since {_heartbeat_time(snapshot):%Y-%m-%d %H:%M:%S} UTC "
+        error = (f"Interrupted: no progress since {last_heartbeat(snapshot):%Y-%m-%d %H:%M:%S} UTC "
                  f"(the worker was probably stopped). Restart the export.")
         marked += ExportSnapshot.objects.filter(pk=snapshot.pk, status=ExportStatus.RUNNING, started_at=snapshot.started_at).update(
             status=ExportStatus.FAILED, error=error, finished_at=now,
@@ -233,6 +257,7 @@ class _Attempt:
     snapshot: ExportSnapshot
     token: datetime
     folder: Path
+    beat: float = field(default_factory=time.monotonic)  # when this attempt last wrote its heartbeat
 
 
 def _claim(snapshot_id: int) -> _Attempt | None:
@@ -244,7 +269,8 @@ def _claim(snapshot_id: int) -> _Attempt | None:
         token = timezone.now()
         snapshot.status, snapshot.started_at, snapshot.finished_at = ExportStatus.RUNNING, token, None
         snapshot.done, snapshot.total, snapshot.error, snapshot.manifest = 0, 0, "", None
-        snapshot.save(update_fields=["status", "started_at", "finished_at", "done", "total", "error", "manifest"])
+        snapshot.heartbeat_at = Now()
+        snapshot.save(update_fields=["status", "started_at", "heartbeat_at", "finished_at", "done", "total", "error", "manifest"])
     snapshot = ExportSnapshot.objects.select_related("dataset", "created_by").get(pk=snapshot_id)
     folder = partial_dir(snapshot, token)
     for old in folder.parent.glob(f".{final_dir(snapshot).name}.*.partial"):  # earlier attempts' leftovers
@@ -254,10 +280,17 @@ def _claim(snapshot_id: int) -> _Attempt | None:
 
 
 def _progress(attempt: _Attempt, **fields: int) -> None:
+    """Save the counters and the heartbeat in one conditional update; raises :class:`Superseded` if not owned."""
     owned = ExportSnapshot.objects.filter(pk=attempt.snapshot.pk, status=ExportStatus.RUNNING, started_at=attempt.token)
-    if not owned.update(**fields):
+    if not owned.update(heartbeat_at=Now(), **fields):
         raise Superseded(f"export snapshot {attempt.snapshot.pk}: another attempt took over")
-    (attempt.folder / HEARTBEAT).touch()
+    attempt.beat = time.monotonic()
+
+
+def _keep_alive(attempt: _Attempt) -> None:
+    """A heartbeat within a chunk, written at most every ``KEEPALIVE_SECONDS`` (cheap to call per image)."""
+    if time.monotonic() - attempt.beat >= KEEPALIVE_SECONDS:
+        _progress(attempt)
 
 
 def export_run(*, snapshot_id: int) -> ExportSnapshot | None:
@@ -287,7 +320,9 @@ def export_run(*, snapshot_id: int) -> ExportSnapshot | None:
 @dataclass
 class _Counts:
     images: int = 0
+    machine_accepted: int = 0  # exported with the pipeline's auto-accepted answer (include_auto_accepted)
     skipped_without_final: int = 0
+    skipped_auto_accepted: int = 0  # auto-accepted by the pipeline only, left out by default
     skipped_by_filter: int = 0
     triplets: int = 0
     elements: int = 0
@@ -299,6 +334,7 @@ class _Counts:
 
     def add(self, item: ExportItem) -> None:
         self.images += 1
+        self.machine_accepted += item.annotation.kind == AnnotationKind.MODEL
         self.by_label[item.annotation.ces_label or "none"] += 1
         self.by_source[item.image.source] += 1
         self.with_des += item.annotation.des is not None
@@ -332,17 +368,21 @@ def _export(attempt: _Attempt) -> None:
     counts, done = _Counts(), 0
     try:
         for chunk in _chunks(images.iterator(chunk_size=CHUNK_SIZE), CHUNK_SIZE):
-            finals = final_annotations(image.pk for image in chunk)
+            finals, withheld = _final_annotations((image.pk for image in chunk),
+                                                  include_auto_accepted=filters.include_auto_accepted)
             items = []
             for image in chunk:
                 final = finals.get(image.pk)
-                if final is None:
+                if image.pk in withheld:
+                    counts.skipped_auto_accepted += 1
+                elif final is None:
                     counts.skipped_without_final += 1
                 elif not filters.accepts(final):
                     counts.skipped_by_filter += 1
                 else:
                     file_name = export_file_name(image, duplicates)
                     url, digest = placer.place(image, file_name)
+                    _keep_alive(attempt)
                     items.append(ExportItem(image=image, annotation=final, file_name=file_name, url=url, sha256=digest))
                     counts.add(items[-1])
             writer.write(items)
@@ -361,7 +401,6 @@ def _finish(attempt: _Attempt, counts: _Counts, results: list[WriterResult]) -> 
     manifest = build_manifest(
         snapshot=attempt.snapshot, folder=attempt.folder, started_at=attempt.token, counts=counts.as_dict(), results=results
     )
-    (attempt.folder / HEARTBEAT).unlink(missing_ok=True)
     staging = attempt.folder / f".{MANIFEST}.tmp"
     with open(staging, "w", encoding="utf-8") as handle:
         json.dump(manifest, handle, indent=2, ensure_ascii=False)

@@ -303,8 +303,13 @@ class ExportSnapshot(models.Model):
     error = models.TextField(blank=True)
     task_id = models.CharField(max_length=64, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    run_by = models.CharField(max_length=150, blank=True,
+                              help_text="Username, or the OS account that ran export_dataset without --user.")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="Last progress of the running attempt (database clock); "
+                                                  "a running export silent for EMOVERSE_EXPORT_STALE_SECONDS is dead.")
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

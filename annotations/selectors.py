@@ -42,24 +42,29 @@ def image_current_annotations(*, image: Image) -> list[Annotation]:
     return sorted(rows, key=lambda a: (order.get(a.kind, 9), a.author_name))
 
 
-def final_annotation_ids(image_ids: Iterable[int]) -> dict[int, int]:
+def final_annotation_ids(image_ids: Iterable[int], *, include_auto_accepted: bool = False) -> dict[int, int]:
     """Each image's final annotation id, in one query (images without one are absent).
 
-    The rule, newest version first within a tier:
+    The rule (issue 5), newest version first within a tier:
     1. a current adjudication;
     2. else a current approved human review or curated import;
-    3. else the pipeline's merged model answer when the pipeline auto-accepted it
-       (``decision`` approved, see the dataset's ``auto_accept_threshold``) and no
-       person has reviewed the image since: a current human version with any other
-       decision overrules it.
-    A model-only item that was not auto-accepted has no final annotation and is
-    never exported as approved.
+    3. else nothing: a model-only item has no final annotation.
+
+    ``include_auto_accepted`` (opt-in, exports only) adds a third tier: the
+    pipeline's merged model answer when the pipeline auto-accepted it
+    (``decision`` approved, see the dataset's ``auto_accept_threshold``) and no
+    person has reviewed the image since -- a current human version with any
+    decision overrules it. Such an answer is machine-accepted, not human-approved;
+    callers that mean "what people decided" (agreement, calibration, review)
+    keep the default.
     """
     ids = list(image_ids)
-    rows = Annotation.objects.filter(image_id__in=ids, is_current=True).filter(
-        Q(kind__in=[AnnotationKind.ADJUDICATION, AnnotationKind.HUMAN, AnnotationKind.IMPORT])
-        | Q(kind=AnnotationKind.MODEL, author_name=PIPELINE_AUTHOR, decision=Decision.APPROVED)
-    ).values_list("image_id", "id", "kind", "decision", "version")
+    kinds = Q(kind__in=[AnnotationKind.ADJUDICATION, AnnotationKind.HUMAN, AnnotationKind.IMPORT])
+    if include_auto_accepted:
+        kinds |= Q(kind=AnnotationKind.MODEL, author_name=PIPELINE_AUTHOR, decision=Decision.APPROVED)
+    rows = Annotation.objects.filter(image_id__in=ids, is_current=True).filter(kinds).values_list(
+        "image_id", "id", "kind", "decision", "version"
+    )
     best: dict[int, tuple[int, int, int]] = {}
     reviewed: set[int] = set()
     for image_id, pk, kind, decision, version in rows:

@@ -7,6 +7,10 @@ and linked files lie under ``images/`` and are listed with their SHA-256 in
 ``images.sha256`` (``sha256sum -c`` format). The stored file is what is exported:
 the pixels the boxes and masks refer to (EXIF orientation applied), which may
 differ from the bytes originally imported (``Image.sha256``).
+
+``url`` writes ``storage.url(name)``, so it is allowed only where that is a
+lasting public URL (:func:`url_mode_problem`): not a site-relative ``/media/``
+path (not served with DEBUG off) nor a signed S3 URL that expires.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import os
 import shutil
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from django.core.files.storage import FileSystemStorage, Storage
+
 from annotations.exporters.items import WriterResult
 from annotations.models import Image
 
@@ -24,6 +30,34 @@ IMAGE_MODES = ("none", "copy", "link", "url")
 IMAGES_DIR = "images"
 CHECKSUMS_FILE = "images.sha256"
 _COPY_BUFFER = 1024 * 1024
+URL_MODE_HELP = ("images=url needs a storage that serves public URLs (S3 with AWS_QUERYSTRING_AUTH=False, "
+                 "a CDN via AWS_S3_CUSTOM_DOMAIN, or an absolute MEDIA_URL served by a web server); use copy or link")
+
+
+def image_storage() -> Storage:
+    """The storage of ``Image.file``."""
+    return Image._meta.get_field("file").storage
+
+
+def url_mode_problem(storage: Storage | None = None) -> str | None:
+    """Why ``storage.url()`` is not a lasting public URL (the message to show), or None when it is.
+
+    Local storage gives ``MEDIA_URL + name``: public only when ``MEDIA_URL`` is an
+    absolute http(s) URL that a web server or CDN serves. S3 signs URLs (which
+    expire) when ``querystring_auth`` is on, unless a custom domain serves them
+    unsigned. Other storages are trusted to return what their ``url()`` promises.
+    """
+    storage = image_storage() if storage is None else storage
+    if isinstance(storage, FileSystemStorage):
+        base = storage.base_url or ""
+        if base.startswith(("http://", "https://")):
+            return None
+        return f"{URL_MODE_HELP}. The images are on local storage, whose URLs ({base or '/'}...) are not served with DEBUG off."
+    if getattr(storage, "querystring_auth", False) and (
+        not getattr(storage, "custom_domain", None) or getattr(storage, "cloudfront_signer", None)
+    ):
+        return f"{URL_MODE_HELP}. The storage signs its URLs, and signed URLs expire."
+    return None
 
 
 def export_file_name(image: Image, duplicates: set[str]) -> str:
@@ -56,6 +90,8 @@ class ImagePlacer:
     def __init__(self, folder: Path, mode: str) -> None:
         if mode not in IMAGE_MODES:
             raise ValueError(f"unknown images mode {mode!r}; expected one of {', '.join(IMAGE_MODES)}")
+        if mode == "url" and (problem := url_mode_problem()):
+            raise ValueError(problem)
         self.mode = mode
         self._folder = folder
         self._checksums = open(folder / CHECKSUMS_FILE, "w", encoding="utf-8") if mode in ("copy", "link") else None  # noqa: SIM115

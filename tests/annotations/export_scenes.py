@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import AnnotationKind, Decision, Image, ImageSource, ImageStatus
 from annotations.services import image_set_status
 from tests.factories import (
@@ -82,6 +83,16 @@ def build_scene(slug: str = "demo") -> Scene:
     make_annotation(reviewed_in_review, kind=AnnotationKind.HUMAN, author_name="alice", author_user=reviewer,
                     decision=Decision.APPROVED, payload=payload(reviewed_in_review, label="contentment"))
     return Scene(dataset, imported, reviewed, adjudicated, model_only, in_review, reviewed_in_review)
+
+
+def add_auto_accepted(dataset, *, label: str = "excitement") -> Image:
+    """An image the pipeline auto-accepted (merged answer approved, status approved) that no person reviewed."""
+    image = ImageFactory(dataset=dataset, source=ImageSource.WEB)
+    make_annotation(image, author_name="gpt-4o", payload=payload(image, label=label))
+    make_annotation(image, author_name=PIPELINE_AUTHOR, decision=Decision.APPROVED,
+                    decision_reason="auto-accepted: confidence and agreement at or above 0.9",
+                    payload=payload(image, label=label, des_seed=3))
+    return approve(image, label=label, agreement=0.97)
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from django.conf import settings
 
 from annotations import exports
 from annotations.models import ExportSnapshot, ExportStatus
-from tests.annotations.export_scenes import build_scene, fast_passwords  # noqa: F401 - autouse fixture
+from tests.annotations.export_scenes import add_auto_accepted, build_scene, fast_passwords  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -94,6 +94,31 @@ def test_bad_requests_get_400_with_the_field(scene, admin_user, api_client):
     response = api_client.post("/api/exports/", {"dataset": "nope", "format": "parquet"}, format="json")
     assert response.status_code == 400 and "dataset" in response.data
     assert not ExportSnapshot.objects.exists()
+
+
+def test_api_include_auto_accepted_is_opt_in_and_recorded(scene, admin_user, api_client, django_capture_on_commit_callbacks):
+    add_auto_accepted(scene.dataset)
+    api_client.force_authenticate(admin_user)
+    ids = []
+    for filters in ({}, {"include_auto_accepted": True}):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = api_client.post("/api/exports/", {"dataset": "demo", "format": "parquet", "filters": filters}, format="json")
+        assert response.status_code == 201, response.content
+        ids.append(response.data["id"])
+    default, included = (api_client.get(f"/api/exports/{pk}/").data for pk in ids)
+    assert default["filters"]["include_auto_accepted"] is False and default["manifest"]["counts"]["machine_accepted"] == 0
+    assert default["manifest"]["counts"]["skipped_auto_accepted"] == 1
+    assert included["filters"]["include_auto_accepted"] is True and included["manifest"]["counts"]["machine_accepted"] == 1
+    assert included["manifest"]["counts"]["images"] == 4
+    assert included["run_by"] == admin_user.username == included["manifest"]["run_by"]
+    assert included["heartbeat_at"] is not None
+
+
+def test_api_refuses_images_by_url_on_local_storage(scene, admin_user, api_client):
+    api_client.force_authenticate(admin_user)
+    response = api_client.post("/api/exports/", {"dataset": "demo", "format": "coco", "options": {"images": "url"}}, format="json")
+    assert response.status_code == 400 and response.data["field"] == "images"
+    assert "public URLs" in response.data["detail"] and not ExportSnapshot.objects.exists()
 
 
 def test_zip_download_holds_every_file_of_the_snapshot(complete, admin_user, api_client):
@@ -183,3 +208,18 @@ def test_page_form_errors_are_shown_and_nothing_is_created(scene, admin_user, cl
     response = client.post("/exports/start/", {"dataset": "demo", "format": "coco", "min_agreement": "7", "images": "none",
                                                "date_field": "image"})
     assert response.status_code == 400 and not ExportSnapshot.objects.exists()
+
+
+def test_page_checkbox_includes_auto_accepted_items_and_url_mode_errors_are_shown(scene, admin_user, client,
+                                                                                 django_capture_on_commit_callbacks):
+    add_auto_accepted(scene.dataset)
+    client.force_login(admin_user)
+    form = {"dataset": "demo", "format": "emoverse-jsonl", "status": ["approved"], "date_field": "image", "images": "none"}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post("/exports/start/", {**form, "include_auto_accepted": "on"}).status_code == 302
+    snapshot = ExportSnapshot.objects.get()
+    assert snapshot.filters["include_auto_accepted"] is True and snapshot.manifest["counts"]["machine_accepted"] == 1
+    assert b"machine-accepted" in client.get("/exports/").content
+    response = client.post("/exports/start/", {**form, "images": "url"})
+    assert response.status_code == 400 and b"images=url needs a storage that serves public URLs" in response.content
+    assert ExportSnapshot.objects.count() == 1

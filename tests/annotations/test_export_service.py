@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.utils import timezone
+from storages.backends.s3 import S3Storage
 
 from annotations import exports
+from annotations.domain import PIPELINE_AUTHOR
 from annotations.errors import NotAllowed
+from annotations.export_manifest import FINAL_RULE, FINAL_RULE_AUTO
+from annotations.exporters.images import url_mode_problem
 from annotations.exporters.jsonl import JsonlWriter
-from annotations.models import Annotation, ExportSnapshot, ExportStatus, Image
+from annotations.models import Annotation, AnnotationKind, Decision, ExportSnapshot, ExportStatus, Image
 from annotations.selectors import image_final_annotation
-from tests.annotations.export_scenes import build_scene, fast_passwords  # noqa: F401 - autouse fixture
+from tests.annotations.export_scenes import add_auto_accepted, build_scene, fast_passwords  # noqa: F401 - autouse fixture
+from tests.factories import make_annotation
 
 pytestmark = pytest.mark.django_db
 
@@ -74,6 +80,58 @@ def test_batched_final_annotations_follow_the_single_image_rule(scene):
     for image in images:
         single = image_final_annotation(image=image)
         assert (batched[image.pk].pk if image.pk in batched else None) == (single.pk if single else None)
+
+
+# --- auto-accepted model answers: machine-accepted, exported only on request ----------------
+
+
+def test_an_auto_accepted_model_answer_is_not_exported_by_default(scene):
+    auto = add_auto_accepted(scene.dataset)
+    snapshot = run(scene.dataset)
+    assert auto.original_name not in exported_ids(snapshot) and len(exported_ids(snapshot)) == 3
+    counts = snapshot.manifest["counts"]
+    assert (counts["skipped_auto_accepted"], counts["skipped_without_final"], counts["machine_accepted"]) == (1, 1, 0)
+    assert snapshot.manifest["filters"]["include_auto_accepted"] is False
+    assert snapshot.manifest["final_annotation"] == FINAL_RULE
+    assert auto.pk not in exports.final_annotations([auto.pk])
+
+
+def test_the_option_exports_auto_accepted_answers_labelled_machine_accepted(scene):
+    auto = add_auto_accepted(scene.dataset)
+    snapshot = run(scene.dataset, filters={"include_auto_accepted": True})
+    by_name = {line["image"]: line for line in lines(snapshot)}
+    assert set(by_name) == {scene.imported.original_name, scene.reviewed.original_name,
+                            scene.adjudicated.original_name, auto.original_name}
+    assert by_name[auto.original_name]["annotator"]["kind"] == "model"
+    assert by_name[auto.original_name]["annotator"]["name"] == PIPELINE_AUTHOR
+    assert scene.model_only.original_name not in by_name  # an annotator's own answer is never final
+    counts = snapshot.manifest["counts"]
+    assert (counts["images"], counts["machine_accepted"], counts["skipped_auto_accepted"]) == (4, 1, 0)
+    assert snapshot.manifest["filters"]["include_auto_accepted"] is True
+    assert snapshot.manifest["final_annotation"] == FINAL_RULE_AUTO and "not human-approved" in FINAL_RULE_AUTO
+
+
+@pytest.mark.parametrize("decision", [Decision.REJECTED, Decision.APPROVED])
+def test_a_human_review_overrules_an_auto_accepted_answer_even_with_the_option(scene, decision):
+    auto = add_auto_accepted(scene.dataset, label="awe")
+    human = make_annotation(auto, kind=AnnotationKind.HUMAN, author_name="alice", decision=decision,
+                            payload_kwargs={"label": "fear"})
+    snapshot = run(scene.dataset, filters={"include_auto_accepted": True})
+    by_name = {line["image"]: line for line in lines(snapshot)}
+    assert snapshot.manifest["counts"]["machine_accepted"] == 0
+    if decision == Decision.REJECTED:
+        assert auto.original_name not in by_name
+    else:
+        assert by_name[auto.original_name]["annotator"] == {"kind": "human", "name": "alice"}
+        assert by_name[auto.original_name]["ces"]["label"] == "fear"
+        assert exports.final_annotations([auto.pk], include_auto_accepted=True)[auto.pk].pk == human.pk
+
+
+@pytest.mark.parametrize("value", ["yes please", 2, ["true"]])
+def test_include_auto_accepted_must_be_a_boolean(scene, value):
+    with pytest.raises(exports.InvalidExportRequest) as info:
+        exports.export_create(dataset=scene.dataset, export_format="coco", filters={"include_auto_accepted": value})
+    assert info.value.field == "include_auto_accepted"
 
 
 @pytest.mark.parametrize(
@@ -215,6 +273,33 @@ def test_a_task_delivered_again_takes_over_a_running_snapshot(scene, monkeypatch
     assert [p.name for p in root.iterdir()] == [Path(snapshot.path).name]  # the dead attempt's folder is gone
 
 
+def test_staleness_reads_the_database_heartbeat_not_the_export_folder(scene, monkeypatch):
+    """A worker on another machine: the web process sees no folder, only the row's heartbeat."""
+    snapshot = exports.export_create(dataset=scene.dataset, export_format="emoverse-jsonl")
+    attempt = exports._claim(snapshot.pk)
+    shutil.rmtree(attempt.folder)  # what the web process sees of a worker's local folder: nothing
+    snapshot.refresh_from_db()
+    assert snapshot.heartbeat_at is not None and abs(snapshot.heartbeat_at - snapshot.started_at) < timedelta(seconds=60)
+    long_ago = timezone.now() - exports.stale_after() - timedelta(minutes=5)
+    ExportSnapshot.objects.filter(pk=snapshot.pk).update(heartbeat_at=long_ago)
+    assert exports.snapshot_is_stale(ExportSnapshot.objects.get(pk=snapshot.pk))
+
+    exports._progress(attempt, done=1)  # the worker reports progress
+    snapshot.refresh_from_db()
+    assert snapshot.done == 1 and snapshot.heartbeat_at > long_ago + timedelta(minutes=5)
+    assert not exports.snapshot_is_stale(snapshot)
+    assert exports.export_fail_stale() == 0
+    assert exports.snapshot_is_stale(snapshot, now=snapshot.heartbeat_at + exports.stale_after() + timedelta(seconds=1))
+
+    # Within a long chunk, the keep-alive writes the heartbeat at most every KEEPALIVE_SECONDS.
+    ExportSnapshot.objects.filter(pk=snapshot.pk).update(heartbeat_at=long_ago)
+    exports._keep_alive(attempt)
+    assert ExportSnapshot.objects.get(pk=snapshot.pk).heartbeat_at == long_ago
+    monkeypatch.setattr(exports, "KEEPALIVE_SECONDS", 0.0)
+    exports._keep_alive(attempt)
+    assert ExportSnapshot.objects.get(pk=snapshot.pk).heartbeat_at > long_ago + timedelta(minutes=5)
+
+
 def test_an_older_attempt_stops_when_a_newer_one_owns_the_snapshot(scene):
     snapshot = exports.export_create(dataset=scene.dataset, export_format="emoverse-jsonl")
     old = exports._claim(snapshot.pk)
@@ -257,8 +342,6 @@ def test_images_can_be_copied_linked_or_referenced(scene):
     image = Image.objects.get(pk=scene.reviewed.pk)
     target = Path(settings.EXPORT_ROOT) / linked.path / "images" / scene.reviewed.original_name
     assert target.stat().st_ino == Path(image.file.path).stat().st_ino
-    by_url = run(scene.dataset, "parquet", options={"images": "url"})
-    assert not (Path(settings.EXPORT_ROOT) / by_url.path / "images").exists()
 
 
 @pytest.mark.parametrize(
@@ -286,3 +369,49 @@ def test_images_with_the_same_import_name_get_distinct_files(scene):
                             scene.adjudicated.original_name])
     for name in names:
         assert (Path(settings.EXPORT_ROOT) / snapshot.path / "images" / name).is_file()
+
+
+def test_images_by_url_are_refused_on_local_storage(scene):
+    with pytest.raises(exports.InvalidExportRequest) as info:
+        exports.export_create(dataset=scene.dataset, export_format="parquet", options={"images": "url"})
+    assert info.value.field == "images"
+    assert "images=url needs a storage that serves public URLs" in str(info.value) and "use copy or link" in str(info.value)
+    assert not ExportSnapshot.objects.exists()
+
+
+def test_images_by_url_with_a_public_media_url(scene, settings):
+    settings.MEDIA_URL = "https://cdn.example.org/media/"
+    snapshot = run(scene.dataset, "coco", options={"images": "url"})
+    assert snapshot.status == ExportStatus.COMPLETE
+    folder = Path(settings.EXPORT_ROOT) / snapshot.path
+    assert not (folder / "images").exists()
+    image = Image.objects.get(pk=scene.reviewed.pk)
+    by_id = {entry["id"]: entry for entry in json.loads((folder / "annotations.json").read_text())["images"]}
+    assert by_id[image.pk]["coco_url"] == f"https://cdn.example.org/media/{image.file.name}"
+
+
+def test_signed_object_storage_urls_are_refused_public_ones_allowed():
+    assert "signed URLs expire" in url_mode_problem(S3Storage(bucket_name="emoverse", querystring_auth=True))
+    assert url_mode_problem(S3Storage(bucket_name="emoverse", querystring_auth=False)) is None
+    assert url_mode_problem(S3Storage(bucket_name="emoverse", querystring_auth=True, custom_domain="cdn.example.org")) is None
+
+
+@pytest.mark.parametrize(("env", "refused"), [
+    ({}, True),
+    ({"AWS_QUERYSTRING_AUTH": "false"}, False),
+    ({"AWS_S3_CUSTOM_DOMAIN": "cdn.example.org"}, False),
+])
+def test_object_storage_url_signing_follows_the_environment(env, refused):
+    """The settings read AWS_QUERYSTRING_AUTH / AWS_S3_CUSTOM_DOMAIN, and images=url follows them."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import django; django.setup(); "
+            "from annotations.exporters.images import image_storage, url_mode_problem; "
+            "s = image_storage(); print(s.__class__.__name__, url_mode_problem(s) is not None)")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    environ.update({"DJANGO_SETTINGS_MODULE": "emoverse_site.settings", "AWS_STORAGE_BUCKET_NAME": "emoverse", **env})
+    out = subprocess.run([sys.executable, "-c", code], env=environ, cwd=settings.BASE_DIR,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["S3Storage", str(refused)]

@@ -6,7 +6,7 @@ from django.db import IntegrityError, transaction
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.errors import InvalidAnnotation, VersionConflict
 from annotations.models import Annotation, AnnotationKind, Element
-from annotations.selectors import annotation_to_dict, image_final_annotation
+from annotations.selectors import annotation_to_dict, final_annotation_ids, image_final_annotation
 from annotations.validation import validate_annotation
 from tests.factories import (
     ImageFactory,
@@ -105,13 +105,16 @@ def test_unknown_kind_is_a_clear_error():
         make_annotation(image, kind="robot")
 
 
-def test_an_auto_accepted_pipeline_answer_is_final_until_a_person_reviews_the_image():
+def test_an_auto_accepted_pipeline_answer_is_final_only_on_request_and_until_a_person_reviews_the_image():
     image = ImageFactory()
     make_annotation(image, author_name="gpt-4o", decision="approved")  # an annotator's own answer: never final
-    assert image_final_annotation(image=image) is None
+    assert final_annotation_ids([image.pk], include_auto_accepted=True) == {}
     auto = make_annotation(image, author_name=PIPELINE_AUTHOR, decision="approved")
-    assert image_final_annotation(image=image).pk == auto.pk
+    assert image_final_annotation(image=image) is None  # machine-accepted is not human-final
+    assert final_annotation_ids([image.pk]) == {}
+    assert final_annotation_ids([image.pk], include_auto_accepted=True) == {image.pk: auto.pk}
     make_annotation(image, kind=AnnotationKind.HUMAN, author_name="r1", decision="rejected")
-    assert image_final_annotation(image=image) is None  # a reviewer's rejection overrules the auto-accept
+    assert final_annotation_ids([image.pk], include_auto_accepted=True) == {}  # a reviewer's rejection overrules it
     human = make_annotation(image, kind=AnnotationKind.HUMAN, author_name="r2", decision="approved")
     assert image_final_annotation(image=image).pk == human.pk
+    assert final_annotation_ids([image.pk], include_auto_accepted=True) == {image.pk: human.pk}

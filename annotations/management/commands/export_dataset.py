@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,13 @@ from annotations.models import (
     ImageSource,
     ImageStatus,
 )
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 class Command(BaseCommand):
@@ -37,10 +45,14 @@ class Command(BaseCommand):
         parser.add_argument("--date-field", choices=["image", "annotation"], default="image",
                             help="what --since/--until apply to: when the image was added, or its final annotation made")
         parser.add_argument("--min-agreement", type=float, help="minimum annotator agreement in [0, 1]")
+        parser.add_argument("--include-auto-accepted", action="store_true",
+                            help="also export images whose only final answer is the pipeline's auto-accepted model "
+                                 "answer (machine-accepted, not human-approved; counted apart in the manifest)")
         parser.add_argument("--images", choices=IMAGE_MODES, default="none",
-                            help="image files: none, copy or (hard) link them into images/, or url to reference storage URLs")
+                            help="image files: none, copy or (hard) link them into images/, or url to reference public "
+                                 "storage URLs (refused on local storage and with signed S3 URLs)")
         parser.add_argument("--categories", choices=["emotion", "role"], help="COCO categories (default: emotion)")
-        parser.add_argument("--user", help="username recorded as the export's author")
+        parser.add_argument("--user", help="username recorded as the export's author (default: the OS account, as run_by)")
 
     def handle(self, *args, **options):
         try:
@@ -57,12 +69,14 @@ class Command(BaseCommand):
                 raise CommandError(f"no user {options['user']!r}")
         filters = {key: options[key] for key in ("status", "source", "label", "since", "until", "min_agreement")}
         filters["date_field"] = options["date_field"]
+        filters["include_auto_accepted"] = options["include_auto_accepted"]
         export_options = {"images": options["images"]}
         if options["categories"]:
             export_options["categories"] = options["categories"]
         try:
             snapshot = exports.export_create(dataset=dataset, export_format=options["format"], filters=filters,
-                                             options=export_options, created_by=user)
+                                             options=export_options, created_by=user,
+                                             run_by=options["user"] or _os_user())
         except exports.InvalidExportRequest as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"Snapshot {snapshot.pk} (version {snapshot.version}) of {dataset.slug}: exporting…")
@@ -71,8 +85,10 @@ class Command(BaseCommand):
             raise CommandError(f"export failed: {snapshot.error}")
         counts = snapshot.manifest["counts"]
         self.stdout.write(
-            f"{counts['images']} image(s) exported, {counts['skipped_without_final']} without a final annotation and "
-            f"{counts['skipped_by_filter']} outside the filter skipped; snapshot at {exports.final_dir(snapshot)}"
+            f"{counts['images']} image(s) exported ({counts['machine_accepted']} machine-accepted), "
+            f"{counts['skipped_without_final']} without a final annotation, {counts['skipped_auto_accepted']} "
+            f"auto-accepted only (see --include-auto-accepted) and {counts['skipped_by_filter']} outside the filter "
+            f"skipped; snapshot at {exports.final_dir(snapshot)}"
         )
         if out is not None:
             if out.exists():
