@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from agreement.statistics import UndefinedStatisticError
+from agreement.errors import UndefinedStatisticError
 
 DEFAULT_EPSILON = 1e-6
 TEMPERATURE_BOUNDS = (0.01, 100.0)

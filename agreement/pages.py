@@ -59,6 +59,12 @@ def report_context(report: dict[str, Any], *, a: str | None = None, b: str | Non
         "chosen_plot": _heatmap(chosen, categories) if chosen else None,
         "model_plots": [(m, _heatmap(m["confusion"], categories) if m["confusion"]["n"] else None) for m in report["models"]],
         "iou_plots": iou_plots,
+        "reliability_plots": [
+            (m, svg.reliability_diagram(m["reliability"]["before"], m["reliability"]["after"],
+                                        title=f"Reliability of {m['model']} ({m['n']} answers)")
+             if m["reliability"]["before"] else None)
+            for m in (report.get("calibration") or {}).get("models", [])
+        ],
     }
 
 

@@ -21,6 +21,8 @@ from django.utils import timezone
 
 from agreement import elements as element_stats
 from agreement import selectors
+from agreement.calibration import report_calibration_section
+from agreement.reference import reference_labels
 from agreement.results import (
     ReportOptions,
     alpha_result,
@@ -41,7 +43,7 @@ from annotations.domain import EMOTIONS, PIPELINE_AUTHOR
 from annotations.models import AnnotationKind, Dataset
 
 CODES = np.arange(len(EMOTIONS))
-REFERENCE = "reference"  # the human final label, else the human majority
+REFERENCE = "reference"  # the human reference label (agreement.reference)
 
 
 def _finite_or_none(values: np.ndarray) -> list[float | None]:
@@ -57,7 +59,9 @@ class LabelArrays:
 
     ``human``/``confidence``: ``(reviewers, images)`` float, category codes / confidences,
     NaN where the reviewer gave none. ``models``: model → ``(images,)`` codes.
-    ``reference``: ``(images,)`` final label, else strict human majority, else NaN.
+    ``reference``: ``(images,)`` the human reference label (``agreement.reference``: the
+    adjudication, else the approved reviews' unanimous label, else the reviews' strict
+    majority), NaN where there is none.
     """
 
     image_ids: np.ndarray
@@ -66,7 +70,6 @@ class LabelArrays:
     confidence: np.ndarray
     models: dict[str, np.ndarray]
     reference: np.ndarray
-    n_final: int
     reviewers_of: dict[int, set[str]]
 
     @classmethod
@@ -93,11 +96,20 @@ class LabelArrays:
                 if r.author not in models:
                     models[r.author] = np.full(len(image_ids), np.nan)
                 models[r.author][column[r.image_id]] = code[r.label]
-        final = selectors.final_labels(rows)
-        reference = _majority(human)
-        for image_id, label in final.items():
+        reference = np.full(len(image_ids), np.nan)
+        for image_id, label in reference_labels(rows).items():
             reference[column[image_id]] = code[label]
-        return cls(image_ids, reviewers, human, confidence, models, reference, len(final), reviewers_of)
+        return cls(image_ids, reviewers, human, confidence, models, reference, reviewers_of)
+
+    def reference_codes(self) -> dict[int, int]:
+        """Image id → reference label code, for the images that have one."""
+        has = ~np.isnan(self.reference)
+        return dict(zip(self.image_ids[has].tolist(), self.reference[has].astype(np.int64).tolist()))
+
+    def no_reference_yet(self) -> int:
+        """Reviewed images without a reference label (their reviews disagree, no adjudication yet)."""
+        column = {int(i): j for j, i in enumerate(self.image_ids)}
+        return sum(1 for image_id in self.reviewers_of if np.isnan(self.reference[column[image_id]]))
 
     def annotator(self, name: str) -> np.ndarray:
         """Codes of one annotator: ``reviewer:NAME``, ``model:NAME`` or ``reference``."""
@@ -112,19 +124,6 @@ class LabelArrays:
 
     def annotator_ids(self) -> list[str]:
         return [f"reviewer:{r}" for r in self.reviewers] + [f"model:{m}" for m in sorted(self.models)] + [REFERENCE]
-
-
-def _majority(human: np.ndarray) -> np.ndarray:
-    """``(images,)`` the label more than half of an image's reviewers gave, else NaN."""
-    out = np.full(human.shape[1], np.nan)
-    if human.size == 0:
-        return out
-    present = ~np.isnan(human)
-    counts = np.stack([np.sum(human == c, axis=0) for c in CODES], axis=1)  # (images, K)
-    best = counts.argmax(axis=1)
-    strict = counts.max(axis=1) * 2 > present.sum(axis=0)
-    out[strict] = best[strict]
-    return out
 
 
 def _paired(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -227,9 +226,11 @@ def agreement_report(*, dataset: Dataset, filters: ReportFilters | None = None,
     options = options or ReportOptions.from_settings()
     arrays = LabelArrays.from_rows(selectors.label_rows(dataset=dataset, filters=filters))
     multi = int(pairable(arrays.human).sum())
-    units = element_stats.group(selectors.human_element_rows(dataset=dataset, filters=filters))
+    human_rows = list(selectors.human_element_rows(dataset=dataset, filters=filters))
+    units = element_stats.group(human_rows)
     model_elements = element_stats.model_element_sections(
-        selectors.model_element_rows(dataset=dataset, filters=filters), units, arrays.reviewers_of, options)
+        selectors.model_element_rows(dataset=dataset, filters=filters),
+        element_stats.triplets_by_author(human_rows, kept_only=True), arrays.reviewers_of, options)
     models = _models(arrays, options)
     for row in models:
         row["elements"] = model_elements.get(row["model"]) or {
@@ -244,7 +245,8 @@ def agreement_report(*, dataset: Dataset, filters: ReportFilters | None = None,
             "images": len(arrays.image_ids),
             "reviewed_images": len(arrays.reviewers_of),
             "multi_reviewed_images": multi,
-            "final_labels": arrays.n_final,
+            "reference_labels": int((~np.isnan(arrays.reference)).sum()),
+            "no_reference_yet": arrays.no_reference_yet(),
             "reviewers": arrays.reviewers,
             "models": sorted(arrays.models),
         },
@@ -252,4 +254,7 @@ def agreement_report(*, dataset: Dataset, filters: ReportFilters | None = None,
         "confidence": {"krippendorff_alpha_interval": alpha_result(arrays.confidence, "interval", options)},
         "elements": element_stats.element_section(units, arrays.reviewers_of, options),
         "models": models,
+        "calibration": report_calibration_section(
+            reference=arrays.reference_codes(),
+            rows=selectors.model_distribution_rows(dataset=dataset, filters=filters)),
     }

@@ -9,11 +9,12 @@ Who is an annotator
   username). K reviews of one image are K current HUMAN annotations.
 - A *model* is the author of a current MODEL annotation (``author_name`` is the
   model name; ``pipeline`` is the merged answer).
-- The *final* label of an image is its current ADJUDICATION annotation's, else that
-  of its newest approved current HUMAN or IMPORT annotation. Unlike
+- The *reference* label of an image (what models are measured and calibrated against)
+  follows one rule, in ``agreement.reference``: its adjudication, else the label its
+  approved reviews agree on, else the strict majority of its reviews, else none. Unlike
   ``annotations.selectors.final_annotation_ids`` (what is exported), an auto-accepted
-  pipeline answer is not a final label here: measuring or calibrating the models
-  against their own output would be circular.
+  pipeline answer is never a reference: measuring or calibrating the models against their
+  own output would be circular.
 """
 
 from __future__ import annotations
@@ -26,17 +27,17 @@ from typing import Any, NamedTuple
 from django.db.models import Count, Max, Q, QuerySet
 
 from agreement.models import PhraseEmbedding
+from agreement.reference import REFERENCE_KINDS
 from annotations.models import (
     Annotation,
     AnnotationKind,
     Dataset,
-    Decision,
     Element,
     Image,
 )
+from ml.models import CalibrationVersion
 
 CHUNK = 2000
-_FINAL_KINDS = (AnnotationKind.ADJUDICATION, AnnotationKind.HUMAN, AnnotationKind.IMPORT)
 
 
 @dataclass(frozen=True)
@@ -167,23 +168,6 @@ def reviewer_names(*, dataset: Dataset) -> list[str]:
     return sorted(set(rows.order_by().values_list("author_name", flat=True).distinct()))
 
 
-def final_labels(rows: Iterable[LabelRow]) -> dict[int, str]:
-    """Image id → final label from label rows (see the module docstring)."""
-    best: dict[int, tuple[int, int, str]] = {}
-    for r in rows:
-        if r.label is None or r.kind not in _FINAL_KINDS:
-            continue
-        if r.kind == AnnotationKind.ADJUDICATION:
-            rank = 2
-        elif r.decision == Decision.APPROVED:
-            rank = 1
-        else:
-            continue
-        if (rank, r.version) > best.get(r.image_id, (0, 0, ""))[:2]:
-            best[r.image_id] = (rank, r.version, r.label)
-    return {image_id: label for image_id, (_, _, label) in best.items()}
-
-
 class DistributionRow(NamedTuple):
     image_id: int
     model: str
@@ -191,22 +175,24 @@ class DistributionRow(NamedTuple):
     raw: bool  # True: the annotator's distribution before calibration
 
 
-def model_distribution_rows(*, dataset: Dataset | None = None) -> Iterator[DistributionRow]:
-    """Current model answers with a CES distribution (raw when stored, else the saved one)."""
+def model_distribution_rows(*, dataset: Dataset | None = None,
+                            filters: ReportFilters | None = None) -> Iterator[DistributionRow]:
+    """Current model answers with a CES distribution (raw when stored, else the saved one),
+    of the dataset's images (``filters``: only its image filters, source and label, apply)."""
     rows = Annotation.objects.filter(kind=AnnotationKind.MODEL, is_current=True)
     if dataset is not None:
-        rows = rows.filter(image__dataset=dataset)
+        images = dataset_images(dataset=dataset, filters=filters) if filters is not None else dataset.images.all()
+        rows = rows.filter(image__in=images)
     rows = rows.filter(Q(ces_raw_distribution__isnull=False) | Q(ces_distribution__isnull=False))
     values = rows.order_by().values_list("image_id", "author_name", "ces_raw_distribution", "ces_distribution")
     for image_id, model, raw, calibrated in values.iterator(chunk_size=CHUNK):
         yield DistributionRow(image_id, model, raw if raw is not None else calibrated, raw is not None)
 
 
-def final_label_rows(*, dataset: Dataset | None = None) -> Iterator[LabelRow]:
-    """Label rows of the annotations that can be final (adjudicated, approved human/import)."""
-    rows = Annotation.objects.filter(is_current=True, kind__in=_FINAL_KINDS, ces_label__isnull=False).filter(
-        Q(kind=AnnotationKind.ADJUDICATION) | Q(decision=Decision.APPROVED)
-    )
+def reference_label_rows(*, dataset: Dataset | None = None) -> Iterator[LabelRow]:
+    """Label rows of the current annotations that decide an image's reference label
+    (adjudications, human reviews, imports; see ``agreement.reference``)."""
+    rows = Annotation.objects.filter(is_current=True, kind__in=REFERENCE_KINDS, ces_label__isnull=False)
     if dataset is not None:
         rows = rows.filter(image__dataset=dataset)
     values = rows.order_by().values_list("image_id", "kind", "author_name", "ces_label", "ces_confidence", "decision", "version")
@@ -241,12 +227,14 @@ def report_datasets() -> QuerySet[Dataset]:
 
 
 def data_stamp(*, dataset: Dataset) -> tuple[str, ...]:
-    """Changes whenever anything a report of ``dataset`` reads changes (two aggregate queries).
+    """Changes whenever anything a report of ``dataset`` reads changes (three aggregate queries).
 
     Annotations are immutable and every new version gets a higher id; image label or
-    source changes move ``updated_at``; new phrase embeddings get a higher id.
+    source changes move ``updated_at``; new phrase embeddings and calibration versions
+    (the report's calibration section applies the latest temperature) get a higher id.
     """
     stamp = Image.objects.filter(dataset=dataset).aggregate(
         images=Count("id", distinct=True), updated=Max("updated_at"), annotation=Max("annotations__id"))
     embeddings = PhraseEmbedding.objects.aggregate(last=Max("id"))["last"]
-    return (str(stamp["images"]), str(stamp["updated"]), str(stamp["annotation"]), str(embeddings))
+    calibration = CalibrationVersion.objects.aggregate(last=Max("id"))["last"]
+    return (str(stamp["images"]), str(stamp["updated"]), str(stamp["annotation"]), str(embeddings), str(calibration))

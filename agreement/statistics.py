@@ -12,7 +12,9 @@ A statistic that is undefined for its input (no data, no pairable unit, no expec
 disagreement) raises :class:`UndefinedStatisticError`; it is never reported as 1.0.
 Per-category arrays hold ``NaN`` for a category whose value is undefined.
 
-Box and mask IoU and phrase agreement are in :mod:`agreement.similarity`.
+Box and mask IoU and phrase agreement are in :mod:`agreement.similarity`. The calibration
+statistics :func:`expected_calibration_error` and :func:`fit_temperature` live in
+:mod:`agreement.calibration_stats` and are importable from here too.
 """
 
 from __future__ import annotations
@@ -24,13 +26,18 @@ from typing import Any
 
 import numpy as np
 
+from agreement.calibration_stats import expected_calibration_error, fit_temperature
+from agreement.errors import UndefinedStatisticError
+
+__all__ = [
+    "LEVELS", "ConfidenceInterval", "UndefinedStatisticError", "bootstrap_ci", "cohen_kappa", "cohen_kappa_per_class",
+    "confusion_matrix", "counts_table", "expected_calibration_error", "fit_temperature", "fleiss_kappa",
+    "fleiss_kappa_per_category", "krippendorff_alpha", "krippendorff_alpha_ci", "specific_agreement",
+]
+
 LEVELS = ("nominal", "ordinal", "interval", "ratio")
 MAX_RATIO_VALUES = 20_000  # the ratio metric's expected disagreement is O(values^2)
 DENSE_COUNTS_CELLS = 2**23  # values x units up to which alpha keeps a dense count matrix (64 MB)
-
-
-class UndefinedStatisticError(ValueError):
-    """The statistic has no value for this input (e.g. expected disagreement is 0)."""
 
 
 # --------------------------------------------------------------------------- labels

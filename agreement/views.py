@@ -121,5 +121,5 @@ def recalibrate_view(request):
     for model, reason in result.skipped.items():
         messages.info(request, f"{model}: not recalibrated — {reason}")
     if not result.stored and not result.skipped:
-        messages.info(request, "No model answer has a final human label yet: nothing to calibrate.")
+        messages.info(request, "No model answer has a human reference label yet: nothing to calibrate.")
     return redirect("agreement-calibration")

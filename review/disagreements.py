@@ -8,7 +8,8 @@ string counts, ``status``). No database access here.
 Element identity is ``(triplet key, role)``. A model annotation whose triplet
 keys do not occur in the human answer (e.g. one of the two VLM annotators,
 whose triplets the pipeline merged under new keys) is aligned triplet by
-triplet on phrase similarity and box overlap instead.
+triplet on phrase similarity and box overlap instead (``annotations.alignment``; its
+names stay importable from here).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from typing import Any
 
 from pycocotools import mask as mask_utils
 
+from annotations.alignment import ALIGN_MIN_SIMILARITY, align_triplets, box_iou
+from annotations.alignment import normalize_words as _norm
 from annotations.domain import ROLES
 
 IOU_EQUAL = 1.0 - 1e-9
-ALIGN_MIN_SIMILARITY = 0.5
 
 
 @dataclass(frozen=True)
@@ -36,17 +38,6 @@ class Difference:
     mask_iou: float | None = None
 
 
-def box_iou(a: list[float] | None, b: list[float] | None) -> float:
-    """IoU of two XYXY pixel boxes; 0 when either is missing."""
-    if not a or not b:
-        return 0.0
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def mask_iou(a: dict | None, b: dict | None) -> float:
     """IoU of two COCO RLE masks of the same size (pycocotools); 0 when either is missing."""
     if not a or not b:
@@ -58,10 +49,6 @@ def mask_iou(a: dict | None, b: dict | None) -> float:
     return float(mask_utils.iou([ra], [rb], [0])[0][0])
 
 
-def _norm(phrase: str | None) -> str:
-    return " ".join((phrase or "").lower().split())
-
-
 def _kept(element: dict | None) -> bool:
     return element is not None and element.get("status") != "rejected"
 
@@ -69,47 +56,6 @@ def _kept(element: dict | None) -> bool:
 def _summary(element: dict) -> dict:
     """An element without its mask (masks are logged only on mask rows)."""
     return {k: element[k] for k in ("phrase", "box") if k in element}
-
-
-def _similarity(a: dict, b: dict) -> float:
-    """Mean over shared roles of phrase token overlap (Jaccard) and box IoU, the better of the two."""
-    scores = []
-    for role in ROLES:
-        ea, eb = a.get(role), b.get(role)
-        if not ea or not eb:
-            continue
-        ta, tb = set(_norm(ea.get("phrase")).split()), set(_norm(eb.get("phrase")).split())
-        jaccard = len(ta & tb) / len(ta | tb) if ta | tb else 0.0
-        scores.append(max(jaccard, box_iou(ea.get("box"), eb.get("box"))))
-    return sum(scores) / len(scores) if scores else 0.0
-
-
-def align_triplets(model: list[dict], human: list[dict]) -> list[tuple[dict | None, dict | None]]:
-    """Pairs (model triplet, human triplet); None on the side that has no counterpart."""
-    human_by_key = {t.get("key"): t for t in human if t.get("key")}
-    pairs: list[tuple[dict | None, dict | None]] = []
-    rest_model, used = [], set()
-    for t in model:
-        match = human_by_key.get(t.get("key"))
-        if match is not None:
-            pairs.append((t, match))
-            used.add(id(match))
-        else:
-            rest_model.append(t)
-    rest_human = [t for t in human if id(t) not in used]
-    scored = sorted(
-        ((_similarity(m, h), i, j) for i, m in enumerate(rest_model) for j, h in enumerate(rest_human)), reverse=True
-    )
-    taken_m, taken_h = set(), set()
-    for score, i, j in scored:
-        if score < ALIGN_MIN_SIMILARITY or i in taken_m or j in taken_h:
-            continue
-        pairs.append((rest_model[i], rest_human[j]))
-        taken_m.add(i)
-        taken_h.add(j)
-    pairs += [(m, None) for i, m in enumerate(rest_model) if i not in taken_m]
-    pairs += [(None, h) for j, h in enumerate(rest_human) if j not in taken_h]
-    return pairs
 
 
 def _element_differences(key: str | None, role: str, me: dict | None, he: dict | None) -> list[Difference]:
@@ -202,3 +148,9 @@ def reviews_disagree(reviews: list[dict], decisions: list[str], *, min_iou: floa
         if any(not _same_element(first, other[element], min_iou) for other in elements[1:]):
             return True
     return len({tuple(_added(r)) for r in reviews}) > 1
+
+
+__all__ = [
+    "ALIGN_MIN_SIMILARITY", "Difference", "align_triplets", "annotation_differences", "box_iou", "kept_elements",
+    "mask_iou", "reviews_disagree",
+]

@@ -8,7 +8,7 @@ from django.core.cache import cache
 
 from agreement import tasks
 
-REDIS_CACHE = "redis://127.0.0.1:6379/8"
+REDIS_CACHE = "redis://127.0.0.1:6379/14"
 
 
 @pytest.fixture(autouse=True)

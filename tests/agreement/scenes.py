@@ -3,6 +3,10 @@
 Ten 64x48 images, three reviewers (carol skips the last image), two model annotators,
 adjudications where the reviewers disagree. Every review keeps the model's triplet key,
 so elements line up across reviewers by ``(triplet key, role)``.
+
+With ``model_keys="own"`` the scene is what the pipeline stores (``ml.save``): the merged
+``pipeline`` answer carries the key the reviews keep, while each annotator's own answer
+has fresh triplet keys and no boxes or masks, so its triplets must be aligned to be compared.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import AnnotationKind, Decision, Image
 from tests.factories import (
     DatasetFactory,
@@ -77,7 +82,16 @@ def payload(label: str | None, key: str, *, confidence: float | None = None, sub
     return out
 
 
-def build_scene(*, slug: str = "study", with_models: bool = True) -> Scene:
+def annotator_payload(label: str, index: int, model: str) -> dict:
+    """An annotator's own answer as ``ml.save`` stores it: its own triplet key, phrases only."""
+    out = payload(label, str(uuid.uuid5(uuid.NAMESPACE_OID, f"{model}:{index}")), confidence=0.95)
+    for triplet in out["triplets"]:
+        for role in ("background", "attribute", "subject"):
+            triplet[role] = {"phrase": triplet[role]["phrase"], "status": "pending"}
+    return out
+
+
+def build_scene(*, slug: str = "study", with_models: bool = True, model_keys: str = "shared") -> Scene:
     dataset = DatasetFactory(slug=slug, reviews_per_item=3, overlap_fraction=1.0)
     users = {name: UserFactory(username=name, roles=["reviewer"]) for name in REVIEWERS}
     images = [ImageFactory(dataset=dataset, width=W, height=H) for _ in range(10)]
@@ -87,7 +101,13 @@ def build_scene(*, slug: str = "study", with_models: bool = True) -> Scene:
         scene.keys.append(key)
         if with_models:
             for model, labels in MODELS.items():
-                make_annotation(image, kind=AnnotationKind.MODEL, author_name=model, payload=payload(labels[i], key, confidence=0.95))
+                answer = payload(labels[i], key, confidence=0.95) if model_keys == "shared" else annotator_payload(labels[i], i, model)
+                # No temperature was stored when these were made: the raw distribution is the saved one.
+                make_annotation(image, kind=AnnotationKind.MODEL, author_name=model, payload=answer,
+                                raw_distribution=answer["ces"]["distribution"])
+            if model_keys == "own":
+                make_annotation(image, kind=AnnotationKind.MODEL, author_name=PIPELINE_AUTHOR,
+                                payload=payload(MODELS["gpt-4o"][i], key, confidence=0.9))
         for name in REVIEWERS:
             label = LABELS[name][i]
             if label is None:

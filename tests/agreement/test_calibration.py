@@ -1,9 +1,13 @@
-"""Calibration from final human labels: ECE, fitted temperature, stored versions."""
+"""Calibration against human reference labels: ECE, fitted temperature, stored versions."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
+from django.db import connection
 
 from agreement.calibration import (
     CalibrationSample,
@@ -14,6 +18,8 @@ from agreement.calibration import (
 )
 from annotations.domain import EMOTIONS, PIPELINE_AUTHOR
 from annotations.models import AnnotationKind, Decision
+from agreement.calibration_stats import fit_temperature, probs_to_logits
+from ml import services
 from ml.calibration import temperature_scale
 from ml.models import CalibrationVersion
 from ml.selectors import latest_temperatures
@@ -69,7 +75,7 @@ def test_recalibrate_stores_a_version_per_model_and_keeps_history(admin_user):
     dataset = DatasetFactory(slug="calib")
     reviewer = UserFactory(username="rev")
     _labelled_images(dataset, reviewer, n_correct=12, n_wrong=8)
-    other = ImageFactory(dataset=dataset, width=W, height=H)  # a model answer with no final label: not used
+    other = ImageFactory(dataset=dataset, width=W, height=H)  # a model answer with no reference label: not used
     make_annotation(other, kind=AnnotationKind.MODEL, author_name="gpt-4o", payload=payload("awe", KEY),
                     raw_distribution=overconfident("awe"))
 
@@ -119,3 +125,117 @@ def test_cached_calibration_follows_new_answers_and_versions():
     assert {f.model: f.n for f in cached_model_calibrations(dataset=dataset)}["gpt-4o"] == 6
     recalibrate(dataset=dataset, min_samples=1)
     assert {f.model: f for f in cached_model_calibrations(dataset=dataset)}["gpt-4o"].current_temperature is not None
+
+
+def _answers(dataset, reviewer, n: int, *, seed: int, stored_temperature: float | None, model="gpt-4o"):
+    """``n`` images with a reviewed label and an over-confident answer (about 60 % right at .95).
+    With ``stored_temperature`` the answer is saved as a pipeline that applied it would have saved
+    it, without its raw distribution. Returns the raw ``(probs, labels)``."""
+    rng = np.random.default_rng(seed)
+    probs, labels = [], []
+    for _ in range(n):
+        truth = int(rng.integers(0, 8))
+        said = truth if rng.random() < 0.6 else (truth + int(rng.integers(1, 8))) % 8
+        raw = overconfident(EMOTIONS[said])
+        image = ImageFactory(dataset=dataset, width=W, height=H)
+        answer = payload(EMOTIONS[said], KEY)
+        if stored_temperature is None:
+            make_annotation(image, kind=AnnotationKind.MODEL, author_name=model, payload=answer, raw_distribution=raw)
+        else:
+            scaled = temperature_scale(raw, stored_temperature)
+            answer["ces"] = {"label": EMOTIONS[said], "confidence": max(scaled.values()), "distribution": scaled}
+            make_annotation(image, kind=AnnotationKind.MODEL, author_name=model, payload=answer)
+        make_annotation(image, kind=AnnotationKind.HUMAN, author_name=reviewer.username, author_user=reviewer,
+                        payload=payload(EMOTIONS[truth], KEY), decision=Decision.APPROVED)
+        probs.append([raw[e] for e in EMOTIONS])
+        labels.append(truth)
+    return np.array(probs), np.array(labels)
+
+
+@pytest.mark.django_db
+def test_temperature_is_fitted_on_raw_distributions_only():
+    """Answers saved after a temperature of 2 was applied, without their raw distribution, would give
+    a temperature relative to that 2 (softmax(log softmax(z/2) / T) = softmax(z / 2T)) stored as
+    absolute: they are left out, and the stored temperature is the one fitted on the raw answers."""
+    dataset = DatasetFactory(slug="raw")
+    reviewer = UserFactory(username="rawrev")
+    raw_probs, raw_labels = _answers(dataset, reviewer, 60, seed=1, stored_temperature=None)
+    _answers(dataset, reviewer, 60, seed=2, stored_temperature=2.0)
+
+    sample = calibration_samples(dataset=dataset)["gpt-4o"]
+    assert len(sample.labels) == 60 and sample.n_raw == 60 and sample.n_without_raw == 60
+    version = recalibrate(dataset=dataset, min_samples=10).stored[0]
+    expected = fit_temperature(probs_to_logits(raw_probs), raw_labels)
+    assert expected > 1.5
+    assert version.temperature == pytest.approx(expected)
+    assert version.n_samples == 60
+    fit = {f.model: f for f in model_calibrations(dataset=dataset)}["gpt-4o"]
+    assert fit.n_without_raw == 60 and "60 answers have no raw" in fit.notes[0]
+
+
+@pytest.mark.django_db
+def test_no_temperature_without_raw_distributions():
+    dataset = DatasetFactory(slug="noraw")
+    _answers(dataset, UserFactory(username="norawrev"), 30, seed=3, stored_temperature=2.0, model="qwen")
+    result = recalibrate(dataset=dataset, min_samples=10)
+    assert result.stored == []
+    assert result.skipped["qwen"].startswith("0 labelled answers; at least 10 needed")
+    assert "30 answers have no raw" in result.skipped["qwen"]
+    fit = calibrate_model("m", CalibrationSample(np.eye(8)[[0, 1]] * 0.9 + 0.1 / 8, np.array([0, 1]), n_raw=1),
+                          current=None)
+    assert fit.temperature is None and "not raw distributions" in fit.notes[-1]
+
+
+def _create(model: str, temperature: float = 1.5):
+    return services.calibration_version_create(model_name=model, temperature=temperature, n_samples=10,
+                                               ece_before=0.2, ece_after=0.1, reliability={}, created_by=None)
+
+
+@pytest.mark.django_db
+def test_a_version_number_taken_meanwhile_is_retried(monkeypatch):
+    """Between choosing a number and inserting, another fit took it (as two first fits racing do):
+    the insert fails on the unique constraint in a savepoint and the next number is used."""
+    assert _create("gemini").version == 1
+    real = services._next_calibration_version
+    calls = []
+
+    def stale_then_real(model_name):
+        calls.append(model_name)
+        return 1 if len(calls) == 1 else real(model_name)
+
+    monkeypatch.setattr(services, "_next_calibration_version", stale_then_real)
+    assert _create("gemini", 2.0).version == 2 and len(calls) == 2
+    assert list(CalibrationVersion.objects.filter(model_name="gemini").order_by("version").values_list("version", "temperature")) == [
+        (1, 1.5), (2, 2.0)]
+
+
+@pytest.mark.postgres
+def test_two_concurrent_first_calibrations_both_get_a_version(transactional_db, on_postgres, monkeypatch):
+    """Two recalibrations of a model with no version yet, on two connections: both choose 1 before
+    either inserts (a barrier holds them there); both succeed, with versions 1 and 2."""
+    real = services._next_calibration_version
+    barrier = threading.Barrier(2)
+    waited = threading.local()
+    chosen = []
+
+    def together(model_name):
+        version = real(model_name)
+        chosen.append(version)
+        if not getattr(waited, "done", False):
+            waited.done = True
+            barrier.wait(timeout=10)
+        return version
+
+    monkeypatch.setattr(services, "_next_calibration_version", together)
+
+    def fit(temperature):
+        try:
+            return _create("new-model", temperature).version
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        versions = sorted(pool.map(fit, [1.5, 2.5]))
+    assert versions == [1, 2]
+    assert sorted(chosen) == [1, 1, 2]  # both chose 1; the one that lost the insert retried with 2
+    assert CalibrationVersion.objects.filter(model_name="new-model").count() == 2

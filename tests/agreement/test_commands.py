@@ -70,6 +70,8 @@ def test_recalibrate_command():
 def test_semantic_phrase_agreement_with_the_bundled_model():
     build_scene()
     summary = _run("--dataset", "study", "--semantic", "--json", "--resamples", "20")
+    for model in json.loads(summary)["models"]:  # 86 kept pairs per model, every phrase embedded
+        assert model["elements"]["phrase_semantic"]["n"] == 86 and model["elements"]["phrase_semantic"]["missing_pairs"] == 0
     semantic = json.loads(summary)["elements"]["phrase_semantic"]
     # 82 pairs of kept phrases: all identical except "tiny vessel" against "small boat" (twice).
     assert semantic["n"] == 82 and semantic["missing_pairs"] == 0

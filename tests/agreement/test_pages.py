@@ -141,3 +141,28 @@ def test_calibration_page_and_admin_only_recalibrate_button(scene, researcher, a
     for v in versions.values():
         assert f"{v.model_name}: version 1" in html
     assert "History" in html and "study" in html
+
+
+def test_report_shows_reliability_diagrams_and_downloads_the_calibration(scene, researcher):
+    from ml.services import calibration_version_create
+
+    calibration_version_create(model_name="qwen", temperature=1.5, n_samples=10, ece_before=None, ece_after=None,
+                               reliability={}, created_by=None)
+    client = _client(researcher)
+    html = client.get("/agreement/study/").content.decode()
+    assert "<h2>Calibration</h2>" in html and "Phrase semantic" in html
+    assert "Reliability of gpt-4o (10 answers)" in html and "Reliability of qwen (10 answers)" in html
+    assert "dots: after temperature" in html  # qwen has a stored temperature
+    report = json.loads(client.get("/agreement/study/report.json").content)
+    qwen = next(m for m in report["calibration"]["models"] if m["model"] == "qwen")
+    assert qwen["temperature"] == 1.5 and qwen["ece_after"] is not None and report["calibration"]["n_bins"] == 15
+    rows = list(csv.DictReader(io.StringIO(client.get("/agreement/study/report.csv").content.decode())))
+    by_stat = {(r["section"], r["statistic"], r["a"]): r for r in rows}
+    assert float(by_stat[("calibration", "ece_before", "qwen")]["value"]) == pytest.approx(qwen["ece_before"])
+    assert float(by_stat[("calibration", "ece_after", "qwen")]["value"]) == pytest.approx(qwen["ece_after"])
+    assert float(by_stat[("calibration", "temperature", "qwen")]["value"]) == 1.5
+    assert by_stat[("calibration", "ece_after", "gpt-4o")]["value"] == ""  # no temperature stored: says why
+    assert "no calibration version" in by_stat[("calibration", "ece_after", "gpt-4o")]["note"]
+    bins = [r for r in rows if r["section"] == "calibration" and r["statistic"] == "reliability_before" and r["a"] == "qwen"]
+    assert sum(int(r["n"]) for r in bins) == 10
+    assert ("models", "phrase_semantic_vs_reviewers", "gpt-4o") in by_stat

@@ -315,3 +315,123 @@ def test_model_elements_against_each_reviewer(report):
         assert box["count"] == 58 and box["mean"] == pytest.approx((56 + 0.5 + 0.5) / 58)
         assert elements["mask_iou"]["count"] == 29
         assert elements["phrase_exact"]["value"] == pytest.approx(85 / 86)
+
+
+def test_annotators_with_their_own_triplet_keys_are_aligned():
+    """As the pipeline stores them: each annotator's answer under fresh keys and without boxes,
+    the merged ``pipeline`` answer under the key the reviews keep. Every statistic that has data
+    is defined, and equals what the same phrases under shared keys give."""
+    from annotations.domain import PIPELINE_AUTHOR
+
+    scene = build_scene(slug="own", model_keys="own")
+    report = agreement_report(dataset=scene.dataset, options=OPTIONS)
+    rows = {m["model"]: m["elements"] for m in report["models"]}
+    assert set(rows) == {*MODELS, PIPELINE_AUTHOR}
+    for model in (*MODELS, PIPELINE_AUTHOR):
+        elements = rows[model]
+        assert elements["decisions"] == 87  # 29 reviews x 3 roles
+        assert elements["kept_by_reviewers"] == pytest.approx(86 / 87)  # carol rejected image 1's attribute
+        assert elements["phrase_exact"]["value"] == pytest.approx(85 / 86)  # carol's "tiny vessel" on image 0
+        assert elements["phrase_exact"]["n"] == 86
+    for model in MODELS:  # phrases only: box and mask IoU are undefined, and say why
+        assert rows[model]["box_iou"]["count"] == 0 and "no element has a box" in rows[model]["box_iou"]["undefined"]
+    assert rows[PIPELINE_AUTHOR]["box_iou"]["count"] == 58
+
+
+def test_annotator_triplets_are_paired_by_phrase_not_by_order():
+    """Two triplets per image, the annotator's in the other order and under its own keys; one
+    reviewer edits a phrase, the other drops a whole triplet."""
+    dataset = DatasetFactory(slug="pairs", reviews_per_item=2)
+    users = [UserFactory(username=n) for n in ("ann", "ben")]
+    image = ImageFactory(dataset=dataset, width=W, height=H)
+
+    def triplet(key, background, attribute, subject, status="accepted"):
+        return {"key": key, **{role: {"phrase": phrase, "status": status} for role, phrase in
+                               (("background", background), ("attribute", attribute), ("subject", subject))}}
+
+    sea = ("stormy sea", "dark, churning", "small boat")
+    field = ("green field", "bright, calm", "lone tree")
+    keys = ("00000000-0000-0000-0000-0000000000b1", "00000000-0000-0000-0000-0000000000b2")
+    model = {"triplets": [triplet("00000000-0000-0000-0000-0000000000c1", *field, status="pending"),
+                          triplet("00000000-0000-0000-0000-0000000000c2", *sea, status="pending")],
+             "ces": {"label": "awe"}}
+    make_annotation(image, kind=AnnotationKind.MODEL, author_name="gemini", payload=model)
+    ann = {"triplets": [triplet(keys[0], *sea), triplet(keys[1], "green field", "bright, calm", "old oak", status="edited")]}
+    ben = {"triplets": [triplet(keys[0], *sea)]}
+    for user, answer in zip(users, (ann, ben)):
+        answer["ces"] = {"label": "awe"}
+        make_annotation(image, kind=AnnotationKind.HUMAN, author_name=user.username, author_user=user, payload=answer,
+                        decision=Decision.APPROVED)
+    report = agreement_report(dataset=dataset, options=ReportOptions(n_resamples=10, min_shared=1))
+    elements = next(m for m in report["models"] if m["model"] == "gemini")["elements"]
+    assert elements["decisions"] == 12  # 2 triplets x 3 roles x 2 reviewers
+    assert elements["kept_by_reviewers"] == pytest.approx(9 / 12)  # ben dropped the field triplet
+    # ann: 6 pairs, "lone tree" vs "old oak" differs; ben: 3 pairs of the sea triplet.
+    assert elements["phrase_exact"]["n"] == 9 and elements["phrase_exact"]["value"] == pytest.approx(8 / 9)
+
+
+def test_calibration_section_per_model_before_and_after_the_latest_temperature(scene):
+    """Every scene answer says its label at .95 (raw = saved: no temperature existed). ECE before is
+    |accuracy - .95| in the last of 15 bins; after the stored T = 2 it is |accuracy - scaled confidence|."""
+    from agreement.report_cache import cached_agreement_report
+    from ml.calibration import temperature_scale
+    from ml.services import calibration_version_create
+    from tests.factories import distribution_for
+
+    reference = [majority([LABELS[r][i] for r in REVIEWERS]) for i in range(10)]
+    options = ReportOptions(n_resamples=10)
+    section = {m["model"]: m for m in cached_agreement_report(dataset=scene.dataset, options=options)["calibration"]["models"]}
+    assert set(section) == set(MODELS)
+    accuracy = {name: np.mean([a == b for a, b in zip(labels, reference)]) for name, labels in MODELS.items()}
+    for name in MODELS:
+        row = section[name]
+        assert row["n"] == 10 and row["n_without_raw"] == 0
+        assert row["ece_before"] == pytest.approx(abs(accuracy[name] - 0.95))
+        assert row["reliability"]["before"]["counts"][14] == 10 and sum(row["reliability"]["before"]["counts"]) == 10
+        assert row["temperature"] is None and row["ece_after"] is None and "no calibration version" in row["notes"][0]
+
+    calibration_version_create(model_name="gpt-4o", temperature=2.0, n_samples=10, ece_before=None, ece_after=None,
+                               reliability={}, created_by=None)
+    report = cached_agreement_report(dataset=scene.dataset, options=options)  # a new version: not the cached report
+    gpt = next(m for m in report["calibration"]["models"] if m["model"] == "gpt-4o")
+    scaled = max(temperature_scale(distribution_for("fear", 0.95), 2.0).values())
+    assert gpt["temperature"] == 2.0
+    assert gpt["ece_after"] == pytest.approx(abs(accuracy["gpt-4o"] - scaled))
+    assert sum(gpt["reliability"]["after"]["counts"]) == 10
+    # The report's filters apply: two reviewers, image source.
+    two = agreement_report(dataset=scene.dataset, filters=ReportFilters(reviewers=("alice", "carol")), options=options)
+    adjudicated = {1, 3, 5, 8}  # the reviewers' disagreements; adjudications are not filtered by reviewer
+    pair_reference = [majority([LABELS[r][i] for r in ("alice", "carol")]) for i in range(10)]
+    n = sum(i in adjudicated or label is not None for i, label in enumerate(pair_reference))
+    assert next(m for m in two["calibration"]["models"] if m["model"] == "qwen")["n"] == n
+    scene.images[0].__class__.objects.filter(pk__in=[i.pk for i in scene.images[:4]]).update(source="web")
+    web = agreement_report(dataset=scene.dataset, filters=ReportFilters(source="web"), options=options)
+    assert all(m["n"] == 4 for m in web["calibration"]["models"])
+
+
+def test_model_phrases_are_embedded_for_semantic_similarity(monkeypatch):
+    """A model phrase no reviewer wrote ("little boat") gets a vector too, so the model's semantic
+    similarity covers every aligned pair."""
+    from agreement import embedding
+    from agreement.results import semantic_model_name
+
+    vectors = {"small boat": [1.0, 0.0, 0.0], "little boat": [0.6, 0.8, 0.0]}
+    monkeypatch.setattr(embedding, "embed", lambda texts, batch_size=64: np.array(
+        [vectors.get(t, [0.0, 0.0, 1.0]) for t in texts], dtype=np.float32))
+    dataset = DatasetFactory(slug="semantic", reviews_per_item=2)
+    image = ImageFactory(dataset=dataset, width=W, height=H)
+    answer = payload("fear", "00000000-0000-0000-0000-0000000000d1", subject_phrase="little boat")
+    for element in answer["triplets"][0].values():
+        if isinstance(element, dict):
+            element.pop("box", None), element.pop("mask", None)
+    make_annotation(image, kind=AnnotationKind.MODEL, author_name="gpt-4o", payload=answer)
+    for name in ("ann", "ben"):
+        make_annotation(image, kind=AnnotationKind.HUMAN, author_name=name, author_user=UserFactory(username=name),
+                        payload=payload("fear", "00000000-0000-0000-0000-0000000000d2"), decision=Decision.APPROVED)
+    seen, stored = embedding.embed_missing_phrases(dataset=dataset)
+    assert seen == stored == 4  # "stormy sea", "dark, churning", "small boat" and the model's "little boat"
+    report = agreement_report(dataset=dataset, options=ReportOptions(n_resamples=10, semantic_model=semantic_model_name()))
+    semantic = report["models"][0]["elements"]["phrase_semantic"]
+    assert semantic["n"] == 6 and semantic["missing_pairs"] == 0  # 3 roles x 2 reviewers
+    assert semantic["value"] == pytest.approx((4 * 1.0 + 2 * 0.6) / 6)
+    assert semantic["share_similar"] == pytest.approx(4 / 6)

@@ -219,6 +219,23 @@ def test_cohen_kappa_reproduces_wikipedia_example():
     assert cohen_kappa(a, b) == pytest.approx(0.4)
 
 
+# Cohen, J. (1960). A coefficient of agreement for nominal scales. Educational and
+# Psychological Measurement 20(1), 37-46, Table 1: two judges, 200 items, 3 categories;
+# rows judge A, columns judge B. p_o = .70, p_c = .41, kappa = .492.
+COHEN_1960_TABLE_1 = [[88, 14, 18], [10, 40, 10], [2, 6, 12]]
+
+
+def test_cohen_kappa_reproduces_cohen_1960_table_1():
+    categories = ["1", "2", "3"]
+    a, b = labels_from_table(COHEN_1960_TABLE_1, categories)
+    assert len(a) == 200
+    assert confusion_matrix(a, b, categories).tolist() == COHEN_1960_TABLE_1
+    assert round(float(np.mean(np.array(a) == np.array(b))), 2) == 0.70  # p_o
+    p_c = sum((a.count(c) / 200) * (b.count(c) / 200) for c in categories)
+    assert round(p_c, 2) == 0.41
+    assert round(cohen_kappa(a, b), 3) == 0.492
+
+
 @pytest.mark.parametrize(
     "table, kappa",  # Wikipedia, "Cohen's kappa", "same percentages but different numbers"
     [([[45, 15], [25, 15]], 0.1304), ([[25, 35], [5, 35]], 0.2593)],
@@ -378,3 +395,16 @@ def test_cosine_similarity_matrix():
     np.testing.assert_allclose(sims, expected, atol=1e-12)
     with pytest.raises(ValueError, match="zero vector"):
         cosine_similarity_matrix([[0, 0]], [[1, 0]])
+
+
+def test_calibration_statistics_are_importable_from_statistics():
+    """The issue names ``agreement.statistics`` as their home; they live in ``calibration_stats``."""
+    from agreement import calibration_stats
+    from agreement.statistics import expected_calibration_error, fit_temperature
+
+    assert expected_calibration_error is calibration_stats.expected_calibration_error
+    assert fit_temperature is calibration_stats.fit_temperature
+    assert {"expected_calibration_error", "fit_temperature"} <= set(statistics.__all__)
+    assert calibration_stats.UndefinedStatisticError is UndefinedStatisticError
+    probs = np.array([[0.9, 0.1], [0.8, 0.2]])
+    assert expected_calibration_error(probs, np.array([0, 1])) == pytest.approx(abs(0.9 - 1) / 2 + abs(0.8 - 0) / 2)

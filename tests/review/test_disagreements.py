@@ -4,12 +4,11 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
+from annotations.alignment import align_triplets, box_iou
 from annotations.domain import PIPELINE_AUTHOR
 from review import queue, selectors, services
 from review.disagreements import (
-    align_triplets,
     annotation_differences,
-    box_iou,
     mask_iou,
     reviews_disagree,
 )

@@ -75,7 +75,7 @@ class Command(BaseCommand):
         self.stdout.write(f"{report['dataset']['slug']}: {counts['images']} images, {counts['multi_reviewed_images']} "
                           f"reviewed twice or more, reviewers {', '.join(counts['reviewers']) or 'none'}")
         for section, statistic, a, b, value, low, high, n, note in report_rows(report):
-            if section in ("confusion", "per_class"):
+            if section in ("confusion", "per_class") or statistic.startswith("reliability_"):
                 continue
             who = f" {a}" + (f" vs {b}" if b else "") if a else ""
             if value == "":

@@ -1,4 +1,4 @@
-"""Fit and store a new calibration version per model from final human labels."""
+"""Fit and store a new calibration version per model from human reference labels (agreement.reference)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from annotations.models import Dataset
 
 
 class Command(BaseCommand):
-    help = ("Fit each model's temperature on its answers to images with a final human label, and store it as a new "
-            "calibration version (new pre-annotations use it).")
+    help = ("Fit each model's temperature on its raw answers to images with a human reference label, and store it "
+            "as a new calibration version (new pre-annotations use it).")
 
     def add_arguments(self, parser):
         parser.add_argument("--dataset", help="Fit on this dataset only (default: all datasets).")
@@ -33,4 +33,4 @@ class Command(BaseCommand):
         for model, reason in result.skipped.items():
             self.stdout.write(f"{model}: skipped ({reason})")
         if not result.stored and not result.skipped:
-            self.stdout.write("No model answer has a final human label yet: nothing to calibrate.")
+            self.stdout.write("No model answer has a human reference label yet: nothing to calibrate.")
