@@ -133,7 +133,10 @@ if AWS_STORAGE_BUCKET_NAME:
     AWS_S3_ENDPOINT_URL = os.environ.get("AWS_S3_ENDPOINT_URL") or None
     AWS_S3_REGION_NAME = os.environ.get("AWS_S3_REGION_NAME") or None
     AWS_DEFAULT_ACL = None
-    AWS_QUERYSTRING_AUTH = True
+    # Signed, expiring URLs by default (a private bucket). A public bucket or a CDN in
+    # front of it can serve plain URLs: AWS_QUERYSTRING_AUTH=false, AWS_S3_CUSTOM_DOMAIN.
+    AWS_QUERYSTRING_AUTH = os.environ.get("AWS_QUERYSTRING_AUTH", "true").lower() not in ("0", "false", "no", "off")
+    AWS_S3_CUSTOM_DOMAIN = os.environ.get("AWS_S3_CUSTOM_DOMAIN") or None
     AWS_S3_FILE_OVERWRITE = False
     _media_storage = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {"location": "media"}}
 else:
@@ -213,6 +216,18 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CEL
 # configured and the pipeline says exactly what to configure.
 EMOVERSE_ML_CONFIG = os.environ.get("EMOVERSE_ML_CONFIG", "")
 EMOVERSE_ML: dict = json.loads(Path(EMOVERSE_ML_CONFIG).read_text()) if EMOVERSE_ML_CONFIG else {}
+# Runs stuck queued or running (a lost message, a hard time limit) are sent again by a
+# periodic sweep (``celery -A emoverse_site beat``) every EMOVERSE_STALE_SWEEP_SECONDS;
+# a run already sent EMOVERSE_PIPELINE_MAX_SENDS times is failed instead, for a person.
+EMOVERSE_STALE_SWEEP_SECONDS = int(os.environ.get("EMOVERSE_STALE_SWEEP_SECONDS", "300"))
+EMOVERSE_PIPELINE_MAX_SENDS = int(os.environ.get("EMOVERSE_PIPELINE_MAX_SENDS", "3"))
+CELERY_BEAT_SCHEDULE = {
+    "sweep-stale-pipeline-runs": {
+        "task": "ml.tasks.sweep_stale_runs",
+        "schedule": float(EMOVERSE_STALE_SWEEP_SECONDS),
+        "options": {"queue": "io", "expires": float(EMOVERSE_STALE_SWEEP_SECONDS)},
+    },
+}
 
 # --- review ---------------------------------------------------------------------
 EMOVERSE_DEFAULT_LEASE_MINUTES = int(os.environ.get("EMOVERSE_LEASE_MINUTES", "30"))

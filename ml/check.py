@@ -2,6 +2,8 @@
 
 Prints, per stage, which backend loaded, from where and in how long, then runs the
 stages on one image and prints how long each took — or exactly what is missing.
+Any exception of a stage is reported on its ``FAILED`` line and the check goes on
+with the stages that do not depend on it.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ class Checker:
             self.line(f"  FAILED   {label} after {time.perf_counter() - start:.2f}s: {exc.reason}")
             if exc.raw_output:
                 self.line(f"           raw output: {exc.raw_output[:300]!r}")
+            return None
+        except Exception as exc:  # a corrupt weights file, CUDA out of memory, a bug: say which, go on
+            self.ok = False
+            self.line(f"  FAILED   {label} after {time.perf_counter() - start:.2f}s: {type(exc).__name__}: {exc}")
             return None
         self.line(f"  ok       {label}: {time.perf_counter() - start:.2f}s")
         return value

@@ -20,8 +20,11 @@ Configuration shape (see docs/ml-backends.md)::
       "des": null | {"backend": ..., "options": {...}}
     }
 
-An annotator or critic entry may add ``"queue": "gpu"`` when it runs a local model
-(e.g. ``QwenVLAnnotator``), so its task goes to the GPU workers instead of ``io``.
+An annotator's or the critic's task goes to the Celery queue named by the entry's
+``"queue"`` (``"io"`` or ``"gpu"``); without one, to the ``default_queue`` its backend
+class declares (``QwenVLAnnotator`` and ``QwenVLCritic``: ``"gpu"``, they run a local
+model), else ``io``. Reading that attribute imports the backend module in the web
+process, so a backend module must not import torch at module level if it declares one.
 
 Only stages that are used are constructed: a web process that never asks for the
 grounder never imports torch.
@@ -72,7 +75,7 @@ class BackendSpec:
     backend: str
     options: Mapping[str, Any] = field(default_factory=dict)
     name: str | None = None
-    queue: str | None = None  # Celery queue of the stage's task; default io (API) or gpu (models)
+    queue: str | None = None  # Celery queue of the stage's task, see task_queue()
 
     @classmethod
     def parse(cls, stage: str, entry: Any) -> BackendSpec:
@@ -96,14 +99,28 @@ class BackendSpec:
             raise BackendNotConfigured(f"{where} needs a 'name' (e.g. 'gpt-4o'): it keys calibration and provenance")
         return cls(stage=stage, backend=backend, options=dict(options), name=name, queue=queue)
 
+    def task_queue(self) -> str:
+        """The Celery queue of this stage's task: the entry's ``queue``, else the
+        ``default_queue`` the backend class declares, else ``io``."""
+        if self.queue is not None:
+            return self.queue
+        declared = getattr(import_string(self.backend), "default_queue", None)
+        if declared is None:
+            return "io"
+        if declared not in QUEUES:
+            raise BackendNotConfigured(f"{self.backend}.default_queue must be one of {QUEUES}, got {declared!r}")
+        return declared
+
     def build(self) -> Any:
+        """Construct the backend; a ``TypeError`` or ``ValueError`` from its constructor
+        (an unknown option, a value out of range) is a configuration error."""
         factory = import_string(self.backend)
         kwargs = dict(self.options)
         if self.name is not None and self.stage.split("[")[0] in NAMED_STAGES:
             kwargs["name"] = self.name
         try:
             return factory(**kwargs)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise BackendNotConfigured(f"EMOVERSE_ML[{self.stage!r}]: bad options for {self.backend}: {exc}") from exc
 
 

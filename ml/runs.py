@@ -9,16 +9,18 @@ retry.
 
 from __future__ import annotations
 
+import functools
+import logging
 import mimetypes
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -32,6 +34,10 @@ from ml.selectors import latest_temperatures
 from ml.types import AnnotatorResult, BackendNotConfigured, ImageInput, StageError
 
 GPU_STAGES = ("ground", "segment", "des", "save")
+# Unexpected exceptions worth retrying: the database or a network peer went away for a while.
+TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+
+logger = logging.getLogger(__name__)
 
 
 def registry() -> Registry:
@@ -59,9 +65,8 @@ def stage_begin(run_id: int, stage: str) -> PipelineRun | None:
         if row.status == StageStatus.DONE:
             return None
         StageResult.objects.filter(pk=row.pk).update(status=StageStatus.RUNNING, attempt=F("attempt") + 1, reason="")
-        if run.status != RunStatus.RUNNING:
-            run.status = RunStatus.RUNNING
-            run.save(update_fields=["status", "updated_at"])
+        run.status = RunStatus.RUNNING
+        run.save(update_fields=["status", "updated_at"])  # updated_at: progress, see services.stale_runs
         return run
 
 
@@ -81,6 +86,7 @@ def stage_done(
 def stage_retrying(run_id: int, stage: str, reason: str) -> None:
     """A transient failure that will be retried: back to queued, reason kept for the page."""
     StageResult.objects.filter(run_id=run_id, stage=stage).update(status=StageStatus.QUEUED, reason=reason)
+    PipelineRun.objects.filter(pk=run_id).update(updated_at=timezone.now())
 
 
 def stage_failed(run_id: int, stage: str, error: StageError, *, gave_up: bool = False) -> None:
@@ -98,6 +104,16 @@ def stage_failed(run_id: int, stage: str, error: StageError, *, gave_up: bool = 
         run.gpu_claim, run.gpu_claimed_until = "", None
         run.save()
         image_set_status(image=run.image, status=ImageStatus.FAILED)
+
+
+def as_stage_error(exc: Exception) -> StageError:
+    """An exception that is not a :class:`StageError` as one: ``"<Type>: <message>"``.
+
+    Transient (retried with backoff) for :data:`TRANSIENT_EXCEPTIONS`; anything else
+    (a missing image file, CUDA out of memory, a client library's validation error)
+    is a failure of the stage, recorded for the page and retried on request.
+    """
+    return StageError(f"{type(exc).__name__}: {exc}", transient=isinstance(exc, TRANSIENT_EXCEPTIONS))
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -188,15 +204,17 @@ class ClaimedElsewhere(StageError):
         self.seconds = seconds
 
 
-def gpu_claim(run_id: int, *, batch_size: int, lease_seconds: int) -> Claim | None:
+def gpu_claim(run_id: int, *, token: str, batch_size: int, lease_seconds: int) -> Claim | None:
     """Claim ``run_id`` and up to ``batch_size - 1`` other runs ready for the GPU stages.
 
-    A claim expires after ``lease_seconds`` (the task's hard time limit), so a killed
-    worker's batch is picked up again by the runs' re-delivered messages.
-    ``None``: the run is finished, nothing to do.
+    ``token`` names the claimant and must stay the same across retries and
+    redeliveries of one task (its message id): a task finds the claim of its own
+    earlier attempt, one that was retried or whose worker died, and takes it back
+    together with the rest of that batch. A claim held under another token raises
+    :class:`ClaimedElsewhere` until it expires after ``lease_seconds`` (the task's
+    hard time limit). ``None``: the run is finished, nothing to do.
     """
     now = timezone.now()
-    token = uuid.uuid4().hex
     until = now + timedelta(seconds=lease_seconds)
     with transaction.atomic():
         run = PipelineRun.objects.select_for_update().get(pk=run_id)
@@ -204,21 +222,39 @@ def gpu_claim(run_id: int, *, batch_size: int, lease_seconds: int) -> Claim | No
             return None
         if not StageResult.objects.filter(run=run, stage="critic", status=StageStatus.DONE).exists():
             raise StageError("waiting for the critic stage", transient=True)
-        if run.gpu_claim and run.gpu_claimed_until and run.gpu_claimed_until > now:
+        if run.gpu_claim and run.gpu_claim != token and run.gpu_claimed_until and run.gpu_claimed_until > now:
             raise ClaimedElsewhere((run.gpu_claimed_until - now).total_seconds())
+        held = list(
+            PipelineRun.objects.select_for_update()
+            .filter(gpu_claim=token, status=RunStatus.RUNNING)
+            .exclude(pk=run.pk)
+            .order_by("id")
+            .values_list("pk", flat=True)
+        )
         ready = (
             PipelineRun.objects.filter(pipeline_version=run.pipeline_version, status=RunStatus.RUNNING)
-            .exclude(pk=run.pk)
+            .exclude(pk__in=[run.pk, *held])
             .filter(stages__stage="critic", stages__status=StageStatus.DONE)
             .exclude(gpu_claimed_until__gt=now)
             .order_by("id")
         )
         if connection.features.has_select_for_update_skip_locked:
             ready = ready.select_for_update(skip_locked=True, of=("self",))
-        others = list(ready.values_list("pk", flat=True)[: max(0, batch_size - 1)])
-        ids = [run.pk, *others]
-        PipelineRun.objects.filter(pk__in=ids).update(gpu_claim=token, gpu_claimed_until=until)
+        others = list(ready.values_list("pk", flat=True)[: max(0, batch_size - 1 - len(held))])
+        ids = [run.pk, *held, *others]
+        # A retried run whose earlier stages were all kept reaches the GPU still queued.
+        PipelineRun.objects.filter(pk__in=ids).update(
+            status=RunStatus.RUNNING, gpu_claim=token, gpu_claimed_until=until, updated_at=now
+        )
     return Claim(token=token, run_ids=ids)
+
+
+def gpu_release(token: str) -> int:
+    """Give up the claim ``token`` on its unfinished runs (before a retry), so that the
+    next GPU task, this one's retry or another run's, can take them; how many."""
+    return PipelineRun.objects.filter(gpu_claim=token).exclude(status=RunStatus.DONE).update(
+        gpu_claim="", gpu_claimed_until=None, updated_at=timezone.now()
+    )
 
 
 def gpu_process(claim: Claim) -> None:
@@ -255,18 +291,31 @@ class _BatchStageError(Exception):
 
 
 def _stage(stage: str, fn: Callable[[], Any]) -> tuple[Any, float]:
+    """Run one step of the batch; its failure as a :class:`_BatchStageError` naming the step.
+
+    Unexpected exceptions (CUDA out of memory, a corrupt weights file) become failures
+    of the step like a :class:`StageError`; a soft time limit and a lost database stay
+    as they are for the task to retry.
+    """
     try:
         return _timed(fn)
     except StageError as exc:
         raise _BatchStageError(stage, exc) from exc
     except BackendNotConfigured as exc:
-        raise _BatchStageError(stage, StageError(str(exc))) from exc
+        raise _BatchStageError(stage, StageError(f"not configured: {exc}")) from exc
+    except (SoftTimeLimitExceeded, DatabaseError):
+        raise
+    except Exception as exc:
+        error = as_stage_error(exc)
+        if not error.transient:
+            logger.exception("GPU stage %s failed unexpectedly", stage)
+        raise _BatchStageError(stage, error) from exc
 
 
 def _gpu_batch(runs: list[PipelineRun], token: str) -> None:
     reg = registry()
     outputs = {run.pk: _outputs(run) for run in runs}
-    images = [image_input(run.image) for run in runs]
+    images, _ = _stage("ground", lambda: [image_input(run.image) for run in runs])  # a missing file fails its run
     triplets = [codec.load_triplets(outputs[run.pk]["calibrate"].output["triplets"]) for run in runs]
     for run in runs:
         StageResult.objects.filter(run=run, stage__in=GPU_STAGES).exclude(status=StageStatus.DONE).delete()
@@ -276,17 +325,15 @@ def _gpu_batch(runs: list[PipelineRun], token: str) -> None:
         )
     boxes, t_ground = _stage("ground", lambda: pipeline.ground(reg.grounder(), images, triplets))
     masks, t_segment = _stage("segment", lambda: pipeline.segment(reg.segmenter(), images, boxes))
-    des = reg.des() if reg.spec("des") is not None else None
-    vectors, t_des = _stage("des", lambda: pipeline.encode_des(des, images) if des is not None else None)
+    with_des = reg.spec("des") is not None
+    vectors, t_des = _stage("des", lambda: pipeline.encode_des(reg.des(), images) if with_des else None)
     n = len(runs)
     timings = {"ground": t_ground / n, "segment": t_segment / n, "des": t_des / n}
     for i, run in enumerate(runs):
         grounded = pipeline.assemble(triplets[i], boxes[i], masks[i])
         vector = None if vectors is None else vectors[i]
-        try:
-            save_preannotation(
-                run_id=run.pk, claim=token, outputs=outputs[run.pk], grounded=grounded, des=vector,
-                timings=timings, batch_size=n, with_des=des is not None,
-            )
-        except StageError as exc:
-            raise _BatchStageError("save", exc) from exc
+        save = functools.partial(
+            save_preannotation, run_id=run.pk, claim=token, outputs=outputs[run.pk], grounded=grounded,
+            des=vector, timings=timings, batch_size=n, with_des=with_des,
+        )
+        _stage("save", save)

@@ -9,6 +9,7 @@ killed worker leaves either everything or nothing.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -18,7 +19,7 @@ from django.utils import timezone
 
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.errors import InvalidAnnotation
-from annotations.models import AnnotationKind, Decision, ImageStatus
+from annotations.models import Annotation, AnnotationKind, Decision, ImageStatus
 from annotations.services import annotation_create, image_set_status
 from annotations.validation import (
     AnnotationInput,
@@ -35,6 +36,10 @@ from ml.types import (
     GroundedTriplet,
     StageError,
 )
+
+logger = logging.getLogger(__name__)
+# Images in these states have a person's decision on them: the pipeline never changes them.
+PEOPLE_DECIDED = (ImageStatus.APPROVED, ImageStatus.REJECTED, ImageStatus.FLAGGED, ImageStatus.ADJUDICATION)
 
 
 def _element_payload(element, width: int, height: int) -> dict[str, Any]:
@@ -157,6 +162,13 @@ def save_preannotation(
     run.finished_at = timezone.now()
     run.gpu_claim, run.gpu_claimed_until = "", None
     run.save()
+    if image.status in PEOPLE_DECIDED or Annotation.objects.filter(
+        image=image, kind=AnnotationKind.HUMAN, is_current=True
+    ).exists():
+        # A person decided or reviewed while the model ran: the answer is kept as
+        # history, the image stays where people put it.
+        logger.info("run %s: image %s was %s by people meanwhile; status kept", run.pk, image.pk, image.status)
+        return
     agreement = calibration.agreement.score if calibration.agreement is not None else None
     image_set_status(
         image=image,

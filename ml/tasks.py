@@ -10,9 +10,15 @@ One canvas per image (``preannotation_canvas``)::
 Tasks take IDs and are idempotent (``PipelineRun`` is unique per image and
 pipeline version; a stage that is done is not redone), ``acks_late`` with
 ``reject_on_worker_lost`` so a killed worker's task is delivered again, and
-retry transient errors (timeouts, 429/5xx, a batch held elsewhere) with
-exponential backoff. Permanent failures are recorded and end the chain quietly:
-the next tasks see a failed run and do nothing.
+retry transient errors (timeouts, 429/5xx, a lost database connection, a soft
+time limit) with exponential backoff. Every other exception is recorded as the
+stage's failure (type and message; the traceback goes to the log) and ends the
+chain quietly: the next tasks see a failed run and do nothing, and the image
+waits for a retry. A GPU batch is claimed under the task's message id, so a
+retried or redelivered task takes back its own batch; a run in another live
+batch is retried when that claim runs out. What a hard time limit leaves behind
+(the message acknowledged, the run "running") is sent again by
+``services.retry_failed`` once it is older than :data:`STALE_AFTER_S`.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable
 
 from celery import Task, chain, group, shared_task
@@ -45,8 +52,13 @@ COMMON = {
     "reject_on_worker_lost": True,
     "max_retries": MAX_RETRIES,
 }
-IO_TASK = {**COMMON, "soft_time_limit": IO_SOFT_TIME_LIMIT, "time_limit": IO_SOFT_TIME_LIMIT + 30}
-GPU_TASK = {**COMMON, "soft_time_limit": GPU_SOFT_TIME_LIMIT, "time_limit": GPU_SOFT_TIME_LIMIT + 60}
+IO_HARD_TIME_LIMIT = IO_SOFT_TIME_LIMIT + 30
+GPU_HARD_TIME_LIMIT = GPU_SOFT_TIME_LIMIT + 60
+IO_TASK = {**COMMON, "soft_time_limit": IO_SOFT_TIME_LIMIT, "time_limit": IO_HARD_TIME_LIMIT}
+GPU_TASK = {**COMMON, "soft_time_limit": GPU_SOFT_TIME_LIMIT, "time_limit": GPU_HARD_TIME_LIMIT}
+# A queued or running run with no progress for longer than any task may live is stuck
+# (a hard time limit acknowledges the message; a lost message never ran).
+STALE_AFTER_S = max(IO_HARD_TIME_LIMIT, GPU_HARD_TIME_LIMIT)
 
 
 def backoff(retries: int) -> float:
@@ -54,8 +66,13 @@ def backoff(retries: int) -> float:
     return random.uniform(0.5, 1.0) * min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**retries)
 
 
+def _worker_side(task: Task) -> bool:
+    """Running from a broker message (not eagerly, not called directly)."""
+    return not (task.request.is_eager or task.request.called_directly)
+
+
 def _execute(task: Task, run_id: int, stage: str, work: Callable[[], None]) -> None:
-    """Run ``work``; retry transient failures, record the rest as the stage's failure.
+    """Run ``work``; retry transient failures, record every other failure as the stage's.
 
     On a worker, a transient failure is retried through the broker with backoff. In
     eager mode (the embedded demo, no broker) it is retried in place after a short pause.
@@ -65,14 +82,21 @@ def _execute(task: Task, run_id: int, stage: str, work: Callable[[], None]) -> N
         try:
             work()
             return
-        except SoftTimeLimitExceeded:
-            error = StageError(f"{stage}: soft time limit exceeded", transient=True)
-        except StageError as exc:
-            error = exc
+        except runs.ClaimedElsewhere as exc:
+            _wait_for_other_batch(task, run_id, exc, attempt)
+            return
         except BackendNotConfigured as exc:
             logger.error("run %s stage %s: backend not configured: %s", run_id, stage, exc)
             runs.stage_failed(run_id, stage, StageError(f"not configured: {exc}"))
             return
+        except SoftTimeLimitExceeded:
+            error = StageError(f"{stage}: soft time limit exceeded", transient=True)
+        except StageError as exc:
+            error = exc
+        except Exception as exc:
+            error = runs.as_stage_error(exc)
+            if not error.transient:
+                logger.exception("run %s stage %s failed unexpectedly", run_id, stage)
         if not error.transient:
             logger.warning("run %s stage %s failed: %s", run_id, stage, error.reason)
             runs.stage_failed(run_id, stage, error)
@@ -80,12 +104,35 @@ def _execute(task: Task, run_id: int, stage: str, work: Callable[[], None]) -> N
         if attempt >= task.max_retries:
             runs.stage_failed(run_id, stage, error, gave_up=True)
             return
-        runs.stage_retrying(run_id, stage, error.reason)
+        _note_retry(run_id, stage, error)
         countdown = backoff(attempt)
-        if not (task.request.is_eager or task.request.called_directly):
+        if _worker_side(task):
             raise task.retry(exc=error, countdown=countdown)
         time.sleep(min(countdown, EAGER_MAX_PAUSE_S))
         attempt += 1
+
+
+def _note_retry(run_id: int, stage: str, error: StageError) -> None:
+    """Show the coming retry on the page; a database that is down must not stop the retry."""
+    try:
+        runs.stage_retrying(run_id, stage, error.reason)
+    except Exception:
+        logger.exception("run %s stage %s: could not record the retry (%s)", run_id, stage, error.reason)
+
+
+def _wait_for_other_batch(task: Task, run_id: int, exc: runs.ClaimedElsewhere, attempt: int) -> None:
+    """Another GPU task holds this run: look again when its claim runs out.
+
+    The holder saves the run, or its redelivered message takes the batch back; if
+    neither happens, this retry claims it. Eagerly there is no broker to wait on,
+    and after ``max_retries`` the run is left to its holder (``retry_failed`` sends
+    it again once it is stale).
+    """
+    if not _worker_side(task) or attempt >= task.max_retries:
+        logger.info("run %s: %s; left to that batch", run_id, exc.reason)
+        return
+    logger.info("run %s: %s; looking again then", run_id, exc.reason)
+    raise task.retry(exc=exc, countdown=exc.seconds + 1.0)
 
 
 @shared_task(**IO_TASK)
@@ -107,20 +154,40 @@ def critic(self: Task, run_id: int) -> None:
 def gpu_ground_segment(self: Task, run_id: int) -> None:
     """Ground, segment and encode this run together with other runs ready for the GPU."""
     reg = runs.registry()
+    # The message id: the same for every retry and redelivery of this task.
+    token = self.request.id or uuid.uuid4().hex
 
     def work():
-        try:
-            claim = runs.gpu_claim(run_id, batch_size=reg.gpu_batch_size, lease_seconds=GPU_SOFT_TIME_LIMIT + 60)
-        except runs.ClaimedElsewhere as exc:
-            # Another GPU task has this run in its batch and will save it. Should that
-            # worker die, its own redelivered task (or any later GPU task) claims the
-            # runs whose claim expired.
-            logger.info("run %s: %s", run_id, exc.reason)
+        claim = runs.gpu_claim(run_id, token=token, batch_size=reg.gpu_batch_size, lease_seconds=GPU_HARD_TIME_LIMIT)
+        if claim is None:
             return
-        if claim is not None:
+        try:
             runs.gpu_process(claim)
+        except Exception:
+            _release(claim.token)
+            raise
 
     _execute(self, run_id, "ground", work)
+
+
+def _release(token: str) -> None:
+    try:
+        runs.gpu_release(token)
+    except Exception:
+        logger.exception("could not release GPU claim %s; it expires after %ss", token, GPU_HARD_TIME_LIMIT)
+
+
+@shared_task(acks_late=False, soft_time_limit=120, time_limit=150, ignore_result=True)
+def sweep_stale_runs() -> dict:
+    """Celery beat's periodic sweep: send stuck runs again (``services.sweep_stale_runs``)."""
+    from ml import services
+
+    try:
+        result = services.sweep_stale_runs()
+    except BackendNotConfigured as exc:
+        logger.info("stale-run sweep skipped: %s", str(exc).splitlines()[0])
+        return {"resent": 0, "gave_up": 0, "skipped": "not configured"}
+    return {"resent": result.resent, "gave_up": result.gave_up}
 
 
 @shared_task(bind=True, acks_late=False, soft_time_limit=60, time_limit=90, max_retries=0)

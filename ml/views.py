@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from annotations.models import Dataset
 from annotations.roles import ADMIN, role_required
-from ml import selectors, services
+from ml import selectors, services, tasks
 from ml.forms import PreannotateForm
 from ml.types import BackendNotConfigured
 
@@ -20,7 +20,11 @@ def _context(dataset: Dataset) -> dict:
     progress = selectors.dataset_progress(
         dataset=dataset, pipeline_version=version, stage_names=services.pipeline_stage_names(registry)
     )
-    return {"dataset": dataset, "progress": progress, "problems": problems, "form": PreannotateForm()}
+    stuck = services.stale_runs(pipeline_version=version).filter(image__dataset=dataset).count()
+    return {
+        "dataset": dataset, "progress": progress, "problems": problems, "form": PreannotateForm(),
+        "stuck": stuck, "stuck_minutes": tasks.STALE_AFTER_S // 60,
+    }
 
 
 @require_GET
@@ -44,8 +48,10 @@ def pipeline_start(request, slug: str):
     except BackendNotConfigured as exc:
         messages.error(request, str(exc))
     else:
+        stuck = f" {result.stale} of them were stuck without progress." if result.stale else ""
         messages.success(
-            request, f"Queued {result.enqueued} image(s) for pipeline {result.pipeline_version}; {result.skipped} skipped."
+            request,
+            f"Queued {result.enqueued} image(s) for pipeline {result.pipeline_version}; {result.skipped} skipped.{stuck}",
         )
     return redirect("ml:pipeline", slug=slug)
 
@@ -55,9 +61,10 @@ def pipeline_start(request, slug: str):
 def pipeline_retry(request, slug: str):
     dataset = get_object_or_404(Dataset, slug=slug)
     try:
-        count = services.retry_failed(dataset=dataset)
+        result = services.retry_failed(dataset=dataset)
     except BackendNotConfigured as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Sent {count} failed image(s) again.")
+        stuck = f", and {result.stale} stuck without progress" if result.stale else ""
+        messages.success(request, f"Sent {result.failed} failed image(s) again{stuck}.")
     return redirect("ml:pipeline", slug=slug)

@@ -7,21 +7,22 @@ It is loaded with ``local_files_only=True``: nothing is fetched at run time.
 The model is loaded once per process and shared by an annotator and a critic
 pointing at the same folder. Prompts and answer validation are the same as the
 OpenAI-compatible backends (:mod:`ml.prompts`, :mod:`ml.parsing`).
+
+Both backends declare ``default_queue = "gpu"``: their tasks go to the GPU workers
+unless the configuration entry names another queue. The web process reads that
+attribute when it sends work, so torch and transformers are imported only when a
+model is loaded (:class:`QwenVL`), never at import of this module.
 """
 
 from __future__ import annotations
 
 import functools
-import io
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from PIL import Image as PILImage
-from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
-
+from ml.backends._vision import decode_image
 from ml.parsing import check_completion, parse_annotation, parse_critic
 from ml.prompts import load_prompt, render_critic
 from ml.types import (
@@ -35,7 +36,7 @@ from ml.types import (
     Usage,
 )
 
-DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = ("auto", "float32", "bfloat16", "float16")  # "auto": the dtype saved with the weights
 REQUIRED_FILES = ("config.json", "preprocessor_config.json|processor_config.json", "tokenizer.json|vocab.json")
 
 
@@ -62,14 +63,21 @@ class QwenVL:
     """The loaded model: chat-template a prompt with one image, generate greedily."""
 
     def __init__(self, path: Path, *, device: str, dtype: str, min_pixels: int | None, max_pixels: int | None):
+        # Heavy imports here, not at module level: see the module docstring.
+        import torch
+        from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+        from ml.backends._torch_utils import resolve_device
+
         if dtype not in DTYPES:
             raise BackendNotConfigured(f"option 'dtype' must be one of {sorted(DTYPES)}, got {dtype!r}")
         self.path = path
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
+        self._torch = torch
         pixel_options = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
         self.processor = AutoProcessor.from_pretrained(path, local_files_only=True, **pixel_options)
         self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            path, local_files_only=True, dtype=DTYPES[dtype]
+            path, local_files_only=True, dtype=dtype if dtype == "auto" else getattr(torch, dtype)
         ).to(self.device)
         self.model.eval()
         self._lock = threading.Lock()  # one generate() at a time per loaded model
@@ -79,17 +87,18 @@ class QwenVL:
         return {}
 
     def generate(self, prompt: str, image: ImageInput, *, max_new_tokens: int) -> tuple[str, str, Usage]:
-        """Return ``(text, finish_reason, usage)``; finish_reason is ``stop`` or ``length``."""
-        try:
-            pil = PILImage.open(io.BytesIO(image.data)).convert("RGB")
-        except (OSError, ValueError) as exc:
-            raise StageError(f"cannot decode image {image.key}: {exc}") from exc
+        """Return ``(text, finish_reason, usage)``; finish_reason is ``stop`` or ``length``.
+
+        The image is decoded like every vision backend's (:func:`decode_image`: EXIF
+        orientation, transparency over white, high bit depths); :class:`StageError` when
+        it cannot be."""
+        pil = decode_image(image)
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
         text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         inputs = self.processor(text=[text], images=[pil], return_tensors="pt").to(self.device)
         eos = self.model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
-        with self._lock, torch.inference_mode():
+        with self._lock, self._torch.inference_mode():
             output = self.model.generate(
                 **inputs, max_new_tokens=max_new_tokens, do_sample=False, **self.generation_options()
             )
@@ -102,13 +111,15 @@ class QwenVL:
 
 
 class _QwenBackend:
+    default_queue = "gpu"  # a local model: its tasks go to the GPU workers (ml.registry)
+
     def __init__(
         self,
         *,
         name: str,
         model_path: str,
         prompt: str,
-        device: str = "cpu",
+        device: str = "auto",
         dtype: str = "auto",
         max_new_tokens: int = 1024,
         min_pixels: int | None = None,
@@ -131,7 +142,8 @@ class _QwenBackend:
 
 
 class QwenVLAnnotator(_QwenBackend):
-    """Options: ``name``, ``model_path``, ``device`` (``cpu``, ``cuda``, ``cuda:1``),
+    """Options: ``name``, ``model_path``, ``device`` (``auto``: CUDA when visible, else
+    CPU; or ``cpu``, ``cuda``, ``cuda:1``),
     ``dtype`` (``auto``, ``bfloat16``, ``float16``, ``float32``), ``max_new_tokens``,
     ``min_pixels``/``max_pixels`` (image resolution bounds of the processor) and
     ``prompt`` (default ``annotate_v1``)."""

@@ -1,7 +1,7 @@
 """Fixtures of the ml tests."""
 
 # --- ml-core fixtures (annotators, critic, calibration, pipeline, tasks) ---------------
-from tests.ml.core_fixtures import fake_openai, ml_image, openai_key, tiny_qwen_dir  # noqa: F401
+from tests.ml.core_fixtures import fake_openai, ml_config, ml_image, openai_key, tiny_qwen_dir  # noqa: F401
 
 # --- vision backend fixtures (tiny Grounding DINO, SAM, classifier, DES models) ---------
 from tests.ml.vision_fixtures import (  # noqa: F401

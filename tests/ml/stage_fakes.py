@@ -7,6 +7,7 @@ checkable by eye.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -98,3 +99,44 @@ class FakeClassifier:
 
     def predict(self, images: Sequence[ImageInput]) -> list[dict[str, float]]:
         return [{e: (1.0 if e == self.peak else 0.0) for e in EMOTIONS} for _ in images]
+
+
+class SlowGrounder(FakeGrounder):
+    """Takes ``seconds`` per batch: long enough to kill a worker in the middle of one."""
+
+    def __init__(self, seconds: float = 3.0):
+        super().__init__()
+        self.seconds = seconds
+
+    def ground(self, images: Sequence[ImageInput], phrases: Sequence[Sequence[str]]) -> list[list[Detection]]:
+        time.sleep(self.seconds)
+        return super().ground(images, phrases)
+
+
+class FailingGrounder(FakeGrounder):
+    """Fails its first ``times`` calls, then grounds like :class:`FakeGrounder`.
+
+    ``kind``: ``"transient"`` (a :class:`StageError` worth retrying, like an HTTP 503)
+    or ``"oom"`` (an unexpected ``RuntimeError``, as CUDA raises when out of memory).
+    """
+
+    def __init__(self, kind: str = "transient", times: int = 1):
+        super().__init__()
+        self.kind, self.left = kind, times
+        self.calls: list[int] = []
+
+    def ground(self, images: Sequence[ImageInput], phrases: Sequence[Sequence[str]]) -> list[list[Detection]]:
+        self.calls.append(len(images))
+        if self.left > 0:
+            self.left -= 1
+            if self.kind == "transient":
+                raise StageError("grounder: HTTP 503 from the model server", transient=True)
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return super().ground(images, phrases)
+
+
+class CorruptWeightsGrounder:
+    """Loading a damaged weights file raises ``OSError`` (as safetensors and torch do)."""
+
+    def __init__(self, model_path: str = "/models/grounding-dino"):
+        raise OSError(f"Unable to load weights from {model_path}/model.safetensors: header too large")

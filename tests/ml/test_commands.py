@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from annotations.models import ImageStatus
 from ml.models import PipelineRun, RunStatus
@@ -135,3 +138,61 @@ def test_ml_check_with_tiny_real_models_says_where_each_loaded_from(
     assert "FAILED   annotate qwen-local" in text and "raw output:" in text
     for stage in ("annotate model-a", "calibrate", "critic", "ground", "segment"):
         assert f"ok       {stage}" in text
+
+
+def test_retry_failed_also_sends_stuck_runs_and_says_so(configured, django_capture_on_commit_callbacks):
+    dataset = DatasetFactory(slug="cmd")
+    image = ImageFactory(dataset=dataset, status=ImageStatus.PREANNOTATING, seed=310)
+    run = PipelineRun.objects.create(image=image, pipeline_version="cmd-v1", status=RunStatus.RUNNING)
+    PipelineRun.objects.filter(pk=run.pk).update(updated_at=timezone.now() - dt.timedelta(hours=1))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        out = _run("preannotate", "--dataset", "cmd", "--retry-failed")
+
+    assert "Sent 0 failed image(s) again, and 1 stuck one(s) (queued or running without progress for over 16 min)." in out
+    assert PipelineRun.objects.get().status == RunStatus.DONE
+
+
+def test_force_says_how_many_were_stuck(configured, django_capture_on_commit_callbacks):
+    dataset = DatasetFactory(slug="cmd")
+    image = ImageFactory(dataset=dataset, status=ImageStatus.PREANNOTATING, seed=311)
+    run = PipelineRun.objects.create(image=image, pipeline_version="cmd-v1", status=RunStatus.QUEUED)
+    PipelineRun.objects.filter(pk=run.pk).update(updated_at=timezone.now() - dt.timedelta(hours=1))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        out = _run("preannotate", "--dataset", "cmd", "--force")
+
+    assert "Queued 1 image(s) of cmd for pipeline cmd-v1; 0 skipped" in out
+    assert "1 of them were stuck (queued or running without progress for over 16 min)." in out
+    assert PipelineRun.objects.get().status == RunStatus.DONE
+
+
+def test_ml_check_reports_a_corrupt_model_and_bad_options_and_goes_on(configured):
+    configured["grounder"] = {"backend": "tests.ml.stage_fakes.CorruptWeightsGrounder", "options": {"model_path": "/models/gd"}}
+    configured["calibrator"] = {"backend": "ml.backends.temperature_calibrator.TemperatureCalibrator",
+                                "options": {"classifier_weight": 2}}
+    reset_registry()
+    out = io.StringIO()
+
+    with pytest.raises(CommandError, match="missing or failing stages"):
+        call_command("ml_check", stdout=out)
+
+    text = out.getvalue()
+    assert "FAILED   load grounder (tests.ml.stage_fakes.CorruptWeightsGrounder) after" in text
+    assert "OSError: Unable to load weights from /models/gd/model.safetensors: header too large" in text
+    assert "MISSING  load calibrator" in text and "classifier_weight must be in [0, 1]" in text
+    assert "ok       load segmenter" in text and "ok       annotate model-a" in text
+
+
+def test_ml_check_with_a_missing_image_file_says_so_and_still_loads(configured):
+    dataset = DatasetFactory(slug="cmd")
+    image = ImageFactory(dataset=dataset, seed=312)
+    Path(image.file.path).unlink()
+    out = io.StringIO()
+
+    with pytest.raises(CommandError, match="missing or failing stages"):
+        call_command("ml_check", "--image", str(image.pk), stdout=out)
+
+    text = out.getvalue()
+    assert "FAILED   read the image: FileNotFoundError" in text
+    assert "ok       load grounder" in text and "Running on image" not in text

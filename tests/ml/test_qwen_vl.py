@@ -16,7 +16,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from ml.backends import qwen_vl
 from ml.backends.qwen_vl import QwenVLAnnotator, QwenVLCritic
 from ml.calibration import calibrate_and_merge
-from ml.types import BackendNotConfigured, StageError
+from ml.types import BackendNotConfigured, ImageInput, StageError
 from tests.ml.fake_openai import annotation_json, critic_json
 
 pytestmark = pytest.mark.ml
@@ -119,3 +119,27 @@ def test_missing_folder_says_how_to_get_the_weights(tmp_path):
 def test_folder_without_weights_config_is_named(tmp_path):
     with pytest.raises(BackendNotConfigured, match="has no config.json"):
         QwenVLAnnotator(name="q", model_path=str(tmp_path))
+
+
+def test_device_defaults_to_auto_and_is_checked(tiny_qwen_dir):
+    annotator = QwenVLAnnotator(name="q", model_path=str(tiny_qwen_dir), max_new_tokens=4)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert annotator.qwen.device.type == expected and f"on {expected}" in annotator.describe()
+    with pytest.raises(BackendNotConfigured, match="option 'device' must be 'auto', 'cpu', 'cuda' or 'cuda:N'"):
+        QwenVLAnnotator(name="q", model_path=str(tiny_qwen_dir), device="tpu")
+    with pytest.raises(BackendNotConfigured, match="cuda:99"):
+        QwenVLAnnotator(name="q", model_path=str(tiny_qwen_dir), device="cuda:99")
+
+
+def test_images_are_decoded_like_every_vision_backend(tiny_qwen_dir, ml_image):
+    """The shared decoder refuses bytes whose size is not the stored record's (the
+    boxes of the other stages would be in another frame) and undecodable bytes."""
+    annotator = QwenVLAnnotator(name="q", model_path=str(tiny_qwen_dir), max_new_tokens=4)
+    wrong_size = ImageInput(key="7", data=ml_image.data, width=ml_image.width * 2, height=ml_image.height, mime_type="image/png")
+    not_an_image = ImageInput(key="8", data=b"not an image", width=4, height=4, mime_type="image/png")
+
+    with pytest.raises(StageError, match="image 7 decodes to 64x48 pixels but its record says 128x48"):
+        annotator.annotate(wrong_size)
+    with pytest.raises(StageError, match="cannot decode image 8"):
+        annotator.annotate(not_an_image)
+

@@ -103,3 +103,21 @@ def test_empty_configuration_is_not_configured():
     problems = registry.check()
     assert any("EMOVERSE_ML_CONFIG" in p for p in problems)
     assert any("no critic configured" in p for p in problems)
+
+
+def test_an_option_out_of_range_is_a_configuration_error_too(openai_key):
+    """A constructor's ``ValueError`` (not only ``TypeError``) names the stage, not a traceback."""
+    calibrator = {"backend": "ml.backends.temperature_calibrator.TemperatureCalibrator", "options": {"classifier_weight": 2}}
+    registry = Registry(_config(openai_key, calibrator=calibrator))
+    with pytest.raises(BackendNotConfigured, match=r"EMOVERSE_ML\['calibrator'\]: bad options .*classifier_weight must be in \[0, 1\]"):
+        registry.calibrator()
+
+
+def test_the_task_queue_is_the_entry_s_else_the_backend_s_default_else_io(openai_key):
+    qwen = {"name": "qwen-local", "backend": "ml.backends.qwen_vl.QwenVLAnnotator", "options": {"model_path": "/models/qwen"}}
+    config = _config(openai_key, critic={"backend": "ml.backends.qwen_vl.QwenVLCritic", "options": {}, "queue": "io"})
+    config["annotators"] = [config["annotators"][0], qwen]
+    registry = Registry(config)
+
+    assert [s.task_queue() for s in registry.annotator_specs()] == ["io", "gpu"]  # QwenVLAnnotator.default_queue
+    assert registry.spec("critic").task_queue() == "io"  # the entry wins

@@ -19,27 +19,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def ml_config(settings, fake_openai, openai_key):
-    endpoint = {"base_url": fake_openai.base_url, "api_key_env": openai_key, "max_retries": 0, "timeout": 5}
-    settings.EMOVERSE_ML = {
-        "pipeline_version": "test-v1",
-        "gpu_batch_size": 8,
-        "annotators": [
-            {"name": "model-a", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-a", **endpoint}},
-            {"name": "model-b", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-b", **endpoint}},
-        ],
-        "critic": {"backend": "ml.backends.openai_critic.OpenAICritic", "options": {"model": "fake-critic", **endpoint}},
-        "grounder": {"backend": "tests.ml.stage_fakes.FakeGrounder"},
-        "segmenter": {"backend": "tests.ml.stage_fakes.FakeSegmenter"},
-        "des": {"backend": "tests.ml.stage_fakes.FakeDes"},
-        "classifier": None,
-    }
-    reset_registry()
-    yield settings.EMOVERSE_ML
-    reset_registry()
-
-
-@pytest.fixture
 def dataset():
     dataset = DatasetFactory(slug="storms")
     for i in range(3):
@@ -135,7 +114,7 @@ def test_malformed_answer_fails_the_run_with_reason_and_raw_output_then_retry_wo
     assert progress.failures == [run]
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.retry_failed(dataset=dataset) == 1
+        assert services.retry_failed(dataset=dataset).failed == 1
 
     run.refresh_from_db()
     assert run.status == RunStatus.DONE
@@ -210,14 +189,14 @@ def test_a_live_gpu_claim_blocks_others_until_it_expires(ml_config, dataset):
     tasks.calibrate.apply(args=(run.pk,))
     tasks.critic.apply(args=(run.pk,))
 
-    claim = runs.gpu_claim(run.pk, batch_size=4, lease_seconds=600)
+    claim = runs.gpu_claim(run.pk, token="first", batch_size=4, lease_seconds=600)
     assert claim.run_ids == [run.pk]
     with pytest.raises(runs.ClaimedElsewhere):
-        runs.gpu_claim(run.pk, batch_size=4, lease_seconds=600)
-    tasks.gpu_ground_segment.apply(args=(run.pk,))  # a second delivery leaves it to the holder
+        runs.gpu_claim(run.pk, token="second", batch_size=4, lease_seconds=600)
+    tasks.gpu_ground_segment.apply(args=(run.pk,))  # eagerly, another task leaves it to the holder
     assert PipelineRun.objects.get(pk=run.pk).status == RunStatus.RUNNING
     PipelineRun.objects.filter(pk=run.pk).update(gpu_claimed_until="2000-01-01T00:00:00Z")  # the holder died
-    second = runs.gpu_claim(run.pk, batch_size=4, lease_seconds=600)
+    second = runs.gpu_claim(run.pk, token="second", batch_size=4, lease_seconds=600)
     runs.gpu_process(claim)  # the dead worker's stale claim does nothing
     assert PipelineRun.objects.get(pk=run.pk).status == RunStatus.RUNNING
     runs.gpu_process(second)
@@ -293,7 +272,7 @@ def test_canvas_routes_local_models_and_the_classifier_to_the_gpu_queue(ml_confi
     sent = []
     monkeypatch.setattr("celery.canvas._chord.apply_async", lambda self, *a, **k: sent.append(self))
 
-    services._send([7], runs.registry())
+    services._send([7], services._routes(runs.registry()))
 
     (canvas,) = sent  # a chord: the annotators in parallel, then the rest in a chain
     assert [(t.args, t.options.get("queue")) for t in canvas.tasks] == [((7, "model-a"), "io"), ((7, "model-b"), "gpu")]

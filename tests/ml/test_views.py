@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from annotations.models import ImageStatus
 from ml.models import PipelineRun, RunStatus
@@ -143,3 +147,38 @@ def test_django_admin_lists_runs_read_only(dataset, django_user_model):
     assert listing.status_code == 200 and f"{run.pk}" in listing.content.decode()
     assert detail.status_code == 200 and "boom" in detail.content.decode()
     assert client.post(f"/django-admin/ml/pipelinerun/{run.pk}/delete/").status_code == 403
+
+
+def test_the_dataset_page_has_a_pre_annotate_button_for_admins_only(admin_client, reviewer, dataset, configured,
+                                                                     django_capture_on_commit_callbacks):
+    url = reverse("dataset-detail", args=[dataset.slug])
+    start = reverse("ml:start", args=[dataset.slug])
+    page = admin_client.get(url).content.decode()
+    form = re.search(rf'<form method="post" action="{re.escape(start)}">(.*?)</form>', page, re.S)
+    assert form is not None
+    assert 'name="csrfmiddlewaretoken"' in form.group(1) and ">Pre-annotate</button>" in form.group(1)
+
+    reviewer_client = Client()
+    reviewer_client.force_login(reviewer)
+    assert start not in reviewer_client.get(url).content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(start, follow=True)  # what the button posts: no limit, no force
+    assert "Queued 2 image(s) for pipeline page-v1; 0 skipped." in response.content.decode()
+    assert set(PipelineRun.objects.values_list("status", flat=True)) == {RunStatus.DONE}
+
+
+def test_stuck_runs_are_shown_and_retry_sends_them_again(admin_client, dataset, configured, django_capture_on_commit_callbacks):
+    image = dataset.images.first()
+    run = PipelineRun.objects.create(image=image, pipeline_version="page-v1", status=RunStatus.RUNNING)
+    PipelineRun.objects.filter(pk=run.pk).update(updated_at=timezone.now() - dt.timedelta(hours=3))
+
+    page = admin_client.get(reverse("ml:pipeline", args=[dataset.slug])).content.decode()
+    assert "1 run stuck: queued or running without progress for over 16 min" in page
+    assert "Retry 0 failed and 1 stuck" in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(reverse("ml:retry", args=[dataset.slug]), follow=True)
+
+    assert "Sent 0 failed image(s) again, and 1 stuck without progress." in response.content.decode()
+    assert PipelineRun.objects.get().status == RunStatus.DONE

@@ -36,3 +36,39 @@ def test_urls_views_and_tasks_do_not_import_torch(tmp_path):
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert "ml.views" in report["loaded"] and "annotations.views" in report["loaded"]
     assert report["heavy"] == []
+
+
+ROUTES_SCRIPT = """
+import json, sys
+import django
+django.setup()
+from ml import services
+routes = services._routes(services.configured_registry())
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "torchvision", "segment_anything"))
+print(json.dumps({"annotators": routes.annotators, "critic": routes.critic, "heavy": heavy}))
+"""
+
+
+def test_a_local_qwen_goes_to_the_gpu_queue_without_importing_torch_in_the_web_process(tmp_path):
+    """``QwenVLAnnotator`` declares ``default_queue = "gpu"``: an entry without ``queue``
+    is routed to the GPU workers, and reading that does not load the model or torch."""
+    qwen = {"backend": "ml.backends.qwen_vl.QwenVLAnnotator", "options": {"model_path": "/models/qwen2.5-vl-7b"}}
+    config = {
+        "annotators": [
+            {"name": "gpt-4o", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "gpt-4o"}},
+            {"name": "qwen-local", **qwen},
+        ],
+        "critic": {"backend": "ml.backends.qwen_vl.QwenVLCritic", "options": qwen["options"]},
+        "grounder": {"backend": "ml.backends.grounding_dino.GroundingDinoGrounder"},
+        "segmenter": {"backend": "ml.backends.sam_hf.HFSamSegmenter"},
+    }
+    config_path = tmp_path / "ml.json"
+    config_path.write_text(json.dumps(config))
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "emoverse_site.settings", "EMOVERSE_VAR_DIR": str(tmp_path),
+           "EMOVERSE_ML_CONFIG": str(config_path)}
+    done = subprocess.run([sys.executable, "-c", ROUTES_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["annotators"] == [["gpt-4o", "io"], ["qwen-local", "gpu"]]
+    assert report["critic"] == "gpu"
+    assert report["heavy"] == []

@@ -6,7 +6,7 @@ configured vision backends. The first worker is SIGKILLed mid-task; a second one
 picks up the unacknowledged work. Every image must end in review with exactly one
 run and one merged annotation.
 
-Run with ``DATABASE_URL=postgres://postgres@127.0.0.1:5432/emoverse pytest -m e2e``.
+Run with ``DATABASE_URL=postgres://postgres@127.0.0.1:5432/<test database> pytest -m e2e``.
 """
 
 from __future__ import annotations
@@ -56,6 +56,21 @@ def _database_url() -> str:
     s = connection.settings_dict
     auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def _worker_env(config_path, settings, **extra: str) -> dict[str, str]:
+    """The environment of a worker or command process: this test's database, Redis, config."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "emoverse_site.settings",
+        "DATABASE_URL": _database_url(),
+        "CELERY_BROKER_URL": REDIS_URL,
+        "CELERY_RESULT_BACKEND": REDIS_URL,
+        "EMOVERSE_ML_CONFIG": str(config_path),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "PYTHONPATH": str(ROOT),
+        **extra,
+    }
 
 
 def _slow_auto_reply(body):
@@ -149,18 +164,7 @@ def test_killed_worker_loses_nothing(services_up, transactional_db, fake_server,
         ImageFactory(dataset=dataset, status=ImageStatus.NEW, seed=500 + i)
     config_path = tmp_path / "ml.json"
     config_path.write_text(json.dumps(_config(fake_server, "E2E_OPENAI_KEY", tiny_models)))
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "emoverse_site.settings",
-        "DATABASE_URL": _database_url(),
-        "CELERY_BROKER_URL": REDIS_URL,
-        "CELERY_RESULT_BACKEND": REDIS_URL,
-        "CELERY_VISIBILITY_TIMEOUT": "4",
-        "EMOVERSE_ML_CONFIG": str(config_path),
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "E2E_OPENAI_KEY": "sk-e2e",
-        "PYTHONPATH": str(ROOT),
-    }
+    env = _worker_env(config_path, settings, CELERY_VISIBILITY_TIMEOUT="4", E2E_OPENAI_KEY="sk-e2e")
     logs = [tmp_path / "worker1.log", tmp_path / "worker2.log"]
     first = Worker(env, "first", logs[0])
     second = None
@@ -207,6 +211,62 @@ def test_killed_worker_loses_nothing(services_up, transactional_db, fake_server,
     assert lost <= _succeeded(logs[1].read_text())
 
 
+def _pool_children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in found.stdout.split()]
+
+
+def test_a_pool_child_killed_in_the_gpu_batch_loses_nothing(services_up, transactional_db, fake_server, settings, tmp_path):
+    """SIGKILL the pool process that runs the GPU batch: ``reject_on_worker_lost`` sends
+    the message again at once, and the redelivered task takes back its own claim (the
+    claim's lease, 16 minutes, is far longer than this test may wait)."""
+    dataset = DatasetFactory(slug="e2e-gpu")
+    for i in range(N_IMAGES):
+        ImageFactory(dataset=dataset, status=ImageStatus.NEW, seed=600 + i)
+    endpoint = {"base_url": fake_server.base_url, "api_key_env": "E2E_OPENAI_KEY", "max_retries": 0, "timeout": 10}
+    config = {
+        "pipeline_version": "e2e-gpu-v1",
+        "gpu_batch_size": N_IMAGES,
+        "annotators": [
+            {"name": "model-a", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-a", **endpoint}},
+            {"name": "model-b", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-b", **endpoint}},
+        ],
+        "critic": {"backend": "ml.backends.openai_critic.OpenAICritic", "options": {"model": "fake-critic", **endpoint}},
+        "grounder": {"backend": "tests.ml.stage_fakes.SlowGrounder", "options": {"seconds": 3.0}},
+        "segmenter": {"backend": "tests.ml.stage_fakes.FakeSegmenter"},
+    }
+    config_path = tmp_path / "ml.json"
+    config_path.write_text(json.dumps(config))
+    env = _worker_env(config_path, settings, E2E_OPENAI_KEY="sk-e2e")
+    env.pop("CELERY_VISIBILITY_TIMEOUT", None)  # the default hour: only reject_on_worker_lost redelivers
+    log = tmp_path / "worker.log"
+    worker = Worker(env, "gpu-kill", log)
+    try:
+        sent = subprocess.run(
+            [sys.executable, "manage.py", "preannotate", "--dataset", "e2e-gpu"], cwd=ROOT, env=env,
+            capture_output=True, text=True, timeout=120,
+        )
+        assert sent.returncode == 0, sent.stderr
+        _wait(lambda: PipelineRun.objects.exclude(gpu_claim="").exists(), 120, "a GPU batch to start", [log])
+        children = _pool_children(worker.proc.pid)
+        assert children, "no pool processes"
+        for child in children:
+            os.kill(child, signal.SIGKILL)
+        _wait(
+            lambda: PipelineRun.objects.filter(status__in=[RunStatus.DONE, RunStatus.FAILED]).count() == N_IMAGES,
+            90, "every run to finish after the kill", [log],
+        )
+    finally:
+        worker.stop()
+
+    text = log.read_text()
+    assert "SIGKILL" in text or "signal 9" in text, text[-3000:]
+    runs = list(PipelineRun.objects.all())
+    assert {r.status for r in runs} == {RunStatus.DONE}, [(r.pk, r.failed_stage, r.error) for r in runs]
+    for run in runs:
+        assert Annotation.objects.filter(image_id=run.image_id, author_name=PIPELINE_AUTHOR).count() == 1
+
+
 _TASK_LINE = re.compile(r"Task ml\.tasks\.\w+\[([0-9a-f-]+)\] (received|succeeded)")
 
 
@@ -236,16 +296,7 @@ def test_click_to_refine_through_the_api_and_a_real_gpu_worker(
     config_path.write_text(json.dumps(config))
     image = ImageFactory(width=64, height=48, status=ImageStatus.IN_REVIEW)
     assert queue.lease_next(dataset=image.dataset, reviewer=reviewer).image_id == image.pk  # refine needs the lease
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "emoverse_site.settings",
-        "DATABASE_URL": _database_url(),
-        "CELERY_BROKER_URL": REDIS_URL,
-        "CELERY_RESULT_BACKEND": REDIS_URL,
-        "EMOVERSE_ML_CONFIG": str(config_path),
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "PYTHONPATH": str(ROOT),
-    }
+    env = _worker_env(config_path, settings)
     # This (web) process: a broker and result backend, a segmenter named in the configuration.
     settings.EMOVERSE_ML = config
     settings.CELERY_TASK_ALWAYS_EAGER = False

@@ -44,19 +44,25 @@ class Command(BaseCommand):
     def handle(self, *args, image=None, file=None, no_run=False, **options):
         source = settings.EMOVERSE_ML_CONFIG or "(EMOVERSE_ML_CONFIG is not set: nothing is configured)"
         self.stdout.write(f"Configuration: {source}")
-        if no_run:
-            target = None
-        elif file is not None:
+        target, readable = None, True
+        if not no_run:
+            try:
+                target = self._target(image, file)
+            except (OSError, ValueError) as exc:  # a missing or unreadable file: load the backends anyway
+                readable = False
+                self.stdout.write(f"  FAILED   read the image: {type(exc).__name__}: {exc}")
+        if not check(get_registry(settings.EMOVERSE_ML), target, self.stdout) or not readable:
+            raise CommandError("ml_check found missing or failing stages (see above).")
+
+    def _target(self, image: int | None, file: Path | None) -> ImageInput:
+        if file is not None:
             if not file.is_file():
                 raise CommandError(f"{file} is not a file")
-            target = _file_input(file)
-        elif image is not None:
+            return _file_input(file)
+        if image is not None:
             found = Image.objects.filter(pk=image).first()
             if found is None:
                 raise CommandError(f"no image with id {image}")
-            target = image_input(found)
-        else:
-            first = Image.objects.order_by("id").first()
-            target = image_input(first) if first is not None else _demo_input()
-        if not check(get_registry(settings.EMOVERSE_ML), target, self.stdout):
-            raise CommandError("ml_check found missing or failing stages (see above).")
+            return image_input(found)
+        first = Image.objects.order_by("id").first()
+        return image_input(first) if first is not None else _demo_input()

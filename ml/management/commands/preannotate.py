@@ -5,8 +5,12 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from annotations.models import Dataset
-from ml import selectors, services
+from ml import selectors, services, tasks
 from ml.types import BackendNotConfigured
+
+
+def _stuck() -> str:
+    return f"queued or running without progress for over {tasks.STALE_AFTER_S // 60} min"
 
 
 class Command(BaseCommand):
@@ -15,8 +19,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--dataset", required=True, help="Dataset slug.")
         parser.add_argument("--limit", type=int, help="At most this many images.")
-        parser.add_argument("--force", action="store_true", help="Also re-run images already done with this pipeline version.")
-        parser.add_argument("--retry-failed", action="store_true", help="Send the failed images again instead.")
+        parser.add_argument(
+            "--force", action="store_true",
+            help="Also re-run images already done with this pipeline version, and send runs stuck queued or running again.",
+        )
+        parser.add_argument(
+            "--retry-failed", action="store_true",
+            help="Send the failed images, and runs stuck queued or running, again instead.",
+        )
 
     def handle(self, *args, dataset, limit=None, force=False, retry_failed=False, **options):
         found = Dataset.objects.filter(slug=dataset).first()
@@ -26,12 +36,17 @@ class Command(BaseCommand):
             raise CommandError("--limit must be at least 1")
         try:
             if retry_failed:
-                self.stdout.write(f"Sent {services.retry_failed(dataset=found)} failed image(s) again.")
+                retried = services.retry_failed(dataset=found)
+                self.stdout.write(
+                    f"Sent {retried.failed} failed image(s) again"
+                    + (f", and {retried.stale} stuck one(s) ({_stuck()})." if retried.stale else ".")
+                )
             else:
                 result = services.enqueue_preannotation(dataset=found, limit=limit, force=force)
                 self.stdout.write(
                     f"Queued {result.enqueued} image(s) of {found.slug} for pipeline {result.pipeline_version}; "
                     f"{result.skipped} skipped (already sent, or decided by people)."
+                    + (f" {result.stale} of them were stuck ({_stuck()})." if result.stale else "")
                 )
         except BackendNotConfigured as exc:
             raise CommandError(str(exc)) from exc
