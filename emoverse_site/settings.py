@@ -221,9 +221,10 @@ EMOVERSE_ML: dict = json.loads(Path(EMOVERSE_ML_CONFIG).read_text()) if EMOVERSE
 # a run already sent EMOVERSE_PIPELINE_MAX_SENDS times is failed instead, for a person.
 EMOVERSE_STALE_SWEEP_SECONDS = int(os.environ.get("EMOVERSE_STALE_SWEEP_SECONDS", "300"))
 EMOVERSE_PIPELINE_MAX_SENDS = int(os.environ.get("EMOVERSE_PIPELINE_MAX_SENDS", "3"))
+CELERY_IMPORTS = ("ml.periodic",)
 CELERY_BEAT_SCHEDULE = {
     "sweep-stale-pipeline-runs": {
-        "task": "ml.tasks.sweep_stale_runs",
+        "task": "ml.periodic.sweep_stale_runs",
         "schedule": float(EMOVERSE_STALE_SWEEP_SECONDS),
         "options": {"queue": "io", "expires": float(EMOVERSE_STALE_SWEEP_SECONDS)},
     },

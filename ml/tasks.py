@@ -33,8 +33,9 @@ from celery import Task, chain, group, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
+from annotations.models import Image
 from ml import runs
-from ml.types import BackendNotConfigured, StageError
+from ml.types import BackendNotConfigured, Box, StageError
 
 logger = logging.getLogger(__name__)
 
@@ -177,19 +178,6 @@ def _release(token: str) -> None:
         logger.exception("could not release GPU claim %s; it expires after %ss", token, GPU_HARD_TIME_LIMIT)
 
 
-@shared_task(acks_late=False, soft_time_limit=120, time_limit=150, ignore_result=True)
-def sweep_stale_runs() -> dict:
-    """Celery beat's periodic sweep: send stuck runs again (``services.sweep_stale_runs``)."""
-    from ml import services
-
-    try:
-        result = services.sweep_stale_runs()
-    except BackendNotConfigured as exc:
-        logger.info("stale-run sweep skipped: %s", str(exc).splitlines()[0])
-        return {"resent": 0, "gave_up": 0, "skipped": "not configured"}
-    return {"resent": result.resent, "gave_up": result.gave_up}
-
-
 @shared_task(bind=True, acks_late=False, soft_time_limit=60, time_limit=90, max_retries=0)
 def gpu_refine_mask(self: Task, image_id: int, box: list[float] | None, points: list, labels: list) -> dict:
     """Click-to-refine (``review.refine`` sends it to the ``gpu`` queue and waits).
@@ -200,9 +188,6 @@ def gpu_refine_mask(self: Task, image_id: int, box: list[float] | None, points: 
     is empty. Not retried and not acknowledged late: a reviewer is waiting for it, and
     a redelivery after a worker died would answer nobody.
     """
-    from annotations.models import Image
-    from ml.types import Box
-
     image = Image.objects.get(pk=image_id)
     segmenter = runs.registry().segmenter()  # BackendNotConfigured names what to set
     mask = segmenter.refine(
