@@ -98,7 +98,11 @@ def save_preannotation(
     with_des: bool,
 ) -> None:
     """Store the annotations, route the image and mark the run done (precondition: the
-    caller holds the run's GPU claim ``claim``). Does nothing when the run is already done."""
+    caller holds the run's GPU claim ``claim``). Does nothing when the run is already done.
+
+    When people decided on or reviewed the image while the model ran, the answers are
+    kept as history (never auto-accepted) and the image stays where people put it.
+    """
     started = time.perf_counter()
     run = PipelineRun.objects.select_for_update().select_related("image__dataset").get(pk=run_id)
     if run.status != RunStatus.RUNNING or run.gpu_claim != claim:
@@ -109,47 +113,83 @@ def save_preannotation(
     calibration = codec.load_calibration(outputs["calibrate"].output["calibration"])
     critic: CriticResult = codec.load_critic(outputs["critic"].output)
     routing = pipeline.route(calibration, critic, auto_accept_threshold=image.dataset.auto_accept_threshold)
-    version = run.pipeline_version
+    people_decided = image.status in PEOPLE_DECIDED or Annotation.objects.filter(
+        image=image, kind=AnnotationKind.HUMAN, is_current=True
+    ).exists()
+    auto_accept = routing.auto_accept and not people_decided
     try:
-        for result in results:
-            annotation_create(
-                image=image,
-                data=_annotator_input(result, calibration, image.width, image.height),
-                kind=AnnotationKind.MODEL,
-                author_name=result.model,
-                prompt_version=result.prompt_version,
-                pipeline_version=version,
-                raw_output=result.raw_output,
-                raw_distribution=dict(result.distribution),
-                extra={"usage": codec.dump(result.usage)},
-            )
-        merged = annotation_create(
-            image=image,
-            data=_merged_input(grounded, calibration, results, des, image.width, image.height),
-            kind=AnnotationKind.MODEL,
-            author_name=PIPELINE_AUTHOR,
-            decision=Decision.APPROVED if routing.auto_accept else Decision.NONE,
-            decision_reason=(
-                f"auto-accepted: confidence and agreement at or above {image.dataset.auto_accept_threshold}"
-                if routing.auto_accept
-                else ""
-            ),
-            prompt_version=",".join(sorted({r.prompt_version for r in results} | {critic.prompt_version})),
-            pipeline_version=version,
-            critic=codec.dump(critic),
-            extra={
-                "annotators": [r.model for r in results],
-                "calibration": codec.dump(calibration),
-                "agreement": codec.dump(calibration.agreement),
-                "priority": routing.priority,
-                "cost_usd": run.cost_usd,
-            },
-        )
+        merged = _store_annotations(run, results, calibration, critic, grounded, des, priority=routing.priority,
+                                    auto_accept=auto_accept)
     except InvalidAnnotation as exc:
         raise StageError(f"the pipeline's result does not validate: {exc}") from exc
     gpu_stages = {"ground": timings["ground"], "segment": timings["segment"], "save": time.perf_counter() - started}
     if with_des:
         gpu_stages["des"] = timings["des"]
+    _mark_done(run, merged, gpu_stages, auto_accepted=auto_accept, batch_size=batch_size, with_des=with_des)
+    if people_decided:
+        logger.info("run %s: image %s was %s by people meanwhile; status kept", run.pk, image.pk, image.status)
+        return
+    agreement = calibration.agreement.score if calibration.agreement is not None else None
+    image_set_status(
+        image=image,
+        status=ImageStatus.APPROVED if auto_accept else ImageStatus.IN_REVIEW,
+        label=calibration.label,
+        confidence=calibration.confidence,
+        agreement=agreement,
+        priority=routing.priority,
+    )
+
+
+def _store_annotations(
+    run: PipelineRun,
+    results: list[AnnotatorResult],
+    calibration: CalibrationResult,
+    critic: CriticResult,
+    grounded: tuple[GroundedTriplet, ...],
+    des: np.ndarray | None,
+    *,
+    priority: float,
+    auto_accept: bool,
+) -> Annotation:
+    """Each annotator's own answer, then the merged one (returned)."""
+    image, version = run.image, run.pipeline_version
+    for result in results:
+        annotation_create(
+            image=image,
+            data=_annotator_input(result, calibration, image.width, image.height),
+            kind=AnnotationKind.MODEL,
+            author_name=result.model,
+            prompt_version=result.prompt_version,
+            pipeline_version=version,
+            raw_output=result.raw_output,
+            raw_distribution=dict(result.distribution),
+            extra={"usage": codec.dump(result.usage)},
+        )
+    threshold = image.dataset.auto_accept_threshold
+    return annotation_create(
+        image=image,
+        data=_merged_input(grounded, calibration, results, des, image.width, image.height),
+        kind=AnnotationKind.MODEL,
+        author_name=PIPELINE_AUTHOR,
+        decision=Decision.APPROVED if auto_accept else Decision.NONE,
+        decision_reason=f"auto-accepted: confidence and agreement at or above {threshold}" if auto_accept else "",
+        prompt_version=",".join(sorted({r.prompt_version for r in results} | {critic.prompt_version})),
+        pipeline_version=version,
+        critic=codec.dump(critic),
+        extra={
+            "annotators": [r.model for r in results],
+            "calibration": codec.dump(calibration),
+            "agreement": codec.dump(calibration.agreement),
+            "priority": priority,
+            "cost_usd": run.cost_usd,
+        },
+    )
+
+
+def _mark_done(
+    run: PipelineRun, merged: Annotation, gpu_stages: dict[str, float], *, auto_accepted: bool, batch_size: int,
+    with_des: bool,
+) -> None:
     for stage, seconds in gpu_stages.items():
         StageResult.objects.update_or_create(
             run=run, stage=stage,
@@ -157,24 +197,8 @@ def save_preannotation(
         )
     if not with_des:
         StageResult.objects.filter(run=run, stage="des").delete()
-    run.status, run.annotation, run.auto_accepted = RunStatus.DONE, merged, routing.auto_accept
+    run.status, run.annotation, run.auto_accepted = RunStatus.DONE, merged, auto_accepted
     run.timings = {**run.timings, **{k: round(v, 4) for k, v in gpu_stages.items()}}
     run.finished_at = timezone.now()
     run.gpu_claim, run.gpu_claimed_until = "", None
     run.save()
-    if image.status in PEOPLE_DECIDED or Annotation.objects.filter(
-        image=image, kind=AnnotationKind.HUMAN, is_current=True
-    ).exists():
-        # A person decided or reviewed while the model ran: the answer is kept as
-        # history, the image stays where people put it.
-        logger.info("run %s: image %s was %s by people meanwhile; status kept", run.pk, image.pk, image.status)
-        return
-    agreement = calibration.agreement.score if calibration.agreement is not None else None
-    image_set_status(
-        image=image,
-        status=ImageStatus.APPROVED if routing.auto_accept else ImageStatus.IN_REVIEW,
-        label=calibration.label,
-        confidence=calibration.confidence,
-        agreement=agreement,
-        priority=routing.priority,
-    )

@@ -217,6 +217,33 @@ def test_auto_accept_when_the_dataset_asks_and_everything_agrees(ml_config, data
     assert run.image.status == ImageStatus.APPROVED
 
 
+def test_a_review_submitted_while_the_model_ran_wins(ml_config, dataset, django_capture_on_commit_callbacks):
+    """The run finishes after a person reviewed the image: its answers are kept as
+    history, nothing is auto-accepted, and the image stays where the person put it."""
+    ml_config["annotators"][1]["options"]["model"] = "fake-a"  # would be auto-accepted
+    reset_registry()
+    dataset.auto_accept_threshold = 0.6
+    dataset.save()
+    image = dataset.images.order_by("id").first()
+    run = PipelineRun.objects.create(image=image, pipeline_version="test-v1")
+    for name in ("model-a", "model-b"):
+        tasks.annotate.apply(args=(run.pk, name))
+    tasks.calibrate.apply(args=(run.pk,))
+    tasks.critic.apply(args=(run.pk,))
+    make_annotation(image, kind=AnnotationKind.HUMAN, author_name="ann", payload_kwargs={"label": "awe"},
+                    decision=Decision.FLAGGED)
+    image.status = ImageStatus.FLAGGED
+    image.save(update_fields=["status"])
+
+    tasks.gpu_ground_segment.apply(args=(run.pk,))
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.DONE and run.auto_accepted is False
+    assert run.annotation.author_name == PIPELINE_AUTHOR and run.annotation.decision == Decision.NONE
+    image.refresh_from_db()
+    assert image.status == ImageStatus.FLAGGED
+
+
 def test_images_people_decided_on_are_never_enqueued(ml_config, dataset, django_capture_on_commit_callbacks):
     ImageFactory(dataset=dataset, status=ImageStatus.APPROVED, seed=999)
     result = _enqueue(django_capture_on_commit_callbacks, dataset=dataset, force=True)
