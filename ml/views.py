@@ -10,6 +10,7 @@ from annotations.models import Dataset
 from annotations.roles import ADMIN, role_required
 from ml import selectors, services, tasks
 from ml.forms import PreannotateForm
+from ml.registry import CONFIG_HINT
 from ml.types import BackendNotConfigured
 
 
@@ -21,8 +22,10 @@ def _context(dataset: Dataset) -> dict:
         dataset=dataset, pipeline_version=version, stage_names=services.pipeline_stage_names(registry)
     )
     stuck = services.stale_runs(pipeline_version=version).filter(image__dataset=dataset).count()
+    # The page says once where the configuration goes; each problem says what is missing.
+    shown = [p.removesuffix(CONFIG_HINT).rstrip() for p in problems]
     return {
-        "dataset": dataset, "progress": progress, "problems": problems, "form": PreannotateForm(),
+        "dataset": dataset, "progress": progress, "problems": shown, "form": PreannotateForm(),
         "stuck": stuck, "stuck_minutes": tasks.STALE_AFTER_S // 60,
     }
 

@@ -30,3 +30,9 @@ def stat(result) -> str:
 @register.filter
 def percent(value) -> str:
     return "—" if value is None or value == "" else f"{100 * float(value):.1f} %"
+
+
+@register.filter
+def nothing_defined(per_class) -> bool:
+    """No class has a specific agreement or a one-vs-rest kappa (no item reviewed twice)."""
+    return all(row["specific_agreement"] is None and row["fleiss_kappa"] is None for row in per_class)

@@ -46,6 +46,7 @@ def test_researcher_gets_the_report_with_intervals_and_plots(scene, researcher):
     assert html.count("<svg") >= 5  # confusion matrix, 2 IoU histograms, 2 model heatmaps
     assert "Confusion matrix: alice (rows) vs bob (columns), 10 items" in html
     assert "Box IoU between reviewers" in html and "gpt-4o" in html
+    assert "Undefined for every class" not in html and "Specific agreement" in html
 
 
 def test_pick_any_two_annotators_for_the_confusion_matrix(scene, researcher):
@@ -91,6 +92,7 @@ def test_undefined_statistics_are_shown_with_their_reason(researcher):
     assert "undefined (no item has two or more values)" in html
     assert "undefined (no two reviewers share an item)" in html
     assert "undefined (no element has a box from two reviewers who both kept it)" in html
+    assert "Undefined for every class: no reviewer used any label on an item reviewed twice or more." in html
     report = json.loads(_client(researcher).get("/agreement/lonely/report.json").content)
     assert report["labels"]["krippendorff_alpha"]["value"] is None
 

@@ -73,7 +73,8 @@ def test_unconfigured_page_says_what_to_configure(admin_client, dataset, unconfi
     body = response.content.decode()
     assert response.status_code == 200
     assert "The pipeline is not configured" in body and "EMOVERSE_ML_CONFIG" in body
-    assert "no annotators configured" in body
+    assert "no annotators configured" in body and "no grounder configured" in body
+    assert body.count("docs/ml-backends.md") == 1  # where the configuration goes is said once, not per problem
 
 
 def test_pre_annotate_without_configuration_starts_nothing(admin_client, dataset, unconfigured):
