@@ -496,6 +496,7 @@ class ReviewPage {
     this.$("#image-meta").textContent = `${image.width}×${image.height} · ${image.source} · v${this.work.expected_version}`;
     const link = this.$("#image-link");
     link.href = this.imagePageUrl.replace("/0/", `/${image.id}/`);
+    link.hidden = false;
     this.renderLease();
   }
 
@@ -578,6 +579,10 @@ class ReviewPage {
     if (this.editor) this.editor.destroy();
     this.editor = null;
     this.$("#review-workspace").hidden = true;
+    for (const id of ["#image-name", "#image-meta", "#lease-until"]) this.$(id).textContent = "";
+    this.$("#image-link").hidden = true;
+    this.setSaveState("");
+    this.setStatus("");
     const box = this.$("#review-empty");
     box.hidden = false;
     this.$("#empty-detail").textContent = detail;

@@ -183,8 +183,10 @@ def test_brush_a_mask_pick_the_label_by_keyboard_and_submit(start, live_server, 
     actions = set(ElementDecision.objects.filter(annotation=version).values_list("action", flat=True))
     assert "edit_mask" in actions
     assert not Draft.objects.filter(image=image).exists()
-    # the queue is empty now
+    # the queue is empty now: the editor and the last item's name and lease are gone
     page.wait_for_selector("#review-empty:not([hidden])")
+    assert not page.locator("#review-workspace").is_visible()
+    assert page.locator("#image-name").inner_text() == "" and page.locator("#lease-until").inner_text() == ""
 
     # the image page lists the new version with its label
     page.goto(f"{live_server.url}/review/images/{image.pk}/")
