@@ -69,8 +69,10 @@ def report_context(report: dict[str, Any], *, a: str | None = None, b: str | Non
 
 
 def calibration_plots(fits: list[ModelCalibration]) -> list[tuple[ModelCalibration, Any]]:
+    """Each fit with its reliability diagram, or None when it has no usable answer."""
     return [
         (fit, svg.reliability_diagram(fit.reliability_before, fit.reliability_after,
-                                      title=f"Reliability of {fit.model} ({fit.n} answers)"))
+                                      title=f"Reliability of {fit.model} ({fit.n} answers)")
+         if fit.reliability_before else None)
         for fit in fits
     ]

@@ -168,3 +168,20 @@ def test_report_shows_reliability_diagrams_and_downloads_the_calibration(scene, 
     bins = [r for r in rows if r["section"] == "calibration" and r["statistic"] == "reliability_before" and r["a"] == "qwen"]
     assert sum(int(r["n"]) for r in bins) == 10
     assert ("models", "phrase_semantic_vs_reviewers", "gpt-4o") in by_stat
+
+
+def test_calibration_page_with_only_imported_model_answers(researcher):
+    """Model answers without a raw distribution (imported ones, as in the demo) on a reviewed
+    image: the page says why nothing is measured instead of failing."""
+    dataset = DatasetFactory(slug="imported")
+    image = ImageFactory(dataset=dataset, width=W, height=H)
+    make_annotation(image, kind=AnnotationKind.MODEL, author_name="gpt-4o", payload_kwargs={"label": "fear"})
+    make_annotation(image, kind=AnnotationKind.HUMAN, author_name="alice", payload_kwargs={"label": "fear"},
+                    decision=Decision.APPROVED)
+
+    for url in ("/agreement/calibration/", "/agreement/calibration/?dataset=imported"):
+        page = _client(researcher).get(url)
+        html = page.content.decode()
+        assert page.status_code == 200
+        assert "gpt-4o" in html and "have no raw (pre-temperature) distribution and are left out" in html
+        assert "Reliability of gpt-4o" not in html
