@@ -113,6 +113,7 @@ class NewAnnotation:
     prompt_version: str = ""
     pipeline_version: str = ""
     raw_output: str = ""
+    raw_distribution: dict[str, float] | None = None
     critic: dict | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     import_run: ImportRun | None = None
@@ -166,6 +167,7 @@ def annotation_bulk_create(*, items: Sequence[NewAnnotation]) -> list[Annotation
                 ces_label=data.ces.label if data.ces else None,
                 ces_confidence=data.ces.confidence if data.ces else None,
                 ces_distribution=data.ces.distribution if data.ces else None,
+                ces_raw_distribution=item.raw_distribution,
                 des=data.des,
                 rationale=data.rationale,
                 prompt_version=item.prompt_version,

@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from annotations.domain import PIPELINE_AUTHOR
 from annotations.errors import DomainError, InvalidAnnotation, InvalidImage
 from annotations.importers.emoverse_parse import (
     Annotator,
@@ -186,6 +187,15 @@ class _AppWorkAppeared(DomainError):
     """Work made in the app appeared, for an author of the batch, after the line's check."""
 
 
+def _model_raw_distribution(annotator: Annotator, annotation: AnnotationInput) -> dict[str, float] | None:
+    """A model annotator's distribution is its own output, never scaled by this app's
+    temperatures: stored as the raw distribution that recalibration fits on. The merged
+    pipeline answer and people's labels have none."""
+    if annotator.kind != AnnotationKind.MODEL or annotator.name == PIPELINE_AUTHOR or annotation.ces is None:
+        return None
+    return annotation.ces.distribution
+
+
 def import_line(
     raw: bytes, *, dataset: Dataset, options: ImportOptions, run: ImportRun, batch: _Batch | None = None
 ) -> tuple[bool, bool, bool]:
@@ -233,7 +243,8 @@ def import_line(
         decision=Decision.APPROVED if options.approved else Decision.NONE,
         decision_reason=f"imported as approved by {run.run_by} (import run {run.pk})" if options.approved else "",
         prompt_version=annotator.prompt_version, pipeline_version=annotator.pipeline_version,
-        raw_output=annotator.raw_output, critic=parsed.critic, extra=extra, import_run=run,
+        raw_output=annotator.raw_output, raw_distribution=_model_raw_distribution(annotator, annotation),
+        critic=parsed.critic, extra=extra, import_run=run,
     )
     if batch is None:
         annotation_bulk_create(items=[new])

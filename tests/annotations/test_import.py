@@ -98,6 +98,20 @@ def test_good_file_imports_images_and_model_annotations(ws, settings):
     assert (run.imported, run.duplicates, run.failed, run.run_by) == (3, 0, 0, "tester") and run.finished_at
 
 
+def test_a_model_answer_keeps_its_distribution_as_the_raw_one_for_recalibration(ws):
+    """A model's imported distribution is its own output (this app never scaled it):
+    stored as the raw distribution temperatures are fitted on. The merged pipeline answer
+    and people's labels get none."""
+    names = [ws.add_png(f"{i}.png", seed=60 + i) for i in range(3)]
+    report = ws.run([ws.line(names[0], label="fear"), ws.line(names[1], annotator="pipeline", label="fear"),
+                     ws.line(names[2], annotator="alice", kind="human", label="fear")])
+    assert report.ok
+    by_author = {a.author_name: a for a in Annotation.objects.all()}
+    assert by_author["gpt-4o"].ces_raw_distribution == by_author["gpt-4o"].ces_distribution
+    assert by_author["gpt-4o"].ces_distribution["fear"] > 0.5
+    assert by_author["pipeline"].ces_raw_distribution is None and by_author["alice"].ces_raw_distribution is None
+
+
 def _bad_line_cases(ws: Workspace) -> dict:
     """id -> (line as dict or raw string, expected reason). Bad lines use image ``bad.png`` when they need one."""
     ws.add_png("bad.png", seed=99)
