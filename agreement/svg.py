@@ -90,7 +90,7 @@ def histogram(edges: Sequence[float], counts: Sequence[int], *, x_label: str, ti
 
 def reliability_diagram(before: dict, after: dict | None, *, title: str) -> SafeString:
     """Accuracy per confidence bin (bars: before; dots: after scaling) against the diagonal."""
-    left, top, w, h = 44, 12, 300, 200
+    left, top, w, h = 44, 28, 300, 200  # the legend sits above the plot, not over the bars
     body = _axes(left, top, w, h, "confidence", "accuracy")
     body.append(format_html('<path d="M{} {}L{} {}" stroke="#98a2b3" stroke-dasharray="4 3"/>', left, top + h, left + w, top))
     edges = before["edges"]
@@ -106,5 +106,5 @@ def reliability_diagram(before: dict, after: dict | None, *, title: str) -> Safe
                                         f"{left + conf * w:.1f}", f"{top + h * (1 - acc):.1f}",
                                         f"after: {n} answers, accuracy {acc:.2f}, confidence {conf:.2f}"))
     legend = "bars: before" + (" · dots: after temperature" if after else "")
-    body.append(_text(left + 4, top + 12, legend, anchor="start", fill="#667085"))
+    body.append(_text(left, top - 10, legend, anchor="start", fill="#667085"))
     return _svg(left + w + 16, top + h + 40, title, body)
