@@ -46,7 +46,7 @@ function drawOverlay(canvas, answer) {
       if (!e || e.status === "rejected" || !e.mask) continue;
       const [h, w] = e.mask.size;
       if (h !== canvas.height || w !== canvas.width) continue;
-      const mask = decodeRle(e.mask);
+      const { data: mask } = decodeRle(e.mask);
       const [r, g, b] = COLOURS[role];
       for (let i = 0; i < mask.length; i++) {
         if (!mask[i]) continue;

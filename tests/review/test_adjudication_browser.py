@@ -47,6 +47,14 @@ def test_adjudicate_with_the_keyboard(disputed, live_server):
         page.click("h1")
         page.keyboard.press("8")                      # sadness
         assert page.locator("#adj-final button[aria-pressed=true]").inner_text().startswith("8 sadness")
+        # The overlay draws the kept subject's mask (a rectangle over the image's second quarter).
+        w, h = disputed.width, disputed.height
+        centre = f"() => Array.from(document.getElementById('adj-overlay').getContext('2d').getImageData({w * 3 // 8}, {h * 3 // 8}, 1, 1).data)"
+        assert page.evaluate(centre) == [215, 48, 31, 90]
+        page.uncheck("input[aria-label='keep subject of triplet 1']")
+        assert page.evaluate(centre)[3] == 0
+        page.check("input[aria-label='keep subject of triplet 1']")
+        assert page.evaluate(centre) == [215, 48, 31, 90]
         page.uncheck("input[aria-label='keep attribute of triplet 1']")
         page.screenshot(path="/tmp/adjudication.png", full_page=True)
         page.keyboard.press("Control+Enter")
