@@ -7,11 +7,13 @@ callers may carry their own rows along.
 
 Triplets with the same key are the same triplet (reviewers keep the keys of the answer
 they started from). The rest — e.g. one of the two VLM annotators, whose triplets the
-pipeline merged under new keys — are paired greedily, best first, on
-:func:`triplet_similarity`, when it reaches :data:`ALIGN_MIN_SIMILARITY`.
+pipeline merged under new keys and often elaborated — are paired greedily, best first,
+on :func:`triplet_similarity`, when it reaches :data:`ALIGN_MIN_SIMILARITY`.
 """
 
 from __future__ import annotations
+
+import re
 
 from annotations.domain import ROLES
 
@@ -34,17 +36,38 @@ def normalize_words(phrase: str | None) -> str:
     return " ".join((phrase or "").lower().split())
 
 
+_WORD = re.compile(r"[^\W_]+")
+_FUNCTION_WORDS = frozenset({"a", "an", "the", "of", "with", "and", "in", "on", "at", "to", "is", "are", "its"})
+
+
+def content_words(phrase: str | None) -> frozenset[str]:
+    """The phrase's words, lower case, without punctuation and function words (all its
+    words when it has nothing else): ``"Gleaming, ready to ride"`` -> {gleaming, ready, ride}."""
+    words = _WORD.findall((phrase or "").lower())
+    kept = frozenset(w for w in words if w not in _FUNCTION_WORDS)
+    return kept or frozenset(words)
+
+
+def phrase_overlap(a: str | None, b: str | None) -> float:
+    """Overlap coefficient of the :func:`content_words`: shared words over the shorter
+    phrase's, so a phrase and its elaboration match (``"garage"`` and ``"cluttered garage
+    with metal shelves"``: 1.0); 0 when either has no word."""
+    ta, tb = content_words(a), content_words(b)
+    if not ta or not tb:
+        return 0.0
+    return len(ta & tb) / min(len(ta), len(tb))
+
+
 def triplet_similarity(a: dict, b: dict) -> float:
-    """Mean over the roles both triplets have of the better of phrase token overlap
-    (Jaccard of :func:`normalize_words` tokens) and box IoU; 0 when they share no role."""
+    """Mean over the roles both triplets have of the better of :func:`phrase_overlap` and
+    box IoU; 0 when they share no role. An annotator's phrase-only triplet and the
+    pipeline's (or a reviewer's) elaborated one score high on words alone."""
     scores = []
     for role in ROLES:
         ea, eb = a.get(role), b.get(role)
         if not ea or not eb:
             continue
-        ta, tb = set(normalize_words(ea.get("phrase")).split()), set(normalize_words(eb.get("phrase")).split())
-        jaccard = len(ta & tb) / len(ta | tb) if ta | tb else 0.0
-        scores.append(max(jaccard, box_iou(ea.get("box"), eb.get("box"))))
+        scores.append(max(phrase_overlap(ea.get("phrase"), eb.get("phrase")), box_iou(ea.get("box"), eb.get("box"))))
     return sum(scores) / len(scores) if scores else 0.0
 
 
@@ -79,4 +102,5 @@ def align_triplets(model: list[dict], human: list[dict]) -> list[tuple[dict | No
     return pairs
 
 
-__all__ = ["ALIGN_MIN_SIMILARITY", "align_triplets", "box_iou", "normalize_words", "triplet_similarity"]
+__all__ = ["ALIGN_MIN_SIMILARITY", "align_triplets", "box_iou", "content_words", "normalize_words", "phrase_overlap",
+           "triplet_similarity"]

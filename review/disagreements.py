@@ -58,7 +58,8 @@ def _summary(element: dict) -> dict:
     return {k: element[k] for k in ("phrase", "box") if k in element}
 
 
-def _element_differences(key: str | None, role: str, me: dict | None, he: dict | None) -> list[Difference]:
+def _element_differences(key: str | None, role: str, me: dict | None, he: dict | None, *,
+                          locates: bool = True) -> list[Difference]:
     if me is None and not _kept(he):
         return []
     if me is not None and not _kept(he):
@@ -68,6 +69,8 @@ def _element_differences(key: str | None, role: str, me: dict | None, he: dict |
     out = []
     if _norm(me.get("phrase")) != _norm(he.get("phrase")):
         out.append(Difference("element_phrase", key, role, me.get("phrase"), me.get("box_score"), he.get("phrase")))
+    if not locates:
+        return out
     mb, hb = me.get("box"), he.get("box")
     if (mb or hb) and (iou := box_iou(mb, hb)) < IOU_EQUAL:
         out.append(Difference("box", key, role, mb, me.get("box_score"), hb, box_iou=iou))
@@ -83,17 +86,20 @@ def annotation_differences(model: dict, human: dict) -> list[Difference]:
     CES label (when both have one); per aligned element: rejected (missing from
     or rejected in the human answer), phrase, box (with box IoU), mask (with mask
     IoU); elements of the human answer the model lacks (added). A missing box or
-    mask on one side counts as IoU 0.
+    mask on one side counts as IoU 0 — except for a phrase-only answer (a VLM
+    annotator's: no box and no mask anywhere), which is not compared on location.
     """
     out = []
     m_ces, h_ces = model.get("ces") or {}, human.get("ces") or {}
     if m_ces.get("label") and h_ces.get("label") and m_ces["label"] != h_ces["label"]:
         out.append(Difference("ces_label", model_value=m_ces["label"], model_confidence=m_ces.get("confidence"),
                               human_value=h_ces["label"]))
-    for mt, ht in align_triplets(model.get("triplets") or [], human.get("triplets") or []):
+    triplets = model.get("triplets") or []
+    locates = any((t.get(role) or {}).get("box") or (t.get(role) or {}).get("mask") for t in triplets for role in ROLES)
+    for mt, ht in align_triplets(triplets, human.get("triplets") or []):
         key = (ht or mt).get("key")
         for role in ROLES:
-            out += _element_differences(key, role, (mt or {}).get(role), (ht or {}).get(role))
+            out += _element_differences(key, role, (mt or {}).get(role), (ht or {}).get(role), locates=locates)
     return out
 
 

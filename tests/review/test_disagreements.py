@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from annotations.alignment import align_triplets, box_iou
+from annotations.alignment import align_triplets, box_iou, phrase_overlap, triplet_similarity
 from annotations.domain import PIPELINE_AUTHOR
 from review import queue, selectors, services
 from review.disagreements import (
@@ -95,6 +95,27 @@ def test_triplets_under_other_keys_are_aligned_by_phrase_and_box():
              {"key": "z", "subject": element("moon")}]
     pairs = {(m or {}).get("key"): (h or {}).get("key") for m, h in align_triplets(model, human)}
     assert pairs == {"a": "y", "b": "x", None: "z"}
+
+
+def test_an_annotators_short_phrases_align_with_the_elaborated_answer_a_reviewer_kept():
+    """The demo's motorcycle: gpt-4o said "garage / gleaming, powerful / red motorcycle"
+    (no boxes); the reviewer kept the pipeline's elaborated triplet. One triplet, and the
+    differences are phrase edits, not three rejected plus three added elements."""
+    model = {"ces": {"label": "excitement"}, "triplets": [{"key": "m1", "background": element("garage"),
+                                                            "attribute": element("gleaming, powerful"),
+                                                            "subject": element("red motorcycle")}]}
+    human = {"ces": {"label": "excitement"}, "triplets": [{
+        "key": "p1", "background": element("cluttered garage with metal shelves", [0, 0, 741, 500], status="accepted"),
+        "attribute": element("gleaming, ready to ride", status="accepted"),
+        "subject": element("Red motorcycle", [90, 75, 690, 450], status="accepted")}]}
+    assert [((m or {}).get("key"), (h or {}).get("key")) for m, h in align_triplets(model["triplets"], human["triplets"])] == [("m1", "p1")]
+    fields = sorted((d.field, d.role) for d in annotation_differences(model, human))
+    assert fields == [("element_phrase", "attribute"), ("element_phrase", "background")]  # no "box" rows: gpt-4o gives none
+    # Unrelated phrases stay apart.
+    other = [{"key": "o", "background": element("stormy sea"), "attribute": element("dark, churning"),
+              "subject": element("small boat")}]
+    assert triplet_similarity(other[0], human["triplets"][0]) == 0.0
+    assert phrase_overlap("the garage", "garage, cluttered") == 1.0 and phrase_overlap("", "garage") == 0.0
 
 
 def review(label="awe", *subjects):
