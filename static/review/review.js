@@ -93,6 +93,7 @@ class ReviewPage {
     this.history.clear();
     this.selected = null;
     this.editing = null;
+    this.setSaveState(restored ? "draft restored" : ""); // not the previous item's state
     this.renderHeader();
     this.buildEditor();
     this.renderPanels();

@@ -310,6 +310,7 @@ def test_keyboard_only_review(start, live_server, storms, reviewer_user):
     page.keyboard.press("Enter")
     page.wait_for_function(f"() => document.querySelector('[data-review]').dataset.imageId === '{second.pk}'")
     wait_ready(page)
+    assert page.locator("#save-state").inner_text() == ""  # not the first item's "draft saved"
 
     v1 = human_version(first)
     assert v1.ces_label == "anger" and v1.decision == Decision.APPROVED and v1.ces_confidence == 0.8
