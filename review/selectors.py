@@ -14,6 +14,7 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
+from annotations.alignment import align_triplets, normalize_words
 from annotations.domain import PIPELINE_AUTHOR, ROLES
 from annotations.models import Annotation, AnnotationKind, Dataset, Image, ImageStatus
 from annotations.roles import ADJUDICATOR, has_role
@@ -52,18 +53,31 @@ def image_latest_version(image: Image) -> int:
 
 
 def annotators_disagreement(annotators: list[Annotation]) -> dict[str, Any]:
-    """Where the model annotators disagree: their labels, and their phrases per triplet index and role."""
+    """Where the model annotators disagree: their labels, and their phrases per triplet and role.
+
+    Each annotator lists its triplets in its own order, so rows are not paired by index:
+    every other annotator's triplets are aligned with the first one's
+    (``annotations.alignment.align_triplets``: phrase word overlap), and a triplet with
+    no counterpart gets a row of its own. ``index`` is the row's triplet number.
+    """
     labels = {a.author_name: a.ces_label for a in annotators}
+    authors = [a.author_name for a in annotators]
+    lists = {a.author_name: annotation_to_dict(a, include_des=False)["triplets"] for a in annotators}
+    rows: list[dict[str, dict]] = [{authors[0]: t} for t in lists[authors[0]]] if authors else []
+    for author in authors[1:]:
+        anchors = [row[authors[0]] for row in rows if authors[0] in row]
+        pairs = align_triplets(anchors, lists[author])
+        by_anchor = {id(a): t for a, t in pairs if a is not None and t is not None}
+        for row in rows:
+            if authors[0] in row and id(row[authors[0]]) in by_anchor:
+                row[author] = by_anchor[id(row[authors[0]])]
+        rows += [{author: t} for a, t in pairs if a is None and t is not None]
     triplets = []
-    by_author = {a.author_name: list(a.triplets.all()) for a in annotators}
-    for index in range(max((len(t) for t in by_author.values()), default=0)):
+    for index, row in enumerate(rows):
         for role in ROLES:
-            values = {}
-            for author, items in by_author.items():
-                element = next((e for e in items[index].elements.all() if e.role == role), None) if index < len(items) else None
-                values[author] = element.phrase if element else None
+            values = {author: ((row.get(author) or {}).get(role) or {}).get("phrase") for author in authors}
             if any(values.values()):
-                phrases = {" ".join((v or "").lower().split()) for v in values.values()}
+                phrases = {normalize_words(v) for v in values.values()}
                 triplets.append({"index": index, "role": role, "values": values, "agree": len(phrases) == 1})
     return {
         "label": {"values": labels, "agree": len(set(labels.values())) <= 1},

@@ -265,3 +265,27 @@ def test_every_review_endpoint_is_in_the_openapi_schema(api_client, admin_user):
                  "/api/review/disagreements/"):
         assert path in paths, path
     assert "SubmitInputRequest" in schema["components"]["schemas"]
+
+
+def _phrase_only(*triplets):
+    return {"triplets": [{"background": {"phrase": b}, "attribute": {"phrase": a}, "subject": {"phrase": s}}
+                         for b, a, s in triplets],
+            "ces": {"label": "awe"}, "rationale": ""}
+
+
+def test_the_annotators_panel_pairs_triplets_by_content_not_by_position(as_reviewer, dataset):
+    """gpt-4o lists the boat first, gemini the lighthouse first: the rows pair the boats and
+    the lighthouses, and gemini's extra triplet gets a row of its own."""
+    image = image_in_review(dataset, annotators=False)
+    make_annotation(image, author_name="gpt-4o", payload=_phrase_only(
+        ("stormy sea", "dark, churning", "small boat"), ("night sky", "cold", "lighthouse")))
+    make_annotation(image, author_name="gemini-2.5", payload=_phrase_only(
+        ("black sky", "cold, distant", "the lighthouse"), ("rough sea", "dark", "a small boat"), ("clouds", "heavy", "moon")))
+    rows = next_item(as_reviewer).json()["disagreement"]["triplets"]
+    subjects = [(r["index"], r["values"]) for r in rows if r["role"] == "subject"]
+    assert subjects == [  # in the order of the first annotator (by name): gemini-2.5
+        (0, {"gemini-2.5": "the lighthouse", "gpt-4o": "lighthouse"}),
+        (1, {"gemini-2.5": "a small boat", "gpt-4o": "small boat"}),
+        (2, {"gemini-2.5": "moon", "gpt-4o": None}),
+    ]
+    assert not any(r["agree"] for r in rows if r["role"] == "subject")  # worded differently: marked for the reviewer
