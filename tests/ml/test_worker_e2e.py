@@ -11,6 +11,7 @@ Run with ``DATABASE_URL=postgres://postgres@127.0.0.1:5432/<test database> pytes
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import Annotation, Element, ImageStatus
@@ -119,11 +121,12 @@ def _config(server: FakeOpenAI, key_env: str, models: dict[str, Path]) -> dict:
 
 
 class Worker:
-    def __init__(self, env: dict[str, str], name: str, log: Path):
+    def __init__(self, env: dict[str, str], name: str, log: Path, extra: tuple[str, ...] = ()):
         self.log = log.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "emoverse_site", "worker", "-Q", "io,gpu", "-c", "2",
-             "--pool", "prefork", "--loglevel", "INFO", "-n", f"{name}@%h", "--without-gossip", "--without-mingle"],
+             "--pool", "prefork", "--loglevel", "INFO", "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
+             *extra],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
@@ -279,6 +282,42 @@ def _succeeded(log: str) -> set[str]:
     return {m.group(1) for m in _TASK_LINE.finditer(log) if m.group(2) == "succeeded"}
 
 
+
+
+def test_celery_beat_sends_runs_whose_message_was_lost_again(services_up, transactional_db, fake_server, settings, tmp_path):
+    """Runs queued an hour ago whose messages never reached a worker (a broker lost them):
+    nobody presses Retry; the beat's periodic sweep sends them again and they finish."""
+    dataset = DatasetFactory(slug="e2e-beat")
+    for i in range(2):
+        image = ImageFactory(dataset=dataset, status=ImageStatus.PREANNOTATING, seed=650 + i)
+        PipelineRun.objects.create(image=image, pipeline_version="e2e-beat-v1", enqueued=1)
+    PipelineRun.objects.update(updated_at=timezone.now() - dt.timedelta(hours=1))
+    endpoint = {"base_url": fake_server.base_url, "api_key_env": "E2E_OPENAI_KEY", "max_retries": 0, "timeout": 10}
+    config = {
+        "pipeline_version": "e2e-beat-v1",
+        "annotators": [
+            {"name": "model-a", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-a", **endpoint}},
+            {"name": "model-b", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-b", **endpoint}},
+        ],
+        "critic": {"backend": "ml.backends.openai_critic.OpenAICritic", "options": {"model": "fake-critic", **endpoint}},
+        "grounder": {"backend": "tests.ml.stage_fakes.FakeGrounder"},
+        "segmenter": {"backend": "tests.ml.stage_fakes.FakeSegmenter"},
+    }
+    config_path = tmp_path / "ml.json"
+    config_path.write_text(json.dumps(config))
+    env = _worker_env(config_path, settings, E2E_OPENAI_KEY="sk-e2e", EMOVERSE_STALE_SWEEP_SECONDS="2")
+    log = tmp_path / "worker.log"
+    worker = Worker(env, "beat", log, extra=("--beat", "--schedule", str(tmp_path / "beat-schedule")))
+    try:
+        _wait(lambda: PipelineRun.objects.filter(status=RunStatus.DONE).count() == 2, 120,
+              "the sweep to send the lost runs again", [log])
+    finally:
+        worker.stop()
+
+    assert "Sending due task sweep-stale-pipeline-runs (ml.periodic.sweep_stale_runs)" in log.read_text()
+    for run in PipelineRun.objects.select_related("image"):
+        assert run.enqueued == 2 and run.image.status == ImageStatus.IN_REVIEW
+        assert Annotation.objects.filter(image_id=run.image_id, author_name=PIPELINE_AUTHOR, is_current=True).count() == 1
 
 
 def test_click_to_refine_through_the_api_and_a_real_gpu_worker(
