@@ -16,6 +16,7 @@ from PIL import Image as PILImage
 from ml.registry import reset_registry
 from ml.types import ImageInput
 from tests.ml.fake_openai import FakeOpenAI
+from tests.ml.stage_fakes import api_pipeline_config
 
 QWEN_SPECIAL_TOKENS = (
     "<|endoftext|>",
@@ -146,20 +147,10 @@ def openai_key(monkeypatch) -> str:
 @pytest.fixture
 def ml_config(settings, fake_openai, openai_key):
     """A complete pipeline: two annotators and a critic on the fake server, fake vision stages."""
-    endpoint = {"base_url": fake_openai.base_url, "api_key_env": openai_key, "max_retries": 0, "timeout": 5}
-    settings.EMOVERSE_ML = {
-        "pipeline_version": "test-v1",
-        "gpu_batch_size": 8,
-        "annotators": [
-            {"name": "model-a", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-a", **endpoint}},
-            {"name": "model-b", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-b", **endpoint}},
-        ],
-        "critic": {"backend": "ml.backends.openai_critic.OpenAICritic", "options": {"model": "fake-critic", **endpoint}},
-        "grounder": {"backend": "tests.ml.stage_fakes.FakeGrounder"},
-        "segmenter": {"backend": "tests.ml.stage_fakes.FakeSegmenter"},
-        "des": {"backend": "tests.ml.stage_fakes.FakeDes"},
-        "classifier": None,
-    }
+    settings.EMOVERSE_ML = api_pipeline_config(
+        fake_openai.base_url, openai_key, version="test-v1", timeout=5, gpu_batch_size=8,
+        des={"backend": "tests.ml.stage_fakes.FakeDes"}, classifier=None,
+    )
     reset_registry()
     yield settings.EMOVERSE_ML
     reset_registry()

@@ -140,3 +140,24 @@ class CorruptWeightsGrounder:
 
     def __init__(self, model_path: str = "/models/grounding-dino"):
         raise OSError(f"Unable to load weights from {model_path}/model.safetensors: header too large")
+
+
+def api_pipeline_config(base_url: str, key_env: str, *, version: str, critic_model: str = "fake-critic",
+                        max_retries: int = 0, timeout: float | None = None, **stages) -> dict:
+    """An ``EMOVERSE_ML`` configuration: two annotators (``model-a``, ``model-b``) and a
+    critic on the OpenAI-compatible server at ``base_url``, and the fake vision stages
+    above; ``stages`` adds or replaces entries (``grounder={...}``, ``gpu_batch_size=4``)."""
+    endpoint = {"base_url": base_url, "api_key_env": key_env, "max_retries": max_retries}
+    if timeout is not None:
+        endpoint["timeout"] = timeout
+    return {
+        "pipeline_version": version,
+        "annotators": [
+            {"name": "model-a", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-a", **endpoint}},
+            {"name": "model-b", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-b", **endpoint}},
+        ],
+        "critic": {"backend": "ml.backends.openai_critic.OpenAICritic", "options": {"model": critic_model, **endpoint}},
+        "grounder": {"backend": "tests.ml.stage_fakes.FakeGrounder"},
+        "segmenter": {"backend": "tests.ml.stage_fakes.FakeSegmenter"},
+        **stages,
+    }

@@ -15,24 +15,15 @@ from ml.models import PipelineRun, RunStatus
 from ml.registry import reset_registry
 from tests.factories import DatasetFactory, ImageFactory
 from tests.ml.fake_openai import Reply
+from tests.ml.stage_fakes import api_pipeline_config
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def configured(settings, fake_openai, openai_key):
-    endpoint = {"base_url": fake_openai.base_url, "api_key_env": openai_key, "max_retries": 0}
-    settings.EMOVERSE_ML = {
-        "pipeline_version": "cmd-v1",
-        "annotators": [
-            {"name": "model-a", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-a", **endpoint}},
-            {"name": "model-b", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-b", **endpoint}},
-        ],
-        "critic": {"backend": "ml.backends.openai_critic.OpenAICritic", "options": {"model": "c", **endpoint}},
-        "grounder": {"backend": "tests.ml.stage_fakes.FakeGrounder"},
-        "segmenter": {"backend": "tests.ml.stage_fakes.FakeSegmenter"},
-        "des": {"backend": "tests.ml.stage_fakes.FakeDes"},
-    }
+    settings.EMOVERSE_ML = api_pipeline_config(fake_openai.base_url, openai_key, version="cmd-v1", critic_model="c",
+                                               des={"backend": "tests.ml.stage_fakes.FakeDes"})
     reset_registry()
     yield settings.EMOVERSE_ML
     reset_registry()

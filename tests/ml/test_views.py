@@ -15,6 +15,7 @@ from ml.models import PipelineRun, RunStatus
 from ml.registry import reset_registry
 from tests.factories import DatasetFactory, ImageFactory
 from tests.ml.fake_openai import Reply
+from tests.ml.stage_fakes import api_pipeline_config
 
 pytestmark = pytest.mark.django_db
 
@@ -36,17 +37,7 @@ def admin_client(admin_user):
 
 @pytest.fixture
 def configured(settings, fake_openai, openai_key):
-    endpoint = {"base_url": fake_openai.base_url, "api_key_env": openai_key, "max_retries": 0}
-    settings.EMOVERSE_ML = {
-        "pipeline_version": "page-v1",
-        "annotators": [
-            {"name": "model-a", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-a", **endpoint}},
-            {"name": "model-b", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-b", **endpoint}},
-        ],
-        "critic": {"backend": "ml.backends.openai_critic.OpenAICritic", "options": {"model": "c", **endpoint}},
-        "grounder": {"backend": "tests.ml.stage_fakes.FakeGrounder"},
-        "segmenter": {"backend": "tests.ml.stage_fakes.FakeSegmenter"},
-    }
+    settings.EMOVERSE_ML = api_pipeline_config(fake_openai.base_url, openai_key, version="page-v1", critic_model="c")
     reset_registry()
     yield
     reset_registry()

@@ -31,6 +31,7 @@ from annotations.models import Annotation, Element, ImageStatus
 from ml.models import PipelineRun, RunStatus, StageResult
 from tests.factories import DatasetFactory, ImageFactory
 from tests.ml.fake_openai import FakeOpenAI, auto_reply
+from tests.ml.stage_fakes import api_pipeline_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ml]
 
@@ -99,25 +100,17 @@ def fake_server():
 
 
 def _config(server: FakeOpenAI, key_env: str, models: dict[str, Path]) -> dict:
-    endpoint = {"base_url": server.base_url, "api_key_env": key_env, "max_retries": 0, "timeout": 10}
     cpu = {"device": "cpu"}
-    return {
-        "pipeline_version": "e2e-v1",
-        "gpu_batch_size": 4,
-        "retry_backoff_s": 0.5,
-        "annotators": [
-            {"name": "model-a", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-a", **endpoint}},
-            {"name": "model-b", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-b", **endpoint}},
-        ],
-        "critic": {"backend": "ml.backends.openai_critic.OpenAICritic", "options": {"model": "fake-critic", **endpoint}},
-        # Tiny random-initialised models of the real architectures, loaded from folders by the workers.
-        "classifier": {"name": "emovit-tiny", "backend": "ml.backends.hf_classifier.HFEmotionClassifier",
-                       "options": {"model_path": str(models["classifier"]), **cpu}},
-        "grounder": {"backend": "ml.backends.grounding_dino.GroundingDinoGrounder",
-                     "options": {"model_path": str(models["grounder"]), "box_threshold": 0.0, "text_threshold": 0.0, **cpu}},
-        "segmenter": {"backend": "ml.backends.sam_hf.HFSamSegmenter", "options": {"model_path": str(models["segmenter"]), **cpu}},
-        "des": {"backend": "ml.backends.des_encoder.VisionDesEncoder", "options": {"model_path": str(models["des"]), **cpu}},
-    }
+    # Tiny random-initialised models of the real architectures, loaded from folders by the workers.
+    return api_pipeline_config(
+        server.base_url, key_env, version="e2e-v1", timeout=10, gpu_batch_size=4, retry_backoff_s=0.5,
+        classifier={"name": "emovit-tiny", "backend": "ml.backends.hf_classifier.HFEmotionClassifier",
+                    "options": {"model_path": str(models["classifier"]), **cpu}},
+        grounder={"backend": "ml.backends.grounding_dino.GroundingDinoGrounder",
+                  "options": {"model_path": str(models["grounder"]), "box_threshold": 0.0, "text_threshold": 0.0, **cpu}},
+        segmenter={"backend": "ml.backends.sam_hf.HFSamSegmenter", "options": {"model_path": str(models["segmenter"]), **cpu}},
+        des={"backend": "ml.backends.des_encoder.VisionDesEncoder", "options": {"model_path": str(models["des"]), **cpu}},
+    )
 
 
 class Worker:
@@ -226,18 +219,9 @@ def test_a_pool_child_killed_in_the_gpu_batch_loses_nothing(services_up, transac
     dataset = DatasetFactory(slug="e2e-gpu")
     for i in range(N_IMAGES):
         ImageFactory(dataset=dataset, status=ImageStatus.NEW, seed=600 + i)
-    endpoint = {"base_url": fake_server.base_url, "api_key_env": "E2E_OPENAI_KEY", "max_retries": 0, "timeout": 10}
-    config = {
-        "pipeline_version": "e2e-gpu-v1",
-        "gpu_batch_size": N_IMAGES,
-        "annotators": [
-            {"name": "model-a", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-a", **endpoint}},
-            {"name": "model-b", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-b", **endpoint}},
-        ],
-        "critic": {"backend": "ml.backends.openai_critic.OpenAICritic", "options": {"model": "fake-critic", **endpoint}},
-        "grounder": {"backend": "tests.ml.stage_fakes.SlowGrounder", "options": {"seconds": 3.0}},
-        "segmenter": {"backend": "tests.ml.stage_fakes.FakeSegmenter"},
-    }
+    config = api_pipeline_config(fake_server.base_url, "E2E_OPENAI_KEY", version="e2e-gpu-v1", timeout=10,
+                                 gpu_batch_size=N_IMAGES,
+                                 grounder={"backend": "tests.ml.stage_fakes.SlowGrounder", "options": {"seconds": 3.0}})
     config_path = tmp_path / "ml.json"
     config_path.write_text(json.dumps(config))
     env = _worker_env(config_path, settings, E2E_OPENAI_KEY="sk-e2e")
@@ -292,17 +276,7 @@ def test_celery_beat_sends_runs_whose_message_was_lost_again(services_up, transa
         image = ImageFactory(dataset=dataset, status=ImageStatus.PREANNOTATING, seed=650 + i)
         PipelineRun.objects.create(image=image, pipeline_version="e2e-beat-v1", enqueued=1)
     PipelineRun.objects.update(updated_at=timezone.now() - dt.timedelta(hours=1))
-    endpoint = {"base_url": fake_server.base_url, "api_key_env": "E2E_OPENAI_KEY", "max_retries": 0, "timeout": 10}
-    config = {
-        "pipeline_version": "e2e-beat-v1",
-        "annotators": [
-            {"name": "model-a", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-a", **endpoint}},
-            {"name": "model-b", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-b", **endpoint}},
-        ],
-        "critic": {"backend": "ml.backends.openai_critic.OpenAICritic", "options": {"model": "fake-critic", **endpoint}},
-        "grounder": {"backend": "tests.ml.stage_fakes.FakeGrounder"},
-        "segmenter": {"backend": "tests.ml.stage_fakes.FakeSegmenter"},
-    }
+    config = api_pipeline_config(fake_server.base_url, "E2E_OPENAI_KEY", version="e2e-beat-v1", timeout=10)
     config_path = tmp_path / "ml.json"
     config_path.write_text(json.dumps(config))
     env = _worker_env(config_path, settings, E2E_OPENAI_KEY="sk-e2e", EMOVERSE_STALE_SWEEP_SECONDS="2")
