@@ -83,9 +83,21 @@ def calibration_rows(section: dict[str, Any]) -> Iterator[list[Any]]:
                            f"mean confidence {confidence:.4f}"]
 
 
+# A cell a spreadsheet would run as a formula (OWASP "CSV injection"): names come from
+# imports and model configuration, so they are untrusted.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """Text that a spreadsheet would read as a formula gets a leading apostrophe; numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def report_csv(report: dict[str, Any]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(HEADER)
-    writer.writerows(report_rows(report))
+    writer.writerows([_cell(v) for v in row] for row in report_rows(report))
     return buffer.getvalue()

@@ -97,6 +97,24 @@ def test_undefined_statistics_are_shown_with_their_reason(researcher):
     assert report["labels"]["krippendorff_alpha"]["value"] is None
 
 
+def test_a_model_name_that_looks_like_a_formula_is_inert_in_the_csv(researcher):
+    """CSV injection: a model name from an import, opened in a spreadsheet, must not run."""
+    dataset = DatasetFactory(slug="formula")
+    evil = '=HYPERLINK("http://evil.example","x")'
+    users = [UserFactory(username=f"f{i}") for i in range(2)]
+    for label in ["awe", "fear"]:
+        image = ImageFactory(dataset=dataset, width=W, height=H)
+        make_annotation(image, kind=AnnotationKind.MODEL, author_name=evil, payload=payload(label, KEY))
+        for user in users:
+            make_annotation(image, kind=AnnotationKind.HUMAN, author_name=user.username, author_user=user,
+                            payload=payload(label, KEY), decision=Decision.APPROVED)
+    text = _client(researcher).get("/agreement/formula/report.csv").content.decode()
+    cells = [cell for row in csv.reader(io.StringIO(text)) for cell in row]
+    assert "'" + evil in cells
+    assert not any(cell.startswith(("=", "+", "@")) for cell in cells)
+    assert any(cell.startswith("-0.") or cell.startswith("0.") or cell == "1.0" for cell in cells)  # numbers untouched
+
+
 def test_names_from_the_database_are_escaped_in_tables_and_svg(researcher):
     dataset = DatasetFactory(slug="escape")
     users = [UserFactory(username=f"u{i}") for i in range(2)]
