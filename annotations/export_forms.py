@@ -24,6 +24,16 @@ IMAGE_LABELS = {
 IMAGE_CHOICES = [(mode, IMAGE_LABELS[mode]) for mode in IMAGE_MODES]
 
 
+def initial_choice(params) -> dict[str, str]:
+    """The dataset the page opens with: ``?dataset=<slug>`` (the dataset page's Exports
+    link), else the only dataset when there is one."""
+    slug = params.get("dataset")
+    if slug and Dataset.objects.filter(slug=slug).exists():
+        return {"dataset": slug}
+    only = list(Dataset.objects.values_list("slug", flat=True)[:2])
+    return {"dataset": only[0]} if len(only) == 1 else {}
+
+
 class ExportForm(forms.Form):
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.order_by("slug"), to_field_name="slug")
     format = forms.ChoiceField(choices=ExportFormat.choices)

@@ -15,7 +15,7 @@ from annotations.export_downloads import (
     snapshot_files,
     zip_stream,
 )
-from annotations.export_forms import ExportForm
+from annotations.export_forms import ExportForm, initial_choice
 from annotations.models import ExportSnapshot, ExportStatus
 from annotations.roles import ADMIN, role_required
 from annotations.tasks import export_enqueue
@@ -38,7 +38,7 @@ def _table_context() -> dict:
 def export_list(request):
     if request.htmx:
         return render(request, "exports/_table.html", _table_context())
-    return render(request, "exports/list.html", {"form": ExportForm(), **_table_context()})
+    return render(request, "exports/list.html", {"form": ExportForm(initial=initial_choice(request.GET)), **_table_context()})
 
 
 @require_POST

@@ -14,6 +14,7 @@ from django.conf import settings
 from annotations import exports
 from annotations.models import ExportSnapshot, ExportStatus
 from tests.annotations.export_scenes import add_auto_accepted, build_scene, fast_passwords  # noqa: F401 - autouse fixture
+from tests.factories import DatasetFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -192,6 +193,17 @@ def test_admin_page_starts_an_export_and_lists_every_version(scene, admin_user, 
         assert f"/exports/{snapshot.pk}/download.zip".encode() in page.content
     download = client.get(f"/exports/{ExportSnapshot.objects.get(format='coco').pk}/files/annotations.json")
     assert download.status_code == 200 and json.loads(body(download))["categories"][0]["name"] == "amusement"
+
+
+def test_the_page_opens_with_the_dataset_it_was_reached_from(scene, admin_user, client):
+    client.force_login(admin_user)
+    assert b'<option value="demo" selected>' in client.get("/exports/").content  # the only dataset
+    DatasetFactory(slug="other")
+    unknown = client.get("/exports/", {"dataset": "nowhere"}).content  # two datasets, none named: nothing chosen
+    assert b'<option value="" selected>' in unknown and b'value="demo" selected' not in unknown
+    assert b'<option value="other" selected>' in client.get("/exports/", {"dataset": "other"}).content
+    detail = client.get("/datasets/other/").content
+    assert b'href="/exports/?dataset=other"' in detail
 
 
 def test_progress_partial_polls_only_while_an_export_is_active(scene, admin_user, client):
