@@ -30,16 +30,15 @@ from ml.save import PEOPLE_DECIDED
 from ml.types import BackendNotConfigured, StageError
 
 logger = logging.getLogger(__name__)
-HUMAN_STATES = PEOPLE_DECIDED  # the pipeline never touches images in these states
 
 
 def pipeline_images(*, dataset: Dataset | None = None) -> QuerySet[Image]:
     """The dataset's (or every dataset's) images the pipeline may (re)annotate: no person
-    has decided on them (:data:`HUMAN_STATES`) nor submitted a review of them yet (an item
+    has decided on them (``ml.save.PEOPLE_DECIDED``) nor submitted a review of them yet (an item
     waiting for its second independent review keeps the model answer its first reviewer saw)."""
     reviewed = Annotation.objects.filter(image=OuterRef("pk"), kind=AnnotationKind.HUMAN, is_current=True)
     images = dataset.images.all() if dataset is not None else Image.objects.all()
-    return images.exclude(status__in=HUMAN_STATES).exclude(Exists(reviewed))
+    return images.exclude(status__in=PEOPLE_DECIDED).exclude(Exists(reviewed))
 
 
 def ml_registry() -> Registry:
@@ -214,7 +213,7 @@ class SweepResult:
 def sweep_stale_runs(*, max_sends: int | None = None) -> SweepResult:
     """Send again every dataset's runs stuck queued or running (:func:`stale_runs`).
 
-    What the periodic ``ml.tasks.sweep_stale_runs`` (Celery beat) does, so that a lost
+    What the periodic ``ml.periodic.sweep_stale_runs`` (Celery beat) does, so that a lost
     message or a hard time limit does not wait for someone to press Retry. A run that was
     already sent ``max_sends`` times (``EMOVERSE_PIPELINE_MAX_SENDS``) is failed with the
     reason instead: an image that kills its worker every time (out of memory, a crash in

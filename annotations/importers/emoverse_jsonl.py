@@ -332,47 +332,52 @@ def _run_batch(lines, *, dataset: Dataset, options: ImportOptions, report: Impor
     lines at fault are reported and nothing else is lost. ``on_error`` gets the
     batch's failed lines once the batch is committed.
     """
-    run = report.run
     lines = list(lines)
     if not lines:
         return 0
-    before = (report.imported, report.duplicates, report.failed, report.images_created, report.annotations_created,
-              len(report.errors), list(run.errors), run.imported, run.duplicates, run.failed)
     try:
         with transaction.atomic():
-            tally = _import_lines(lines, dataset=dataset, options=options, run=run, batch=_Batch())
-            _record(report, tally, max_errors)
+            tally = _import_lines(lines, dataset=dataset, options=options, run=report.run, batch=_Batch())
+            counters = _save_counters(report, tally)
     except Exception as exc:  # logged; the batch is imported again line by line
         log = logger.info if isinstance(exc, _AppWorkAppeared) else logger.warning
-        log("import run %s: the batch write failed (%s); importing the batch again line by line", run.pk,
+        log("import run %s: the batch write failed (%s); importing the batch again line by line", report.run.pk,
             type(exc).__name__, exc_info=not isinstance(exc, _AppWorkAppeared))
-        (report.imported, report.duplicates, report.failed, report.images_created, report.annotations_created,
-         n_errors, run.errors, run.imported, run.duplicates, run.failed) = before
-        del report.errors[n_errors:]
         with transaction.atomic():
-            tally = _import_lines(lines, dataset=dataset, options=options, run=run, batch=None)
-            _record(report, tally, max_errors)
+            tally = _import_lines(lines, dataset=dataset, options=options, run=report.run, batch=None)
+            counters = _save_counters(report, tally)
+    _record(report, tally, counters, max_errors)
     if on_error is not None:
         for error in tally.errors:
             on_error(error)
     return len(lines)
 
 
-def _record(report: ImportReport, tally: _Tally, max_errors: int) -> None:
-    """Add a batch's counts to the report and save them on the run (inside the batch's transaction)."""
+def _save_counters(report: ImportReport, tally: _Tally) -> dict[str, Any]:
+    """Write the run's counters after this batch, inside the batch's transaction (so they
+    commit with its lines); the objects in memory change only once it has committed."""
     run = report.run
+    room = max(0, ERRORS_KEPT_ON_RUN - len(run.errors))
+    counters = {
+        "imported": report.imported + tally.imported,
+        "duplicates": report.duplicates + tally.duplicates,
+        "failed": report.failed + tally.failed,
+        "errors": run.errors + [error.as_dict() for error in tally.errors[:room]],
+    }
+    ImportRun.objects.filter(pk=run.pk).update(**counters)
+    return counters
+
+
+def _record(report: ImportReport, tally: _Tally, counters: dict[str, Any], max_errors: int) -> None:
+    """Add a committed batch to the report and to the run object."""
+    for name, value in counters.items():
+        setattr(report.run, name, value)
     report.imported += tally.imported
     report.duplicates += tally.duplicates
     report.failed += tally.failed
     report.images_created += tally.images_created
     report.annotations_created += tally.annotations_created
-    for error in tally.errors:
-        if len(report.errors) < max_errors:
-            report.errors.append(error)
-        if len(run.errors) < ERRORS_KEPT_ON_RUN:
-            run.errors.append(error.as_dict())
-    run.imported, run.duplicates, run.failed = report.imported, report.duplicates, report.failed
-    run.save(update_fields=["imported", "duplicates", "failed", "errors"])
+    report.errors += tally.errors[: max(0, max_errors - len(report.errors))]
 
 
 def import_emoverse_jsonl(
