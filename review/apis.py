@@ -55,8 +55,10 @@ class ImageOutput(serializers.Serializer):
     original_name = serializers.CharField()
 
 
-def _own_lease(request, pk: int) -> Lease:
-    return get_object_or_404(Lease.objects.select_related("image", "dataset"), pk=pk)
+def _lease(pk: int) -> Lease:
+    """The lease with this id (404 if there is none). Whose it is and whether it may still be
+    acted on is checked by the service, under the row lock (``review.queue.lease_get_for_update``)."""
+    return get_object_or_404(Lease, pk=pk)
 
 
 class NextAPI(RoleAPI):
@@ -95,7 +97,7 @@ class LeaseReleaseAPI(RoleAPI):
 
     @extend_schema(request=None, responses={204: None, 403: DETAIL, 404: DETAIL})
     def post(self, request, pk: int):
-        queue.lease_end(lease=_own_lease(request, pk), reviewer=request.user, state=self.end_state)
+        queue.lease_end(lease=_lease(pk), reviewer=request.user, state=self.end_state)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -120,7 +122,7 @@ class DraftAPI(RoleAPI):
 
     @extend_schema(responses={200: OutputSerializer, 404: DETAIL})
     def get(self, request, pk: int):
-        draft = queue.draft_get(lease=_own_lease(request, pk), reviewer=request.user)
+        draft = queue.draft_get(lease=_lease(pk), reviewer=request.user)
         if draft is None:
             return Response({"detail": "No draft saved for this item."}, status=status.HTTP_404_NOT_FOUND)
         return Response(self.OutputSerializer(draft).data)
@@ -129,7 +131,7 @@ class DraftAPI(RoleAPI):
     def put(self, request, pk: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        draft = queue.draft_save(lease=_own_lease(request, pk), reviewer=request.user, payload=data.validated_data["payload"])
+        draft = queue.draft_save(lease=_lease(pk), reviewer=request.user, payload=data.validated_data["payload"])
         return Response(self.OutputSerializer(draft).data)
 
 
@@ -156,7 +158,7 @@ class SubmitAPI(RoleAPI):
     def post(self, request, pk: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        result = services.review_submit(lease=_own_lease(request, pk), reviewer=request.user, **data.validated_data)
+        result = services.review_submit(lease=_lease(pk), reviewer=request.user, **data.validated_data)
         return Response(self.OutputSerializer(result).data, status=status.HTTP_201_CREATED)
 
 

@@ -161,7 +161,16 @@ def lease_next(*, dataset: Dataset, reviewer: AbstractBaseUser) -> Lease:
     raise NothingToDo(f"The queue of {dataset.slug} is busy; no free item could be leased, try again.")
 
 
-def _owned(lease: Lease, reviewer: AbstractBaseUser) -> Lease:
+def lease_get_for_update(*, lease_id: int, reviewer: AbstractBaseUser) -> Lease:
+    """The lease, its row locked (``SELECT … FOR UPDATE``), when it is ``reviewer``'s.
+
+    The one place that authorises a reviewer's action on a lease (draft, release,
+    skip, submit). Precondition: called inside a transaction. Raises
+    :class:`NotAllowed` for another reviewer's lease. Whether the lease may still
+    be acted on (submitted, lapsed) is the caller's check: each action answers it
+    differently.
+    """
+    lease = Lease.objects.select_for_update(of=("self",)).select_related("dataset").get(pk=lease_id)
     if lease.reviewer_id != reviewer.pk:
         raise NotAllowed("This lease belongs to another reviewer.")
     return lease
@@ -173,7 +182,7 @@ def lease_end(*, lease: Lease, reviewer: AbstractBaseUser, state: str) -> Lease:
     this reviewer only after everything else. Drafts are kept."""
     if state not in (LeaseState.RELEASED, LeaseState.SKIPPED):
         raise ValueError(f"lease_end() ends a lease as released or skipped, not {state!r}")
-    lease = _owned(Lease.objects.select_for_update().get(pk=lease.pk), reviewer)
+    lease = lease_get_for_update(lease_id=lease.pk, reviewer=reviewer)
     if lease.state == LeaseState.SUBMITTED:
         raise NotAllowed("This lease was already submitted.")
     now = timezone.now()
@@ -196,7 +205,7 @@ def lease_expire_stale(*, now=None, batch: int = 1000) -> int:
 @transaction.atomic
 def draft_save(*, lease: Lease, reviewer: AbstractBaseUser, payload: dict) -> Draft:
     """Save the reviewer's work in progress on the lease's image; a live lease is renewed."""
-    lease = _owned(Lease.objects.select_for_update().select_related("dataset").get(pk=lease.pk), reviewer)
+    lease = lease_get_for_update(lease_id=lease.pk, reviewer=reviewer)
     if lease.state == LeaseState.SUBMITTED:
         raise NotAllowed("This lease was already submitted; there is nothing left to draft.")
     now = timezone.now()
@@ -209,6 +218,7 @@ def draft_save(*, lease: Lease, reviewer: AbstractBaseUser, payload: dict) -> Dr
     return draft
 
 
+@transaction.atomic
 def draft_get(*, lease: Lease, reviewer: AbstractBaseUser) -> Draft | None:
-    _owned(lease, reviewer)
+    lease = lease_get_for_update(lease_id=lease.pk, reviewer=reviewer)
     return Draft.objects.filter(image_id=lease.image_id, reviewer=reviewer).first()

@@ -43,7 +43,7 @@ from review.models import (
     ReviewPlan,
     ReviewSubmission,
 )
-from review.queue import free_slot, lease_is_live
+from review.queue import free_slot, lease_get_for_update, lease_is_live
 
 MAX_ELEMENT_DECISIONS = 2000
 MAX_TIME_MS = 24 * 3600 * 1000
@@ -182,9 +182,7 @@ def _lease_for_submit(lease: Lease, reviewer: AbstractBaseUser, image: Image, no
     reviewer's lease and :class:`VersionConflict` (``changes.lease_lost``) when the
     item is no longer the caller's to submit.
     """
-    lease = Lease.objects.select_for_update().select_related("dataset").get(pk=lease.pk)
-    if lease.reviewer_id != reviewer.pk:
-        raise NotAllowed("This lease belongs to another reviewer.")
+    lease = lease_get_for_update(lease_id=lease.pk, reviewer=reviewer)
     if lease.state == LeaseState.SUBMITTED:
         done = ReviewSubmission.objects.select_related("annotation").get(lease=lease)
         raise VersionConflict("This lease was already submitted.",

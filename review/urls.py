@@ -2,14 +2,14 @@
 
 from django.urls import path
 
-from review import pages, views
+from review import views
 
 urlpatterns = [
-    path("", pages.review_index, name="review-index"),
-    path("images/<int:pk>/", pages.image_detail, name="image-detail"),
+    path("", views.review_index, name="review-index"),
+    path("images/<int:pk>/", views.image_detail, name="image-detail"),
     path("adjudication/", views.adjudication_queue_page, name="adjudication-queue"),
     path("adjudication/<int:image_id>/", views.adjudication_page, name="adjudication-item"),
     path("disagreements/", views.disagreement_log, name="disagreement-log"),
     # Fixed paths (adjudication, disagreements, images) go above this one: it takes any slug.
-    path("<slug:slug>/", pages.review_page, name="review-page"),
+    path("<slug:slug>/", views.review_page, name="review-page"),
 ]

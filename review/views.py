@@ -1,7 +1,10 @@
-"""Pages of the disagreement log (admins, researchers) and of adjudication (adjudicators).
+"""HTML pages of the review app: the dataset picker, the review page shell, the
+read-only image page, the disagreement log (admins, researchers) and adjudication
+(adjudicators).
 
-The review page and the image page are in ``review.pages``. These views only
-read through selectors; the adjudication page writes through the API.
+These views only read through selectors and render templates. The review page is
+driven by static/review/review.js through the review API (docs/review-api.md), the
+adjudication page writes through the API too (``review.apis``).
 """
 
 from __future__ import annotations
@@ -15,11 +18,41 @@ from django.views.decorators.http import require_GET
 
 from annotations.domain import EMOTIONS
 from annotations.models import Dataset, Image
-from annotations.roles import ADJUDICATOR, ADMIN, RESEARCHER, role_required
+from annotations.roles import ADJUDICATOR, ADMIN, RESEARCHER, REVIEWER, ROLES, role_required
 from review import selectors
 from review.models import DisagreementField, DisagreementKind
 
 LOG_PAGE_SIZE = 50
+
+
+@require_GET
+@role_required(REVIEWER)
+def review_index(request):
+    rows = [(dataset, selectors.dataset_progress(dataset=dataset)) for dataset in Dataset.objects.order_by("slug")]
+    return render(request, "review/index.html", {"rows": rows})
+
+
+@require_GET
+@role_required(REVIEWER)
+def review_page(request, slug: str):
+    dataset = get_object_or_404(Dataset, slug=slug)
+    return render(request, "review/review.html", {"dataset": dataset})
+
+
+@require_GET
+@role_required(*ROLES)
+def image_detail(request, pk: int):
+    image = get_object_or_404(Image.objects.select_related("dataset"), pk=pk)
+    version = request.GET.get("version")
+    version = int(version) if version and version.isdigit() else None
+    annotations = selectors.image_page_annotations(image=image, user=request.user, version=version)
+    context = {
+        "image": image,
+        "annotations": annotations,
+        "shown_version": version or (annotations[0]["version"] if annotations else None),
+        "versions": selectors.visible_versions(image=image, user=request.user),
+    }
+    return render(request, "review/image_detail.html", context)
 
 
 def _day(params, name: str, *, next_day: bool = False) -> datetime | None:
