@@ -30,6 +30,11 @@ from django.utils import timezone
 
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.errors import DomainError, InvalidAnnotation, InvalidImage
+from annotations.image_services import (
+    image_find_or_prepare,
+    image_store,
+    read_image_file,
+)
 from annotations.importers.emoverse_parse import (
     Annotator,
     BadLine,
@@ -50,11 +55,6 @@ from annotations.models import (
     ImportRun,
 )
 from annotations.services import NewAnnotation, annotation_bulk_create, dataset_get_or_create
-from annotations.services_images import (
-    image_find_or_prepare,
-    image_store,
-    read_image_file,
-)
 from annotations.validation import AnnotationInput, validate_annotation, validate_triplet_keys
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Image checks and normalisation (annotations.images) and the ingest service."""
+"""Image checks and normalisation (annotations.image_files) and the ingest service."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from django.db import transaction
 from PIL import Image as PILImage
 
 from annotations.errors import InvalidImage
-from annotations.images import image_prepare
+from annotations.image_files import image_prepare
+from annotations.image_services import image_ingest
 from annotations.models import Image
-from annotations.services_images import image_ingest
 from tests.factories import DatasetFactory, png_bytes
 
 
@@ -241,13 +241,13 @@ def test_a_cut_off_file_under_the_name_is_not_reused(settings):
 def test_losing_a_race_for_the_same_content_keeps_the_winners_files(settings, monkeypatch):
     """Two imports store the same bytes; the second one's row insert hits the unique
     constraint. It returns the winner's row and the winner's files stay readable."""
-    from annotations import services_images
+    from annotations import image_services
 
     dataset = DatasetFactory()
     data = png_bytes(64, 48, seed=9)
-    candidate = services_images.image_find_or_prepare(dataset=dataset, data=data)  # before the winner stored it
+    candidate = image_services.image_find_or_prepare(dataset=dataset, data=data)  # before the winner stored it
     winner, _ = image_ingest(dataset=dataset, path_or_bytes=data, original_name="a.png")
-    loser, created = services_images.image_store(dataset=dataset, candidate=candidate, original_name="a.png")
+    loser, created = image_services.image_store(dataset=dataset, candidate=candidate, original_name="a.png")
     assert not created and loser.pk == winner.pk
     assert winner.file.storage.exists(winner.file.name) and winner.thumbnail.storage.exists(winner.thumbnail.name)
     assert len(media_files(settings.MEDIA_ROOT, "images")) == 1

@@ -1,6 +1,6 @@
 """Writes of image files and rows: ingest with content-hash deduplication.
 
-Pixels are checked and normalised in :mod:`annotations.images` (no database);
+Pixels are checked and normalised in :mod:`annotations.image_files` (no database);
 this module stores the result. Callers that must validate something against the
 image size before writing (the importer) use :func:`image_find_or_prepare`, check,
 then :func:`image_store`; everyone else calls :func:`image_ingest`.
@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models.fields.files import FieldFile
 
 from annotations.errors import InvalidImage
-from annotations.images import PreparedImage, image_prepare, max_file_bytes, sha256_of
+from annotations.image_files import PreparedImage, image_prepare, max_file_bytes, sha256_of
 from annotations.models import Dataset, Image, ImageSource, ImageStatus
 
 
