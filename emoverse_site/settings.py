@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "review",
     "agreement",
     "ml",
+    "demo",
 ]
 
 MIDDLEWARE = [

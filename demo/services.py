@@ -7,7 +7,7 @@ two VLM annotators (``gpt-4o``, ``gemini-2.5-pro``) that sometimes disagree, and
 the pipeline's merged answer with grounded boxes, masks computed from the pixels
 and a critic's verdicts — and imports the file through the same service as
 ``manage.py import_emoverse``. The answers are hand-written examples in the
-annotators' format (:mod:`annotations.demo_scenes`); no model is called.
+annotators' format (:mod:`demo.scenes`); no model is called.
 
 Everything is idempotent: a second run finds the users, the files and every
 line already there. The dataset keeps one review per item; for agreement studies
@@ -30,7 +30,11 @@ from pycocotools import mask as mask_utils
 from scipy import ndimage
 from skimage import color, filters, measure, morphology
 
-from annotations.demo_scenes import (
+from annotations.domain import PIPELINE_AUTHOR, ROLES
+from annotations.importers import ImportReport, import_emoverse_jsonl
+from annotations.roles import ensure_role_groups
+from annotations.services import dataset_get_or_create
+from demo.scenes import (
     SCENES,
     Answer,
     Grounded,
@@ -38,10 +42,6 @@ from annotations.demo_scenes import (
     SceneTriplet,
     Segment,
 )
-from annotations.domain import PIPELINE_AUTHOR, ROLES
-from annotations.importers import ImportReport, import_emoverse_jsonl
-from annotations.roles import ensure_role_groups
-from annotations.services import dataset_get_or_create
 from ml.calibration import calibrate_and_merge
 from ml.types import AnnotatorResult, PhraseTriplet
 

@@ -2,7 +2,7 @@
 
 Hand-written in the shape the pipeline produces: two VLM annotators who sometimes
 disagree on the label, the pipeline's grounded triplets (hand-set boxes; masks
-are computed from the pixels in :mod:`annotations.demo`) and a critic's verdicts.
+are computed from the pixels in :mod:`demo.services`) and a critic's verdicts.
 Boxes are absolute pixels XYXY in the file's frame; ``None`` means the whole image.
 """
 
@@ -15,7 +15,7 @@ from annotations.domain import EMOTIONS
 
 @dataclass(frozen=True)
 class Segment:
-    """How the demo computes an element's mask inside its box (see ``annotations.demo.segment_in_box``).
+    """How the demo computes an element's mask inside its box (see ``demo.services.segment_in_box``).
 
     ``hints``: Lab channels and sides of the Otsu threshold to use, e.g. ``(("L", ">"),)``;
     empty lets the demo pick the channel that best separates the box centre from its rim.

@@ -11,16 +11,6 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from pycocotools import mask as mask_utils
 
-from annotations.demo import (
-    DEMO_DATASET,
-    DEMO_USERS,
-    bundled_photo,
-    demo_load,
-    rgb_pixels,
-    scene_lines,
-    segment_in_box,
-)
-from annotations.demo_scenes import SCENES, Segment
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import (
     Annotation,
@@ -31,6 +21,16 @@ from annotations.models import (
     ImportRun,
 )
 from annotations.roles import user_roles
+from demo.scenes import SCENES, Segment
+from demo.services import (
+    DEMO_DATASET,
+    DEMO_USERS,
+    bundled_photo,
+    demo_load,
+    rgb_pixels,
+    scene_lines,
+    segment_in_box,
+)
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from annotations.demo import DEMO_DATASET, DEMO_USERS, demo_load
+from demo.services import DEMO_DATASET, DEMO_USERS, demo_load
 
 
 class Command(BaseCommand):
