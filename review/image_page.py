@@ -13,10 +13,11 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
 
-from annotations.domain import EMOTIONS, PIPELINE_AUTHOR, ROLES
+from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import Annotation, AnnotationKind, Image, ImageStatus
-from annotations.roles import ADJUDICATOR, ADMIN, RESEARCHER, has_role
+from annotations.roles import has_role
 from annotations.selectors import annotations_with_elements, image_current_annotations
+from core.vocabulary import ADJUDICATOR, ADMIN, EMOTIONS, RESEARCHER, ROLES
 from review.selectors import annotation_payload, reviewer_has_submitted
 
 FINISHED = (ImageStatus.APPROVED, ImageStatus.REJECTED, ImageStatus.FLAGGED)

@@ -10,7 +10,8 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from annotations.models import Dataset, Image
-from annotations.roles import REVIEWER, ROLES, role_required
+from annotations.roles import role_required
+from core.vocabulary import REVIEWER, USER_ROLES
 from review.image_page import image_page_annotations, visible_versions
 from review.selectors import dataset_progress
 
@@ -30,7 +31,7 @@ def review_page(request, slug: str):
 
 
 @require_GET
-@role_required(*ROLES)
+@role_required(*USER_ROLES)
 def image_detail(request, pk: int):
     image = get_object_or_404(Image.objects.select_related("dataset"), pk=pk)
     version = request.GET.get("version")

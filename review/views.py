@@ -13,9 +13,9 @@ from django.shortcuts import get_object_or_404, render
 from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_GET
 
-from annotations.domain import EMOTIONS
 from annotations.models import Dataset, Image
-from annotations.roles import ADJUDICATOR, ADMIN, RESEARCHER, role_required
+from annotations.roles import role_required
+from core.vocabulary import ADJUDICATOR, ADMIN, EMOTIONS, RESEARCHER
 from review import selectors
 from review.models import DisagreementField, DisagreementKind
 
