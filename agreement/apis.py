@@ -14,7 +14,8 @@ from agreement import calibration, selectors
 from agreement.forms import ReportFilterForm
 from agreement.tasks import report_or_start
 from annotations.models import Dataset
-from annotations.roles import ADMIN, RESEARCHER, HasRole
+from annotations.roles import HasRole
+from core.vocabulary import ADMIN, RESEARCHER
 
 REPORT = inline_serializer("AgreementReport", {
     "dataset": serializers.JSONField(), "filters": serializers.JSONField(), "options": serializers.JSONField(),

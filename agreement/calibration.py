@@ -42,8 +42,9 @@ from agreement.calibration_stats import (
 from agreement.errors import UndefinedStatisticError
 from agreement.reference import reference_labels
 from agreement.selectors import DistributionRow
-from annotations.domain import EMOTIONS, PIPELINE_AUTHOR
+from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import Annotation, Dataset
+from core.vocabulary import EMOTIONS
 from ml.models import CalibrationVersion
 from ml.selectors import latest_temperatures
 from ml.services import calibration_version_create

@@ -7,7 +7,7 @@ or absent from their review). Elements only people added (status ``added``) are 
 decisions on a proposal and are left out of the decision statistics.
 
 A model's elements are compared with each reviewer's kept triplets after aligning the
-triplets (``annotations.alignment``): by key where the reviewer kept the model's key (the
+triplets (``core.alignment``): by key where the reviewer kept the model's key (the
 merged ``pipeline`` answer the reviews start from), else by phrase overlap and box IoU
 (the two VLM annotators, whose answers are stored under their own keys).
 """
@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from agreement import selectors
 from agreement.results import (
@@ -31,10 +30,12 @@ from agreement.results import (
     undefined,
 )
 from agreement.selectors import ElementRow
-from agreement.similarity import iou_summary, normalize_phrase, paired_box_iou
+from agreement.similarity import iou_summary, normalize_phrase
 from agreement.statistics import UndefinedStatisticError
-from annotations.alignment import align_triplets
-from annotations.domain import ROLES
+from core.alignment import align_triplets
+from core.boxes import paired_box_iou
+from core.masks import mask_iou
+from core.vocabulary import ROLES
 
 KEPT_STATUSES = frozenset({"pending", "accepted", "edited", "added"})
 SEMANTIC_THRESHOLD = 0.8
@@ -72,15 +73,13 @@ def _decisions(units: dict[tuple, dict[str, ElementRow]], reviewers_of: dict[int
 
 
 def mask_ious(pairs: list[tuple[dict, dict]]) -> tuple[np.ndarray, int]:
-    """IoU of each pair of COCO RLE masks (pycocotools); pairs of different sizes are skipped."""
+    """IoU of each pair of COCO RLE masks (:func:`core.masks.mask_iou`); pairs of different sizes are skipped."""
     values, skipped = [], 0
     for a, b in pairs:
         if list(a["size"]) != list(b["size"]):
             skipped += 1
             continue
-        ra = {"size": list(a["size"]), "counts": a["counts"].encode("ascii")}
-        rb = {"size": list(b["size"]), "counts": b["counts"].encode("ascii")}
-        values.append(float(mask_utils.iou([ra], [rb], [0])[0][0]))
+        values.append(mask_iou(a, b))
     return np.array(values, dtype=np.float64), skipped
 
 
@@ -173,7 +172,7 @@ def element_section(units: dict[tuple, dict[str, ElementRow]], reviewers_of: dic
 
 
 def triplets_by_author(rows: Iterable[ElementRow], *, kept_only: bool = False) -> dict[int, dict[str, list[dict]]]:
-    """``image → author → triplets`` in the form :func:`annotations.alignment.align_triplets`
+    """``image → author → triplets`` in the form :func:`core.alignment.align_triplets`
     reads (``{"key", role: {"phrase", "box", "row"}}``); with ``kept_only``, only elements the
     author kept (a triplet with none left is dropped)."""
     grouped: dict[int, dict[str, dict[str, dict]]] = {}

@@ -39,8 +39,9 @@ from agreement.statistics import (
     fleiss_kappa_per_category,
     specific_agreement,
 )
-from annotations.domain import EMOTIONS, PIPELINE_AUTHOR
+from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import AnnotationKind, Dataset
+from core.vocabulary import EMOTIONS
 
 CODES = np.arange(len(EMOTIONS))
 REFERENCE = "reference"  # the human reference label (agreement.reference)

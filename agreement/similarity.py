@@ -1,6 +1,6 @@
-"""Element agreement: box and mask IoU, phrase matching. Pure numpy (no Django).
+"""Element agreement: mask IoU of dense arrays, IoU summaries, phrase matching. Pure numpy (no Django).
 
-- Boxes are ``XYXY`` in pixels: ``(x1, y1, x2, y2)`` with ``x1 <= x2``, ``y1 <= y2``.
+- Box IoU is :mod:`core.boxes`; IoU of COCO RLE masks is :func:`core.masks.mask_iou`.
 - A value that is undefined for its input (two empty boxes, no phrase pair) is ``NaN``
   in an array, or raises :class:`agreement.statistics.UndefinedStatisticError`.
 """
@@ -16,39 +16,6 @@ import numpy as np
 from agreement.statistics import UndefinedStatisticError
 
 # ----------------------------------------------------------------------------- IoU
-
-
-def _as_boxes(boxes: Any, name: str) -> np.ndarray:
-    b = np.asarray(boxes, dtype=np.float64)
-    if b.ndim != 2 or b.shape[1] != 4:
-        raise ValueError(f"{name} must have shape (N, 4) in XYXY, got {b.shape}")
-    if not np.all(np.isfinite(b)) or np.any(b[:, 2] < b[:, 0]) or np.any(b[:, 3] < b[:, 1]):
-        raise ValueError(f"{name} must be finite XYXY boxes with x1 <= x2 and y1 <= y2")
-    return b
-
-
-def _iou_from(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of broadcastable XYXY arrays ``a[..., 4]`` and ``b[..., 4]``; NaN when the union is empty."""
-    w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = w * h
-    area = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]), (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    union = area[0] + area[1] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, np.nan)
-
-
-def box_iou(boxes_a: Any, boxes_b: Any) -> np.ndarray:
-    """``(N, M)`` IoU of every box in ``boxes_a (N, 4)`` with every box in ``boxes_b (M, 4)``, XYXY."""
-    return _iou_from(_as_boxes(boxes_a, "boxes_a")[:, None, :], _as_boxes(boxes_b, "boxes_b")[None, :, :])
-
-
-def paired_box_iou(boxes_a: Any, boxes_b: Any) -> np.ndarray:
-    """``(N,)`` IoU of ``boxes_a[i]`` with ``boxes_b[i]`` (two annotators' boxes for one element)."""
-    a, b = _as_boxes(boxes_a, "boxes_a"), _as_boxes(boxes_b, "boxes_b")
-    if len(a) != len(b):
-        raise ValueError(f"boxes_a and boxes_b differ in length: {len(a)} vs {len(b)}")
-    return _iou_from(a, b)
 
 
 def mask_iou(masks_a: Any, masks_b: Any) -> np.ndarray:

@@ -15,7 +15,8 @@ from agreement.export import report_csv
 from agreement.forms import ReportFilterForm
 from agreement.tasks import report_or_start
 from annotations.models import Dataset
-from annotations.roles import ADMIN, RESEARCHER, role_required
+from annotations.roles import role_required
+from core.vocabulary import ADMIN, RESEARCHER
 
 
 def _filter_form(request, dataset: Dataset) -> ReportFilterForm:

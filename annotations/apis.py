@@ -16,7 +16,8 @@ from rest_framework.pagination import CursorPagination
 from annotations import selectors
 from annotations.filters import ImageFilter
 from annotations.models import Annotation, AnnotationKind, Dataset, Image
-from annotations.roles import ADJUDICATOR, ADMIN, RESEARCHER, ROLES, HasRole, has_role
+from annotations.roles import HasRole, has_role
+from core.vocabulary import ADJUDICATOR, ADMIN, RESEARCHER, USER_ROLES
 
 
 def visible_annotations(user) -> QuerySet[Annotation]:
@@ -73,7 +74,7 @@ class IdPagination(CursorPagination):
 
 class RoleAPI:
     permission_classes = [HasRole]
-    required_roles = ROLES
+    required_roles = USER_ROLES
 
 
 class DatasetListAPI(RoleAPI, generics.ListCreateAPIView):
@@ -84,7 +85,7 @@ class DatasetListAPI(RoleAPI, generics.ListCreateAPIView):
     pagination_class = None
 
     def get_permissions(self):
-        self.required_roles = (ADMIN,) if self.request.method == "POST" else ROLES
+        self.required_roles = (ADMIN,) if self.request.method == "POST" else USER_ROLES
         return super().get_permissions()
 
     def perform_create(self, serializer):
@@ -99,7 +100,7 @@ class DatasetDetailAPI(RoleAPI, generics.RetrieveUpdateAPIView):
     lookup_field = "slug"
 
     def get_permissions(self):
-        self.required_roles = ROLES if self.request.method in ("GET", "HEAD", "OPTIONS") else (ADMIN,)
+        self.required_roles = USER_ROLES if self.request.method in ("GET", "HEAD", "OPTIONS") else (ADMIN,)
         return super().get_permissions()
 
 

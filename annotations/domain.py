@@ -1,12 +1,7 @@
-"""Domain constants shared by every app (no Django imports).
+"""Domain constants of the annotations app (no Django imports).
 
-The emotion and role vocabularies are defined once, in ``ml.types``, so the
-stages and the database agree.
+The emotion and role vocabularies every app and stage shares are in :mod:`core.vocabulary`.
 """
-
-from ml.types import DES_DIM, EMOTIONS, NEGATIVE_EMOTIONS, POSITIVE_EMOTIONS, ROLES
-
-__all__ = ["DES_DIM", "EMOTIONS", "NEGATIVE_EMOTIONS", "POSITIVE_EMOTIONS", "ROLES"]
 
 # Author name of the pipeline's merged, grounded and critic-checked model annotation
 # (kind "model"). The two VLM annotators' own answers are stored beside it under their

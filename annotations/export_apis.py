@@ -15,8 +15,9 @@ from annotations import exports
 from annotations.export_downloads import snapshot_files
 from annotations.export_views import file_response, zip_response
 from annotations.models import Dataset, ExportFormat, ExportSnapshot, ExportStatus
-from annotations.roles import ADMIN, HasRole
+from annotations.roles import HasRole
 from annotations.tasks import export_enqueue
+from core.vocabulary import ADMIN
 
 
 class FileSerializer(serializers.Serializer):

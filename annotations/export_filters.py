@@ -11,10 +11,10 @@ from typing import Any
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from annotations.domain import EMOTIONS
 from annotations.errors import InvalidAnnotation
 from annotations.exporters.images import IMAGE_MODES
 from annotations.models import Annotation, ImageSource, ImageStatus
+from core.vocabulary import EMOTIONS
 
 DATE_FIELDS = ("image", "annotation")
 FILTER_KEYS = frozenset(

@@ -17,8 +17,9 @@ from annotations.export_downloads import (
 )
 from annotations.export_forms import ExportForm, initial_choice
 from annotations.models import ExportSnapshot, ExportStatus
-from annotations.roles import ADMIN, role_required
+from annotations.roles import role_required
 from annotations.tasks import export_enqueue
+from core.vocabulary import ADMIN
 
 ACTIVE = (ExportStatus.PENDING, ExportStatus.RUNNING)
 

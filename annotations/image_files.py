@@ -8,7 +8,7 @@ on. Order of the checks:
    compared with the cap (``EMOVERSE_MAX_IMAGE_PIXELS``) *before* anything is
    decoded, so a decompression bomb costs a few bytes of reading;
 2. the whole image is decoded (``load``) with truncated files refused;
-3. the EXIF orientation is applied (``ImageOps.exif_transpose``): width, height,
+3. the EXIF orientation is applied (``core.pixels.upright``): width, height,
    boxes and masks are always in the frame of the *stored* pixels;
 4. the stored bytes are the original file, untouched, when it is already a
    browser-safe JPEG, PNG, WebP or GIF in a standard mode and was not rotated;
@@ -26,12 +26,18 @@ import io
 import warnings
 from dataclasses import dataclass
 
-import numpy as np
 from django.conf import settings
 from PIL import Image as PILImage
-from PIL import ImageOps
 
 from annotations.errors import InvalidImage
+from core.pixels import (
+    HIGH_BIT_DEPTH_MODES,
+    TRANSPOSING_ORIENTATIONS,
+    browser_pixels,
+    exif_orientation,
+    to_rgb,
+    upright,
+)
 
 # Formats every browser displays, and the modes in which we keep a file as it is.
 _BROWSER_SAFE_MODES = {
@@ -42,13 +48,10 @@ _BROWSER_SAFE_MODES = {
     "MPO": {"L", "RGB"},  # what Pillow calls the JPEGs of many phone cameras
 }
 _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif"}
-_HIGH_BIT_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 THUMBNAIL_QUALITY = 85
 REENCODE_JPEG_QUALITY = 95
 # A compressed file is never much larger than its raw pixels; a bigger file is refused unread.
 MAX_BYTES_PER_PIXEL = 8
-_EXIF_ORIENTATION = 0x0112
-_TRANSPOSING_ORIENTATIONS = {2, 3, 4, 5, 6, 7, 8}
 
 
 @dataclass(frozen=True)
@@ -116,42 +119,9 @@ def _decode(data: bytes, max_pixels: int) -> PILImage.Image:
     return image
 
 
-def _to_8bit(image: PILImage.Image) -> PILImage.Image:
-    """16-bit, 32-bit integer and float greyscale scaled to 8-bit ``L``."""
-    array = np.asarray(image)
-    if array.dtype == np.uint8:
-        return PILImage.fromarray(array, "L")
-    values = array.astype(np.float64)
-    if np.issubdtype(array.dtype, np.integer) and values.min() >= 0 and values.max() <= 65535:
-        scaled = values / 257.0  # full 16-bit range onto 0..255
-    else:
-        low, high = float(values.min()), float(values.max())
-        scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
-    return PILImage.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
-
-
-def _browser_pixels(image: PILImage.Image) -> PILImage.Image:
-    """The pixels in a mode browsers show correctly: L, LA, RGB or RGBA."""
-    mode = image.mode
-    if mode in {"L", "LA", "RGB", "RGBA"}:
-        return image
-    if mode == "1":
-        return image.convert("L")
-    if mode in _HIGH_BIT_DEPTH_MODES:
-        return _to_8bit(image)
-    if mode in {"P", "PA"}:
-        has_alpha = mode == "PA" or "transparency" in image.info
-        return image.convert("RGBA" if has_alpha else "RGB")
-    if mode == "La":
-        return image.convert("LA")
-    if mode in {"RGBa", "RGBX"}:
-        return image.convert("RGBA" if mode == "RGBa" else "RGB")
-    return image.convert("RGB")  # CMYK, YCbCr, LAB, HSV
-
-
 def _encode(image: PILImage.Image, source_format: str, icc_profile: bytes | None) -> tuple[bytes, str]:
-    pixels = _browser_pixels(image)
-    lossy_source = source_format in {"JPEG", "MPO"} and image.mode not in _HIGH_BIT_DEPTH_MODES
+    pixels = browser_pixels(image)
+    lossy_source = source_format in {"JPEG", "MPO"} and image.mode not in HIGH_BIT_DEPTH_MODES
     fmt = "JPEG" if lossy_source and pixels.mode in {"L", "RGB"} else "PNG"
     buffer = io.BytesIO()
     options: dict = {"quality": REENCODE_JPEG_QUALITY} if fmt == "JPEG" else {"optimize": False}
@@ -162,13 +132,7 @@ def _encode(image: PILImage.Image, source_format: str, icc_profile: bytes | None
 
 
 def _thumbnail(image: PILImage.Image, size: int) -> bytes:
-    pixels = _browser_pixels(image)
-    if pixels.mode in {"LA", "RGBA"}:
-        background = PILImage.new("RGB", pixels.size, (255, 255, 255))
-        background.paste(pixels.convert("RGBA"), mask=pixels.convert("RGBA").getchannel("A"))
-        pixels = background
-    else:
-        pixels = pixels.convert("RGB")
+    pixels = to_rgb(browser_pixels(image))
     pixels.thumbnail((size, size), PILImage.Resampling.LANCZOS)
     buffer = io.BytesIO()
     pixels.save(buffer, format="JPEG", quality=THUMBNAIL_QUALITY)
@@ -191,11 +155,11 @@ def image_prepare(data: bytes, *, max_pixels: int | None = None, thumbnail_size:
     image = _decode(data, max_pixels)
     source_format = image.format or ""
     icc_profile = image.info.get("icc_profile")
-    orientation = _orientation(image)
-    transposed = orientation in _TRANSPOSING_ORIENTATIONS
+    orientation = exif_orientation(image)
+    transposed = orientation in TRANSPOSING_ORIENTATIONS
     if transposed:
         try:
-            image = ImageOps.exif_transpose(image)
+            image = upright(image)
         except Exception as exc:  # a malformed EXIF block
             raise InvalidImage(f"EXIF orientation {orientation} could not be applied ({type(exc).__name__}: {exc})") from exc
     keep = not transposed and image.mode in _BROWSER_SAFE_MODES.get(source_format, set())
@@ -213,11 +177,3 @@ def image_prepare(data: bytes, *, max_pixels: int | None = None, thumbnail_size:
         transposed=transposed,
         reencoded=not keep,
     )
-
-
-def _orientation(image: PILImage.Image) -> int | None:
-    """The EXIF orientation tag (1-8), or None when absent or unreadable (browsers ignore it then too)."""
-    try:
-        return image.getexif().get(_EXIF_ORIENTATION)
-    except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError):
-        return None

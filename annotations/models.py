@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from annotations.domain import EMOTIONS, ROLES
+from core.vocabulary import EMOTIONS, ROLES
 
 EMOTION_CHOICES = [(e, e.capitalize()) for e in EMOTIONS]
 ROLE_CHOICES = [(r, r.capitalize()) for r in ROLES]

@@ -2,7 +2,8 @@
 
 ``reviewer`` works the review queue, ``adjudicator`` resolves conflicts,
 ``researcher`` reads agreement and data views, ``admin`` runs datasets, the
-pipeline, exports and users. Superusers hold every role.
+pipeline, exports and users. Superusers hold every role. The names are
+:data:`core.vocabulary.USER_ROLES` (and ``REVIEWER`` ... ``ADMIN`` there).
 """
 
 from __future__ import annotations
@@ -15,15 +16,11 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 
-REVIEWER = "reviewer"
-ADJUDICATOR = "adjudicator"
-RESEARCHER = "researcher"
-ADMIN = "admin"
-ROLES = (REVIEWER, ADJUDICATOR, RESEARCHER, ADMIN)
+from core.vocabulary import USER_ROLES
 
 
 def ensure_role_groups() -> None:
-    for name in ROLES:
+    for name in USER_ROLES:
         Group.objects.get_or_create(name=name)
 
 
@@ -34,9 +31,9 @@ def user_roles(user: AbstractBaseUser | AnonymousUser) -> frozenset[str]:
     cached = getattr(user, "_emoverse_roles", None)
     if cached is None:
         if user.is_superuser:
-            cached = frozenset(ROLES)
+            cached = frozenset(USER_ROLES)
         else:
-            cached = frozenset(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+            cached = frozenset(user.groups.filter(name__in=USER_ROLES).values_list("name", flat=True))
         user._emoverse_roles = cached
     return cached
 

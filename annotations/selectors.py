@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models import Count, Prefetch, Q, QuerySet
 
-from annotations.domain import PIPELINE_AUTHOR, ROLES
+from annotations.domain import PIPELINE_AUTHOR
 from annotations.filters import ImageFilter
 from annotations.models import (
     Annotation,
@@ -20,6 +20,7 @@ from annotations.models import (
     Triplet,
 )
 from annotations.validation import des_to_list
+from core.vocabulary import ROLES
 
 
 def annotations_with_elements(queryset: QuerySet[Annotation] | None = None) -> QuerySet[Annotation]:

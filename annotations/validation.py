@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
-from annotations.domain import DES_DIM, EMOTIONS, ROLES
 from annotations.errors import InvalidAnnotation
+from core.masks import decode_mask, encode_mask, rle_string_runs
+from core.vocabulary import DES_DIM, EMOTIONS, ROLES
 
 DISTRIBUTION_TOLERANCE = 1e-3
 MAX_PHRASE_LENGTH = 300
@@ -128,35 +128,6 @@ def validate_box(value: Any, width: int, height: int, field_name: str = "box") -
     return (x0, y0, x1, y1)
 
 
-def rle_string_runs(counts: str) -> list[int]:
-    """Run lengths encoded in a compressed COCO RLE string (pycocotools' ``rleFrString``).
-
-    pycocotools decodes any string without checking that the runs cover the image
-    exactly, and then returns uninitialised memory, so validation needs the runs.
-    """
-    runs: list[int] = []
-    data = counts.encode("ascii")
-    p = 0
-    while p < len(data):
-        x, k, more = 0, 0, True
-        while more:
-            if p >= len(data):
-                raise ValueError("counts end in the middle of a number")
-            c = data[p] - 48
-            if not 0 <= c < 64:
-                raise ValueError(f"character {chr(data[p])!r} is not in the RLE alphabet")
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and c & 0x10:
-                x |= -1 << (5 * k)
-        if len(runs) > 2:
-            x += runs[-2]
-        runs.append(x)
-    return runs
-
-
 def validate_mask(value: Any, width: int, height: int, field_name: str = "mask", *, allow_empty: bool = False) -> dict | None:
     """A COCO RLE of the image's size; compressed (string) or uncompressed (list) counts.
 
@@ -175,26 +146,24 @@ def validate_mask(value: Any, width: int, height: int, field_name: str = "mask",
         if isinstance(counts, list):
             if not all(isinstance(c, int) and c >= 0 for c in counts) or sum(counts) != height * width:
                 raise InvalidAnnotation(field_name, "uncompressed counts must be non-negative runs covering every pixel")
-            rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
         elif isinstance(counts, str) and counts:
             runs = rle_string_runs(counts)
             if any(r < 0 for r in runs) or sum(runs) != height * width:
                 raise InvalidAnnotation(field_name, "counts do not cover the image exactly (corrupt RLE)")
-            rle = {"size": [height, width], "counts": counts.encode("ascii")}
         else:
             raise InvalidAnnotation(field_name, "counts must be a non-empty string or a list of run lengths")
-        decoded = mask_utils.decode(rle)
+        decoded = decode_mask({"size": [height, width], "counts": counts})
     except (UnicodeEncodeError, ValueError, TypeError) as exc:
         raise InvalidAnnotation(field_name, f"counts are not valid COCO RLE ({exc})") from exc
     if decoded.shape != (height, width):
         raise InvalidAnnotation(field_name, "counts do not decode to the stated size")
     # Re-encode: canonical compressed counts, and a check that the runs covered the image.
-    canonical = mask_utils.encode(np.asfortranarray(decoded))
+    canonical = encode_mask(decoded)
     if not decoded.any():
         if allow_empty:
             return None
         raise InvalidAnnotation(field_name, "mask is empty (no foreground pixel)")
-    return {"size": [height, width], "counts": canonical["counts"].decode("ascii")}
+    return {"size": [height, width], "counts": canonical["counts"]}
 
 
 def validate_des(value: Any) -> bytes:

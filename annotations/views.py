@@ -10,9 +10,10 @@ from django.views.decorators.http import require_GET
 
 from annotations import selectors
 from annotations.models import Dataset, Image
-from annotations.roles import ROLES, role_required
+from annotations.roles import role_required
+from core.vocabulary import USER_ROLES
 
-ANY_ROLE = ROLES
+ANY_ROLE = USER_ROLES
 
 
 @login_required

@@ -32,22 +32,22 @@ import numpy as np
 from django.core.management import call_command
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
-from pycocotools import mask as mask_utils
 
 from agreement import selectors
 from agreement.report import agreement_report
 from agreement.results import ReportOptions
 from agreement.selectors import ReportFilters
-from annotations.domain import EMOTIONS
 from annotations.models import Annotation, Dataset, Element, Image, Triplet
+from core.masks import encode_mask
+from core.vocabulary import EMOTIONS
 
 W, H = 64, 48
 
 
 def _mask(box) -> str:
-    m = np.zeros((H, W), dtype=np.uint8, order="F")
+    m = np.zeros((H, W), dtype=np.uint8)
     m[box[1]:box[3], box[0]:box[2]] = 1
-    return mask_utils.encode(m)["counts"].decode("ascii")
+    return encode_mask(m)["counts"]
 
 
 @transaction.atomic

@@ -28,7 +28,7 @@ import numpy as np
 from agreement.report import LabelArrays, _models, label_section
 from agreement.results import ReportOptions, alpha_result
 from agreement.selectors import LabelRow
-from annotations.domain import EMOTIONS
+from core.vocabulary import EMOTIONS
 
 
 def rows(items: int, reviewers: int, overlap: float, models: int, seed: int = 0) -> list[LabelRow]:

@@ -36,7 +36,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-EMOTIONS = ["amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness"]
+from core.vocabulary import EMOTIONS
+
 SOURCES = ["emoset", "emoart", "flickr30k", "web", "aigc"]
 WIDTH, HEIGHT = 64, 48
 SLUG = "bench-export"
@@ -105,14 +106,15 @@ def setup_django(database_url: str, work: Path) -> None:
 
 def masks() -> list[str]:
     import numpy as np
-    from pycocotools import mask as mask_utils
+
+    from core.masks import encode_mask
 
     out = []
     for k in range(8):
         m = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
         m[4 + k: 30 + k, 6 + 2 * k: 40 + 2 * k] = 1
         m[10 + k: 14 + k, 2:60] = 1
-        out.append(mask_utils.encode(np.asfortranarray(m))["counts"].decode("ascii"))
+        out.append(encode_mask(m)["counts"])
     return out
 
 

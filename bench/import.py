@@ -30,10 +30,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
-from pycocotools import mask as mask_utils
 
 ROOT = Path(__file__).resolve().parent.parent
-EMOTIONS = ["amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness"]
+sys.path.insert(0, str(ROOT))  # the repository's `core` package
+
+from core.masks import encode_mask
+from core.vocabulary import EMOTIONS
+
 ANNOTATORS = ("gpt-4o", "gemini-2.5-pro")
 WIDTH, HEIGHT = 32, 24
 
@@ -63,7 +66,7 @@ def write_images(folder: Path, count: int) -> None:
 def write_jsonl(path: Path, lines: int, with_des: bool) -> None:
     mask = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
     mask[6:18, 8:24] = 1
-    rle = {"size": [HEIGHT, WIDTH], "counts": mask_utils.encode(np.asfortranarray(mask))["counts"].decode("ascii")}
+    rle = encode_mask(mask)
     rng = np.random.default_rng(1)
     with open(path, "w", encoding="utf-8") as out:
         for n in range(lines):

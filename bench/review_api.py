@@ -37,7 +37,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EMOTIONS = ["amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness"]
+sys.path.insert(0, str(ROOT))
+
+from core.vocabulary import EMOTIONS
+
 WIDTH, HEIGHT = 64, 48
 SLUG = "bench"
 
@@ -75,11 +78,12 @@ def png_bytes() -> bytes:
 
 def subject_mask() -> dict:
     import numpy as np
-    from pycocotools import mask as mask_utils
+
+    from core.masks import encode_mask
 
     m = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
     m[12:24, 16:32] = 1
-    return {"size": [HEIGHT, WIDTH], "counts": mask_utils.encode(np.asfortranarray(m))["counts"].decode("ascii")}
+    return encode_mask(m)
 
 
 def populate(n_images: int, n_reviewers: int) -> tuple[int, list[str]]:
@@ -279,7 +283,6 @@ def main() -> int:
            "ALLOWED_HOSTS": "127.0.0.1,localhost", "DJANGO_SETTINGS_MODULE": "emoverse_site.settings",
            "EMOVERSE_VAR_DIR": str(media), "STATIC_ROOT": str(media / "static")}
     os.environ.update(env)
-    sys.path.insert(0, str(ROOT))
     admin_sql(args.pg, f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
     admin_sql(args.pg, f'CREATE DATABASE "{args.db}"')
     proc = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from annotations.domain import EMOTIONS
+from core.vocabulary import EMOTIONS
 
 
 @dataclass(frozen=True)

@@ -26,14 +26,9 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from PIL import Image as PILImage
-from pycocotools import mask as mask_utils
 from scipy import ndimage
 from skimage import color, filters, measure, morphology
 
-from annotations.domain import PIPELINE_AUTHOR, ROLES
-from annotations.importers import ImportReport, import_emoverse_jsonl
-from annotations.roles import ensure_role_groups
-from annotations.services import dataset_get_or_create
 from demo.scenes import (
     SCENES,
     Answer,
@@ -42,8 +37,15 @@ from demo.scenes import (
     SceneTriplet,
     Segment,
 )
+from annotations.domain import PIPELINE_AUTHOR
+from annotations.importers import ImportReport, import_emoverse_jsonl
+from annotations.roles import ensure_role_groups
+from annotations.services import dataset_get_or_create
+from core.masks import encode_mask
+from core.triplets import PhraseTriplet
+from core.vocabulary import ROLES
 from ml.calibration import calibrate_and_merge
-from ml.types import AnnotatorResult, PhraseTriplet
+from ml.types import AnnotatorResult
 
 DEMO_DATASET = "demo"
 DEMO_DATASET_NAME = "Demo: scikit-image photographs"
@@ -174,12 +176,6 @@ def _distinctness(lab: np.ndarray, inside: np.ndarray) -> float:
     return round(distance / (distance + 20.0), 3)
 
 
-def encode_rle(mask: np.ndarray) -> dict:
-    """COCO RLE with compressed string counts, ``size`` = ``[height, width]``."""
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": rle["counts"].decode("ascii")}
-
-
 # --- lines ---------------------------------------------------------------------------------
 
 
@@ -195,10 +191,10 @@ def _grounded_triplet(triplet: SceneTriplet, pixels: np.ndarray) -> dict:
     subject_mask = None
     if found is not None:
         subject_mask, score = found
-        subject.update(mask=encode_rle(subject_mask), mask_score=score)
+        subject.update(mask=encode_mask(subject_mask), mask_score=score)
     background: dict = {"phrase": triplet.background.phrase, "box": list(_box(triplet.background, width, height))}
     if triplet.background.box is None and subject_mask is not None and subject_mask.mean() >= MIN_SUBJECT_SHARE:
-        background["mask"] = encode_rle(~subject_mask)  # the whole scene around a large subject
+        background["mask"] = encode_mask(~subject_mask)  # the whole scene around a large subject
     return {"background": background, "attribute": {"phrase": triplet.attribute}, "subject": subject}
 
 

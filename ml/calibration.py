@@ -1,33 +1,25 @@
-"""CES calibration and annotator agreement: pure numpy functions (no Django).
+"""CES calibration: pure numpy functions (no Django).
 
 Temperature scaling works on log-probabilities: an annotator's distribution
 ``p`` becomes ``softmax(log(p + eps) / T)``. ``T > 1`` flattens an
 over-confident annotator, ``T < 1`` sharpens an under-confident one, ``T = 1``
 is the identity (up to ``eps``). Temperatures are fitted per model by the
-recalibration step from logged human decisions.
+recalibration step from logged human decisions. The annotators' agreement on the
+calibrated distributions is :func:`core.priority.annotator_agreement`.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ml.triplets import triplet_overlap
-from ml.types import EMOTIONS, AnnotatorAgreement, AnnotatorResult, CalibrationResult
+from core.distributions import argmax_label, as_mapping, as_vector
+from core.priority import annotator_agreement
+from ml.types import AnnotatorResult, CalibrationResult
 
 DEFAULT_EPSILON = 1e-6
-
-
-def as_vector(distribution: Mapping[str, float]) -> np.ndarray:
-    """A distribution as a float64 vector in :data:`EMOTIONS` order."""
-    return np.array([float(distribution[e]) for e in EMOTIONS], dtype=np.float64)
-
-
-def as_mapping(vector: np.ndarray) -> dict[str, float]:
-    return {e: float(v) for e, v in zip(EMOTIONS, vector, strict=True)}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -44,42 +36,6 @@ def temperature_scale(
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     logits = np.log(as_vector(distribution) + epsilon)
     return as_mapping(softmax(logits / temperature))
-
-
-def js_distance(p: Mapping[str, float], q: Mapping[str, float]) -> float:
-    """Jensen-Shannon distance with base-2 logarithms, in [0, 1]."""
-    a, b = as_vector(p), as_vector(q)
-    a, b = a / a.sum(), b / b.sum()
-    m = (a + b) / 2
-
-    def kl(x: np.ndarray) -> float:
-        nz = x > 0
-        return float(np.sum(x[nz] * np.log2(x[nz] / m[nz])))
-
-    divergence = max(0.0, (kl(a) + kl(b)) / 2)
-    return min(1.0, math.sqrt(divergence))
-
-
-def argmax_label(distribution: Mapping[str, float]) -> str:
-    """The most probable emotion; ties go to the first in :data:`EMOTIONS` order."""
-    return EMOTIONS[int(np.argmax(as_vector(distribution)))]
-
-
-def annotator_agreement(
-    results: Sequence[AnnotatorResult], calibrated: Mapping[str, Mapping[str, float]]
-) -> AnnotatorAgreement | None:
-    """Agreement of two or more annotators; ``None`` for a single one.
-
-    With more than two, the label must match across all of them, and distance and
-    overlap are averaged over all pairs.
-    """
-    if len(results) < 2:
-        return None
-    labels = {argmax_label(calibrated[r.model]) for r in results}
-    pairs = list(itertools.combinations(results, 2))
-    distance = sum(js_distance(calibrated[a.model], calibrated[b.model]) for a, b in pairs) / len(pairs)
-    overlap = sum(triplet_overlap(a.triplets, b.triplets) for a, b in pairs) / len(pairs)
-    return AnnotatorAgreement(label_match=len(labels) == 1, distribution_distance=distance, triplet_overlap=overlap)
 
 
 def calibrate_and_merge(
@@ -116,6 +72,6 @@ def calibrate_and_merge(
         merged=merged_map,
         label=label,
         confidence=float(merged_map[label]),
-        agreement=annotator_agreement(results, calibrated),
+        agreement=annotator_agreement([(r.triplets, calibrated[r.model]) for r in results]),
         classifier=dict(classifier) if classifier is not None else None,
     )

@@ -9,8 +9,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from core.priority import AnnotatorAgreement
+from core.triplets import PhraseTriplet
 from ml.types import (
-    AnnotatorAgreement,
     AnnotatorResult,
     Box,
     CalibrationResult,
@@ -19,7 +20,6 @@ from ml.types import (
     GroundedElement,
     GroundedTriplet,
     Mask,
-    PhraseTriplet,
     Usage,
 )
 

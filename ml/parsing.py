@@ -13,16 +13,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ml.types import (
-    EMOTIONS,
-    ROLES,
-    AnnotatorResult,
-    CriticResult,
-    ElementVerdict,
-    PhraseTriplet,
-    StageError,
-    Usage,
-)
+from core.triplets import PhraseTriplet
+from core.vocabulary import EMOTIONS, ROLES
+from ml.types import AnnotatorResult, CriticResult, ElementVerdict, StageError, Usage
 
 SUM_TOLERANCE = 1e-3
 MAX_PHRASE_CHARS = 300

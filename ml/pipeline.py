@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.priority import queue_priority
+from core.triplets import PhraseTriplet
+from core.vocabulary import DES_DIM, ROLES
 from ml.parsing import parse_distribution
 from ml.protocols import (
     Annotator,
@@ -24,8 +27,6 @@ from ml.protocols import (
 )
 from ml.triplets import merge_triplets
 from ml.types import (
-    DES_DIM,
-    ROLES,
     AnnotatorResult,
     Box,
     CalibrationResult,
@@ -34,7 +35,6 @@ from ml.types import (
     GroundedTriplet,
     ImageInput,
     Mask,
-    PhraseTriplet,
     StageError,
 )
 
@@ -211,13 +211,13 @@ def route(
     calibration: CalibrationResult, critic: CriticResult | None, *, auto_accept_threshold: float | None
 ) -> Routing:
     """Priority = mean of the annotators' agreement score and the calibrated confidence
-    (the confidence alone with one annotator); low goes first.
+    (the confidence alone with one annotator; :func:`core.priority.queue_priority`); low goes first.
 
     Auto-accept only when a threshold is set, the confidence and the agreement are
     both at or above it, and the critic found nothing doubtful or wrong.
     """
     agreement = calibration.agreement.score if calibration.agreement is not None else None
-    priority = calibration.confidence if agreement is None else (agreement + calibration.confidence) / 2
+    priority = queue_priority(calibration.confidence, agreement)
     critic_ok = critic is not None and critic.label_verdict == "ok" and all(e.verdict == "ok" for e in critic.elements)
     auto = (
         auto_accept_threshold is not None

@@ -13,16 +13,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ml.types import (
-    AnnotatorResult,
-    Box,
-    CalibrationResult,
-    CriticResult,
-    Detection,
-    ImageInput,
-    Mask,
-    PhraseTriplet,
-)
+from core.triplets import PhraseTriplet
+from ml.types import AnnotatorResult, Box, CalibrationResult, CriticResult, Detection, ImageInput, Mask
 
 
 @runtime_checkable
@@ -112,5 +104,5 @@ class EmotionClassifier(Protocol):
     name: str
 
     def predict(self, images: Sequence[ImageInput]) -> list[dict[str, float]]:
-        """One probability distribution over :data:`ml.types.EMOTIONS` per image."""
+        """One probability distribution over :data:`core.vocabulary.EMOTIONS` per image."""
         ...

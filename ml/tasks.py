@@ -34,6 +34,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from annotations.models import Image
+from core.masks import mask_area, normalize_rle
 from ml import runs
 from ml.types import BackendNotConfigured, Box, StageError
 
@@ -196,17 +197,8 @@ def gpu_refine_mask(self: Task, image_id: int, box: list[float] | None, points: 
         [(float(x), float(y)) for x, y in points],
         [int(label) for label in labels],
     )
-    rle = dict(mask.rle)
-    if isinstance(rle.get("counts"), bytes):
-        rle["counts"] = rle["counts"].decode("ascii")
-    empty = _rle_area(rle) == 0
-    return {"mask": None if empty else rle, "score": float(mask.score)}
-
-
-def _rle_area(rle: dict) -> int:
-    from pycocotools import mask as mask_utils
-
-    return int(mask_utils.area({"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}))
+    rle = normalize_rle(mask.rle)
+    return {"mask": None if mask_area(rle) == 0 else rle, "score": float(mask.score)}
 
 
 def preannotation_canvas(

@@ -10,7 +10,11 @@ Conventions used everywhere in ``ml``:
   coordinate frame of the stored (EXIF-corrected) image, with x0 < x1, y0 < y1;
 * masks are COCO RLE dicts ``{"size": [h, w], "counts": str}`` (pycocotools,
   column-major, ``counts`` as a compressed ASCII string);
-* emotion distributions are mappings over exactly :data:`EMOTIONS` summing to 1.
+* emotion distributions are mappings over exactly :data:`core.vocabulary.EMOTIONS`
+  summing to 1; element roles are :data:`core.vocabulary.ROLES`.
+
+Phrase triplets (:class:`core.triplets.PhraseTriplet`) and the annotators' agreement
+(:class:`core.priority.AnnotatorAgreement`) are in :mod:`core`, shared with the importer.
 """
 
 from __future__ import annotations
@@ -18,20 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-EMOTIONS: tuple[str, ...] = (
-    "amusement",
-    "awe",
-    "contentment",
-    "excitement",
-    "anger",
-    "disgust",
-    "fear",
-    "sadness",
-)
-POSITIVE_EMOTIONS = EMOTIONS[:4]
-NEGATIVE_EMOTIONS = EMOTIONS[4:]
-ROLES: tuple[str, ...] = ("background", "attribute", "subject")
-DES_DIM = 1024
+from core.priority import AnnotatorAgreement
+from core.triplets import PhraseTriplet
 
 
 class StageError(Exception):
@@ -81,18 +73,6 @@ class Usage:
 
 
 @dataclass(frozen=True)
-class PhraseTriplet:
-    """A B-A-S triplet as phrases, before grounding."""
-
-    background: str
-    attribute: str
-    subject: str
-
-    def phrases(self) -> dict[str, str]:
-        return {"background": self.background, "attribute": self.attribute, "subject": self.subject}
-
-
-@dataclass(frozen=True)
 class AnnotatorResult:
     """What one VLM annotator said about one image."""
 
@@ -107,20 +87,6 @@ class AnnotatorResult:
     @property
     def label(self) -> str:
         return max(self.distribution, key=lambda k: self.distribution[k])
-
-
-@dataclass(frozen=True)
-class AnnotatorAgreement:
-    """How much the two annotators agree (1 = identical)."""
-
-    label_match: bool
-    distribution_distance: float  # Jensen-Shannon distance, base 2, in [0, 1]
-    triplet_overlap: float  # token-set Jaccard of matched triplet phrases, in [0, 1]
-
-    @property
-    def score(self) -> float:
-        """One number in [0, 1] used to order the review queue (low first)."""
-        return (float(self.label_match) + (1.0 - self.distribution_distance) + self.triplet_overlap) / 3.0
 
 
 @dataclass(frozen=True)

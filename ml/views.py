@@ -7,7 +7,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from annotations.models import Dataset
-from annotations.roles import ADMIN, role_required
+from annotations.roles import role_required
+from core.vocabulary import ADMIN
 from ml import selectors, services, tasks
 from ml.forms import PreannotateForm
 from ml.registry import CONFIG_HINT

@@ -15,7 +15,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations.models import Dataset, Decision, Image
-from annotations.roles import ADJUDICATOR, ADMIN, RESEARCHER, REVIEWER, ROLES, HasRole
+from annotations.roles import HasRole
+from core.vocabulary import ADJUDICATOR, ADMIN, RESEARCHER, REVIEWER, USER_ROLES
 from review import queue, selectors, services
 from review.errors import RefineFailed, RefineTimeout, RefineUnavailable
 from review.models import DisagreementField, DisagreementKind, Lease, LeaseState
@@ -165,7 +166,7 @@ class SubmitAPI(RoleAPI):
 class ProgressAPI(RoleAPI):
     """Items done, being reviewed now, waiting for adjudication and left; reviews per reviewer."""
 
-    required_roles = ROLES
+    required_roles = USER_ROLES
 
     class OutputSerializer(serializers.Serializer):
         dataset = serializers.CharField()

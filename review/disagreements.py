@@ -8,8 +8,7 @@ string counts, ``status``). No database access here.
 Element identity is ``(triplet key, role)``. A model annotation whose triplet
 keys do not occur in the human answer (e.g. one of the two VLM annotators,
 whose triplets the pipeline merged under new keys) is aligned triplet by
-triplet on phrase similarity and box overlap instead (``annotations.alignment``; its
-names stay importable from here).
+triplet on phrase similarity and box overlap instead (``core.alignment``).
 """
 
 from __future__ import annotations
@@ -17,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pycocotools import mask as mask_utils
-
-from annotations.alignment import ALIGN_MIN_SIMILARITY, align_triplets, box_iou
-from annotations.alignment import normalize_words as _norm
-from annotations.domain import ROLES
+from core.alignment import align_triplets
+from core.alignment import normalize_words as _norm
+from core.boxes import box_iou
+from core.masks import mask_iou
+from core.vocabulary import ROLES
 
 IOU_EQUAL = 1.0 - 1e-9
 
@@ -36,17 +35,6 @@ class Difference:
     human_value: Any = None
     box_iou: float | None = None
     mask_iou: float | None = None
-
-
-def mask_iou(a: dict | None, b: dict | None) -> float:
-    """IoU of two COCO RLE masks of the same size (pycocotools); 0 when either is missing."""
-    if not a or not b:
-        return 0.0
-    if list(a["size"]) != list(b["size"]):
-        raise ValueError(f"mask sizes differ: {a['size']} vs {b['size']}")
-    ra = {"size": list(a["size"]), "counts": a["counts"].encode("ascii") if isinstance(a["counts"], str) else a["counts"]}
-    rb = {"size": list(b["size"]), "counts": b["counts"].encode("ascii") if isinstance(b["counts"], str) else b["counts"]}
-    return float(mask_utils.iou([ra], [rb], [0])[0][0])
 
 
 def _kept(element: dict | None) -> bool:
@@ -156,7 +144,4 @@ def reviews_disagree(reviews: list[dict], decisions: list[str], *, min_iou: floa
     return len({tuple(_added(r)) for r in reviews}) > 1
 
 
-__all__ = [
-    "ALIGN_MIN_SIMILARITY", "Difference", "align_triplets", "annotation_differences", "box_iou", "kept_elements",
-    "mask_iou", "reviews_disagree",
-]
+__all__ = ["Difference", "annotation_differences", "kept_elements", "reviews_disagree"]

@@ -17,8 +17,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from annotations.domain import ROLES
 from annotations.models import Annotation, Dataset, Image
+from core.vocabulary import ROLES
 
 
 class ReviewPlan(models.Model):

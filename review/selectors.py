@@ -15,16 +15,17 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
-from annotations.alignment import align_triplets, normalize_words
-from annotations.domain import EMOTIONS, PIPELINE_AUTHOR, ROLES
+from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import Annotation, AnnotationKind, Dataset, Image, ImageStatus
-from annotations.roles import ADJUDICATOR, ADMIN, RESEARCHER, has_role
+from annotations.roles import has_role
 from annotations.selectors import (
     annotation_to_dict,
     annotations_with_elements,
     image_current_annotations,
     image_review_base,
 )
+from core.alignment import align_triplets, normalize_words
+from core.vocabulary import ADJUDICATOR, ADMIN, EMOTIONS, RESEARCHER, ROLES
 from review.models import Disagreement, Draft, Lease, LeaseState, ReviewSubmission
 
 DONE_STATUSES = (ImageStatus.APPROVED, ImageStatus.REJECTED, ImageStatus.FLAGGED)
@@ -59,7 +60,7 @@ def annotators_disagreement(annotators: list[Annotation]) -> dict[str, Any]:
 
     Each annotator lists its triplets in its own order, so rows are not paired by index:
     every other annotator's triplets are aligned with the first one's
-    (``annotations.alignment.align_triplets``: phrase word overlap), and a triplet with
+    (``core.alignment.align_triplets``: phrase word overlap), and a triplet with
     no counterpart gets a row of its own. ``index`` is the row's triplet number.
     """
     labels = {a.author_name: a.ces_label for a in annotators}

@@ -21,7 +21,6 @@ from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from annotations.domain import ROLES
 from annotations.errors import InvalidAnnotation, NotAllowed, VersionConflict
 from annotations.models import Annotation, AnnotationKind, Decision, Image, ImageStatus
 from annotations.selectors import (
@@ -31,6 +30,7 @@ from annotations.selectors import (
 )
 from annotations.services import annotation_create, image_set_status
 from annotations.validation import AnnotationInput, validate_annotation
+from core.vocabulary import ROLES
 from review.disagreements import annotation_differences, reviews_disagree
 from review.models import (
     Disagreement,

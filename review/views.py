@@ -16,9 +16,9 @@ from django.shortcuts import get_object_or_404, render
 from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_GET
 
-from annotations.domain import EMOTIONS
 from annotations.models import Dataset, Image
-from annotations.roles import ADJUDICATOR, ADMIN, RESEARCHER, REVIEWER, ROLES, role_required
+from annotations.roles import role_required
+from core.vocabulary import ADJUDICATOR, ADMIN, EMOTIONS, RESEARCHER, REVIEWER, USER_ROLES
 from review import selectors
 from review.models import DisagreementField, DisagreementKind
 
@@ -40,7 +40,7 @@ def review_page(request, slug: str):
 
 
 @require_GET
-@role_required(*ROLES)
+@role_required(*USER_ROLES)
 def image_detail(request, pk: int):
     image = get_object_or_404(Image.objects.select_related("dataset"), pk=pk)
     version = request.GET.get("version")

@@ -18,10 +18,10 @@ from django.core.files.base import ContentFile
 from PIL import Image as PILImage
 from pycocotools import mask as mask_utils
 
-from annotations.domain import EMOTIONS
 from annotations.models import AnnotationKind, Dataset, Image, ImageSource, ImageStatus
 from annotations.services import annotation_create
 from annotations.validation import validate_annotation
+from core.vocabulary import EMOTIONS
 
 
 def png_bytes(width: int = 64, height: int = 48, seed: int = 0) -> bytes:

@@ -32,9 +32,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pycocotools import mask as mask_utils
-
-from annotations.domain import EMOTIONS, POSITIVE_EMOTIONS, ROLES
 from annotations.exporters.items import (
     ExportItem,
     WriterResult,
@@ -42,6 +39,8 @@ from annotations.exporters.items import (
     grounded,
 )
 from annotations.models import Element
+from core.masks import mask_area, mask_bbox
+from core.vocabulary import EMOTIONS, POSITIVE_EMOTIONS, ROLES
 
 FILE_NAME = "annotations.json"
 _IMAGES_PART = ".images.part"
@@ -66,12 +65,11 @@ def element_geometry(element: Element) -> tuple[list[float], float, dict | list,
         x0, y0, x1, y1 = element.x0, element.y0, element.x1, element.y1
         return [x0, y0, x1 - x0, y1 - y0], float((x1 - x0) * (y1 - y0)), [[x0, y0, x1, y0, x1, y1, x0, y1]], True
     segmentation = {"size": [element.mask_height, element.mask_width], "counts": element.mask_counts}
-    rle = {"size": segmentation["size"], "counts": element.mask_counts.encode("ascii")}
     if element.x0 is not None:
         bbox = [element.x0, element.y0, element.x1 - element.x0, element.y1 - element.y0]
     else:
-        bbox = [float(v) for v in mask_utils.toBbox(rle)]
-    return bbox, float(mask_utils.area(rle)), segmentation, False
+        bbox = mask_bbox(segmentation)
+    return bbox, float(mask_area(segmentation)), segmentation, False
 
 
 def _optional(out: dict[str, Any], **values: Any) -> dict[str, Any]:

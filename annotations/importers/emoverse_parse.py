@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from annotations.domain import EMOTIONS, ROLES
 from annotations.errors import DomainError
 from annotations.importers.lines import DEFAULT_MAX_LINE_BYTES
 from annotations.models import AnnotationKind, Image, ImageSource
+from core.vocabulary import EMOTIONS, ROLES
 
 ANNOTATION_KEYS = ("triplets", "ces", "des", "rationale", "critic")
 METADATA_KEYS = ("width", "height", "sha256")  # written by exports; checked when present

@@ -1,7 +1,7 @@
 """Where an image goes after an imported annotation: approved, or the review queue.
 
-The queue order follows the pipeline's rule (``ml.pipeline.route``): priority is
-the mean of the annotators' agreement score and the confidence, or the
+The queue order follows the pipeline's rule (:func:`core.priority.queue_priority`):
+priority is the mean of the annotators' agreement score and the confidence, or the
 confidence alone with one annotator; the lowest goes first.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from annotations.domain import PIPELINE_AUTHOR, ROLES
+from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import (
     Annotation,
     AnnotationKind,
@@ -19,8 +19,9 @@ from annotations.models import (
     ImageStatus,
 )
 from annotations.services import images_set_status
-from ml.calibration import annotator_agreement
-from ml.types import AnnotatorResult, PhraseTriplet
+from core.priority import annotator_agreement, queue_priority
+from core.triplets import PhraseTriplet
+from core.vocabulary import ROLES
 
 # An imported model answer never undoes review work: images in these states keep them.
 REVIEWABLE_STATUSES = frozenset({ImageStatus.NEW, ImageStatus.PREANNOTATING, ImageStatus.FAILED, ImageStatus.IN_REVIEW})
@@ -73,12 +74,7 @@ def models_agreement(answers: list[_Answer], triplets: dict[int, tuple[PhraseTri
     if len(answers) < 2:
         return None
     triplets = _phrase_triplets([a.id for a in answers]) if triplets is None else triplets
-    results = [
-        AnnotatorResult(model=a.author_name, prompt_version="", triplets=triplets.get(a.id, ()),
-                        distribution=a.ces_distribution, rationale="", raw_output="")
-        for a in answers
-    ]
-    agreement = annotator_agreement(results, {r.model: r.distribution for r in results})
+    agreement = annotator_agreement([(triplets.get(a.id, ()), a.ces_distribution) for a in answers])
     return agreement.score if agreement is not None else None
 
 
@@ -92,11 +88,9 @@ def _review_fields(answers: list[_Answer], triplets: dict[int, tuple[PhraseTripl
         fields.update(label=base.ces_label, confidence=base.ces_confidence)
     agreement = models_agreement(models, triplets)
     fields["agreement"] = agreement
-    confidence = fields.get("confidence")
-    if confidence is not None:
-        fields["priority"] = confidence if agreement is None else (agreement + confidence) / 2
-    elif agreement is not None:
-        fields["priority"] = agreement
+    priority = queue_priority(fields.get("confidence"), agreement)
+    if priority is not None:
+        fields["priority"] = priority
     return fields
 
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.masks import encode_mask
 from ml.backends._torch_utils import LRUCache, batched, image_fingerprint, positive_int
-from ml.backends._vision import encode_mask
 from ml.types import Box, ImageInput, Mask
 
 BOXES_PER_PASS = 16  # mask-decoder passes are chunked so full-size masks stay bounded in memory

@@ -42,6 +42,7 @@ from transformers import (
     Qwen2_5_VLForConditionalGeneration,
 )
 
+from core.vocabulary import DES_DIM
 from ml.backends._torch_utils import (
     CONFIG_FILE,
     PROCESSOR_FILES,
@@ -52,7 +53,7 @@ from ml.backends._torch_utils import (
     resolve_device,
 )
 from ml.backends._vision import decode_image
-from ml.types import DES_DIM, BackendNotConfigured, ImageInput
+from ml.types import BackendNotConfigured, ImageInput
 
 WHAT = "DES encoder"
 REQUIRED_FILES = (

@@ -3,7 +3,7 @@
 ``model_path`` is a local folder in Hugging Face format holding an
 ``AutoModelForImageClassification`` checkpoint (an EmoViT-style fine-tune of
 ViT, ConvNeXt, Swin, ...) and its image processor. Its ``config.json``
-``id2label`` must name exactly the 8 emotions of :data:`ml.types.EMOTIONS`, each
+``id2label`` must name exactly the 8 emotions of :data:`core.vocabulary.EMOTIONS`, each
 once, in any order (compared case-insensitively, surrounding spaces ignored);
 anything else is refused at construction, since a second opinion over other
 classes cannot be merged with the annotators' distributions.
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import torch
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
+from core.vocabulary import EMOTIONS
 from ml.backends._torch_utils import (
     CONFIG_FILE,
     PROCESSOR_FILES,
@@ -27,7 +28,7 @@ from ml.backends._torch_utils import (
     resolve_device,
 )
 from ml.backends._vision import decode_image
-from ml.types import EMOTIONS, BackendNotConfigured, ImageInput
+from ml.types import BackendNotConfigured, ImageInput
 
 WHAT = "emotion classifier"
 REQUIRED_FILES = (CONFIG_FILE, PROCESSOR_FILES, WEIGHT_FILES)

@@ -10,17 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from core.triplets import PhraseTriplet
 from ml.backends.openai_chat import ChatEndpoint
 from ml.parsing import CRITIC_SCHEMA, check_completion, parse_critic
 from ml.prompts import load_prompt, render_critic
-from ml.types import (
-    AnnotatorResult,
-    CalibrationResult,
-    CriticResult,
-    ImageInput,
-    PhraseTriplet,
-    StageError,
-)
+from ml.types import AnnotatorResult, CalibrationResult, CriticResult, ImageInput, StageError
 
 
 class OpenAICritic:

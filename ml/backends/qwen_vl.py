@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from core.triplets import PhraseTriplet
 from ml.backends._vision import decode_image
 from ml.parsing import check_completion, parse_annotation, parse_critic
 from ml.prompts import load_prompt, render_critic
@@ -31,7 +32,6 @@ from ml.types import (
     CalibrationResult,
     CriticResult,
     ImageInput,
-    PhraseTriplet,
     StageError,
     Usage,
 )

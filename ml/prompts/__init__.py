@@ -15,13 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from core.triplets import PhraseTriplet
 from ml.triplets import merge_triplets
-from ml.types import (
-    AnnotatorResult,
-    BackendNotConfigured,
-    CalibrationResult,
-    PhraseTriplet,
-)
+from ml.types import AnnotatorResult, BackendNotConfigured, CalibrationResult
 
 PROMPT_DIR = Path(__file__).resolve().parent
 _VERSION = re.compile(r"^[a-z0-9_]+$")

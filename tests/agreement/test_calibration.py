@@ -16,9 +16,10 @@ from agreement.calibration import (
     model_calibrations,
     recalibrate,
 )
-from annotations.domain import EMOTIONS, PIPELINE_AUTHOR
-from annotations.models import AnnotationKind, Decision
 from agreement.calibration_stats import fit_temperature, probs_to_logits
+from annotations.domain import PIPELINE_AUTHOR
+from annotations.models import AnnotationKind, Decision
+from core.vocabulary import EMOTIONS
 from ml import services
 from ml.calibration import temperature_scale
 from ml.models import CalibrationVersion

@@ -11,8 +11,8 @@ from agreement.reference import reference_labels
 from agreement.report import agreement_report
 from agreement.results import ReportOptions
 from agreement.selectors import LabelRow
-from annotations.domain import EMOTIONS
 from annotations.models import AnnotationKind, Decision
+from core.vocabulary import EMOTIONS
 from tests.agreement.scenes import H, W, payload
 from tests.factories import DatasetFactory, ImageFactory, UserFactory, make_annotation
 

@@ -16,8 +16,8 @@ from django.test.utils import CaptureQueriesContext
 from agreement.report import agreement_report
 from agreement.results import ReportOptions
 from agreement.selectors import ReportFilters
-from annotations.domain import EMOTIONS
 from annotations.models import AnnotationKind, Decision
+from core.vocabulary import EMOTIONS
 from tests.agreement.scenes import (
     CONFIDENCE,
     LABELS,

@@ -13,13 +13,11 @@ import pytest
 
 from agreement import statistics
 from agreement.similarity import (
-    box_iou,
     cosine_similarity_matrix,
     exact_match_rate,
     iou_summary,
     mask_iou,
     normalize_phrase,
-    paired_box_iou,
 )
 from agreement.statistics import (
     LEVELS,
@@ -330,26 +328,6 @@ def test_bootstrap_rejects_bad_arguments():
 
 
 # ----------------------------------------------------------------------------- IoU
-
-
-def test_box_iou_pairwise_and_paired():
-    a = [[0, 0, 10, 10], [0, 0, 4, 4]]
-    b = [[5, 5, 15, 15], [0, 0, 10, 10], [20, 20, 30, 30]]
-    iou = box_iou(a, b)
-    assert iou.shape == (2, 3)
-    assert iou[0].tolist() == pytest.approx([25 / 175, 1.0, 0.0])
-    assert iou[1].tolist() == pytest.approx([0.0, 16 / 100, 0.0])
-    assert paired_box_iou(a, b[:2]).tolist() == pytest.approx([25 / 175, 16 / 100])
-    assert np.isnan(paired_box_iou([[3, 3, 3, 3]], [[3, 3, 3, 3]])[0])  # empty union: undefined
-
-
-def test_box_iou_rejects_bad_boxes():
-    with pytest.raises(ValueError, match="x1 <= x2"):
-        box_iou([[10, 0, 0, 10]], [[0, 0, 1, 1]])
-    with pytest.raises(ValueError, match=r"\(N, 4\)"):
-        box_iou([[0, 0, 1]], [[0, 0, 1, 1]])
-    with pytest.raises(ValueError, match="differ in length"):
-        paired_box_iou([[0, 0, 1, 1]], [[0, 0, 1, 1], [0, 0, 2, 2]])
 
 
 def test_mask_iou_batched():

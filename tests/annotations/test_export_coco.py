@@ -13,9 +13,9 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from annotations import exports
-from annotations.domain import EMOTIONS, ROLES
 from annotations.models import Element
 from annotations.selectors import image_final_annotation
+from core.vocabulary import EMOTIONS, ROLES
 from tests.annotations.export_scenes import build_scene, fast_passwords  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.django_db

@@ -13,9 +13,9 @@ from datasets import Dataset as HFDataset
 from datasets import List, Value
 
 from annotations import exports
-from annotations.domain import EMOTIONS, ROLES
 from annotations.exporters import parquet as parquet_writer
 from annotations.selectors import image_final_annotation
+from core.vocabulary import EMOTIONS, ROLES
 from tests.annotations.export_scenes import build_scene, fast_passwords  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,6 @@ from django.core.management import CommandError, call_command
 from django.db import IntegrityError
 from PIL import Image as PILImage
 
-from annotations.domain import DES_DIM
 from annotations.importers import import_emoverse_jsonl
 from annotations.models import (
     Annotation,
@@ -24,6 +23,7 @@ from annotations.models import (
     ImageStatus,
     ImportRun,
 )
+from core.vocabulary import DES_DIM
 from tests.annotations.test_images import png_with_header_size
 from tests.factories import (
     UserFactory,

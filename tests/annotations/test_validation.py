@@ -129,19 +129,6 @@ def test_corrupt_compressed_counts_never_decode_to_garbage(counts):
         validate_mask({"size": [48, 64], "counts": counts}, 64, 48)
 
 
-def test_runs_of_a_real_mask_match_pycocotools():
-    from annotations.validation import rle_string_runs
-
-    rng = np.random.default_rng(3)
-    for _ in range(20):
-        m = (rng.random((37, 53)) > 0.6).astype(np.uint8)
-        counts = mask_utils.encode(np.asfortranarray(m))["counts"].decode()
-        runs = rle_string_runs(counts)
-        assert sum(runs) == 37 * 53
-        flat = m.flatten(order="F")
-        assert runs[0] == int(np.argmax(flat != 0)) if flat.any() else runs[0] == flat.size
-
-
 HUGE = 10**400  # a JSON integer Python reads exactly but that no float holds
 
 

@@ -13,17 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ml.types import (
-    DES_DIM,
-    EMOTIONS,
-    AnnotatorResult,
-    Box,
-    Detection,
-    ImageInput,
-    Mask,
-    PhraseTriplet,
-    StageError,
-)
+from core.triplets import PhraseTriplet
+from core.vocabulary import DES_DIM, EMOTIONS
+from ml.types import AnnotatorResult, Box, Detection, ImageInput, Mask, StageError
 from tests.ml.fake_openai import distribution
 
 

@@ -7,10 +7,13 @@ import math
 import numpy as np
 import pytest
 
+from core.distributions import js_distance
+from core.triplets import PhraseTriplet, phrase_similarity, triplet_overlap
+from core.vocabulary import EMOTIONS
 from ml.backends.temperature_calibrator import TemperatureCalibrator
-from ml.calibration import calibrate_and_merge, js_distance, temperature_scale
-from ml.triplets import merge_triplets, phrase_similarity, triplet_overlap
-from ml.types import EMOTIONS, AnnotatorResult, PhraseTriplet, StageError
+from ml.calibration import calibrate_and_merge, temperature_scale
+from ml.triplets import merge_triplets
+from ml.types import AnnotatorResult, StageError
 from tests.ml.fake_openai import distribution
 
 T1 = PhraseTriplet("stormy beach at dusk", "dark heavy clouds", "lone fisherman")

@@ -6,10 +6,12 @@ import json
 
 import pytest
 
+from core.triplets import PhraseTriplet
+from core.vocabulary import ROLES
 from ml.backends.openai_critic import OpenAICritic
 from ml.calibration import calibrate_and_merge
 from ml.parsing import CRITIC_SCHEMA, parse_critic
-from ml.types import ROLES, AnnotatorResult, PhraseTriplet, StageError
+from ml.types import AnnotatorResult, StageError
 from tests.ml.fake_openai import Reply, critic_json, distribution
 
 TRIPLETS = (

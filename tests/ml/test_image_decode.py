@@ -1,4 +1,4 @@
-"""Decoding of stored image bytes for the vision backends, and COCO RLE masks (ml/backends/_vision.py)."""
+"""Decoding of stored image bytes for the vision backends (ml/backends/_vision.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from PIL import Image as PILImage
 from PIL import ImageOps
 
-from ml.backends._vision import decode_image, decode_mask, decode_rgb, encode_mask
+from ml.backends._vision import decode_image, decode_rgb
 from ml.types import ImageInput, StageError
 from tests.ml.vision_fixtures import image_input
 
@@ -97,15 +97,3 @@ def test_truncated_file_is_a_stage_error():
     with pytest.raises(StageError, match="cannot decode image 1"):
         decode_image(ImageInput(key="1", data=whole.data[: len(whole.data) // 2], width=64, height=64))
 
-
-def test_rle_round_trip():
-    mask = np.zeros((5, 7), dtype=bool)
-    mask[1:4, 2:6] = True
-    rle = encode_mask(mask)
-    assert rle["size"] == [5, 7] and isinstance(rle["counts"], str)
-    decoded = decode_mask(rle)
-    assert decoded.dtype == np.uint8 and decoded.shape == (5, 7)
-    assert np.array_equal(decoded, mask.astype(np.uint8))
-    assert np.array_equal(decode_mask({"size": [5, 7], "counts": rle["counts"].encode()}), decoded)
-    with pytest.raises(ValueError, match="2-D"):
-        encode_mask(np.zeros((2, 2, 1), dtype=bool))

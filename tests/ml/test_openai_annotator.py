@@ -7,9 +7,10 @@ import json
 
 import pytest
 
+from core.vocabulary import EMOTIONS
 from ml.backends.openai_vlm import OpenAIAnnotator
 from ml.parsing import ANNOTATION_SCHEMA
-from ml.types import EMOTIONS, BackendNotConfigured, StageError
+from ml.types import BackendNotConfigured, StageError
 from tests.ml.fake_openai import GOOD_TRIPLETS, Reply, annotation_json, distribution
 
 FAST_RETRY = {"retry-after-ms": "10"}

@@ -6,22 +6,15 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
+from core.triplets import PhraseTriplet
+from core.vocabulary import DES_DIM, ROLES
 from ml import pipeline
 from ml.backends.openai_critic import OpenAICritic
 from ml.backends.openai_vlm import OpenAIAnnotator
 from ml.backends.temperature_calibrator import TemperatureCalibrator
 from ml.calibration import calibrate_and_merge
 from ml.registry import Registry
-from ml.types import (
-    DES_DIM,
-    ROLES,
-    Box,
-    CriticResult,
-    Detection,
-    ElementVerdict,
-    PhraseTriplet,
-    StageError,
-)
+from ml.types import Box, CriticResult, Detection, ElementVerdict, StageError
 from tests.ml.core_fixtures import png_image
 from tests.ml.stage_fakes import (
     FakeAnnotator,

@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("torch")
 
 from annotations.validation import validate_mask
+from core.masks import decode_mask
 from ml import tasks
-from ml.backends._vision import decode_mask
 from ml.registry import reset_registry
 from ml.types import BackendNotConfigured
 from tests.factories import ImageFactory
@@ -52,7 +52,7 @@ def test_clicks_on_the_same_image_reuse_its_embedding(sam_config):
 
 
 def test_an_empty_mask_comes_back_as_none(sam_config, monkeypatch):
-    from ml.backends._vision import encode_mask
+    from core.masks import encode_mask
     from ml.types import Mask
 
     image = ImageFactory(width=64, height=48)

@@ -14,7 +14,7 @@ pytest.importorskip("segment_anything")
 
 import torch
 
-from ml.backends._vision import decode_mask
+from core.masks import decode_mask
 from ml.backends.sam_hf import HFSamSegmenter
 from ml.backends.sam_meta import MetaSamSegmenter
 from ml.protocols import Segmenter

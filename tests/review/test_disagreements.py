@@ -4,14 +4,11 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from annotations.alignment import align_triplets, box_iou, phrase_overlap, triplet_similarity
 from annotations.domain import PIPELINE_AUTHOR
+from core.alignment import align_triplets, phrase_overlap, triplet_similarity
+from core.masks import mask_iou
 from review import queue, selectors, services
-from review.disagreements import (
-    annotation_differences,
-    mask_iou,
-    reviews_disagree,
-)
+from review.disagreements import annotation_differences, reviews_disagree
 from review.models import Disagreement
 from tests.factories import rect_mask_rle
 from tests.review.conftest import human_answer, image_in_review
@@ -26,13 +23,6 @@ def element(phrase, box=None, mask=None, **extra):
     if mask:
         out["mask"] = mask
     return out
-
-
-def test_box_iou_matches_the_area_formula():
-    assert box_iou([0, 0, 10, 10], [0, 0, 10, 10]) == 1.0
-    assert box_iou([0, 0, 10, 10], [5, 0, 15, 10]) == pytest.approx(50 / 150)
-    assert box_iou([0, 0, 10, 10], [20, 20, 30, 30]) == 0.0
-    assert box_iou([0, 0, 10, 10], None) == 0.0
 
 
 def test_mask_iou_matches_pixel_counts():

@@ -10,7 +10,6 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from annotations import exports
-from annotations.domain import EMOTIONS
 from annotations.exporters.images import IMAGE_MODES, link_or_copy
 from annotations.models import (
     Dataset,
@@ -19,6 +18,7 @@ from annotations.models import (
     ImageSource,
     ImageStatus,
 )
+from core.vocabulary import EMOTIONS
 
 
 def _os_user() -> str:

@@ -15,20 +15,10 @@ from __future__ import annotations
 
 import re
 
-from annotations.domain import ROLES
+from core.boxes import box_iou
+from core.vocabulary import ROLES
 
 ALIGN_MIN_SIMILARITY = 0.5
-
-
-def box_iou(a: list[float] | tuple[float, ...] | None, b: list[float] | tuple[float, ...] | None) -> float:
-    """IoU of two XYXY pixel boxes; 0 when either is missing."""
-    if not a or not b:
-        return 0.0
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def normalize_words(phrase: str | None) -> str:
@@ -102,5 +92,5 @@ def align_triplets(model: list[dict], human: list[dict]) -> list[tuple[dict | No
     return pairs
 
 
-__all__ = ["ALIGN_MIN_SIMILARITY", "align_triplets", "box_iou", "content_words", "normalize_words", "phrase_overlap",
+__all__ = ["ALIGN_MIN_SIMILARITY", "align_triplets", "content_words", "normalize_words", "phrase_overlap",
            "triplet_similarity"]

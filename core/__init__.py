@@ -1,0 +1,8 @@
+"""Plain Python shared by every app and by the pipeline stages; no Django anywhere in it.
+
+``vocabulary`` (emotions, element and user roles, DES size), ``masks`` (COCO RLE and mask
+IoU through pycocotools), ``boxes`` (box IoU), ``pixels`` (EXIF orientation and pixel
+modes), ``distributions`` (emotion distributions as vectors), ``triplets`` (phrase
+triplets and their overlap), ``alignment`` (pairing two answers' triplets) and
+``priority`` (annotator agreement and the review-queue priority rule).
+"""

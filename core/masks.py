@@ -1,0 +1,103 @@
+"""COCO RLE masks through pycocotools (no Django).
+
+A mask is stored and passed around as ``{"size": [h, w], "counts": str}``: pycocotools'
+compressed run-length string, column-major, ``size`` in rows then columns. Functions
+here also accept ``counts`` as ``bytes`` (what pycocotools returns) and, where they say
+so, as an uncompressed list of run lengths. Arrays are ``(H, W)``, boolean or 0/1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+
+def to_pycocotools(rle: Mapping[str, Any]) -> dict[str, Any]:
+    """The RLE in the form pycocotools reads: ``size`` as ints, ``counts`` as compressed ``bytes``.
+
+    ``counts`` may be a ``str`` (ASCII; a ``UnicodeEncodeError`` otherwise), ``bytes``, or
+    a list of run lengths (compressed here).
+    """
+    height, width = (int(v) for v in rle["size"])
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        return mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+    if isinstance(counts, str):
+        counts = counts.encode("ascii")
+    return {"size": [height, width], "counts": counts}
+
+
+def normalize_rle(rle: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"size": [h, w], "counts": str}`` of an RLE whose compressed ``counts`` are ``str`` or ``bytes``."""
+    counts = rle["counts"]
+    return {
+        "size": [int(v) for v in rle["size"]],
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+    }
+
+
+def encode_mask(mask: np.ndarray) -> dict[str, Any]:
+    """COCO RLE of an ``(H, W)`` boolean or 0/1 array: ``{"size": [H, W], "counts": str}``."""
+    if mask.ndim != 2:
+        raise ValueError(f"a mask must be 2-D (H, W), got shape {mask.shape}")
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8, copy=False)))
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": rle["counts"].decode("ascii")}
+
+
+def decode_mask(rle: Mapping[str, Any]) -> np.ndarray:
+    """The ``(H, W)`` ``uint8`` 0/1 array of an RLE (``counts`` as str, bytes or a list of runs)."""
+    return mask_utils.decode(to_pycocotools(rle))
+
+
+def mask_area(rle: Mapping[str, Any]) -> int:
+    """Foreground pixels of an RLE."""
+    return int(mask_utils.area(to_pycocotools(rle)))
+
+
+def mask_bbox(rle: Mapping[str, Any]) -> list[float]:
+    """The tight box ``[x, y, width, height]`` (COCO's ``bbox``) of an RLE's foreground."""
+    return [float(v) for v in mask_utils.toBbox(to_pycocotools(rle))]
+
+
+def mask_iou(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> float:
+    """IoU of two RLE masks of the same size; 0 when either is missing.
+
+    Raises ``ValueError`` when the sizes differ.
+    """
+    if not a or not b:
+        return 0.0
+    if list(a["size"]) != list(b["size"]):
+        raise ValueError(f"mask sizes differ: {a['size']} vs {b['size']}")
+    return float(mask_utils.iou([to_pycocotools(a)], [to_pycocotools(b)], [0])[0][0])
+
+
+def rle_string_runs(counts: str) -> list[int]:
+    """Run lengths encoded in a compressed COCO RLE string (pycocotools' ``rleFrString``).
+
+    pycocotools decodes any string without checking that the runs cover the image
+    exactly, and then returns uninitialised memory, so validation needs the runs.
+    """
+    runs: list[int] = []
+    data = counts.encode("ascii")
+    p = 0
+    while p < len(data):
+        x, k, more = 0, 0, True
+        while more:
+            if p >= len(data):
+                raise ValueError("counts end in the middle of a number")
+            c = data[p] - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"character {chr(data[p])!r} is not in the RLE alphabet")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        runs.append(x)
+    return runs

@@ -1,0 +1,72 @@
+"""The review-queue priority rule and the annotators' agreement (core.priority)."""
+
+import pytest
+
+from core.priority import AnnotatorAgreement, annotator_agreement, queue_priority
+from core.triplets import PhraseTriplet
+from core.vocabulary import EMOTIONS
+
+T1 = PhraseTriplet("stormy beach at dusk", "dark heavy clouds", "lone fisherman")
+T2 = PhraseTriplet("city street", "neon lights", "crowd")
+
+
+def peaked(label: str, p: float) -> dict[str, float]:
+    rest = (1.0 - p) / (len(EMOTIONS) - 1)
+    return {e: (p if e == label else rest) for e in EMOTIONS}
+
+
+def one_hot(label: str) -> dict[str, float]:
+    return {e: float(e == label) for e in EMOTIONS}
+
+
+def test_priority_is_the_mean_of_agreement_and_confidence():
+    assert queue_priority(0.7, 1.0) == pytest.approx(0.85)  # two agreeing annotators, confidence 0.7
+    assert queue_priority(0.9, 0.3) == pytest.approx(0.6)
+
+
+def test_one_annotator_is_ordered_by_confidence_alone():
+    assert queue_priority(0.3, None) == 0.3
+    assert queue_priority(0.9, None) == 0.9
+
+
+def test_without_a_confidence_the_agreement_orders_and_with_neither_there_is_no_priority():
+    assert queue_priority(None, 0.4) == 0.4
+    assert queue_priority(None, None) is None
+
+
+def test_disagreement_goes_first():
+    agreeing = annotator_agreement([((T1,), peaked("fear", 0.7)), ((T1,), peaked("fear", 0.7))])
+    disagreeing = annotator_agreement([((T1,), peaked("fear", 0.7)), ((T2,), peaked("awe", 0.7))])
+    assert agreeing.score == pytest.approx(1.0)
+    assert queue_priority(0.7, disagreeing.score) < queue_priority(0.7, agreeing.score)
+
+
+def test_agreement_of_identical_answers():
+    agreement = annotator_agreement([((T1, T2), peaked("fear", 0.6)), ((T2, T1), peaked("fear", 0.6))])
+    assert agreement == AnnotatorAgreement(label_match=True, distribution_distance=0.0, triplet_overlap=1.0)
+    assert agreement.score == 1.0
+
+
+def test_agreement_parts_for_known_answers():
+    half = annotator_agreement([((T1, T2), one_hot("fear")), ((T1,), one_hot("fear"))])
+    assert half.label_match and half.distribution_distance == 0.0
+    assert half.triplet_overlap == pytest.approx(0.5)  # one of two triplets matched exactly
+    assert half.score == pytest.approx(2.5 / 3)
+    apart = annotator_agreement([((T1,), one_hot("fear")), ((T2,), one_hot("awe"))])
+    assert not apart.label_match
+    assert apart.distribution_distance == pytest.approx(1.0) and apart.triplet_overlap == 0.0
+    assert apart.score == 0.0
+
+
+def test_three_annotators_must_all_share_the_label_and_pairs_are_averaged():
+    agreement = annotator_agreement(
+        [((T1,), one_hot("fear")), ((T1,), one_hot("fear")), ((T2,), one_hot("awe"))]
+    )
+    assert not agreement.label_match
+    assert agreement.distribution_distance == pytest.approx(2 / 3)
+    assert agreement.triplet_overlap == pytest.approx(1 / 3)
+
+
+def test_a_single_annotator_has_no_agreement():
+    assert annotator_agreement([((T1,), one_hot("fear"))]) is None
+    assert annotator_agreement([]) is None
