@@ -13,8 +13,8 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from annotations.domain import EMOTIONS
 from annotations.errors import InvalidAnnotation
-from annotations.exporters.images import IMAGE_MODES
 from annotations.models import Annotation, ImageSource, ImageStatus
+from exports.writers.images import IMAGE_MODES
 
 DATE_FIELDS = ("image", "annotation")
 FILTER_KEYS = frozenset(

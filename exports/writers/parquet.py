@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from annotations.domain import DES_DIM, EMOTIONS, ROLES
-from annotations.exporters.items import ExportItem, WriterResult, export_annotator
 from annotations.models import Element
+from exports.writers.items import ExportItem, WriterResult, export_annotator
 
 FILE_NAME = "data.parquet"
 SCHEMA_VERSION = 1

@@ -35,13 +35,13 @@ from typing import Any
 from pycocotools import mask as mask_utils
 
 from annotations.domain import EMOTIONS, POSITIVE_EMOTIONS, ROLES
-from annotations.exporters.items import (
+from annotations.models import Element
+from exports.writers.items import (
     ExportItem,
     WriterResult,
     export_annotator,
     grounded,
 )
-from annotations.models import Element
 
 FILE_NAME = "annotations.json"
 _IMAGES_PART = ".images.part"

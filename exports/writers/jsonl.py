@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from annotations.domain import DES_DIM
-from annotations.exporters.items import ExportItem, WriterResult, export_annotator
 from annotations.selectors import annotation_to_dict
+from exports.writers.items import ExportItem, WriterResult, export_annotator
 
 FILE_NAME = "data.jsonl"
 
