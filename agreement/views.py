@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from agreement import calibration, pages, selectors
-from agreement.export import report_csv
+from agreement.csv_report import report_csv
 from agreement.forms import ReportFilterForm
 from agreement.tasks import report_or_start
 from annotations.models import Dataset

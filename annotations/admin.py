@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from annotations.models import Annotation, Dataset, ExportSnapshot, Image, ImportRun
+from annotations.models import Annotation, Dataset, Image, ImportRun
 
 
 @admin.register(Dataset)
@@ -40,9 +40,3 @@ class AnnotationAdmin(admin.ModelAdmin):
 class ImportRunAdmin(admin.ModelAdmin):
     list_display = ["id", "dataset", "file_name", "approved", "run_by", "imported", "duplicates", "failed", "started_at"]
     readonly_fields = [f.name for f in ImportRun._meta.fields]
-
-
-@admin.register(ExportSnapshot)
-class ExportSnapshotAdmin(admin.ModelAdmin):
-    list_display = ["id", "dataset", "version", "format", "status", "done", "total", "created_at"]
-    readonly_fields = [f.name for f in ExportSnapshot._meta.fields]

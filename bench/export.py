@@ -7,8 +7,8 @@ rationale, in a dedicated PostgreSQL database that it creates and drops
 (``--sqlite``: a SQLite file in a temporary folder instead). Rows are written
 with ``bulk_create`` in chunks; every image row points at one tiny PNG.
 
-Then each format is exported by the real service (``annotations.exports``) in
-a fresh child process, which reports wall and CPU time, images per second, the
+Then each format is exported by the real service (``exports.services``,
+``exports.runs``) in a fresh child process, which reports wall and CPU time, images per second, the
 peak RSS during the export (sampled from ``/proc/self/statm`` every 20 ms) and its
 growth over the RSS before the export, and the output size. (``process_peak_rss_mb``,
 from ``resource.getrusage``, includes the high-water mark the child inherits from
@@ -172,13 +172,14 @@ def build(n_images: int, chunk: int = 5000) -> float:
 def child(export_format: str, images_mode: str, trace: bool) -> None:
     import tracemalloc
 
-    from annotations import exports
     from annotations.models import Dataset
+    from exports import runs, selectors, services
+    from exports.filters import ExportFilters
 
     dataset = Dataset.objects.get(slug=SLUG)
     options = {"images": images_mode}
-    snapshot = exports.export_create(dataset=dataset, export_format=export_format, options=options)
-    exports.export_images(dataset=dataset, filters=exports.ExportFilters()).count()  # warm the connection
+    snapshot = services.export_create(dataset=dataset, export_format=export_format, options=options)
+    selectors.export_images(dataset=dataset, filters=ExportFilters()).count()  # warm the connection
     before = current_rss_mb()
     if trace:
         tracemalloc.start()
@@ -186,7 +187,7 @@ def child(export_format: str, images_mode: str, trace: bool) -> None:
     sampler.start()
     started = time.perf_counter()
     cpu = time.process_time()
-    snapshot = exports.export_run(snapshot_id=snapshot.pk)
+    snapshot = runs.export_run(snapshot_id=snapshot.pk)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     peak = sampler.stop()
     traced = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
@@ -200,7 +201,7 @@ def child(export_format: str, images_mode: str, trace: bool) -> None:
         "process_peak_rss_mb": round(rss_mb(), 1),
         "tracemalloc_peak_mb": None if traced is None else round(traced, 1), "output_mb": round(size / 2**20, 1),
     }))
-    shutil.rmtree(exports.final_dir(snapshot))
+    shutil.rmtree(selectors.final_dir(snapshot))
 
 
 # --- main ----------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "annotations",
     "review",
+    "exports",
     "agreement",
     "ml",
     "demo",
@@ -209,7 +210,7 @@ CELERY_TASK_DEFAULT_QUEUE = "io"
 CELERY_TASK_ROUTES = {
     "ml.tasks.gpu_*": {"queue": "gpu"},
     "ml.tasks.*": {"queue": "io"},
-    "annotations.tasks.*": {"queue": "io"},
+    "exports.tasks.*": {"queue": "io"},
     "agreement.tasks.*": {"queue": "io"},
 }
 # How long an unacknowledged task (its worker died) waits before another worker gets it.
@@ -226,12 +227,20 @@ EMOVERSE_ML: dict = json.loads(Path(EMOVERSE_ML_CONFIG).read_text()) if EMOVERSE
 # a run already sent EMOVERSE_PIPELINE_MAX_SENDS times is failed instead, for a person.
 EMOVERSE_STALE_SWEEP_SECONDS = int(os.environ.get("EMOVERSE_STALE_SWEEP_SECONDS", "300"))
 EMOVERSE_PIPELINE_MAX_SENDS = int(os.environ.get("EMOVERSE_PIPELINE_MAX_SENDS", "3"))
-CELERY_IMPORTS = ("ml.periodic",)
+# Running exports whose worker died (no heartbeat for EMOVERSE_EXPORT_STALE_SECONDS) are
+# marked failed by the same beat every EMOVERSE_EXPORT_SWEEP_SECONDS.
+EMOVERSE_EXPORT_SWEEP_SECONDS = int(os.environ.get("EMOVERSE_EXPORT_SWEEP_SECONDS", "300"))
+CELERY_IMPORTS = ("ml.periodic", "exports.periodic")
 CELERY_BEAT_SCHEDULE = {
     "sweep-stale-pipeline-runs": {
         "task": "ml.periodic.sweep_stale_runs",
         "schedule": float(EMOVERSE_STALE_SWEEP_SECONDS),
         "options": {"queue": "io", "expires": float(EMOVERSE_STALE_SWEEP_SECONDS)},
+    },
+    "fail-stale-exports": {
+        "task": "exports.periodic.fail_stale_exports",
+        "schedule": float(EMOVERSE_EXPORT_SWEEP_SECONDS),
+        "options": {"queue": "io", "expires": float(EMOVERSE_EXPORT_SWEEP_SECONDS)},
     },
 }
 
@@ -246,7 +255,7 @@ EMOVERSE_REFINE_TIMEOUT_S = float(os.environ.get("EMOVERSE_REFINE_TIMEOUT_S", "2
 # --- export, agreement, calibration ----------------------------------------------
 EMOVERSE_VERSION = SPECTACULAR_SETTINGS["VERSION"]  # written into every export manifest
 # A running export that has not reported progress for this long counts as dead (its
-# worker was killed) and may be restarted.
+# worker was killed) and may be restarted; the beat marks it failed (see above).
 EMOVERSE_EXPORT_STALE_SECONDS = int(os.environ.get("EMOVERSE_EXPORT_STALE_SECONDS", "600"))
 EMOVERSE_AGREEMENT_RESAMPLES = int(os.environ.get("EMOVERSE_AGREEMENT_RESAMPLES", "1000"))
 EMOVERSE_AGREEMENT_SEED = int(os.environ.get("EMOVERSE_AGREEMENT_SEED", "0"))

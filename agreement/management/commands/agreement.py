@@ -10,7 +10,7 @@ from django.http import QueryDict
 
 from agreement import selectors
 from agreement.embedding import embed_missing_phrases
-from agreement.export import report_csv, report_rows
+from agreement.csv_report import report_csv, report_rows
 from agreement.forms import ReportFilterForm
 from agreement.report import agreement_report
 from agreement.results import ReportOptions

@@ -21,9 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from annotations.exporters.items import ExportItem, WriterResult, export_annotator
-from annotations.models import Element
 from core.vocabulary import DES_DIM, EMOTIONS, ROLES
+from annotations.models import Element
+from exports.writers.items import ExportItem, WriterResult, export_annotator
 
 FILE_NAME = "data.parquet"
 SCHEMA_VERSION = 1

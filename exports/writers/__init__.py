@@ -4,7 +4,7 @@ A writer receives the export's folder and its format options, then the exported
 images a chunk at a time (:meth:`ExportWriter.write`), and finally
 :meth:`ExportWriter.close`, which finishes its files and says what it wrote. A
 writer never holds more than one chunk in memory. The service
-(``annotations.exports``) picks the images, their final annotations and the image
+(``exports.runs``) picks the images, their final annotations and the image
 files; writers only encode.
 
 Add a format: write a class with the :class:`ExportWriter` shape in its own
@@ -17,11 +17,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from annotations.exporters.coco import CocoWriter
-from annotations.exporters.items import ExportItem, WriterResult
-from annotations.exporters.jsonl import JsonlWriter
-from annotations.exporters.parquet import ParquetWriter
-from annotations.models import ExportFormat
+from exports.models import ExportFormat
+from exports.writers.coco import CocoWriter
+from exports.writers.items import ExportItem, WriterResult
+from exports.writers.jsonl import JsonlWriter
+from exports.writers.parquet import ParquetWriter
 
 __all__ = ["WRITERS", "ExportItem", "ExportWriter", "WriterResult", "writer_class"]
 

@@ -16,8 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from annotations.exporters import WriterResult
-from annotations.models import ExportSnapshot
+from exports.models import ExportSnapshot
+from exports.writers import WriterResult
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1

@@ -12,11 +12,11 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from annotations import exports
+from core.vocabulary import EMOTIONS, ROLES
 from annotations.models import Element
 from annotations.selectors import image_final_annotation
-from core.vocabulary import EMOTIONS, ROLES
-from tests.annotations.export_scenes import build_scene, fast_passwords  # noqa: F401 - autouse fixture
+from exports import runs, selectors, services
+from tests.exports.export_scenes import build_scene, fast_passwords  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -28,9 +28,9 @@ def scene():
 
 def export_coco(dataset, categories: str | None = None) -> tuple[COCO, Path]:
     options = {"categories": categories} if categories else {}
-    snapshot = exports.export_create(dataset=dataset, export_format="coco", options=options)
-    snapshot = exports.export_run(snapshot_id=snapshot.pk)
-    path = exports.final_dir(snapshot) / "annotations.json"
+    snapshot = services.export_create(dataset=dataset, export_format="coco", options=options)
+    snapshot = runs.export_run(snapshot_id=snapshot.pk)
+    path = selectors.final_dir(snapshot) / "annotations.json"
     with contextlib.redirect_stdout(io.StringIO()):
         return COCO(str(path)), path
 

@@ -13,15 +13,17 @@ from django.conf import settings
 from django.utils import timezone
 from storages.backends.s3 import S3Storage
 
-from annotations import exports
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.errors import NotAllowed
-from annotations.export_manifest import FINAL_RULE, FINAL_RULE_AUTO
-from annotations.exporters.images import url_mode_problem
-from annotations.exporters.jsonl import JsonlWriter
-from annotations.models import Annotation, AnnotationKind, Decision, ExportSnapshot, ExportStatus, Image
+from annotations.models import Annotation, AnnotationKind, Decision, Image
 from annotations.selectors import image_final_annotation
-from tests.annotations.export_scenes import add_auto_accepted, build_scene, fast_passwords  # noqa: F401 - autouse fixture
+from exports import runs, selectors, services
+from exports.filters import InvalidExportRequest
+from exports.manifest import FINAL_RULE, FINAL_RULE_AUTO
+from exports.models import ExportSnapshot, ExportStatus
+from exports.writers.images import export_file_name, url_mode_problem
+from exports.writers.jsonl import JsonlWriter
+from tests.exports.export_scenes import add_auto_accepted, build_scene, fast_passwords  # noqa: F401 - autouse fixture
 from tests.factories import make_annotation
 
 pytestmark = pytest.mark.django_db
@@ -33,8 +35,8 @@ def scene():
 
 
 def run(dataset, export_format="emoverse-jsonl", filters=None, options=None, user=None) -> ExportSnapshot:
-    snapshot = exports.export_create(dataset=dataset, export_format=export_format, filters=filters, options=options, created_by=user)
-    return exports.export_run(snapshot_id=snapshot.pk)
+    snapshot = services.export_create(dataset=dataset, export_format=export_format, filters=filters, options=options, created_by=user)
+    return runs.export_run(snapshot_id=snapshot.pk)
 
 
 def lines(snapshot) -> list[dict]:
@@ -76,7 +78,7 @@ def test_adjudication_wins_over_approved_human_versions(scene):
 
 def test_batched_final_annotations_follow_the_single_image_rule(scene):
     images = list(Image.objects.filter(dataset=scene.dataset))
-    batched = exports.final_annotations(image.pk for image in images)
+    batched = selectors.final_annotations(image.pk for image in images)
     for image in images:
         single = image_final_annotation(image=image)
         assert (batched[image.pk].pk if image.pk in batched else None) == (single.pk if single else None)
@@ -93,7 +95,7 @@ def test_an_auto_accepted_model_answer_is_not_exported_by_default(scene):
     assert (counts["skipped_auto_accepted"], counts["skipped_without_final"], counts["machine_accepted"]) == (1, 1, 0)
     assert snapshot.manifest["filters"]["include_auto_accepted"] is False
     assert snapshot.manifest["final_annotation"] == FINAL_RULE
-    assert auto.pk not in exports.final_annotations([auto.pk])
+    assert auto.pk not in selectors.final_annotations([auto.pk])
 
 
 def test_the_option_exports_auto_accepted_answers_labelled_machine_accepted(scene):
@@ -124,13 +126,13 @@ def test_a_human_review_overrules_an_auto_accepted_answer_even_with_the_option(s
     else:
         assert by_name[auto.original_name]["annotator"] == {"kind": "human", "name": "alice"}
         assert by_name[auto.original_name]["ces"]["label"] == "fear"
-        assert exports.final_annotations([auto.pk], include_auto_accepted=True)[auto.pk].pk == human.pk
+        assert selectors.final_annotations([auto.pk], include_auto_accepted=True)[auto.pk].pk == human.pk
 
 
 @pytest.mark.parametrize("value", ["yes please", 2, ["true"]])
 def test_include_auto_accepted_must_be_a_boolean(scene, value):
-    with pytest.raises(exports.InvalidExportRequest) as info:
-        exports.export_create(dataset=scene.dataset, export_format="coco", filters={"include_auto_accepted": value})
+    with pytest.raises(InvalidExportRequest) as info:
+        services.export_create(dataset=scene.dataset, export_format="coco", filters={"include_auto_accepted": value})
     assert info.value.field == "include_auto_accepted"
 
 
@@ -185,8 +187,8 @@ def test_date_range_on_image_creation_and_on_the_final_annotation(scene):
     ],
 )
 def test_bad_requests_are_refused_with_the_field_and_create_nothing(scene, export_format, filters, options, field):
-    with pytest.raises(exports.InvalidExportRequest) as info:
-        exports.export_create(dataset=scene.dataset, export_format=export_format, filters=filters, options=options)
+    with pytest.raises(InvalidExportRequest) as info:
+        services.export_create(dataset=scene.dataset, export_format=export_format, filters=filters, options=options)
     assert info.value.field == field
     assert not ExportSnapshot.objects.exists()
 
@@ -223,7 +225,7 @@ class WorkerKilled(BaseException):
 
 
 def _die_on_second_chunk(monkeypatch):
-    monkeypatch.setattr(exports, "CHUNK_SIZE", 1)
+    monkeypatch.setattr(runs, "CHUNK_SIZE", 1)
     original = JsonlWriter.write
     calls = {"n": 0}
 
@@ -238,9 +240,9 @@ def _die_on_second_chunk(monkeypatch):
 
 def test_an_export_killed_midway_is_never_complete_and_restarts_cleanly(scene, monkeypatch):
     _die_on_second_chunk(monkeypatch)
-    snapshot = exports.export_create(dataset=scene.dataset, export_format="emoverse-jsonl")
+    snapshot = services.export_create(dataset=scene.dataset, export_format="emoverse-jsonl")
     with pytest.raises(WorkerKilled):
-        exports.export_run(snapshot_id=snapshot.pk)
+        runs.export_run(snapshot_id=snapshot.pk)
     snapshot.refresh_from_db()
     root = Path(settings.EXPORT_ROOT) / scene.dataset.slug
     assert snapshot.status == ExportStatus.RUNNING and snapshot.manifest is None and snapshot.done == 1
@@ -248,26 +250,26 @@ def test_an_export_killed_midway_is_never_complete_and_restarts_cleanly(scene, m
     assert not ExportSnapshot.objects.filter(status=ExportStatus.COMPLETE).exists()
 
     # Not stale yet: shown as running. After the timeout: failed, interrupted, leftovers removed.
-    assert exports.export_fail_stale() == 0
-    assert exports.export_fail_stale(now=timezone.now() + exports.stale_after() + timedelta(seconds=1)) == 1
+    assert services.export_fail_stale() == 0
+    assert services.export_fail_stale(now=timezone.now() + selectors.stale_after() + timedelta(seconds=1)) == 1
     snapshot.refresh_from_db()
     assert snapshot.status == ExportStatus.FAILED and snapshot.error.startswith("Interrupted")
     assert list(root.iterdir()) == []
 
     monkeypatch.undo()
-    exports.export_restart(snapshot=snapshot)
-    snapshot = exports.export_run(snapshot_id=snapshot.pk)
+    services.export_restart(snapshot=snapshot)
+    snapshot = runs.export_run(snapshot_id=snapshot.pk)
     assert snapshot.status == ExportStatus.COMPLETE and snapshot.manifest["counts"]["images"] == 3
     assert [p.name for p in root.iterdir()] == [Path(snapshot.path).name]
 
 
 def test_a_task_delivered_again_takes_over_a_running_snapshot(scene, monkeypatch):
     _die_on_second_chunk(monkeypatch)
-    snapshot = exports.export_create(dataset=scene.dataset, export_format="emoverse-jsonl")
+    snapshot = services.export_create(dataset=scene.dataset, export_format="emoverse-jsonl")
     with pytest.raises(WorkerKilled):
-        exports.export_run(snapshot_id=snapshot.pk)
+        runs.export_run(snapshot_id=snapshot.pk)
     monkeypatch.undo()
-    snapshot = exports.export_run(snapshot_id=snapshot.pk)  # the same task, delivered again
+    snapshot = runs.export_run(snapshot_id=snapshot.pk)  # the same task, delivered again
     assert snapshot.status == ExportStatus.COMPLETE
     root = Path(settings.EXPORT_ROOT) / scene.dataset.slug
     assert [p.name for p in root.iterdir()] == [Path(snapshot.path).name]  # the dead attempt's folder is gone
@@ -275,38 +277,38 @@ def test_a_task_delivered_again_takes_over_a_running_snapshot(scene, monkeypatch
 
 def test_staleness_reads_the_database_heartbeat_not_the_export_folder(scene, monkeypatch):
     """A worker on another machine: the web process sees no folder, only the row's heartbeat."""
-    snapshot = exports.export_create(dataset=scene.dataset, export_format="emoverse-jsonl")
-    attempt = exports._claim(snapshot.pk)
+    snapshot = services.export_create(dataset=scene.dataset, export_format="emoverse-jsonl")
+    attempt = runs._claim(snapshot.pk)
     shutil.rmtree(attempt.folder)  # what the web process sees of a worker's local folder: nothing
     snapshot.refresh_from_db()
     assert snapshot.heartbeat_at is not None and abs(snapshot.heartbeat_at - snapshot.started_at) < timedelta(seconds=60)
-    long_ago = timezone.now() - exports.stale_after() - timedelta(minutes=5)
+    long_ago = timezone.now() - selectors.stale_after() - timedelta(minutes=5)
     ExportSnapshot.objects.filter(pk=snapshot.pk).update(heartbeat_at=long_ago)
-    assert exports.snapshot_is_stale(ExportSnapshot.objects.get(pk=snapshot.pk))
+    assert selectors.snapshot_is_stale(ExportSnapshot.objects.get(pk=snapshot.pk))
 
-    exports._progress(attempt, done=1)  # the worker reports progress
+    runs._progress(attempt, done=1)  # the worker reports progress
     snapshot.refresh_from_db()
     assert snapshot.done == 1 and snapshot.heartbeat_at > long_ago + timedelta(minutes=5)
-    assert not exports.snapshot_is_stale(snapshot)
-    assert exports.export_fail_stale() == 0
-    assert exports.snapshot_is_stale(snapshot, now=snapshot.heartbeat_at + exports.stale_after() + timedelta(seconds=1))
+    assert not selectors.snapshot_is_stale(snapshot)
+    assert services.export_fail_stale() == 0
+    assert selectors.snapshot_is_stale(snapshot, now=snapshot.heartbeat_at + selectors.stale_after() + timedelta(seconds=1))
 
     # Within a long chunk, the keep-alive writes the heartbeat at most every KEEPALIVE_SECONDS.
     ExportSnapshot.objects.filter(pk=snapshot.pk).update(heartbeat_at=long_ago)
-    exports._keep_alive(attempt)
+    runs._keep_alive(attempt)
     assert ExportSnapshot.objects.get(pk=snapshot.pk).heartbeat_at == long_ago
-    monkeypatch.setattr(exports, "KEEPALIVE_SECONDS", 0.0)
-    exports._keep_alive(attempt)
+    monkeypatch.setattr(runs, "KEEPALIVE_SECONDS", 0.0)
+    runs._keep_alive(attempt)
     assert ExportSnapshot.objects.get(pk=snapshot.pk).heartbeat_at > long_ago + timedelta(minutes=5)
 
 
 def test_an_older_attempt_stops_when_a_newer_one_owns_the_snapshot(scene):
-    snapshot = exports.export_create(dataset=scene.dataset, export_format="emoverse-jsonl")
-    old = exports._claim(snapshot.pk)
-    newer = exports.export_run(snapshot_id=snapshot.pk)
+    snapshot = services.export_create(dataset=scene.dataset, export_format="emoverse-jsonl")
+    old = runs._claim(snapshot.pk)
+    newer = runs.export_run(snapshot_id=snapshot.pk)
     assert newer.status == ExportStatus.COMPLETE
-    with pytest.raises(exports.Superseded):
-        exports._progress(old, done=1)
+    with pytest.raises(runs.Superseded):
+        runs._progress(old, done=1)
     assert ExportSnapshot.objects.get(pk=snapshot.pk).status == ExportStatus.COMPLETE
 
 
@@ -318,18 +320,18 @@ def test_an_error_fails_the_snapshot_with_the_reason_and_leaves_no_files(scene, 
     snapshot = run(scene.dataset)
     assert snapshot.status == ExportStatus.FAILED and "disk full" in snapshot.error
     assert list((Path(settings.EXPORT_ROOT) / scene.dataset.slug).iterdir()) == []
-    assert exports.export_run(snapshot_id=snapshot.pk) is None  # a failed snapshot is not rerun by a stray task
+    assert runs.export_run(snapshot_id=snapshot.pk) is None  # a failed snapshot is not rerun by a stray task
 
 
 def test_complete_or_running_snapshots_cannot_be_restarted(scene):
     snapshot = run(scene.dataset)
     with pytest.raises(NotAllowed):
-        exports.export_restart(snapshot=snapshot)
-    running = exports.export_create(dataset=scene.dataset, export_format="parquet")
-    exports._claim(running.pk)
+        services.export_restart(snapshot=snapshot)
+    running = services.export_create(dataset=scene.dataset, export_format="parquet")
+    runs._claim(running.pk)
     running.refresh_from_db()
     with pytest.raises(NotAllowed):
-        exports.export_restart(snapshot=running)
+        services.export_restart(snapshot=running)
 
 
 def test_images_can_be_copied_linked_or_referenced(scene):
@@ -358,7 +360,7 @@ def test_images_can_be_copied_linked_or_referenced(scene):
 )
 def test_exported_image_names_are_safe_relative_paths_and_unique(original_name, expected):
     image = Image(pk=7, original_name=original_name, file="images/cat-0123.png")
-    assert exports.export_file_name(image, {"same.png"}) == expected.format(pk=7)
+    assert export_file_name(image, {"same.png"}) == expected.format(pk=7)
 
 
 def test_images_with_the_same_import_name_get_distinct_files(scene):
@@ -372,8 +374,8 @@ def test_images_with_the_same_import_name_get_distinct_files(scene):
 
 
 def test_images_by_url_are_refused_on_local_storage(scene):
-    with pytest.raises(exports.InvalidExportRequest) as info:
-        exports.export_create(dataset=scene.dataset, export_format="parquet", options={"images": "url"})
+    with pytest.raises(InvalidExportRequest) as info:
+        services.export_create(dataset=scene.dataset, export_format="parquet", options={"images": "url"})
     assert info.value.field == "images"
     assert "images=url needs a storage that serves public URLs" in str(info.value) and "use copy or link" in str(info.value)
     assert not ExportSnapshot.objects.exists()
@@ -408,7 +410,7 @@ def test_object_storage_url_signing_follows_the_environment(env, refused):
     import sys
 
     code = ("import django; django.setup(); "
-            "from annotations.exporters.images import image_storage, url_mode_problem; "
+            "from exports.writers.images import image_storage, url_mode_problem; "
             "s = image_storage(); print(s.__class__.__name__, url_mode_problem(s) is not None)")
     environ = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     environ.update({"DJANGO_SETTINGS_MODULE": "emoverse_site.settings", "AWS_STORAGE_BUCKET_NAME": "emoverse", **env})

@@ -9,16 +9,14 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from annotations import exports
-from annotations.exporters.images import IMAGE_MODES, link_or_copy
-from annotations.models import (
-    Dataset,
-    ExportFormat,
-    ExportStatus,
-    ImageSource,
-    ImageStatus,
-)
 from core.vocabulary import EMOTIONS
+from annotations.models import Dataset, ImageSource, ImageStatus
+from exports.filters import InvalidExportRequest
+from exports.models import ExportFormat, ExportStatus
+from exports.runs import export_run
+from exports.selectors import final_dir
+from exports.services import export_create
+from exports.writers.images import IMAGE_MODES, link_or_copy
 
 
 def _os_user() -> str:
@@ -74,13 +72,13 @@ class Command(BaseCommand):
         if options["categories"]:
             export_options["categories"] = options["categories"]
         try:
-            snapshot = exports.export_create(dataset=dataset, export_format=options["format"], filters=filters,
-                                             options=export_options, created_by=user,
-                                             run_by=options["user"] or _os_user())
-        except exports.InvalidExportRequest as exc:
+            snapshot = export_create(dataset=dataset, export_format=options["format"], filters=filters,
+                                     options=export_options, created_by=user,
+                                     run_by=options["user"] or _os_user())
+        except InvalidExportRequest as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"Snapshot {snapshot.pk} (version {snapshot.version}) of {dataset.slug}: exporting…")
-        snapshot = exports.export_run(snapshot_id=snapshot.pk)
+        snapshot = export_run(snapshot_id=snapshot.pk)
         if snapshot.status != ExportStatus.COMPLETE:
             raise CommandError(f"export failed: {snapshot.error}")
         counts = snapshot.manifest["counts"]
@@ -88,10 +86,10 @@ class Command(BaseCommand):
             f"{counts['images']} image(s) exported ({counts['machine_accepted']} machine-accepted), "
             f"{counts['skipped_without_final']} without a final annotation, {counts['skipped_auto_accepted']} "
             f"auto-accepted only (see --include-auto-accepted) and {counts['skipped_by_filter']} outside the filter "
-            f"skipped; snapshot at {exports.final_dir(snapshot)}"
+            f"skipped; snapshot at {final_dir(snapshot)}"
         )
         if out is not None:
             if out.exists():
                 out.rmdir()
-            shutil.copytree(exports.final_dir(snapshot), out, copy_function=link_or_copy)
+            shutil.copytree(final_dir(snapshot), out, copy_function=link_or_copy)
             self.stdout.write(f"Files at {out}")

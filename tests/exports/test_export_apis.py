@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from annotations import exports
-from annotations.models import ExportSnapshot, ExportStatus
-from tests.annotations.export_scenes import add_auto_accepted, build_scene, fast_passwords  # noqa: F401 - autouse fixture
+from exports import runs, selectors, services
+from exports.models import ExportSnapshot, ExportStatus
+from tests.exports.export_scenes import add_auto_accepted, build_scene, fast_passwords  # noqa: F401 - autouse fixture
 from tests.factories import DatasetFactory
 
 pytestmark = pytest.mark.django_db
@@ -26,9 +26,9 @@ def scene():
 
 @pytest.fixture
 def complete(scene, admin_user):
-    snapshot = exports.export_create(dataset=scene.dataset, export_format="emoverse-jsonl", options={"images": "copy"},
+    snapshot = services.export_create(dataset=scene.dataset, export_format="emoverse-jsonl", options={"images": "copy"},
                                      created_by=admin_user)
-    return exports.export_run(snapshot_id=snapshot.pk)
+    return runs.export_run(snapshot_id=snapshot.pk)
 
 
 def body(response) -> bytes:
@@ -132,7 +132,7 @@ def test_zip_download_holds_every_file_of_the_snapshot(complete, admin_user, api
     assert {prefix + "manifest.json", prefix + "data.jsonl", prefix + "images.sha256"} <= names
     assert len([n for n in names if n.startswith(prefix + "images/")]) == 3
     assert json.loads(archive.read(prefix + "manifest.json")) == complete.manifest
-    folder = exports.final_dir(complete)
+    folder = selectors.final_dir(complete)
     assert archive.read(prefix + "data.jsonl") == (folder / "data.jsonl").read_bytes()
 
 
@@ -141,7 +141,7 @@ def test_single_file_download(complete, admin_user, api_client):
     response = api_client.get(f"/api/exports/{complete.pk}/files/data.jsonl")
     assert response.status_code == 200
     content = body(response)
-    assert content == (exports.final_dir(complete) / "data.jsonl").read_bytes()
+    assert content == (selectors.final_dir(complete) / "data.jsonl").read_bytes()
     image = json.loads(content.splitlines()[0])["image"]
     assert api_client.get(f"/api/exports/{complete.pk}/files/images/{image}").status_code == 200
 
@@ -153,7 +153,7 @@ def test_single_file_download(complete, admin_user, api_client):
 def test_download_path_traversal_is_refused(complete, admin_user, api_client, client, path):
     secret = Path(settings.EXPORT_ROOT) / "demo" / "secret.txt"
     secret.write_text("not for download")
-    os.symlink(secret, exports.final_dir(complete) / "outside-link")
+    os.symlink(secret, selectors.final_dir(complete) / "outside-link")
     api_client.force_authenticate(admin_user)
     assert api_client.get(f"/api/exports/{complete.pk}/files/{path}").status_code == 404
     client.force_login(admin_user)
@@ -169,7 +169,7 @@ def test_a_snapshot_whose_path_points_outside_the_export_root_is_not_served(comp
 
 
 def test_unfinished_snapshots_have_nothing_to_download(scene, admin_user, api_client):
-    pending = exports.export_create(dataset=scene.dataset, export_format="parquet")
+    pending = services.export_create(dataset=scene.dataset, export_format="parquet")
     api_client.force_authenticate(admin_user)
     assert api_client.get(f"/api/exports/{pending.pk}/download/").status_code == 404
     assert api_client.get(f"/api/exports/{pending.pk}/").data["download_url"] is None
@@ -208,10 +208,10 @@ def test_the_page_opens_with_the_dataset_it_was_reached_from(scene, admin_user, 
 
 def test_progress_partial_polls_only_while_an_export_is_active(scene, admin_user, client):
     client.force_login(admin_user)
-    snapshot = exports.export_create(dataset=scene.dataset, export_format="parquet")
+    snapshot = services.export_create(dataset=scene.dataset, export_format="parquet")
     partial = client.get("/exports/", HTTP_HX_REQUEST="true")
     assert b'hx-trigger="every 2s"' in partial.content and b"<html" not in partial.content
-    exports.export_run(snapshot_id=snapshot.pk)
+    runs.export_run(snapshot_id=snapshot.pk)
     assert b'hx-trigger="every 2s"' not in client.get("/exports/", HTTP_HX_REQUEST="true").content
 
 

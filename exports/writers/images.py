@@ -23,8 +23,8 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from django.core.files.storage import FileSystemStorage, Storage
 
-from annotations.exporters.items import WriterResult
 from annotations.models import Image
+from exports.writers.items import WriterResult
 
 IMAGE_MODES = ("none", "copy", "link", "url")
 IMAGES_DIR = "images"

@@ -9,8 +9,8 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from annotations.models import ExportSnapshot
-from tests.annotations.export_scenes import add_auto_accepted, build_scene, fast_passwords  # noqa: F401 - autouse fixture
+from exports.models import ExportSnapshot
+from tests.exports.export_scenes import add_auto_accepted, build_scene, fast_passwords  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.django_db
 

@@ -12,23 +12,23 @@ import pytest
 from datasets import Dataset as HFDataset
 from datasets import List, Value
 
-from annotations import exports
-from annotations.exporters import parquet as parquet_writer
-from annotations.selectors import image_final_annotation
 from core.vocabulary import EMOTIONS, ROLES
-from tests.annotations.export_scenes import build_scene, fast_passwords  # noqa: F401 - autouse fixture
+from annotations.selectors import image_final_annotation
+from exports import runs, selectors, services
+from exports.writers import parquet as parquet_writer
+from tests.exports.export_scenes import build_scene, fast_passwords  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def exported(tmp_path, monkeypatch, settings):
-    monkeypatch.setattr(exports, "CHUNK_SIZE", 2)  # several row groups
+    monkeypatch.setattr(runs, "CHUNK_SIZE", 2)  # several row groups
     settings.MEDIA_URL = "https://cdn.example.org/media/"  # a public media URL, so images=url is allowed
     scene = build_scene()
-    snapshot = exports.export_create(dataset=scene.dataset, export_format="parquet", options={"images": "url"})
-    snapshot = exports.export_run(snapshot_id=snapshot.pk)
-    return scene, exports.final_dir(snapshot) / "data.parquet"
+    snapshot = services.export_create(dataset=scene.dataset, export_format="parquet", options={"images": "url"})
+    snapshot = runs.export_run(snapshot_id=snapshot.pk)
+    return scene, selectors.final_dir(snapshot) / "data.parquet"
 
 
 def test_schema_row_groups_and_metadata(exported):

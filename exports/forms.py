@@ -6,14 +6,9 @@ from typing import Any
 
 from django import forms
 
-from annotations.exporters.images import IMAGE_MODES
-from annotations.models import (
-    EMOTION_CHOICES,
-    Dataset,
-    ExportFormat,
-    ImageSource,
-    ImageStatus,
-)
+from annotations.models import EMOTION_CHOICES, Dataset, ImageSource, ImageStatus
+from exports.models import ExportFormat
+from exports.writers.images import IMAGE_MODES
 
 IMAGE_LABELS = {
     "none": "None (paths only)",

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from annotations import exports
-from annotations.exporters.jsonl import des_json_arrays
 from annotations.models import Dataset, ImageStatus
 from annotations.selectors import annotation_to_dict, image_final_annotation
-from tests.annotations.export_scenes import build_scene, fast_passwords  # noqa: F401 - autouse fixture
+from exports import runs, selectors, services
+from exports.writers.jsonl import des_json_arrays
+from tests.exports.export_scenes import build_scene, fast_passwords  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -55,9 +55,9 @@ def test_import_of_an_export_reproduces_the_same_annotations(tmp_path):
 
 def test_lines_carry_every_field_of_the_import_format():
     scene = build_scene()
-    snapshot = exports.export_create(dataset=scene.dataset, export_format="emoverse-jsonl")
-    snapshot = exports.export_run(snapshot_id=snapshot.pk)
-    folder = exports.final_dir(snapshot)
+    snapshot = services.export_create(dataset=scene.dataset, export_format="emoverse-jsonl")
+    snapshot = runs.export_run(snapshot_id=snapshot.pk)
+    folder = selectors.final_dir(snapshot)
     by_name = {line["image"]: line for line in read_lines(folder)}
     line = by_name[scene.reviewed.original_name]
     assert set(line) == {"image", "source", "width", "height", "triplets", "ces", "des", "rationale", "annotator"}

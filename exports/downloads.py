@@ -3,6 +3,8 @@
 Only complete snapshots are readable. Every path is resolved and must lie inside
 the snapshot's folder, itself inside ``EXPORT_ROOT``; anything else is reported
 as missing (:class:`NothingToDo`), whatever the reason, so a probe learns nothing.
+:func:`zip_response` and :func:`file_response` answer the page and the API alike
+(404 for anything missing).
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from django.http import FileResponse, Http404, StreamingHttpResponse
+
 from annotations.errors import NothingToDo
-from annotations.export_manifest import MANIFEST
-from annotations.exports import export_root, final_dir
-from annotations.models import ExportSnapshot, ExportStatus
+from exports.manifest import MANIFEST
+from exports.models import ExportSnapshot, ExportStatus
+from exports.selectors import export_root, final_dir
 
 _BLOCK = 1024 * 1024
 
@@ -88,3 +92,30 @@ def zip_stream(snapshot: ExportSnapshot) -> Iterator[bytes]:
                     yield sink.take()
             yield sink.take()
     yield sink.take()
+
+
+def zip_response(snapshot: ExportSnapshot) -> StreamingHttpResponse:
+    try:
+        stream = zip_stream(snapshot)
+        first = next(stream)  # checks the snapshot before the response starts
+    except NothingToDo as exc:
+        raise Http404(str(exc)) from exc
+    response = StreamingHttpResponse(_prepend(first, stream), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{archive_name(snapshot)}.zip"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def file_response(snapshot: ExportSnapshot, path: str) -> FileResponse:
+    try:
+        resolved = snapshot_file(snapshot, path)
+    except NothingToDo as exc:
+        raise Http404(str(exc)) from exc
+    response = FileResponse(open(resolved, "rb"), as_attachment=True, filename=resolved.name)  # noqa: SIM115 - closed by Django
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _prepend(first: bytes, rest):
+    yield first
+    yield from rest

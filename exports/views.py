@@ -1,37 +1,35 @@
-"""Exports page (admins): snapshots with progress, a form to start one, permission-checked downloads."""
+"""Exports page (admins): snapshots with progress, a form to start one, permission-checked downloads.
+
+Pages only read here: a stale running snapshot is shown as interrupted (with Restart);
+Celery beat marks it failed (``exports.periodic``).
+"""
 
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from annotations import exports
-from annotations.errors import DomainError, NothingToDo
-from annotations.export_downloads import (
-    archive_name,
-    snapshot_file,
-    snapshot_files,
-    zip_stream,
-)
-from annotations.export_forms import ExportForm, initial_choice
-from annotations.models import ExportSnapshot, ExportStatus
+from annotations.errors import DomainError
 from annotations.roles import role_required
-from annotations.tasks import export_enqueue
 from core.vocabulary import ADMIN
+from exports import selectors, services
+from exports.downloads import file_response, snapshot_files, zip_response
+from exports.filters import InvalidExportRequest
+from exports.forms import ExportForm, initial_choice
+from exports.models import ExportSnapshot, ExportStatus
 
 ACTIVE = (ExportStatus.PENDING, ExportStatus.RUNNING)
 
 
 def _table_context() -> dict:
-    exports.export_fail_stale()
-    snapshots = list(ExportSnapshot.objects.select_related("dataset", "created_by").order_by("-created_at", "-id")[:200])
+    snapshots = selectors.snapshot_list()
     for snapshot in snapshots:
         snapshot.percent = int(100 * snapshot.done / snapshot.total) if snapshot.total else 0
         snapshot.files = snapshot_files(snapshot)
         snapshot.filter_text = filter_text(snapshot.filters)
-    return {"snapshots": snapshots, "active": any(s.status in ACTIVE for s in snapshots)}
+        snapshot.note = selectors.interrupted_note(snapshot) if snapshot.stale else ""
+    return {"snapshots": snapshots, "active": any(s.status in ACTIVE and not s.stale for s in snapshots)}
 
 
 @require_GET
@@ -48,11 +46,10 @@ def export_start(request):
     form = ExportForm(request.POST)
     if form.is_valid():
         try:
-            snapshot = exports.export_create(created_by=request.user, **form.service_arguments())
-        except exports.InvalidExportRequest as exc:
+            snapshot = services.export_request(created_by=request.user, **form.service_arguments())
+        except InvalidExportRequest as exc:
             form.add_error(None, str(exc))
         else:
-            export_enqueue(snapshot)
             messages.success(request, f"Export {snapshot.dataset.slug} v{snapshot.version} ({snapshot.format}) started.")
             return redirect("exports:list")
     return render(request, "exports/list.html", {"form": form, **_table_context()}, status=400)
@@ -62,11 +59,10 @@ def export_start(request):
 @role_required(ADMIN)
 def export_restart(request, pk: int):
     try:
-        snapshot = exports.export_restart(snapshot=get_object_or_404(ExportSnapshot, pk=pk))
+        snapshot = services.export_restart(snapshot=get_object_or_404(ExportSnapshot, pk=pk))
     except DomainError as exc:
         messages.error(request, str(exc))
     else:
-        export_enqueue(snapshot)
         messages.success(request, f"Export v{snapshot.version} restarted.")
     return redirect("exports:list")
 
@@ -84,28 +80,6 @@ def export_file(request, pk: int, path: str):
     return file_response(get_object_or_404(ExportSnapshot, pk=pk), path)
 
 
-def zip_response(snapshot: ExportSnapshot) -> StreamingHttpResponse:
-    try:
-        stream = zip_stream(snapshot)
-        first = next(stream)  # checks the snapshot before the response starts
-    except NothingToDo as exc:
-        raise Http404(str(exc)) from exc
-    response = StreamingHttpResponse(_prepend(first, stream), content_type="application/zip")
-    response["Content-Disposition"] = f'attachment; filename="{archive_name(snapshot)}.zip"'
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
-
-
-def file_response(snapshot: ExportSnapshot, path: str) -> FileResponse:
-    try:
-        resolved = snapshot_file(snapshot, path)
-    except NothingToDo as exc:
-        raise Http404(str(exc)) from exc
-    response = FileResponse(open(resolved, "rb"), as_attachment=True, filename=resolved.name)  # noqa: SIM115 - closed by Django
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
-
-
 def filter_text(filters: dict) -> str:
     """``status=approved source=emoset,web`` (empty filters left out)."""
     parts = []
@@ -117,8 +91,3 @@ def filter_text(filters: dict) -> str:
             continue
         parts.append(f"{key}={','.join(map(str, value)) if isinstance(value, list) else value}")
     return " ".join(parts)
-
-
-def _prepend(first: bytes, rest):
-    yield first
-    yield from rest

@@ -12,9 +12,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from annotations.errors import InvalidAnnotation
-from annotations.exporters.images import IMAGE_MODES
 from annotations.models import Annotation, ImageSource, ImageStatus
 from core.vocabulary import EMOTIONS
+from exports.writers.images import IMAGE_MODES
 
 DATE_FIELDS = ("image", "annotation")
 FILTER_KEYS = frozenset(

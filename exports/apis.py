@@ -11,13 +11,13 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotations import exports
-from annotations.export_downloads import snapshot_files
-from annotations.export_views import file_response, zip_response
-from annotations.models import Dataset, ExportFormat, ExportSnapshot, ExportStatus
+from annotations.models import Dataset
 from annotations.roles import HasRole
-from annotations.tasks import export_enqueue
 from core.vocabulary import ADMIN
+from exports import services
+from exports.downloads import file_response, snapshot_files, zip_response
+from exports.models import ExportFormat, ExportSnapshot, ExportStatus
+from exports.selectors import snapshot_is_stale
 
 
 class FileSerializer(serializers.Serializer):
@@ -31,12 +31,14 @@ class ExportOutput(serializers.ModelSerializer):
     dataset = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     percent = serializers.SerializerMethodField()
+    stale = serializers.SerializerMethodField(help_text="Running without progress for EMOVERSE_EXPORT_STALE_SECONDS: "
+                                                        "its worker died; it may be restarted.")
     files = serializers.SerializerMethodField()
     download_url = serializers.SerializerMethodField()
 
     class Meta:
         model = ExportSnapshot
-        fields = ["id", "dataset", "version", "format", "filters", "options", "status", "total", "done", "percent",
+        fields = ["id", "dataset", "version", "format", "filters", "options", "status", "stale", "total", "done", "percent",
                   "error", "manifest", "files", "download_url", "task_id", "created_by", "run_by", "created_at", "started_at",
                   "heartbeat_at", "finished_at"]
 
@@ -44,6 +46,9 @@ class ExportOutput(serializers.ModelSerializer):
         if obj.status == ExportStatus.COMPLETE:
             return 100.0
         return round(100 * obj.done / obj.total, 1) if obj.total else 0.0
+
+    def get_stale(self, obj: ExportSnapshot) -> bool:
+        return snapshot_is_stale(obj)
 
     @extend_schema_field(FileSerializer(many=True))
     def get_files(self, obj: ExportSnapshot) -> list[dict]:
@@ -76,7 +81,7 @@ class AdminAPI:
 
 
 class ExportListAPI(AdminAPI, ListAPIView):
-    """Export snapshots, newest first (stale running ones are marked failed first); POST starts one."""
+    """Export snapshots, newest first (a running one whose worker died is ``stale``: restart it); POST starts one."""
 
     serializer_class = ExportOutput
     pagination_class = NewestFirst
@@ -84,18 +89,13 @@ class ExportListAPI(AdminAPI, ListAPIView):
     def get_queryset(self):
         return ExportSnapshot.objects.select_related("dataset", "created_by")
 
-    def list(self, request, *args, **kwargs):
-        exports.export_fail_stale()
-        return super().list(request, *args, **kwargs)
-
     @extend_schema(request=ExportInput, responses={201: ExportOutput})
     def post(self, request):
         data = ExportInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        snapshot = exports.export_create(dataset=values["dataset"], export_format=values["format"], filters=values["filters"],
-                                         options=values["options"], created_by=request.user)
-        export_enqueue(snapshot)
+        snapshot = services.export_request(dataset=values["dataset"], export_format=values["format"], filters=values["filters"],
+                                           options=values["options"], created_by=request.user)
         snapshot.refresh_from_db()
         return Response(ExportOutput(snapshot).data, status=status.HTTP_201_CREATED)
 
@@ -110,8 +110,7 @@ class ExportDetailAPI(AdminAPI, RetrieveAPIView):
 class ExportRestartAPI(AdminAPI, APIView):
     @extend_schema(request=None, responses={200: ExportOutput})
     def post(self, request, pk: int):
-        snapshot = exports.export_restart(snapshot=get_object_or_404(ExportSnapshot, pk=pk))
-        export_enqueue(snapshot)
+        snapshot = services.export_restart(snapshot=get_object_or_404(ExportSnapshot, pk=pk))
         snapshot.refresh_from_db()
         return Response(ExportOutput(snapshot).data)
 

@@ -32,15 +32,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from annotations.exporters.items import (
+from core.vocabulary import EMOTIONS, POSITIVE_EMOTIONS, ROLES
+from annotations.models import Element
+from core.masks import mask_area, mask_bbox
+from exports.writers.items import (
     ExportItem,
     WriterResult,
     export_annotator,
     grounded,
 )
-from annotations.models import Element
-from core.masks import mask_area, mask_bbox
-from core.vocabulary import EMOTIONS, POSITIVE_EMOTIONS, ROLES
 
 FILE_NAME = "annotations.json"
 _IMAGES_PART = ".images.part"

@@ -1,0 +1,237 @@
+"""Writing a snapshot: one streaming, crash-safe attempt (the body of ``exports.tasks.export_snapshot``).
+
+:func:`exports.services.export_create` records a snapshot (``pending``);
+:func:`export_run` writes it. The images matching the filters are read with
+``iterator()`` a chunk at a time; each chunk's final annotations come with
+their triplets and elements in four queries
+(:func:`exports.selectors.final_annotations`), go to the format's writer, and
+the progress (``done``/``total``) is saved with a heartbeat (``heartbeat_at``,
+the database's clock). Memory does not grow with the dataset.
+
+The final annotation is the adjudicated one, else the approved human review or
+curated import; the pipeline's auto-accepted model answer only with the
+``include_auto_accepted`` filter (machine-accepted, counted apart in the
+manifest).
+
+Snapshots are crash-safe. An attempt writes into its own hidden folder
+(``EXPORT_ROOT/<dataset>/.<name>.<attempt>.partial``), writes ``manifest.json``
+last, renames the folder into place and only then marks the snapshot
+``complete`` -- all under the snapshot's row lock and only if the attempt still
+owns the snapshot. The attempt's identity is its ``started_at``: every progress
+save is conditional on it, so when a fresh task run takes over (a killed
+worker's task delivered again), the old attempt stops at its next chunk. A
+``running`` snapshot whose heartbeat is older than
+``EMOVERSE_EXPORT_STALE_SECONDS`` (default 600) is shown as interrupted and can
+be restarted; Celery beat marks it failed
+(:func:`exports.services.export_fail_stale`). The heartbeat lives in the
+database, so the web process judges a worker on another machine correctly; the
+files themselves must be on a folder (``EXPORT_ROOT``) that workers and web
+share, since downloads are served from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from annotations.models import AnnotationKind, Image
+from exports.filters import ExportFilters
+from exports.manifest import MANIFEST, build_manifest
+from exports.models import ExportSnapshot, ExportStatus
+from exports.selectors import final_annotations_and_withheld, export_images, final_dir, partial_dir
+from exports.writers import ExportItem, WriterResult, writer_class
+from exports.writers.images import IMAGE_MODES, ImagePlacer, export_file_name
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SIZE = 1000
+# Progress (with the heartbeat) is saved after every chunk; within a slow chunk
+# (copying images from object storage) a heartbeat alone at most this often.
+KEEPALIVE_SECONDS = 30.0
+
+
+class Superseded(Exception):
+    """A newer attempt owns the snapshot (or it was marked failed); this attempt stops."""
+
+
+@dataclass
+class _Attempt:
+    snapshot: ExportSnapshot
+    token: datetime
+    folder: Path
+    beat: float = field(default_factory=time.monotonic)  # when this attempt last wrote its heartbeat
+
+
+def _claim(snapshot_id: int) -> _Attempt | None:
+    """Take the snapshot for a new attempt: pending, or running (a task delivered again takes over)."""
+    with transaction.atomic():
+        snapshot = ExportSnapshot.objects.select_for_update().filter(pk=snapshot_id).first()
+        if snapshot is None or snapshot.status not in (ExportStatus.PENDING, ExportStatus.RUNNING):
+            return None
+        token = timezone.now()
+        snapshot.status, snapshot.started_at, snapshot.finished_at = ExportStatus.RUNNING, token, None
+        snapshot.done, snapshot.total, snapshot.error, snapshot.manifest = 0, 0, "", None
+        snapshot.heartbeat_at = Now()
+        snapshot.save(update_fields=["status", "started_at", "heartbeat_at", "finished_at", "done", "total", "error", "manifest"])
+    snapshot = ExportSnapshot.objects.select_related("dataset", "created_by").get(pk=snapshot_id)
+    folder = partial_dir(snapshot, token)
+    for old in folder.parent.glob(f".{final_dir(snapshot).name}.*.partial"):  # earlier attempts' leftovers
+        shutil.rmtree(old, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return _Attempt(snapshot=snapshot, token=token, folder=folder)
+
+
+def _progress(attempt: _Attempt, **fields: int) -> None:
+    """Save the counters and the heartbeat in one conditional update; raises :class:`Superseded` if not owned."""
+    owned = ExportSnapshot.objects.filter(pk=attempt.snapshot.pk, status=ExportStatus.RUNNING, started_at=attempt.token)
+    if not owned.update(heartbeat_at=Now(), **fields):
+        raise Superseded(f"export snapshot {attempt.snapshot.pk}: another attempt took over")
+    attempt.beat = time.monotonic()
+
+
+def _keep_alive(attempt: _Attempt) -> None:
+    """A heartbeat within a chunk, written at most every ``KEEPALIVE_SECONDS`` (cheap to call per image)."""
+    if time.monotonic() - attempt.beat >= KEEPALIVE_SECONDS:
+        _progress(attempt)
+
+
+def export_run(*, snapshot_id: int) -> ExportSnapshot | None:
+    """Write the snapshot; safe to call again for the same snapshot (see module docstring).
+
+    A complete or failed snapshot is left alone. Errors are recorded on the
+    snapshot (status ``failed``), not raised. Returns the snapshot as it ends, or
+    None when there was nothing to run.
+    """
+    attempt = _claim(snapshot_id)
+    if attempt is None:
+        return None
+    try:
+        _export(attempt)
+    except Superseded as exc:
+        logger.info("%s", exc)
+        shutil.rmtree(attempt.folder, ignore_errors=True)
+    except Exception as exc:
+        logger.exception("export snapshot %s failed", snapshot_id)
+        shutil.rmtree(attempt.folder, ignore_errors=True)
+        ExportSnapshot.objects.filter(pk=snapshot_id, status=ExportStatus.RUNNING, started_at=attempt.token).update(
+            status=ExportStatus.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now(),
+        )
+    return ExportSnapshot.objects.get(pk=snapshot_id)
+
+
+@dataclass
+class _Counts:
+    images: int = 0
+    machine_accepted: int = 0  # exported with the pipeline's auto-accepted answer (include_auto_accepted)
+    skipped_without_final: int = 0
+    skipped_auto_accepted: int = 0  # auto-accepted by the pipeline only, left out by default
+    skipped_by_filter: int = 0
+    triplets: int = 0
+    elements: int = 0
+    boxes: int = 0
+    masks: int = 0
+    with_des: int = 0
+    by_label: Counter = field(default_factory=Counter)
+    by_source: Counter = field(default_factory=Counter)
+
+    def add(self, item: ExportItem) -> None:
+        self.images += 1
+        self.machine_accepted += item.annotation.kind == AnnotationKind.MODEL
+        self.by_label[item.annotation.ces_label or "none"] += 1
+        self.by_source[item.image.source] += 1
+        self.with_des += item.annotation.des is not None
+        for triplet in item.annotation.triplets.all():
+            self.triplets += 1
+            for element in triplet.elements.all():
+                self.elements += 1
+                self.boxes += element.x0 is not None
+                self.masks += element.mask_counts is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if not isinstance(v, Counter)}
+        return {**out, "by_label": dict(sorted(self.by_label.items())), "by_source": dict(sorted(self.by_source.items()))}
+
+
+def _chunks(iterator: Iterator[Image], size: int) -> Iterator[list[Image]]:
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _export(attempt: _Attempt) -> None:
+    snapshot = attempt.snapshot
+    filters = ExportFilters.parse(snapshot.filters)
+    images = export_images(dataset=snapshot.dataset, filters=filters)
+    _progress(attempt, total=images.count(), done=0)
+    names = images.order_by().values("original_name").annotate(n=Count("id")).filter(n__gt=1)
+    duplicates = set(names.values_list("original_name", flat=True))
+    context = {"dataset": snapshot.dataset.slug, "version": snapshot.version}
+    writer = writer_class(snapshot.format)(attempt.folder, snapshot.options, context=context)
+    placer = ImagePlacer(attempt.folder, snapshot.options.get("images", IMAGE_MODES[0]))
+    counts, done = _Counts(), 0
+    try:
+        for chunk in _chunks(images.iterator(chunk_size=CHUNK_SIZE), CHUNK_SIZE):
+            finals, withheld = final_annotations_and_withheld((image.pk for image in chunk),
+                                                              include_auto_accepted=filters.include_auto_accepted)
+            items = []
+            for image in chunk:
+                final = finals.get(image.pk)
+                if image.pk in withheld:
+                    counts.skipped_auto_accepted += 1
+                elif final is None:
+                    counts.skipped_without_final += 1
+                elif not filters.accepts(final):
+                    counts.skipped_by_filter += 1
+                else:
+                    file_name = export_file_name(image, duplicates)
+                    url, digest = placer.place(image, file_name)
+                    _keep_alive(attempt)
+                    items.append(ExportItem(image=image, annotation=final, file_name=file_name, url=url, sha256=digest))
+                    counts.add(items[-1])
+            writer.write(items)
+            done += len(chunk)
+            _progress(attempt, done=done)
+        results = [writer.close(), placer.close()]
+    except BaseException:
+        writer.abort()
+        placer.abort()
+        raise
+    _finish(attempt, counts, results)
+
+
+def _finish(attempt: _Attempt, counts: _Counts, results: list[WriterResult]) -> None:
+    """Write the manifest last, move the folder into place, then mark the snapshot complete."""
+    manifest = build_manifest(
+        snapshot=attempt.snapshot, folder=attempt.folder, started_at=attempt.token, counts=counts.as_dict(), results=results
+    )
+    staging = attempt.folder / f".{MANIFEST}.tmp"
+    with open(staging, "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=2, ensure_ascii=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(staging, attempt.folder / MANIFEST)
+    target = final_dir(attempt.snapshot)
+    with transaction.atomic():
+        snapshot = ExportSnapshot.objects.select_for_update().get(pk=attempt.snapshot.pk)
+        if snapshot.status != ExportStatus.RUNNING or snapshot.started_at != attempt.token:
+            raise Superseded(f"export snapshot {snapshot.pk}: another attempt took over before the end")
+        if target.exists():  # a previous attempt died between its rename and its commit
+            shutil.rmtree(target)
+        os.rename(attempt.folder, target)
+        snapshot.status, snapshot.manifest = ExportStatus.COMPLETE, manifest
+        snapshot.done, snapshot.finished_at = snapshot.total, timezone.now()
+        snapshot.save(update_fields=["status", "manifest", "done", "finished_at"])
