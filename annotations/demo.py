@@ -42,8 +42,8 @@ from annotations.domain import PIPELINE_AUTHOR, ROLES
 from annotations.importers import ImportReport, import_emoverse_jsonl
 from annotations.roles import ensure_role_groups
 from annotations.services import dataset_get_or_create
-from ml.calibration import calibrate_and_merge
-from ml.types import AnnotatorResult, PhraseTriplet
+from ml.stages.calibration import calibrate_and_merge
+from ml.stages.types import AnnotatorResult, PhraseTriplet
 
 DEMO_DATASET = "demo"
 DEMO_DATASET_NAME = "Demo: scikit-image photographs"

@@ -1,10 +1,10 @@
 """Domain constants shared by every app (no Django imports).
 
-The emotion and role vocabularies are defined once, in ``ml.types``, so the
+The emotion and role vocabularies are defined once, in ``ml.stages.types``, so the
 stages and the database agree.
 """
 
-from ml.types import DES_DIM, EMOTIONS, NEGATIVE_EMOTIONS, POSITIVE_EMOTIONS, ROLES
+from ml.stages.types import DES_DIM, EMOTIONS, NEGATIVE_EMOTIONS, POSITIVE_EMOTIONS, ROLES
 
 __all__ = ["DES_DIM", "EMOTIONS", "NEGATIVE_EMOTIONS", "POSITIVE_EMOTIONS", "ROLES"]
 

@@ -9,13 +9,14 @@ from django.views.decorators.http import require_GET, require_POST
 from annotations.models import Dataset
 from annotations.roles import ADMIN, role_required
 from ml import selectors, services, tasks
+from ml.config import get_registry
 from ml.forms import PreannotateForm
-from ml.registry import CONFIG_HINT
-from ml.types import BackendNotConfigured
+from ml.stages.registry import CONFIG_HINT
+from ml.stages.types import BackendNotConfigured
 
 
 def _context(dataset: Dataset) -> dict:
-    registry = services.ml_registry()
+    registry = get_registry()
     problems = registry.check()
     version = registry.pipeline_version if not problems else registry.config.get("pipeline_version") or "v1"
     progress = selectors.dataset_progress(

@@ -1,6 +1,6 @@
 """Where an image goes after an imported annotation: approved, or the review queue.
 
-The queue order follows the pipeline's rule (``ml.pipeline.route``): priority is
+The queue order follows the pipeline's rule (``ml.stages.pipeline.route``): priority is
 the mean of the annotators' agreement score and the confidence, or the
 confidence alone with one annotator; the lowest goes first.
 """
@@ -19,8 +19,8 @@ from annotations.models import (
     ImageStatus,
 )
 from annotations.services import images_set_status
-from ml.calibration import annotator_agreement
-from ml.types import AnnotatorResult, PhraseTriplet
+from ml.stages.calibration import annotator_agreement
+from ml.stages.types import AnnotatorResult, PhraseTriplet
 
 # An imported model answer never undoes review work: images in these states keep them.
 REVIEWABLE_STATUSES = frozenset({ImageStatus.NEW, ImageStatus.PREANNOTATING, ImageStatus.FAILED, ImageStatus.IN_REVIEW})

@@ -20,7 +20,7 @@ from annotations.domain import EMOTIONS, PIPELINE_AUTHOR
 from annotations.models import AnnotationKind, Decision
 from agreement.calibration_stats import fit_temperature, probs_to_logits
 from ml import services
-from ml.calibration import temperature_scale
+from ml.stages.calibration import temperature_scale
 from ml.models import CalibrationVersion
 from ml.selectors import latest_temperatures
 from tests.agreement.scenes import H, W, payload
@@ -46,7 +46,7 @@ def test_overconfident_model_gets_a_temperature_above_one_and_lower_ece():
     assert fit.temperature > 1.0
     assert fit.ece_after < 0.05 < fit.ece_before
     assert sum(fit.reliability_before["counts"]) == n and len(fit.reliability_before["counts"]) == 15
-    # The fitted temperature means the same in the pipeline (ml.calibration.temperature_scale).
+    # The fitted temperature means the same in the pipeline (ml.stages.calibration.temperature_scale).
     scaled = temperature_scale(dict(zip(EMOTIONS, probs[0])), fit.temperature)
     assert max(scaled.values()) == pytest.approx(np.mean(predicted == truth), abs=0.05)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ml.types import EMOTIONS, ROLES
+from ml.stages.types import EMOTIONS, ROLES
 
 GOOD_TRIPLETS = [
     {"background": "stormy beach at dusk", "attribute": "dark heavy clouds", "subject": "lone fisherman"},

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ml.types import (
+from ml.stages.types import (
     DES_DIM,
     EMOTIONS,
     AnnotatorResult,
@@ -153,10 +153,10 @@ def api_pipeline_config(base_url: str, key_env: str, *, version: str, critic_mod
     return {
         "pipeline_version": version,
         "annotators": [
-            {"name": "model-a", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-a", **endpoint}},
-            {"name": "model-b", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-b", **endpoint}},
+            {"name": "model-a", "backend": "ml.stages.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-a", **endpoint}},
+            {"name": "model-b", "backend": "ml.stages.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-b", **endpoint}},
         ],
-        "critic": {"backend": "ml.backends.openai_critic.OpenAICritic", "options": {"model": critic_model, **endpoint}},
+        "critic": {"backend": "ml.stages.backends.openai_critic.OpenAICritic", "options": {"model": critic_model, **endpoint}},
         "grounder": {"backend": "tests.ml.stage_fakes.FakeGrounder"},
         "segmenter": {"backend": "tests.ml.stage_fakes.FakeSegmenter"},
         **stages,

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from ml.backends.temperature_calibrator import TemperatureCalibrator
-from ml.calibration import calibrate_and_merge, js_distance, temperature_scale
-from ml.triplets import merge_triplets, phrase_similarity, triplet_overlap
-from ml.types import EMOTIONS, AnnotatorResult, PhraseTriplet, StageError
+from ml.stages.backends.temperature_calibrator import TemperatureCalibrator
+from ml.stages.calibration import calibrate_and_merge, js_distance, temperature_scale
+from ml.stages.triplets import merge_triplets, phrase_similarity, triplet_overlap
+from ml.stages.types import EMOTIONS, AnnotatorResult, PhraseTriplet, StageError
 from tests.ml.fake_openai import distribution
 
 T1 = PhraseTriplet("stormy beach at dusk", "dark heavy clouds", "lone fisherman")

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from ml.backends.openai_critic import OpenAICritic
-from ml.calibration import calibrate_and_merge
-from ml.parsing import CRITIC_SCHEMA, parse_critic
-from ml.types import ROLES, AnnotatorResult, PhraseTriplet, StageError
+from ml.stages.backends.openai_critic import OpenAICritic
+from ml.stages.calibration import calibrate_and_merge
+from ml.stages.parsing import CRITIC_SCHEMA, parse_critic
+from ml.stages.types import ROLES, AnnotatorResult, PhraseTriplet, StageError
 from tests.ml.fake_openai import Reply, critic_json, distribution
 
 TRIPLETS = (

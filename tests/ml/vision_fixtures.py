@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from ml.types import EMOTIONS, ImageInput
+from ml.stages.types import EMOTIONS, ImageInput
 
 # bert-base-uncased puts [PAD] at 0, [UNK] at 100, [CLS]/[SEP]/[MASK] at 101-103, "." at
 # 1012 and "?" at 1029; Grounding DINO's text masks rely on those ids, so the tiny

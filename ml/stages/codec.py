@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from ml.types import (
+from ml.stages.types import (
     AnnotatorAgreement,
     AnnotatorResult,
     Box,

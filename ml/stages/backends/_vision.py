@@ -1,12 +1,12 @@
 """Pixels and masks for the vision backends: image decoding and COCO RLE (no torch).
 
-* :func:`decode_image` turns :class:`ml.types.ImageInput` bytes into an RGB
+* :func:`decode_image` turns :class:`ml.stages.types.ImageInput` bytes into an RGB
   Pillow image in the frame of the stored file (``image.width`` x
   ``image.height``); :func:`decode_rgb` gives the same pixels as an ``(H, W, 3)``
   ``uint8`` array.
 * :func:`encode_mask` / :func:`decode_mask` convert between an ``(H, W)`` binary
   array and a COCO RLE dict ``{"size": [H, W], "counts": str}`` (pycocotools'
-  compressed string, column-major), the mask format of :class:`ml.types.Mask`.
+  compressed string, column-major), the mask format of :class:`ml.stages.types.Mask`.
 
 Decoding mirrors what the importer stores and what a browser shows: the EXIF
 orientation is applied, transparency is composited over white, 16-bit, 32-bit
@@ -25,7 +25,7 @@ from PIL import Image as PILImage
 from PIL import ImageOps
 from pycocotools import mask as mask_utils
 
-from ml.types import ImageInput, StageError
+from ml.stages.types import ImageInput, StageError
 
 _EXIF_ORIENTATION = 0x0112
 _HIGH_BIT_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}

@@ -1,7 +1,7 @@
 """Strict parsing of model answers into stage results (no Django).
 
 Model output is untrusted. Anything that is not exactly what the prompt asked
-for raises :class:`ml.types.StageError` with the raw text and a reason that
+for raises :class:`ml.stages.types.StageError` with the raw text and a reason that
 says what was wrong; nothing is guessed, clipped or filled in.
 """
 
@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ml.types import (
+from ml.stages.types import (
     EMOTIONS,
     ROLES,
     AnnotatorResult,

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ml.triplets import triplet_overlap
-from ml.types import EMOTIONS, AnnotatorAgreement, AnnotatorResult, CalibrationResult
+from ml.stages.triplets import triplet_overlap
+from ml.stages.types import EMOTIONS, AnnotatorAgreement, AnnotatorResult, CalibrationResult
 
 DEFAULT_EPSILON = 1e-6
 

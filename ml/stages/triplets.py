@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ml.types import ROLES, AnnotatorResult, CalibrationResult, PhraseTriplet
+from ml.stages.types import ROLES, AnnotatorResult, CalibrationResult, PhraseTriplet
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 _STOPWORDS = frozenset({"a", "an", "the", "of", "with", "and", "in", "on", "at", "to", "is", "are"})

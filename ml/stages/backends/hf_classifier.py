@@ -3,7 +3,7 @@
 ``model_path`` is a local folder in Hugging Face format holding an
 ``AutoModelForImageClassification`` checkpoint (an EmoViT-style fine-tune of
 ViT, ConvNeXt, Swin, ...) and its image processor. Its ``config.json``
-``id2label`` must name exactly the 8 emotions of :data:`ml.types.EMOTIONS`, each
+``id2label`` must name exactly the 8 emotions of :data:`ml.stages.types.EMOTIONS`, each
 once, in any order (compared case-insensitively, surrounding spaces ignored);
 anything else is refused at construction, since a second opinion over other
 classes cannot be merged with the annotators' distributions.
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
-from ml.backends._torch_utils import (
+from ml.stages.backends._torch_utils import (
     CONFIG_FILE,
     PROCESSOR_FILES,
     WEIGHT_FILES,
@@ -26,8 +26,8 @@ from ml.backends._torch_utils import (
     positive_int,
     resolve_device,
 )
-from ml.backends._vision import decode_image
-from ml.types import EMOTIONS, BackendNotConfigured, ImageInput
+from ml.stages.backends._vision import decode_image
+from ml.stages.types import EMOTIONS, BackendNotConfigured, ImageInput
 
 WHAT = "emotion classifier"
 REQUIRED_FILES = (CONFIG_FILE, PROCESSOR_FILES, WEIGHT_FILES)
@@ -74,7 +74,7 @@ class HFEmotionClassifier:
     def predict(self, images: Sequence[ImageInput]) -> list[dict[str, float]]:
         """One softmax distribution over :data:`EMOTIONS` (in that order, summing to 1) per image.
 
-        Raises :class:`ml.types.StageError` when an image cannot be decoded.
+        Raises :class:`ml.stages.types.StageError` when an image cannot be decoded.
         """
         out: list[dict[str, float]] = []
         for batch in batched(list(images), self.batch_size):

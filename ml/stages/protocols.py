@@ -1,9 +1,9 @@
-"""One Protocol per pipeline stage. Backends live in ``ml/backends/<name>.py``.
+"""One Protocol per pipeline stage. Backends live in ``ml/stages/backends/<name>.py``.
 
 A backend is constructed once per worker process from keyword options given in
-settings (see ``ml/registry.py``); construction loads weights from a local path
+settings (see ``ml/stages/registry.py``); construction loads weights from a local path
 or prepares a client for an endpoint and raises
-:class:`ml.types.BackendNotConfigured` when something is missing.
+:class:`ml.stages.types.BackendNotConfigured` when something is missing.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ml.types import (
+from ml.stages.types import (
     AnnotatorResult,
     Box,
     CalibrationResult,
@@ -32,7 +32,7 @@ class Annotator(Protocol):
     name: str
 
     def annotate(self, image: ImageInput) -> AnnotatorResult:
-        """Raise :class:`ml.types.StageError` on malformed, refused or truncated output."""
+        """Raise :class:`ml.stages.types.StageError` on malformed, refused or truncated output."""
         ...
 
 
@@ -63,7 +63,7 @@ class Critic(Protocol):
         triplets: Sequence[PhraseTriplet] | None = None,
     ) -> CriticResult:
         """Judge every element of ``triplets`` (the candidates that will be stored;
-        default: :func:`ml.triplets.merge_triplets` of ``results``) and the label."""
+        default: :func:`ml.stages.triplets.merge_triplets` of ``results``) and the label."""
         ...
 
 
@@ -112,5 +112,5 @@ class EmotionClassifier(Protocol):
     name: str
 
     def predict(self, images: Sequence[ImageInput]) -> list[dict[str, float]]:
-        """One probability distribution over :data:`ml.types.EMOTIONS` per image."""
+        """One probability distribution over :data:`ml.stages.types.EMOTIONS` per image."""
         ...
