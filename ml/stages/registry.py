@@ -261,4 +261,3 @@ class Registry:
             except BackendNotConfigured as exc:
                 problems.append(str(exc))
         return problems
-
