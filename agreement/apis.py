@@ -1,5 +1,4 @@
-"""Read-only REST API of agreement reports and calibration (researchers and admins);
-admins may also trigger a recalibration."""
+"""Read-only REST API of agreement reports (researchers and admins)."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agreement import calibration, selectors
+from agreement import selectors
 from agreement.forms import ReportFilterForm
 from agreement.tasks import report_or_start
 from annotations.models import Dataset
@@ -63,60 +62,3 @@ class ReportAPI(RoleAPI):
         if state.status == "failed":
             return Response(state.as_dict(), status=500)
         return Response({**state.as_dict(), "status": "computing"}, status=202, headers={"Retry-After": "5"})
-
-
-class CalibrationVersionOutput(serializers.Serializer):
-    model_name = serializers.CharField()
-    version = serializers.IntegerField()
-    temperature = serializers.FloatField()
-    n_samples = serializers.IntegerField()
-    ece_before = serializers.FloatField(allow_null=True)
-    ece_after = serializers.FloatField(allow_null=True)
-    reliability = serializers.JSONField()
-    created_at = serializers.DateTimeField()
-    created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
-
-
-class CalibrationVersionListAPI(RoleAPI):
-    """Stored calibration versions, newest first per model (the history)."""
-
-    @extend_schema(responses={200: CalibrationVersionOutput(many=True)})
-    def get(self, request):
-        return Response(CalibrationVersionOutput(calibration.calibration_history(), many=True).data)
-
-
-class CalibrationAPI(RoleAPI):
-    """Per-model calibration now: ECE before, fitted temperature, ECE after, reliability bins."""
-
-    @extend_schema(parameters=[OpenApiParameter("dataset", str, description="slug; default all datasets")],
-                   responses={200: inline_serializer("ModelCalibration", {
-                       "model": serializers.CharField(), "merged": serializers.BooleanField(), "n": serializers.IntegerField(),
-                       "n_raw": serializers.IntegerField(), "current_temperature": serializers.FloatField(allow_null=True),
-                       "ece_before": serializers.FloatField(allow_null=True), "temperature": serializers.FloatField(allow_null=True),
-                       "ece_after": serializers.FloatField(allow_null=True), "reliability": serializers.JSONField(),
-                       "notes": serializers.ListField(child=serializers.CharField())}, many=True)})
-    def get(self, request):
-        slug = request.query_params.get("dataset")
-        dataset = get_object_or_404(Dataset, slug=slug) if slug else None
-        return Response([fit.as_dict() for fit in calibration.cached_model_calibrations(dataset=dataset)])
-
-
-class RecalibrateAPI(RoleAPI):
-    """Fit and store a new calibration version per model (admins)."""
-
-    required_roles = (ADMIN,)
-
-    class InputSerializer(serializers.Serializer):
-        dataset = serializers.SlugField(required=False, allow_blank=True, default="")
-        min_samples = serializers.IntegerField(required=False, min_value=1, default=None, allow_null=True)
-
-    @extend_schema(request=InputSerializer, responses={200: inline_serializer("RecalibrateOut", {
-        "stored": CalibrationVersionOutput(many=True), "skipped": serializers.DictField(child=serializers.CharField())})})
-    def post(self, request):
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        slug = data.validated_data["dataset"]
-        dataset = get_object_or_404(Dataset, slug=slug) if slug else None
-        result = calibration.recalibrate(dataset=dataset, min_samples=data.validated_data["min_samples"],
-                                         created_by=request.user)
-        return Response({"stored": CalibrationVersionOutput(result.stored, many=True).data, "skipped": result.skipped})

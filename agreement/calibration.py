@@ -1,23 +1,19 @@
-"""Per-model calibration of CES confidence against the human reference labels (the Django edge).
+"""Per-model calibration of CES confidence against the human reference labels: what is read and reported.
 
 For every image with a human reference label (``agreement.reference``: the adjudication,
 else the approved reviews' unanimous label, else the reviews' strict majority; the same
 rule as the report's human-vs-model statistics), each model's current answer gives an
-8-way distribution. From these pairs, per model: the Expected Calibration Error (15
-equal-width bins, Guo et al. 2017) and its reliability diagram, the temperature
-minimising the negative log-likelihood, and the ECE after scaling.
-:func:`recalibrate` stores the fitted temperatures as new ``ml`` calibration versions;
-new pre-annotations use the latest one (``ml.selectors.latest_temperatures``).
+8-way distribution (:func:`calibration_samples`). The agreement report shows, per model,
+the Expected Calibration Error (15 equal-width bins, Guo et al. 2017) of those answers and
+its reliability diagram, before and after the latest stored temperature
+(:func:`report_calibration_section`). Nothing is fitted or stored here:
+``ml.recalibration`` fits the temperatures on the same samples and stores them.
 
-A temperature is always fitted on an annotator's *raw* distribution (before any
-temperature), so the stored value is absolute. An answer saved without its raw
-distribution holds ``softmax(log p / T_old)`` for a ``T_old`` that is recorded nowhere; a
-temperature fitted on it would be relative to that unknown ``T_old``
-(``softmax(log softmax(z / T_old) / T) = softmax(z / (T_old * T))``) yet be stored as
-absolute, so such answers are left out (and counted: ``n_without_raw``).
-
-The merged ``pipeline`` answer is reported on its stored distribution but never fitted:
-its confidence comes from its annotators' calibrated distributions.
+Only an annotator's *raw* distribution (before any temperature) is used: an answer saved
+without it holds ``softmax(log p / T_old)`` for a ``T_old`` that is recorded nowhere, so
+such answers are left out (and counted: ``n_without_raw``). The merged ``pipeline``
+answer is reported on its stored distribution: its confidence comes from its
+annotators' calibrated distributions.
 """
 
 from __future__ import annotations
@@ -27,33 +23,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
-from django.core.cache import cache
-from django.db.models import Max
 
 from agreement import selectors
 from agreement.calibration_stats import (
     apply_temperature,
-    fit_temperature,
     probs_to_logits,
     reliability_diagram,
 )
-from agreement.errors import UndefinedStatisticError
 from agreement.reference import reference_labels
 from agreement.selectors import DistributionRow
 from annotations.domain import PIPELINE_AUTHOR
-from annotations.models import Annotation, Dataset
+from annotations.models import Dataset
 from core.vocabulary import EMOTIONS
-from ml.models import CalibrationVersion
 from ml.selectors import latest_temperatures
-from ml.services import calibration_version_create
 
 N_BINS = 15
-
-
-def default_min_samples() -> int:
-    return int(getattr(settings, "EMOVERSE_CALIBRATION_MIN_SAMPLES", 50))
 
 
 @dataclass(frozen=True)
@@ -153,49 +137,16 @@ def calibration_samples(*, dataset: Dataset | None = None) -> dict[str, Calibrat
     return samples_from(reference, selectors.model_distribution_rows(dataset=dataset))
 
 
-def _without_raw_note(n: int) -> str:
+def without_raw_note(n: int) -> str:
     return (f"{n} answers have no raw (pre-temperature) distribution and are left out: their stored one was "
             "scaled with a temperature that is not recorded")
-
-
-def calibrate_model(model: str, sample: CalibrationSample, *, current: float | None) -> ModelCalibration:
-    """ECE and reliability before, fitted temperature and ECE after (the merged answer is not fitted).
-
-    An annotator's sample must hold raw distributions only (``n_raw == n``): a temperature
-    fitted on already-scaled ones would not be absolute (module docstring).
-    """
-    result = ModelCalibration(model=model, n=len(sample.labels), n_raw=sample.n_raw, current_temperature=current,
-                              n_without_raw=sample.n_without_raw)
-    if sample.n_without_raw:
-        result.notes.append(_without_raw_note(sample.n_without_raw))
-    if result.n == 0:
-        result.notes.append("no usable answer on an image with a human reference label")
-        return result
-    before = reliability_diagram(sample.probs, sample.labels, N_BINS)
-    result.ece_before, result.reliability_before = before.ece, before.to_dict()
-    if result.merged:
-        result.notes.insert(0, "merged answer: calibrated through its annotators' temperatures, not fitted itself")
-        return result
-    if sample.n_raw < result.n:
-        result.notes.append(f"no temperature: {result.n - sample.n_raw} answers are not raw distributions; "
-                            "a temperature fitted on them would be relative to the one they were scaled with")
-        return result
-    logits = probs_to_logits(sample.probs)
-    try:
-        result.temperature = fit_temperature(logits, sample.labels)
-    except UndefinedStatisticError as exc:
-        result.notes.append(f"no temperature: {exc}")
-        return result
-    after = reliability_diagram(apply_temperature(logits, result.temperature), sample.labels, N_BINS)
-    result.ece_after, result.reliability_after = after.ece, after.to_dict()
-    return result
 
 
 def report_calibration_section(*, reference: dict[int, int], rows: Iterable[DistributionRow]) -> dict[str, Any]:
     """The agreement report's calibration: per model, on the report's images with a human
     reference label, the ECE of its raw distributions (before), the latest stored temperature
     and the ECE after applying it, with the reliability bins of both (nothing is fitted here:
-    :func:`recalibrate` fits and stores temperatures)."""
+    ``ml.recalibration.recalibrate`` fits and stores temperatures)."""
     current = latest_temperatures()
     models = []
     for model, sample in samples_from(reference, rows).items():
@@ -203,7 +154,7 @@ def report_calibration_section(*, reference: dict[int, int], rows: Iterable[Dist
         fit = ModelCalibration(model=model, n=len(sample.labels), n_raw=sample.n_raw, current_temperature=temperature,
                                n_without_raw=sample.n_without_raw, temperature=temperature)
         if sample.n_without_raw:
-            fit.notes.append(_without_raw_note(sample.n_without_raw))
+            fit.notes.append(without_raw_note(sample.n_without_raw))
         if fit.n:
             before = reliability_diagram(sample.probs, sample.labels, N_BINS)
             fit.ece_before, fit.reliability_before = before.ece, before.to_dict()
@@ -222,56 +173,3 @@ def report_calibration_section(*, reference: dict[int, int], rows: Iterable[Dist
         del row["current_temperature"]
         models.append(row)
     return {"n_bins": N_BINS, "models": models}
-
-
-def model_calibrations(*, dataset: Dataset | None = None) -> list[ModelCalibration]:
-    """Calibration of every model with at least one answer on an image with a human reference label."""
-    current = latest_temperatures()
-    samples = calibration_samples(dataset=dataset)
-    return [calibrate_model(model, samples[model], current=current.get(model)) for model in sorted(samples)]
-
-
-def cached_model_calibrations(*, dataset: Dataset | None = None) -> list[ModelCalibration]:
-    """:func:`model_calibrations`, cached until an annotation or a calibration version is added
-    (annotations are immutable: every change is a new row with a higher id)."""
-    stamp = (Annotation.objects.aggregate(m=Max("id"))["m"], CalibrationVersion.objects.aggregate(m=Max("id"))["m"])
-    key = f"agreement-calibration:v2:{dataset.pk if dataset else 'all'}:{stamp[0]}:{stamp[1]}"
-    fits = cache.get(key)
-    if fits is None:
-        fits = model_calibrations(dataset=dataset)
-        cache.set(key, fits, 24 * 3600)
-    return fits
-
-
-@dataclass(frozen=True)
-class RecalibrationResult:
-    stored: list[CalibrationVersion]
-    skipped: dict[str, str]  # model → why no version was stored
-
-
-def recalibrate(*, dataset: Dataset | None = None, min_samples: int | None = None,
-                created_by: AbstractBaseUser | None = None) -> RecalibrationResult:
-    """Fit every model with at least ``min_samples`` labelled raw answers and store a new
-    calibration version for it (n, ECE before and after, reliability bins)."""
-    min_samples = default_min_samples() if min_samples is None else min_samples
-    if min_samples < 1:
-        raise ValueError(f"min_samples must be at least 1, got {min_samples}")
-    stored, skipped = [], {}
-    for fit in model_calibrations(dataset=dataset):
-        if fit.merged:
-            skipped[fit.model] = fit.notes[0]
-        elif fit.n < min_samples:
-            skipped[fit.model] = "; ".join([f"{fit.n} labelled answers; at least {min_samples} needed", *fit.notes])
-        elif fit.temperature is None:
-            skipped[fit.model] = "; ".join(fit.notes)
-        else:
-            stored.append(calibration_version_create(
-                model_name=fit.model, temperature=fit.temperature, n_samples=fit.n, ece_before=fit.ece_before,
-                ece_after=fit.ece_after, reliability={**fit.reliability(), "dataset": dataset.slug if dataset else None},
-                created_by=created_by,
-            ))
-    return RecalibrationResult(stored, skipped)
-
-
-def calibration_history(*, limit: int = 200) -> list[CalibrationVersion]:
-    return list(CalibrationVersion.objects.select_related("created_by").order_by("model_name", "-version")[:limit])

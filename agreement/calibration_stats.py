@@ -9,7 +9,7 @@ Shapes and conventions
   over-confident model, ``T < 1`` sharpens an under-confident one.
 
 Distributions become logits as ``log(p + epsilon)``, the same convention and default
-epsilon as ``ml.calibration.temperature_scale``, so a temperature fitted here gives the
+epsilon as ``ml.stages.calibration.temperature_scale``, so a temperature fitted here gives the
 same calibrated distribution there.
 """
 

@@ -1,16 +1,15 @@
-"""Researcher pages: datasets, the agreement report (with CSV/JSON downloads), calibration."""
+"""Researcher pages: datasets, the agreement report (with CSV/JSON downloads)."""
 
 from __future__ import annotations
 
 import json
 
-from django.contrib import messages
 from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET
 
-from agreement import calibration, pages, selectors
+from agreement import pages, selectors
 from agreement.csv_report import report_csv
 from agreement.forms import ReportFilterForm
 from agreement.tasks import report_or_start
@@ -90,37 +89,3 @@ def report_csv_download(request, slug: str):
 @role_required(RESEARCHER, ADMIN)
 def report_json_download(request, slug: str):
     return _download(request, slug, "json")
-
-
-@require_GET
-@role_required(RESEARCHER, ADMIN)
-def calibration_page(request):
-    dataset = get_object_or_404(Dataset, slug=request.GET["dataset"]) if request.GET.get("dataset") else None
-    context = {
-        "dataset": dataset,
-        "datasets": Dataset.objects.order_by("slug"),
-        "fits": pages.calibration_plots(calibration.cached_model_calibrations(dataset=dataset)),
-        "history": calibration.calibration_history(),
-        "min_samples": calibration.default_min_samples(),
-    }
-    return render(request, "agreement/calibration.html", context)
-
-
-@require_POST
-@role_required(ADMIN)
-def recalibrate_view(request):
-    dataset = get_object_or_404(Dataset, slug=request.POST["dataset"]) if request.POST.get("dataset") else None
-    try:
-        min_samples = int(request.POST.get("min_samples") or calibration.default_min_samples())
-        result = calibration.recalibrate(dataset=dataset, min_samples=min_samples, created_by=request.user)
-    except ValueError as exc:
-        messages.error(request, f"Recalibration refused: {exc}")
-        return redirect("agreement-calibration")
-    for version in result.stored:
-        messages.success(request, f"{version.model_name}: version {version.version}, T = {version.temperature:.3f} "
-                                  f"(ECE {version.ece_before:.3f} → {version.ece_after:.3f}, n = {version.n_samples})")
-    for model, reason in result.skipped.items():
-        messages.info(request, f"{model}: not recalibrated — {reason}")
-    if not result.stored and not result.skipped:
-        messages.info(request, "No model answer has a human reference label yet: nothing to calibrate.")
-    return redirect("agreement-calibration")

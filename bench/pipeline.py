@@ -4,7 +4,7 @@
                              [--size 640x480] [--real-arch] [--repeat 5]
 
 Models are random-initialised and saved to a temporary folder, then loaded through
-the real backends (``ml/backends``) exactly as users' checkpoints are; random
+the real backends (``ml/stages/backends``) exactly as users' checkpoints are; random
 weights are fine for speed. By default they are the tiny models of the tests
 (tests/ml/vision_fixtures.py). With ``--real-arch`` they are the default
 configurations of the real architectures: ``GroundingDinoConfig()`` (Swin-T + BERT-base,
@@ -36,10 +36,10 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
-from ml.backends.grounding_dino import GroundingDinoGrounder
-from ml.backends.sam_hf import HFSamSegmenter
-from ml.backends.sam_meta import MetaSamSegmenter
-from ml.types import Box, ImageInput
+from ml.stages.backends.grounding_dino import GroundingDinoGrounder
+from ml.stages.backends.sam_hf import HFSamSegmenter
+from ml.stages.backends.sam_meta import MetaSamSegmenter
+from ml.stages.types import Box, ImageInput
 from tests.ml import vision_fixtures as tiny
 
 TRIPLET = ["stormy beach at dusk", "dark heavy clouds", "lone fisherman"]

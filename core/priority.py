@@ -1,7 +1,7 @@
 """The review-queue priority rule: how much the model annotators agree, and where an image
 stands in the queue (no Django).
 
-The pipeline (``ml.pipeline.route``) and the importer (``annotations.importers.routing``)
+The pipeline (``ml.stages.pipeline.route``) and the importer (``annotations.importers.routing``)
 both order the queue with :func:`queue_priority`; the lowest priority is reviewed first.
 """
 

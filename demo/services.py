@@ -29,6 +29,13 @@ from PIL import Image as PILImage
 from scipy import ndimage
 from skimage import color, filters, measure, morphology
 
+from annotations.domain import PIPELINE_AUTHOR
+from annotations.importers import ImportReport, import_emoverse_jsonl
+from annotations.roles import ensure_role_groups
+from annotations.services import dataset_get_or_create
+from core.masks import encode_mask
+from core.triplets import PhraseTriplet
+from core.vocabulary import ROLES
 from demo.scenes import (
     SCENES,
     Answer,
@@ -37,15 +44,8 @@ from demo.scenes import (
     SceneTriplet,
     Segment,
 )
-from annotations.domain import PIPELINE_AUTHOR
-from annotations.importers import ImportReport, import_emoverse_jsonl
-from annotations.roles import ensure_role_groups
-from annotations.services import dataset_get_or_create
-from core.masks import encode_mask
-from core.triplets import PhraseTriplet
-from core.vocabulary import ROLES
-from ml.calibration import calibrate_and_merge
-from ml.types import AnnotatorResult
+from ml.stages.calibration import calibrate_and_merge
+from ml.stages.types import AnnotatorResult
 
 DEMO_DATASET = "demo"
 DEMO_DATASET_NAME = "Demo: scikit-image photographs"

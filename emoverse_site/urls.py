@@ -17,7 +17,11 @@ urlpatterns = [
     path("api/", include("annotations.api_urls")),
     path("api/review/", include("review.api_urls")),
     path("pipeline/", include("ml.urls")),
+    # Calibration is ml's (it fits and stores temperatures) but keeps its /agreement/ URLs;
+    # before agreement's own, whose <slug:slug>/ would take "calibration".
+    path("agreement/calibration/", include("ml.calibration_urls")),
     path("agreement/", include("agreement.urls")),
+    path("api/agreement/calibration/", include("ml.api_urls")),
     path("api/agreement/", include("agreement.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

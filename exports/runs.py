@@ -53,7 +53,7 @@ from annotations.models import AnnotationKind, Image
 from exports.filters import ExportFilters
 from exports.manifest import MANIFEST, build_manifest
 from exports.models import ExportSnapshot, ExportStatus
-from exports.selectors import final_annotations_and_withheld, export_images, final_dir, partial_dir
+from exports.selectors import export_images, final_annotations_and_withheld, final_dir, partial_dir
 from exports.writers import ExportItem, WriterResult, writer_class
 from exports.writers.images import IMAGE_MODES, ImagePlacer, export_file_name
 

@@ -68,7 +68,7 @@ class StageResult(models.Model):
     status = models.CharField(max_length=16, choices=StageStatus.choices, default=StageStatus.QUEUED)
     reason = models.TextField(blank=True)
     raw_output = models.TextField(blank=True)
-    output = models.JSONField(null=True, blank=True, help_text="The parsed stage result (ml.codec.dump).")
+    output = models.JSONField(null=True, blank=True, help_text="The parsed stage result (ml.stages.codec.dump).")
     duration_s = models.FloatField(null=True, blank=True)
     attempt = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)

@@ -11,7 +11,7 @@ import logging
 from celery import shared_task
 
 from ml import services
-from ml.types import BackendNotConfigured
+from ml.stages.types import BackendNotConfigured
 
 logger = logging.getLogger(__name__)
 

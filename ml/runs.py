@@ -19,29 +19,24 @@ from datetime import timedelta
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
-from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from annotations.models import Image, ImageStatus
 from annotations.services import image_set_status
-from ml import codec, pipeline
+from ml.config import get_registry
 from ml.models import PipelineRun, RunStatus, StageResult, StageStatus
-from ml.registry import Registry, get_registry
 from ml.save import save_preannotation
 from ml.selectors import latest_temperatures
-from ml.types import AnnotatorResult, BackendNotConfigured, ImageInput, StageError
+from ml.stages import codec, pipeline
+from ml.stages.types import AnnotatorResult, BackendNotConfigured, ImageInput, StageError
 
 GPU_STAGES = ("ground", "segment", "des", "save")
 # Unexpected exceptions worth retrying: the database or a network peer went away for a while.
 TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 
 logger = logging.getLogger(__name__)
-
-
-def registry() -> Registry:
-    return get_registry(settings.EMOVERSE_ML)
 
 
 def image_input(image: Image) -> ImageInput:
@@ -149,7 +144,7 @@ def annotate(run_id: int, name: str) -> None:
     run = stage_begin(run_id, stage)
     if run is None:
         return
-    annotator = registry().annotator(name)
+    annotator = get_registry().annotator(name)
     result, seconds = _timed(lambda: annotator.annotate(image_input(run.image)))
     stage_done(run, stage, output=codec.dump(result), raw_output=result.raw_output, duration=seconds, cost_usd=result.usage.cost_usd)
 
@@ -158,7 +153,7 @@ def calibrate(run_id: int) -> None:
     run = stage_begin(run_id, "calibrate")
     if run is None:
         return
-    reg = registry()
+    reg = get_registry()
     names = [s.name for s in reg.annotator_specs()]
     results = _annotator_results(run, _outputs(run), names)
     image = image_input(run.image)
@@ -176,7 +171,7 @@ def critic(run_id: int) -> None:
     run = stage_begin(run_id, "critic")
     if run is None:
         return
-    reg = registry()
+    reg = get_registry()
     outputs = _outputs(run)
     results = _annotator_results(run, outputs, [s.name for s in reg.annotator_specs()])
     calibrated = _require(outputs, "calibrate").output
@@ -313,7 +308,7 @@ def _stage(stage: str, fn: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def _gpu_batch(runs: list[PipelineRun], token: str) -> None:
-    reg = registry()
+    reg = get_registry()
     outputs = {run.pk: _outputs(run) for run in runs}
     images, _ = _stage("ground", lambda: [image_input(run.image) for run in runs])  # a missing file fails its run
     triplets = [codec.load_triplets(outputs[run.pk]["calibrate"].output["triplets"]) for run in runs]

@@ -27,9 +27,9 @@ from annotations.validation import (
     validate_mask,
     validate_triplets,
 )
-from ml import codec, pipeline
 from ml.models import PipelineRun, RunStatus, StageResult, StageStatus
-from ml.types import (
+from ml.stages import codec, pipeline
+from ml.stages.types import (
     AnnotatorResult,
     CalibrationResult,
     CriticResult,

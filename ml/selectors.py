@@ -26,6 +26,10 @@ def latest_temperatures() -> dict[str, float]:
     return latest
 
 
+def calibration_history(*, limit: int = 200) -> list[CalibrationVersion]:
+    return list(CalibrationVersion.objects.select_related("created_by").order_by("model_name", "-version")[:limit])
+
+
 def dataset_runs(*, dataset: Dataset, pipeline_version: str) -> QuerySet[PipelineRun]:
     return PipelineRun.objects.filter(image__dataset=dataset, pipeline_version=pipeline_version)
 

@@ -18,6 +18,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from annotations.models import Annotation, AnnotationKind, Dataset, Image, ImageStatus
 from annotations.services import image_set_status
 from ml import runs, tasks
+from ml.config import get_registry
 from ml.models import (
     CalibrationVersion,
     PipelineRun,
@@ -25,9 +26,9 @@ from ml.models import (
     StageResult,
     StageStatus,
 )
-from ml.registry import Registry, get_registry
 from ml.save import PEOPLE_DECIDED
-from ml.types import BackendNotConfigured, StageError
+from ml.stages.registry import Registry
+from ml.stages.types import BackendNotConfigured, StageError
 
 logger = logging.getLogger(__name__)
 
@@ -39,19 +40,6 @@ def pipeline_images(*, dataset: Dataset | None = None) -> QuerySet[Image]:
     reviewed = Annotation.objects.filter(image=OuterRef("pk"), kind=AnnotationKind.HUMAN, is_current=True)
     images = dataset.images.all() if dataset is not None else Image.objects.all()
     return images.exclude(status__in=PEOPLE_DECIDED).exclude(Exists(reviewed))
-
-
-def ml_registry() -> Registry:
-    return get_registry(settings.EMOVERSE_ML)
-
-
-def configured_registry() -> Registry:
-    """The registry, or :class:`BackendNotConfigured` listing everything that is missing."""
-    registry = ml_registry()
-    problems = registry.check()
-    if problems:
-        raise BackendNotConfigured("The pre-annotation pipeline is not configured:\n- " + "\n- ".join(problems))
-    return registry
 
 
 def pipeline_stage_names(registry: Registry) -> list[str]:
@@ -151,7 +139,7 @@ def enqueue_preannotation(*, dataset: Dataset, limit: int | None = None, force: 
     (:func:`pipeline_images`). Runs that are queued or running and not stale are left
     alone either way. Work is sent after the commit.
     """
-    registry = configured_registry()
+    registry = get_registry().require_complete()
     routes = _routes(registry)
     version = registry.pipeline_version
     images = pipeline_images(dataset=dataset).order_by("id")
@@ -189,7 +177,7 @@ def retry_failed(*, dataset: Dataset) -> RetryResult:
     """Send the dataset's failed runs again, and those stuck queued or running
     (:func:`stale_runs`). Stages that succeeded are kept (an annotator that answered is
     not asked again); only the failed or unfinished stages and those after them re-run."""
-    registry = configured_registry()
+    registry = get_registry().require_complete()
     routes = _routes(registry)
     version = registry.pipeline_version
     with transaction.atomic():
@@ -221,7 +209,7 @@ def sweep_stale_runs(*, max_sends: int | None = None) -> SweepResult:
     sent by the sweep (their error is known; a person retries them). Rows another sweep
     holds are skipped.
     """
-    registry = configured_registry()
+    registry = get_registry().require_complete()
     routes = _routes(registry)
     version = registry.pipeline_version
     limit = settings.EMOVERSE_PIPELINE_MAX_SENDS if max_sends is None else max_sends
@@ -306,9 +294,7 @@ __all__ = [
     "EnqueueResult",
     "RetryResult",
     "calibration_version_create",
-    "configured_registry",
     "enqueue_preannotation",
-    "ml_registry",
     "pipeline_stage_names",
     "retry_failed",
     "stale_runs",

@@ -36,7 +36,8 @@ from django.conf import settings
 from annotations.models import Image
 from core.masks import mask_area, normalize_rle
 from ml import runs
-from ml.types import BackendNotConfigured, Box, StageError
+from ml.config import get_registry
+from ml.stages.types import BackendNotConfigured, Box, StageError
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ def critic(self: Task, run_id: int) -> None:
 @shared_task(**GPU_TASK)
 def gpu_ground_segment(self: Task, run_id: int) -> None:
     """Ground, segment and encode this run together with other runs ready for the GPU."""
-    reg = runs.registry()
+    reg = get_registry()
     # The message id: the same for every retry and redelivery of this task.
     token = self.request.id or uuid.uuid4().hex
 
@@ -190,7 +191,7 @@ def gpu_refine_mask(self: Task, image_id: int, box: list[float] | None, points: 
     a redelivery after a worker died would answer nobody.
     """
     image = Image.objects.get(pk=image_id)
-    segmenter = runs.registry().segmenter()  # BackendNotConfigured names what to set
+    segmenter = get_registry().segmenter()  # BackendNotConfigured names what to set
     mask = segmenter.refine(
         runs.image_input(image),
         None if box is None else Box(*map(float, box)),

@@ -1,4 +1,5 @@
-"""Pipeline pages: progress per dataset (htmx polling), Pre-annotate and Retry buttons. Admins only."""
+"""Pipeline pages: progress per dataset (htmx polling), Pre-annotate and Retry buttons (admins).
+The calibration page (researchers and admins) and its Recalibrate button (admins)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,20 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from agreement.pages import calibration_plots
 from annotations.models import Dataset
 from annotations.roles import role_required
+from core.vocabulary import RESEARCHER
 from core.vocabulary import ADMIN
-from ml import selectors, services, tasks
+from ml import recalibration, selectors, services, tasks
+from ml.config import get_registry
 from ml.forms import PreannotateForm
-from ml.registry import CONFIG_HINT
-from ml.types import BackendNotConfigured
+from ml.stages.registry import CONFIG_HINT
+from ml.stages.types import BackendNotConfigured
 
 
 def _context(dataset: Dataset) -> dict:
-    registry = services.ml_registry()
+    registry = get_registry()
     problems = registry.check()
     version = registry.pipeline_version if not problems else registry.config.get("pipeline_version") or "v1"
     progress = selectors.dataset_progress(
@@ -35,7 +39,7 @@ def _context(dataset: Dataset) -> dict:
 @role_required(ADMIN)
 def pipeline_page(request, slug: str):
     dataset = get_object_or_404(Dataset, slug=slug)
-    template = "ml/_progress.html" if request.htmx else "ml/pipeline.html"
+    template = "ml/_progress.html" if request.htmx else "ml/stages/pipeline.html"
     return render(request, template, _context(dataset))
 
 
@@ -72,3 +76,37 @@ def pipeline_retry(request, slug: str):
         stuck = f", and {result.stale} stuck without progress" if result.stale else ""
         messages.success(request, f"Sent {result.failed} failed image(s) again{stuck}.")
     return redirect("ml:pipeline", slug=slug)
+
+
+@require_GET
+@role_required(RESEARCHER, ADMIN)
+def calibration_page(request):
+    dataset = get_object_or_404(Dataset, slug=request.GET["dataset"]) if request.GET.get("dataset") else None
+    context = {
+        "dataset": dataset,
+        "datasets": Dataset.objects.order_by("slug"),
+        "fits": calibration_plots(recalibration.cached_model_calibrations(dataset=dataset)),
+        "history": selectors.calibration_history(),
+        "min_samples": recalibration.default_min_samples(),
+    }
+    return render(request, "agreement/calibration.html", context)
+
+
+@require_POST
+@role_required(ADMIN)
+def recalibrate_view(request):
+    dataset = get_object_or_404(Dataset, slug=request.POST["dataset"]) if request.POST.get("dataset") else None
+    try:
+        min_samples = int(request.POST.get("min_samples") or recalibration.default_min_samples())
+        result = recalibration.recalibrate(dataset=dataset, min_samples=min_samples, created_by=request.user)
+    except ValueError as exc:
+        messages.error(request, f"Recalibration refused: {exc}")
+        return redirect("agreement-calibration")
+    for version in result.stored:
+        messages.success(request, f"{version.model_name}: version {version.version}, T = {version.temperature:.3f} "
+                                  f"(ECE {version.ece_before:.3f} → {version.ece_after:.3f}, n = {version.n_samples})")
+    for model, reason in result.skipped.items():
+        messages.info(request, f"{model}: not recalibrated — {reason}")
+    if not result.stored and not result.skipped:
+        messages.info(request, "No model answer has a human reference label yet: nothing to calibrate.")
+    return redirect("agreement-calibration")

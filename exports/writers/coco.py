@@ -32,9 +32,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.vocabulary import EMOTIONS, POSITIVE_EMOTIONS, ROLES
 from annotations.models import Element
 from core.masks import mask_area, mask_bbox
+from core.vocabulary import EMOTIONS, POSITIVE_EMOTIONS, ROLES
 from exports.writers.items import (
     ExportItem,
     WriterResult,

@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.vocabulary import DES_DIM
 from annotations.selectors import annotation_to_dict
+from core.vocabulary import DES_DIM
 from exports.writers.items import ExportItem, WriterResult, export_annotator
 
 FILE_NAME = "data.jsonl"

@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.vocabulary import DES_DIM, EMOTIONS, ROLES
 from annotations.models import Element
+from core.vocabulary import DES_DIM, EMOTIONS, ROLES
 from exports.writers.items import ExportItem, WriterResult, export_annotator
 
 FILE_NAME = "data.parquet"

@@ -47,7 +47,7 @@ class Migration(migrations.Migration):
                 ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed')], default='queued', max_length=16)),
                 ('reason', models.TextField(blank=True)),
                 ('raw_output', models.TextField(blank=True)),
-                ('output', models.JSONField(blank=True, help_text='The parsed stage result (ml.codec.dump).', null=True)),
+                ('output', models.JSONField(blank=True, help_text='The parsed stage result (ml.stages.codec.dump).', null=True)),
                 ('duration_s', models.FloatField(blank=True, null=True)),
                 ('attempt', models.PositiveIntegerField(default=0)),
                 ('updated_at', models.DateTimeField(auto_now=True)),

@@ -84,8 +84,8 @@ def test_fit_temperature_is_one_on_calibrated_distributions():
 
 def test_temperature_on_distributions_matches_the_pipeline_convention():
     from core.vocabulary import EMOTIONS
-    from ml.calibration import DEFAULT_EPSILON as PIPELINE_EPSILON
-    from ml.calibration import temperature_scale
+    from ml.stages.calibration import DEFAULT_EPSILON as PIPELINE_EPSILON
+    from ml.stages.calibration import temperature_scale
 
     assert DEFAULT_EPSILON == PIPELINE_EPSILON
     distribution = np.array([0.5, 0.2, 0.1, 0.1, 0.05, 0.05, 0.0, 0.0])

@@ -1,4 +1,4 @@
-"""`manage.py agreement` and `manage.py recalibrate`."""
+"""`manage.py agreement`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from agreement.models import PhraseEmbedding
 from agreement.report import agreement_report
 from agreement.results import ReportOptions
 from agreement.selectors import ReportFilters
-from ml.models import CalibrationVersion
 from tests.agreement.scenes import build_scene
 
 pytestmark = pytest.mark.django_db
@@ -49,21 +48,6 @@ def test_summary_and_csv_and_errors():
         _run("--dataset", "study", "--from", "last week")
     with pytest.raises(CommandError, match="at least 1"):
         _run("--dataset", "study", "--resamples", "0")
-
-
-def test_recalibrate_command():
-    build_scene()
-    out = io.StringIO()
-    call_command("recalibrate", "--dataset", "study", "--min-samples", "5", stdout=out)
-    stored = list(CalibrationVersion.objects.values_list("model_name", flat=True))
-    assert stored
-    for name in stored:
-        assert f"{name}: version 1, T = " in out.getvalue()
-    out = io.StringIO()
-    call_command("recalibrate", "--min-samples", "500", stdout=out)
-    assert "skipped (10 labelled answers; at least 500 needed)" in out.getvalue()
-    with pytest.raises(CommandError):
-        call_command("recalibrate", "--dataset", "nope")
 
 
 @pytest.mark.ml

@@ -374,8 +374,8 @@ def test_calibration_section_per_model_before_and_after_the_latest_temperature(s
     """Every scene answer says its label at .95 (raw = saved: no temperature existed). ECE before is
     |accuracy - .95| in the last of 15 bins; after the stored T = 2 it is |accuracy - scaled confidence|."""
     from agreement.report_cache import cached_agreement_report
-    from ml.calibration import temperature_scale
     from ml.services import calibration_version_create
+    from ml.stages.calibration import temperature_scale
     from tests.factories import distribution_for
 
     reference = [majority([LABELS[r][i] for r in REVIEWERS]) for i in range(10)]

@@ -12,9 +12,9 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from core.vocabulary import EMOTIONS, ROLES
 from annotations.models import Element
 from annotations.selectors import image_final_annotation
+from core.vocabulary import EMOTIONS, ROLES
 from exports import runs, selectors, services
 from tests.exports.export_scenes import build_scene, fast_passwords  # noqa: F401 - autouse fixture
 

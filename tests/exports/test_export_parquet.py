@@ -12,8 +12,8 @@ import pytest
 from datasets import Dataset as HFDataset
 from datasets import List, Value
 
-from core.vocabulary import EMOTIONS, ROLES
 from annotations.selectors import image_final_annotation
+from core.vocabulary import EMOTIONS, ROLES
 from exports import runs, selectors, services
 from exports.writers import parquet as parquet_writer
 from tests.exports.export_scenes import build_scene, fast_passwords  # noqa: F401 - autouse fixture

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from ml.registry import reset_registry
-from ml.types import ImageInput
+from ml.config import reset_registry
+from ml.stages.types import ImageInput
 from tests.ml.fake_openai import FakeOpenAI
 from tests.ml.stage_fakes import api_pipeline_config
 

@@ -15,7 +15,14 @@ from pycocotools import mask as mask_utils
 
 from core.triplets import PhraseTriplet
 from core.vocabulary import DES_DIM, EMOTIONS
-from ml.types import AnnotatorResult, Box, Detection, ImageInput, Mask, StageError
+from ml.stages.types import (
+    AnnotatorResult,
+    Box,
+    Detection,
+    ImageInput,
+    Mask,
+    StageError,
+)
 from tests.ml.fake_openai import distribution
 
 
@@ -145,10 +152,10 @@ def api_pipeline_config(base_url: str, key_env: str, *, version: str, critic_mod
     return {
         "pipeline_version": version,
         "annotators": [
-            {"name": "model-a", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-a", **endpoint}},
-            {"name": "model-b", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-b", **endpoint}},
+            {"name": "model-a", "backend": "ml.stages.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-a", **endpoint}},
+            {"name": "model-b", "backend": "ml.stages.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-b", **endpoint}},
         ],
-        "critic": {"backend": "ml.backends.openai_critic.OpenAICritic", "options": {"model": critic_model, **endpoint}},
+        "critic": {"backend": "ml.stages.backends.openai_critic.OpenAICritic", "options": {"model": critic_model, **endpoint}},
         "grounder": {"backend": "tests.ml.stage_fakes.FakeGrounder"},
         "segmenter": {"backend": "tests.ml.stage_fakes.FakeSegmenter"},
         **stages,

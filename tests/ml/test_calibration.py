@@ -10,10 +10,10 @@ import pytest
 from core.distributions import js_distance
 from core.triplets import PhraseTriplet, phrase_similarity, triplet_overlap
 from core.vocabulary import EMOTIONS
-from ml.backends.temperature_calibrator import TemperatureCalibrator
-from ml.calibration import calibrate_and_merge, temperature_scale
-from ml.triplets import merge_triplets
-from ml.types import AnnotatorResult, StageError
+from ml.stages.backends.temperature_calibrator import TemperatureCalibrator
+from ml.stages.calibration import calibrate_and_merge, temperature_scale
+from ml.stages.triplets import merge_triplets
+from ml.stages.types import AnnotatorResult, StageError
 from tests.ml.fake_openai import distribution
 
 T1 = PhraseTriplet("stormy beach at dusk", "dark heavy clouds", "lone fisherman")

@@ -14,10 +14,10 @@ pytest.importorskip("torch")
 import torch
 
 from core.vocabulary import EMOTIONS
-from ml.backends._vision import decode_image
-from ml.backends.hf_classifier import HFEmotionClassifier
-from ml.protocols import EmotionClassifier
-from ml.types import BackendNotConfigured, ImageInput, StageError
+from ml.stages.backends._vision import decode_image
+from ml.stages.backends.hf_classifier import HFEmotionClassifier
+from ml.stages.protocols import EmotionClassifier
+from ml.stages.types import BackendNotConfigured, ImageInput, StageError
 from tests.ml.vision_fixtures import build_tiny_classifier, random_image
 
 pytestmark = pytest.mark.ml

@@ -11,8 +11,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from annotations.models import ImageStatus
+from ml.config import reset_registry
 from ml.models import PipelineRun, RunStatus
-from ml.registry import reset_registry
 from tests.factories import DatasetFactory, ImageFactory
 from tests.ml.fake_openai import Reply
 from tests.ml.stage_fakes import api_pipeline_config
@@ -100,7 +100,7 @@ def test_ml_check_names_what_is_missing(configured, monkeypatch, openai_key):
     with pytest.raises(CommandError):
         call_command("ml_check", "--no-run", stdout=out)
     text = out.getvalue()
-    assert f"MISSING  load annotator model-a (ml.backends.openai_vlm.OpenAIAnnotator): environment variable {openai_key} is not set" in text
+    assert f"MISSING  load annotator model-a (ml.stages.backends.openai_vlm.OpenAIAnnotator): environment variable {openai_key} is not set" in text
     assert "MISSING  grounder: no grounder configured" in text
     assert "ok       load segmenter" in text
 
@@ -109,13 +109,13 @@ def test_ml_check_names_what_is_missing(configured, monkeypatch, openai_key):
 def test_ml_check_with_tiny_real_models_says_where_each_loaded_from(
     configured, tiny_grounding_dino_dir, tiny_sam_hf_dir, tiny_classifier_dir, tiny_qwen_dir
 ):
-    configured["grounder"] = {"backend": "ml.backends.grounding_dino.GroundingDinoGrounder",
+    configured["grounder"] = {"backend": "ml.stages.backends.grounding_dino.GroundingDinoGrounder",
                               "options": {"model_path": str(tiny_grounding_dino_dir), "device": "cpu", "box_threshold": 0.0, "text_threshold": 0.0}}
-    configured["segmenter"] = {"backend": "ml.backends.sam_hf.HFSamSegmenter", "options": {"model_path": str(tiny_sam_hf_dir), "device": "cpu"}}
-    configured["classifier"] = {"name": "emovit-tiny", "backend": "ml.backends.hf_classifier.HFEmotionClassifier",
+    configured["segmenter"] = {"backend": "ml.stages.backends.sam_hf.HFSamSegmenter", "options": {"model_path": str(tiny_sam_hf_dir), "device": "cpu"}}
+    configured["classifier"] = {"name": "emovit-tiny", "backend": "ml.stages.backends.hf_classifier.HFEmotionClassifier",
                                 "options": {"model_path": str(tiny_classifier_dir), "device": "cpu"}}
     configured["annotators"].append(
-        {"name": "qwen-local", "backend": "ml.backends.qwen_vl.QwenVLAnnotator", "options": {"model_path": str(tiny_qwen_dir), "max_new_tokens": 16}}
+        {"name": "qwen-local", "backend": "ml.stages.backends.qwen_vl.QwenVLAnnotator", "options": {"model_path": str(tiny_qwen_dir), "max_new_tokens": 16}}
     )
     reset_registry()
     out = io.StringIO()
@@ -160,7 +160,7 @@ def test_force_says_how_many_were_stuck(configured, django_capture_on_commit_cal
 
 def test_ml_check_reports_a_corrupt_model_and_bad_options_and_goes_on(configured):
     configured["grounder"] = {"backend": "tests.ml.stage_fakes.CorruptWeightsGrounder", "options": {"model_path": "/models/gd"}}
-    configured["calibrator"] = {"backend": "ml.backends.temperature_calibrator.TemperatureCalibrator",
+    configured["calibrator"] = {"backend": "ml.stages.backends.temperature_calibrator.TemperatureCalibrator",
                                 "options": {"classifier_weight": 2}}
     reset_registry()
     out = io.StringIO()

@@ -8,10 +8,10 @@ import pytest
 
 from core.triplets import PhraseTriplet
 from core.vocabulary import ROLES
-from ml.backends.openai_critic import OpenAICritic
-from ml.calibration import calibrate_and_merge
-from ml.parsing import CRITIC_SCHEMA, parse_critic
-from ml.types import AnnotatorResult, StageError
+from ml.stages.backends.openai_critic import OpenAICritic
+from ml.stages.calibration import calibrate_and_merge
+from ml.stages.parsing import CRITIC_SCHEMA, parse_critic
+from ml.stages.types import AnnotatorResult, StageError
 from tests.ml.fake_openai import Reply, critic_json, distribution
 
 TRIPLETS = (

@@ -14,11 +14,11 @@ pytest.importorskip("torch")
 import torch
 
 from core.vocabulary import DES_DIM
-from ml.backends._vision import decode_image
-from ml.backends.des_encoder import VisionDesEncoder
-from ml.pipeline import encode_des
-from ml.protocols import DesEncoder
-from ml.types import BackendNotConfigured, ImageInput, StageError
+from ml.stages.backends._vision import decode_image
+from ml.stages.backends.des_encoder import VisionDesEncoder
+from ml.stages.pipeline import encode_des
+from ml.stages.protocols import DesEncoder
+from ml.stages.types import BackendNotConfigured, ImageInput, StageError
 from tests.ml.vision_fixtures import random_image, write_des_head
 
 pytestmark = pytest.mark.ml

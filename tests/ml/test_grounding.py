@@ -15,9 +15,9 @@ pytest.importorskip("torch")
 
 import torch
 
-from ml.backends.grounding_dino import GroundingDinoGrounder, clean_phrase
-from ml.protocols import Grounder
-from ml.types import BackendNotConfigured, ImageInput, StageError
+from ml.stages.backends.grounding_dino import GroundingDinoGrounder, clean_phrase
+from ml.stages.protocols import Grounder
+from ml.stages.types import BackendNotConfigured, ImageInput, StageError
 from tests.ml.vision_fixtures import random_image
 
 pytestmark = pytest.mark.ml

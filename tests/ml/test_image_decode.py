@@ -1,4 +1,4 @@
-"""Decoding of stored image bytes for the vision backends (ml/backends/_vision.py)."""
+"""Decoding of stored image bytes for the vision backends (ml/stages/backends/_vision.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from PIL import Image as PILImage
 from PIL import ImageOps
 
-from ml.backends._vision import decode_image, decode_rgb
-from ml.types import ImageInput, StageError
+from ml.stages.backends._vision import decode_image, decode_rgb
+from ml.stages.types import ImageInput, StageError
 from tests.ml.vision_fixtures import image_input
 
 

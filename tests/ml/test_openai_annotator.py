@@ -8,9 +8,9 @@ import json
 import pytest
 
 from core.vocabulary import EMOTIONS
-from ml.backends.openai_vlm import OpenAIAnnotator
-from ml.parsing import ANNOTATION_SCHEMA
-from ml.types import BackendNotConfigured, StageError
+from ml.stages.backends.openai_vlm import OpenAIAnnotator
+from ml.stages.parsing import ANNOTATION_SCHEMA
+from ml.stages.types import BackendNotConfigured, StageError
 from tests.ml.fake_openai import GOOD_TRIPLETS, Reply, annotation_json, distribution
 
 FAST_RETRY = {"retry-after-ms": "10"}

@@ -1,4 +1,4 @@
-"""The pure orchestration in ml/pipeline.py, end to end with the fake OpenAI server."""
+"""The pure orchestration in ml/stages/pipeline.py, end to end with the fake OpenAI server."""
 
 from __future__ import annotations
 
@@ -9,12 +9,18 @@ from pycocotools import mask as mask_utils
 from core.triplets import PhraseTriplet
 from core.vocabulary import DES_DIM, ROLES
 from ml import pipeline
-from ml.backends.openai_critic import OpenAICritic
-from ml.backends.openai_vlm import OpenAIAnnotator
-from ml.backends.temperature_calibrator import TemperatureCalibrator
-from ml.calibration import calibrate_and_merge
-from ml.registry import Registry
-from ml.types import Box, CriticResult, Detection, ElementVerdict, StageError
+from ml.stages.backends.openai_critic import OpenAICritic
+from ml.stages.backends.openai_vlm import OpenAIAnnotator
+from ml.stages.backends.temperature_calibrator import TemperatureCalibrator
+from ml.stages.calibration import calibrate_and_merge
+from ml.stages.registry import Registry
+from ml.stages.types import (
+    Box,
+    CriticResult,
+    Detection,
+    ElementVerdict,
+    StageError,
+)
 from tests.ml.core_fixtures import png_image
 from tests.ml.stage_fakes import (
     FakeAnnotator,
@@ -178,16 +184,16 @@ def test_run_pipeline_with_tiny_real_vision_models(
     endpoint = {"base_url": fake_openai.base_url, "api_key_env": openai_key, "max_retries": 0}
     registry = Registry({
         "annotators": [
-            {"name": "a", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-a", **endpoint}},
-            {"name": "b", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-b", **endpoint}},
+            {"name": "a", "backend": "ml.stages.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-a", **endpoint}},
+            {"name": "b", "backend": "ml.stages.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "fake-b", **endpoint}},
         ],
-        "critic": {"backend": "ml.backends.openai_critic.OpenAICritic", "options": {"model": "c", **endpoint}},
-        "classifier": {"name": "emovit-tiny", "backend": "ml.backends.hf_classifier.HFEmotionClassifier",
+        "critic": {"backend": "ml.stages.backends.openai_critic.OpenAICritic", "options": {"model": "c", **endpoint}},
+        "classifier": {"name": "emovit-tiny", "backend": "ml.stages.backends.hf_classifier.HFEmotionClassifier",
                        "options": {"model_path": str(tiny_classifier_dir), "device": "cpu"}},
-        "grounder": {"backend": "ml.backends.grounding_dino.GroundingDinoGrounder",
+        "grounder": {"backend": "ml.stages.backends.grounding_dino.GroundingDinoGrounder",
                      "options": {"model_path": str(tiny_grounding_dino_dir), "device": "cpu", "box_threshold": 0.0, "text_threshold": 0.0}},
-        "segmenter": {"backend": "ml.backends.sam_hf.HFSamSegmenter", "options": {"model_path": str(tiny_sam_hf_dir), "device": "cpu"}},
-        "des": {"backend": "ml.backends.des_encoder.VisionDesEncoder", "options": {"model_path": str(tiny_des_vit_dir), "device": "cpu"}},
+        "segmenter": {"backend": "ml.stages.backends.sam_hf.HFSamSegmenter", "options": {"model_path": str(tiny_sam_hf_dir), "device": "cpu"}},
+        "des": {"backend": "ml.stages.backends.des_encoder.VisionDesEncoder", "options": {"model_path": str(tiny_des_vit_dir), "device": "cpu"}},
     })
     images = [png_image(64, 48, seed=1, key="1"), png_image(50, 70, seed=2, key="2")]
 

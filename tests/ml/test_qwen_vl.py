@@ -13,10 +13,10 @@ pytest.importorskip("torch")
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from ml.backends import qwen_vl
-from ml.backends.qwen_vl import QwenVLAnnotator, QwenVLCritic
-from ml.calibration import calibrate_and_merge
-from ml.types import BackendNotConfigured, ImageInput, StageError
+from ml.stages.backends import qwen_vl
+from ml.stages.backends.qwen_vl import QwenVLAnnotator, QwenVLCritic
+from ml.stages.calibration import calibrate_and_merge
+from ml.stages.types import BackendNotConfigured, ImageInput, StageError
 from tests.ml.fake_openai import annotation_json, critic_json
 
 pytestmark = pytest.mark.ml

@@ -11,8 +11,8 @@ pytest.importorskip("torch")
 from annotations.validation import validate_mask
 from core.masks import decode_mask
 from ml import tasks
-from ml.registry import reset_registry
-from ml.types import BackendNotConfigured
+from ml.config import get_registry, reset_registry
+from ml.stages.types import BackendNotConfigured
 from tests.factories import ImageFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.ml]
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.ml]
 @pytest.fixture
 def sam_config(settings, tiny_sam_hf_dir):
     settings.EMOVERSE_ML = {
-        "segmenter": {"backend": "ml.backends.sam_hf.HFSamSegmenter", "options": {"model_path": str(tiny_sam_hf_dir), "device": "cpu"}},
+        "segmenter": {"backend": "ml.stages.backends.sam_hf.HFSamSegmenter", "options": {"model_path": str(tiny_sam_hf_dir), "device": "cpu"}},
     }
     reset_registry()
     yield settings.EMOVERSE_ML
@@ -41,7 +41,7 @@ def test_refine_returns_a_full_size_rle_the_review_api_accepts(sam_config):
 
 def test_clicks_on_the_same_image_reuse_its_embedding(sam_config):
     image = ImageFactory(width=64, height=48)
-    segmenter = tasks.runs.registry().segmenter()
+    segmenter = get_registry().segmenter()
     passes: list[int] = []
     segmenter.model.vision_encoder.register_forward_hook(lambda m, args, out: passes.append(1))
 
@@ -53,10 +53,10 @@ def test_clicks_on_the_same_image_reuse_its_embedding(sam_config):
 
 def test_an_empty_mask_comes_back_as_none(sam_config, monkeypatch):
     from core.masks import encode_mask
-    from ml.types import Mask
+    from ml.stages.types import Mask
 
     image = ImageFactory(width=64, height=48)
-    segmenter = tasks.runs.registry().segmenter()
+    segmenter = get_registry().segmenter()
     empty = Mask(rle=encode_mask(np.zeros((48, 64), dtype=bool)), score=0.12)
     monkeypatch.setattr(segmenter, "refine", lambda *a, **k: empty)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ml.backends.openai_vlm import OpenAIAnnotator
-from ml.backends.temperature_calibrator import TemperatureCalibrator
-from ml.registry import Registry, get_registry, reset_registry
-from ml.types import BackendNotConfigured
+from ml.config import get_registry, reset_registry
+from ml.stages.backends.openai_vlm import OpenAIAnnotator
+from ml.stages.backends.temperature_calibrator import TemperatureCalibrator
+from ml.stages.registry import Registry
+from ml.stages.types import BackendNotConfigured
 
 
 @pytest.fixture(autouse=True)
@@ -18,12 +19,12 @@ def _fresh():
 
 
 def _config(openai_key, **overrides):
-    annotator = {"backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "gpt-4o", "api_key_env": openai_key}}
+    annotator = {"backend": "ml.stages.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "gpt-4o", "api_key_env": openai_key}}
     config = {
         "pipeline_version": "2026-11-a",
         "gpu_batch_size": 4,
         "annotators": [{"name": "gpt-4o", **annotator}, {"name": "gemini", **annotator}],
-        "critic": {"backend": "ml.backends.openai_critic.OpenAICritic", "options": {"model": "gpt-4o", "api_key_env": openai_key}},
+        "critic": {"backend": "ml.stages.backends.openai_critic.OpenAICritic", "options": {"model": "gpt-4o", "api_key_env": openai_key}},
         "grounder": {"backend": "tests.ml.stage_fakes.FakeGrounder"},
         "segmenter": {"backend": "tests.ml.stage_fakes.FakeSegmenter"},
         "classifier": None,
@@ -47,12 +48,29 @@ def test_backends_are_built_with_their_options_and_names(openai_key):
     assert registry.check() == []
 
 
-def test_each_backend_is_constructed_once_per_process(openai_key):
+def test_each_backend_is_constructed_once_per_process(openai_key, settings):
     config = _config(openai_key)
-    registry = get_registry(config)
-    assert get_registry(dict(config)) is registry
+    settings.EMOVERSE_ML = config
+    registry = get_registry()
+    settings.EMOVERSE_ML = dict(config)
+    assert get_registry() is registry
     assert registry.grounder() is registry.grounder()
     assert registry.annotators()[0] is registry.annotators()[0]
+
+
+def test_a_configuration_naming_the_backends_old_package_still_loads(openai_key):
+    """The backends moved from ``ml.stages.backends`` to ``ml.stages.backends``; configuration
+    files written before keep working."""
+    config = _config(openai_key)
+    for entry in config["annotators"]:
+        entry["backend"] = "ml.stages.backends.openai_vlm.OpenAIAnnotator"
+    config["calibrator"] = {"backend": "ml.stages.backends.temperature_calibrator.TemperatureCalibrator"}
+    registry = Registry(config)
+
+    assert registry.check() == []
+    assert [type(a) for a in registry.annotators()] == [OpenAIAnnotator, OpenAIAnnotator]
+    assert isinstance(registry.calibrator(), TemperatureCalibrator)
+    assert registry.spec("calibrator").backend == "ml.stages.backends.temperature_calibrator.TemperatureCalibrator"
 
 
 def test_stages_are_built_only_when_asked(openai_key):
@@ -68,7 +86,7 @@ def test_stages_are_built_only_when_asked(openai_key):
     [
         ({"annotators": []}, "no annotators configured"),
         ({"segmenter": None}, "no segmenter configured: set EMOVERSE_ML['segmenter']"),
-        ({"grounder": {"backend": "ml.backends.temperature_calibrator.NoSuchClass"}}, "has no 'NoSuchClass'"),
+        ({"grounder": {"backend": "ml.stages.backends.temperature_calibrator.NoSuchClass"}}, "has no 'NoSuchClass'"),
         ({"grounder": {"backend": "Grounder"}}, "is not a dotted path"),
         ({"grounder": {"backend": "x.Y", "opts": {}}}, "unknown key(s) ['opts']"),
         ({"gpu_batch_size": 0}, "gpu_batch_size"),
@@ -92,7 +110,7 @@ def test_annotators_need_distinct_names(openai_key):
 
 
 def test_bad_options_say_which_stage(openai_key):
-    registry = Registry(_config(openai_key, calibrator={"backend": "ml.backends.temperature_calibrator.TemperatureCalibrator", "options": {"weight": 1}}))
+    registry = Registry(_config(openai_key, calibrator={"backend": "ml.stages.backends.temperature_calibrator.TemperatureCalibrator", "options": {"weight": 1}}))
     with pytest.raises(BackendNotConfigured, match=r"EMOVERSE_ML\['calibrator'\]: bad options"):
         registry.calibrator()
 
@@ -107,15 +125,15 @@ def test_empty_configuration_is_not_configured():
 
 def test_an_option_out_of_range_is_a_configuration_error_too(openai_key):
     """A constructor's ``ValueError`` (not only ``TypeError``) names the stage, not a traceback."""
-    calibrator = {"backend": "ml.backends.temperature_calibrator.TemperatureCalibrator", "options": {"classifier_weight": 2}}
+    calibrator = {"backend": "ml.stages.backends.temperature_calibrator.TemperatureCalibrator", "options": {"classifier_weight": 2}}
     registry = Registry(_config(openai_key, calibrator=calibrator))
     with pytest.raises(BackendNotConfigured, match=r"EMOVERSE_ML\['calibrator'\]: bad options .*classifier_weight must be in \[0, 1\]"):
         registry.calibrator()
 
 
 def test_the_task_queue_is_the_entry_s_else_the_backend_s_default_else_io(openai_key):
-    qwen = {"name": "qwen-local", "backend": "ml.backends.qwen_vl.QwenVLAnnotator", "options": {"model_path": "/models/qwen"}}
-    config = _config(openai_key, critic={"backend": "ml.backends.qwen_vl.QwenVLCritic", "options": {}, "queue": "io"})
+    qwen = {"name": "qwen-local", "backend": "ml.stages.backends.qwen_vl.QwenVLAnnotator", "options": {"model_path": "/models/qwen"}}
+    config = _config(openai_key, critic={"backend": "ml.stages.backends.qwen_vl.QwenVLCritic", "options": {}, "queue": "io"})
     config["annotators"] = [config["annotators"][0], qwen]
     registry = Registry(config)
 

@@ -15,10 +15,10 @@ pytest.importorskip("segment_anything")
 import torch
 
 from core.masks import decode_mask
-from ml.backends.sam_hf import HFSamSegmenter
-from ml.backends.sam_meta import MetaSamSegmenter
-from ml.protocols import Segmenter
-from ml.types import BackendNotConfigured, Box, ImageInput, StageError
+from ml.stages.backends.sam_hf import HFSamSegmenter
+from ml.stages.backends.sam_meta import MetaSamSegmenter
+from ml.stages.protocols import Segmenter
+from ml.stages.types import BackendNotConfigured, Box, ImageInput, StageError
 from tests.ml.vision_fixtures import TINY_SAM_TYPE, random_image
 
 pytestmark = pytest.mark.ml

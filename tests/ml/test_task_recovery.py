@@ -23,8 +23,8 @@ from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import Annotation, ImageStatus
 from annotations.services import image_set_status
 from ml import periodic, runs, services, tasks
+from ml.config import get_registry, reset_registry
 from ml.models import PipelineRun, RunStatus, StageResult, StageStatus
-from ml.registry import reset_registry
 from tests.factories import DatasetFactory, ImageFactory
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +45,7 @@ def grounder(ml_config):
     def configure(kind: str, times: int = 1):
         ml_config["grounder"] = {"backend": "tests.ml.stage_fakes.FailingGrounder", "options": {"kind": kind, "times": times}}
         reset_registry()
-        return runs.registry().grounder()
+        return get_registry().grounder()
 
     return configure
 
@@ -110,7 +110,7 @@ def test_a_redelivered_gpu_task_takes_back_the_claim_of_its_killed_first_deliver
     tasks.gpu_ground_segment.apply(args=(ids[0],), task_id="msg-1")  # the same message, again
 
     assert _statuses(ids) == [RunStatus.DONE] * 3
-    assert runs.registry().grounder().batches == [3]
+    assert get_registry().grounder().batches == [3]
     assert Annotation.objects.filter(author_name=PIPELINE_AUTHOR).count() == 3
 
 

@@ -8,10 +8,10 @@ from pycocotools import mask as mask_utils
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import Annotation, AnnotationKind, Decision, ImageStatus
 from ml import runs, services, tasks
+from ml.config import get_registry, reset_registry
 from ml.models import PipelineRun, RunStatus, StageResult, StageStatus
-from ml.registry import reset_registry
 from ml.selectors import dataset_progress, latest_temperatures
-from ml.types import BackendNotConfigured
+from ml.stages.types import BackendNotConfigured
 from tests.factories import DatasetFactory, ImageFactory, make_annotation
 from tests.ml.fake_openai import Reply
 
@@ -109,7 +109,7 @@ def test_malformed_answer_fails_the_run_with_reason_and_raw_output_then_retry_wo
     image.refresh_from_db()
     assert image.status == ImageStatus.FAILED
     assert not image.annotations.exists()
-    progress = dataset_progress(dataset=dataset, pipeline_version="test-v1", stage_names=services.pipeline_stage_names(runs.registry()))
+    progress = dataset_progress(dataset=dataset, pipeline_version="test-v1", stage_names=services.pipeline_stage_names(get_registry()))
     assert progress.runs == {RunStatus.FAILED: 1}
     assert progress.failures == [run]
 
@@ -176,7 +176,7 @@ def test_gpu_stage_batches_ready_runs(ml_config, dataset):
     for run_id in ids:
         tasks.gpu_ground_segment.apply(args=(run_id,))
 
-    assert runs.registry().grounder().batches == [3]
+    assert get_registry().grounder().batches == [3]
     assert set(PipelineRun.objects.values_list("status", flat=True)) == {RunStatus.DONE}
     assert StageResult.objects.get(run_id=ids[0], stage="ground").output == {"batch_size": 3}
 
@@ -299,7 +299,7 @@ def test_canvas_routes_local_models_and_the_classifier_to_the_gpu_queue(ml_confi
     sent = []
     monkeypatch.setattr("celery.canvas._chord.apply_async", lambda self, *a, **k: sent.append(self))
 
-    services._send([7], services._routes(runs.registry()))
+    services._send([7], services._routes(get_registry()))
 
     (canvas,) = sent  # a chord: the annotators in parallel, then the rest in a chain
     assert [(t.args, t.options.get("queue")) for t in canvas.tasks] == [((7, "model-a"), "io"), ((7, "model-b"), "gpu")]

@@ -11,8 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotations.models import ImageStatus
+from ml.config import reset_registry
 from ml.models import PipelineRun, RunStatus
-from ml.registry import reset_registry
 from tests.factories import DatasetFactory, ImageFactory
 from tests.ml.fake_openai import Reply
 from tests.ml.stage_fakes import api_pipeline_config

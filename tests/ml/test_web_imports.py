@@ -15,7 +15,7 @@ import django
 django.setup()
 from django.apps import apps
 import emoverse_site.urls  # noqa
-import ml.urls, ml.tasks, ml.services, ml.registry  # noqa
+import ml.urls, ml.tasks, ml.services, ml.config, ml.stages.registry, ml.stages.pipeline, ml.stages.check  # noqa
 loaded = []
 for app in apps.get_app_configs():
     for module in ("views", "apis", "urls", "api_urls", "admin", "services", "selectors"):
@@ -43,7 +43,8 @@ import json, sys
 import django
 django.setup()
 from ml import services
-routes = services._routes(services.configured_registry())
+from ml.config import get_registry
+routes = services._routes(get_registry().require_complete())
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "torchvision", "segment_anything"))
 print(json.dumps({"annotators": routes.annotators, "critic": routes.critic, "heavy": heavy}))
 """
@@ -52,15 +53,15 @@ print(json.dumps({"annotators": routes.annotators, "critic": routes.critic, "hea
 def test_a_local_qwen_goes_to_the_gpu_queue_without_importing_torch_in_the_web_process(tmp_path):
     """``QwenVLAnnotator`` declares ``default_queue = "gpu"``: an entry without ``queue``
     is routed to the GPU workers, and reading that does not load the model or torch."""
-    qwen = {"backend": "ml.backends.qwen_vl.QwenVLAnnotator", "options": {"model_path": "/models/qwen2.5-vl-7b"}}
+    qwen = {"backend": "ml.stages.backends.qwen_vl.QwenVLAnnotator", "options": {"model_path": "/models/qwen2.5-vl-7b"}}
     config = {
         "annotators": [
-            {"name": "gpt-4o", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "gpt-4o"}},
+            {"name": "gpt-4o", "backend": "ml.stages.backends.openai_vlm.OpenAIAnnotator", "options": {"model": "gpt-4o"}},
             {"name": "qwen-local", **qwen},
         ],
-        "critic": {"backend": "ml.backends.qwen_vl.QwenVLCritic", "options": qwen["options"]},
-        "grounder": {"backend": "ml.backends.grounding_dino.GroundingDinoGrounder"},
-        "segmenter": {"backend": "ml.backends.sam_hf.HFSamSegmenter"},
+        "critic": {"backend": "ml.stages.backends.qwen_vl.QwenVLCritic", "options": qwen["options"]},
+        "grounder": {"backend": "ml.stages.backends.grounding_dino.GroundingDinoGrounder"},
+        "segmenter": {"backend": "ml.stages.backends.sam_hf.HFSamSegmenter"},
     }
     config_path = tmp_path / "ml.json"
     config_path.write_text(json.dumps(config))

@@ -104,12 +104,12 @@ def _config(server: FakeOpenAI, key_env: str, models: dict[str, Path]) -> dict:
     # Tiny random-initialised models of the real architectures, loaded from folders by the workers.
     return api_pipeline_config(
         server.base_url, key_env, version="e2e-v1", timeout=10, gpu_batch_size=4, retry_backoff_s=0.5,
-        classifier={"name": "emovit-tiny", "backend": "ml.backends.hf_classifier.HFEmotionClassifier",
+        classifier={"name": "emovit-tiny", "backend": "ml.stages.backends.hf_classifier.HFEmotionClassifier",
                     "options": {"model_path": str(models["classifier"]), **cpu}},
-        grounder={"backend": "ml.backends.grounding_dino.GroundingDinoGrounder",
+        grounder={"backend": "ml.stages.backends.grounding_dino.GroundingDinoGrounder",
                   "options": {"model_path": str(models["grounder"]), "box_threshold": 0.0, "text_threshold": 0.0, **cpu}},
-        segmenter={"backend": "ml.backends.sam_hf.HFSamSegmenter", "options": {"model_path": str(models["segmenter"]), **cpu}},
-        des={"backend": "ml.backends.des_encoder.VisionDesEncoder", "options": {"model_path": str(models["des"]), **cpu}},
+        segmenter={"backend": "ml.stages.backends.sam_hf.HFSamSegmenter", "options": {"model_path": str(models["segmenter"]), **cpu}},
+        des={"backend": "ml.stages.backends.des_encoder.VisionDesEncoder", "options": {"model_path": str(models["des"]), **cpu}},
     )
 
 
@@ -303,7 +303,7 @@ def test_click_to_refine_through_the_api_and_a_real_gpu_worker(
 
     from review import queue, refine
 
-    config = {"segmenter": {"backend": "ml.backends.sam_hf.HFSamSegmenter",
+    config = {"segmenter": {"backend": "ml.stages.backends.sam_hf.HFSamSegmenter",
                             "options": {"model_path": str(tiny_sam_hf_dir), "device": "cpu"}}}
     config_path = tmp_path / "ml.json"
     config_path.write_text(json.dumps(config))

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image as PILImage
 
 from core.vocabulary import EMOTIONS
-from ml.types import ImageInput
+from ml.stages.types import ImageInput
 
 # bert-base-uncased puts [PAD] at 0, [UNK] at 100, [CLS]/[SEP]/[MASK] at 101-103, "." at
 # 1012 and "?" at 1029; Grounding DINO's text masks rely on those ids, so the tiny

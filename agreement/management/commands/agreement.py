@@ -9,8 +9,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.http import QueryDict
 
 from agreement import selectors
-from agreement.embedding import embed_missing_phrases
 from agreement.csv_report import report_csv, report_rows
+from agreement.embedding import embed_missing_phrases
 from agreement.forms import ReportFilterForm
 from agreement.report import agreement_report
 from agreement.results import ReportOptions

@@ -9,8 +9,8 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from core.vocabulary import EMOTIONS
 from annotations.models import Dataset, ImageSource, ImageStatus
+from core.vocabulary import EMOTIONS
 from exports.filters import InvalidExportRequest
 from exports.models import ExportFormat, ExportStatus
 from exports.runs import export_run

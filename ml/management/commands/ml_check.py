@@ -14,10 +14,10 @@ from skimage import (
 )
 
 from annotations.models import Image
-from ml.check import check
-from ml.registry import get_registry
+from ml.config import get_registry
 from ml.runs import image_input
-from ml.types import ImageInput
+from ml.stages.check import check
+from ml.stages.types import ImageInput
 
 
 def _file_input(path: Path) -> ImageInput:
@@ -51,7 +51,7 @@ class Command(BaseCommand):
             except (OSError, ValueError) as exc:  # a missing or unreadable file: load the backends anyway
                 readable = False
                 self.stdout.write(f"  FAILED   read the image: {type(exc).__name__}: {exc}")
-        if not check(get_registry(settings.EMOVERSE_ML), target, self.stdout) or not readable:
+        if not check(get_registry(), target, self.stdout) or not readable:
             raise CommandError("ml_check found missing or failing stages (see above).")
 
     def _target(self, image: int | None, file: Path | None) -> ImageInput:

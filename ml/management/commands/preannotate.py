@@ -6,7 +6,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotations.models import Dataset
 from ml import selectors, services, tasks
-from ml.types import BackendNotConfigured
+from ml.config import get_registry
+from ml.stages.types import BackendNotConfigured
 
 
 def _stuck() -> str:
@@ -50,7 +51,7 @@ class Command(BaseCommand):
                 )
         except BackendNotConfigured as exc:
             raise CommandError(str(exc)) from exc
-        registry = services.ml_registry()
+        registry = get_registry()
         progress = selectors.dataset_progress(
             dataset=found, pipeline_version=registry.pipeline_version, stage_names=services.pipeline_stage_names(registry)
         )

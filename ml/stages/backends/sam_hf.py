@@ -10,10 +10,10 @@ image, ``batch_size`` images per encoder pass, and kept in an LRU cache of
 ``cache_size`` entries keyed by ``ImageInput.key`` (plus the image's size and a
 CRC of its bytes), so :meth:`refine` after :meth:`segment` (or a second click)
 only runs the small prompt encoder and mask decoder (see
-:class:`ml.backends._sam_common.CachedSamSegmenter`).
+:class:`ml.stages.backends._sam_common.CachedSamSegmenter`).
 
 Masks come back at the image's full size as COCO RLE, with SAM's predicted IoU
-(clipped to [0, 1]) as :attr:`ml.types.Mask.score`.
+(clipped to [0, 1]) as :attr:`ml.stages.types.Mask.score`.
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ import numpy as np
 import torch
 from transformers import SamModel, SamProcessor
 
-from ml.backends._sam_common import CachedSamSegmenter, Embedded
-from ml.backends._torch_utils import (
+from ml.stages.backends._sam_common import CachedSamSegmenter, Embedded
+from ml.stages.backends._torch_utils import (
     CONFIG_FILE,
     PROCESSOR_FILES,
     WEIGHT_FILES,
     model_folder,
     resolve_device,
 )
-from ml.backends._vision import decode_image
-from ml.types import ImageInput
+from ml.stages.backends._vision import decode_image
+from ml.stages.types import ImageInput
 
 WHAT = "SAM (transformers)"
 REQUIRED_FILES = (CONFIG_FILE, PROCESSOR_FILES, WEIGHT_FILES)

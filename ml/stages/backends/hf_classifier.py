@@ -18,7 +18,7 @@ import torch
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
 from core.vocabulary import EMOTIONS
-from ml.backends._torch_utils import (
+from ml.stages.backends._torch_utils import (
     CONFIG_FILE,
     PROCESSOR_FILES,
     WEIGHT_FILES,
@@ -27,8 +27,8 @@ from ml.backends._torch_utils import (
     positive_int,
     resolve_device,
 )
-from ml.backends._vision import decode_image
-from ml.types import BackendNotConfigured, ImageInput
+from ml.stages.backends._vision import decode_image
+from ml.stages.types import BackendNotConfigured, ImageInput
 
 WHAT = "emotion classifier"
 REQUIRED_FILES = (CONFIG_FILE, PROCESSOR_FILES, WEIGHT_FILES)
@@ -75,7 +75,7 @@ class HFEmotionClassifier:
     def predict(self, images: Sequence[ImageInput]) -> list[dict[str, float]]:
         """One softmax distribution over :data:`EMOTIONS` (in that order, summing to 1) per image.
 
-        Raises :class:`ml.types.StageError` when an image cannot be decoded.
+        Raises :class:`ml.stages.types.StageError` when an image cannot be decoded.
         """
         out: list[dict[str, float]] = []
         for batch in batched(list(images), self.batch_size):

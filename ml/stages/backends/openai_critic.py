@@ -2,7 +2,7 @@
 
 It sees the image, the candidate triplets, the calibrated label and both
 annotators' answers, reasons step by step, and returns a verdict for every
-element and for the label (validated by :func:`ml.parsing.parse_critic`).
+element and for the label (validated by :func:`ml.stages.parsing.parse_critic`).
 """
 
 from __future__ import annotations
@@ -11,15 +11,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.triplets import PhraseTriplet
-from ml.backends.openai_chat import ChatEndpoint
-from ml.parsing import CRITIC_SCHEMA, check_completion, parse_critic
-from ml.prompts import load_prompt, render_critic
-from ml.types import AnnotatorResult, CalibrationResult, CriticResult, ImageInput, StageError
+from ml.stages.backends.openai_chat import ChatEndpoint
+from ml.stages.parsing import CRITIC_SCHEMA, check_completion, parse_critic
+from ml.stages.prompts import load_prompt, render_critic
+from ml.stages.types import (
+    AnnotatorResult,
+    CalibrationResult,
+    CriticResult,
+    ImageInput,
+    StageError,
+)
 
 
 class OpenAICritic:
     """Options: ``name``, ``prompt`` (default ``critic_v1``) and every option of
-    :class:`ml.backends.openai_chat.ChatEndpoint`."""
+    :class:`ml.stages.backends.openai_chat.ChatEndpoint`."""
 
     def __init__(self, *, name: str = "critic", prompt: str = "critic_v1", **endpoint: Any):
         self.name = name

@@ -1,6 +1,6 @@
 """What the two SAM backends share: the embedding cache, batching, prompt checks, mask output.
 
-:class:`CachedSamSegmenter` implements :class:`ml.protocols.Segmenter` on top of
+:class:`CachedSamSegmenter` implements :class:`ml.stages.protocols.Segmenter` on top of
 two model-specific steps a subclass provides: ``_encode`` (one batched image
 encoder pass) and ``_predict`` (prompt encoder + mask decoder against one cached
 embedding). Coordinates handed to ``_predict`` are absolute pixels ``XYXY`` /
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from core.masks import encode_mask
-from ml.backends._torch_utils import LRUCache, batched, image_fingerprint, positive_int
-from ml.types import Box, ImageInput, Mask
+from ml.stages.backends._torch_utils import LRUCache, batched, image_fingerprint, positive_int
+from ml.stages.types import Box, ImageInput, Mask
 
 BOXES_PER_PASS = 16  # mask-decoder passes are chunked so full-size masks stay bounded in memory
 
@@ -87,7 +87,7 @@ class CachedSamSegmenter(ABC):
 
         Each mask is a COCO RLE of the image's full ``[height, width]`` with SAM's
         predicted IoU as score. Images without boxes are not embedded. Raises
-        :class:`ml.types.StageError` when an image cannot be decoded.
+        :class:`ml.stages.types.StageError` when an image cannot be decoded.
         """
         if len(images) != len(boxes):
             raise ValueError(f"{len(images)} images but {len(boxes)} lists of boxes")

@@ -17,7 +17,7 @@ import numpy as np
 
 from core.distributions import argmax_label, as_mapping, as_vector
 from core.priority import annotator_agreement
-from ml.types import AnnotatorResult, CalibrationResult
+from ml.stages.types import AnnotatorResult, CalibrationResult
 
 DEFAULT_EPSILON = 1e-6
 

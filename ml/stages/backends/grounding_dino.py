@@ -13,7 +13,7 @@ every query box against every token (``sigmoid`` of its logits, shape
 above ``box_threshold`` (as in the reference implementation); its score for a
 phrase is its best score over that phrase's tokens. The phrase gets the
 detection with the highest phrase score above ``text_threshold``, as an
-absolute pixel ``XYXY`` :class:`~ml.types.Box` clipped to the image, with that
+absolute pixel ``XYXY`` :class:`~ml.stages.types.Box` clipped to the image, with that
 phrase score as ``score``; ``None`` when no query passes both thresholds
 (thresholds are strict, so ``1.0`` never passes). Prompts longer than the
 model's ``max_text_len`` tokens are split over several forward passes.
@@ -33,7 +33,7 @@ import torch
 from PIL import Image as PILImage
 from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
-from ml.backends._torch_utils import (
+from ml.stages.backends._torch_utils import (
     CONFIG_FILE,
     PROCESSOR_FILES,
     WEIGHT_FILES,
@@ -43,8 +43,8 @@ from ml.backends._torch_utils import (
     resolve_device,
     unit_float,
 )
-from ml.backends._vision import decode_image
-from ml.types import Box, Detection, ImageInput
+from ml.stages.backends._vision import decode_image
+from ml.stages.types import Box, Detection, ImageInput
 
 WHAT = "Grounding DINO"
 REQUIRED_FILES = (

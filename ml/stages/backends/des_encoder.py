@@ -43,7 +43,7 @@ from transformers import (
 )
 
 from core.vocabulary import DES_DIM
-from ml.backends._torch_utils import (
+from ml.stages.backends._torch_utils import (
     CONFIG_FILE,
     PROCESSOR_FILES,
     WEIGHT_FILES,
@@ -52,8 +52,8 @@ from ml.backends._torch_utils import (
     positive_int,
     resolve_device,
 )
-from ml.backends._vision import decode_image
-from ml.types import BackendNotConfigured, ImageInput
+from ml.stages.backends._vision import decode_image
+from ml.stages.types import BackendNotConfigured, ImageInput
 
 WHAT = "DES encoder"
 REQUIRED_FILES = (
@@ -195,7 +195,7 @@ class VisionDesEncoder:
     def encode(self, images: Sequence[ImageInput]) -> np.ndarray:
         """``(n, 1024)`` ``float32``, one DES vector per image (unit L2 norm with ``normalize``).
 
-        Raises :class:`ml.types.StageError` when an image cannot be decoded.
+        Raises :class:`ml.stages.types.StageError` when an image cannot be decoded.
         """
         out = np.zeros((len(images), DES_DIM), dtype=np.float32)
         start = 0

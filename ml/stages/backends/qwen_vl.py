@@ -6,7 +6,7 @@ e.g. ``hf download Qwen/Qwen2.5-VL-7B-Instruct --local-dir /models/qwen2.5-vl-7b
 It is loaded with ``local_files_only=True``: nothing is fetched at run time.
 The model is loaded once per process and shared by an annotator and a critic
 pointing at the same folder. Prompts and answer validation are the same as the
-OpenAI-compatible backends (:mod:`ml.prompts`, :mod:`ml.parsing`).
+OpenAI-compatible backends (:mod:`ml.stages.prompts`, :mod:`ml.stages.parsing`).
 
 Both backends declare ``default_queue = "gpu"``: their tasks go to the GPU workers
 unless the configuration entry names another queue. The web process reads that
@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from core.triplets import PhraseTriplet
-from ml.backends._vision import decode_image
-from ml.parsing import check_completion, parse_annotation, parse_critic
-from ml.prompts import load_prompt, render_critic
-from ml.types import (
+from ml.stages.backends._vision import decode_image
+from ml.stages.parsing import check_completion, parse_annotation, parse_critic
+from ml.stages.prompts import load_prompt, render_critic
+from ml.stages.types import (
     AnnotatorResult,
     BackendNotConfigured,
     CalibrationResult,
@@ -67,7 +67,7 @@ class QwenVL:
         import torch
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-        from ml.backends._torch_utils import resolve_device
+        from ml.stages.backends._torch_utils import resolve_device
 
         if dtype not in DTYPES:
             raise BackendNotConfigured(f"option 'dtype' must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -111,7 +111,7 @@ class QwenVL:
 
 
 class _QwenBackend:
-    default_queue = "gpu"  # a local model: its tasks go to the GPU workers (ml.registry)
+    default_queue = "gpu"  # a local model: its tasks go to the GPU workers (ml.stages.registry)
 
     def __init__(
         self,

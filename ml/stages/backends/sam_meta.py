@@ -7,7 +7,7 @@ matching key of ``segment_anything.sam_model_registry`` (``vit_h``, ``vit_l``,
 The model is built by that registry, the state dict read with
 ``torch.load(map_location="cpu", weights_only=True)`` and moved to ``device``.
 
-As in :mod:`ml.backends.sam_hf`, the image embedding is computed once per image
+As in :mod:`ml.stages.backends.sam_hf`, the image embedding is computed once per image
 (``batch_size`` images per encoder pass) and kept in an LRU cache of
 ``cache_size`` entries keyed by ``ImageInput.key`` (plus size and a CRC of the
 bytes); prompts are decoded with ``SamPredictor.predict_torch`` against the
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from segment_anything import SamPredictor, sam_model_registry
 
-from ml.backends._sam_common import CachedSamSegmenter, Embedded
-from ml.backends._torch_utils import model_file, resolve_device
-from ml.backends._vision import decode_rgb
-from ml.types import BackendNotConfigured, ImageInput
+from ml.stages.backends._sam_common import CachedSamSegmenter, Embedded
+from ml.stages.backends._torch_utils import model_file, resolve_device
+from ml.stages.backends._vision import decode_rgb
+from ml.stages.types import BackendNotConfigured, ImageInput
 
 WHAT = "SAM (segment_anything)"
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from core.priority import AnnotatorAgreement
 from core.triplets import PhraseTriplet
-from ml.types import (
+from ml.stages.types import (
     AnnotatorResult,
     Box,
     CalibrationResult,

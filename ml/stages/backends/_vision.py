@@ -1,6 +1,6 @@
 """Pixels for the vision backends: image decoding (no torch).
 
-* :func:`decode_image` turns :class:`ml.types.ImageInput` bytes into an RGB
+* :func:`decode_image` turns :class:`ml.stages.types.ImageInput` bytes into an RGB
   Pillow image in the frame of the stored file (``image.width`` x
   ``image.height``); :func:`decode_rgb` gives the same pixels as an ``(H, W, 3)``
   ``uint8`` array.
@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from core.pixels import to_rgb, upright
-from ml.types import ImageInput, StageError
+from ml.stages.types import ImageInput, StageError
 
 
 def decode_image(image: ImageInput) -> PILImage.Image:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ml.calibration import DEFAULT_EPSILON, calibrate_and_merge
-from ml.types import AnnotatorResult, CalibrationResult, ImageInput, StageError
+from ml.stages.calibration import DEFAULT_EPSILON, calibrate_and_merge
+from ml.stages.types import AnnotatorResult, CalibrationResult, ImageInput, StageError
 
 
 class TemperatureCalibrator:

@@ -1,6 +1,6 @@
 """Shared plumbing of the torch backends: devices, local model folders, batching, caches.
 
-Only modules under ``ml/backends`` import this (and torch); the web process never does.
+Only modules under ``ml/stages/backends`` import this (and torch); the web process never does.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 
 import torch
 
-from ml.types import BackendNotConfigured, ImageInput
+from ml.stages.types import BackendNotConfigured, ImageInput
 
 T = TypeVar("T")
 V = TypeVar("V")

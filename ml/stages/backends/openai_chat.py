@@ -1,6 +1,6 @@
 """Shared client for OpenAI-compatible chat-completions endpoints.
 
-Used by :mod:`ml.backends.openai_vlm` and :mod:`ml.backends.openai_critic`.
+Used by :mod:`ml.stages.backends.openai_vlm` and :mod:`ml.stages.backends.openai_critic`.
 Works against OpenAI, Gemini's OpenAI-compatible endpoint, vLLM and Ollama
 (``base_url``). The API key is read from the environment variable named by
 ``api_key_env``; it never appears in the configuration file.
@@ -15,7 +15,7 @@ from typing import Any
 
 import openai
 
-from ml.types import BackendNotConfigured, ImageInput, StageError, Usage
+from ml.stages.types import BackendNotConfigured, ImageInput, StageError, Usage
 
 RESPONSE_FORMATS = ("json_schema", "json_object", "text")
 

@@ -1,9 +1,9 @@
-"""One Protocol per pipeline stage. Backends live in ``ml/backends/<name>.py``.
+"""One Protocol per pipeline stage. Backends live in ``ml/stages/backends/<name>.py``.
 
 A backend is constructed once per worker process from keyword options given in
-settings (see ``ml/registry.py``); construction loads weights from a local path
+settings (see ``ml/stages/registry.py``); construction loads weights from a local path
 or prepares a client for an endpoint and raises
-:class:`ml.types.BackendNotConfigured` when something is missing.
+:class:`ml.stages.types.BackendNotConfigured` when something is missing.
 """
 
 from __future__ import annotations
@@ -14,7 +14,15 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from core.triplets import PhraseTriplet
-from ml.types import AnnotatorResult, Box, CalibrationResult, CriticResult, Detection, ImageInput, Mask
+from ml.stages.types import (
+    AnnotatorResult,
+    Box,
+    CalibrationResult,
+    CriticResult,
+    Detection,
+    ImageInput,
+    Mask,
+)
 
 
 @runtime_checkable
@@ -24,7 +32,7 @@ class Annotator(Protocol):
     name: str
 
     def annotate(self, image: ImageInput) -> AnnotatorResult:
-        """Raise :class:`ml.types.StageError` on malformed, refused or truncated output."""
+        """Raise :class:`ml.stages.types.StageError` on malformed, refused or truncated output."""
         ...
 
 
@@ -55,7 +63,7 @@ class Critic(Protocol):
         triplets: Sequence[PhraseTriplet] | None = None,
     ) -> CriticResult:
         """Judge every element of ``triplets`` (the candidates that will be stored;
-        default: :func:`ml.triplets.merge_triplets` of ``results``) and the label."""
+        default: :func:`ml.stages.triplets.merge_triplets` of ``results``) and the label."""
         ...
 
 

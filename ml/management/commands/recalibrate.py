@@ -1,11 +1,11 @@
-"""Fit and store a new calibration version per model from human reference labels (agreement.reference)."""
+"""Fit and store a new calibration version per model from human reference labels (ml.recalibration)."""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from agreement.calibration import default_min_samples, recalibrate
 from annotations.models import Dataset
+from ml.recalibration import default_min_samples, recalibrate
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 """Pure orchestration of the pre-annotation stages (no Django, no Celery).
 
-Every function takes backends (objects satisfying :mod:`ml.protocols`) and plain
+Every function takes backends (objects satisfying :mod:`ml.stages.protocols`) and plain
 data, so the whole pipeline runs in a test with fakes or tiny models, and
 ``ml/tasks.py`` calls the same functions one stage per task.
 """
@@ -15,8 +15,8 @@ import numpy as np
 from core.priority import queue_priority
 from core.triplets import PhraseTriplet
 from core.vocabulary import DES_DIM, ROLES
-from ml.parsing import parse_distribution
-from ml.protocols import (
+from ml.stages.parsing import parse_distribution
+from ml.stages.protocols import (
     Annotator,
     Calibrator,
     Critic,
@@ -25,8 +25,8 @@ from ml.protocols import (
     Grounder,
     Segmenter,
 )
-from ml.triplets import merge_triplets
-from ml.types import (
+from ml.stages.triplets import merge_triplets
+from ml.stages.types import (
     AnnotatorResult,
     Box,
     CalibrationResult,

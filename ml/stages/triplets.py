@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.triplets import PhraseTriplet, triplet_similarity
-from ml.types import AnnotatorResult, CalibrationResult
+from ml.stages.types import AnnotatorResult, CalibrationResult
 
 
 def merge_triplets(

@@ -1,12 +1,15 @@
-"""Calibration against human reference labels: ECE, fitted temperature, stored versions."""
+"""Recalibration against human reference labels: ECE, fitted temperature, stored versions, the command."""
 
 from __future__ import annotations
 
+import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from django.core.cache import cache
+from django.core.management import CommandError, call_command
 from django.db import connection
 
 from agreement.calibration import (
@@ -21,13 +24,22 @@ from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import AnnotationKind, Decision
 from core.vocabulary import EMOTIONS
 from ml import services
-from ml.calibration import temperature_scale
 from ml.models import CalibrationVersion
+from ml.recalibration import cached_model_calibrations
 from ml.selectors import latest_temperatures
-from tests.agreement.scenes import H, W, payload
+from ml.stages.calibration import temperature_scale
+from tests.agreement.scenes import H, W, build_scene, payload
 from tests.factories import DatasetFactory, ImageFactory, UserFactory, make_annotation
 
 KEY = "00000000-0000-0000-0000-000000000001"
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Fits are cached by data stamp: every test starts with an empty cache."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 def overconfident(label: str, confidence: float = 0.95) -> dict[str, float]:
@@ -47,7 +59,7 @@ def test_overconfident_model_gets_a_temperature_above_one_and_lower_ece():
     assert fit.temperature > 1.0
     assert fit.ece_after < 0.05 < fit.ece_before
     assert sum(fit.reliability_before["counts"]) == n and len(fit.reliability_before["counts"]) == 15
-    # The fitted temperature means the same in the pipeline (ml.calibration.temperature_scale).
+    # The fitted temperature means the same in the pipeline (ml.stages.calibration.temperature_scale).
     scaled = temperature_scale(dict(zip(EMOTIONS, probs[0])), fit.temperature)
     assert max(scaled.values()) == pytest.approx(np.mean(predicted == truth), abs=0.05)
 
@@ -115,7 +127,6 @@ def test_recalibrate_skips_models_with_too_few_labelled_answers():
 
 @pytest.mark.django_db
 def test_cached_calibration_follows_new_answers_and_versions():
-    from agreement.calibration import cached_model_calibrations
 
     dataset = DatasetFactory(slug="cached")
     reviewer = UserFactory(username="rev3")
@@ -240,3 +251,19 @@ def test_two_concurrent_first_calibrations_both_get_a_version(transactional_db, 
     assert versions == [1, 2]
     assert sorted(chosen) == [1, 1, 2]  # both chose 1; the one that lost the insert retried with 2
     assert CalibrationVersion.objects.filter(model_name="new-model").count() == 2
+
+
+@pytest.mark.django_db
+def test_recalibrate_command():
+    build_scene()
+    out = io.StringIO()
+    call_command("recalibrate", "--dataset", "study", "--min-samples", "5", stdout=out)
+    stored = list(CalibrationVersion.objects.values_list("model_name", flat=True))
+    assert stored
+    for name in stored:
+        assert f"{name}: version 1, T = " in out.getvalue()
+    out = io.StringIO()
+    call_command("recalibrate", "--min-samples", "500", stdout=out)
+    assert "skipped (10 labelled answers; at least 500 needed)" in out.getvalue()
+    with pytest.raises(CommandError):
+        call_command("recalibrate", "--dataset", "nope")

@@ -2,19 +2,20 @@
 
 Modelled on ``django.contrib.auth.hashers.get_hashers()``: each backend is named
 by a dotted path, imported with :func:`import_string`, constructed with its
-keyword ``options`` the first time it is needed, and cached for the life of the
-process, so a worker loads each model once. No Django here: the caller passes a
-plain mapping (``ml/tasks.py`` passes ``settings.EMOVERSE_ML``).
+keyword ``options`` the first time it is needed, and cached in its
+:class:`Registry`, so a worker loads each model once. No Django here: the caller
+passes a plain mapping (``ml.config.get_registry()`` passes ``settings.EMOVERSE_ML``
+and keeps one registry per process).
 
 Configuration shape (see docs/ml-backends.md)::
 
     {
       "pipeline_version": "v1",
       "gpu_batch_size": 8,
-      "annotators": [{"name": "gpt-4o", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", "options": {...}}, ...],
-      "calibrator": {"backend": "ml.backends.temperature_calibrator.TemperatureCalibrator", "options": {}},
+      "annotators": [{"name": "gpt-4o", "backend": "ml.stages.backends.openai_vlm.OpenAIAnnotator", "options": {...}}, ...],
+      "calibrator": {"backend": "ml.stages.backends.temperature_calibrator.TemperatureCalibrator", "options": {}},
       "classifier": null | {"name": ..., "backend": ..., "options": {...}},
-      "critic": {"name": "critic", "backend": "ml.backends.openai_critic.OpenAICritic", "options": {...}},
+      "critic": {"name": "critic", "backend": "ml.stages.backends.openai_critic.OpenAICritic", "options": {...}},
       "grounder": {"backend": ..., "options": {...}},
       "segmenter": {"backend": ..., "options": {...}},
       "des": null | {"backend": ..., "options": {...}}
@@ -28,19 +29,21 @@ process, so a backend module must not import torch at module level if it declare
 
 Only stages that are used are constructed: a web process that never asks for the
 grounder never imports torch.
+
+The backends were in ``ml.stages.backends`` before they moved to ``ml.stages.backends``;
+configuration files written then keep working: a path under the old package is read
+as the same path under the new one (:data:`MOVED_PACKAGES`).
 """
 
 from __future__ import annotations
 
-import functools
 import importlib
-import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ml.types import BackendNotConfigured
+from ml.stages.types import BackendNotConfigured
 
 CONFIG_HINT = (
     "Put the backend configuration in a JSON file and point the EMOVERSE_ML_CONFIG "
@@ -48,17 +51,27 @@ CONFIG_HINT = (
 )
 REQUIRED_STAGES = ("calibrator", "critic", "grounder", "segmenter")
 OPTIONAL_STAGES = ("classifier", "des")
-DEFAULT_CALIBRATOR = {"backend": "ml.backends.temperature_calibrator.TemperatureCalibrator", "options": {}}
+DEFAULT_CALIBRATOR = {"backend": "ml.stages.backends.temperature_calibrator.TemperatureCalibrator", "options": {}}
 # Stages whose backend gets a ``name`` option (used as model name in provenance and calibration).
 NAMED_STAGES = ("annotators", "classifier", "critic")
 QUEUES = ("io", "gpu")
+# Old package prefix -> new one, for configuration files written before the backends moved.
+MOVED_PACKAGES = {"ml.stages.backends.": "ml.stages.backends."}
+
+
+def current_path(dotted_path: str) -> str:
+    """``dotted_path`` with a moved package prefix replaced by where it lives now."""
+    for old, new in MOVED_PACKAGES.items():
+        if dotted_path.startswith(old):
+            return new + dotted_path.removeprefix(old)
+    return dotted_path
 
 
 def import_string(dotted_path: str) -> Any:
     """Import ``package.module.Attribute``; :class:`BackendNotConfigured` when it fails."""
     module_path, _, attribute = dotted_path.rpartition(".")
     if not module_path:
-        raise BackendNotConfigured(f"{dotted_path!r} is not a dotted path like 'ml.backends.openai_vlm.OpenAIAnnotator'")
+        raise BackendNotConfigured(f"{dotted_path!r} is not a dotted path like 'ml.stages.backends.openai_vlm.OpenAIAnnotator'")
     try:
         module = importlib.import_module(module_path)
     except ImportError as exc:
@@ -97,7 +110,7 @@ class BackendSpec:
         name = entry.get("name")
         if stage.startswith("annotators") and not name:
             raise BackendNotConfigured(f"{where} needs a 'name' (e.g. 'gpt-4o'): it keys calibration and provenance")
-        return cls(stage=stage, backend=backend, options=dict(options), name=name, queue=queue)
+        return cls(stage=stage, backend=current_path(backend), options=dict(options), name=name, queue=queue)
 
     def task_queue(self) -> str:
         """The Celery queue of this stage's task: the entry's ``queue``, else the
@@ -155,7 +168,7 @@ class Registry:
         if not entries:
             raise BackendNotConfigured(
                 "no annotators configured: EMOVERSE_ML['annotators'] needs one or two entries like "
-                '{"name": "gpt-4o", "backend": "ml.backends.openai_vlm.OpenAIAnnotator", '
+                '{"name": "gpt-4o", "backend": "ml.stages.backends.openai_vlm.OpenAIAnnotator", '
                 '"options": {"model": "gpt-4o", "api_key_env": "OPENAI_API_KEY"}}. ' + CONFIG_HINT
             )
         if not isinstance(entries, list):
@@ -224,6 +237,13 @@ class Registry:
     def des(self) -> Any | None:
         return self.stage("des")
 
+    def require_complete(self) -> Registry:
+        """This registry, or :class:`BackendNotConfigured` listing everything :meth:`check` finds."""
+        problems = self.check()
+        if problems:
+            raise BackendNotConfigured("The pre-annotation pipeline is not configured:\n- " + "\n- ".join(problems))
+        return self
+
     def check(self) -> list[str]:
         """Everything that is missing or malformed in the configuration (empty when complete)."""
         problems: list[str] = []
@@ -241,18 +261,3 @@ class Registry:
             except BackendNotConfigured as exc:
                 problems.append(str(exc))
         return problems
-
-
-@functools.lru_cache(maxsize=4)
-def _registry_for(key: str) -> Registry:
-    return Registry(json.loads(key))
-
-
-def get_registry(config: Mapping[str, Any]) -> Registry:
-    """The process-wide registry for ``config`` (same configuration, same instances)."""
-    return _registry_for(json.dumps(config, sort_keys=True, default=str))
-
-
-def reset_registry() -> None:
-    """Forget every constructed backend (tests, or a changed configuration)."""
-    _registry_for.cache_clear()

@@ -1,7 +1,7 @@
 """Strict parsing of model answers into stage results (no Django).
 
 Model output is untrusted. Anything that is not exactly what the prompt asked
-for raises :class:`ml.types.StageError` with the raw text and a reason that
+for raises :class:`ml.stages.types.StageError` with the raw text and a reason that
 says what was wrong; nothing is guessed, clipped or filled in.
 """
 
@@ -15,7 +15,13 @@ from typing import Any
 
 from core.triplets import PhraseTriplet
 from core.vocabulary import EMOTIONS, ROLES
-from ml.types import AnnotatorResult, CriticResult, ElementVerdict, StageError, Usage
+from ml.stages.types import (
+    AnnotatorResult,
+    CriticResult,
+    ElementVerdict,
+    StageError,
+    Usage,
+)
 
 SUM_TOLERANCE = 1e-3
 MAX_PHRASE_CHARS = 300

@@ -3,23 +3,23 @@
 GPT-4o on api.openai.com; Gemini 2.5 through
 ``https://generativelanguage.googleapis.com/v1beta/openai/``; Qwen2.5-VL served
 by vLLM or Ollama. The image goes as a data URL, the answer is requested as
-structured output (JSON schema) and validated by :mod:`ml.parsing`.
+structured output (JSON schema) and validated by :mod:`ml.stages.parsing`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ml.backends.openai_chat import ChatEndpoint
-from ml.parsing import ANNOTATION_SCHEMA, check_completion, parse_annotation
-from ml.prompts import load_prompt
-from ml.types import AnnotatorResult, ImageInput, StageError
+from ml.stages.backends.openai_chat import ChatEndpoint
+from ml.stages.parsing import ANNOTATION_SCHEMA, check_completion, parse_annotation
+from ml.stages.prompts import load_prompt
+from ml.stages.types import AnnotatorResult, ImageInput, StageError
 
 
 class OpenAIAnnotator:
     """Options: ``name`` (the annotator's name, used for calibration and provenance),
     ``prompt`` (prompt version, default ``annotate_v1``) and every option of
-    :class:`ml.backends.openai_chat.ChatEndpoint` (``model``, ``base_url``,
+    :class:`ml.stages.backends.openai_chat.ChatEndpoint` (``model``, ``base_url``,
     ``api_key_env``, ``timeout``, ``max_retries``, ``max_tokens``, prices...)."""
 
     def __init__(self, *, name: str, prompt: str = "annotate_v1", **endpoint: Any):

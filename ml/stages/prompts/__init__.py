@@ -16,8 +16,12 @@ from pathlib import Path
 from string import Template
 
 from core.triplets import PhraseTriplet
-from ml.triplets import merge_triplets
-from ml.types import AnnotatorResult, BackendNotConfigured, CalibrationResult
+from ml.stages.triplets import merge_triplets
+from ml.stages.types import (
+    AnnotatorResult,
+    BackendNotConfigured,
+    CalibrationResult,
+)
 
 PROMPT_DIR = Path(__file__).resolve().parent
 _VERSION = re.compile(r"^[a-z0-9_]+$")
@@ -34,7 +38,7 @@ class Prompt:
 
 
 def load_prompt(version: str) -> Prompt:
-    """Load ``ml/prompts/<version>.txt``."""
+    """Load ``ml/stages/prompts/<version>.txt``."""
     if not _VERSION.match(version):
         raise BackendNotConfigured(f"Prompt version {version!r} is not a valid name (lowercase letters, digits, _).")
     path = PROMPT_DIR / f"{version}.txt"

@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from ml import pipeline
-from ml.registry import REQUIRED_STAGES, Registry
-from ml.types import BackendNotConfigured, ImageInput, StageError
+from ml.stages import pipeline
+from ml.stages.registry import REQUIRED_STAGES, Registry
+from ml.stages.types import BackendNotConfigured, ImageInput, StageError
 
 SECRET_WORDS = ("key", "token", "secret", "password")
 
