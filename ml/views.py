@@ -10,8 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 from agreement.pages import calibration_plots
 from annotations.models import Dataset
 from annotations.roles import role_required
-from core.vocabulary import RESEARCHER
-from core.vocabulary import ADMIN
+from core.vocabulary import ADMIN, RESEARCHER
 from ml import recalibration, selectors, services, tasks
 from ml.config import get_registry
 from ml.forms import PreannotateForm
@@ -39,7 +38,7 @@ def _context(dataset: Dataset) -> dict:
 @role_required(ADMIN)
 def pipeline_page(request, slug: str):
     dataset = get_object_or_404(Dataset, slug=slug)
-    template = "ml/_progress.html" if request.htmx else "ml/stages/pipeline.html"
+    template = "ml/_progress.html" if request.htmx else "ml/pipeline.html"
     return render(request, template, _context(dataset))
 
 

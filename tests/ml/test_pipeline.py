@@ -8,7 +8,7 @@ from pycocotools import mask as mask_utils
 
 from core.triplets import PhraseTriplet
 from core.vocabulary import DES_DIM, ROLES
-from ml import pipeline
+from ml.stages import pipeline
 from ml.stages.backends.openai_critic import OpenAICritic
 from ml.stages.backends.openai_vlm import OpenAIAnnotator
 from ml.stages.backends.temperature_calibrator import TemperatureCalibrator
