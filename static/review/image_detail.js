@@ -1,6 +1,6 @@
 // The read-only image page: the chosen annotation's boxes and masks over the image.
 
-import { MaskEditor } from "./mask_editor.js";
+import { MaskEditor } from "./editor/mask_editor.js";
 import { decodeRle } from "./rle.js";
 
 const root = document.querySelector("[data-image-page]");

@@ -2,7 +2,9 @@
 // reviewer's work as a draft after every change, and submits it.
 // The API is documented in docs/review-api.md; this page uses only that API.
 
-import { History, MaskEditor, RefineUnavailable } from "./mask_editor.js";
+import { History } from "./editor/history.js";
+import { MaskEditor } from "./editor/mask_editor.js";
+import { RefineUnavailable } from "./editor/tools/refine.js";
 import { decodeRle, encodeRle } from "./rle.js";
 import { isTyping, keyAction } from "./review_keys.js";
 import * as M from "./review_model.js";

@@ -2,7 +2,7 @@
 // in through textContent (the `h` helper turns strings into text nodes); no
 // innerHTML anywhere.
 
-import { ROLE_COLOURS } from "./mask_editor.js";
+import { ROLE_COLOURS } from "./editor/painting.js";
 import { KEYS } from "./review_keys.js";
 import { CONFIDENCE_LEVELS, EMOTIONS, ROLES, effectiveStatus, elementId } from "./review_model.js";
 
