@@ -1,24 +1,15 @@
 // Adjudication page: pick or edit the final answer of an item whose reviews disagree,
 // then submit it through POST /api/review/adjudication/<image_id>/ (docs/review-api.md).
 // Keys: 1–8 pick the emotion, Ctrl+Enter submits. All text goes through textContent.
+// The overlay (masks and boxes of the answer, over the image) uses the editor's colours
+// and mask painting; requests go through the API client.
+import { csrfFromPage, requestJson } from "./api_client.js";
+import { h } from "./dom.js";
+import { ROLE_COLOURS, paintMask, roleRgb } from "./editor/painting.js";
+import { ROLES } from "./review_model.js";
 import { decodeRle } from "./rle.js";
 
-const ROLES = ["background", "attribute", "subject"];
-const COLOURS = { background: [43, 140, 190], attribute: [230, 161, 24], subject: [215, 48, 31] };
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else if (v !== false && v !== null && v !== undefined) node.setAttribute(k, v === true ? "" : v);
-  }
-  for (const child of children.flat()) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  return node;
-}
-
-function csrfToken() {
-  try { return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || ""; } catch { return ""; }
-}
+const OVERLAY_ALPHA = 90; // the masks' alpha on the overlay canvas
 
 /** The answer a review (or the model base) holds, as the API takes it back. */
 function answerFrom(annotation) {
@@ -44,14 +35,9 @@ function drawOverlay(canvas, answer) {
     for (const role of ROLES) {
       const e = t[role];
       if (!e || e.status === "rejected" || !e.mask) continue;
-      const [h, w] = e.mask.size;
-      if (h !== canvas.height || w !== canvas.width) continue;
-      const { data: mask } = decodeRle(e.mask);
-      const [r, g, b] = COLOURS[role];
-      for (let i = 0; i < mask.length; i++) {
-        if (!mask[i]) continue;
-        pixels.data.set([r, g, b, 90], i * 4);
-      }
+      const [maskH, maskW] = e.mask.size;
+      if (maskH !== canvas.height || maskW !== canvas.width) continue;
+      paintMask(pixels.data, canvas.width, decodeRle(e.mask).data, [...roleRgb(role), OVERLAY_ALPHA]);
     }
   }
   ctx.putImageData(pixels, 0, 0);
@@ -60,7 +46,7 @@ function drawOverlay(canvas, answer) {
     for (const role of ROLES) {
       const e = t[role];
       if (!e || e.status === "rejected" || !e.box) continue;
-      ctx.strokeStyle = `rgb(${COLOURS[role].join(",")})`;
+      ctx.strokeStyle = ROLE_COLOURS[role];
       const [x0, y0, x1, y1] = e.box;
       ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
     }
@@ -77,58 +63,57 @@ export function mountAdjudication({ data, emotions, root, canvas, apiUrl, nextUr
   const votes = {};
   for (const r of data.reviews) if (r.ces) (votes[r.ces.label] ||= []).push(r.reviewer);
 
-  function setLabel(label) {
+  function setLabh(label) {
     answer.ces = { label };
     render();
   }
 
   function render() {
     root.replaceChildren();
-    root.append(el("h2", {}, "Final answer"));
-    const labels = el("div", { class: "adj-labels", role: "radiogroup", "aria-label": "CES label" });
+    root.append(h("h2", {}, "Final answer"));
+    const labels = h("div", { class: "adj-labels", role: "radiogroup", "aria-label": "CES label" });
     emotions.forEach((emotion, i) => {
       const chosen = answer.ces && answer.ces.label === emotion;
       const who = votes[emotion] ? ` (${votes[emotion].join(", ")})` : "";
-      labels.append(el("button", { type: "button", class: chosen ? "primary" : "", "aria-pressed": chosen ? "true" : "false",
-        onclick: () => setLabel(emotion) }, `${i + 1} ${emotion}${who}`));
+      labels.append(h("button", { type: "button", class: chosen ? "primary" : "", "aria-pressed": chosen ? "true" : "false",
+        onclick: () => setLabh(emotion) }, `${i + 1} ${emotion}${who}`));
     });
     root.append(labels);
 
-    const table = el("table", { class: "adj-elements" }, el("thead", {}, el("tr", {}, el("th", {}, "Triplet"), el("th", {}, "Role"),
-      el("th", {}, "Phrase"), el("th", {}, "Keep"))));
-    const body = el("tbody");
+    const table = h("table", { class: "adj-elements" }, h("thead", {}, h("tr", {}, h("th", {}, "Triplet"), h("th", {}, "Role"),
+      h("th", {}, "Phrase"), h("th", {}, "Keep"))));
+    const body = h("tbody");
     answer.triplets.forEach((t, ti) => {
       for (const role of ROLES) {
         const e = t[role];
         if (!e) continue;
-        const phrase = el("input", { value: e.phrase, size: 30, "aria-label": `${role} phrase of triplet ${ti + 1}`,
+        const phrase = h("input", { value: e.phrase, size: 30, "aria-label": `${role} phrase of triplet ${ti + 1}`,
           oninput: (ev) => { e.phrase = ev.target.value; if (e.status === "accepted") e.status = "edited"; } });
-        const keep = el("input", { type: "checkbox", checked: e.status !== "rejected", "aria-label": `keep ${role} of triplet ${ti + 1}`,
+        const keep = h("input", { type: "checkbox", checked: e.status !== "rejected", "aria-label": `keep ${role} of triplet ${ti + 1}`,
           onchange: (ev) => { e.status = ev.target.checked ? "accepted" : "rejected"; drawOverlay(canvas, answer); } });
-        body.append(el("tr", {}, el("td", {}, String(ti + 1)), el("td", { class: `role-${role}` }, role), el("td", {}, phrase), el("td", {}, keep)));
+        body.append(h("tr", {}, h("td", {}, String(ti + 1)), h("td", { class: `role-${role}` }, role), h("td", {}, phrase), h("td", {}, keep)));
       }
     });
     table.append(body);
     root.append(table);
 
-    const decisionSelect = el("select", { onchange: (ev) => { decision = ev.target.value; } },
-      ...["approved", "rejected", "flagged"].map((d) => el("option", { value: d, selected: d === decision }, d)));
-    const reasonInput = el("input", { value: reason, size: 50, placeholder: "reason (required to reject or flag)",
+    const decisionSelect = h("select", { onchange: (ev) => { decision = ev.target.value; } },
+      ...["approved", "rejected", "flagged"].map((d) => h("option", { value: d, selected: d === decision }, d)));
+    const reasonInput = h("input", { value: reason, size: 50, placeholder: "reason (required to reject or flag)",
       oninput: (ev) => { reason = ev.target.value; } });
-    root.append(el("p", { class: "filters" }, el("label", {}, "Decision", decisionSelect), el("label", {}, "Reason", reasonInput),
-      el("button", { type: "button", class: "primary", onclick: submit }, "Submit final answer (Ctrl+Enter)")));
-    if (message) root.append(el("div", { class: `messages ${message.kind}`, role: "alert" }, el("pre", {}, message.text)));
+    root.append(h("p", { class: "filters" }, h("label", {}, "Decision", decisionSelect), h("label", {}, "Reason", reasonInput),
+      h("button", { type: "button", class: "primary", onclick: submit }, "Submit final answer (Ctrl+Enter)")));
+    if (message) root.append(h("div", { class: `messages ${message.kind}`, role: "alert" }, h("pre", {}, message.text)));
     drawOverlay(canvas, answer);
   }
 
   async function submit() {
     message = null;
-    const response = await fetch(apiUrl, {
-      method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-      body: JSON.stringify({ expected_version: data.version, decision, reason, annotation: answer }),
+    const response = await requestJson(apiUrl, {
+      method: "POST", csrf: csrfFromPage(),
+      body: { expected_version: data.version, decision, reason, annotation: answer },
     });
-    const body = await response.json().catch(() => ({}));
+    const body = response.data || {};
     if (response.status === 201) {
       window.location.assign(nextUrl);
       return;
@@ -148,7 +133,7 @@ export function mountAdjudication({ data, emotions, root, canvas, apiUrl, nextUr
   document.addEventListener("keydown", (ev) => {
     const typing = ev.target instanceof HTMLInputElement || ev.target instanceof HTMLSelectElement;
     if (ev.key === "Enter" && ev.ctrlKey) { ev.preventDefault(); submit(); return; }
-    if (!typing && /^[1-8]$/.test(ev.key)) setLabel(emotions[Number(ev.key) - 1]);
+    if (!typing && /^[1-8]$/.test(ev.key)) setLabh(emotions[Number(ev.key) - 1]);
   });
   render();
 }

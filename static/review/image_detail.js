@@ -1,6 +1,8 @@
 // The read-only image page: the chosen annotation's boxes and masks over the image.
 
-import { MaskEditor } from "./mask_editor.js";
+import { truncate } from "./dom.js";
+import { MaskEditor } from "./editor/mask_editor.js";
+import { ROLES } from "./review_model.js";
 import { decodeRle } from "./rle.js";
 
 const root = document.querySelector("[data-image-page]");
@@ -18,11 +20,11 @@ if (root) {
     const a = annotations.find((x) => String(x.id) === String(id));
     const elements = [];
     (a?.triplets || []).forEach((t, i) => {
-      for (const role of ["background", "attribute", "subject"]) {
+      for (const role of ROLES) {
         const e = t[role];
         if (!e) continue;
         elements.push({
-          id: `${i}:${role}`, role, label: e.phrase.length > 28 ? `${e.phrase.slice(0, 27)}…` : e.phrase,
+          id: `${i}:${role}`, role, label: truncate(e.phrase, 28),
           box: e.box || null, mask: e.mask ? decodeRle(e.mask).data : null, rejected: e.status === "rejected",
         });
       }

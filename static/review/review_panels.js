@@ -1,35 +1,11 @@
 // DOM for the review page's side panels. Every piece of model or user text goes
-// in through textContent (the `h` helper turns strings into text nodes); no
+// in through textContent (dom.js's `h` turns strings into text nodes); no
 // innerHTML anywhere.
 
-import { ROLE_COLOURS } from "./mask_editor.js";
+import { button, h } from "./dom.js";
+import { ROLE_COLOURS } from "./editor/painting.js";
 import { KEYS } from "./review_keys.js";
 import { CONFIDENCE_LEVELS, EMOTIONS, ROLES, effectiveStatus, elementId } from "./review_model.js";
-
-/** h("div", {class: "x", onclick: fn, dataset: {a: 1}}, "text", child, [more]) */
-export function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === null || v === undefined || v === false) continue;
-    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else if (k === "dataset") Object.assign(el.dataset, v);
-    else if (k === "style") for (const [sk, sv] of Object.entries(v)) el.style.setProperty(sk.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`), sv);
-    else if (k === "class") el.className = v;
-    else el.setAttribute(k, v === true ? "" : String(v));
-  }
-  const add = (c) => {
-    if (c === null || c === undefined || c === false) return;
-    if (Array.isArray(c)) c.forEach(add);
-    else el.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  };
-  children.forEach(add);
-  return el;
-}
-
-/** A button that does not take the focus on click, so the page's shortcuts keep working. */
-export function button(label, onClick, attrs = {}) {
-  return h("button", { type: "button", onmousedown: (ev) => ev.preventDefault(), onclick: onClick, ...attrs }, label);
-}
 
 const pct = (p) => `${Math.round((p || 0) * 100)}%`;
 
@@ -208,6 +184,14 @@ export function conflictBox({ detail, changes, onKeep, onDiscard }) {
     h("div", { class: "row" },
       button("Reload the item, keeping my edits", onKeep, { class: "primary", "data-action": "keep" }),
       button("Discard my edits", onDiscard, { class: "danger", "data-action": "discard" })));
+}
+
+/** The item is no longer the reviewer's: why, and the way on. */
+export function lostBox({ detail, onNext }) {
+  return h("div", { class: "conflict", role: "alert" },
+    h("strong", {}, "You cannot submit this item."), h("p", {}, detail),
+    h("p", { class: "muted" }, "Your draft of it is kept."),
+    button("Get the next item", onNext, { class: "primary" }));
 }
 
 export function keysOverlay(onClose) {

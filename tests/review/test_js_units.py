@@ -1,5 +1,7 @@
 """The review page's pure ES modules under ``node --test``: static/review/review_model.js
-(the work model and submit request) and static/review/review_keys.js (the keys)."""
+(the work model and submit request), static/review/review_keys.js (the keys),
+static/review/review_edits.js (the undoable edits) and the editor's DOM-free modules
+under static/review/editor/ (history, viewport, geometry, painting)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ JS_TESTS = Path(__file__).parent / "js"
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs node (20+) on PATH")
-@pytest.mark.parametrize(("script", "n_tests"), [("test_review_model.mjs", 8), ("test_review_keys.mjs", 8)])
+@pytest.mark.parametrize(("script", "n_tests"), [
+    ("test_review_model.mjs", 8), ("test_review_keys.mjs", 8), ("test_review_edits.mjs", 4), ("test_editor.mjs", 9),
+])
 def test_js_module(script, n_tests):
     result = subprocess.run(["node", "--test", str(JS_TESTS / script)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
