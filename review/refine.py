@@ -16,7 +16,7 @@ from django.conf import settings
 from annotations.errors import InvalidAnnotation
 from annotations.models import Image
 from annotations.validation import validate_box, validate_mask
-from emoverse_site.celery import app as celery_app
+from celery import current_app as celery_app
 from review.errors import RefineFailed, RefineTimeout, RefineUnavailable
 
 REFINE_TASK = "ml.tasks.gpu_refine_mask"

@@ -58,6 +58,8 @@ export DJANGO_SETTINGS_MODULE=emoverse_site.settings
 log "manage.py check --deploy with the production settings"
 SECRET_KEY="ci-$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" ALLOWED_HOSTS=review.example.org \
   DJANGO_SETTINGS_MODULE=emoverse_site.settings_production python manage.py check --deploy --fail-level WARNING
+log "import contracts (lint-imports, .importlinter)"
+lint-imports
 log "migrations are complete"
 python manage.py makemigrations --check --dry-run >/dev/null
 
