@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -48,6 +49,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from our static files: the docs work offline
     "django_htmx",
+    "axes",
     "annotations",
     "review",
     "agreement",
@@ -64,6 +66,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # django-axes turns a locked-out login into its answer; it goes last.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "emoverse_site.urls"
@@ -120,6 +124,38 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
+# --- authentication: lockout, API tokens --------------------------------------------
+# django-axes counts wrong passwords per username on every login path (the login form,
+# the Django admin, POST /api/auth/token/): after EMOVERSE_LOGIN_FAILURE_LIMIT of them the
+# username is refused, even with the right password, until EMOVERSE_LOGIN_COOLOFF_MINUTES
+# have passed since the last failure (0: until an admin runs
+# ``manage.py axes_reset_username``). A successful login resets the count. The limit is
+# per username, not per address: behind a proxy every client shares one address.
+EMOVERSE_LOGIN_FAILURE_LIMIT = int(os.environ.get("EMOVERSE_LOGIN_FAILURE_LIMIT", "10"))
+EMOVERSE_LOGIN_COOLOFF_MINUTES = int(os.environ.get("EMOVERSE_LOGIN_COOLOFF_MINUTES", "15"))
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out username before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = EMOVERSE_LOGIN_FAILURE_LIMIT > 0
+AXES_FAILURE_LIMIT = max(EMOVERSE_LOGIN_FAILURE_LIMIT, 1)
+AXES_COOLOFF_TIME = timedelta(minutes=EMOVERSE_LOGIN_COOLOFF_MINUTES) if EMOVERSE_LOGIN_COOLOFF_MINUTES > 0 else None
+AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_COOLOFF_MESSAGE = (
+    f"Too many failed logins for this username: try again in {EMOVERSE_LOGIN_COOLOFF_MINUTES} minutes."
+)
+AXES_PERMALOCK_MESSAGE = "Too many failed logins for this username: ask an admin to unlock it."
+AXES_LOCKOUT_CALLABLE = "emoverse_site.middleware.login_locked_out"
+# axes.W006 asks to lock by client address too. Behind the TLS proxy every client has the
+# proxy's address, so an address lock would lock everyone out after a few wrong passwords.
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+# API tokens (``Authorization: Token <key>``) expire this many hours after they were
+# issued (0: never); POST /api/auth/token/ then issues a new one. A password change
+# revokes the user's token, and DELETE /api/auth/token/ revokes the caller's.
+EMOVERSE_TOKEN_TTL_HOURS = int(os.environ.get("EMOVERSE_TOKEN_TTL_HOURS", "720"))
+
 # --- static and media -------------------------------------------------------
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
@@ -163,9 +199,11 @@ EMOVERSE_THUMBNAIL_SIZE = int(os.environ.get("EMOVERSE_THUMBNAIL_SIZE", "320"))
 
 # --- REST API -------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Token first: a missing, wrong, expired or revoked token is a 401 that says
+    # "WWW-Authenticate: Token" (with the session first, DRF would answer 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "annotations.tokens.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -272,4 +310,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # django-axes says hello at INFO on every start; its lockout warnings still show.
+    "loggers": {"axes.apps": {"level": "WARNING"}},
 }
