@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rest_framework import status
+from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -13,6 +13,10 @@ from annotations.errors import (
     NothingToDo,
     VersionConflict,
 )
+from annotations.token_apis import LoginLockedOut, LoginRefused
+
+# Who-are-you errors: DRF's answer (status, WWW-Authenticate, Retry-After) in our shape.
+_AUTH_ERRORS = (exceptions.NotAuthenticated, exceptions.AuthenticationFailed, LoginLockedOut)
 
 
 def exception_handler(exc, context):
@@ -26,4 +30,9 @@ def exception_handler(exc, context):
         return Response({"detail": str(exc)}, status=status.HTTP_403_FORBIDDEN)
     if isinstance(exc, NothingToDo):
         return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
-    return drf_exception_handler(exc, context)
+    if isinstance(exc, LoginRefused):
+        return Response({"detail": str(exc.detail), "field": exc.field}, status=exc.status_code)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(exc, _AUTH_ERRORS):
+        response.data = {"detail": str(exc.detail), "field": None}
+    return response

@@ -1,10 +1,9 @@
 from django.urls import path
-from rest_framework.authtoken.views import obtain_auth_token
 
-from annotations import apis
+from annotations import apis, token_apis
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/token/", token_apis.TokenAPI.as_view(), name="api-token"),
     path("datasets/", apis.DatasetListAPI.as_view(), name="api-dataset-list"),
     path("datasets/<slug:slug>/", apis.DatasetDetailAPI.as_view(), name="api-dataset-detail"),
     path("images/", apis.ImageListAPI.as_view(), name="api-image-list"),

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
+from csp.constants import NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("EMOVERSE_VAR_DIR", BASE_DIR / "var"))
@@ -48,6 +51,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from our static files: the docs work offline
     "django_htmx",
+    "csp",
+    "axes",
     "annotations",
     "review",
     "exports",
@@ -58,14 +63,23 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # WhiteNoise answers static files here: the middleware below never see them, so
+    # static files keep their long cache headers.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # A body over DATA_UPLOAD_MAX_MEMORY_SIZE is refused (413) before anything reads it.
+    "emoverse_site.middleware.RequestBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Responses for a logged-in user, a token or a session: Cache-Control: private, no-store.
+    "emoverse_site.middleware.PrivateCacheControlMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # django-axes turns a locked-out login into its answer; it goes last.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "emoverse_site.urls"
@@ -91,6 +105,9 @@ DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'emoverse.sqlite3'}"),
         conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60")),
+        # A persistent connection is checked before a request reuses it, so a database
+        # restart or failover costs no request that starts after it.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -121,6 +138,38 @@ USE_TZ = True
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- authentication: lockout, API tokens --------------------------------------------
+# django-axes counts wrong passwords per username on every login path (the login form,
+# the Django admin, POST /api/auth/token/): after EMOVERSE_LOGIN_FAILURE_LIMIT of them the
+# username is refused, even with the right password, until EMOVERSE_LOGIN_COOLOFF_MINUTES
+# have passed since the last failure (0: until an admin runs
+# ``manage.py axes_reset_username``). A successful login resets the count. The limit is
+# per username, not per address: behind a proxy every client shares one address.
+EMOVERSE_LOGIN_FAILURE_LIMIT = int(os.environ.get("EMOVERSE_LOGIN_FAILURE_LIMIT", "10"))
+EMOVERSE_LOGIN_COOLOFF_MINUTES = int(os.environ.get("EMOVERSE_LOGIN_COOLOFF_MINUTES", "15"))
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out username before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = EMOVERSE_LOGIN_FAILURE_LIMIT > 0
+AXES_FAILURE_LIMIT = max(EMOVERSE_LOGIN_FAILURE_LIMIT, 1)
+AXES_COOLOFF_TIME = timedelta(minutes=EMOVERSE_LOGIN_COOLOFF_MINUTES) if EMOVERSE_LOGIN_COOLOFF_MINUTES > 0 else None
+AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_COOLOFF_MESSAGE = (
+    f"Too many failed logins for this username: try again in {EMOVERSE_LOGIN_COOLOFF_MINUTES} minutes."
+)
+AXES_PERMALOCK_MESSAGE = "Too many failed logins for this username: ask an admin to unlock it."
+AXES_LOCKOUT_CALLABLE = "emoverse_site.middleware.login_locked_out"
+# axes.W006 asks to lock by client address too. Behind the TLS proxy every client has the
+# proxy's address, so an address lock would lock everyone out after a few wrong passwords.
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+# API tokens (``Authorization: Token <key>``) expire this many hours after they were
+# issued (0: never); POST /api/auth/token/ then issues a new one. A password change
+# revokes the user's token, and DELETE /api/auth/token/ revokes the caller's.
+EMOVERSE_TOKEN_TTL_HOURS = int(os.environ.get("EMOVERSE_TOKEN_TTL_HOURS", "720"))
 
 # --- static and media -------------------------------------------------------
 STATIC_URL = "static/"
@@ -156,6 +205,42 @@ STORAGES = {
 # permission-checked view.
 EXPORT_ROOT = Path(os.environ.get("EXPORT_ROOT", VAR_DIR / "exports"))
 
+# --- Content-Security-Policy (django-csp) -----------------------------------------
+# Pages load scripts, styles and fonts only from our static files: no inline <script>,
+# <style> or style="" anywhere (scripts set styles through the CSSOM, which CSP allows).
+# Images may also come from the object storage the image views redirect to, and from
+# any origin listed in EMOVERSE_CSP_IMG_SRC (comma-separated, e.g. a CDN in front of it).
+# The Swagger UI at /api/docs/ passes the same policy (templates/drf_spectacular/).
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+MEDIA_ORIGINS: list[str] = []
+if AWS_STORAGE_BUCKET_NAME:
+    if AWS_S3_CUSTOM_DOMAIN:
+        MEDIA_ORIGINS = [f"https://{AWS_S3_CUSTOM_DOMAIN}"]
+    elif AWS_S3_ENDPOINT_URL:  # path-style or virtual-hosted on a MinIO/Ceph endpoint
+        _endpoint = urlsplit(AWS_S3_ENDPOINT_URL)
+        MEDIA_ORIGINS = [_origin(AWS_S3_ENDPOINT_URL), f"{_endpoint.scheme}://{AWS_STORAGE_BUCKET_NAME}.{_endpoint.netloc}"]
+    else:
+        MEDIA_ORIGINS = [f"https://{AWS_STORAGE_BUCKET_NAME}.s3.amazonaws.com"]
+        if AWS_S3_REGION_NAME:
+            MEDIA_ORIGINS.append(f"https://{AWS_STORAGE_BUCKET_NAME}.s3.{AWS_S3_REGION_NAME}.amazonaws.com")
+MEDIA_ORIGINS += _env_list("EMOVERSE_CSP_IMG_SRC", "")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "img-src": [SELF, "data:", "blob:", *MEDIA_ORIGINS],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
 DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
 
 # --- images -------------------------------------------------------------------
@@ -165,9 +250,11 @@ EMOVERSE_THUMBNAIL_SIZE = int(os.environ.get("EMOVERSE_THUMBNAIL_SIZE", "320"))
 
 # --- REST API -------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Token first: a missing, wrong, expired or revoked token is a 401 that says
+    # "WWW-Authenticate: Token" (with the session first, DRF would answer 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "annotations.tokens.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -282,4 +369,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # django-axes says hello at INFO on every start; its lockout warnings still show.
+    "loggers": {"axes.apps": {"level": "WARNING"}},
 }

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.test import RequestFactory
 from pycocotools import mask as mask_utils
 
 from annotations.domain import PIPELINE_AUTHOR
@@ -83,7 +84,8 @@ def test_demo_imports_a_reviewable_dataset_offline_and_a_second_run_adds_nothing
     for demo in DEMO_USERS:
         user = get_user_model().objects.get(username=demo.username)
         assert set(demo.roles) <= user_roles(user)
-        assert client.login(username=demo.username, password=demo.password)
+        # django-axes (login lockout) needs the request every real login has.
+        assert client.login(request=RequestFactory().post("/accounts/login/"), username=demo.username, password=demo.password)
 
     # The command runs the same load again: nothing new, and it prints the logins.
     counts = (Image.objects.count(), Annotation.objects.count())

@@ -79,7 +79,7 @@ def test_adjudication_pages_show_every_review_to_adjudicators_only(logged, dispu
     assert f"/review/adjudication/{disputed.pk}/" in listing and "1 item waiting" in listing
     page = client.get(f"/review/adjudication/{disputed.pk}/").content.decode()
     assert "Review 1 · ann" in page and "Review 2 · bob" in page and 'id="adjudication-data"' in page
-    assert "review/adjudication.js" in page
+    assert "review/adjudication_page.js" in page  # starts static/review/adjudication.js
 
 
 def test_model_text_is_escaped_on_the_adjudication_page(logged, adjudicator, make_reviewer):

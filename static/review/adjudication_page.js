@@ -1,0 +1,13 @@
+// Starts the adjudication page with what its template put there: the item and the
+// emotions as JSON blocks, the API and next-item URLs as data attributes of #adj-final.
+import { mountAdjudication } from "./adjudication.js";
+
+const root = document.getElementById("adj-final");
+mountAdjudication({
+  data: JSON.parse(document.getElementById("adjudication-data").textContent),
+  emotions: JSON.parse(document.getElementById("emotions").textContent),
+  root,
+  canvas: document.getElementById("adj-overlay"),
+  apiUrl: root.dataset.apiUrl,
+  nextUrl: root.dataset.nextUrl,
+});
