@@ -1,13 +1,14 @@
 """REST API for datasets, images and annotation versions.
 
-Reads are open to every role, with one rule that protects independent reviews:
-a reviewer sees model and imported annotations and their own, never another
-person's answer (researchers, adjudicators and admins see all).
+Reads are open to every role; which annotations a user reads is
+:func:`annotations.selectors.visible_annotations`: a reviewer never sees another
+person's answer, and nobody sees other people's answers on an image they hold or
+may still be given a review slot on (independent reviews).
 """
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers
@@ -15,17 +16,9 @@ from rest_framework.pagination import CursorPagination
 
 from annotations import selectors
 from annotations.filters import ImageFilter
-from annotations.models import Annotation, AnnotationKind, Dataset, Image
-from annotations.roles import HasRole, has_role
-from core.vocabulary import ADJUDICATOR, ADMIN, RESEARCHER, USER_ROLES
-
-
-def visible_annotations(user) -> QuerySet[Annotation]:
-    """Annotations the user may read (see module docstring)."""
-    queryset = Annotation.objects.all()
-    if has_role(user, ADMIN, RESEARCHER, ADJUDICATOR):
-        return queryset
-    return queryset.filter(Q(kind__in=[AnnotationKind.MODEL, AnnotationKind.IMPORT]) | Q(author_user=user))
+from annotations.models import Annotation, Dataset, Image
+from annotations.roles import HasRole
+from core.vocabulary import ADMIN, USER_ROLES
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -130,7 +123,7 @@ class AnnotationFilterMixin:
     def annotation_queryset(self) -> QuerySet[Annotation]:
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return Annotation.objects.none()
-        queryset = visible_annotations(self.request.user)
+        queryset = selectors.visible_annotations(self.request.user)
         params = self.request.query_params
         checked = self.FilterSerializer(data={k: params[k] for k in ("image",) if params.get(k)})
         checked.is_valid(raise_exception=True)
@@ -171,5 +164,5 @@ class ImageVersionsAPI(RoleAPI, generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return Annotation.objects.none()
-        queryset = visible_annotations(self.request.user).filter(image_id=self.kwargs["pk"]).order_by("version")
+        queryset = selectors.visible_annotations(self.request.user).filter(image_id=self.kwargs["pk"]).order_by("version")
         return selectors.annotations_with_elements(queryset)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Prefetch, Q, QuerySet
 
 from annotations.domain import PIPELINE_AUTHOR
@@ -19,8 +20,13 @@ from annotations.models import (
     ImageStatus,
     Triplet,
 )
+from annotations.roles import has_role
 from annotations.validation import des_to_list
-from core.vocabulary import ROLES
+from core.vocabulary import ADJUDICATOR, ADMIN, RESEARCHER, ROLES
+
+# A rule that says which annotations a user must not read: a ``Q`` over Annotation.
+HiddenAnswers = Callable[[AbstractBaseUser], Q]
+_hidden_answer_rules: list[HiddenAnswers] = []
 
 
 def annotations_with_elements(queryset: QuerySet[Annotation] | None = None) -> QuerySet[Annotation]:
@@ -34,6 +40,35 @@ def annotations_with_elements(queryset: QuerySet[Annotation] | None = None) -> Q
             ),
         )
     )
+
+
+def hidden_answers_register(rule: HiddenAnswers) -> None:
+    """Add a rule to :func:`visible_annotations` (idempotent).
+
+    ``annotations`` knows nothing of leases and review slots (``review`` depends
+    on it, not the reverse), so ``review`` registers its independence rule here
+    when it loads (``review.apps``): other people's answers on an image the user
+    holds or may still be given a review slot on (``review.selectors.others_answers``).
+    """
+    if rule not in _hidden_answer_rules:
+        _hidden_answer_rules.append(rule)
+
+
+def visible_annotations(user: AbstractBaseUser) -> QuerySet[Annotation]:
+    """The annotations ``user`` may read through the annotations API.
+
+    A user who is only a reviewer sees model and imported annotations and their
+    own, never another person's answer; researchers, adjudicators and admins see
+    the rest too. Then, whatever the roles, every registered rule
+    (:func:`hidden_answers_register`) takes its annotations out: other people's
+    answers on images the user holds or may still be given a review slot on.
+    """
+    queryset = Annotation.objects.all()
+    if not has_role(user, ADMIN, RESEARCHER, ADJUDICATOR):
+        queryset = queryset.filter(Q(kind__in=[AnnotationKind.MODEL, AnnotationKind.IMPORT]) | Q(author_user=user))
+    for rule in _hidden_answer_rules:
+        queryset = queryset.exclude(rule(user))
+    return queryset
 
 
 def image_current_annotations(*, image: Image) -> list[Annotation]:

@@ -68,7 +68,9 @@ class ExportInput(serializers.Serializer):
                                               "machine-accepted, not human-approved). Default: approved only.")
     options = serializers.DictField(required=False, default=dict,
                                     help_text="images: none|copy|link|url (url only with public storage URLs); "
-                                              "categories (COCO): emotion|role.")
+                                              "categories (COCO): emotion|role; include_rejected (COCO, Parquet: bool, "
+                                              "default false: rejected elements are left out; true keeps them, marked "
+                                              "with their status; JSONL always keeps them).")
 
 
 class NewestFirst(CursorPagination):

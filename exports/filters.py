@@ -150,8 +150,13 @@ class ExportFilters:
         return True
 
 
-def parse_options(format_options: Mapping[str, tuple[str, ...]], options: Mapping[str, Any]) -> dict[str, str]:
-    """``images`` (none, copy, link, url) plus the format's own options, defaults filled in."""
+def parse_options(format_options: Mapping[str, tuple[Any, ...]], options: Mapping[str, Any]) -> dict[str, Any]:
+    """``images`` (none, copy, link, url) plus the format's own options, defaults filled in.
+
+    An option's allowed values are names, or booleans (``(False, True)``; a format
+    whose answer is fixed allows one value, e.g. JSONL's ``include_rejected`` is
+    always true). The first allowed value is the default.
+    """
     if not isinstance(options, Mapping):
         raise InvalidExportRequest("options", "must be an object")
     allowed = {"images": IMAGE_MODES, **format_options}
@@ -160,8 +165,14 @@ def parse_options(format_options: Mapping[str, tuple[str, ...]], options: Mappin
         raise InvalidExportRequest("options", f"option(s) {', '.join(unknown)} do not apply to this format; expected {', '.join(allowed)}")
     cleaned = {}
     for name, choices in allowed.items():
-        value = options.get(name) or choices[0]
-        if value not in choices:
-            raise InvalidExportRequest(name, f"must be one of {', '.join(choices)}, got {value!r}")
+        raw = options.get(name)
+        if isinstance(choices[0], bool):
+            value = choices[0] if raw in (None, "") else _flag(raw, name)
+            if value not in choices:
+                raise InvalidExportRequest(name, f"is always {str(choices[0]).lower()} for this format")
+        else:
+            value = raw or choices[0]
+            if value not in choices:
+                raise InvalidExportRequest(name, f"must be one of {', '.join(choices)}, got {value!r}")
         cleaned[name] = value
     return cleaned

@@ -48,6 +48,11 @@ class ExportForm(forms.Form):
         help_text="Also export items the pipeline auto-accepted that no person reviewed "
                   "(machine-accepted, not human-approved; counted apart in the manifest).",
     )
+    include_rejected = forms.BooleanField(
+        required=False, label="Include rejected elements (COCO, Parquet)",
+        help_text="Also write the elements a reviewer or adjudicator rejected, marked with their status. "
+                  "Left out by default (counted in the manifest); JSONL always keeps them.",
+    )
 
     def service_arguments(self) -> dict[str, Any]:
         """``export_create`` keyword arguments from the cleaned data."""
@@ -56,6 +61,8 @@ class ExportForm(forms.Form):
         filters["since"] = data["since"].isoformat() if data["since"] else None
         filters["until"] = data["until"].isoformat() if data["until"] else None
         options = {"images": data["images"]}
+        if data["include_rejected"]:
+            options["include_rejected"] = True
         if data["format"] == ExportFormat.COCO:
             options["categories"] = data["categories"] or "emotion"
         return {"dataset": data["dataset"], "export_format": data["format"], "filters": filters, "options": options}

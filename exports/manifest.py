@@ -1,6 +1,7 @@
 """The manifest of an export snapshot: what, which filter, how many, checksums, who, when, which app.
 
 ``final_annotation`` says in words which annotation of an image was exported;
+``left_out`` counts what the export did not take, by reason (:func:`left_out`);
 ``run_by`` is the user, or the OS account that ran ``export_dataset`` without ``--user``.
 """
 
@@ -20,7 +21,7 @@ from exports.models import ExportSnapshot
 from exports.writers import WriterResult
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: ``left_out``; COCO and Parquet leave rejected elements out by default
 _FINAL = "the adjudicated annotation, else the approved human review or curated import"
 FINAL_RULE = f"{_FINAL} (human-approved only)"
 FINAL_RULE_AUTO = (f"{_FINAL}, else the pipeline's auto-accepted model answer "
@@ -70,6 +71,24 @@ def app_version() -> dict[str, Any]:
     }
 
 
+def left_out(counts: dict[str, Any]) -> dict[str, int]:
+    """What the export did not take, by reason (docs/export.md, "What is left out").
+
+    ``rejected_elements``: elements a reviewer or adjudicator rejected, left out
+    of COCO and Parquet (option ``include_rejected`` keeps them; JSONL always
+    does); ``images_without_final_annotation``: no person approved an answer
+    (model-only); ``images_auto_accepted_only``: only the pipeline accepted them
+    (filter ``include_auto_accepted`` takes them); ``images_outside_filter``: their
+    final annotation's label or date did not match the filter.
+    """
+    return {
+        "rejected_elements": counts["rejected_elements_left_out"],
+        "images_without_final_annotation": counts["skipped_without_final"],
+        "images_auto_accepted_only": counts["skipped_auto_accepted"],
+        "images_outside_filter": counts["skipped_by_filter"],
+    }
+
+
 def build_manifest(
     *, snapshot: ExportSnapshot, folder: Path, started_at: datetime, counts: dict[str, Any], results: list[WriterResult]
 ) -> dict[str, Any]:
@@ -86,6 +105,7 @@ def build_manifest(
         "final_annotation": FINAL_RULE_AUTO if auto else FINAL_RULE,
         "options": snapshot.options,
         "counts": {**counts, **writer_counts},
+        "left_out": left_out(counts),
         "files": [file_entry(folder, name) for result in results for name in result.files],
         "created_by": {"id": user.pk, "username": user.get_username()} if user else None,
         "run_by": snapshot.run_by or None,

@@ -11,7 +11,9 @@ the database's clock). Memory does not grow with the dataset.
 The final annotation is the adjudicated one, else the approved human review or
 curated import; the pipeline's auto-accepted model answer only with the
 ``include_auto_accepted`` filter (machine-accepted, counted apart in the
-manifest).
+manifest). Within it, COCO and Parquet leave out rejected elements unless the
+``include_rejected`` option is set; the manifest's ``left_out`` counts what was
+left out and why.
 
 Snapshots are crash-safe. An attempt writes into its own hidden folder
 (``EXPORT_ROOT/<dataset>/.<name>.<attempt>.partial``), writes ``manifest.json``
@@ -55,6 +57,7 @@ from exports.manifest import MANIFEST, build_manifest
 from exports.models import ExportSnapshot, ExportStatus
 from exports.selectors import export_images, final_annotations_and_withheld, final_dir, partial_dir
 from exports.writers import ExportItem, WriterResult, writer_class
+from exports.writers.items import kept_elements
 from exports.writers.images import IMAGE_MODES, ImagePlacer, export_file_name
 
 logger = logging.getLogger(__name__)
@@ -136,11 +139,13 @@ def export_run(*, snapshot_id: int) -> ExportSnapshot | None:
 
 @dataclass
 class _Counts:
+    include_rejected: bool  # the writer keeps rejected elements (JSONL always; COCO, Parquet on request)
     images: int = 0
     machine_accepted: int = 0  # exported with the pipeline's auto-accepted answer (include_auto_accepted)
     skipped_without_final: int = 0
     skipped_auto_accepted: int = 0  # auto-accepted by the pipeline only, left out by default
     skipped_by_filter: int = 0
+    rejected_elements_left_out: int = 0
     triplets: int = 0
     elements: int = 0
     boxes: int = 0
@@ -156,14 +161,17 @@ class _Counts:
         self.by_source[item.image.source] += 1
         self.with_des += item.annotation.des is not None
         for triplet in item.annotation.triplets.all():
-            self.triplets += 1
-            for element in triplet.elements.all():
+            kept = kept_elements(triplet, include_rejected=self.include_rejected)
+            self.rejected_elements_left_out += len(triplet.elements.all()) - len(kept)
+            self.triplets += bool(kept)
+            for element in kept:
                 self.elements += 1
                 self.boxes += element.x0 is not None
                 self.masks += element.mask_counts is not None
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if not isinstance(v, Counter)}
+        """The manifest's ``counts``: what was exported (triplets, elements, boxes, masks as written) and skipped."""
+        out = {k: v for k, v in self.__dict__.items() if not isinstance(v, (Counter, bool))}
         return {**out, "by_label": dict(sorted(self.by_label.items())), "by_source": dict(sorted(self.by_source.items()))}
 
 
@@ -182,7 +190,7 @@ def _export(attempt: _Attempt) -> None:
     context = {"dataset": snapshot.dataset.slug, "version": snapshot.version}
     writer = writer_class(snapshot.format)(attempt.folder, snapshot.options, context=context)
     placer = ImagePlacer(attempt.folder, snapshot.options.get("images", IMAGE_MODES[0]))
-    counts, done = _Counts(), 0
+    counts, done = _Counts(include_rejected=writer.include_rejected), 0
     try:
         for chunk in _chunks(images.iterator(chunk_size=CHUNK_SIZE), CHUNK_SIZE):
             finals, withheld = final_annotations_and_withheld((image.pk for image in chunk),

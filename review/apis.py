@@ -218,7 +218,7 @@ class RefineAPI(RoleAPI):
 
 
 class AdjudicationQueueAPI(RoleAPI):
-    """Items whose independent reviews disagree, lowest priority first."""
+    """Items whose independent reviews disagree, lowest priority first; never one the caller reviewed."""
 
     required_roles = (ADJUDICATOR,)
 
@@ -238,12 +238,17 @@ class AdjudicationQueueAPI(RoleAPI):
         slug = request.query_params.get("dataset")
         dataset = get_object_or_404(Dataset, slug=slug) if slug else None
         paginator = self.Pagination()
-        page = paginator.paginate_queryset(selectors.adjudication_queue(dataset=dataset), request, view=self)
+        items = selectors.adjudication_queue(user=request.user, dataset=dataset)
+        page = paginator.paginate_queryset(items, request, view=self)
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
 
 class AdjudicationItemAPI(RoleAPI):
-    """GET: all reviews of an item side by side. POST: the final answer (an adjudication version)."""
+    """GET: all reviews of an item side by side. POST: the final answer (an adjudication version).
+
+    Only for an item waiting for adjudication (GET answers 404 otherwise, POST 403)
+    and never to a person who reviewed it (403).
+    """
 
     required_roles = (ADJUDICATOR,)
 
@@ -262,9 +267,10 @@ class AdjudicationItemAPI(RoleAPI):
         critic = serializers.JSONField(allow_null=True)
         reviews = serializers.ListField(child=serializers.JSONField(), help_text="annotation objects plus reviewer, time_spent_ms")
 
-    @extend_schema(responses={200: OutputSerializer, 404: DETAIL})
+    @extend_schema(responses={200: OutputSerializer, 403: DETAIL, 404: DETAIL})
     def get(self, request, image_id: int):
         image = get_object_or_404(Image.objects.select_related("dataset"), pk=image_id)
+        selectors.adjudication_check(image=image, user=request.user)
         return Response(self.OutputSerializer(selectors.adjudication_payload(image)).data)
 
     @extend_schema(request=InputSerializer, responses={201: SubmitAPI.OutputSerializer, 400: ERROR, 403: DETAIL, 409: CONFLICT})
@@ -321,7 +327,8 @@ class DisagreementListAPI(RoleAPI):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         paginator = self.Pagination()
-        page = paginator.paginate_queryset(selectors.disagreement_list(**filters.validated_data), request, view=self)
+        rows = selectors.disagreement_list(user=request.user, **filters.validated_data)
+        page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
 

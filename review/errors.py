@@ -1,6 +1,11 @@
-"""Errors of the click-to-refine dispatch (the API maps them to 503, 504 and 502)."""
+"""Errors of the review app: the click-to-refine dispatch (the API maps them to 503,
+504 and 502) and adjudication of an item that does not wait for it (404)."""
 
-from annotations.errors import DomainError
+from annotations.errors import DomainError, NothingToDo
+
+
+class NotInAdjudication(NothingToDo):
+    """The image is not waiting for adjudication: adjudication pages and endpoints show nothing of it."""
 
 
 class RefineUnavailable(DomainError):

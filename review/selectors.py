@@ -2,7 +2,9 @@
 read-only image page.
 
 What a reviewer is shown (``lease_payload``) holds model answers only: never
-another person's review, so independent reviews stay independent.
+another person's review, so independent reviews stay independent. The rule for
+every other read is :func:`images_user_may_review` (see "Independent reviews"
+below).
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
 from annotations.domain import PIPELINE_AUTHOR
+from annotations.errors import NotAllowed
 from annotations.models import Annotation, AnnotationKind, Dataset, Image, ImageStatus
 from annotations.roles import has_role
 from annotations.selectors import (
@@ -25,7 +28,8 @@ from annotations.selectors import (
     image_review_base,
 )
 from core.alignment import align_triplets, normalize_words
-from core.vocabulary import ADJUDICATOR, ADMIN, EMOTIONS, RESEARCHER, ROLES
+from core.vocabulary import ADJUDICATOR, ADMIN, EMOTIONS, RESEARCHER, REVIEWER, ROLES
+from review.errors import NotInAdjudication
 from review.models import Disagreement, Draft, Lease, LeaseState, ReviewSubmission
 
 DONE_STATUSES = (ImageStatus.APPROVED, ImageStatus.REJECTED, ImageStatus.FLAGGED)
@@ -133,15 +137,20 @@ def dataset_progress(*, dataset: Dataset, now: datetime | None = None) -> dict[s
     }
 
 
-def adjudication_queue(*, dataset: Dataset | None = None) -> QuerySet[Image]:
-    qs = Image.objects.filter(status=ImageStatus.ADJUDICATION).select_related("dataset")
+def adjudication_queue(*, user: AbstractBaseUser, dataset: Dataset | None = None) -> QuerySet[Image]:
+    """Images waiting for adjudication that ``user`` did not review, lowest priority first."""
+    reviewed = ReviewSubmission.objects.filter(image=OuterRef("pk"), reviewer=user)
+    qs = Image.objects.filter(status=ImageStatus.ADJUDICATION).exclude(Exists(reviewed)).select_related("dataset")
     if dataset is not None:
         qs = qs.filter(dataset=dataset)
     return qs.order_by("priority", "created_at", "id")
 
 
 def adjudication_payload(image: Image) -> dict[str, Any]:
-    """All independent reviews of the image side by side, with the model answers they started from."""
+    """All independent reviews of the image side by side, with the model answers they started from.
+
+    Shows every review: callers check :func:`adjudication_check` first.
+    """
     reviews = list(annotations_with_elements(
         Annotation.objects.filter(review_submission__image=image).select_related("review_submission").order_by("version")
     ))
@@ -158,11 +167,15 @@ def adjudication_payload(image: Image) -> dict[str, Any]:
     }
 
 
-def disagreement_list(*, dataset: str = "", model: str = "", field: str = "", reviewer: str = "", kind: str = "",
-                      since: datetime | None = None, until: datetime | None = None) -> QuerySet[Disagreement]:
-    """Disagreement rows, newest first, filtered by dataset slug, model name, field, reviewer username, kind, time."""
+def disagreement_list(*, user: AbstractBaseUser, dataset: str = "", model: str = "", field: str = "", reviewer: str = "",
+                      kind: str = "", since: datetime | None = None, until: datetime | None = None) -> QuerySet[Disagreement]:
+    """Disagreement rows, newest first, filtered by dataset slug, model name, field, reviewer username, kind, time.
+
+    Rows of other people's answers on images ``user`` holds or may still be given
+    a review slot on (:func:`images_user_may_review`) are left out.
+    """
     qs = Disagreement.objects.select_related("dataset", "reviewer", "annotation").order_by("-id")
-    filters = Q()
+    filters = ~(Q(image__in=images_user_may_review(user=user)) & ~Q(reviewer=user))
     if dataset:
         filters &= Q(dataset__slug=dataset)
     if model:
@@ -187,28 +200,92 @@ def disagreement_model_names(*, dataset: str = "") -> list[str]:
     return list(qs.order_by("model_name").values_list("model_name", flat=True).distinct())
 
 
-def user_is_editing(*, image: Image, user: AbstractBaseUser, now: datetime | None = None) -> bool:
-    """True when ``user`` works on ``image`` now: holds a live lease on it, or adjudicates it."""
+# Independent reviews (docs/review-api.md, "Independent reviews"). One rule says
+# on which images a user's review must stay independent; every endpoint and page
+# that shows people's answers applies it: the annotations API (registered with
+# ``annotations.selectors.hidden_answers_register`` in ``review.apps``), the image
+# page, the disagreement log. Adjudication answers only for images waiting for it,
+# and never to a person who reviewed the image.
+
+PERSON_KINDS = (AnnotationKind.HUMAN, AnnotationKind.ADJUDICATION)
+REVIEWABLE_STATUSES = (ImageStatus.IN_REVIEW,)
+
+
+def images_user_may_review(*, user: AbstractBaseUser, now: datetime | None = None) -> QuerySet[Image]:
+    """The images on which ``user`` holds, or may still be given, a review slot.
+
+    An image is one of them when the user holds a live lease on it (active, not
+    expired), or when all of these hold:
+
+    - the user has the reviewer role;
+    - the image is in a reviewable status (:data:`REVIEWABLE_STATUSES`: in review,
+      the only status the queue serves);
+    - the dataset wants more reviews of it than it has: its plan's
+      ``required_reviews`` exceed its ``submitted_reviews`` (an image never leased
+      has no plan yet and wants its first review). Slots held by other people's
+      live leases still count as open: a lease may lapse and its slot be given out;
+    - the user has not submitted a review of it (skipped items count: the queue
+      serves them again).
+    """
     now = now or timezone.now()
-    if Lease.objects.filter(image=image, reviewer=user, state=LeaseState.ACTIVE, expires_at__gt=now).exists():
-        return True
-    return image.status == ImageStatus.ADJUDICATION and has_role(user, ADJUDICATOR)
+    live = Lease.objects.filter(reviewer=user, state=LeaseState.ACTIVE, expires_at__gt=now).values("image_id")
+    held = Q(pk__in=live)
+    if not has_role(user, REVIEWER):
+        return Image.objects.filter(held)
+    submitted = ReviewSubmission.objects.filter(reviewer=user).values("image_id")
+    wants_more = Q(review_plan__isnull=True) | Q(review_plan__required_reviews__gt=F("review_plan__submitted_reviews"))
+    open_slot = Q(status__in=REVIEWABLE_STATUSES) & wants_more & ~Q(pk__in=submitted)
+    return Image.objects.filter(held | open_slot)
+
+
+def user_may_review(*, user: AbstractBaseUser, image: Image, now: datetime | None = None) -> bool:
+    """True when ``user`` holds, or may still be given, a review slot on ``image`` (:func:`images_user_may_review`)."""
+    return images_user_may_review(user=user, now=now).filter(pk=image.pk).exists()
+
+
+def others_answers(user: AbstractBaseUser) -> Q:
+    """Annotations hidden from ``user`` everywhere: other people's answers (review and
+    adjudication versions) on the images of :func:`images_user_may_review`."""
+    return Q(kind__in=PERSON_KINDS, image__in=images_user_may_review(user=user)) & ~Q(author_user=user)
 
 
 def reviewer_has_submitted(*, image: Image, user: AbstractBaseUser) -> bool:
     return ReviewSubmission.objects.filter(image=image, reviewer=user).exists()
 
 
-# The read-only image page: which annotations and versions a user may see.
-# A person who only reviews must not see another reviewer's answer to an image
-# they may still be asked to review independently: until they have submitted
-# their own review of it (or the image is finished), other people's human
-# versions are hidden from them. Adjudicators, researchers and admins see all.
+def adjudication_check(*, image: Image, user: AbstractBaseUser) -> None:
+    """Raise unless ``user`` may see and decide the adjudication of ``image`` now.
 
-PERSON_KINDS = (AnnotationKind.HUMAN, AnnotationKind.ADJUDICATION)
+    :class:`review.errors.NotInAdjudication` (404) when the image is not waiting
+    for adjudication, :class:`NotAllowed` (403) when the user reviewed it: nobody
+    adjudicates a conflict their own review is part of.
+    """
+    if image.status != ImageStatus.ADJUDICATION:
+        raise NotInAdjudication(f"Image {image.pk} is not waiting for adjudication.")
+    if reviewer_has_submitted(image=image, user=user):
+        raise NotAllowed(f"You reviewed image {image.pk}; another adjudicator decides it.")
+
+
+def user_is_editing(*, image: Image, user: AbstractBaseUser, now: datetime | None = None) -> bool:
+    """True when ``user`` works on ``image`` now: holds a live lease on it, or may adjudicate it."""
+    now = now or timezone.now()
+    if Lease.objects.filter(image=image, reviewer=user, state=LeaseState.ACTIVE, expires_at__gt=now).exists():
+        return True
+    return (image.status == ImageStatus.ADJUDICATION and has_role(user, ADJUDICATOR)
+            and not reviewer_has_submitted(image=image, user=user))
+
+
+# The read-only image page: which annotations and versions a user may see.
+# Nobody sees other people's answers on an image they hold or may still be given
+# a review slot on (:func:`user_may_review`). Besides, a person who only reviews
+# sees other people's answers only once they submitted their own review of the
+# image or the image is finished. Otherwise adjudicators, researchers and admins
+# see all.
 
 
 def sees_all_reviews(*, image: Image, user: AbstractBaseUser) -> bool:
+    if user_may_review(user=user, image=image):
+        return False
     if has_role(user, ADJUDICATOR, RESEARCHER, ADMIN) or image.status in DONE_STATUSES:
         return True
     return reviewer_has_submitted(image=image, user=user)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.conf import settings
@@ -29,7 +29,7 @@ from annotations.selectors import (
     image_review_base,
 )
 from annotations.services import annotation_create, image_set_status
-from annotations.validation import AnnotationInput, validate_annotation
+from annotations.validation import AnnotationInput, CesInput, validate_annotation
 from core.vocabulary import ROLES
 from review.disagreements import annotation_differences, reviews_disagree
 from review.models import (
@@ -44,6 +44,7 @@ from review.models import (
     ReviewSubmission,
 )
 from review.queue import free_slot, lease_get_for_update, lease_is_live
+from review.selectors import DONE_STATUSES, reviewer_has_submitted
 
 MAX_ELEMENT_DECISIONS = 2000
 MAX_TIME_MS = 24 * 3600 * 1000
@@ -275,6 +276,33 @@ def review_submit(
     return SubmitResult(annotation=version, image_status=status, disagreements=n)
 
 
+def adjudicated_ces(ces: CesInput | None, reviews: list[Annotation]) -> tuple[CesInput | None, dict[str, Any]]:
+    """The CES of an adjudication: the adjudicator's label, with a confidence and a distribution that survive.
+
+    When the adjudicator gives a confidence (or a distribution, which gives it),
+    both are theirs. Otherwise both are carried from the reviews whose label the
+    adjudicator chose: the mean of their confidences and the mean of their
+    distributions (over the reviews that give one); none when no such review
+    gives one. Returns the CES and where its confidence came from
+    (``{"confidence_from": "adjudicator" | "reviews" | None, "confidence_reviews": [annotation ids]}``).
+    """
+    if ces is None:
+        return None, {"confidence_from": None, "confidence_reviews": []}
+    if ces.confidence is not None:
+        return ces, {"confidence_from": "adjudicator", "confidence_reviews": []}
+    chosen = [r for r in reviews if r.ces_label == ces.label and r.ces_confidence is not None]
+    if not chosen:
+        return ces, {"confidence_from": None, "confidence_reviews": []}
+    confidence = sum(r.ces_confidence for r in chosen) / len(chosen)
+    given = [r.ces_distribution for r in chosen if r.ces_distribution]
+    distribution = None
+    if given:
+        emotions = sorted({e for d in given for e in d})
+        distribution = {e: sum(d.get(e, 0.0) for d in given) / len(given) for e in emotions}
+    carried = CesInput(label=ces.label, confidence=confidence, distribution=distribution)
+    return carried, {"confidence_from": "reviews", "confidence_reviews": [r.pk for r in chosen]}
+
+
 @transaction.atomic
 def adjudication_submit(
     *,
@@ -287,21 +315,31 @@ def adjudication_submit(
 ) -> SubmitResult:
     """Set the final answer of an item whose independent reviews disagree.
 
-    Creates an ADJUDICATION annotation version and its disagreement rows against
-    every model annotation; the image becomes approved, rejected or flagged.
+    Raises :class:`NotAllowed` when the adjudicator reviewed the image or it is
+    not waiting for adjudication (checked before anything about the image's
+    versions is said, except for an image decided since: :class:`VersionConflict`). Creates an ADJUDICATION annotation version, whose CES
+    confidence and distribution follow :func:`adjudicated_ces`, and its
+    disagreement rows against every model annotation; the image becomes approved,
+    rejected or flagged.
     """
     image = Image.objects.select_for_update().select_related("dataset").get(pk=image.pk)
+    if reviewer_has_submitted(image=image, user=adjudicator):
+        raise NotAllowed(f"You reviewed image {image.pk}; another adjudicator decides it.")
+    if image.status != ImageStatus.ADJUDICATION:
+        if image.status in DONE_STATUSES:  # decided since it was opened: say what changed
+            _check_version(image, expected_version, ignore=set())
+        raise NotAllowed(f"Image {image.pk} is not waiting for adjudication (status {image.status}).")
     decision, reason = check_decision(decision, reason)
     data = check_annotation(annotation, image, decision)
     _check_version(image, expected_version, ignore=set())
-    if image.status != ImageStatus.ADJUDICATION:
-        raise NotAllowed(f"Image {image.pk} is not waiting for adjudication (status {image.status}).")
+    submissions = list(ReviewSubmission.objects.filter(image=image).select_related("annotation").order_by("id"))
+    ces, provenance = adjudicated_ces(data.ces, [s.annotation for s in submissions])
     version = annotation_create(
-        image=image, data=data, kind=AnnotationKind.ADJUDICATION, author_name=adjudicator.get_username(),
+        image=image, data=replace(data, ces=ces), kind=AnnotationKind.ADJUDICATION, author_name=adjudicator.get_username(),
         author_user=adjudicator, parent=image_review_base(image=image), decision=decision, decision_reason=reason,
-        extra={"reviews": list(ReviewSubmission.objects.filter(image=image).values_list("annotation_id", flat=True))},
+        extra={"reviews": [s.annotation_id for s in submissions], **provenance},
     )
     n = disagreements_record(annotation=version, person=adjudicator, kind=DisagreementKind.ADJUDICATION)
-    fields = {"label": data.ces.label} if data.ces else {}
+    fields = {"label": ces.label} if ces else {}
     image_set_status(image=image, status=decision, **fields)
     return SubmitResult(annotation=version, image_status=image.status, disagreements=n)

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-from django.core.exceptions import BadRequest
+from django.core.exceptions import BadRequest, PermissionDenied
+from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_GET
 
+from annotations.errors import NotAllowed
 from annotations.models import Dataset, Image
 from annotations.roles import role_required
 from core.vocabulary import ADJUDICATOR, ADMIN, EMOTIONS, RESEARCHER, REVIEWER, USER_ROLES
 from review import selectors
+from review.errors import NotInAdjudication
 from review.models import DisagreementField, DisagreementKind
 
 LOG_PAGE_SIZE = 50
@@ -84,7 +87,7 @@ def _log_filters(params) -> dict:
 def disagreement_log(request):
     """Filterable, keyset-paginated log (``?before=<id>``, newest first); htmx requests get the table only."""
     filters = _log_filters(request.GET)
-    rows = selectors.disagreement_list(**filters)
+    rows = selectors.disagreement_list(user=request.user, **filters)
     before = request.GET.get("before", "")
     if before.isdigit():
         rows = rows.filter(id__lt=int(before))
@@ -109,7 +112,7 @@ def disagreement_log(request):
 def adjudication_queue_page(request):
     slug = request.GET.get("dataset", "")
     dataset = get_object_or_404(Dataset, slug=slug) if slug else None
-    items = selectors.adjudication_queue(dataset=dataset)
+    items = selectors.adjudication_queue(user=request.user, dataset=dataset)
     return render(request, "review/adjudication_queue.html", {
         "items": items[:200], "count": items.count(), "dataset": dataset,
         "datasets": Dataset.objects.order_by("slug").values_list("slug", flat=True),
@@ -119,10 +122,17 @@ def adjudication_queue_page(request):
 @require_GET
 @role_required(ADJUDICATOR)
 def adjudication_page(request, image_id: int):
+    """One item waiting for adjudication; 404 for any other, 403 to a person who reviewed it."""
     image = get_object_or_404(Image.objects.select_related("dataset"), pk=image_id)
+    try:
+        selectors.adjudication_check(image=image, user=request.user)
+    except NotInAdjudication as exc:
+        raise Http404(str(exc)) from exc
+    except NotAllowed as exc:
+        raise PermissionDenied(str(exc)) from exc
     payload = selectors.adjudication_payload(image)
-    following = selectors.adjudication_queue(dataset=image.dataset).exclude(pk=image.pk).values_list("pk", flat=True).first()
+    following = (selectors.adjudication_queue(user=request.user, dataset=image.dataset).exclude(pk=image.pk)
+                 .values_list("pk", flat=True).first())
     return render(request, "review/adjudication_item.html", {
         "image": image, "payload": payload, "emotions": EMOTIONS, "next_id": following,
-        "waiting": image.status == "adjudication",
     })

@@ -7,6 +7,12 @@ writer never holds more than one chunk in memory. The service
 (``exports.runs``) picks the images, their final annotations and the image
 files; writers only encode.
 
+Rejected elements: COCO and Parquet leave out the elements a reviewer or
+adjudicator rejected unless the ``include_rejected`` option is set (then they
+are kept, marked with their status); JSONL, the round-trip format, always keeps
+every element with its status. Writers choose with
+:func:`exports.writers.items.kept_elements`.
+
 Add a format: write a class with the :class:`ExportWriter` shape in its own
 module and register it in :data:`WRITERS` under its ``ExportFormat`` value.
 """
@@ -27,8 +33,11 @@ __all__ = ["WRITERS", "ExportItem", "ExportWriter", "WriterResult", "writer_clas
 
 
 class ExportWriter(Protocol):
-    # Options this format understands: name -> allowed values (first one is the default).
-    OPTIONS: Mapping[str, tuple[str, ...]]
+    # Options this format understands: name -> allowed values (first one is the default;
+    # names, or booleans). Every format has ``include_rejected``.
+    OPTIONS: Mapping[str, tuple[Any, ...]]
+    # Whether rejected elements are in the files (the service counts those left out).
+    include_rejected: bool
 
     def __init__(self, folder: Path, options: Mapping[str, Any], *, context: Mapping[str, Any]) -> None:
         """``folder`` exists and is empty; ``context`` names the dataset and snapshot version."""

@@ -6,7 +6,10 @@ Categories (option ``categories``, docs/export.md):
   of an image is an instance of the image's CES label.
 - ``role``: one category per B-A-S role (background, attribute, subject).
 
-Every element with a box or a mask is one annotation: ``bbox`` ``[x, y, w, h]``
+Elements a reviewer or adjudicator rejected are left out (option
+``include_rejected``: kept and marked by ``element_status``), and so is a
+triplet with no element left. Every other element with a box or a mask is one
+annotation: ``bbox`` ``[x, y, w, h]``
 (the stored box, else the mask's bounding box), ``area`` (mask pixels, else box
 area), ``segmentation`` as compressed COCO RLE ``{"size": [h, w], "counts": str}``
 exactly as stored, ``iscrowd`` 0: each mask is one object instance, and
@@ -40,6 +43,7 @@ from exports.writers.items import (
     WriterResult,
     export_annotator,
     grounded,
+    kept_elements,
 )
 
 FILE_NAME = "annotations.json"
@@ -78,11 +82,12 @@ def _optional(out: dict[str, Any], **values: Any) -> dict[str, Any]:
 
 
 class CocoWriter:
-    OPTIONS: Mapping[str, tuple[str, ...]] = {"categories": ("emotion", "role")}
+    OPTIONS: Mapping[str, tuple[Any, ...]] = {"categories": ("emotion", "role"), "include_rejected": (False, True)}
 
     def __init__(self, folder: Path, options: Mapping[str, Any], *, context: Mapping[str, Any]) -> None:
         self._folder = folder
         self._mode = options.get("categories", "emotion")
+        self.include_rejected = bool(options.get("include_rejected", False))
         self._category_ids = {c["name"]: c["id"] for c in categories_for(self._mode)}
         self._context = context
         self._images = open(folder / _IMAGES_PART, "w", encoding="utf-8")  # noqa: SIM115 - closed in close/abort
@@ -113,8 +118,11 @@ class CocoWriter:
                      rationale=final.rationale, annotator=export_annotator(final), triplets=[], other_elements=[])
         annotations = []
         for triplet in final.triplets.all():
+            elements = kept_elements(triplet, include_rejected=self.include_rejected)
+            if not elements:
+                continue
             phrases: dict[str, Any] = {"index": triplet.index, "key": str(triplet.key)}
-            for element in triplet.elements.all():
+            for element in elements:
                 phrases[element.role] = element.phrase
                 category = final.ces_label if self._mode == "emotion" else element.role
                 described = {"triplet_index": triplet.index, "triplet_key": str(triplet.key), "role": element.role,

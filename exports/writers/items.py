@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from annotations.models import Annotation, AnnotationKind, Element, Image
+from annotations.models import Annotation, AnnotationKind, Element, ElementStatus, Image, Triplet
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,12 @@ def export_annotator(annotation: Annotation) -> dict[str, Any]:
     if annotation.pipeline_version:
         out["pipeline_version"] = annotation.pipeline_version
     return out
+
+
+def kept_elements(triplet: Triplet, *, include_rejected: bool) -> list[Element]:
+    """The elements of ``triplet`` an export keeps: every one with ``include_rejected``,
+    else all but those a reviewer or adjudicator rejected."""
+    return [e for e in triplet.elements.all() if include_rejected or e.status != ElementStatus.REJECTED]
 
 
 def grounded(element: Element) -> bool:

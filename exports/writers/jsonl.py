@@ -64,7 +64,9 @@ def item_to_line(item: ExportItem, des_json: str | None) -> str:
 
 
 class JsonlWriter:
-    OPTIONS: Mapping[str, tuple[str, ...]] = {}
+    # The round-trip format keeps every element with its status, rejected ones too.
+    OPTIONS: Mapping[str, tuple[Any, ...]] = {"include_rejected": (True,)}
+    include_rejected = True
 
     def __init__(self, folder: Path, options: Mapping[str, Any], *, context: Mapping[str, Any]) -> None:
         self._path = folder / FILE_NAME

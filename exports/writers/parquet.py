@@ -4,7 +4,9 @@ Schema (:data:`SCHEMA`): image identity and file, nested ``triplets``
 (``list<struct<key, background, attribute, subject>>``; each element a struct of
 phrase, status, box ``[x0, y0, x1, y1]`` in pixels, box score, mask as compressed
 COCO RLE ``mask_counts`` with ``mask_size`` ``[h, w]``, mask score; null when the
-triplet has no such element), the CES label, confidence and distribution (a
+triplet has no such element; elements a reviewer or adjudicator rejected are
+left out unless the ``include_rejected`` option is set, and a triplet with no
+element left is dropped), the CES label, confidence and distribution (a
 struct of the 8 emotions), the DES vector as ``fixed_size_list<float32, 1024>``
 (null when absent), the rationale and the annotator. Readable by pyarrow, pandas
 and HuggingFace ``datasets`` (``Dataset.from_parquet``).
@@ -23,7 +25,7 @@ import pyarrow.parquet as pq
 
 from annotations.models import Element
 from core.vocabulary import DES_DIM, EMOTIONS, ROLES
-from exports.writers.items import ExportItem, WriterResult, export_annotator
+from exports.writers.items import ExportItem, WriterResult, export_annotator, kept_elements
 
 FILE_NAME = "data.parquet"
 SCHEMA_VERSION = 1
@@ -75,11 +77,14 @@ def element_row(element: Element) -> dict[str, Any]:
     }
 
 
-def triplet_rows(item: ExportItem) -> list[dict[str, Any]]:
+def triplet_rows(item: ExportItem, *, include_rejected: bool) -> list[dict[str, Any]]:
     rows = []
     for triplet in item.annotation.triplets.all():
+        elements = kept_elements(triplet, include_rejected=include_rejected)
+        if not elements:
+            continue
         row: dict[str, Any] = {"key": str(triplet.key), **dict.fromkeys(ROLES)}
-        for element in triplet.elements.all():
+        for element in elements:
             row[element.role] = element_row(element)
         rows.append(row)
     return rows
@@ -95,14 +100,14 @@ def des_array(blobs: list[bytes | memoryview | None]) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), DES_DIM, mask=pa.array(missing))
 
 
-def chunk_table(items: list[ExportItem]) -> pa.Table:
+def chunk_table(items: list[ExportItem], *, include_rejected: bool) -> pa.Table:
     columns: dict[str, list] = {name: [] for name in SCHEMA.names if name != "des"}
     for item in items:
         image, final = item.image, item.annotation
         annotator = export_annotator(final)
         values = {
             "image_id": image.pk, "image": item.file_name, "image_url": item.url, "sha256": item.sha256,
-            "original_sha256": image.sha256, "source": image.source, "width": image.width, "height": image.height, "triplets": triplet_rows(item),
+            "original_sha256": image.sha256, "source": image.source, "width": image.width, "height": image.height, "triplets": triplet_rows(item, include_rejected=include_rejected),
             "ces_label": final.ces_label, "ces_confidence": final.ces_confidence,
             "ces_distribution": final.ces_distribution, "rationale": final.rationale,
             "annotator": {"kind": annotator["kind"], "name": annotator["name"], "prompt_version": annotator.get("prompt_version")},
@@ -116,9 +121,10 @@ def chunk_table(items: list[ExportItem]) -> pa.Table:
 
 
 class ParquetWriter:
-    OPTIONS: Mapping[str, tuple[str, ...]] = {}
+    OPTIONS: Mapping[str, tuple[Any, ...]] = {"include_rejected": (False, True)}
 
     def __init__(self, folder: Path, options: Mapping[str, Any], *, context: Mapping[str, Any]) -> None:
+        self.include_rejected = bool(options.get("include_rejected", False))
         metadata = {"emoverse": json.dumps({"schema_version": SCHEMA_VERSION, **{k: str(v) for k, v in context.items()}})}
         self._schema = SCHEMA.with_metadata(metadata)
         self._writer = pq.ParquetWriter(folder / FILE_NAME, self._schema, compression="zstd")
@@ -126,7 +132,7 @@ class ParquetWriter:
 
     def write(self, items: list[ExportItem]) -> None:
         if items:
-            self._writer.write_table(chunk_table(items).replace_schema_metadata(self._schema.metadata))
+            self._writer.write_table(chunk_table(items, include_rejected=self.include_rejected).replace_schema_metadata(self._schema.metadata))
             self._rows += len(items)
 
     def close(self) -> WriterResult:

@@ -50,6 +50,9 @@ class Command(BaseCommand):
                             help="image files: none, copy or (hard) link them into images/, or url to reference public "
                                  "storage URLs (refused on local storage and with signed S3 URLs)")
         parser.add_argument("--categories", choices=["emotion", "role"], help="COCO categories (default: emotion)")
+        parser.add_argument("--include-rejected", action="store_true",
+                            help="COCO, Parquet: also write the elements a reviewer or adjudicator rejected, marked with "
+                                 "their status (left out by default and counted in the manifest; JSONL always keeps them)")
         parser.add_argument("--user", help="username recorded as the export's author (default: the OS account, as run_by)")
 
     def handle(self, *args, **options):
@@ -71,6 +74,8 @@ class Command(BaseCommand):
         export_options = {"images": options["images"]}
         if options["categories"]:
             export_options["categories"] = options["categories"]
+        if options["include_rejected"]:
+            export_options["include_rejected"] = True
         try:
             snapshot = export_create(dataset=dataset, export_format=options["format"], filters=filters,
                                      options=export_options, created_by=user,
@@ -86,7 +91,8 @@ class Command(BaseCommand):
             f"{counts['images']} image(s) exported ({counts['machine_accepted']} machine-accepted), "
             f"{counts['skipped_without_final']} without a final annotation, {counts['skipped_auto_accepted']} "
             f"auto-accepted only (see --include-auto-accepted) and {counts['skipped_by_filter']} outside the filter "
-            f"skipped; snapshot at {final_dir(snapshot)}"
+            f"skipped; {counts['rejected_elements_left_out']} rejected element(s) left out (see --include-rejected); "
+            f"snapshot at {final_dir(snapshot)}"
         )
         if out is not None:
             if out.exists():
