@@ -25,17 +25,13 @@ from typing import Any
 import numpy as np
 
 from agreement import selectors
-from agreement.calibration_stats import (
-    apply_temperature,
-    probs_to_logits,
-    reliability_diagram,
-)
 from agreement.reference import reference_labels
 from agreement.selectors import DistributionRow
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import Dataset
 from core.vocabulary import EMOTIONS
 from ml.selectors import latest_temperatures
+from ml.stages.calibration import apply_temperature, probs_to_logits, reliability_diagram
 
 N_BINS = 15
 

@@ -36,12 +36,12 @@ from agreement.calibration import (
     calibration_samples,
     without_raw_note,
 )
-from agreement.calibration_stats import apply_temperature, fit_temperature, probs_to_logits, reliability_diagram
-from agreement.errors import UndefinedStatisticError
 from annotations.models import Annotation, Dataset
+from core.errors import UndefinedStatisticError
 from ml.models import CalibrationVersion
 from ml.selectors import latest_temperatures
 from ml.services import calibration_version_create
+from ml.stages.calibration import apply_temperature, fit_temperature, probs_to_logits, reliability_diagram
 
 
 def default_min_samples() -> int:
