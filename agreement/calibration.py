@@ -1,6 +1,6 @@
 """Per-model calibration of CES confidence against the human reference labels: what is read and reported.
 
-For every image with a human reference label (``agreement.reference``: the adjudication,
+For every image with a human reference label (``review.reference``: the adjudication,
 else the approved reviews' unanimous label, else the reviews' strict majority; the same
 rule as the report's human-vs-model statistics), each model's current answer gives an
 8-way distribution (:func:`calibration_samples`). The agreement report shows, per model,
@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 
 from agreement import selectors
-from agreement.reference import reference_labels
 from agreement.selectors import DistributionRow
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import Dataset
 from core.vocabulary import EMOTIONS
 from ml.selectors import latest_temperatures
 from ml.stages.calibration import apply_temperature, probs_to_logits, reliability_diagram
+from review.reference import reference_labels
 
 N_BINS = 15
 

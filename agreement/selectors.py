@@ -10,7 +10,7 @@ Who is an annotator
 - A *model* is the author of a current MODEL annotation (``author_name`` is the
   model name; ``pipeline`` is the merged answer).
 - The *reference* label of an image (what models are measured and calibrated against)
-  follows one rule, in ``agreement.reference``: its adjudication, else the label its
+  follows one rule, in ``review.reference``: its adjudication, else the label its
   approved reviews agree on, else the strict majority of its reviews, else none. Unlike
   ``annotations.selectors.final_annotation_ids`` (what is exported), an auto-accepted
   pipeline answer is never a reference: measuring or calibrating the models against their
@@ -27,7 +27,6 @@ from typing import Any, NamedTuple
 from django.db.models import Count, Max, Q, QuerySet
 
 from agreement.models import PhraseEmbedding
-from agreement.reference import REFERENCE_KINDS
 from annotations.models import (
     Annotation,
     AnnotationKind,
@@ -36,6 +35,7 @@ from annotations.models import (
     Image,
 )
 from ml.models import CalibrationVersion
+from review.reference import REFERENCE_KINDS
 
 CHUNK = 2000
 
@@ -191,7 +191,7 @@ def model_distribution_rows(*, dataset: Dataset | None = None,
 
 def reference_label_rows(*, dataset: Dataset | None = None) -> Iterator[LabelRow]:
     """Label rows of the current annotations that decide an image's reference label
-    (adjudications, human reviews, imports; see ``agreement.reference``)."""
+    (adjudications, human reviews, imports; see ``review.reference``)."""
     rows = Annotation.objects.filter(is_current=True, kind__in=REFERENCE_KINDS, ces_label__isnull=False)
     if dataset is not None:
         rows = rows.filter(image__dataset=dataset)

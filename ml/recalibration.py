@@ -1,6 +1,6 @@
 """Recalibration: fit each model's temperature on the human reference labels, and store it.
 
-For every image with a human reference label (``agreement.reference``: the adjudication,
+For every image with a human reference label (``review.reference``: the adjudication,
 else the approved reviews' unanimous label, else the reviews' strict majority; the same
 rule as the report's human-vs-model statistics), each model's current answer gives an
 8-way distribution (:func:`agreement.calibration.calibration_samples`). From these pairs,
