@@ -41,6 +41,7 @@ from agreement.statistics import (
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import AnnotationKind, Dataset
 from core.vocabulary import EMOTIONS
+from ml.selectors import model_distribution_rows
 from review.reference import reference_labels
 
 CODES = np.arange(len(EMOTIONS))
@@ -257,5 +258,5 @@ def agreement_report(*, dataset: Dataset, filters: ReportFilters | None = None,
         "models": models,
         "calibration": report_calibration_section(
             reference=arrays.reference_codes(),
-            rows=selectors.model_distribution_rows(dataset=dataset, filters=filters)),
+            rows=model_distribution_rows(images=selectors.dataset_images(dataset=dataset, filters=filters))),
     }

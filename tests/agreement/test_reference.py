@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agreement.calibration import calibration_samples
 from agreement.report import agreement_report
 from agreement.results import ReportOptions
 from agreement.selectors import LabelRow
 from annotations.models import AnnotationKind, Decision
 from core.vocabulary import EMOTIONS
 from ml.recalibration import recalibrate
+from ml.selectors import calibration_samples
 from review.reference import reference_labels
 from tests.agreement.scenes import H, W, payload
 from tests.factories import DatasetFactory, ImageFactory, UserFactory, make_annotation
