@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from agreement import svg
-from agreement.calibration import ModelCalibration
 from agreement.report import REFERENCE
+from ml.selectors import ModelCalibration
 
 
 def annotator_name(annotator_id: str) -> str:

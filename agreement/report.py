@@ -22,7 +22,6 @@ from django.utils import timezone
 from agreement import elements as element_stats
 from agreement import selectors
 from agreement.calibration import report_calibration_section
-from agreement.reference import reference_labels
 from agreement.results import (
     ReportOptions,
     alpha_result,
@@ -42,9 +41,11 @@ from agreement.statistics import (
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import AnnotationKind, Dataset
 from core.vocabulary import EMOTIONS
+from ml.selectors import model_distribution_rows
+from review.reference import reference_labels
 
 CODES = np.arange(len(EMOTIONS))
-REFERENCE = "reference"  # the human reference label (agreement.reference)
+REFERENCE = "reference"  # the human reference label (review.reference)
 
 
 def _finite_or_none(values: np.ndarray) -> list[float | None]:
@@ -60,7 +61,7 @@ class LabelArrays:
 
     ``human``/``confidence``: ``(reviewers, images)`` float, category codes / confidences,
     NaN where the reviewer gave none. ``models``: model → ``(images,)`` codes.
-    ``reference``: ``(images,)`` the human reference label (``agreement.reference``: the
+    ``reference``: ``(images,)`` the human reference label (``review.reference``: the
     adjudication, else the approved reviews' unanimous label, else the reviews' strict
     majority), NaN where there is none.
     """
@@ -257,5 +258,5 @@ def agreement_report(*, dataset: Dataset, filters: ReportFilters | None = None,
         "models": models,
         "calibration": report_calibration_section(
             reference=arrays.reference_codes(),
-            rows=selectors.model_distribution_rows(dataset=dataset, filters=filters)),
+            rows=model_distribution_rows(images=selectors.dataset_images(dataset=dataset, filters=filters))),
     }

@@ -1,4 +1,4 @@
-"""Reads for agreement reports and calibration: flat rows streamed with ``values_list``.
+"""Reads for agreement reports: flat rows streamed with ``values_list``.
 
 Every function here issues a fixed number of queries whatever the dataset size (no
 query per image or per annotation) and yields plain tuples; ``agreement.report``
@@ -10,7 +10,7 @@ Who is an annotator
 - A *model* is the author of a current MODEL annotation (``author_name`` is the
   model name; ``pipeline`` is the merged answer).
 - The *reference* label of an image (what models are measured and calibrated against)
-  follows one rule, in ``agreement.reference``: its adjudication, else the label its
+  follows one rule, in ``review.reference``: its adjudication, else the label its
   approved reviews agree on, else the strict majority of its reviews, else none. Unlike
   ``annotations.selectors.final_annotation_ids`` (what is exported), an auto-accepted
   pipeline answer is never a reference: measuring or calibrating the models against their
@@ -27,7 +27,6 @@ from typing import Any, NamedTuple
 from django.db.models import Count, Max, Q, QuerySet
 
 from agreement.models import PhraseEmbedding
-from agreement.reference import REFERENCE_KINDS
 from annotations.models import (
     Annotation,
     AnnotationKind,
@@ -166,38 +165,6 @@ def reviewer_names(*, dataset: Dataset) -> list[str]:
     """Usernames of everyone with a current human review in the dataset."""
     rows = Annotation.objects.filter(image__dataset=dataset, kind=AnnotationKind.HUMAN, is_current=True)
     return sorted(set(rows.order_by().values_list("author_name", flat=True).distinct()))
-
-
-class DistributionRow(NamedTuple):
-    image_id: int
-    model: str
-    distribution: dict[str, float]
-    raw: bool  # True: the annotator's distribution before calibration
-
-
-def model_distribution_rows(*, dataset: Dataset | None = None,
-                            filters: ReportFilters | None = None) -> Iterator[DistributionRow]:
-    """Current model answers with a CES distribution (raw when stored, else the saved one),
-    of the dataset's images (``filters``: only its image filters, source and label, apply)."""
-    rows = Annotation.objects.filter(kind=AnnotationKind.MODEL, is_current=True)
-    if dataset is not None:
-        images = dataset_images(dataset=dataset, filters=filters) if filters is not None else dataset.images.all()
-        rows = rows.filter(image__in=images)
-    rows = rows.filter(Q(ces_raw_distribution__isnull=False) | Q(ces_distribution__isnull=False))
-    values = rows.order_by().values_list("image_id", "author_name", "ces_raw_distribution", "ces_distribution")
-    for image_id, model, raw, calibrated in values.iterator(chunk_size=CHUNK):
-        yield DistributionRow(image_id, model, raw if raw is not None else calibrated, raw is not None)
-
-
-def reference_label_rows(*, dataset: Dataset | None = None) -> Iterator[LabelRow]:
-    """Label rows of the current annotations that decide an image's reference label
-    (adjudications, human reviews, imports; see ``agreement.reference``)."""
-    rows = Annotation.objects.filter(is_current=True, kind__in=REFERENCE_KINDS, ces_label__isnull=False)
-    if dataset is not None:
-        rows = rows.filter(image__dataset=dataset)
-    values = rows.order_by().values_list("image_id", "kind", "author_name", "ces_label", "ces_confidence", "decision", "version")
-    for row in values.iterator(chunk_size=CHUNK):
-        yield LabelRow(*row)
 
 
 def phrase_embeddings(*, model_name: str, texts: Iterable[str]) -> dict[str, bytes]:

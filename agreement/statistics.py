@@ -14,7 +14,7 @@ Per-category arrays hold ``NaN`` for a category whose value is undefined.
 
 Box and mask IoU and phrase agreement are in :mod:`agreement.similarity`. The calibration
 statistics :func:`expected_calibration_error` and :func:`fit_temperature` live in
-:mod:`agreement.calibration_stats` and are importable from here too.
+:mod:`ml.stages.calibration` and are importable from here too.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from agreement.calibration_stats import expected_calibration_error, fit_temperature
-from agreement.errors import UndefinedStatisticError
+from core.errors import UndefinedStatisticError
+from ml.stages.calibration import expected_calibration_error, fit_temperature
 
 __all__ = [
     "LEVELS", "ConfidenceInterval", "UndefinedStatisticError", "bootstrap_ci", "cohen_kappa", "cohen_kappa_per_class",

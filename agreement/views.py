@@ -1,4 +1,5 @@
-"""Researcher pages: datasets, the agreement report (with CSV/JSON downloads)."""
+"""Researcher pages: datasets, the agreement report (with CSV/JSON downloads), model calibration
+(the fits now and the stored versions; its Recalibrate button posts to ``ml.views.recalibrate_view``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from agreement.tasks import report_or_start
 from annotations.models import Dataset
 from annotations.roles import role_required
 from core.vocabulary import ADMIN, RESEARCHER
+from ml import selectors as ml_selectors
 
 
 def _filter_form(request, dataset: Dataset) -> ReportFilterForm:
@@ -89,3 +91,17 @@ def report_csv_download(request, slug: str):
 @role_required(RESEARCHER, ADMIN)
 def report_json_download(request, slug: str):
     return _download(request, slug, "json")
+
+
+@require_GET
+@role_required(RESEARCHER, ADMIN)
+def calibration_page(request):
+    dataset = get_object_or_404(Dataset, slug=request.GET["dataset"]) if request.GET.get("dataset") else None
+    context = {
+        "dataset": dataset,
+        "datasets": Dataset.objects.order_by("slug"),
+        "fits": pages.calibration_plots(ml_selectors.cached_model_calibrations(dataset=dataset)),
+        "history": ml_selectors.calibration_history(),
+        "min_samples": ml_selectors.default_min_samples(),
+    }
+    return render(request, "agreement/calibration.html", context)

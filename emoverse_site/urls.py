@@ -17,8 +17,8 @@ urlpatterns = [
     path("api/", include("annotations.api_urls")),
     path("api/review/", include("review.api_urls")),
     path("pipeline/", include("ml.urls")),
-    # Calibration is ml's (it fits and stores temperatures) but keeps its /agreement/ URLs;
-    # before agreement's own, whose <slug:slug>/ would take "calibration".
+    # Recalibrate is ml's (it fits and stores temperatures) but sits under the calibration
+    # page, which is agreement's (agreement.urls lists calibration/ before <slug:slug>/).
     path("agreement/calibration/", include("ml.calibration_urls")),
     path("agreement/", include("agreement.urls")),
     path("api/agreement/calibration/", include("ml.api_urls")),

@@ -53,7 +53,7 @@ class CalibrationAPI(RoleAPI):
     def get(self, request):
         slug = request.query_params.get("dataset")
         dataset = get_object_or_404(Dataset, slug=slug) if slug else None
-        return Response([fit.as_dict() for fit in recalibration.cached_model_calibrations(dataset=dataset)])
+        return Response([fit.as_dict() for fit in selectors.cached_model_calibrations(dataset=dataset)])
 
 
 class RecalibrateAPI(RoleAPI):

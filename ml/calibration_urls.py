@@ -1,10 +1,10 @@
-"""The calibration page and Recalibrate, under /agreement/calibration/ (where researchers find them)."""
+"""Recalibrate under /agreement/calibration/recalibrate/, beside the calibration page
+(``agreement.views.calibration_page``) where researchers find it."""
 
 from django.urls import path
 
 from ml import views
 
 urlpatterns = [
-    path("", views.calibration_page, name="agreement-calibration"),
     path("recalibrate/", views.recalibrate_view, name="agreement-recalibrate"),
 ]

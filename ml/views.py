@@ -1,5 +1,5 @@
 """Pipeline pages: progress per dataset (htmx polling), Pre-annotate and Retry buttons (admins).
-The calibration page (researchers and admins) and its Recalibrate button (admins)."""
+Recalibrate (admins), posted from the calibration page (``agreement.views.calibration_page``)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from agreement.pages import calibration_plots
 from annotations.models import Dataset
 from annotations.roles import role_required
-from core.vocabulary import ADMIN, RESEARCHER
+from core.vocabulary import ADMIN
 from ml import recalibration, selectors, services, tasks
 from ml.config import get_registry
 from ml.forms import PreannotateForm
@@ -77,26 +76,12 @@ def pipeline_retry(request, slug: str):
     return redirect("ml:pipeline", slug=slug)
 
 
-@require_GET
-@role_required(RESEARCHER, ADMIN)
-def calibration_page(request):
-    dataset = get_object_or_404(Dataset, slug=request.GET["dataset"]) if request.GET.get("dataset") else None
-    context = {
-        "dataset": dataset,
-        "datasets": Dataset.objects.order_by("slug"),
-        "fits": calibration_plots(recalibration.cached_model_calibrations(dataset=dataset)),
-        "history": selectors.calibration_history(),
-        "min_samples": recalibration.default_min_samples(),
-    }
-    return render(request, "agreement/calibration.html", context)
-
-
 @require_POST
 @role_required(ADMIN)
 def recalibrate_view(request):
     dataset = get_object_or_404(Dataset, slug=request.POST["dataset"]) if request.POST.get("dataset") else None
     try:
-        min_samples = int(request.POST.get("min_samples") or recalibration.default_min_samples())
+        min_samples = int(request.POST.get("min_samples") or selectors.default_min_samples())
         result = recalibration.recalibrate(dataset=dataset, min_samples=min_samples, created_by=request.user)
     except ValueError as exc:
         messages.error(request, f"Recalibration refused: {exc}")

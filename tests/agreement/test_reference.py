@@ -1,4 +1,4 @@
-"""The human reference label (agreement.reference): one rule for human-vs-model statistics
+"""The human reference label (review.reference): one rule for human-vs-model statistics
 and for calibration."""
 
 from __future__ import annotations
@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agreement.calibration import calibration_samples
-from agreement.reference import reference_labels
 from agreement.report import agreement_report
 from agreement.results import ReportOptions
 from agreement.selectors import LabelRow
 from annotations.models import AnnotationKind, Decision
 from core.vocabulary import EMOTIONS
 from ml.recalibration import recalibrate
+from ml.selectors import calibration_samples
+from review.reference import reference_labels
 from tests.agreement.scenes import H, W, payload
 from tests.factories import DatasetFactory, ImageFactory, UserFactory, make_annotation
 

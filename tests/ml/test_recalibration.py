@@ -12,16 +12,21 @@ from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from agreement.calibration import CalibrationSample, calibration_samples
-from agreement.calibration_stats import fit_temperature, probs_to_logits
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import AnnotationKind, Decision
 from core.vocabulary import EMOTIONS
 from ml import services
 from ml.models import CalibrationVersion
-from ml.recalibration import cached_model_calibrations, calibrate_model, model_calibrations, recalibrate
-from ml.selectors import latest_temperatures
-from ml.stages.calibration import temperature_scale
+from ml.recalibration import recalibrate
+from ml.selectors import (
+    CalibrationSample,
+    cached_model_calibrations,
+    calibrate_model,
+    calibration_samples,
+    latest_temperatures,
+    model_calibrations,
+)
+from ml.stages.calibration import fit_temperature, probs_to_logits, temperature_scale
 from tests.agreement.scenes import H, W, build_scene, payload
 from tests.factories import DatasetFactory, ImageFactory, UserFactory, make_annotation
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from annotations.models import Dataset
-from ml.recalibration import default_min_samples, recalibrate
+from ml.recalibration import recalibrate
+from ml.selectors import default_min_samples
 
 
 class Command(BaseCommand):

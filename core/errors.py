@@ -1,7 +1,8 @@
 """The error every agreement and calibration statistic raises when it has no value (no Django).
 
-Its own module so that ``agreement.statistics`` can re-export the calibration statistics
-of ``agreement.calibration_stats`` while both raise the same class.
+Here, in ``core``, so that the agreement statistics (``agreement.statistics``) and the
+calibration statistics of the pipeline stages (``ml.stages.calibration``) raise one and the
+same class, and ``agreement.statistics`` can re-export the latter.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agreement.calibration_stats import (
+from core.errors import UndefinedStatisticError
+from ml.stages.calibration import (
     DEFAULT_EPSILON,
     apply_temperature,
     expected_calibration_error,
@@ -15,7 +16,6 @@ from agreement.calibration_stats import (
     reliability_diagram,
     softmax,
 )
-from agreement.statistics import UndefinedStatisticError
 
 # Four predictions, two classes. Top-1 confidences .9 (right), .9 (wrong), .6 (right),
 # .55 (right). With 5 bins of width .2 (right-closed, Guo et al. 2017):
