@@ -13,10 +13,11 @@ from annotations.errors import (
     NothingToDo,
     VersionConflict,
 )
+from core.text import TextPolicyError
 
 
 def exception_handler(exc, context):
-    if isinstance(exc, InvalidAnnotation):
+    if isinstance(exc, (InvalidAnnotation, TextPolicyError)):
         return Response({"detail": str(exc), "field": exc.field}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, InvalidImage):
         return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)

@@ -11,12 +11,12 @@ from django.db.models import Q, QuerySet
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers
-from rest_framework.pagination import CursorPagination
 
 from annotations import selectors
 from annotations.filters import ImageFilter
 from annotations.models import Annotation, AnnotationKind, Dataset, Image
 from annotations.roles import ADJUDICATOR, ADMIN, RESEARCHER, ROLES, HasRole, has_role
+from annotations.text_policy import CheckedModelSerializer, CursorPagination
 
 
 def visible_annotations(user) -> QuerySet[Annotation]:
@@ -27,7 +27,7 @@ def visible_annotations(user) -> QuerySet[Annotation]:
     return queryset.filter(Q(kind__in=[AnnotationKind.MODEL, AnnotationKind.IMPORT]) | Q(author_user=user))
 
 
-class DatasetSerializer(serializers.ModelSerializer):
+class DatasetSerializer(CheckedModelSerializer):
     class Meta:
         model = Dataset
         fields = ["id", "slug", "name", "description", "reviews_per_item", "overlap_fraction",

@@ -7,7 +7,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView, RetrieveAPIView, get_object_or_404
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -17,6 +16,7 @@ from annotations.export_views import file_response, zip_response
 from annotations.models import Dataset, ExportFormat, ExportSnapshot, ExportStatus
 from annotations.roles import ADMIN, HasRole
 from annotations.tasks import export_enqueue
+from annotations.text_policy import CursorPagination
 
 
 class FileSerializer(serializers.Serializer):
