@@ -25,7 +25,8 @@ from annotations.selectors import (
     image_current_annotations,
     image_review_base,
 )
-from review.models import Disagreement, Draft, Lease, LeaseState, ReviewSubmission
+from review.models import Disagreement, Lease, LeaseState, ReviewSubmission
+from review.queue import draft_readable
 
 DONE_STATUSES = (ImageStatus.APPROVED, ImageStatus.REJECTED, ImageStatus.FLAGGED)
 
@@ -99,7 +100,7 @@ def lease_payload(lease: Lease) -> dict[str, Any]:
     image = lease.image
     base = image_review_base(image=image)
     annotators = [a for a in model_annotations(image) if base is None or a.pk != base.pk]
-    draft = Draft.objects.filter(image=image, reviewer_id=lease.reviewer_id).first()
+    draft = draft_readable(image_id=image.pk, reviewer_id=lease.reviewer_id)
     return {
         "lease": {"id": lease.pk, "expires_at": lease.expires_at, "dataset": lease.dataset.slug, "version": lease.version},
         "image": image_to_dict(image),
