@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from django import forms
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import models
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django_filters import IsoDateTimeFilter
@@ -148,11 +148,19 @@ class CursorPagination(pagination.CursorPagination):
         cursor = self.decode_cursor(request)
         if cursor is not None and cursor.position is not None:
             name = self.get_ordering(request, queryset, view)[0].lstrip("-")
-            try:
-                if text_problem(cursor.position):
-                    raise ValidationError("unstorable text")
-                queryset.model._meta.get_field(name).to_python(cursor.position)
-            except ValidationError:
-                raise NotFound(self.invalid_cursor_message) from None
+            if not _fits(queryset.model, name, cursor.position):
+                raise NotFound(self.invalid_cursor_message)
         return super().paginate_queryset(queryset, request, view)
 
+
+def _fits(model: type[models.Model], name: str, position: str) -> bool:
+    """Whether ``position`` is storable text that ``model``'s field ``name`` reads."""
+    if text_problem(position):
+        return False
+    try:
+        model._meta.get_field(name).to_python(position)
+    except FieldDoesNotExist:  # an ordering through a relation: the database compares it
+        return True
+    except ValidationError:
+        return False
+    return True

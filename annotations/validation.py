@@ -19,7 +19,7 @@ from pycocotools import mask as mask_utils
 
 from annotations.domain import DES_DIM, EMOTIONS, ROLES
 from annotations.errors import InvalidAnnotation
-from core.text import TextPolicyError, check_json_tree, is_blank, text_problem
+from core.text import TextPolicyError, check_json_tree, check_text, is_blank
 
 DISTRIBUTION_TOLERANCE = 1e-3
 MAX_PHRASE_LENGTH = 300
@@ -79,13 +79,11 @@ def _shown(value: Any) -> str:
 
 
 def validate_text(value: Any, field_name: str) -> str:
-    """Text that can be stored (no NUL, no unpaired surrogate: :func:`core.text.text_problem`)."""
-    if not isinstance(value, str):
-        raise InvalidAnnotation(field_name, "must be a string")
-    problem = text_problem(value)
-    if problem:
-        raise InvalidAnnotation(field_name, problem)
-    return value
+    """A string that can be stored (:func:`core.text.check_text`: no NUL, no unpaired surrogate)."""
+    try:
+        return check_text(value, field=field_name)
+    except TextPolicyError as exc:
+        raise InvalidAnnotation(field_name, exc.detail) from None
 
 
 def check_storable(value: Any, field_name: str) -> None:

@@ -69,7 +69,7 @@ def text_problem(value: str) -> str | None:
 def check_text(value: Any, *, field: str) -> str:
     """``value`` when it is text that can be stored; raises :class:`TextPolicyError` otherwise."""
     if not isinstance(value, str):
-        raise TextPolicyError(field, "must be text")
+        raise TextPolicyError(field, "must be a string")
     problem = text_problem(value)
     if problem:
         raise TextPolicyError(field, problem)

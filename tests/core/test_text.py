@@ -36,7 +36,7 @@ def test_check_text_raises_with_the_field_and_returns_good_text():
         check_text("a\x00", field="reason")
     assert (caught.value.field, caught.value.detail, str(caught.value)) == (
         "reason", "text contains a NUL character", "reason: text contains a NUL character")
-    with pytest.raises(TextPolicyError, match="must be text"):
+    with pytest.raises(TextPolicyError, match="must be a string"):
         check_text(3, field="reason")
 
 
