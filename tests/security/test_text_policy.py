@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 
 from annotations.errors import InvalidAnnotation
-from annotations.models import Annotation, Dataset
+from annotations.models import Annotation, Dataset, ExportSnapshot
 from annotations.services import NewAnnotation, annotation_bulk_create, annotation_create
 from annotations.validation import validate_annotation
 from review.models import Disagreement, Draft, ElementDecision, Lease, LeaseState, ReviewSubmission
@@ -103,6 +103,29 @@ def test_pages_refuse_bad_datetimes_and_ignore_odd_digits(client, boss, dataset)
     # "²".isdigit() is true, int("²") fails: such a version or page marker is no number.
     assert client.get(f"/review/images/{image.pk}/?version=²").status_code == 200
     assert client.get("/review/disagreements/?before=²").status_code == 200
+
+
+@pytest.mark.parametrize("value, words", [
+    ("0040-01-10T19:48:31-20:11", "UTC offset -20:11 is beyond ±14:00"),
+    ("0001-01-01T00:00:00+01:00", "out of range"),
+    ("2026-02-30", "must be an ISO date"),
+    ("2026-01-01T00:00:00+25:00", "must be an ISO date"),
+])
+def test_an_export_filter_datetime_no_database_stores_is_a_400(api_client, admin_user, dataset, value, words):
+    api_client.force_authenticate(admin_user)
+    response = send(api_client, "post", "/api/exports/", {"dataset": "demo", "format": "coco", "filters": {"since": value}})
+    assert response.status_code == 400
+    assert response.json()["field"] == "since" and words in response.json()["detail"]
+    assert not ExportSnapshot.objects.exists()
+
+
+def test_an_export_until_a_bare_date_takes_that_whole_day_in_utc(api_client, admin_user, dataset):
+    api_client.force_authenticate(admin_user)
+    filters = {"since": "2026-01-31T10:00:00+02:00", "until": "2026-01-31"}
+    response = send(api_client, "post", "/api/exports/", {"dataset": "demo", "format": "coco", "filters": filters})
+    assert response.status_code == 201
+    stored = ExportSnapshot.objects.get().filters
+    assert (stored["since"], stored["until"]) == ("2026-01-31T08:00:00+00:00", "2026-02-01T00:00:00+00:00")
 
 
 @pytest.mark.parametrize("method, url", [
