@@ -1,16 +1,19 @@
 from django.contrib import admin
 
 from annotations.models import Annotation, Dataset, Image, ImportRun
+from annotations.text_policy import CheckedModelForm
 
 
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin):
+    form = CheckedModelForm
     list_display = ["slug", "name", "reviews_per_item", "overlap_fraction", "lease_minutes", "auto_accept_threshold"]
     search_fields = ["slug", "name"]
 
 
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
+    form = CheckedModelForm
     list_display = ["id", "dataset", "original_name", "source", "status", "label", "priority"]
     list_filter = ["dataset", "status", "source", "label"]
     search_fields = ["original_name", "sha256"]

@@ -17,10 +17,11 @@ from annotations.token_apis import LoginLockedOut, LoginRefused
 
 # Who-are-you errors: DRF's answer (status, WWW-Authenticate, Retry-After) in our shape.
 _AUTH_ERRORS = (exceptions.NotAuthenticated, exceptions.AuthenticationFailed, LoginLockedOut)
+from core.text import TextPolicyError
 
 
 def exception_handler(exc, context):
-    if isinstance(exc, InvalidAnnotation):
+    if isinstance(exc, (InvalidAnnotation, TextPolicyError)):
         return Response({"detail": str(exc), "field": exc.field}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, InvalidImage):
         return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)

@@ -7,8 +7,8 @@ urlpatterns = [
     path("datasets/", apis.DatasetListAPI.as_view(), name="api-dataset-list"),
     path("datasets/<slug:slug>/", apis.DatasetDetailAPI.as_view(), name="api-dataset-detail"),
     path("images/", apis.ImageListAPI.as_view(), name="api-image-list"),
-    path("images/<int:pk>/", apis.ImageDetailAPI.as_view(), name="api-image-detail"),
-    path("images/<int:pk>/versions/", apis.ImageVersionsAPI.as_view(), name="api-image-versions"),
+    path("images/<id:pk>/", apis.ImageDetailAPI.as_view(), name="api-image-detail"),
+    path("images/<id:pk>/versions/", apis.ImageVersionsAPI.as_view(), name="api-image-versions"),
     path("annotations/", apis.AnnotationListAPI.as_view(), name="api-annotation-list"),
-    path("annotations/<int:pk>/", apis.AnnotationDetailAPI.as_view(), name="api-annotation-detail"),
+    path("annotations/<id:pk>/", apis.AnnotationDetailAPI.as_view(), name="api-annotation-detail"),
 ]

@@ -12,16 +12,16 @@ from django.db.models import QuerySet
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers
-from rest_framework.pagination import CursorPagination
 
 from annotations import selectors
 from annotations.filters import ImageFilter
 from annotations.models import Annotation, Dataset, Image
 from annotations.roles import HasRole
 from core.vocabulary import ADMIN, USER_ROLES
+from annotations.text_policy import CheckedModelSerializer, CursorPagination
 
 
-class DatasetSerializer(serializers.ModelSerializer):
+class DatasetSerializer(CheckedModelSerializer):
     class Meta:
         model = Dataset
         fields = ["id", "slug", "name", "description", "reviews_per_item", "overlap_fraction",

@@ -1,4 +1,7 @@
 from django.apps import AppConfig
+from django.urls import register_converter
+
+from annotations.converters import DatabaseIdConverter
 
 
 class AnnotationsConfig(AppConfig):
@@ -9,3 +12,4 @@ class AnnotationsConfig(AppConfig):
         from annotations import tokens
 
         tokens.connect_signals()
+        register_converter(DatabaseIdConverter, "id")  # <id:pk> in every app's URLs

@@ -3,6 +3,7 @@
 import django_filters
 
 from annotations.models import EMOTION_CHOICES, Image, ImageSource, ImageStatus
+from annotations.text_policy import CheckedDateTimeFilter
 
 
 class ImageFilter(django_filters.FilterSet):
@@ -10,8 +11,8 @@ class ImageFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=ImageStatus.choices, empty_label="any status")
     source = django_filters.ChoiceFilter(choices=ImageSource.choices, empty_label="any source")
     label = django_filters.ChoiceFilter(choices=EMOTION_CHOICES, empty_label="any label")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = CheckedDateTimeFilter(field_name="created_at", lookup_expr="gte", param="created_after")
+    created_before = CheckedDateTimeFilter(field_name="created_at", lookup_expr="lt", param="created_before")
     min_agreement = django_filters.NumberFilter(field_name="agreement", lookup_expr="gte")
 
     class Meta:

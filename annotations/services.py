@@ -24,11 +24,19 @@ from annotations.models import (
     ImportRun,
     Triplet,
 )
-from annotations.validation import AnnotationInput
+from annotations.validation import AnnotationInput, check_storable
 
 
 def dataset_get_or_create(*, slug: str, name: str = "", created_by: AbstractBaseUser | None = None) -> tuple[Dataset, bool]:
     return Dataset.objects.get_or_create(slug=slug, defaults={"name": name or slug, "created_by": created_by})
+
+
+def _check_storable(**values: Any) -> None:
+    """Every text and JSON value of a new version follows ``core.text``'s policy. The API and
+    the importer have checked their input already; this holds any other caller (the
+    pipeline saving a model's output) to the same rule. Raises :class:`InvalidAnnotation`."""
+    for name, value in values.items():
+        check_storable(value, name)
 
 
 @transaction.atomic
@@ -61,6 +69,9 @@ def annotation_create(
     """
     if kind not in AnnotationKind.values:
         raise InvalidAnnotation("kind", f"unknown annotation kind {kind!r}")
+    _check_storable(author_name=author_name, decision_reason=decision_reason, prompt_version=prompt_version,
+                    pipeline_version=pipeline_version, raw_output=raw_output, raw_distribution=raw_distribution,
+                    critic=critic, extra=extra)
     locked = Image.objects.select_for_update().get(pk=image.pk)
     latest = locked.annotations.aggregate(v=Max("version"))["v"] or 0
     if expected_version is not None and latest != expected_version:
@@ -136,6 +147,10 @@ def annotation_bulk_create(*, items: Sequence[NewAnnotation]) -> list[Annotation
     for item in items:
         if item.kind not in AnnotationKind.values:
             raise InvalidAnnotation("kind", f"unknown annotation kind {item.kind!r}")
+        _check_storable(author_name=item.author_name, decision_reason=item.decision_reason,
+                        prompt_version=item.prompt_version, pipeline_version=item.pipeline_version,
+                        raw_output=item.raw_output, raw_distribution=item.raw_distribution, critic=item.critic,
+                        extra=item.extra)
     image_ids = sorted({item.image.pk for item in items})
     list(Image.objects.select_for_update().filter(pk__in=image_ids).order_by("pk").values_list("pk", flat=True))
     latest = dict(

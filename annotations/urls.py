@@ -6,6 +6,6 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("datasets/", views.dataset_list, name="dataset-list"),
     path("datasets/<slug:slug>/", views.dataset_detail, name="dataset-detail"),
-    path("images/<int:pk>/file", views.image_file, name="image-file"),
-    path("images/<int:pk>/thumbnail", views.image_thumbnail, name="image-thumbnail"),
+    path("images/<id:pk>/file", views.image_file, name="image-file"),
+    path("images/<id:pk>/thumbnail", views.image_thumbnail, name="image-thumbnail"),
 ]

@@ -2,7 +2,8 @@
 
 Every function takes untrusted values (parsed JSON) and either returns a
 normalised value or raises :class:`annotations.errors.InvalidAnnotation` with the
-field that is wrong and why. Nothing here touches the database.
+field that is wrong and why. Nothing here touches the database. Text follows the
+policy of ``core.text`` (no NUL, no unpaired surrogate; invisible-only text is blank).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from annotations.errors import InvalidAnnotation
 from core.masks import decode_mask, encode_mask, rle_string_runs
 from core.vocabulary import DES_DIM, EMOTIONS, ROLES
+from core.text import TextPolicyError, check_json_tree, check_text, is_blank
 
 DISTRIBUTION_TOLERANCE = 1e-3
 MAX_PHRASE_LENGTH = 300
@@ -74,6 +76,23 @@ def _shown(value: Any) -> str:
     """``repr(value)`` for an error message, cut short: a bad value may be huge."""
     text = repr(value)
     return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}… ({len(text):,} characters)"
+
+
+def validate_text(value: Any, field_name: str) -> str:
+    """A string that can be stored (:func:`core.text.check_text`: no NUL, no unpaired surrogate)."""
+    try:
+        return check_text(value, field=field_name)
+    except TextPolicyError as exc:
+        raise InvalidAnnotation(field_name, exc.detail) from None
+
+
+def check_storable(value: Any, field_name: str) -> None:
+    """Any JSON value (a critic, a draft, a raw distribution) that a database stores: no NUL
+    nor unpaired surrogate in a string or key, no non-finite number (:func:`core.text.check_json_tree`)."""
+    try:
+        check_json_tree(value, path=field_name)
+    except TextPolicyError as exc:
+        raise InvalidAnnotation(exc.field, exc.detail) from None
 
 
 def validate_label(value: Any, field_name: str = "ces.label") -> str:
@@ -204,7 +223,7 @@ def validate_element(value: Any, role: str, width: int, height: int, field_name:
     if not isinstance(value, Mapping):
         raise InvalidAnnotation(field_name, "must be an object with a phrase")
     phrase = value.get("phrase")
-    if not isinstance(phrase, str) or not phrase.strip():
+    if not isinstance(phrase, str) or is_blank(validate_text(phrase, f"{field_name}.phrase")):
         raise InvalidAnnotation(f"{field_name}.phrase", "must be a non-empty string")
     phrase = " ".join(phrase.split())
     if len(phrase) > MAX_PHRASE_LENGTH:
@@ -278,9 +297,7 @@ def validate_annotation(value: Mapping[str, Any], width: int, height: int) -> An
     """Validate the annotation part of one EmoVerse JSONL object (see docs/emoverse-jsonl.md)."""
     ces = value.get("ces")
     des = value.get("des")
-    rationale = value.get("rationale") or ""
-    if not isinstance(rationale, str):
-        raise InvalidAnnotation("rationale", "must be a string")
+    rationale = validate_text(value.get("rationale") or "", "rationale")
     return AnnotationInput(
         triplets=validate_triplets(value.get("triplets"), width, height),
         ces=None if ces is None else validate_ces(ces),

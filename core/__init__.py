@@ -6,4 +6,6 @@ modes), ``distributions`` (emotion distributions as vectors), ``triplets`` (phra
 triplets and their overlap), ``alignment`` (pairing two answers' triplets), ``priority``
 (annotator agreement and the review-queue priority rule) and ``errors`` (the error of a
 statistic that has no value).
+``text`` is the one text and number policy of every boundary (NUL, unpaired
+surrogates, invisible-only text, non-finite numbers, 64-bit integers, datetimes).
 """

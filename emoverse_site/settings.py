@@ -71,6 +71,7 @@ MIDDLEWARE = [
     "emoverse_site.middleware.RequestBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "annotations.text_policy.TextPolicyMiddleware",  # NUL in a path or query parameter: 400 (core.text)
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Responses for a logged-in user, a token or a session: Cache-Control: private, no-store.
@@ -257,8 +258,14 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON bodies go through core.text's policy (NUL, lone surrogates, NaN/Infinity: 400).
+    "DEFAULT_PARSER_CLASSES": [
+        "annotations.text_policy.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
+    "DEFAULT_PAGINATION_CLASS": "annotations.text_policy.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "annotations.api_errors.exception_handler",
@@ -273,6 +280,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # <id:pk> (annotations.converters): a row id, as the database holds one.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}},
     # An annotation's decision may be empty; a reviewer's final decision may not.
     "ENUM_NAME_OVERRIDES": {
         "AnnotationDecisionEnum": "annotations.models.Decision",

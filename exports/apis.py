@@ -7,7 +7,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView, RetrieveAPIView, get_object_or_404
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -18,6 +17,7 @@ from exports import services
 from exports.downloads import file_response, snapshot_files, zip_response
 from exports.models import ExportFormat, ExportSnapshot, ExportStatus
 from exports.selectors import snapshot_is_stale
+from annotations.text_policy import CursorPagination
 
 
 class FileSerializer(serializers.Serializer):

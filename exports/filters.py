@@ -15,6 +15,7 @@ from annotations.errors import InvalidAnnotation
 from annotations.models import Annotation, ImageSource, ImageStatus
 from core.vocabulary import EMOTIONS
 from exports.writers.images import IMAGE_MODES
+from core.text import TextPolicyError, check_datetime
 
 DATE_FIELDS = ("image", "annotation")
 FILTER_KEYS = frozenset(
@@ -42,7 +43,7 @@ def _choices(data: Mapping[str, Any], key: str, allowed: list[str] | tuple[str, 
 
 
 def _moment(value: Any, key: str, *, end: bool) -> datetime | None:
-    """An ISO date or datetime; a bare date as ``until`` means the end of that day."""
+    """An ISO date or datetime, in UTC; a bare date as ``until`` means the end of that day."""
     if value in (None, ""):
         return None
     if isinstance(value, datetime):
@@ -51,15 +52,19 @@ def _moment(value: Any, key: str, *, end: bool) -> datetime | None:
         parsed = datetime.combine(value, time.min)
         value = value.isoformat()
     elif isinstance(value, str):
-        parsed = parse_datetime(value)
-        day = None if parsed else parse_date(value)
-        if day is not None:
-            parsed = datetime.combine(day + timedelta(days=1) if end else day, time.min)
+        try:  # a bare date first: parse_datetime reads "2026-01-31" as that day's midnight
+            day = parse_date(value)
+            parsed = parse_datetime(value) if day is None else datetime.combine(day + timedelta(days=1) if end else day, time.min)
+        except (ValueError, OverflowError):  # well-formed but no such moment: 2026-02-30, +25:00, 9999-12-31 + 1 day
+            parsed = None
     else:
         parsed = None
     if parsed is None:
         raise InvalidExportRequest(key, f"must be an ISO date or date-time (2026-01-31 or 2026-01-31T12:00:00Z), got {value!r}")
-    return timezone.make_aware(parsed, UTC) if timezone.is_naive(parsed) else parsed
+    try:
+        return check_datetime(timezone.make_aware(parsed, UTC) if timezone.is_naive(parsed) else parsed, field=key)
+    except TextPolicyError as exc:
+        raise InvalidExportRequest(key, exc.detail) from None
 
 
 def _flag(value: Any, key: str) -> bool:

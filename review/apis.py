@@ -10,13 +10,13 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations.models import Dataset, Decision, Image
 from annotations.roles import HasRole
 from core.vocabulary import ADJUDICATOR, ADMIN, RESEARCHER, REVIEWER, USER_ROLES
+from annotations.text_policy import CheckedDateTimeField, CursorPagination
 from review import queue, selectors, services
 from review.errors import RefineFailed, RefineTimeout, RefineUnavailable
 from review.models import DisagreementField, DisagreementKind, Lease, LeaseState
@@ -293,8 +293,8 @@ class DisagreementListAPI(RoleAPI):
         field = serializers.ChoiceField(choices=DisagreementField.choices, required=False, default="")
         reviewer = serializers.CharField(required=False, default="")
         kind = serializers.ChoiceField(choices=DisagreementKind.choices, required=False, default="")
-        since = serializers.DateTimeField(required=False, default=None)
-        until = serializers.DateTimeField(required=False, default=None)
+        since = CheckedDateTimeField(required=False, default=None)
+        until = CheckedDateTimeField(required=False, default=None)
 
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()

@@ -17,6 +17,7 @@ by ``lease_expire_stale``, which a periodic task may call).
 from __future__ import annotations
 
 import hashlib
+import logging
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
@@ -36,11 +37,13 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotations.errors import NotAllowed, NothingToDo
+from annotations.errors import InvalidAnnotation, NotAllowed, NothingToDo
 from annotations.models import Dataset, Image, ImageStatus
+from annotations.validation import check_storable
 from review.models import Draft, Lease, LeaseState, ReviewPlan
 
 CLAIM_ATTEMPTS = 20
+logger = logging.getLogger(__name__)
 
 
 def required_reviews_for(*, dataset: Dataset, image_id: int) -> int:
@@ -204,10 +207,14 @@ def lease_expire_stale(*, now=None, batch: int = 1000) -> int:
 
 @transaction.atomic
 def draft_save(*, lease: Lease, reviewer: AbstractBaseUser, payload: dict) -> Draft:
-    """Save the reviewer's work in progress on the lease's image; a live lease is renewed."""
+    """Save the reviewer's work in progress on the lease's image; a live lease is renewed.
+
+    Raises :class:`InvalidAnnotation` (``payload.…``) for a payload that breaks the text
+    policy (``core.text``): such a draft could be stored but never sent back."""
     lease = lease_get_for_update(lease_id=lease.pk, reviewer=reviewer)
     if lease.state == LeaseState.SUBMITTED:
         raise NotAllowed("This lease was already submitted; there is nothing left to draft.")
+    check_storable(payload, "payload")
     now = timezone.now()
     if lease_is_live(lease, now):
         lease.expires_at = now + timedelta(minutes=lease.dataset.lease_minutes)
@@ -221,4 +228,19 @@ def draft_save(*, lease: Lease, reviewer: AbstractBaseUser, payload: dict) -> Dr
 @transaction.atomic
 def draft_get(*, lease: Lease, reviewer: AbstractBaseUser) -> Draft | None:
     lease = lease_get_for_update(lease_id=lease.pk, reviewer=reviewer)
-    return Draft.objects.filter(image_id=lease.image_id, reviewer=reviewer).first()
+    return draft_readable(image_id=lease.image_id, reviewer_id=reviewer.pk)
+
+
+def draft_readable(*, image_id: int, reviewer_id: int) -> Draft | None:
+    """The reviewer's draft of the image, unless its payload breaks the text policy: a
+    draft stored before the policy (on SQLite) would make every answer that carries it fail,
+    so it counts as no draft, and the next save replaces it."""
+    draft = Draft.objects.filter(image_id=image_id, reviewer_id=reviewer_id).first()
+    if draft is None:
+        return None
+    try:
+        check_storable(draft.payload, "payload")
+    except InvalidAnnotation as exc:
+        logger.warning("draft %s of reviewer %s on image %s is ignored: %s", draft.pk, reviewer_id, image_id, exc)
+        return None
+    return draft

@@ -30,7 +30,8 @@ from annotations.selectors import (
 from core.alignment import align_triplets, normalize_words
 from core.vocabulary import ADJUDICATOR, ADMIN, EMOTIONS, RESEARCHER, REVIEWER, ROLES
 from review.errors import NotInAdjudication
-from review.models import Disagreement, Draft, Lease, LeaseState, ReviewSubmission
+from review.models import Disagreement, Lease, LeaseState, ReviewSubmission
+from review.queue import draft_readable
 
 DONE_STATUSES = (ImageStatus.APPROVED, ImageStatus.REJECTED, ImageStatus.FLAGGED)
 
@@ -104,7 +105,7 @@ def lease_payload(lease: Lease) -> dict[str, Any]:
     image = lease.image
     base = image_review_base(image=image)
     annotators = [a for a in model_annotations(image) if base is None or a.pk != base.pk]
-    draft = Draft.objects.filter(image=image, reviewer_id=lease.reviewer_id).first()
+    draft = draft_readable(image_id=image.pk, reviewer_id=lease.reviewer_id)
     return {
         "lease": {"id": lease.pk, "expires_at": lease.expires_at, "dataset": lease.dataset.slug, "version": lease.version},
         "image": image_to_dict(image),

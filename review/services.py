@@ -29,7 +29,7 @@ from annotations.selectors import (
     image_review_base,
 )
 from annotations.services import annotation_create, image_set_status
-from annotations.validation import AnnotationInput, CesInput, validate_annotation
+from annotations.validation import AnnotationInput, CesInput, check_storable, validate_annotation, validate_text
 from core.vocabulary import ROLES
 from review.disagreements import annotation_differences, reviews_disagree
 from review.models import (
@@ -43,6 +43,7 @@ from review.models import (
     ReviewPlan,
     ReviewSubmission,
 )
+from core.text import is_blank
 from review.queue import free_slot, lease_get_for_update, lease_is_live
 from review.selectors import DONE_STATUSES, reviewer_has_submitted
 
@@ -82,10 +83,8 @@ def _time_ms(value: Any, field: str) -> int:
 def check_decision(decision: Any, reason: Any) -> tuple[str, str]:
     if decision not in FINAL_DECISIONS:
         raise InvalidAnnotation("decision", f"must be one of {', '.join(FINAL_DECISIONS)}, got {decision!r}")
-    reason = reason or ""
-    if not isinstance(reason, str):
-        raise InvalidAnnotation("reason", "must be a string")
-    if decision != Decision.APPROVED and not reason.strip():
+    reason = validate_text(reason or "", "reason")
+    if decision != Decision.APPROVED and is_blank(reason):
         raise InvalidAnnotation("reason", f"a reason is required to mark an item {decision}")
     return decision, reason.strip()
 
@@ -132,6 +131,8 @@ def check_element_decisions(value: Any) -> list[ElementDecisionInput]:
             raise InvalidAnnotation(f"{field}.role", f"must be one of {', '.join(ROLES)}")
         if item.get("action") not in ElementAction.values:
             raise InvalidAnnotation(f"{field}.action", f"must be one of {', '.join(ElementAction.values)}")
+        check_storable(item.get("before"), f"{field}.before")
+        check_storable(item.get("after"), f"{field}.after")
         out.append(ElementDecisionInput(key, item["role"], item["action"], item.get("before"), item.get("after"),
                                         _time_ms(item.get("time_ms"), f"{field}.time_ms")))
     return out

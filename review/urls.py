@@ -6,9 +6,9 @@ from review import views
 
 urlpatterns = [
     path("", views.review_index, name="review-index"),
-    path("images/<int:pk>/", views.image_detail, name="image-detail"),
+    path("images/<id:pk>/", views.image_detail, name="image-detail"),
     path("adjudication/", views.adjudication_queue_page, name="adjudication-queue"),
-    path("adjudication/<int:image_id>/", views.adjudication_page, name="adjudication-item"),
+    path("adjudication/<id:image_id>/", views.adjudication_page, name="adjudication-item"),
     path("disagreements/", views.disagreement_log, name="disagreement-log"),
     # Fixed paths (adjudication, disagreements, images) go above this one: it takes any slug.
     path("<slug:slug>/", views.review_page, name="review-page"),

@@ -47,7 +47,7 @@ def review_page(request, slug: str):
 def image_detail(request, pk: int):
     image = get_object_or_404(Image.objects.select_related("dataset"), pk=pk)
     version = request.GET.get("version")
-    version = int(version) if version and version.isdigit() else None
+    version = int(version) if version and version.isascii() and version.isdigit() else None  # "²".isdigit()
     annotations = selectors.image_page_annotations(image=image, user=request.user, version=version)
     context = {
         "image": image,
@@ -69,7 +69,10 @@ def _day(params, name: str, *, next_day: bool = False) -> datetime | None:
         day = None
     if day is None:
         raise BadRequest(f"{name} must be a date (YYYY-MM-DD), got {raw!r}")
-    return datetime.combine(day + timedelta(days=1 if next_day else 0), time.min, tzinfo=UTC)
+    try:
+        return datetime.combine(day + timedelta(days=1 if next_day else 0), time.min, tzinfo=UTC)
+    except OverflowError:  # the day after 9999-12-31
+        raise BadRequest(f"{name} must be a date before 9999-12-31, got {raw!r}") from None
 
 
 def _log_filters(params) -> dict:
@@ -89,7 +92,7 @@ def disagreement_log(request):
     filters = _log_filters(request.GET)
     rows = selectors.disagreement_list(user=request.user, **filters)
     before = request.GET.get("before", "")
-    if before.isdigit():
+    if before.isascii() and before.isdigit():
         rows = rows.filter(id__lt=int(before))
     page = list(rows[: LOG_PAGE_SIZE + 1])
     more = len(page) > LOG_PAGE_SIZE

@@ -1,20 +1,19 @@
 """One line of EmoVerse JSONL, before any file or database is touched (docs/emoverse-jsonl.md).
 
 :func:`parse_line` reads the JSON and checks the keys that need no image: the
-annotator, the source, the critic, and that every text can be stored (no lone
-UTF-16 surrogate, no NUL). :func:`resolve_image_path` confines the image path
+annotator, the source, the critic, and that every value can be stored: the policy
+of ``core.text``, the same as the API's (no NUL, no lone UTF-16 surrogate, no
+NaN or infinite number). :func:`resolve_image_path` confines the image path
 to the images folder. Both raise :class:`BadLine`, whose message is the reason
 shown to the user.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from json import JSONDecodeError
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -22,6 +21,7 @@ from annotations.errors import DomainError
 from annotations.importers.lines import DEFAULT_MAX_LINE_BYTES
 from annotations.models import AnnotationKind, Image, ImageSource
 from core.vocabulary import EMOTIONS, ROLES
+from core.text import TextPolicyError, is_blank, parse_json
 
 ANNOTATION_KEYS = ("triplets", "ces", "des", "rationale", "critic")
 METADATA_KEYS = ("width", "height", "sha256")  # written by exports; checked when present
@@ -31,8 +31,6 @@ ANNOTATOR_KEYS = frozenset({"kind", "name", "prompt_version", "pipeline_version"
 VERDICTS = ("ok", "doubtful", "wrong")
 APPROVED_AUTHOR = "import"  # author of --approved lines that name no annotator
 MAX_IMAGE_NAME = Image._meta.get_field("original_name").max_length
-# A JSON escape that makes text no database stores: a UTF-16 surrogate (lone unless paired) or NUL.
-_SUSPECT_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
 
 
 class BadLine(DomainError):
@@ -91,7 +89,7 @@ def parse_annotator(value: Any, *, approved: bool) -> Annotator:
     if not isinstance(kind, str) or kind not in ANNOTATOR_KINDS:
         raise BadLine(f"annotator.kind: must be 'model' or 'human', got {kind!r}")
     name = _text(value.get("name"), "annotator.name", 150).strip()
-    if not name:
+    if is_blank(name):
         raise BadLine("annotator.name: must be a non-empty string")
     return Annotator(
         kind=AnnotationKind.IMPORT if approved else ANNOTATOR_KINDS[kind],
@@ -129,58 +127,19 @@ def validate_critic(value: Any, n_triplets: int) -> dict:
         raise BadLine(f"critic.suggested_label: unknown emotion {suggested!r}")
     for key in ("label_reasoning", "reasoning"):
         _text(value.get(key), f"critic.{key}")
-    check_storable(value, "critic")  # stored as given, extra keys included
+    # Stored as given, extra keys included: parse_line checked every value of the line.
     return dict(value)
-
-
-def _refuse_constant(name: str) -> float:
-    """``NaN``, ``Infinity``: Python's ``json`` reads them, JSON has no such values (nor PostgreSQL's jsonb)."""
-    raise BadLine(f"malformed JSON: {name} is not a JSON value")
-
-
-def _text_problem(text: str) -> str | None:
-    if "\x00" in text:
-        return "contains a NUL character (\\u0000), which the database cannot store"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return f"not valid Unicode (a lone surrogate {text[exc.start]!r}, from an unpaired \\u escape)"
-    return None
-
-
-def check_storable(data: Any, where: str = "") -> None:
-    """Refuse what no database stores, in any value or key: text with a lone UTF-16
-    surrogate (a ``\\udc80`` escape without its pair) or NUL, and a number past a double
-    (``1e400`` reads as infinity). Raises :class:`BadLine` naming the first place
-    (``triplets[0].subject.phrase``). Iterative: as deep as ``json`` nests."""
-    stack: list[tuple[str, Any]] = [(where, data)]
-    while stack:
-        where, value = stack.pop()
-        if isinstance(value, str):
-            problem = _text_problem(value)
-            if problem:
-                raise BadLine(f"{where or 'value'}: {problem}")
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise BadLine(f"{where or 'value'}: a number too large for a double")
-        elif isinstance(value, dict):
-            for key in value:
-                problem = _text_problem(key)
-                if problem:
-                    raise BadLine(f"{where + ': a key' if where else 'a key'} {problem}")
-            stack.extend((f"{where}.{key}" if where else key, item) for key, item in reversed(value.items()))
-        elif isinstance(value, list):
-            stack.extend((f"{where}[{i}]", item) for i, item in reversed(list(enumerate(value))))
 
 
 def parse_line(raw: bytes, options: ImportOptions) -> ParsedLine:
     """JSON and the keys that need no image: raises :class:`BadLine`."""
     try:
-        data = json.loads(raw, parse_constant=_refuse_constant)
-    except BadLine:
-        raise
+        data = parse_json(raw)
+    except TextPolicyError as exc:
+        raise BadLine(str(exc)) from None
     except UnicodeDecodeError as exc:
         raise BadLine(f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
-    except json.JSONDecodeError as exc:
+    except JSONDecodeError as exc:
         raise BadLine(f"malformed JSON: {exc.msg} (column {exc.colno})") from exc
     except ValueError as exc:  # an integer of more digits than Python converts (4300)
         raise BadLine(f"malformed JSON: {str(exc).split(';')[0]}") from exc
@@ -188,15 +147,13 @@ def parse_line(raw: bytes, options: ImportOptions) -> ParsedLine:
         raise BadLine("malformed JSON: nested too deeply") from exc
     if not isinstance(data, dict):
         raise BadLine(f"not a JSON object (got {type(data).__name__})")
-    if _SUSPECT_ESCAPE.search(raw):
-        check_storable(data)
     unknown = sorted(set(data) - KNOWN_KEYS)
     if unknown:
         raise BadLine(f"unknown key(s) {', '.join(map(repr, unknown))}; see docs/emoverse-jsonl.md")
     if "image" not in data:
         raise BadLine('missing "image" (the image path, relative to --images-dir)')
     image = data["image"]
-    if not isinstance(image, str) or not image.strip():
+    if not isinstance(image, str) or is_blank(image):
         raise BadLine("image: must be a non-empty relative path")
     if len(image) > MAX_IMAGE_NAME:
         raise BadLine(f"image: path longer than {MAX_IMAGE_NAME} characters")

@@ -162,16 +162,16 @@ def _bad_line_cases(ws: Workspace) -> dict:
                                   "ces.distribution: fear must be a probability"),
         "huge-int-des": (base(des=[10**400] + [0.0] * (DES_DIM - 1)), "des: values must be finite numbers"),
         "int-of-5000-digits": ('{"image": "bad.png", "rationale": ' + "1" * 5000 + "}", "malformed JSON: "),
-        "lone-surrogate-image": (ws.line("\udc80.png"), "image: not valid Unicode"),
-        "lone-surrogate-high-image": (ws.line("\ud800.png"), "image: not valid Unicode"),
+        "lone-surrogate-image": (ws.line("\udc80.png"), "image: text contains an unpaired surrogate (\\udc80)"),
+        "lone-surrogate-high-image": (ws.line("\ud800.png"), "image: text contains an unpaired surrogate (\\ud800)"),
         "lone-surrogate-phrase": (with_value(ws, ("triplets", 0, "subject", "phrase"), "boat \ud800"),
-                                  "triplets[0].subject.phrase: not valid Unicode"),
+                                  "triplets[0].subject.phrase: text contains an unpaired surrogate (\\ud800)"),
         "annotator-kind-a-list": (base(annotator={"kind": [], "name": "x"}), "annotator.kind: must be 'model' or 'human'"),
-        "nul-in-rationale": (base(rationale="calm\x00sea"), "rationale: contains a NUL character"),
-        "nul-in-critic": (base(critic={"reasoning": "\x00"}), "critic.reasoning: contains a NUL character"),
-        "nan-in-critic": (base(critic={"score": float("nan")}), "malformed JSON: NaN is not a JSON value"),
+        "nul-in-rationale": (base(rationale="calm\x00sea"), "rationale: text contains a NUL character"),
+        "nul-in-critic": (base(critic={"reasoning": "\x00"}), "critic.reasoning: text contains a NUL character"),
+        "nan-in-critic": (base(critic={"score": float("nan")}), "critic.score: number is not finite"),
         "1e400-in-critic": ('{"image": "bad.png", "annotator": {"kind": "model", "name": "m"}, "critic": {"score": 1e400}}',
-                            "critic.score: a number too large for a double"),
+                            "critic.score: number is not finite (NaN, Infinity, or too large for a double)"),
         "element-status-a-list": (with_value(ws, ("triplets", 0, "subject", "status"), ["accepted"]),
                                   "triplets[0].subject.status: unknown status"),
     }
@@ -643,7 +643,7 @@ def test_command_writes_every_failed_line_to_the_errors_file(ws, tmp_path):
     rows = [json.loads(line) for line in errors_file.read_text(encoding="utf-8").splitlines()]
     assert [r["line"] for r in rows] == [1, 3, 4, 5, 6]
     assert rows[0]["reason"].startswith("malformed JSON") and "image file not found" in rows[1]["reason"]
-    assert rows[4]["reason"].startswith("image: not valid Unicode")
+    assert rows[4]["reason"] == "image: text contains an unpaired surrogate (\\ud800)"
     assert set(rows[0]) == {"line", "reason"}
     # Nothing failed: the file is rewritten, empty.
     ws.write([good])
