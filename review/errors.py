@@ -1,4 +1,5 @@
-"""Errors of the click-to-refine dispatch (the API maps them to 503, 504 and 502)."""
+"""Errors of the review app that the API maps itself: click-to-refine (503, 504, 502) and a
+draft over the size limit (413)."""
 
 from annotations.errors import DomainError
 
@@ -13,3 +14,7 @@ class RefineTimeout(DomainError):
 
 class RefineFailed(DomainError):
     """The GPU worker answered with an error or an unusable mask."""
+
+
+class DraftTooLarge(DomainError):
+    """A draft payload larger than ``EMOVERSE_MAX_DRAFT_BYTES``; nothing was saved."""

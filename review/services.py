@@ -43,7 +43,7 @@ from review.models import (
     ReviewPlan,
     ReviewSubmission,
 )
-from review.queue import free_slot, lease_get_for_update, lease_is_live
+from review.queue import free_slot, lease_authorize, lease_get_for_update, lease_is_live
 
 MAX_ELEMENT_DECISIONS = 2000
 MAX_TIME_MS = 24 * 3600 * 1000
@@ -175,6 +175,20 @@ def disagreements_record(*, annotation: Annotation, person: AbstractBaseUser, ki
     return len(rows)
 
 
+def _check_not_submitted(lease: Lease) -> None:
+    if lease.state == LeaseState.SUBMITTED:
+        done = ReviewSubmission.objects.select_related("annotation").get(lease=lease)
+        raise VersionConflict("This lease was already submitted.",
+                              changes={"already_submitted": True, "version": done.annotation.version})
+
+
+def _check_in_review(image: Image) -> None:
+    if image.status != ImageStatus.IN_REVIEW:
+        raise VersionConflict(
+            f"The item is no longer in review (it is {image.get_status_display().lower()} now); your draft is kept.",
+            changes={"lease_lost": True, "image_status": image.status})
+
+
 def _lease_for_submit(lease: Lease, reviewer: AbstractBaseUser, image: Image, now) -> Lease:
     """The caller's lease, locked and live. A lapsed lease is taken up again if its slot is still free.
 
@@ -183,10 +197,7 @@ def _lease_for_submit(lease: Lease, reviewer: AbstractBaseUser, image: Image, no
     item is no longer the caller's to submit.
     """
     lease = lease_get_for_update(lease_id=lease.pk, reviewer=reviewer)
-    if lease.state == LeaseState.SUBMITTED:
-        done = ReviewSubmission.objects.select_related("annotation").get(lease=lease)
-        raise VersionConflict("This lease was already submitted.",
-                              changes={"already_submitted": True, "version": done.annotation.version})
+    _check_not_submitted(lease)
     if lease_is_live(lease, now):
         return lease
     newer = Lease.objects.filter(image=image, reviewer=reviewer, state=LeaseState.ACTIVE, expires_at__gt=now).exclude(pk=lease.pk).first()
@@ -219,7 +230,16 @@ def _resolve_image(image: Image, plan: ReviewPlan, decision: str, label: str | N
     return image.status
 
 
-@transaction.atomic
+def _locked_image(image_id: int, checked: Image, annotation: Mapping[str, Any], data: AnnotationInput,
+                  decision: str) -> tuple[Image, AnnotationInput]:
+    """The image row, locked, and the annotation as validated against it. Precondition: in a
+    transaction. An image's size never changes; should it have, the annotation is checked again."""
+    image = Image.objects.select_for_update().select_related("dataset").get(pk=image_id)
+    if (image.width, image.height) != (checked.width, checked.height):
+        data = check_annotation(annotation, image, decision)
+    return image, data
+
+
 def review_submit(
     *,
     lease: Lease,
@@ -240,18 +260,34 @@ def review_submit(
     review) or changed since ``expected_version`` (other reviewers' independent
     reviews of the same item do not count). On any error nothing is written and
     the reviewer's draft stays; other reviewers' drafts are never deleted.
+
+    Whose lease it is and whether it can still be submitted are checked first, on a
+    plain read; then the answer is validated (a large mask takes a while) with no
+    transaction open, so no lock is held meanwhile; the write transaction checks
+    everything again under the row locks.
     """
-    image = Image.objects.select_for_update().select_related("dataset").get(pk=lease.image_id)
+    lease_authorize(lease=lease, reviewer=reviewer)
+    _check_not_submitted(Lease.objects.get(pk=lease.pk))
+    checked = Image.objects.get(pk=lease.image_id)
+    _check_in_review(checked)
     decision, reason = check_decision(decision, reason)
-    data = check_annotation(annotation, image, decision)
+    data = check_annotation(annotation, checked, decision)
     decisions = check_element_decisions(element_decisions)
     time_spent_ms = _time_ms(time_spent_ms, "time_spent_ms")
+    with transaction.atomic():
+        image, data = _locked_image(lease.image_id, checked, annotation, data, decision)
+        return _review_write(lease=lease, reviewer=reviewer, image=image, expected_version=expected_version,
+                             decision=decision, reason=reason, data=data, decisions=decisions, time_spent_ms=time_spent_ms)
+
+
+def _review_write(*, lease: Lease, reviewer: AbstractBaseUser, image: Image, expected_version: int, decision: str,
+                  reason: str, data: AnnotationInput, decisions: list[ElementDecisionInput],
+                  time_spent_ms: int) -> SubmitResult:
+    """The writes of :func:`review_submit`, after its checks under the locks. Precondition:
+    in a transaction, the image row locked."""
     now = timezone.now()
     lease = _lease_for_submit(lease, reviewer, image, now)
-    if image.status != ImageStatus.IN_REVIEW:
-        raise VersionConflict(
-            f"The item is no longer in review (it is {image.get_status_display().lower()} now); your draft is kept.",
-            changes={"lease_lost": True, "image_status": image.status})
+    _check_in_review(image)
     _check_version(image, expected_version,
                    ignore=set(ReviewSubmission.objects.filter(image=image).values_list("annotation_id", flat=True)))
     version = annotation_create(
@@ -275,7 +311,12 @@ def review_submit(
     return SubmitResult(annotation=version, image_status=status, disagreements=n)
 
 
-@transaction.atomic
+def _check_adjudicable(image: Image, expected_version: int) -> None:
+    _check_version(image, expected_version, ignore=set())
+    if image.status != ImageStatus.ADJUDICATION:
+        raise NotAllowed(f"Image {image.pk} is not waiting for adjudication (status {image.status}).")
+
+
 def adjudication_submit(
     *,
     image: Image,
@@ -288,14 +329,23 @@ def adjudication_submit(
     """Set the final answer of an item whose independent reviews disagree.
 
     Creates an ADJUDICATION annotation version and its disagreement rows against
-    every model annotation; the image becomes approved, rejected or flagged.
+    every model annotation; the image becomes approved, rejected or flagged. As in
+    :func:`review_submit`, the version and the image's state are checked before the
+    answer is validated, and the validation runs with no transaction open.
     """
-    image = Image.objects.select_for_update().select_related("dataset").get(pk=image.pk)
+    checked = Image.objects.get(pk=image.pk)
+    _check_adjudicable(checked, expected_version)
     decision, reason = check_decision(decision, reason)
-    data = check_annotation(annotation, image, decision)
-    _check_version(image, expected_version, ignore=set())
-    if image.status != ImageStatus.ADJUDICATION:
-        raise NotAllowed(f"Image {image.pk} is not waiting for adjudication (status {image.status}).")
+    data = check_annotation(annotation, checked, decision)
+    with transaction.atomic():
+        image, data = _locked_image(image.pk, checked, annotation, data, decision)
+        _check_adjudicable(image, expected_version)
+        return _adjudication_write(image=image, adjudicator=adjudicator, decision=decision, reason=reason, data=data)
+
+
+def _adjudication_write(*, image: Image, adjudicator: AbstractBaseUser, decision: str, reason: str,
+                        data: AnnotationInput) -> SubmitResult:
+    """The writes of :func:`adjudication_submit`. Precondition: in a transaction, the image row locked."""
     version = annotation_create(
         image=image, data=data, kind=AnnotationKind.ADJUDICATION, author_name=adjudicator.get_username(),
         author_user=adjudicator, parent=image_review_base(image=image), decision=decision, decision_reason=reason,
