@@ -247,6 +247,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
 # Decompression-bomb cap: images with more pixels than this are refused on import.
 EMOVERSE_MAX_IMAGE_PIXELS = int(os.environ.get("EMOVERSE_MAX_IMAGE_PIXELS", str(64_000_000)))
 EMOVERSE_THUMBNAIL_SIZE = int(os.environ.get("EMOVERSE_THUMBNAIL_SIZE", "320"))
+# An image file larger than this is refused on import without being read; one that takes
+# longer than EMOVERSE_IMAGE_READ_TIMEOUT_S to read (a stalled network mount) is refused too.
+EMOVERSE_MAX_IMAGE_BYTES = int(os.environ.get("EMOVERSE_MAX_IMAGE_BYTES", str(200 * 1024 * 1024)))
+EMOVERSE_IMAGE_READ_TIMEOUT_S = float(os.environ.get("EMOVERSE_IMAGE_READ_TIMEOUT_S", "30"))
 # A mask (COCO RLE) with more runs than this is refused (400 on the API, a failed line on import).
 EMOVERSE_MAX_MASK_RUNS = int(os.environ.get("EMOVERSE_MAX_MASK_RUNS", str(1_000_000)))
 
