@@ -22,11 +22,23 @@ from annotations.text_policy import CheckedModelSerializer, CursorPagination
 
 
 class DatasetSerializer(CheckedModelSerializer):
+    """A dataset and its review settings. The bounds of the settings are the model's field
+    validators, the same values as its database constraints (``annotations.models``)."""
+
     class Meta:
         model = Dataset
         fields = ["id", "slug", "name", "description", "reviews_per_item", "overlap_fraction",
                   "lease_minutes", "auto_accept_threshold", "created_at"]
         read_only_fields = ["id", "created_at"]
+
+    def is_valid(self, *, raise_exception: bool = False) -> bool:
+        """A bad value is a 400 ``{"detail", "field"}`` naming the first bad field; nothing is written."""
+        valid = super().is_valid()
+        if not valid and raise_exception:
+            field, messages = next(iter(self.errors.items()))
+            message = " ".join(map(str, messages)) if isinstance(messages, list) else str(messages)
+            raise serializers.ValidationError({"detail": f"{field}: {message}", "field": field})
+        return valid
 
 
 class ImageSerializer(serializers.ModelSerializer):

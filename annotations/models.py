@@ -14,6 +14,8 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core import checks
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -23,32 +25,62 @@ EMOTION_CHOICES = [(e, e.capitalize()) for e in EMOTIONS]
 ROLE_CHOICES = [(r, r.capitalize()) for r in ROLES]
 
 
+# Bounds of a dataset's review settings: the database constraints below, the field validators
+# (and through them the API serializer and the admin form) all take them from here.
+REVIEWS_PER_ITEM_MIN = 1
+FRACTION_MIN, FRACTION_MAX = 0.0, 1.0  # overlap_fraction, auto_accept_threshold
+LEASE_MINUTES_MIN = 1
+LEASE_MINUTES_MAX = 7 * 24 * 60  # a week; saving a draft renews a lease, so only an idle item waits this long
+_FRACTION_VALIDATORS = [MinValueValidator(FRACTION_MIN), MaxValueValidator(FRACTION_MAX)]
+
+
 class Dataset(models.Model):
     slug = models.SlugField(max_length=100, unique=True)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     # Overlapping reviews for agreement studies: K reviewers on a sampled fraction.
-    reviews_per_item = models.PositiveSmallIntegerField(default=1)
-    overlap_fraction = models.FloatField(default=0.0, help_text="Fraction of items that get reviews_per_item reviews; the rest get one.")
-    lease_minutes = models.PositiveIntegerField(default=settings.EMOVERSE_DEFAULT_LEASE_MINUTES)
+    reviews_per_item = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(REVIEWS_PER_ITEM_MIN)])
+    overlap_fraction = models.FloatField(default=0.0, validators=_FRACTION_VALIDATORS,
+                                         help_text="Fraction of items that get reviews_per_item reviews; the rest get one.")
+    lease_minutes = models.PositiveIntegerField(
+        default=settings.EMOVERSE_DEFAULT_LEASE_MINUTES,
+        validators=[MinValueValidator(LEASE_MINUTES_MIN), MaxValueValidator(LEASE_MINUTES_MAX)],
+        help_text=f"How long a review lease lasts without a draft save ({LEASE_MINUTES_MIN} to {LEASE_MINUTES_MAX}).",
+    )
     # Auto-accept items whose calibrated confidence and agreement are both above this; off when null.
-    auto_accept_threshold = models.FloatField(null=True, blank=True)
+    auto_accept_threshold = models.FloatField(null=True, blank=True, validators=_FRACTION_VALIDATORS)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         ordering = ["slug"]
         constraints = [
-            models.CheckConstraint(condition=Q(reviews_per_item__gte=1), name="dataset_reviews_per_item_gte_1"),
-            models.CheckConstraint(condition=Q(overlap_fraction__gte=0) & Q(overlap_fraction__lte=1), name="dataset_overlap_fraction_0_1"),
+            models.CheckConstraint(condition=Q(reviews_per_item__gte=REVIEWS_PER_ITEM_MIN), name="dataset_reviews_per_item_gte_1"),
+            models.CheckConstraint(condition=Q(overlap_fraction__gte=FRACTION_MIN) & Q(overlap_fraction__lte=FRACTION_MAX),
+                                   name="dataset_overlap_fraction_0_1"),
             models.CheckConstraint(
-                condition=Q(auto_accept_threshold__isnull=True) | (Q(auto_accept_threshold__gte=0) & Q(auto_accept_threshold__lte=1)),
+                condition=Q(auto_accept_threshold__isnull=True)
+                | (Q(auto_accept_threshold__gte=FRACTION_MIN) & Q(auto_accept_threshold__lte=FRACTION_MAX)),
                 name="dataset_auto_accept_0_1",
             ),
+            models.CheckConstraint(condition=Q(lease_minutes__gte=LEASE_MINUTES_MIN) & Q(lease_minutes__lte=LEASE_MINUTES_MAX),
+                                   name="dataset_lease_minutes_range"),
         ]
 
     def __str__(self) -> str:
         return self.slug
+
+
+@checks.register(checks.Tags.models)
+def check_default_lease_minutes(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """``EMOVERSE_LEASE_MINUTES`` (every new dataset's ``lease_minutes``) within the bounds."""
+    minutes = settings.EMOVERSE_DEFAULT_LEASE_MINUTES
+    if LEASE_MINUTES_MIN <= minutes <= LEASE_MINUTES_MAX:
+        return []
+    return [checks.Error(
+        f"EMOVERSE_LEASE_MINUTES is {minutes}; a lease lasts {LEASE_MINUTES_MIN} to {LEASE_MINUTES_MAX} minutes.",
+        id="annotations.E001",
+    )]
 
 
 class ImageSource(models.TextChoices):

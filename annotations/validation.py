@@ -15,15 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 
 from annotations.errors import InvalidAnnotation
-from core.masks import decode_mask, encode_mask, rle_string_runs
+from core.masks import decode_mask, encode_mask, rle_string_run_count, rle_string_runs
 from core.vocabulary import DES_DIM, EMOTIONS, ROLES
 from core.text import TextPolicyError, check_json_tree, check_text, is_blank
 
 DISTRIBUTION_TOLERANCE = 1e-3
 MAX_PHRASE_LENGTH = 300
 MAX_TRIPLETS = 64
+MAX_RLE_CHARS_PER_RUN = 7  # pycocotools writes a run of up to 2**31 pixels in at most 7 characters
 ELEMENT_STATUSES = frozenset({"pending", "accepted", "edited", "rejected", "added"})
 _SHOWN_CHARS = 60  # of a bad value, in an error message
 
@@ -151,7 +153,8 @@ def validate_mask(value: Any, width: int, height: int, field_name: str = "mask",
     """A COCO RLE of the image's size; compressed (string) or uncompressed (list) counts.
 
     Returns the compressed form ``{"size": [h, w], "counts": str}``, or ``None``
-    for an empty mask when ``allow_empty`` is set.
+    for an empty mask when ``allow_empty`` is set. More runs than
+    ``EMOVERSE_MAX_MASK_RUNS`` are refused before the runs are read.
     """
     if not isinstance(value, Mapping) or "size" not in value or "counts" not in value:
         raise InvalidAnnotation(field_name, "must be a COCO RLE object with 'size' and 'counts'")
@@ -161,6 +164,7 @@ def validate_mask(value: Any, width: int, height: int, field_name: str = "mask",
     if list(size) != [height, width]:
         raise InvalidAnnotation(field_name, f"size {list(size)} differs from the image size [{height}, {width}]")
     counts = value["counts"]
+    _check_run_count(counts, field_name)
     try:
         if isinstance(counts, list):
             if not all(isinstance(c, int) and c >= 0 for c in counts) or sum(counts) != height * width:
@@ -183,6 +187,24 @@ def validate_mask(value: Any, width: int, height: int, field_name: str = "mask",
             return None
         raise InvalidAnnotation(field_name, "mask is empty (no foreground pixel)")
     return {"size": [height, width], "counts": canonical["counts"]}
+
+
+def _check_run_count(counts: Any, field_name: str) -> None:
+    """Refuse more runs than ``EMOVERSE_MAX_MASK_RUNS``, and a string longer than its runs need."""
+    limit = settings.EMOVERSE_MAX_MASK_RUNS
+    if isinstance(counts, list):
+        runs = len(counts)
+    elif isinstance(counts, str):
+        try:
+            runs = rle_string_run_count(counts)
+        except UnicodeEncodeError as exc:
+            raise InvalidAnnotation(field_name, f"counts are not valid COCO RLE ({exc})") from exc
+        if len(counts) > MAX_RLE_CHARS_PER_RUN * max(runs, 1):
+            raise InvalidAnnotation(field_name, "counts are not valid COCO RLE (a run longer than any image)")
+    else:
+        return
+    if runs > limit:
+        raise InvalidAnnotation(field_name, f"the mask has {runs:,} runs, more than the limit of {limit:,} (EMOVERSE_MAX_MASK_RUNS)")
 
 
 def validate_des(value: Any) -> bytes:

@@ -74,6 +74,14 @@ def mask_iou(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> float:
     return float(mask_utils.iou([to_pycocotools(a)], [to_pycocotools(b)], [0])[0][0])
 
 
+def rle_string_run_count(counts: str) -> int:
+    """How many runs a compressed COCO RLE string encodes: its characters without the
+    continuation bit, counted in one vectorised pass (a cheap bound before :func:`rle_string_runs`).
+    Characters outside the RLE alphabet are not checked here."""
+    data = np.frombuffer(counts.encode("ascii"), dtype=np.uint8)
+    return int(np.count_nonzero((data - 48) & 0x20 == 0))
+
+
 def rle_string_runs(counts: str) -> list[int]:
     """Run lengths encoded in a compressed COCO RLE string (pycocotools' ``rleFrString``).
 

@@ -248,6 +248,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
 # Decompression-bomb cap: images with more pixels than this are refused on import.
 EMOVERSE_MAX_IMAGE_PIXELS = int(os.environ.get("EMOVERSE_MAX_IMAGE_PIXELS", str(64_000_000)))
 EMOVERSE_THUMBNAIL_SIZE = int(os.environ.get("EMOVERSE_THUMBNAIL_SIZE", "320"))
+# An image file larger than this is refused on import without being read; one that takes
+# longer than EMOVERSE_IMAGE_READ_TIMEOUT_S to read (a stalled network mount) is refused too.
+EMOVERSE_MAX_IMAGE_BYTES = int(os.environ.get("EMOVERSE_MAX_IMAGE_BYTES", str(200 * 1024 * 1024)))
+EMOVERSE_IMAGE_READ_TIMEOUT_S = float(os.environ.get("EMOVERSE_IMAGE_READ_TIMEOUT_S", "30"))
+# A mask (COCO RLE) with more runs than this is refused (400 on the API, a failed line on import).
+EMOVERSE_MAX_MASK_RUNS = int(os.environ.get("EMOVERSE_MAX_MASK_RUNS", str(1_000_000)))
 
 # --- REST API -------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -341,7 +347,9 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- review ---------------------------------------------------------------------
-EMOVERSE_DEFAULT_LEASE_MINUTES = int(os.environ.get("EMOVERSE_LEASE_MINUTES", "30"))
+EMOVERSE_DEFAULT_LEASE_MINUTES = int(os.environ.get("EMOVERSE_LEASE_MINUTES", "30"))  # 1 to 10080 (a week)
+# A reviewer's draft (its payload as UTF-8 JSON) larger than this is refused (413).
+EMOVERSE_MAX_DRAFT_BYTES = int(os.environ.get("EMOVERSE_MAX_DRAFT_BYTES", str(2 * 1024 * 1024)))
 # K independent reviews of an item agree on a kept element when their boxes and masks
 # overlap at least this much (IoU); below it the item goes to adjudication.
 EMOVERSE_ADJUDICATION_MIN_IOU = float(os.environ.get("EMOVERSE_ADJUDICATION_MIN_IOU", "0.75"))

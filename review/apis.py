@@ -18,7 +18,7 @@ from annotations.roles import HasRole
 from core.vocabulary import ADJUDICATOR, ADMIN, RESEARCHER, REVIEWER, USER_ROLES
 from annotations.text_policy import CheckedDateTimeField, CursorPagination
 from review import queue, selectors, services
-from review.errors import RefineFailed, RefineTimeout, RefineUnavailable
+from review.errors import DraftTooLarge, RefineFailed, RefineTimeout, RefineUnavailable
 from review.models import DisagreementField, DisagreementKind, Lease, LeaseState
 from review.refine import mask_refine
 
@@ -58,7 +58,8 @@ class ImageOutput(serializers.Serializer):
 
 def _lease(pk: int) -> Lease:
     """The lease with this id (404 if there is none). Whose it is and whether it may still be
-    acted on is checked by the service, under the row lock (``review.queue.lease_get_for_update``)."""
+    acted on is checked by the service: on this plain read before any expensive work, then
+    again under the row lock (``review.queue.lease_get_for_update``)."""
     return get_object_or_404(Lease, pk=pk)
 
 
@@ -128,11 +129,14 @@ class DraftAPI(RoleAPI):
             return Response({"detail": "No draft saved for this item."}, status=status.HTTP_404_NOT_FOUND)
         return Response(self.OutputSerializer(draft).data)
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 403: DETAIL})
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 403: DETAIL, 413: ERROR})
     def put(self, request, pk: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        draft = queue.draft_save(lease=_lease(pk), reviewer=request.user, payload=data.validated_data["payload"])
+        try:
+            draft = queue.draft_save(lease=_lease(pk), reviewer=request.user, payload=data.validated_data["payload"])
+        except DraftTooLarge as exc:
+            return Response({"detail": str(exc), "field": "payload"}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         return Response(self.OutputSerializer(draft).data)
 
 

@@ -1,5 +1,5 @@
-"""Errors of the review app: the click-to-refine dispatch (the API maps them to 503,
-504 and 502) and adjudication of an item that does not wait for it (404)."""
+"""Errors of the review app that the API maps itself: click-to-refine (503, 504, 502), a
+draft over the size limit (413) and adjudication of an item that does not wait for it (404)."""
 
 from annotations.errors import DomainError, NothingToDo
 
@@ -18,3 +18,7 @@ class RefineTimeout(DomainError):
 
 class RefineFailed(DomainError):
     """The GPU worker answered with an error or an unusable mask."""
+
+
+class DraftTooLarge(DomainError):
+    """A draft payload larger than ``EMOVERSE_MAX_DRAFT_BYTES``; nothing was saved."""

@@ -17,9 +17,12 @@ by ``lease_expire_stale``, which a periodic task may call).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from datetime import timedelta
+from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
@@ -40,6 +43,7 @@ from django.utils import timezone
 from annotations.errors import InvalidAnnotation, NotAllowed, NothingToDo
 from annotations.models import Dataset, Image, ImageStatus
 from annotations.validation import check_storable
+from review.errors import DraftTooLarge
 from review.models import Draft, Lease, LeaseState, ReviewPlan
 
 CLAIM_ATTEMPTS = 20
@@ -164,18 +168,26 @@ def lease_next(*, dataset: Dataset, reviewer: AbstractBaseUser) -> Lease:
     raise NothingToDo(f"The queue of {dataset.slug} is busy; no free item could be leased, try again.")
 
 
+def lease_authorize(*, lease: Lease, reviewer: AbstractBaseUser) -> None:
+    """Raise :class:`NotAllowed` unless ``lease`` is ``reviewer``'s: the one rule that authorises
+    a reviewer's action on a lease (draft, release, skip, submit).
+
+    Called on a plain read before any expensive work (measuring a draft, validating a
+    submitted annotation), and again by :func:`lease_get_for_update` under the row lock.
+    """
+    if lease.reviewer_id != reviewer.pk:
+        raise NotAllowed("This lease belongs to another reviewer.")
+
+
 def lease_get_for_update(*, lease_id: int, reviewer: AbstractBaseUser) -> Lease:
     """The lease, its row locked (``SELECT … FOR UPDATE``), when it is ``reviewer``'s.
 
-    The one place that authorises a reviewer's action on a lease (draft, release,
-    skip, submit). Precondition: called inside a transaction. Raises
-    :class:`NotAllowed` for another reviewer's lease. Whether the lease may still
-    be acted on (submitted, lapsed) is the caller's check: each action answers it
-    differently.
+    Precondition: called inside a transaction. Raises :class:`NotAllowed` for another
+    reviewer's lease (:func:`lease_authorize`). Whether the lease may still be acted on
+    (submitted, lapsed) is the caller's check: each action answers it differently.
     """
     lease = Lease.objects.select_for_update(of=("self",)).select_related("dataset").get(pk=lease_id)
-    if lease.reviewer_id != reviewer.pk:
-        raise NotAllowed("This lease belongs to another reviewer.")
+    lease_authorize(lease=lease, reviewer=reviewer)
     return lease
 
 
@@ -205,23 +217,37 @@ def lease_expire_stale(*, now=None, batch: int = 1000) -> int:
         return Lease.objects.filter(id__in=ids, state=LeaseState.ACTIVE).update(state=LeaseState.EXPIRED, ended_at=now)
 
 
-@transaction.atomic
-def draft_save(*, lease: Lease, reviewer: AbstractBaseUser, payload: dict) -> Draft:
+def draft_check_size(payload: Any) -> None:
+    """Raise :class:`DraftTooLarge` when ``payload`` as UTF-8 JSON is over ``EMOVERSE_MAX_DRAFT_BYTES``
+    (a draft is sent back with every ``next``, so its size is capped)."""
+    limit = settings.EMOVERSE_MAX_DRAFT_BYTES
+    size = len(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise DraftTooLarge(f"payload: the draft has {size:,} bytes, more than the limit of {limit:,} (EMOVERSE_MAX_DRAFT_BYTES)")
+
+
+def draft_save(*, lease: Lease, reviewer: AbstractBaseUser, payload: Any) -> Draft:
     """Save the reviewer's work in progress on the lease's image; a live lease is renewed.
 
-    Raises :class:`InvalidAnnotation` (``payload.…``) for a payload that breaks the text
-    policy (``core.text``): such a draft could be stored but never sent back."""
-    lease = lease_get_for_update(lease_id=lease.pk, reviewer=reviewer)
-    if lease.state == LeaseState.SUBMITTED:
-        raise NotAllowed("This lease was already submitted; there is nothing left to draft.")
+    Whose lease it is, the draft's size and its text (``core.text``: a draft that breaks the
+    policy could be stored but never sent back) are checked before the write transaction
+    opens (:class:`NotAllowed`, :class:`DraftTooLarge`, :class:`InvalidAnnotation` for
+    ``payload.…``); nothing is saved then.
+    """
+    lease_authorize(lease=lease, reviewer=reviewer)
+    draft_check_size(payload)
     check_storable(payload, "payload")
-    now = timezone.now()
-    if lease_is_live(lease, now):
-        lease.expires_at = now + timedelta(minutes=lease.dataset.lease_minutes)
-        lease.save(update_fields=["expires_at"])
-    draft, _ = Draft.objects.update_or_create(
-        image_id=lease.image_id, reviewer=reviewer, defaults={"lease": lease, "payload": payload}
-    )
+    with transaction.atomic():
+        lease = lease_get_for_update(lease_id=lease.pk, reviewer=reviewer)
+        if lease.state == LeaseState.SUBMITTED:
+            raise NotAllowed("This lease was already submitted; there is nothing left to draft.")
+        now = timezone.now()
+        if lease_is_live(lease, now):
+            lease.expires_at = now + timedelta(minutes=lease.dataset.lease_minutes)
+            lease.save(update_fields=["expires_at"])
+        draft, _ = Draft.objects.update_or_create(
+            image_id=lease.image_id, reviewer=reviewer, defaults={"lease": lease, "payload": payload}
+        )
     return draft
 
 

@@ -44,7 +44,7 @@ from review.models import (
     ReviewSubmission,
 )
 from core.text import is_blank
-from review.queue import free_slot, lease_get_for_update, lease_is_live
+from review.queue import free_slot, lease_authorize, lease_get_for_update, lease_is_live
 from review.selectors import DONE_STATUSES, reviewer_has_submitted
 
 MAX_ELEMENT_DECISIONS = 2000
@@ -177,6 +177,20 @@ def disagreements_record(*, annotation: Annotation, person: AbstractBaseUser, ki
     return len(rows)
 
 
+def _check_not_submitted(lease: Lease) -> None:
+    if lease.state == LeaseState.SUBMITTED:
+        done = ReviewSubmission.objects.select_related("annotation").get(lease=lease)
+        raise VersionConflict("This lease was already submitted.",
+                              changes={"already_submitted": True, "version": done.annotation.version})
+
+
+def _check_in_review(image: Image) -> None:
+    if image.status != ImageStatus.IN_REVIEW:
+        raise VersionConflict(
+            f"The item is no longer in review (it is {image.get_status_display().lower()} now); your draft is kept.",
+            changes={"lease_lost": True, "image_status": image.status})
+
+
 def _lease_for_submit(lease: Lease, reviewer: AbstractBaseUser, image: Image, now) -> Lease:
     """The caller's lease, locked and live. A lapsed lease is taken up again if its slot is still free.
 
@@ -185,10 +199,7 @@ def _lease_for_submit(lease: Lease, reviewer: AbstractBaseUser, image: Image, no
     item is no longer the caller's to submit.
     """
     lease = lease_get_for_update(lease_id=lease.pk, reviewer=reviewer)
-    if lease.state == LeaseState.SUBMITTED:
-        done = ReviewSubmission.objects.select_related("annotation").get(lease=lease)
-        raise VersionConflict("This lease was already submitted.",
-                              changes={"already_submitted": True, "version": done.annotation.version})
+    _check_not_submitted(lease)
     if lease_is_live(lease, now):
         return lease
     newer = Lease.objects.filter(image=image, reviewer=reviewer, state=LeaseState.ACTIVE, expires_at__gt=now).exclude(pk=lease.pk).first()
@@ -221,7 +232,16 @@ def _resolve_image(image: Image, plan: ReviewPlan, decision: str, label: str | N
     return image.status
 
 
-@transaction.atomic
+def _locked_image(image_id: int, checked: Image, annotation: Mapping[str, Any], data: AnnotationInput,
+                  decision: str) -> tuple[Image, AnnotationInput]:
+    """The image row, locked, and the annotation as validated against it. Precondition: in a
+    transaction. An image's size never changes; should it have, the annotation is checked again."""
+    image = Image.objects.select_for_update().select_related("dataset").get(pk=image_id)
+    if (image.width, image.height) != (checked.width, checked.height):
+        data = check_annotation(annotation, image, decision)
+    return image, data
+
+
 def review_submit(
     *,
     lease: Lease,
@@ -242,18 +262,34 @@ def review_submit(
     review) or changed since ``expected_version`` (other reviewers' independent
     reviews of the same item do not count). On any error nothing is written and
     the reviewer's draft stays; other reviewers' drafts are never deleted.
+
+    Whose lease it is and whether it can still be submitted are checked first, on a
+    plain read; then the answer is validated (a large mask takes a while) with no
+    transaction open, so no lock is held meanwhile; the write transaction checks
+    everything again under the row locks.
     """
-    image = Image.objects.select_for_update().select_related("dataset").get(pk=lease.image_id)
+    lease_authorize(lease=lease, reviewer=reviewer)
+    _check_not_submitted(Lease.objects.get(pk=lease.pk))
+    checked = Image.objects.get(pk=lease.image_id)
+    _check_in_review(checked)
     decision, reason = check_decision(decision, reason)
-    data = check_annotation(annotation, image, decision)
+    data = check_annotation(annotation, checked, decision)
     decisions = check_element_decisions(element_decisions)
     time_spent_ms = _time_ms(time_spent_ms, "time_spent_ms")
+    with transaction.atomic():
+        image, data = _locked_image(lease.image_id, checked, annotation, data, decision)
+        return _review_write(lease=lease, reviewer=reviewer, image=image, expected_version=expected_version,
+                             decision=decision, reason=reason, data=data, decisions=decisions, time_spent_ms=time_spent_ms)
+
+
+def _review_write(*, lease: Lease, reviewer: AbstractBaseUser, image: Image, expected_version: int, decision: str,
+                  reason: str, data: AnnotationInput, decisions: list[ElementDecisionInput],
+                  time_spent_ms: int) -> SubmitResult:
+    """The writes of :func:`review_submit`, after its checks under the locks. Precondition:
+    in a transaction, the image row locked."""
     now = timezone.now()
     lease = _lease_for_submit(lease, reviewer, image, now)
-    if image.status != ImageStatus.IN_REVIEW:
-        raise VersionConflict(
-            f"The item is no longer in review (it is {image.get_status_display().lower()} now); your draft is kept.",
-            changes={"lease_lost": True, "image_status": image.status})
+    _check_in_review(image)
     _check_version(image, expected_version,
                    ignore=set(ReviewSubmission.objects.filter(image=image).values_list("annotation_id", flat=True)))
     version = annotation_create(
@@ -304,7 +340,18 @@ def adjudicated_ces(ces: CesInput | None, reviews: list[Annotation]) -> tuple[Ce
     return carried, {"confidence_from": "reviews", "confidence_reviews": [r.pk for r in chosen]}
 
 
-@transaction.atomic
+def _check_adjudicable(image: Image, adjudicator: AbstractBaseUser, expected_version: int) -> None:
+    """Who may decide and whether the image waits for it, before anything about its versions is said
+    (except for an image decided since it was opened: :class:`VersionConflict`)."""
+    if reviewer_has_submitted(image=image, user=adjudicator):
+        raise NotAllowed(f"You reviewed image {image.pk}; another adjudicator decides it.")
+    if image.status != ImageStatus.ADJUDICATION:
+        if image.status in DONE_STATUSES:  # decided since it was opened: say what changed
+            _check_version(image, expected_version, ignore=set())
+        raise NotAllowed(f"Image {image.pk} is not waiting for adjudication (status {image.status}).")
+    _check_version(image, expected_version, ignore=set())
+
+
 def adjudication_submit(
     *,
     image: Image,
@@ -317,22 +364,26 @@ def adjudication_submit(
     """Set the final answer of an item whose independent reviews disagree.
 
     Raises :class:`NotAllowed` when the adjudicator reviewed the image or it is
-    not waiting for adjudication (checked before anything about the image's
-    versions is said, except for an image decided since: :class:`VersionConflict`). Creates an ADJUDICATION annotation version, whose CES
-    confidence and distribution follow :func:`adjudicated_ces`, and its
-    disagreement rows against every model annotation; the image becomes approved,
-    rejected or flagged.
+    not waiting for adjudication, :class:`VersionConflict` when it moved on. As in
+    :func:`review_submit`, who decides, the image's state and its version are checked
+    before the answer is validated, and the validation runs with no transaction open.
+    Creates an ADJUDICATION annotation version, whose CES confidence and distribution
+    follow :func:`adjudicated_ces`, and its disagreement rows against every model
+    annotation; the image becomes approved, rejected or flagged.
     """
-    image = Image.objects.select_for_update().select_related("dataset").get(pk=image.pk)
-    if reviewer_has_submitted(image=image, user=adjudicator):
-        raise NotAllowed(f"You reviewed image {image.pk}; another adjudicator decides it.")
-    if image.status != ImageStatus.ADJUDICATION:
-        if image.status in DONE_STATUSES:  # decided since it was opened: say what changed
-            _check_version(image, expected_version, ignore=set())
-        raise NotAllowed(f"Image {image.pk} is not waiting for adjudication (status {image.status}).")
+    checked = Image.objects.select_related("dataset").get(pk=image.pk)
+    _check_adjudicable(checked, adjudicator, expected_version)
     decision, reason = check_decision(decision, reason)
-    data = check_annotation(annotation, image, decision)
-    _check_version(image, expected_version, ignore=set())
+    data = check_annotation(annotation, checked, decision)
+    with transaction.atomic():
+        image, data = _locked_image(image.pk, checked, annotation, data, decision)
+        _check_adjudicable(image, adjudicator, expected_version)
+        return _adjudication_write(image=image, adjudicator=adjudicator, decision=decision, reason=reason, data=data)
+
+
+def _adjudication_write(*, image: Image, adjudicator: AbstractBaseUser, decision: str, reason: str,
+                        data: AnnotationInput) -> SubmitResult:
+    """The writes of :func:`adjudication_submit`. Precondition: in a transaction, the image row locked."""
     submissions = list(ReviewSubmission.objects.filter(image=image).select_related("annotation").order_by("id"))
     ces, provenance = adjudicated_ces(data.ces, [s.annotation for s in submissions])
     version = annotation_create(

@@ -4,13 +4,16 @@ The file is read one line at a time and committed in batches: one transaction pe
 ``batch_size`` lines, one savepoint per line, so a bad line leaves no row behind
 and never costs the good lines around it. Memory does not grow with the file.
 
-A line goes through three steps: :func:`~annotations.importers.emoverse_parse.parse_line`
-(JSON, keys, annotator, source, critic, storable text; no file access), then the image (path confined to the images
-folder, content hash, Pillow checks) and the annotation values, validated
-against the stored image size by :func:`annotations.validation.validate_annotation`;
-only then anything is written. An import never replaces a version made in the app
-(a person's review): such a line fails. Whatever else goes wrong with a line, even
-an unforeseen exception, fails that line only, with its reason.
+A batch is prepared before its transaction opens (:func:`prepare_line`, no lock
+held): :func:`~annotations.importers.emoverse_parse.parse_line` (JSON, keys,
+annotator, source, critic, storable text; no file access), then the image (path
+confined to the images folder; only a regular file, within a size and a time limit,
+see :func:`annotations.image_services.read_image_file`; content hash, Pillow checks;
+a new image's files written) and the annotation values, validated against the image
+size by :func:`annotations.validation.validate_annotation`. Then one short transaction
+writes the rows (:func:`write_line`). An import never replaces a version made in the
+app (a person's review): such a line fails. Whatever else goes wrong with a line,
+even an unforeseen exception, fails that line only, with its reason.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -31,8 +34,10 @@ from django.utils import timezone
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.errors import DomainError, InvalidAnnotation, InvalidImage
 from annotations.image_services import (
+    ImageCandidate,
     image_find_or_prepare,
     image_store,
+    image_store_files,
     read_image_file,
 )
 from annotations.importers.emoverse_parse import (
@@ -196,18 +201,20 @@ def _model_raw_distribution(annotator: Annotator, annotation: AnnotationInput) -
     return annotation.ces.distribution
 
 
-def import_line(
-    raw: bytes, *, dataset: Dataset, options: ImportOptions, run: ImportRun, batch: _Batch | None = None
-) -> tuple[bool, bool, bool]:
-    """Import one line: ``(added_something, image_created, annotation_created)``.
+@dataclass(frozen=True)
+class PreparedLine:
+    """A line checked, and its image read, checked and (when new) its files written:
+    everything :func:`write_line` needs, without the pixels."""
 
-    Call inside a savepoint: every check happens before the first write, and a
-    failed write rolls back the line. Raises :class:`BadLine`,
-    :class:`InvalidAnnotation` or :class:`InvalidImage`. With ``batch`` the image is
-    stored now and the annotation (and routing) is left in ``batch`` for
-    :func:`_flush`; without, the image is locked, checked and everything written now.
-    An import never replaces a version made in the app (a person's review): the line fails.
-    """
+    parsed: ParsedLine
+    candidate: ImageCandidate
+    annotation: AnnotationInput | None  # None: an image-only line
+    fingerprint: str | None
+
+
+def prepare_line(raw: bytes, *, dataset: Dataset, options: ImportOptions) -> PreparedLine:
+    """Every check of a line that needs no lock, and the file work: call with no transaction
+    open. Raises :class:`BadLine`, :class:`InvalidAnnotation` or :class:`InvalidImage`."""
     parsed = parse_line(raw, options)
     path = resolve_image_path(options.images_dir, parsed.image)
     try:
@@ -215,22 +222,42 @@ def import_line(
     except InvalidImage as exc:
         raise InvalidImage(f"{parsed.image}: {exc}") from exc
     _check_metadata(parsed.data, candidate.sha256, candidate.width, candidate.height)
-    annotation = None
+    annotation = fingerprint = None
     if parsed.annotator is not None:
         annotation = validate_annotation(parsed.data, candidate.width, candidate.height)
         validate_triplet_keys(annotation.triplets)
         fingerprint = _fingerprint(parsed, annotation)
-        if candidate.existing is not None:
-            key = _key(candidate.existing.pk, parsed.annotator)
-            if batch is None:
-                _lock_images([candidate.existing.pk])
-                current = _current_versions({key}).get(key)
-            else:
-                current = batch.current(candidate.existing.pk, parsed.annotator)
-            if current is not None and current.made_in_app:
-                raise BadLine(_replaces_app_work(parsed.annotator.kind, parsed.annotator.name))
-            if current is not None and current.fingerprint == fingerprint:
-                return False, False, False
+    candidate = image_store_files(dataset=dataset, candidate=candidate, original_name=parsed.image)
+    return PreparedLine(parsed, candidate, annotation, fingerprint)
+
+
+def write_line(
+    line: PreparedLine, *, dataset: Dataset, options: ImportOptions, run: ImportRun, batch: _Batch | None = None
+) -> tuple[bool, bool, bool]:
+    """Write one prepared line: ``(added_something, image_created, annotation_created)``.
+
+    Call inside a savepoint: the checks that need the database's current state come
+    before the first write, and a failed write rolls back the line. With ``batch`` the
+    image row is written now and the annotation (and routing) is left in ``batch`` for
+    :func:`_flush`; without, the image is locked, checked and everything written now.
+    An import never replaces a version made in the app (a person's review): the line
+    fails with :class:`BadLine`.
+    """
+    parsed, candidate, annotation, fingerprint = line.parsed, line.candidate, line.annotation, line.fingerprint
+    if candidate.existing is None:  # stored since the line was prepared (an earlier line, another import)?
+        existing = Image.objects.filter(dataset=dataset, sha256=candidate.sha256).first()
+        candidate = replace(candidate, existing=existing) if existing is not None else candidate
+    if annotation is not None and candidate.existing is not None:
+        key = _key(candidate.existing.pk, parsed.annotator)
+        if batch is None:
+            _lock_images([candidate.existing.pk])
+            current = _current_versions({key}).get(key)
+        else:
+            current = batch.current(candidate.existing.pk, parsed.annotator)
+        if current is not None and current.made_in_app:
+            raise BadLine(_replaces_app_work(parsed.annotator.kind, parsed.annotator.name))
+        if current is not None and current.fingerprint == fingerprint:
+            return False, False, False
     image, created = image_store(dataset=dataset, candidate=candidate, original_name=parsed.image, source=parsed.source)
     if annotation is None:
         return created, created, False
@@ -293,24 +320,42 @@ class _Tally:
     errors: list[LineError] = field(default_factory=list)
 
 
-def _import_lines(lines: list[tuple[int, bytes | None]], *, dataset: Dataset, options: ImportOptions, run: ImportRun,
-                  batch: _Batch | None) -> _Tally:
-    """Each line in its own savepoint; a line that fails, for whatever reason, is counted and
-    reported and costs nothing else. An unforeseen exception is logged with its traceback."""
-    tally = _Tally()
+def _fail(tally: _Tally, number: int, exc: Exception, run: ImportRun) -> None:
+    """Count and report a failed line; log an unforeseen exception with its traceback."""
+    if not isinstance(exc, (DomainError, DatabaseError)):
+        logger.exception("import run %s: line %s: unexpected error", run.pk, number)
+    tally.failed += 1
+    tally.errors.append(LineError(number, _reason(exc)))
+
+
+def _prepare_lines(lines: list[tuple[int, bytes | None]], *, dataset: Dataset, options: ImportOptions,
+                   run: ImportRun) -> tuple[list[tuple[int, PreparedLine]], _Tally]:
+    """:func:`prepare_line` for each line, with no transaction open: the lines ready to write,
+    and a tally of those that failed."""
+    ready, failed = [], _Tally()
     for number, raw in lines:
         try:
             if raw is None:
                 raise BadLine(f"line longer than the limit of {options.max_line_bytes:,} bytes")
+            ready.append((number, prepare_line(raw, dataset=dataset, options=options)))
+        except Exception as exc:  # recorded: counted, reported for its line, logged if unforeseen
+            _fail(failed, number, exc, run)
+    return ready, failed
+
+
+def _write_lines(ready: list[tuple[int, PreparedLine]], failed: _Tally, *, dataset: Dataset, options: ImportOptions,
+                 run: ImportRun, batch: _Batch | None) -> _Tally:
+    """Each line in its own savepoint; a line that fails, for whatever reason, is counted and
+    reported and costs nothing else. The tally starts from the lines that failed to prepare."""
+    tally = replace(failed, errors=list(failed.errors))
+    for number, line in ready:
+        try:
             with transaction.atomic():
-                added, image_created, annotation_created = import_line(
-                    raw, dataset=dataset, options=options, run=run, batch=batch
+                added, image_created, annotation_created = write_line(
+                    line, dataset=dataset, options=options, run=run, batch=batch
                 )
         except Exception as exc:  # recorded: counted, reported for its line, logged if unforeseen
-            if not isinstance(exc, (DomainError, DatabaseError)):
-                logger.exception("import run %s: line %s: unexpected error", run.pk, number)
-            tally.failed += 1
-            tally.errors.append(LineError(number, _reason(exc)))
+            _fail(tally, number, exc, run)
             continue
         tally.imported += added
         tally.duplicates += not added
@@ -318,33 +363,37 @@ def _import_lines(lines: list[tuple[int, bytes | None]], *, dataset: Dataset, op
         tally.annotations_created += annotation_created
     if batch is not None:
         _flush(batch, approved=options.approved)
+    tally.errors.sort(key=lambda error: error.line)
     return tally
 
 
 def _run_batch(lines, *, dataset: Dataset, options: ImportOptions, report: ImportReport, max_errors: int,
                on_error: Callable[[LineError], None] | None = None) -> int:
-    """Import ``lines`` (at most a batch) in one transaction; returns how many there were.
+    """Import ``lines`` (at most a batch); returns how many there were.
 
-    Fast path: images are stored line by line (each line in a savepoint), the
-    annotations are written together at the end. Should that write fail (a
-    concurrent writer, a constraint, a review made in the app meanwhile, any
-    error), the batch is rolled back and imported again line by line, so only the
-    lines at fault are reported and nothing else is lost. ``on_error`` gets the
-    batch's failed lines once the batch is committed.
+    The lines are prepared first, with no transaction open (files are read and
+    checked, new images' files written); then one transaction writes the rows.
+    Fast path: image rows line by line (each line in a savepoint), the annotations
+    together at the end. Should that write fail (a concurrent writer, a constraint,
+    a review made in the app meanwhile, any error), the batch is rolled back and
+    written again line by line, so only the lines at fault are reported and
+    nothing else is lost. ``on_error`` gets the batch's failed lines once the
+    batch is committed.
     """
     lines = list(lines)
     if not lines:
         return 0
+    ready, failed = _prepare_lines(lines, dataset=dataset, options=options, run=report.run)
     try:
         with transaction.atomic():
-            tally = _import_lines(lines, dataset=dataset, options=options, run=report.run, batch=_Batch())
+            tally = _write_lines(ready, failed, dataset=dataset, options=options, run=report.run, batch=_Batch())
             counters = _save_counters(report, tally)
-    except Exception as exc:  # logged; the batch is imported again line by line
+    except Exception as exc:  # logged; the batch is written again line by line
         log = logger.info if isinstance(exc, _AppWorkAppeared) else logger.warning
-        log("import run %s: the batch write failed (%s); importing the batch again line by line", report.run.pk,
+        log("import run %s: the batch write failed (%s); writing the batch again line by line", report.run.pk,
             type(exc).__name__, exc_info=not isinstance(exc, _AppWorkAppeared))
         with transaction.atomic():
-            tally = _import_lines(lines, dataset=dataset, options=options, run=report.run, batch=None)
+            tally = _write_lines(ready, failed, dataset=dataset, options=options, run=report.run, batch=None)
             counters = _save_counters(report, tally)
     _record(report, tally, counters, max_errors)
     if on_error is not None:
