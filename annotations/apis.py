@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from django.db.models import Q, QuerySet
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import generics, serializers
-from rest_framework.pagination import CursorPagination
 
 from annotations import selectors
+from annotations.api_components import AnnotationContentSerializer, CriticJSON
 from annotations.filters import ImageFilter
 from annotations.models import Annotation, AnnotationKind, Dataset, Image
+from annotations.pagination import CursorPage
 from annotations.roles import HasRole, has_role
 from core.vocabulary import ADJUDICATOR, ADMIN, RESEARCHER, USER_ROLES
 
@@ -57,6 +58,7 @@ class AnnotationSerializer(serializers.ModelSerializer):
     """An annotation version; ``content`` is the EmoVerse JSONL annotation object."""
 
     content = serializers.SerializerMethodField()
+    critic = CriticJSON(allow_null=True, read_only=True, help_text="The critic's verdicts per element and label, with reasoning.")
 
     class Meta:
         model = Annotation
@@ -64,12 +66,9 @@ class AnnotationSerializer(serializers.ModelSerializer):
                   "decision_reason", "ces_raw_distribution", "prompt_version", "pipeline_version", "critic",
                   "extra", "created_at", "content"]
 
+    @extend_schema_field(AnnotationContentSerializer)
     def get_content(self, obj: Annotation) -> dict:
         return selectors.annotation_to_dict(obj)
-
-
-class IdPagination(CursorPagination):
-    ordering = "id"
 
 
 class RoleAPI:
@@ -110,7 +109,7 @@ class ImageListAPI(RoleAPI, generics.ListAPIView):
     serializer_class = ImageSerializer
     queryset = Image.objects.select_related("dataset")
     filterset_class = ImageFilter
-    pagination_class = IdPagination
+    pagination_class = CursorPage
 
 
 class ImageDetailAPI(RoleAPI, generics.RetrieveAPIView):
@@ -147,10 +146,16 @@ class AnnotationFilterMixin:
         return selectors.annotations_with_elements(queryset)
 
 
-@extend_schema(description="Annotation versions. Filters: image, dataset, kind, author, current=true.")
+@extend_schema(description="Annotation versions, filtered by image, dataset, kind, author and current.", parameters=[
+    OpenApiParameter("image", int, description="Image id: a positive integer."),
+    OpenApiParameter("dataset", str, description="Dataset slug."),
+    OpenApiParameter("kind", str, enum=AnnotationKind.values),
+    OpenApiParameter("author", str, description="Model name, or the username of the person."),
+    OpenApiParameter("current", str, enum=["1", "true"], description="Only the current version of each author's annotation."),
+])
 class AnnotationListAPI(RoleAPI, AnnotationFilterMixin, generics.ListAPIView):
     serializer_class = AnnotationSerializer
-    pagination_class = IdPagination
+    pagination_class = CursorPage
 
     def get_queryset(self):
         return self.annotation_queryset()

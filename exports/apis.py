@@ -7,11 +7,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView, RetrieveAPIView, get_object_or_404
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations.models import Dataset
+from annotations.pagination import NewestFirst
 from annotations.roles import HasRole
 from core.vocabulary import ADMIN
 from exports import services
@@ -71,10 +71,6 @@ class ExportInput(serializers.Serializer):
                                               "categories (COCO): emotion|role.")
 
 
-class NewestFirst(CursorPagination):
-    ordering = "-id"
-
-
 class AdminAPI:
     permission_classes = [HasRole]
     required_roles = (ADMIN,)
@@ -122,6 +118,11 @@ class ExportDownloadAPI(AdminAPI, APIView):
 
 
 class ExportFileAPI(AdminAPI, APIView):
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="One file of the snapshot.")})
+    @extend_schema(responses={
+        # The file's own type: the manifest and COCO JSON, image copies, or bytes (JSONL, Parquet).
+        (200, "application/json"): OpenApiResponse(OpenApiTypes.ANY, description="One file of the snapshot."),
+        (200, "image/*"): OpenApiResponse(OpenApiTypes.BINARY),
+        (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY),
+    })
     def get(self, request, pk: int, path: str):
         return file_response(get_object_or_404(ExportSnapshot, pk=pk), path)
