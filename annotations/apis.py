@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import generics, serializers
 
 from annotations import selectors
+from annotations.api_components import AnnotationContentSerializer, CriticJSON
 from annotations.filters import ImageFilter
-from annotations.models import Annotation, Dataset, Image
+from annotations.models import Annotation, AnnotationKind, Dataset, Image
+from annotations.pagination import CursorPage
 from annotations.roles import HasRole
+from annotations.text_policy import CheckedModelSerializer
 from core.vocabulary import ADMIN, USER_ROLES
-from annotations.text_policy import CheckedModelSerializer, CursorPagination
 
 
 class DatasetSerializer(CheckedModelSerializer):
@@ -31,14 +33,6 @@ class DatasetSerializer(CheckedModelSerializer):
                   "lease_minutes", "auto_accept_threshold", "created_at"]
         read_only_fields = ["id", "created_at"]
 
-    def is_valid(self, *, raise_exception: bool = False) -> bool:
-        """A bad value is a 400 ``{"detail", "field"}`` naming the first bad field; nothing is written."""
-        valid = super().is_valid()
-        if not valid and raise_exception:
-            field, messages = next(iter(self.errors.items()))
-            message = " ".join(map(str, messages)) if isinstance(messages, list) else str(messages)
-            raise serializers.ValidationError({"detail": f"{field}: {message}", "field": field})
-        return valid
 
 
 class ImageSerializer(serializers.ModelSerializer):
@@ -62,6 +56,7 @@ class AnnotationSerializer(serializers.ModelSerializer):
     """An annotation version; ``content`` is the EmoVerse JSONL annotation object."""
 
     content = serializers.SerializerMethodField()
+    critic = CriticJSON(allow_null=True, read_only=True, help_text="The critic's verdicts per element and label, with reasoning.")
 
     class Meta:
         model = Annotation
@@ -69,12 +64,9 @@ class AnnotationSerializer(serializers.ModelSerializer):
                   "decision_reason", "ces_raw_distribution", "prompt_version", "pipeline_version", "critic",
                   "extra", "created_at", "content"]
 
+    @extend_schema_field(AnnotationContentSerializer)
     def get_content(self, obj: Annotation) -> dict:
         return selectors.annotation_to_dict(obj)
-
-
-class IdPagination(CursorPagination):
-    ordering = "id"
 
 
 class RoleAPI:
@@ -115,7 +107,7 @@ class ImageListAPI(RoleAPI, generics.ListAPIView):
     serializer_class = ImageSerializer
     queryset = Image.objects.select_related("dataset")
     filterset_class = ImageFilter
-    pagination_class = IdPagination
+    pagination_class = CursorPage
 
 
 class ImageDetailAPI(RoleAPI, generics.RetrieveAPIView):
@@ -152,10 +144,16 @@ class AnnotationFilterMixin:
         return selectors.annotations_with_elements(queryset)
 
 
-@extend_schema(description="Annotation versions. Filters: image, dataset, kind, author, current=true.")
+@extend_schema(description="Annotation versions, filtered by image, dataset, kind, author and current.", parameters=[
+    OpenApiParameter("image", int, description="Image id: a positive integer."),
+    OpenApiParameter("dataset", str, description="Dataset slug."),
+    OpenApiParameter("kind", str, enum=AnnotationKind.values),
+    OpenApiParameter("author", str, description="Model name, or the username of the person."),
+    OpenApiParameter("current", str, enum=["1", "true"], description="Only the current version of each author's annotation."),
+])
 class AnnotationListAPI(RoleAPI, AnnotationFilterMixin, generics.ListAPIView):
     serializer_class = AnnotationSerializer
-    pagination_class = IdPagination
+    pagination_class = CursorPage
 
     def get_queryset(self):
         return self.annotation_queryset()

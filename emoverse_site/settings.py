@@ -271,9 +271,10 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "annotations.text_policy.CursorPagination",
+    "DEFAULT_PAGINATION_CLASS": "annotations.pagination.CursorPage",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's, plus the error answers every operation can give (annotations/api_schema.py)
+    "DEFAULT_SCHEMA_CLASS": "annotations.api_schema.AutoSchema",
     "EXCEPTION_HANDLER": "annotations.api_errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
@@ -287,11 +288,19 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # <id:pk> (annotations.converters): a row id, as the database holds one.
-    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}},
+    # Path parameters as the URL patterns accept them: anything else is not a URL of the API.
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+        "int": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+        "slug": {"type": "string", "pattern": "^[-a-zA-Z0-9_]+$"},
+        "path": {"type": "string", "minLength": 1},
+    },
     # An annotation's decision may be empty; a reviewer's final decision may not.
     "ENUM_NAME_OVERRIDES": {
         "AnnotationDecisionEnum": "annotations.models.Decision",
         "ReviewDecisionEnum": ["approved", "rejected", "flagged"],
+        "EmotionEnum": "core.vocabulary.EMOTIONS",
+        "VerdictEnum": "annotations.api_components.VERDICTS",
     },
 }
 

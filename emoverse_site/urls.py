@@ -28,6 +28,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
+handler404 = "annotations.api_errors.not_found"
+
 if settings.DEBUG:
     from django.conf.urls.static import static
 

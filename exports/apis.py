@@ -11,13 +11,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations.models import Dataset
+from annotations.pagination import NewestFirst
 from annotations.roles import HasRole
 from core.vocabulary import ADMIN
 from exports import services
 from exports.downloads import file_response, snapshot_files, zip_response
 from exports.models import ExportFormat, ExportSnapshot, ExportStatus
 from exports.selectors import snapshot_is_stale
-from annotations.text_policy import CursorPagination
 
 
 class FileSerializer(serializers.Serializer):
@@ -73,10 +73,6 @@ class ExportInput(serializers.Serializer):
                                               "with their status; JSONL always keeps them).")
 
 
-class NewestFirst(CursorPagination):
-    ordering = "-id"
-
-
 class AdminAPI:
     permission_classes = [HasRole]
     required_roles = (ADMIN,)
@@ -124,6 +120,11 @@ class ExportDownloadAPI(AdminAPI, APIView):
 
 
 class ExportFileAPI(AdminAPI, APIView):
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="One file of the snapshot.")})
+    @extend_schema(responses={
+        # The file's own type: the manifest and COCO JSON, image copies, or bytes (JSONL, Parquet).
+        (200, "application/json"): OpenApiResponse(OpenApiTypes.ANY, description="One file of the snapshot."),
+        (200, "image/*"): OpenApiResponse(OpenApiTypes.BINARY),
+        (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY),
+    })
     def get(self, request, pk: int, path: str):
         return file_response(get_object_or_404(ExportSnapshot, pk=pk), path)

@@ -9,6 +9,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotations.api_schema import NOT_FOUND
 from annotations.models import Dataset
 from annotations.roles import HasRole
 from core.vocabulary import ADMIN, RESEARCHER
@@ -49,7 +50,7 @@ class CalibrationAPI(RoleAPI):
                        "n_raw": serializers.IntegerField(), "current_temperature": serializers.FloatField(allow_null=True),
                        "ece_before": serializers.FloatField(allow_null=True), "temperature": serializers.FloatField(allow_null=True),
                        "ece_after": serializers.FloatField(allow_null=True), "reliability": serializers.JSONField(),
-                       "notes": serializers.ListField(child=serializers.CharField())}, many=True)})
+                       "notes": serializers.ListField(child=serializers.CharField())}, many=True), 404: NOT_FOUND})
     def get(self, request):
         slug = request.query_params.get("dataset")
         dataset = get_object_or_404(Dataset, slug=slug) if slug else None
@@ -65,8 +66,12 @@ class RecalibrateAPI(RoleAPI):
         dataset = serializers.SlugField(required=False, allow_blank=True, default="")
         min_samples = serializers.IntegerField(required=False, min_value=1, default=None, allow_null=True)
 
+        class Meta:
+            ref_name = "RecalibrateInput"
+
     @extend_schema(request=InputSerializer, responses={200: inline_serializer("RecalibrateOut", {
-        "stored": CalibrationVersionOutput(many=True), "skipped": serializers.DictField(child=serializers.CharField())})})
+        "stored": CalibrationVersionOutput(many=True), "skipped": serializers.DictField(child=serializers.CharField())}),
+        404: NOT_FOUND})
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -8,23 +8,29 @@ and calls a service or selector. Domain errors become HTTP answers in
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotations.api_components import (
+    AnnotationInputJSON,
+    CesJSON,
+    CriticJSON,
+    MaskSerializer,
+    TripletsJSON,
+)
+from annotations.api_schema import CONFLICT, NOT_FOUND, ErrorSerializer
 from annotations.models import Dataset, Decision, Image
+from annotations.pagination import CursorPage, NewestFirst
 from annotations.roles import HasRole
-from core.vocabulary import ADJUDICATOR, ADMIN, RESEARCHER, REVIEWER, USER_ROLES
-from annotations.text_policy import CheckedDateTimeField, CursorPagination
+from core.vocabulary import ADJUDICATOR, ADMIN, RESEARCHER, REVIEWER, ROLES, USER_ROLES
+from annotations.text_policy import CheckedDateTimeField
 from review import queue, selectors, services
 from review.errors import DraftTooLarge, RefineFailed, RefineTimeout, RefineUnavailable
-from review.models import DisagreementField, DisagreementKind, Lease, LeaseState
+from review.models import DisagreementField, DisagreementKind, ElementAction, Lease, LeaseState
 from review.refine import mask_refine
-
-DETAIL = inline_serializer("Detail", {"detail": serializers.CharField()})
-ERROR = inline_serializer("FieldError", {"detail": serializers.CharField(), "field": serializers.CharField()})
-CONFLICT = inline_serializer("Conflict", {"detail": serializers.CharField(), "changes": serializers.JSONField()})
+from review.services import MAX_ELEMENT_DECISIONS
 
 
 class RoleAPI(APIView):
@@ -33,16 +39,96 @@ class RoleAPI(APIView):
 
 
 class AnnotationOutput(serializers.Serializer):
+    """An annotation as the review API shows it (``review.selectors.annotation_payload``)."""
+
     id = serializers.IntegerField()
     version = serializers.IntegerField()
     kind = serializers.CharField()
     author_name = serializers.CharField()
-    decision = serializers.CharField()
-    decision_reason = serializers.CharField()
-    triplets = serializers.JSONField(help_text="[{key, background?, attribute?, subject?}]; element: phrase, box, box_score, mask, mask_score, status")
-    ces = serializers.JSONField(allow_null=True, help_text="{label, confidence, distribution}")
+    decision = serializers.CharField(allow_blank=True)
+    decision_reason = serializers.CharField(allow_blank=True)
+    triplets = TripletsJSON()
+    ces = CesJSON(allow_null=True)
     rationale = serializers.CharField(allow_blank=True)
     created_at = serializers.DateTimeField()
+
+
+class ReviewOutput(AnnotationOutput):
+    """An independent review: the reviewer's annotation and how long they took."""
+
+    reviewer = serializers.CharField()
+    time_spent_ms = serializers.IntegerField()
+
+
+class LabelDisagreement(serializers.Serializer):
+    values = serializers.DictField(child=serializers.CharField(allow_null=True), help_text="Label per annotator")
+    agree = serializers.BooleanField()
+
+
+class PhraseDisagreement(serializers.Serializer):
+    index = serializers.IntegerField(help_text="The row's triplet number (rows pair triplets by content)")
+    role = serializers.ChoiceField(ROLES)
+    values = serializers.DictField(child=serializers.CharField(allow_null=True), help_text="Phrase per annotator")
+    agree = serializers.BooleanField()
+
+
+class AnnotatorsDisagreement(serializers.Serializer):
+    """Where the model annotators disagree (``review.selectors.annotators_disagreement``)."""
+
+    label = LabelDisagreement()
+    triplets = PhraseDisagreement(many=True)
+    agree = serializers.BooleanField()
+
+
+@extend_schema_field(AnnotatorsDisagreement(allow_null=True))
+class AnnotatorsDisagreementJSON(serializers.JSONField):
+    pass
+
+
+class DraftSnapshot(serializers.Serializer):
+    payload = serializers.JSONField(help_text="Whatever the client saved")
+    saved_at = serializers.DateTimeField()
+
+
+@extend_schema_field(DraftSnapshot(allow_null=True))
+class DraftSnapshotJSON(serializers.JSONField):
+    pass
+
+
+class ElementDecision(serializers.Serializer):
+    """One per-element action of a review, with the value before and after."""
+
+    triplet_key = serializers.UUIDField()
+    role = serializers.ChoiceField(ROLES)
+    action = serializers.ChoiceField(ElementAction.values)
+    before = serializers.JSONField(required=False, allow_null=True)
+    after = serializers.JSONField(required=False, allow_null=True)
+    time_ms = serializers.IntegerField(required=False, min_value=0)
+
+
+@extend_schema_field(ElementDecision(many=True, max_length=MAX_ELEMENT_DECISIONS))
+class ElementDecisionsField(serializers.ListField):
+    pass
+
+
+@extend_schema_field({"type": "array", "items": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}})
+class PointsJSON(serializers.JSONField):
+    pass
+
+
+@extend_schema_field({"type": "array", "items": {"type": "integer", "enum": [0, 1]}})
+class PointLabelsJSON(serializers.JSONField):
+    pass
+
+
+@extend_schema_field({"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4, "nullable": True})
+class BoxJSON(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(MaskSerializer(allow_null=True))
+class MaskJSON(serializers.JSONField):
+    pass
 
 
 class ImageOutput(serializers.Serializer):
@@ -78,11 +164,11 @@ class NextAPI(RoleAPI):
         version = serializers.IntegerField(help_text="Latest annotation version of the image: send it back as expected_version.")
         base = AnnotationOutput(allow_null=True)
         annotators = AnnotationOutput(many=True)
-        disagreement = serializers.JSONField(allow_null=True)
-        critic = serializers.JSONField(allow_null=True)
-        draft = serializers.JSONField(allow_null=True, help_text="{payload, saved_at} of this reviewer's draft")
+        disagreement = AnnotatorsDisagreementJSON(allow_null=True, help_text="Null with fewer than two annotators")
+        critic = CriticJSON(allow_null=True, help_text="The base annotation's critic verdicts")
+        draft = DraftSnapshotJSON(allow_null=True, help_text="This reviewer's draft of the item")
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 404: DETAIL})
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 404: NOT_FOUND})
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -97,7 +183,7 @@ class LeaseReleaseAPI(RoleAPI):
     required_roles = (REVIEWER,)
     end_state = LeaseState.RELEASED
 
-    @extend_schema(request=None, responses={204: None, 403: DETAIL, 404: DETAIL})
+    @extend_schema(request=None, responses={204: None})
     def post(self, request, pk: int):
         queue.lease_end(lease=_lease(pk), reviewer=request.user, state=self.end_state)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -122,14 +208,14 @@ class DraftAPI(RoleAPI):
         saved_at = serializers.DateTimeField()
         lease_expires_at = serializers.DateTimeField(source="lease.expires_at", allow_null=True)
 
-    @extend_schema(responses={200: OutputSerializer, 404: DETAIL})
+    @extend_schema(responses={200: OutputSerializer})
     def get(self, request, pk: int):
         draft = queue.draft_get(lease=_lease(pk), reviewer=request.user)
         if draft is None:
             return Response({"detail": "No draft saved for this item."}, status=status.HTTP_404_NOT_FOUND)
         return Response(self.OutputSerializer(draft).data)
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 403: DETAIL, 413: ERROR})
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
     def put(self, request, pk: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -149,8 +235,8 @@ class SubmitAPI(RoleAPI):
         expected_version = serializers.IntegerField(min_value=0)
         decision = serializers.ChoiceField(choices=[Decision.APPROVED, Decision.REJECTED, Decision.FLAGGED])
         reason = serializers.CharField(required=False, allow_blank=True, default="")
-        annotation = serializers.JSONField(help_text="{triplets: [...], ces: {label, confidence?, distribution?}, rationale?}")
-        element_decisions = serializers.ListField(child=serializers.JSONField(), required=False, default=list)
+        annotation = AnnotationInputJSON()
+        element_decisions = ElementDecisionsField(child=serializers.JSONField(), required=False, default=list)
         time_spent_ms = serializers.IntegerField(min_value=0, required=False, default=0)
 
     class OutputSerializer(serializers.Serializer):
@@ -159,7 +245,7 @@ class SubmitAPI(RoleAPI):
         image_status = serializers.CharField()
         disagreements = serializers.IntegerField()
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 400: ERROR, 403: DETAIL, 409: CONFLICT})
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 409: CONFLICT})
     def post(self, request, pk: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -181,7 +267,8 @@ class ProgressAPI(RoleAPI):
         left = serializers.IntegerField()
         per_reviewer = inline_serializer("ReviewerDone", {"username": serializers.CharField(), "done": serializers.IntegerField()}, many=True)
 
-    @extend_schema(parameters=[OpenApiParameter("dataset", str, required=True)], responses={200: OutputSerializer})
+    @extend_schema(parameters=[OpenApiParameter("dataset", str, required=True)],
+                   responses={200: OutputSerializer, 404: NOT_FOUND})
     def get(self, request):
         dataset = get_object_or_404(Dataset, slug=request.query_params.get("dataset", ""))
         return Response(self.OutputSerializer(selectors.dataset_progress(dataset=dataset)).data)
@@ -196,16 +283,17 @@ class RefineAPI(RoleAPI):
 
     class InputSerializer(serializers.Serializer):
         image_id = serializers.IntegerField()
-        box = serializers.JSONField(required=False, allow_null=True, default=None, help_text="[x0, y0, x1, y1] pixels")
-        points = serializers.JSONField(default=list, help_text="[[x, y], ...] pixels")
-        labels = serializers.JSONField(default=list, help_text="[1 | 0, ...] foreground / background")
+        box = BoxJSON(required=False, allow_null=True, default=None, help_text="[x0, y0, x1, y1] pixels")
+        points = PointsJSON(default=list, help_text="[[x, y], ...] pixels")
+        labels = PointLabelsJSON(default=list, help_text="[1 | 0, ...] foreground / background, one per point")
 
     class OutputSerializer(serializers.Serializer):
-        mask = serializers.JSONField(allow_null=True, help_text="COCO RLE {size, counts}; null when nothing was found")
+        mask = MaskJSON(allow_null=True, help_text="COCO RLE {size, counts}; null when nothing was found")
         score = serializers.FloatField(allow_null=True)
 
     @extend_schema(request=InputSerializer,
-                   responses={200: OutputSerializer, 400: ERROR, 403: DETAIL, 502: DETAIL, 503: DETAIL, 504: DETAIL})
+                   responses={200: OutputSerializer, 404: NOT_FOUND, 502: ErrorSerializer, 503: ErrorSerializer,
+                              504: ErrorSerializer})
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -234,16 +322,17 @@ class AdjudicationQueueAPI(RoleAPI):
         priority = serializers.FloatField()
         updated_at = serializers.DateTimeField()
 
-    class Pagination(CursorPagination):
+    class Pagination(CursorPage):
         ordering = ("priority", "created_at", "id")
 
-    @extend_schema(parameters=[OpenApiParameter("dataset", str)], responses={200: OutputSerializer(many=True)})
+    pagination_class = Pagination
+
+    @extend_schema(parameters=[OpenApiParameter("dataset", str)], responses={200: OutputSerializer(many=True), 404: NOT_FOUND})
     def get(self, request):
         slug = request.query_params.get("dataset")
         dataset = get_object_or_404(Dataset, slug=slug) if slug else None
-        paginator = self.Pagination()
-        items = selectors.adjudication_queue(user=request.user, dataset=dataset)
-        page = paginator.paginate_queryset(items, request, view=self)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(selectors.adjudication_queue(user=request.user, dataset=dataset), request, view=self)
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
 
@@ -260,7 +349,7 @@ class AdjudicationItemAPI(RoleAPI):
         expected_version = serializers.IntegerField(min_value=0)
         decision = serializers.ChoiceField(choices=[Decision.APPROVED, Decision.REJECTED, Decision.FLAGGED], default=Decision.APPROVED)
         reason = serializers.CharField(required=False, allow_blank=True, default="")
-        annotation = serializers.JSONField()
+        annotation = AnnotationInputJSON()
 
     class OutputSerializer(serializers.Serializer):
         image = ImageOutput()
@@ -268,16 +357,16 @@ class AdjudicationItemAPI(RoleAPI):
         version = serializers.IntegerField()
         base = AnnotationOutput(allow_null=True)
         annotators = AnnotationOutput(many=True)
-        critic = serializers.JSONField(allow_null=True)
-        reviews = serializers.ListField(child=serializers.JSONField(), help_text="annotation objects plus reviewer, time_spent_ms")
+        critic = CriticJSON(allow_null=True)
+        reviews = ReviewOutput(many=True, help_text="Every independent review side by side")
 
-    @extend_schema(responses={200: OutputSerializer, 403: DETAIL, 404: DETAIL})
+    @extend_schema(responses={200: OutputSerializer})
     def get(self, request, image_id: int):
         image = get_object_or_404(Image.objects.select_related("dataset"), pk=image_id)
         selectors.adjudication_check(image=image, user=request.user)
         return Response(self.OutputSerializer(selectors.adjudication_payload(image)).data)
 
-    @extend_schema(request=InputSerializer, responses={201: SubmitAPI.OutputSerializer, 400: ERROR, 403: DETAIL, 409: CONFLICT})
+    @extend_schema(request=InputSerializer, responses={201: SubmitAPI.OutputSerializer, 409: CONFLICT})
     def post(self, request, image_id: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -320,19 +409,19 @@ class DisagreementListAPI(RoleAPI):
         kind = serializers.CharField()
         created_at = serializers.DateTimeField()
 
-    class Pagination(CursorPagination):
-        ordering = "-id"
+    class Pagination(NewestFirst):
         page_size = 50
         page_size_query_param = "page_size"
         max_page_size = 500
+
+    pagination_class = Pagination
 
     @extend_schema(parameters=[FilterSerializer], responses={200: OutputSerializer(many=True)})
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        paginator = self.Pagination()
-        rows = selectors.disagreement_list(user=request.user, **filters.validated_data)
-        page = paginator.paginate_queryset(rows, request, view=self)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(selectors.disagreement_list(user=request.user, **filters.validated_data), request, view=self)
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
 

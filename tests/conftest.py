@@ -51,6 +51,14 @@ def admin_user(db, django_user_model):
     return _user_with_role(django_user_model, "admin")
 
 
+def pytest_terminal_summary(terminalreporter):
+    """The fuzzer's case count (tests/api/test_fuzz.py), for the run's log and the notes."""
+    counts = [value for reports in terminalreporter.stats.values() for report in reports
+              for name, value in getattr(report, "user_properties", ()) if name == "fuzz_cases"]
+    if counts:
+        terminalreporter.write_line(f"schemathesis: {sum(counts)} cases in {len(counts)} fuzz runs (one per role)")
+
+
 @pytest.fixture
 def api_client():
     from rest_framework.test import APIClient

@@ -104,7 +104,7 @@ def test_a_bad_image_filter_is_a_400_with_a_clear_message(api_client, researcher
     api_client.force_authenticate(researcher)
     response = api_client.get(reverse("api-annotation-list"), {"image": value})
     assert response.status_code == 400
-    assert response.json() == {"image": ["Must be an image id (a positive integer)."]}
+    assert response.json() == {"detail": "image: Must be an image id (a positive integer).", "field": "image"}
 
 
 def test_annotations_filter_by_image(api_client, researcher):
