@@ -197,7 +197,7 @@ def _candidates(scene) -> dict[str, list]:
 
 
 def _fill(template: str, values: dict[str, list], brackets: str) -> list[str]:
-    """Every URL ``template`` gives with the candidate values of its parameters (``{id}`` or ``<int:pk>``)."""
+    """Every URL ``template`` gives with the candidate values of its parameters (``{id}`` or ``<id:pk>``)."""
     opening, closing = brackets
     urls = [template]
     for name in re.findall(re.escape(opening) + r"(.+?)" + re.escape(closing), template):
@@ -232,7 +232,7 @@ def _page_urls(scene) -> list[str]:
                 routes.append("/" + route)
 
     walk(get_resolver(), "")
-    assert "/review/images/<int:pk>/" in routes
+    assert "/review/images/<id:pk>/" in routes
     values = _candidates(scene)
     urls = [url for route in routes for url in _fill(route, values, "<>")]
     versions = Annotation.objects.filter(image=scene.image).values_list("version", flat=True)

@@ -12,7 +12,8 @@ import pytest
 from django.db import connection
 
 from annotations.errors import InvalidAnnotation
-from annotations.models import Annotation, Dataset, ExportSnapshot
+from annotations.models import Annotation, Dataset
+from exports.models import ExportSnapshot
 from annotations.services import NewAnnotation, annotation_bulk_create, annotation_create
 from annotations.validation import validate_annotation
 from review.models import Disagreement, Draft, ElementDecision, Lease, LeaseState, ReviewSubmission
