@@ -22,7 +22,7 @@ from core.vocabulary import DES_DIM, EMOTIONS, ROLES
 DISTRIBUTION_TOLERANCE = 1e-3
 MAX_PHRASE_LENGTH = 300
 MAX_TRIPLETS = 64
-ELEMENT_STATUSES = frozenset({"pending", "accepted", "edited", "rejected", "added"})
+ELEMENT_STATUSES = frozenset({"pending", "accepted", "accepted_unchecked", "edited", "rejected", "added"})
 _SHOWN_CHARS = 60  # of a bad value, in an error message
 
 

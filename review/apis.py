@@ -75,6 +75,7 @@ class NextAPI(RoleAPI):
                                                "dataset": serializers.CharField(), "version": serializers.IntegerField()})
         image = ImageOutput()
         version = serializers.IntegerField(help_text="Latest annotation version of the image: send it back as expected_version.")
+        require_all_checked = serializers.BooleanField(help_text="The dataset approves only when every element is decided.")
         base = AnnotationOutput(allow_null=True)
         annotators = AnnotationOutput(many=True)
         disagreement = serializers.JSONField(allow_null=True)
@@ -154,6 +155,8 @@ class SubmitAPI(RoleAPI):
         version = serializers.IntegerField(source="annotation.version")
         image_status = serializers.CharField()
         disagreements = serializers.IntegerField()
+        unchecked = serializers.IntegerField(help_text="Elements approved with the item without a reviewer's action "
+                                                       "(status accepted_unchecked; no disagreement rows)")
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 400: ERROR, 403: DETAIL, 409: CONFLICT})
     def post(self, request, pk: int):

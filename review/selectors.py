@@ -105,6 +105,7 @@ def lease_payload(lease: Lease) -> dict[str, Any]:
         "lease": {"id": lease.pk, "expires_at": lease.expires_at, "dataset": lease.dataset.slug, "version": lease.version},
         "image": image_to_dict(image),
         "version": image_latest_version(image),
+        "require_all_checked": lease.dataset.require_all_checked,
         "base": annotation_payload(base) if base else None,
         "annotators": [annotation_payload(a) for a in annotators],
         "disagreement": annotators_disagreement(annotators) if len(annotators) > 1 else None,

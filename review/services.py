@@ -11,8 +11,8 @@ Queue and lease handling live in ``review.queue``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.conf import settings
@@ -22,14 +22,14 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from annotations.errors import InvalidAnnotation, NotAllowed, VersionConflict
-from annotations.models import Annotation, AnnotationKind, Decision, Image, ImageStatus
+from annotations.models import Annotation, AnnotationKind, Decision, ElementStatus, Image, ImageStatus
 from annotations.selectors import (
     annotation_to_dict,
     annotations_with_elements,
     image_review_base,
 )
 from annotations.services import annotation_create, image_set_status
-from annotations.validation import AnnotationInput, validate_annotation
+from annotations.validation import AnnotationInput, ElementInput, validate_annotation
 from core.vocabulary import ROLES
 from review.disagreements import annotation_differences, reviews_disagree
 from review.models import (
@@ -48,6 +48,8 @@ from review.queue import free_slot, lease_get_for_update, lease_is_live
 MAX_ELEMENT_DECISIONS = 2000
 MAX_TIME_MS = 24 * 3600 * 1000
 FINAL_DECISIONS = (Decision.APPROVED, Decision.REJECTED, Decision.FLAGGED)
+# Statuses that do not say a person decided the element (edited, rejected and added do).
+UNDECIDED_STATUSES = frozenset({ElementStatus.PENDING, ElementStatus.ACCEPTED, ElementStatus.ACCEPTED_UNCHECKED})
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class SubmitResult:
     annotation: Annotation
     image_status: str
     disagreements: int
+    unchecked: int = 0  # elements approved with the item without a reviewer's action
 
 
 def _time_ms(value: Any, field: str) -> int:
@@ -134,6 +137,51 @@ def check_element_decisions(value: Any) -> list[ElementDecisionInput]:
         out.append(ElementDecisionInput(key, item["role"], item["action"], item.get("before"), item.get("after"),
                                         _time_ms(item.get("time_ms"), f"{field}.time_ms")))
     return out
+
+
+def _with_statuses(data: AnnotationInput, status_of: Callable[[str | None, ElementInput], str]) -> AnnotationInput:
+    """``data`` with every element's status replaced by ``status_of(triplet key or None, element)``."""
+    triplets = tuple(
+        replace(t, elements=tuple(replace(e, status=status_of(t.key and str(uuid.UUID(t.key)), e)) for e in t.elements))
+        for t in data.triplets
+    )
+    return replace(data, triplets=triplets)
+
+
+def element_checks(data: AnnotationInput, decisions: list[ElementDecisionInput], decision: str) -> tuple[AnnotationInput, int]:
+    """Record how each element of a review was decided; returns the answer and how many elements nobody checked.
+
+    An element the reviewer acted on (an element decision names its triplet key and role:
+    ``accept``, ``accept_all`` (Shift+A), an edit) is ``accepted`` when it was sent as pending,
+    accepted or accepted_unchecked. One without any action was not looked at: ``accepted_unchecked``
+    when the item is approved (it goes with the item), else ``pending``. ``edited``, ``rejected``
+    and ``added`` are acts themselves and stay.
+    """
+    acted = {(str(d.triplet_key), d.role) for d in decisions}
+    unchecked = ElementStatus.ACCEPTED_UNCHECKED if decision == Decision.APPROVED else ElementStatus.PENDING
+    count = 0
+
+    def status_of(key: str | None, element: ElementInput) -> str:
+        nonlocal count
+        if element.status not in UNDECIDED_STATUSES:
+            return element.status
+        if (key, element.role) in acted:
+            return ElementStatus.ACCEPTED
+        count += 1
+        return unchecked
+
+    return _with_statuses(data, status_of), count
+
+
+def check_all_checked(image: Image, decision: str, unchecked: int) -> None:
+    """Refuse to approve while elements are unchecked on a dataset with ``require_all_checked``."""
+    if decision == Decision.APPROVED and unchecked and image.dataset.require_all_checked:
+        noun = "element is" if unchecked == 1 else "elements are"
+        raise InvalidAnnotation(
+            "element_decisions",
+            f"{unchecked} {noun} not checked yet; this dataset approves only when every element is decided: "
+            "accept (A), reject (R) or edit each one, or accept all remaining at once (Shift+A)",
+        )
 
 
 def _check_version(image: Image, expected_version: int, *, ignore: set[int]) -> None:
@@ -245,6 +293,8 @@ def review_submit(
     decision, reason = check_decision(decision, reason)
     data = check_annotation(annotation, image, decision)
     decisions = check_element_decisions(element_decisions)
+    data, unchecked = element_checks(data, decisions, decision)
+    check_all_checked(image, decision, unchecked)
     time_spent_ms = _time_ms(time_spent_ms, "time_spent_ms")
     now = timezone.now()
     lease = _lease_for_submit(lease, reviewer, image, now)
@@ -272,7 +322,7 @@ def review_submit(
     ReviewPlan.objects.filter(image=image).update(submitted_reviews=F("submitted_reviews") + 1)
     Draft.objects.filter(image=image, reviewer=reviewer).delete()
     status = _resolve_image(image, ReviewPlan.objects.get(image=image), decision, data.ces.label if data.ces else None)
-    return SubmitResult(annotation=version, image_status=status, disagreements=n)
+    return SubmitResult(annotation=version, image_status=status, disagreements=n, unchecked=unchecked)
 
 
 @transaction.atomic
@@ -288,11 +338,15 @@ def adjudication_submit(
     """Set the final answer of an item whose independent reviews disagree.
 
     Creates an ADJUDICATION annotation version and its disagreement rows against
-    every model annotation; the image becomes approved, rejected or flagged.
+    every model annotation; the image becomes approved, rejected or flagged. The
+    adjudicator's answer decides every element it holds (the page lists each one with
+    its Keep box): an approved answer's pending and unchecked elements are ``accepted``.
     """
     image = Image.objects.select_for_update().select_related("dataset").get(pk=image.pk)
     decision, reason = check_decision(decision, reason)
     data = check_annotation(annotation, image, decision)
+    if decision == Decision.APPROVED:
+        data = _with_statuses(data, lambda _key, e: ElementStatus.ACCEPTED if e.status in UNDECIDED_STATUSES else e.status)
     _check_version(image, expected_version, ignore=set())
     if image.status != ImageStatus.ADJUDICATION:
         raise NotAllowed(f"Image {image.pk} is not waiting for adjudication (status {image.status}).")
