@@ -46,7 +46,7 @@ def test_next_returns_the_item_with_base_annotators_and_critic(as_reviewer, data
     assert item["disagreement"]["label"] == {"values": {"gemini-2.5": "awe", "gpt-4o": "fear"}, "agree": False}
     assert item["critic"] == {"label_verdict": "ok", "elements": []}
     assert item["draft"] is None
-    assert item["require_all_checked"] is False
+    assert item["require_all_checked"] is False and item["earlier_annotators"] == []
 
 
 def test_next_on_an_empty_queue_is_404_with_a_message(as_reviewer, dataset):
