@@ -4,7 +4,10 @@ phrase agreement (exact after normalisation; semantic from stored embeddings).
 An *element* is ``(image, triplet key, role)``. Each reviewer of the image either kept
 it (present with status pending, accepted or edited), or rejected it (status rejected,
 or absent from their review). Elements only people added (status ``added``) are not
-decisions on a proposal and are left out of the decision statistics.
+decisions on a proposal and are left out of the decision statistics. An element a
+reviewer approved with the item without looking at it (status ``accepted_unchecked``)
+is unknown for that reviewer, neither kept nor rejected: it is missing from the decision
+statistics, pairs with nobody, and is counted as ``unchecked``.
 
 A model's elements are compared with each reviewer's kept triplets after aligning the
 triplets (``core.alignment``): by key where the reviewer kept the model's key (the
@@ -38,6 +41,7 @@ from core.masks import mask_iou
 from core.vocabulary import ROLES
 
 KEPT_STATUSES = frozenset({"pending", "accepted", "edited", "added"})
+UNCHECKED = "accepted_unchecked"
 SEMANTIC_THRESHOLD = 0.8
 DECISIONS = (0.0, 1.0)  # rejected, kept
 
@@ -62,12 +66,15 @@ class _Pairs:
 
 def _decisions(units: dict[tuple, dict[str, ElementRow]], reviewers_of: dict[int, set[str]],
                reviewers: list[str]) -> np.ndarray:
-    """``(reviewers, elements)``: 1 kept, 0 rejected, NaN when the reviewer did not review the image."""
+    """``(reviewers, elements)``: 1 kept, 0 rejected, NaN when the reviewer did not review the
+    image or approved the element unchecked (unknown)."""
     row_of = {name: i for i, name in enumerate(reviewers)}
     data = np.full((len(reviewers), len(units)), np.nan)
     for j, ((image_id, _key, _role), by_reviewer) in enumerate(units.items()):
         for name in reviewers_of.get(image_id, ()):
             row = by_reviewer.get(name)
+            if row is not None and row.status == UNCHECKED:
+                continue
             data[row_of[name], j] = 1.0 if row is not None and row.status in KEPT_STATUSES else 0.0
     return data
 
@@ -158,6 +165,7 @@ def element_section(units: dict[tuple, dict[str, ElementRow]], reviewers_of: dic
         "decision_fleiss_kappa": fleiss_result(data, DECISIONS, options),
         "unanimous": None,
         "kept": None,
+        "unchecked": sum(r.status == UNCHECKED for by_reviewer in units.values() for r in by_reviewer.values()),
     }
     if rated.any():
         values = data[:, rated]
@@ -174,10 +182,10 @@ def element_section(units: dict[tuple, dict[str, ElementRow]], reviewers_of: dic
 def triplets_by_author(rows: Iterable[ElementRow], *, kept_only: bool = False) -> dict[int, dict[str, list[dict]]]:
     """``image → author → triplets`` in the form :func:`core.alignment.align_triplets`
     reads (``{"key", role: {"phrase", "box", "row"}}``); with ``kept_only``, only elements the
-    author kept (a triplet with none left is dropped)."""
+    author kept or approved unchecked (a triplet with none left is dropped)."""
     grouped: dict[int, dict[str, dict[str, dict]]] = {}
     for row in rows:
-        if kept_only and row.status not in KEPT_STATUSES:
+        if kept_only and row.status not in KEPT_STATUSES and row.status != UNCHECKED:
             continue
         triplet = grouped.setdefault(row.image_id, {}).setdefault(row.reviewer, {}).setdefault(row.key, {"key": row.key})
         triplet[row.role] = {"phrase": row.phrase, "box": list(row.box) if row.box else None, "row": row}
@@ -191,8 +199,10 @@ def model_element_sections(model_rows: Iterable[ElementRow], reviewer_triplets: 
     element with every reviewer's kept version of it. ``reviewer_triplets``: each reviewer's
     kept triplets (:func:`triplets_by_author` with ``kept_only``). The model's triplets are
     aligned with each reviewer's (module docstring); an element whose triplet has no
-    counterpart, or whose counterpart lacks its role, counts as rejected."""
+    counterpart, or whose counterpart lacks its role, counts as rejected; one the reviewer
+    approved unchecked is no decision (counted as ``unchecked``)."""
     kept: dict[str, list[float]] = {}
+    unchecked: dict[str, int] = {}
     pairs: dict[str, _Pairs] = {}
     for image_id, by_model in triplets_by_author(model_rows).items():
         for model, triplets in by_model.items():
@@ -204,6 +214,9 @@ def model_element_sections(model_rows: Iterable[ElementRow], reviewer_triplets: 
                     if mine is None:
                         continue  # a triplet only the reviewer has: no decision on the model's proposal
                     for role in (r for r in ROLES if r in mine):
+                        if theirs is not None and role in theirs and theirs[role]["row"].status == UNCHECKED:
+                            unchecked[model] = unchecked.get(model, 0) + 1
+                            continue
                         is_kept = theirs is not None and role in theirs
                         decisions.append(float(is_kept))
                         if is_kept:
@@ -213,6 +226,7 @@ def model_element_sections(model_rows: Iterable[ElementRow], reviewer_triplets: 
         decisions = kept[model]
         out[model] = {
             "decisions": len(decisions),
+            "unchecked": unchecked.get(model, 0),
             "kept_by_reviewers": float(np.mean(decisions)) if decisions else None,
             **_pair_section(pairs[model], options, "this model and a reviewer who kept it (aligned triplets)"),
         }

@@ -49,6 +49,9 @@ class Dataset(models.Model):
     )
     # Auto-accept items whose calibrated confidence and agreement are both above this; off when null.
     auto_accept_threshold = models.FloatField(null=True, blank=True, validators=_FRACTION_VALIDATORS)
+    # Approve only once the reviewer has decided every element (A on each, or Shift+A for all).
+    require_all_checked = models.BooleanField(
+        default=False, help_text="Refuse Approve until the reviewer has decided every element (accepted, edited or rejected).")
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
@@ -248,8 +251,13 @@ class Triplet(models.Model):
 
 
 class ElementStatus(models.TextChoices):
+    """How an element was decided. ``accepted``: a person acted on it (accepted it, or kept it
+    in an adjudication); ``accepted_unchecked``: approved with the item without being looked at
+    (counts as kept, never as a person's agreement)."""
+
     PENDING = "pending", "Pending"
     ACCEPTED = "accepted", "Accepted"
+    ACCEPTED_UNCHECKED = "accepted_unchecked", "Approved with the item, not checked"
     EDITED = "edited", "Edited"
     REJECTED = "rejected", "Rejected"
     ADDED = "added", "Added by a person"
@@ -261,7 +269,7 @@ class Element(models.Model):
     triplet = models.ForeignKey(Triplet, on_delete=models.CASCADE, related_name="elements")
     role = models.CharField(max_length=16, choices=ROLE_CHOICES)
     phrase = models.CharField(max_length=300)
-    status = models.CharField(max_length=16, choices=ElementStatus.choices, default=ElementStatus.PENDING)
+    status = models.CharField(max_length=20, choices=ElementStatus.choices, default=ElementStatus.PENDING)
     x0 = models.FloatField(null=True, blank=True)
     y0 = models.FloatField(null=True, blank=True)
     x1 = models.FloatField(null=True, blank=True)

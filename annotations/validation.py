@@ -26,7 +26,7 @@ DISTRIBUTION_TOLERANCE = 1e-3
 MAX_PHRASE_LENGTH = 300
 MAX_TRIPLETS = 64
 MAX_RLE_CHARS_PER_RUN = 7  # pycocotools writes a run of up to 2**31 pixels in at most 7 characters
-ELEMENT_STATUSES = frozenset({"pending", "accepted", "edited", "rejected", "added"})
+ELEMENT_STATUSES = frozenset({"pending", "accepted", "accepted_unchecked", "edited", "rejected", "added"})
 _SHOWN_CHARS = 60  # of a bad value, in an error message
 
 

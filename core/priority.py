@@ -3,16 +3,22 @@ stands in the queue (no Django).
 
 The pipeline (``ml.stages.pipeline.route``) and the importer (``annotations.importers.routing``)
 both order the queue with :func:`queue_priority`; the lowest priority is reviewed first.
+Its inputs: the label's (calibrated) confidence, the annotators' agreement score, and the
+critic's verdict: an item the critic calls ``wrong`` (its label or any element) has its
+priority multiplied by :data:`CRITIC_WRONG_FACTOR`, so it is reviewed sooner.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from core.distributions import argmax_label, js_distance
 from core.triplets import PhraseTriplet, triplet_overlap
+
+CRITIC_VERDICTS = ("ok", "doubtful", "wrong")  # from best to worst
+CRITIC_WRONG_FACTOR = 0.5
 
 
 @dataclass(frozen=True)
@@ -48,10 +54,22 @@ def annotator_agreement(
     return AnnotatorAgreement(label_match=len(labels) == 1, distribution_distance=distance, triplet_overlap=overlap)
 
 
-def queue_priority(confidence: float | None, agreement: float | None) -> float | None:
+def critic_verdict(verdicts: Iterable[str | None]) -> str | None:
+    """The worst of the critic's verdicts (label and elements): ``wrong`` over ``doubtful``
+    over ``ok``; ``None`` without a known verdict."""
+    known = [CRITIC_VERDICTS.index(v) for v in verdicts if v in CRITIC_VERDICTS]
+    return CRITIC_VERDICTS[max(known)] if known else None
+
+
+def queue_priority(confidence: float | None, agreement: float | None, critic: str | None = None) -> float | None:
     """Mean of the annotators' agreement score and the label's confidence; the confidence
     alone with one annotator (no agreement), the agreement alone without a confidence;
-    ``None`` with neither. Low goes first."""
+    ``None`` with neither. Times :data:`CRITIC_WRONG_FACTOR` when the critic's worst verdict
+    (:func:`critic_verdict`) is ``wrong``. Low goes first."""
     if confidence is None:
-        return agreement
-    return confidence if agreement is None else (agreement + confidence) / 2
+        priority = agreement
+    else:
+        priority = confidence if agreement is None else (agreement + confidence) / 2
+    if priority is not None and critic == "wrong":
+        priority *= CRITIC_WRONG_FACTOR
+    return priority

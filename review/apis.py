@@ -45,6 +45,7 @@ class AnnotationOutput(serializers.Serializer):
     version = serializers.IntegerField()
     kind = serializers.CharField()
     author_name = serializers.CharField()
+    pipeline_version = serializers.CharField(allow_blank=True, help_text="The pipeline run (or import) that made it; blank for people's answers")
     decision = serializers.CharField(allow_blank=True)
     decision_reason = serializers.CharField(allow_blank=True)
     triplets = TripletsJSON()
@@ -162,8 +163,10 @@ class NextAPI(RoleAPI):
                                                "dataset": serializers.CharField(), "version": serializers.IntegerField()})
         image = ImageOutput()
         version = serializers.IntegerField(help_text="Latest annotation version of the image: send it back as expected_version.")
+        require_all_checked = serializers.BooleanField(help_text="The dataset approves only when every element is decided.")
         base = AnnotationOutput(allow_null=True)
-        annotators = AnnotationOutput(many=True)
+        annotators = AnnotationOutput(many=True, help_text="The model annotators of the latest pipeline run")
+        earlier_annotators = AnnotationOutput(many=True, help_text="Annotators of earlier runs or imports still current")
         disagreement = AnnotatorsDisagreementJSON(allow_null=True, help_text="Null with fewer than two annotators")
         critic = CriticJSON(allow_null=True, help_text="The base annotation's critic verdicts")
         draft = DraftSnapshotJSON(allow_null=True, help_text="This reviewer's draft of the item")
@@ -244,6 +247,8 @@ class SubmitAPI(RoleAPI):
         version = serializers.IntegerField(source="annotation.version")
         image_status = serializers.CharField()
         disagreements = serializers.IntegerField()
+        unchecked = serializers.IntegerField(help_text="Elements approved with the item without a reviewer's action "
+                                                       "(status accepted_unchecked; no disagreement rows)")
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 409: CONFLICT})
     def post(self, request, pk: int):
@@ -356,7 +361,8 @@ class AdjudicationItemAPI(RoleAPI):
         dataset = serializers.CharField()
         version = serializers.IntegerField()
         base = AnnotationOutput(allow_null=True)
-        annotators = AnnotationOutput(many=True)
+        annotators = AnnotationOutput(many=True, help_text="The model annotators of the latest pipeline run")
+        earlier_annotators = AnnotationOutput(many=True, help_text="Annotators of earlier runs or imports still current")
         critic = CriticJSON(allow_null=True)
         reviews = ReviewOutput(many=True, help_text="Every independent review side by side")
 

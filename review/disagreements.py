@@ -5,6 +5,10 @@ Pure functions over annotation dicts in the EmoVerse JSONL form produced by
 object per role: ``phrase``, ``box`` XYXY pixels, ``mask`` COCO RLE with
 string counts, ``status``). No database access here.
 
+An element the reviewer approved with the item without looking at it (status
+``accepted_unchecked``) is unknown, neither agreement nor disagreement: it gets no
+row at all (the submit answer counts such elements apart).
+
 Element identity is ``(triplet key, role)``. A model annotation whose triplet
 keys do not occur in the human answer (e.g. one of the two VLM annotators,
 whose triplets the pipeline merged under new keys) is aligned triplet by
@@ -23,6 +27,7 @@ from core.masks import mask_iou
 from core.vocabulary import ROLES
 
 IOU_EQUAL = 1.0 - 1e-9
+UNCHECKED = "accepted_unchecked"
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,8 @@ def _summary(element: dict) -> dict:
 
 def _element_differences(key: str | None, role: str, me: dict | None, he: dict | None, *,
                           locates: bool = True) -> list[Difference]:
+    if he is not None and he.get("status") == UNCHECKED:
+        return []  # nobody looked at it: no evidence either way
     if me is None and not _kept(he):
         return []
     if me is not None and not _kept(he):
@@ -73,7 +80,8 @@ def annotation_differences(model: dict, human: dict) -> list[Difference]:
 
     CES label (when both have one); per aligned element: rejected (missing from
     or rejected in the human answer), phrase, box (with box IoU), mask (with mask
-    IoU); elements of the human answer the model lacks (added). A missing box or
+    IoU); elements of the human answer the model lacks (added). Elements the person
+    approved unchecked give no row (module docstring). A missing box or
     mask on one side counts as IoU 0 — except for a phrase-only answer (a VLM
     annotator's: no box and no mask anywhere), which is not compared on location.
     """

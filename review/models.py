@@ -116,6 +116,7 @@ class ReviewSubmission(models.Model):
 
 class ElementAction(models.TextChoices):
     ACCEPT = "accept", "Accept"
+    ACCEPT_ALL = "accept_all", "Accept all remaining (one explicit act)"
     REJECT = "reject", "Reject"
     EDIT_PHRASE = "edit_phrase", "Edit phrase"
     EDIT_BOX = "edit_box", "Edit box"

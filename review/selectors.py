@@ -50,7 +50,8 @@ def annotation_payload(annotation: Annotation) -> dict[str, Any]:
     content = annotation_to_dict(annotation, include_des=False)
     return {
         "id": annotation.pk, "version": annotation.version, "kind": annotation.kind,
-        "author_name": annotation.author_name, "decision": annotation.decision,
+        "author_name": annotation.author_name, "pipeline_version": annotation.pipeline_version,
+        "decision": annotation.decision,
         "decision_reason": annotation.decision_reason, "triplets": content["triplets"],
         "ces": content.get("ces"), "rationale": content["rationale"], "created_at": annotation.created_at,
     }
@@ -100,18 +101,40 @@ def model_annotations(image: Image) -> list[Annotation]:
     return list(annotations_with_elements(qs.order_by("author_name")))
 
 
+def annotators_by_run(image: Image, base: Annotation | None) -> tuple[list[Annotation], list[Annotation]]:
+    """The model annotators of the latest pipeline run, and those of earlier runs (or imports).
+
+    Each annotator's answer is a current MODEL annotation (author = the model's name) carrying
+    the ``pipeline_version`` of the run or import that made it; one run's annotators share it,
+    and a later run with other annotators leaves the earlier answers current. The latest run
+    is the base's (the merged answer the reviewer starts from) when its annotators are there,
+    else the one with the newest annotator answer.
+    """
+    annotators = [a for a in model_annotations(image) if base is None or a.pk != base.pk]
+    if not annotators:
+        return [], []
+    runs = {a.pipeline_version for a in annotators}
+    if base is not None and base.kind == AnnotationKind.MODEL and base.pipeline_version in runs:
+        latest = base.pipeline_version
+    else:
+        latest = max(annotators, key=lambda a: a.version).pipeline_version
+    return [a for a in annotators if a.pipeline_version == latest], [a for a in annotators if a.pipeline_version != latest]
+
+
 def lease_payload(lease: Lease) -> dict[str, Any]:
     """Everything the review page needs for one leased image (see docs/review-api.md)."""
     image = lease.image
     base = image_review_base(image=image)
-    annotators = [a for a in model_annotations(image) if base is None or a.pk != base.pk]
+    annotators, earlier = annotators_by_run(image, base)
     draft = draft_readable(image_id=image.pk, reviewer_id=lease.reviewer_id)
     return {
         "lease": {"id": lease.pk, "expires_at": lease.expires_at, "dataset": lease.dataset.slug, "version": lease.version},
         "image": image_to_dict(image),
         "version": image_latest_version(image),
+        "require_all_checked": lease.dataset.require_all_checked,
         "base": annotation_payload(base) if base else None,
         "annotators": [annotation_payload(a) for a in annotators],
+        "earlier_annotators": [annotation_payload(a) for a in earlier],
         "disagreement": annotators_disagreement(annotators) if len(annotators) > 1 else None,
         "critic": base.critic if base else None,
         "draft": {"payload": draft.payload, "saved_at": draft.saved_at} if draft else None,
@@ -156,12 +179,14 @@ def adjudication_payload(image: Image) -> dict[str, Any]:
         Annotation.objects.filter(review_submission__image=image).select_related("review_submission").order_by("version")
     ))
     base = image_review_base(image=image)
+    annotators, earlier = annotators_by_run(image, base)
     return {
         "image": image_to_dict(image),
         "dataset": image.dataset.slug,
         "version": image_latest_version(image),
         "base": annotation_payload(base) if base else None,
-        "annotators": [annotation_payload(a) for a in model_annotations(image) if base is None or a.pk != base.pk],
+        "annotators": [annotation_payload(a) for a in annotators],
+        "earlier_annotators": [annotation_payload(a) for a in earlier],
         "critic": base.critic if base else None,
         "reviews": [{**annotation_payload(a), "reviewer": a.author_name,
                      "time_spent_ms": a.review_submission.time_spent_ms} for a in reviews],

@@ -11,7 +11,7 @@ Queue and lease handling live in ``review.queue``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,14 +22,14 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from annotations.errors import InvalidAnnotation, NotAllowed, VersionConflict
-from annotations.models import Annotation, AnnotationKind, Decision, Image, ImageStatus
+from annotations.models import Annotation, AnnotationKind, Decision, ElementStatus, Image, ImageStatus
 from annotations.selectors import (
     annotation_to_dict,
     annotations_with_elements,
     image_review_base,
 )
 from annotations.services import annotation_create, image_set_status
-from annotations.validation import AnnotationInput, CesInput, check_storable, validate_annotation, validate_text
+from annotations.validation import AnnotationInput, CesInput, ElementInput, check_storable, validate_annotation, validate_text
 from core.vocabulary import ROLES
 from review.disagreements import annotation_differences, reviews_disagree
 from review.models import (
@@ -50,6 +50,8 @@ from review.selectors import DONE_STATUSES, reviewer_has_submitted
 MAX_ELEMENT_DECISIONS = 2000
 MAX_TIME_MS = 24 * 3600 * 1000
 FINAL_DECISIONS = (Decision.APPROVED, Decision.REJECTED, Decision.FLAGGED)
+# Statuses that do not say a person decided the element (edited, rejected and added do).
+UNDECIDED_STATUSES = frozenset({ElementStatus.PENDING, ElementStatus.ACCEPTED, ElementStatus.ACCEPTED_UNCHECKED})
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class SubmitResult:
     annotation: Annotation
     image_status: str
     disagreements: int
+    unchecked: int = 0  # elements approved with the item without a reviewer's action
 
 
 def _time_ms(value: Any, field: str) -> int:
@@ -136,6 +139,51 @@ def check_element_decisions(value: Any) -> list[ElementDecisionInput]:
         out.append(ElementDecisionInput(key, item["role"], item["action"], item.get("before"), item.get("after"),
                                         _time_ms(item.get("time_ms"), f"{field}.time_ms")))
     return out
+
+
+def _with_statuses(data: AnnotationInput, status_of: Callable[[str | None, ElementInput], str]) -> AnnotationInput:
+    """``data`` with every element's status replaced by ``status_of(triplet key or None, element)``."""
+    triplets = tuple(
+        replace(t, elements=tuple(replace(e, status=status_of(t.key and str(uuid.UUID(t.key)), e)) for e in t.elements))
+        for t in data.triplets
+    )
+    return replace(data, triplets=triplets)
+
+
+def element_checks(data: AnnotationInput, decisions: list[ElementDecisionInput], decision: str) -> tuple[AnnotationInput, int]:
+    """Record how each element of a review was decided; returns the answer and how many elements nobody checked.
+
+    An element the reviewer acted on (an element decision names its triplet key and role:
+    ``accept``, ``accept_all`` (Shift+A), an edit) is ``accepted`` when it was sent as pending,
+    accepted or accepted_unchecked. One without any action was not looked at: ``accepted_unchecked``
+    when the item is approved (it goes with the item), else ``pending``. ``edited``, ``rejected``
+    and ``added`` are acts themselves and stay.
+    """
+    acted = {(str(d.triplet_key), d.role) for d in decisions}
+    unchecked = ElementStatus.ACCEPTED_UNCHECKED if decision == Decision.APPROVED else ElementStatus.PENDING
+    count = 0
+
+    def status_of(key: str | None, element: ElementInput) -> str:
+        nonlocal count
+        if element.status not in UNDECIDED_STATUSES:
+            return element.status
+        if (key, element.role) in acted:
+            return ElementStatus.ACCEPTED
+        count += 1
+        return unchecked
+
+    return _with_statuses(data, status_of), count
+
+
+def check_all_checked(image: Image, decision: str, unchecked: int) -> None:
+    """Refuse to approve while elements are unchecked on a dataset with ``require_all_checked``."""
+    if decision == Decision.APPROVED and unchecked and image.dataset.require_all_checked:
+        noun = "element is" if unchecked == 1 else "elements are"
+        raise InvalidAnnotation(
+            "element_decisions",
+            f"{unchecked} {noun} not checked yet; this dataset approves only when every element is decided: "
+            "accept (A), reject (R) or edit each one, or accept all remaining at once (Shift+A)",
+        )
 
 
 def _check_version(image: Image, expected_version: int, *, ignore: set[int]) -> None:
@@ -270,21 +318,24 @@ def review_submit(
     """
     lease_authorize(lease=lease, reviewer=reviewer)
     _check_not_submitted(Lease.objects.get(pk=lease.pk))
-    checked = Image.objects.get(pk=lease.image_id)
+    checked = Image.objects.select_related("dataset").get(pk=lease.image_id)
     _check_in_review(checked)
     decision, reason = check_decision(decision, reason)
     data = check_annotation(annotation, checked, decision)
     decisions = check_element_decisions(element_decisions)
+    check_all_checked(checked, decision, element_checks(data, decisions, decision)[1])
     time_spent_ms = _time_ms(time_spent_ms, "time_spent_ms")
     with transaction.atomic():
         image, data = _locked_image(lease.image_id, checked, annotation, data, decision)
+        data, unchecked = element_checks(data, decisions, decision)
         return _review_write(lease=lease, reviewer=reviewer, image=image, expected_version=expected_version,
-                             decision=decision, reason=reason, data=data, decisions=decisions, time_spent_ms=time_spent_ms)
+                             decision=decision, reason=reason, data=data, decisions=decisions, time_spent_ms=time_spent_ms,
+                             unchecked=unchecked)
 
 
 def _review_write(*, lease: Lease, reviewer: AbstractBaseUser, image: Image, expected_version: int, decision: str,
                   reason: str, data: AnnotationInput, decisions: list[ElementDecisionInput],
-                  time_spent_ms: int) -> SubmitResult:
+                  time_spent_ms: int, unchecked: int) -> SubmitResult:
     """The writes of :func:`review_submit`, after its checks under the locks. Precondition:
     in a transaction, the image row locked."""
     now = timezone.now()
@@ -310,7 +361,7 @@ def _review_write(*, lease: Lease, reviewer: AbstractBaseUser, image: Image, exp
     ReviewPlan.objects.filter(image=image).update(submitted_reviews=F("submitted_reviews") + 1)
     Draft.objects.filter(image=image, reviewer=reviewer).delete()
     status = _resolve_image(image, ReviewPlan.objects.get(image=image), decision, data.ces.label if data.ces else None)
-    return SubmitResult(annotation=version, image_status=status, disagreements=n)
+    return SubmitResult(annotation=version, image_status=status, disagreements=n, unchecked=unchecked)
 
 
 def adjudicated_ces(ces: CesInput | None, reviews: list[Annotation]) -> tuple[CesInput | None, dict[str, Any]]:
@@ -369,7 +420,9 @@ def adjudication_submit(
     before the answer is validated, and the validation runs with no transaction open.
     Creates an ADJUDICATION annotation version, whose CES confidence and distribution
     follow :func:`adjudicated_ces`, and its disagreement rows against every model
-    annotation; the image becomes approved, rejected or flagged.
+    annotation; the image becomes approved, rejected or flagged. The adjudicator's answer
+    decides every element it holds (the page lists each one with its Keep box): an
+    approved answer's pending and unchecked elements are ``accepted``.
     """
     checked = Image.objects.select_related("dataset").get(pk=image.pk)
     _check_adjudicable(checked, adjudicator, expected_version)
@@ -384,6 +437,8 @@ def adjudication_submit(
 def _adjudication_write(*, image: Image, adjudicator: AbstractBaseUser, decision: str, reason: str,
                         data: AnnotationInput) -> SubmitResult:
     """The writes of :func:`adjudication_submit`. Precondition: in a transaction, the image row locked."""
+    if decision == Decision.APPROVED:
+        data = _with_statuses(data, lambda _key, e: ElementStatus.ACCEPTED if e.status in UNDECIDED_STATUSES else e.status)
     submissions = list(ReviewSubmission.objects.filter(image=image).select_related("annotation").order_by("id"))
     ces, provenance = adjudicated_ces(data.ces, [s.annotation for s in submissions])
     version = annotation_create(

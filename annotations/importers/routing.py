@@ -2,7 +2,8 @@
 
 The queue order follows the pipeline's rule (:func:`core.priority.queue_priority`):
 priority is the mean of the annotators' agreement score and the confidence, or the
-confidence alone with one annotator; the lowest goes first.
+confidence alone with one annotator, halved when the imported critic calls the label or
+an element ``wrong``; the lowest goes first.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from annotations.models import (
     ImageStatus,
 )
 from annotations.services import images_set_status
-from core.priority import annotator_agreement, queue_priority
+from core.priority import annotator_agreement, critic_verdict, queue_priority
 from core.triplets import PhraseTriplet
 from core.vocabulary import ROLES
 
@@ -35,6 +36,7 @@ class _Answer:
     ces_label: str | None
     ces_confidence: float | None
     ces_distribution: dict | None
+    critic: dict | None
 
 
 def _current_answers(image_ids: list[int]) -> dict[int, list[_Answer]]:
@@ -42,7 +44,7 @@ def _current_answers(image_ids: list[int]) -> dict[int, list[_Answer]]:
     rows = (
         Annotation.objects.filter(image_id__in=image_ids, is_current=True, kind__in=[AnnotationKind.MODEL, AnnotationKind.HUMAN])
         .order_by("image_id", "-version")
-        .values_list("image_id", "id", "kind", "author_name", "ces_label", "ces_confidence", "ces_distribution")
+        .values_list("image_id", "id", "kind", "author_name", "ces_label", "ces_confidence", "ces_distribution", "critic")
     )
     found: dict[int, list[_Answer]] = {}
     for image_id, *row in rows:
@@ -78,6 +80,15 @@ def models_agreement(answers: list[_Answer], triplets: dict[int, tuple[PhraseTri
     return agreement.score if agreement is not None else None
 
 
+def _critic_verdict(critic: object) -> str | None:
+    """The worst verdict of a stored critic (``{"label_verdict", "elements": [{"verdict"}]}``, as given on import)."""
+    if not isinstance(critic, dict):
+        return None
+    elements = critic.get("elements")
+    verdicts = [e.get("verdict") for e in elements if isinstance(e, dict)] if isinstance(elements, list) else []
+    return critic_verdict([critic.get("label_verdict"), *verdicts])
+
+
 def _review_fields(answers: list[_Answer], triplets: dict[int, tuple[PhraseTriplet, ...]]) -> dict:
     """Label, confidence, agreement and queue priority of an image that goes to review."""
     models = [a for a in answers if a.kind == AnnotationKind.MODEL]
@@ -88,7 +99,7 @@ def _review_fields(answers: list[_Answer], triplets: dict[int, tuple[PhraseTripl
         fields.update(label=base.ces_label, confidence=base.ces_confidence)
     agreement = models_agreement(models, triplets)
     fields["agreement"] = agreement
-    priority = queue_priority(fields.get("confidence"), agreement)
+    priority = queue_priority(fields.get("confidence"), agreement, _critic_verdict(base.critic if base else None))
     if priority is not None:
         fields["priority"] = priority
     return fields

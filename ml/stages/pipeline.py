@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.priority import queue_priority
+from core.priority import critic_verdict, queue_priority
 from core.triplets import PhraseTriplet
 from core.vocabulary import DES_DIM, ROLES
 from ml.stages.parsing import parse_distribution
@@ -211,13 +211,15 @@ def route(
     calibration: CalibrationResult, critic: CriticResult | None, *, auto_accept_threshold: float | None
 ) -> Routing:
     """Priority = mean of the annotators' agreement score and the calibrated confidence
-    (the confidence alone with one annotator; :func:`core.priority.queue_priority`); low goes first.
+    (the confidence alone with one annotator), halved when the critic calls the label or
+    any element ``wrong`` (:func:`core.priority.queue_priority`); low goes first.
 
     Auto-accept only when a threshold is set, the confidence and the agreement are
     both at or above it, and the critic found nothing doubtful or wrong.
     """
     agreement = calibration.agreement.score if calibration.agreement is not None else None
-    priority = queue_priority(calibration.confidence, agreement)
+    verdict = critic_verdict([critic.label_verdict, *(e.verdict for e in critic.elements)]) if critic is not None else None
+    priority = queue_priority(calibration.confidence, agreement, verdict)
     critic_ok = critic is not None and critic.label_verdict == "ok" and all(e.verdict == "ok" for e in critic.elements)
     auto = (
         auto_accept_threshold is not None

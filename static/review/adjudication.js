@@ -17,7 +17,9 @@ function answerFrom(annotation) {
     const out = { key: t.key };
     for (const role of ROLES) {
       if (!t[role]) continue;
-      const e = { phrase: t[role].phrase, status: t[role].status || "accepted" };
+      // The final answer decides every element it lists (each row has its Keep box).
+      const status = t[role].status;
+      const e = { phrase: t[role].phrase, status: !status || status === "pending" || status === "accepted_unchecked" ? "accepted" : status };
       if (t[role].box) e.box = t[role].box;
       if (t[role].mask) e.mask = t[role].mask;
       out[role] = e;

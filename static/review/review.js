@@ -137,10 +137,10 @@ class ReviewPage {
       this.view.setError(`Give a reason to ${decision === "rejected" ? "reject" : "flag"} the item.`);
       return;
     }
-    const problems = M.checkWork(this.work, decision);
+    const problems = M.checkWork(this.work, decision, { requireAllChecked: Boolean(this.payload.require_all_checked) });
     if (problems.length) {
-      this.view.setError(problems.map((p) => p.message).join(" "));
-      if (problems[0].elementId) this.ws.select(problems[0].elementId);
+      this.view.setError(problems.map((p) => p.message).join(" "), problems[0].field);
+      if (problems[0].elementId) this.focusElement(problems[0].elementId);
       return;
     }
     this.busy = true;
@@ -155,7 +155,7 @@ class ReviewPage {
         await this.next();
       } else if (status === 409 && data?.changes?.lease_lost) this.showLost(data.detail);
       else if (status === 409) this.showConflict(data);
-      else if (status === 400) this.view.setError(`${data?.field ? `${data.field}: ` : ""}${data?.detail || "invalid value"}`, data?.field);
+      else if (status === 400) this.showInvalid(data);
       else if (status === 403) this.showLost(data?.detail || "This item is no longer yours.");
       else this.view.setError(`Submitting failed: ${data?.detail || `HTTP ${status}`}. Your work is kept as a draft.`);
     } catch (err) {
@@ -164,6 +164,20 @@ class ReviewPage {
       this.busy = false;
       this.view.setBusy(false);
     }
+  }
+
+  /** 400: what the server refused; an unchecked element (require_all_checked) is selected. */
+  showInvalid(data) {
+    const detail = data?.detail || "invalid value";
+    this.view.setError(data?.field && !detail.startsWith(`${data.field}:`) ? `${data.field}: ${detail}` : detail, data?.field);
+    const first = data?.field === "element_decisions" ? M.uncheckedElements(this.work)[0] : null;
+    if (first) this.focusElement(first.id);
+  }
+
+  /** Select an element and give the keys back to the page, so A, R or E act on it at once. */
+  focusElement(id) {
+    this.ws.select(id);
+    this.view.focusCanvas();
   }
 
   /** 409: the item changed meanwhile; reload it keeping or discarding the edits. */
@@ -240,6 +254,8 @@ class ReviewPage {
       confidence: (level) => ws.setConfidence(level),
       keys: () => this.toggleKeys(true),
       accept: () => ws.accept(ws.selected),
+      acceptAll: () => ws.acceptAll(),
+      criticLabel: () => ws.takeCriticLabel(),
       reject: () => ws.reject(ws.selected),
       edit: () => ws.editPhrase(ws.selected),
       addTriplet: () => ws.addTriplet(),

@@ -3,7 +3,7 @@
 // (the editor then gets the new element list). Nothing is applied here: the page
 // applies, records and renders. No DOM: tested under node (tests/review/js/).
 
-import { elementId, parseElementId, uuid4 } from "./review_model.js";
+import { effectiveStatus, elementId, parseElementId, uuid4 } from "./review_model.js";
 
 /** A new element a person adds (no model proposal behind it). */
 export function addedElement() {
@@ -15,9 +15,30 @@ function assign(label, obj, field, value, before = obj[field]) {
   return { label, apply: () => (obj[field] = value), revert: () => (obj[field] = before), structural: false };
 }
 
-/** Accept a model's element. */
+/** Accept a model's element (one by one: no longer part of a Shift+A bulk accept). */
 export function acceptEdit(element) {
-  return assign("accept", element, "status", "accepted");
+  const before = { status: element.status, bulk: element.bulk };
+  return {
+    label: "accept", structural: false,
+    apply: () => Object.assign(element, { status: "accepted", bulk: false }),
+    revert: () => Object.assign(element, before),
+  };
+}
+
+/**
+ * Shift+A: accept every element nobody decided yet, as one explicit act (each is
+ * submitted with action "accept_all"). Null when none is left; `count`: how many.
+ */
+export function acceptAllEdit(work) {
+  const elements = [];
+  for (const t of work.triplets) for (const e of Object.values(t.elements)) if (effectiveStatus(e) === "pending") elements.push(e);
+  if (!elements.length) return null;
+  const before = elements.map((e) => ({ status: e.status, bulk: e.bulk }));
+  return {
+    label: `accept all ${elements.length}`, structural: false, count: elements.length,
+    apply: () => elements.forEach((e) => Object.assign(e, { status: "accepted", bulk: true })),
+    revert: () => elements.forEach((e, i) => Object.assign(e, before[i])),
+  };
 }
 
 /**

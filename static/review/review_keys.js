@@ -6,9 +6,11 @@ import { CONFIDENCE_LEVELS, EMOTIONS } from "./review_model.js";
 
 export const KEYS = [
   ["1 – 8", "pick the emotion (amusement, awe, contentment, excitement, anger, disgust, fear, sadness)"],
+  ["C", "take the critic's suggested emotion (when it suggests one)"],
   ["Shift-1 – 5", "how sure you are of the emotion (1 unsure … 5 certain; again clears it)"],
   ["Tab / Shift-Tab", "next / previous element"],
   ["A", "accept the element"],
+  ["Shift-A", "accept every element not decided yet, as one explicit check"],
   ["R", "reject the element (again: undo the rejection)"],
   ["E or double-click", "edit the phrase (Enter keeps, Esc cancels)"],
   ["N", "add a triplet"],
@@ -36,8 +38,8 @@ export function isTyping(target) {
  * `ev`: {key, shiftKey, ctrlKey, metaKey, altKey, target}; `selected`: an element is
  * selected; `mode`: the decision Enter submits ("approved", "rejected", "flagged").
  * Actions: {name: "move", arg: ±1} | "undo" | "redo" | {name: "label", arg: emotion} |
- * {name: "confidence", arg: 0.2…1.0} |
- * "keys" | "accept" | "reject" | "edit" | "addTriplet" | {name: "mode", arg} | "submit".
+ * {name: "confidence", arg: 0.2…1.0} | "criticLabel" |
+ * "keys" | "accept" | "acceptAll" | "reject" | "edit" | "addTriplet" | {name: "mode", arg} | "submit".
  */
 export function keyAction(ev, { selected = false, mode = "approved" } = {}) {
   const key = ev.key;
@@ -54,7 +56,10 @@ export function keyAction(ev, { selected = false, mode = "approved" } = {}) {
     case "?":
       return { name: "keys" };
     case "a":
+      if (ev.shiftKey) return { name: "acceptAll" };
       return selected ? { name: "accept" } : null;
+    case "c":
+      return ev.shiftKey ? null : { name: "criticLabel" };
     case "r":
       if (ev.shiftKey) return { name: "mode", arg: "rejected" };
       return selected ? { name: "reject" } : null;

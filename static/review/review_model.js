@@ -11,8 +11,10 @@
 //   elapsed_ms,       // time on the item before this page load (restored drafts)
 //   decision, reason, // what the reviewer chose last (for a reload in the middle of a reject)
 // }
-// Element = {phrase, box, mask, box_score, mask_score, status, origin}
-//   status: "pending" | "accepted" | "rejected" | "added" (edited is derived on submit)
+// Element = {phrase, box, mask, box_score, mask_score, status, origin, bulk?}
+//   status: "pending" | "accepted" | "rejected" | "added" (edited is derived on submit);
+//     pending = not checked yet: approving sends it as "accepted_unchecked"
+//   bulk: accepted with Shift+A (accept all remaining), recorded as action "accept_all"
 //   origin: {phrase, box, mask} as the model proposed it, null for added elements
 //   mask: COCO RLE {size, counts} (string counts) or null
 
@@ -24,6 +26,12 @@ export const CONFIDENCE_LEVELS = [0.2, 0.4, 0.6, 0.8, 1.0];
 export const EMOTIONS = ["amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness"];
 export const ROLES = ["background", "attribute", "subject"];
 export const FORMAT = 1;
+
+/** The emotion the critic suggests instead (`critic.suggested_label`), or null when it suggests none. */
+export function criticSuggestion(critic) {
+  const label = critic?.suggested_label;
+  return EMOTIONS.includes(label) ? label : null;
+}
 
 /** A random RFC 4122 version 4 UUID (works outside secure contexts too). */
 export function uuid4() {
@@ -141,9 +149,26 @@ export function effectiveStatus(e) {
   return c.phrase || c.box || c.mask ? "edited" : e.status;
 }
 
-/** Client-side checks before submitting; [{elementId?, message}] (empty when fine). */
-export function checkWork(work, decision) {
+/** The elements nobody decided yet (accepted, edited, rejected or added), in Tab order. */
+export function uncheckedElements(work) {
+  return elementList(work).filter(({ element }) => effectiveStatus(element) === "pending");
+}
+
+/**
+ * Client-side checks before submitting; [{elementId?, field?, message}] (empty when fine).
+ * `requireAllChecked` (the dataset's setting): approving needs every element decided.
+ */
+export function checkWork(work, decision, { requireAllChecked = false } = {}) {
   const problems = [];
+  const unchecked = uncheckedElements(work);
+  if (decision === "approved" && requireAllChecked && unchecked.length) {
+    const n = unchecked.length;
+    problems.push({
+      elementId: unchecked[0].id, field: "element_decisions",
+      message: `This dataset approves only checked items: ${n} element${n === 1 ? " is" : "s are"} not checked yet. `
+        + "Accept (A), reject (R) or edit each one, or accept all remaining at once (Shift+A).",
+    });
+  }
   for (const { id, role, tripletIndex, element } of elementList(work)) {
     if (element.status !== "rejected" && !normPhrase(element.phrase)) {
       problems.push({ elementId: id, message: `Triplet ${tripletIndex + 1}: the ${role} needs a phrase (or reject it).` });
@@ -162,8 +187,9 @@ function summary(e, { withMask = false } = {}) {
 
 /**
  * The body of POST /api/review/leases/<id>/submit/ (see docs/review-api.md).
- * Pending elements of an approved item count as accepted (the reviewer approved
- * the whole item) but only explicit actions become element decisions.
+ * Pending elements of an approved item go with it as "accepted_unchecked" (approved,
+ * never looked at); only explicit actions become element decisions, and only they
+ * make an element "accepted" (Shift+A: action "accept_all").
  */
 export function buildSubmission(work, { decision, reason = "", elapsedMs = 0 }) {
   const triplets = [];
@@ -174,7 +200,7 @@ export function buildSubmission(work, { decision, reason = "", elapsedMs = 0 }) 
       const e = t.elements[role];
       if (!e) continue;
       let status = effectiveStatus(e);
-      if (status === "pending" && decision === "approved") status = "accepted";
+      if (status === "pending" && decision === "approved") status = "accepted_unchecked";
       const c = elementChanges(e);
       const item = { phrase: normPhrase(e.phrase) || (e.origin ? e.origin.phrase : ""), status };
       if (e.box) {
@@ -194,7 +220,7 @@ export function buildSubmission(work, { decision, reason = "", elapsedMs = 0 }) 
         if (c.phrase) actions.push(["edit_phrase", e.origin.phrase, normPhrase(e.phrase)]);
         if (c.box) actions.push(["edit_box", copyBox(e.origin.box), copyBox(e.box)]);
         if (c.mask) actions.push(["edit_mask", emptyMask(e.origin.mask) ? null : copyMask(e.origin.mask), emptyMask(e.mask) ? null : copyMask(e.mask)]);
-        if (!actions.length && e.status === "accepted") actions.push(["accept", summary(e), summary(e)]);
+        if (!actions.length && e.status === "accepted") actions.push([e.bulk ? "accept_all" : "accept", summary(e), summary(e)]);
       }
       const spent = Math.round(work.time_ms[elementId(t.key, role)] || 0);
       actions.forEach(([action, before, after], i) => {

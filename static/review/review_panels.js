@@ -5,12 +5,12 @@
 import { button, h } from "./dom.js";
 import { ROLE_COLOURS } from "./editor/painting.js";
 import { KEYS } from "./review_keys.js";
-import { CONFIDENCE_LEVELS, EMOTIONS, ROLES, effectiveStatus, elementId } from "./review_model.js";
+import { CONFIDENCE_LEVELS, EMOTIONS, ROLES, criticSuggestion, effectiveStatus, elementId } from "./review_model.js";
 
 const pct = (p) => `${Math.round((p || 0) * 100)}%`;
 
 /** The CES label: 8 rows (key, emotion, bar of the model's probability); click or 1–8 picks. */
-export function labelPanel({ label, modelLabel, ces, critic, disagreement, onPick, confidence = null, onConfidence = null }) {
+export function labelPanel({ label, modelLabel, ces, critic, disagreement, onPick, confidence = null, onConfidence = null, onCriticLabel = null }) {
   const dist = ces?.distribution || {};
   const top = EMOTIONS.reduce((a, b) => ((dist[b] || 0) > (dist[a] || 0) ? b : a), EMOTIONS[0]);
   const rows = EMOTIONS.map((emotion, i) => {
@@ -46,7 +46,19 @@ export function labelPanel({ label, modelLabel, ces, critic, disagreement, onPic
     critic && (critic.label_verdict || critic.label_reasoning)
       ? verdict(critic.label_verdict, critic.label_reasoning)
       : null,
+    criticChoice(criticSuggestion(critic), label, onCriticLabel),
   );
+}
+
+/** The critic's suggested emotion as a one-key choice (C); null when it suggests none. */
+function criticChoice(suggested, label, onCriticLabel) {
+  if (!suggested || !onCriticLabel) return null;
+  const chosen = suggested === label;
+  return h("p", { class: "critic-suggestion" },
+    button([h("span", {}, "critic suggests "), h("b", {}, suggested), " ", h("kbd", {}, "C")], onCriticLabel, {
+      class: chosen ? "chosen" : "", "aria-pressed": chosen ? "true" : "false", dataset: { criticLabel: suggested },
+      title: `Take the critic's suggested emotion, ${suggested} (key C)`,
+    }));
 }
 
 /** "How sure": five levels (Shift+1…5); the chosen one again clears it. */
@@ -68,7 +80,9 @@ function verdict(v, reasoning) {
   return h("div", { class: `critic ${kind}` }, h("span", { class: "verdict" }, `critic: ${v || "—"}`), reasoning ? h("span", { class: "reasoning" }, reasoning) : null);
 }
 
-const STATUS_TEXT = { pending: "to check", accepted: "accepted", edited: "edited", rejected: "rejected", added: "added" };
+const STATUS_TEXT = {
+  pending: "to check", accepted: "accepted", accepted_unchecked: "not checked", edited: "edited", rejected: "rejected", added: "added",
+};
 
 /**
  * The triplets, one row per element. `handlers`: select(id), accept(id), reject(id),
@@ -126,11 +140,30 @@ export function elementsPanel({ work, selected, critic, editing, handlers }) {
     button("+ Add a triplet (N)", handlers.addTriplet, { class: "add-triplet" }));
 }
 
-/** The two (or more) model annotators side by side; rows where they disagree are marked. */
-export function annotatorsPanel({ annotators, disagreement }) {
-  if (!annotators?.length) return null;
+/**
+ * The model annotators of the latest pipeline run side by side; rows where they disagree
+ * are marked. Annotators of earlier runs (`earlier`) only behind the "show earlier runs" toggle.
+ */
+export function annotatorsPanel({ annotators, disagreement, earlier = [], showEarlier = false, onToggleEarlier = null }) {
+  if (!annotators?.length && !earlier?.length) return null;
+  const agree = disagreement ? (disagreement.agree ? "they agree" : "they disagree on the marked rows") : "";
+  const toggle = earlier?.length && onToggleEarlier
+    ? button(showEarlier ? "hide earlier runs" : `show earlier runs (${earlier.length})`, onToggleEarlier,
+      { class: "link earlier-toggle", "aria-expanded": showEarlier ? "true" : "false" })
+    : null;
+  return h("section", { class: "panel annotators-panel", "aria-label": "Model annotators" },
+    h("h2", {}, "Annotators ", h("span", { class: "muted" }, agree)),
+    annotators?.length ? annotatorsTable(annotators, disagreement) : h("p", { class: "muted" }, "No annotator answer from the latest run."),
+    toggle,
+    showEarlier && earlier?.length
+      ? h("div", { class: "earlier-runs" }, h("h3", {}, "Earlier runs"), annotatorsTable(earlier, null, { withRun: true }))
+      : null);
+}
+
+function annotatorsTable(annotators, disagreement, { withRun = false } = {}) {
   const names = annotators.map((a) => a.author_name);
-  const head = h("tr", {}, h("th", {}, ""), names.map((n) => h("th", {}, n)));
+  const head = h("tr", {}, h("th", {}, ""), annotators.map((a) => h("th", {}, a.author_name,
+    withRun && a.pipeline_version ? h("span", { class: "muted run" }, ` ${a.pipeline_version}`) : null)));
   const labelRow = h("tr", { class: disagreement && !disagreement.label.agree ? "disagree" : "" },
     h("th", {}, "label"),
     annotators.map((a) => h("td", {}, a.ces ? `${a.ces.label} ${a.ces.confidence != null ? pct(a.ces.confidence) : ""}` : "—")));
@@ -153,10 +186,7 @@ export function annotatorsPanel({ annotators, disagreement }) {
     }
   }
   const rationales = h("tr", {}, h("th", {}, "rationale"), annotators.map((a) => h("td", { class: "rationale" }, a.rationale || "—")));
-  const agree = disagreement ? (disagreement.agree ? "they agree" : "they disagree on the marked rows") : "";
-  return h("section", { class: "panel annotators-panel", "aria-label": "Model annotators" },
-    h("h2", {}, "Annotators ", h("span", { class: "muted" }, agree)),
-    h("div", { class: "table-wrap" }, h("table", { class: "annotators" }, h("thead", {}, head), h("tbody", {}, labelRow, rows, rationales))));
+  return h("div", { class: "table-wrap" }, h("table", { class: "annotators" }, h("thead", {}, head), h("tbody", {}, labelRow, rows, rationales)));
 }
 
 export function rationalePanel({ rationale, critic }) {

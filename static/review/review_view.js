@@ -51,15 +51,18 @@ export class ReviewView {
     this.$("#lease-until").textContent = `leased until ${at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}`;
   }
 
-  renderPanels({ work, payload, selected, editing, onLabel, onConfidence, handlers }) {
+  renderPanels({ work, payload, selected, editing, onLabel, onConfidence, handlers, onCriticLabel, showEarlier, onToggleEarlier }) {
     const critic = payload.critic || null;
     const parts = [
       P.labelPanel({
         label: work.label, modelLabel: work.model_label, ces: payload.base?.ces, critic, disagreement: payload.disagreement,
-        onPick: onLabel, confidence: work.confidence ?? null, onConfidence,
+        onPick: onLabel, confidence: work.confidence ?? null, onConfidence, onCriticLabel,
       }),
       P.elementsPanel({ work, selected, critic, editing, handlers }),
-      P.annotatorsPanel({ annotators: payload.annotators, disagreement: payload.disagreement }),
+      P.annotatorsPanel({
+        annotators: payload.annotators, disagreement: payload.disagreement,
+        earlier: payload.earlier_annotators, showEarlier, onToggleEarlier,
+      }),
       P.rationalePanel({ rationale: work.rationale, critic }),
     ];
     const scroller = this.$("#panels");
@@ -89,6 +92,21 @@ export class ReviewView {
     if (work && this.reason !== (work.reason || "") && document.activeElement !== this.$("#reason")) {
       this.$("#reason").value = work.reason || "";
     }
+  }
+
+  /** Beside Approve: how many elements would go with the item unchecked (`required`: the dataset refuses that). */
+  renderUnchecked(n, required) {
+    const count = this.$("#unchecked-count");
+    count.textContent = n ? ` (${n} unchecked)` : "";
+    count.dataset.count = String(n);
+    const approve = this.$("#approve");
+    approve.classList.toggle("blocked", required && n > 0);
+    const error = this.$("#submit-error");
+    if (!n && error.dataset.field === "element_decisions") this.setError(""); // the refusal no longer holds
+    const what = `${n} element${n === 1 ? "" : "s"}`;
+    approve.title = !n ? "Approve and submit (Enter)"
+      : required ? `${what} not checked yet: this dataset approves only when each is decided (A each, Shift+A all remaining)`
+        : `Approve and submit (Enter); ${what} go with the item as not checked (A each, Shift+A all remaining)`;
   }
 
   get reason() {

@@ -23,6 +23,7 @@ export class Workspace {
     this.selected = null;
     this.selectedSince = null;
     this.editing = null; // the element whose phrase is being typed
+    this.showEarlier = false; // the annotators of earlier pipeline runs are shown
     this.editor = null;
     this.handlers = {
       select: (id) => this.select(id),
@@ -43,6 +44,7 @@ export class Workspace {
     this.openedAt = performance.now();
     this.selected = null;
     this.editing = null;
+    this.showEarlier = false;
   }
 
   /** No item any more. */
@@ -85,12 +87,16 @@ export class Workspace {
     if (this.selected) this.editor.select(this.selected);
   }
 
+  /** The side panels and the count of unchecked elements beside Approve. */
   renderPanels() {
     if (!this.work) return;
     this.view.renderPanels({
       work: this.work, payload: this.payload, selected: this.selected, editing: this.editing,
       onLabel: (e) => this.setLabel(e), onConfidence: (c) => this.setConfidence(c), handlers: this.handlers,
+      onCriticLabel: () => this.takeCriticLabel(),
+      showEarlier: this.showEarlier, onToggleEarlier: () => { this.showEarlier = !this.showEarlier; this.renderPanels(); },
     });
+    this.view.renderUnchecked(M.uncheckedElements(this.work).length, Boolean(this.payload.require_all_checked));
   }
 
   // ---- changes (each one undoable) ---------------------------------------------
@@ -132,6 +138,25 @@ export class Workspace {
     if (!e) return;
     if (e.status !== "added") this.change(E.acceptEdit(e));
     this.move(1);
+  }
+
+  /** Shift+A: every element not decided yet is accepted, as one undoable, explicit act. */
+  acceptAll() {
+    const edit = E.acceptAllEdit(this.work);
+    if (!edit) {
+      this.view.setStatus("Every element is decided already.");
+      return;
+    }
+    this.change(edit);
+    this.view.setStatus(`Accepted the ${edit.count} element${edit.count === 1 ? "" : "s"} not decided yet (Z undoes).`);
+  }
+
+  /** C: the emotion the critic suggests. */
+  takeCriticLabel() {
+    const label = M.criticSuggestion(this.payload.critic);
+    if (!label) this.view.setStatus("The critic suggests no emotion for this item.");
+    else if (label === this.work.label) this.view.setStatus(`Emotion: ${label} (the critic's suggestion) already`);
+    else this.setLabel(label);
   }
 
   reject(id) {

@@ -292,8 +292,11 @@ def test_reviews_submitted_through_the_review_queue_line_up():
             base["ces"]["confidence"] = None
             if user.username == "ben" and index == 0:
                 base["triplets"][0]["subject"]["status"] = "rejected"
+            checked = [{"triplet_key": t["key"], "role": role,
+                        "action": "reject" if t[role].get("status") == "rejected" else "accept"}
+                       for t in base["triplets"] for role in ("background", "attribute", "subject") if role in t]
             review_submit(lease=lease, reviewer=user, expected_version=lease.version, decision=Decision.APPROVED,
-                          annotation=base)
+                          annotation=base, element_decisions=checked)
     report = agreement_report(dataset=dataset, options=ReportOptions(n_resamples=20, min_shared=3))
     pair = report["labels"]["pairwise_cohen_kappa"][0]
     assert (pair["a"], pair["b"], pair["n"]) == ("ann", "ben", 3)

@@ -41,6 +41,22 @@ def test_only_admins_create_datasets(api_client, reviewer, admin_user):
     assert response.json()["reviews_per_item"] == 3
 
 
+def test_require_all_checked_is_a_dataset_setting_admins_change(api_client, reviewer, admin_user):
+    dataset = DatasetFactory(slug="strict")
+    url = reverse("api-dataset-detail", args=["strict"])
+    api_client.force_authenticate(reviewer)
+    assert api_client.get(url).json()["require_all_checked"] is False
+    assert api_client.patch(url, {"require_all_checked": True}, format="json").status_code == 403
+    api_client.force_authenticate(admin_user)
+    bad = api_client.patch(url, {"require_all_checked": "maybe"}, format="json")
+    assert bad.status_code == 400 and "require_all_checked" in bad.content.decode()
+    assert api_client.patch(url, {"require_all_checked": True}, format="json").json()["require_all_checked"] is True
+    dataset.refresh_from_db()
+    assert dataset.require_all_checked is True
+    created = api_client.post(reverse("api-dataset-list"), {"slug": "y", "name": "Y"}, format="json").json()
+    assert created["require_all_checked"] is False
+
+
 def test_images_filter_by_dataset_status_source_and_label(api_client, researcher):
     a, b = DatasetFactory(slug="a"), DatasetFactory(slug="b")
     ImageFactory(dataset=a, source="emoset", label="fear", status="approved")

@@ -282,6 +282,16 @@ def test_pipeline_answer_sets_label_and_confidence(ws):
     assert image.agreement is None  # the merged answer is not an annotator
 
 
+def test_an_imported_critic_calling_an_element_wrong_moves_the_item_up_the_queue(ws):
+    calm, doubted = ws.add_png("calm.png", seed=1), ws.add_png("doubted.png", seed=2)
+    wrong = {"label_verdict": "ok", "elements": [{"triplet_index": 0, "role": "subject", "verdict": "wrong"}]}
+    ws.run([{**ws.line(calm, annotator="pipeline", confidence=0.8), "critic": {"label_verdict": "ok", "elements": []}},
+            {**ws.line(doubted, annotator="pipeline", confidence=0.8), "critic": wrong}])
+    images = {i.original_name: i for i in Image.objects.all()}
+    assert images[calm].priority == pytest.approx(0.8)
+    assert images[doubted].priority == pytest.approx(0.4)
+
+
 def test_changed_line_from_the_same_annotator_makes_a_new_version(ws):
     name = ws.add_png("a.png", seed=1)
     ws.run([ws.line(name, label="fear")])

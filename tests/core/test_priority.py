@@ -2,7 +2,7 @@
 
 import pytest
 
-from core.priority import AnnotatorAgreement, annotator_agreement, queue_priority
+from core.priority import CRITIC_WRONG_FACTOR, AnnotatorAgreement, annotator_agreement, critic_verdict, queue_priority
 from core.triplets import PhraseTriplet
 from core.vocabulary import EMOTIONS
 
@@ -32,6 +32,22 @@ def test_one_annotator_is_ordered_by_confidence_alone():
 def test_without_a_confidence_the_agreement_orders_and_with_neither_there_is_no_priority():
     assert queue_priority(None, 0.4) == 0.4
     assert queue_priority(None, None) is None
+
+
+def test_a_critic_wrong_verdict_raises_the_priority_and_other_verdicts_do_not():
+    assert CRITIC_WRONG_FACTOR == 0.5
+    assert queue_priority(0.7, 1.0, "wrong") == pytest.approx(0.425)  # reviewed before the same item without it
+    assert queue_priority(0.7, 1.0, "doubtful") == queue_priority(0.7, 1.0, "ok") == queue_priority(0.7, 1.0) == pytest.approx(0.85)
+    assert queue_priority(0.3, None, "wrong") == pytest.approx(0.15)
+    assert queue_priority(None, None, "wrong") is None
+
+
+def test_the_critic_verdict_is_the_worst_of_label_and_elements():
+    assert critic_verdict(["ok", "ok", "wrong", "doubtful"]) == "wrong"
+    assert critic_verdict(["ok", "doubtful", None]) == "doubtful"
+    assert critic_verdict(["ok"]) == "ok"
+    assert critic_verdict([None, "unsure", {"x": 1}]) is None
+    assert critic_verdict([]) is None
 
 
 def test_disagreement_goes_first():

@@ -175,6 +175,15 @@ def test_low_agreement_sorts_first():
     ).priority
 
 
+def test_a_critic_calling_the_label_or_an_element_wrong_is_reviewed_sooner():
+    calibration = calibrate_and_merge(pipeline.annotate_all([FakeAnnotator("a"), FakeAnnotator("b")], png_image()), {})
+    clean = pipeline.route(calibration, _critic(), auto_accept_threshold=None).priority
+    assert pipeline.route(calibration, None, auto_accept_threshold=None).priority == clean
+    assert pipeline.route(calibration, _critic("doubtful"), auto_accept_threshold=None).priority == clean
+    assert pipeline.route(calibration, _critic(label="wrong"), auto_accept_threshold=None).priority == pytest.approx(clean / 2)
+    assert pipeline.route(calibration, _critic("wrong"), auto_accept_threshold=None).priority == pytest.approx(clean / 2)
+
+
 @pytest.mark.ml
 def test_run_pipeline_with_tiny_real_vision_models(
     fake_openai, openai_key, tiny_grounding_dino_dir, tiny_sam_hf_dir, tiny_classifier_dir, tiny_des_vit_dir

@@ -39,6 +39,19 @@ def human_answer(lease_or_payload, *, label: str | None = None) -> dict:
     return {"triplets": triplets, "ces": ces, "rationale": base["rationale"]}
 
 
+def accept_each(answer: dict, action: str = "accept") -> list[dict]:
+    """Element decisions for a reviewer who pressed A on every element of ``answer`` that it keeps
+    (``action="accept_all"``: Shift+A) and R on every one it rejects."""
+    decisions = []
+    for t in answer["triplets"]:
+        for role in ("background", "attribute", "subject"):
+            if role in t:
+                rejected = t[role].get("status") == "rejected"
+                decisions.append({"triplet_key": t["key"], "role": role, "action": "reject" if rejected else action,
+                                  "before": None, "after": None, "time_ms": 100})
+    return decisions
+
+
 @pytest.fixture
 def dataset(db):
     return DatasetFactory(slug="demo")

@@ -51,6 +51,18 @@ def test_adjudication_sets_the_final_answer(disputed, adjudicator):
     assert list(selectors.adjudication_queue(user=adjudicator)) == []
 
 
+def test_the_elements_an_adjudicator_keeps_are_accepted_even_when_the_review_left_them_unchecked(disputed, adjudicator):
+    payload = selectors.adjudication_payload(disputed)
+    review = payload["reviews"][0]
+    assert {review["triplets"][0][r]["status"] for r in ("background", "attribute", "subject")} == {"accepted_unchecked"}
+    answer = {"triplets": [{k: v for k, v in review["triplets"][0].items()}], "ces": {"label": "awe"}, "rationale": ""}
+    answer["triplets"][0]["attribute"] = {**answer["triplets"][0]["attribute"], "status": "rejected"}
+    result = services.adjudication_submit(image=disputed, adjudicator=adjudicator, expected_version=payload["version"],
+                                          annotation=answer)
+    statuses = {e.role: e.status for t in result.annotation.triplets.all() for e in t.elements.all()}
+    assert statuses == {"background": "accepted", "attribute": "rejected", "subject": "accepted"}
+
+
 def test_a_stale_adjudication_is_a_conflict(disputed, adjudicator):
     payload = selectors.adjudication_payload(disputed)
     services.adjudication_submit(image=disputed, adjudicator=adjudicator, expected_version=payload["version"],

@@ -10,7 +10,7 @@ from django.urls import reverse
 from annotations.models import Annotation, AnnotationKind, Image, ImageStatus
 from review.models import Disagreement
 from tests.factories import DatasetFactory, make_annotation, rect_mask_rle
-from tests.review.conftest import human_answer, image_in_review
+from tests.review.conftest import accept_each, human_answer, image_in_review
 
 pytestmark = pytest.mark.django_db
 
@@ -46,6 +46,7 @@ def test_next_returns_the_item_with_base_annotators_and_critic(as_reviewer, data
     assert item["disagreement"]["label"] == {"values": {"gemini-2.5": "awe", "gpt-4o": "fear"}, "agree": False}
     assert item["critic"] == {"label_verdict": "ok", "elements": []}
     assert item["draft"] is None
+    assert item["require_all_checked"] is False and item["earlier_annotators"] == []
 
 
 def test_next_on_an_empty_queue_is_404_with_a_message(as_reviewer, dataset):
@@ -70,13 +71,32 @@ def test_draft_round_trip_and_reload_returns_it(as_reviewer, dataset):
 def test_submit_answers_201_with_the_new_version(as_reviewer, dataset):
     image_in_review(dataset)
     item = next_item(as_reviewer).json()
-    r = submit(as_reviewer, item, annotation=human_answer(item, label="sadness"), time_spent_ms=4200)
+    answer = human_answer(item, label="sadness")
+    r = submit(as_reviewer, item, annotation=answer, element_decisions=accept_each(answer), time_spent_ms=4200)
     assert r.status_code == 201, r.json()
     body = r.json()
     assert body["version"] == item["version"] + 1 and body["image_status"] == "approved"
-    # The label differs from each of the 3 models; gemini-2.5 also named the subject differently.
+    # The label differs from each of the 3 models; gemini-2.5 also named the (checked) subject differently.
     assert body["disagreements"] == Disagreement.objects.count() == 4
+    assert body["unchecked"] == 0
     assert Annotation.objects.get(pk=body["annotation_id"]).kind == AnnotationKind.HUMAN
+
+
+def test_approving_unchecked_elements_under_require_all_checked_answers_400_and_writes_nothing(as_reviewer, dataset):
+    dataset.require_all_checked = True
+    dataset.save()
+    image_in_review(dataset)
+    item = next_item(as_reviewer).json()
+    assert item["require_all_checked"] is True
+    answer = human_answer(item)
+    before = Annotation.objects.count()
+    r = submit(as_reviewer, item, annotation=answer)
+    assert r.status_code == 400
+    body = r.json()
+    assert body["field"] == "element_decisions" and "3 elements are not checked yet" in body["detail"]
+    assert Annotation.objects.count() == before and not Disagreement.objects.exists()
+    r = submit(as_reviewer, item, annotation=answer, element_decisions=accept_each(answer, "accept_all"))
+    assert r.status_code == 201 and r.json()["unchecked"] == 0
 
 
 def test_a_conflict_answers_409_with_the_changes_and_keeps_the_draft(as_reviewer, dataset):

@@ -315,7 +315,7 @@ def test_keyboard_only_review(start, live_server, storms, reviewer_user):
     v1 = human_version(first)
     assert v1.ces_label == "anger" and v1.decision == Decision.APPROVED and v1.ces_confidence == 0.8
     statuses = {e.role: e.status for e in v1.triplets.get(index=0).elements.all()}
-    assert statuses == {"background": "accepted", "attribute": "rejected", "subject": "accepted"}
+    assert statuses == {"background": "accepted", "attribute": "rejected", "subject": "accepted_unchecked"}
     actions = sorted(ElementDecision.objects.filter(annotation=v1).values_list("role", "action"))
     assert actions == [("attribute", "reject"), ("background", "accept")]
 

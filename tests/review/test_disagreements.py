@@ -72,6 +72,23 @@ def test_identical_answers_have_no_difference():
     assert annotation_differences(model, human) == []
 
 
+def test_an_element_approved_unchecked_is_neither_agreement_nor_disagreement():
+    """An annotator (under its own keys) named the subject differently and had no attribute; the
+    reviewer's answer holds the merged answer's elements. Checked, they differ; unchecked, nobody
+    looked: no row either way."""
+    model = {"ces": {"label": "fear"}, "triplets": [{"key": "its-own", "background": element("stormy sea"),
+                                                      "subject": element("lone boat")}]}
+
+    def human(status):
+        return {"ces": {"label": "fear"}, "triplets": [{"key": KEY, "background": element("stormy sea", status=status),
+                                                        "attribute": element("dark", status=status),
+                                                        "subject": element("small boat", status=status)}]}
+
+    checked = {(d.field, d.role) for d in annotation_differences(model, human("accepted"))}
+    assert checked == {("element_phrase", "subject"), ("element_added", "attribute")}
+    assert annotation_differences(model, human("accepted_unchecked")) == []
+
+
 def test_a_removed_box_counts_as_iou_zero():
     model = {"triplets": [{"key": KEY, "subject": element("boat", [0, 0, 5, 5])}]}
     human = {"triplets": [{"key": KEY, "subject": element("boat")}]}

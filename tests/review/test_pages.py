@@ -4,7 +4,7 @@ import pytest
 
 from review import queue, selectors, services
 from tests.factories import DatasetFactory
-from tests.review.conftest import human_answer, image_in_review
+from tests.review.conftest import accept_each, human_answer, image_in_review
 
 pytestmark = pytest.mark.django_db
 
@@ -21,8 +21,9 @@ def logged(client):
 def review(dataset, reviewer, label):
     lease = queue.lease_next(dataset=dataset, reviewer=reviewer)
     payload = selectors.lease_payload(lease)
+    answer = human_answer(payload, label=label)
     return services.review_submit(lease=lease, reviewer=reviewer, expected_version=payload["version"], decision="approved",
-                                  annotation=human_answer(payload, label=label))
+                                  annotation=answer, element_decisions=accept_each(answer))
 
 
 @pytest.mark.parametrize("url", ["/review/disagreements/", "/review/adjudication/"])

@@ -9,9 +9,9 @@ from django.utils import timezone
 from annotations.errors import InvalidAnnotation, NotAllowed, VersionConflict
 from annotations.models import Annotation, AnnotationKind, Image, ImageStatus
 from review import queue, selectors, services
-from review.models import Draft, ElementDecision, Lease, LeaseState, ReviewSubmission
+from review.models import Disagreement, Draft, ElementDecision, Lease, LeaseState, ReviewSubmission
 from tests.factories import DatasetFactory, UserFactory, make_annotation, rect_mask_rle
-from tests.review.conftest import human_answer, image_in_review
+from tests.review.conftest import accept_each, human_answer, image_in_review
 
 pytestmark = pytest.mark.django_db
 
@@ -259,3 +259,110 @@ def test_bad_element_decisions_are_refused(dataset, reviewer):
     with pytest.raises(InvalidAnnotation) as info:
         submit(lease, reviewer, payload, element_decisions=[{"triplet_key": key, "role": "subject", "action": "accept", "time_ms": -4}])
     assert info.value.field == "element_decisions[0].time_ms"
+
+
+# ---- explicit checks: how each element was decided --------------------------------------------
+
+
+def element_statuses(annotation) -> dict[str, str]:
+    return {e.role: e.status for t in annotation.triplets.all() for e in t.elements.all()}
+
+
+def decision_of(answer: dict, role: str, action: str) -> dict:
+    return {"triplet_key": answer["triplets"][0]["key"], "role": role, "action": action, "before": None, "after": None}
+
+
+def test_an_element_the_reviewer_acted_on_is_accepted_and_one_never_looked_at_is_accepted_unchecked(dataset, reviewer):
+    image_in_review(dataset)
+    lease, payload = lease_and_payload(dataset, reviewer)
+    answer = human_answer(payload)  # every element sent as "accepted"
+    answer["triplets"][0]["subject"].update(phrase="fishing boat", status="edited")
+    decisions = [decision_of(answer, "background", "accept"), decision_of(answer, "subject", "edit_phrase")]
+    result = submit(lease, reviewer, payload, annotation=answer, element_decisions=decisions)
+    assert element_statuses(result.annotation) == {"background": "accepted", "attribute": "accepted_unchecked",
+                                                   "subject": "edited"}
+    assert result.unchecked == 1
+
+
+def test_a_pending_element_with_an_accept_decision_is_accepted(dataset, reviewer):
+    image_in_review(dataset)
+    lease, payload = lease_and_payload(dataset, reviewer)
+    answer = human_answer(payload)
+    for role in ("background", "attribute", "subject"):
+        answer["triplets"][0][role]["status"] = "pending"
+    result = submit(lease, reviewer, payload, annotation=answer, element_decisions=[decision_of(answer, "attribute", "accept")])
+    assert element_statuses(result.annotation) == {"background": "accepted_unchecked", "attribute": "accepted",
+                                                   "subject": "accepted_unchecked"}
+
+
+def test_rejecting_an_item_leaves_its_unchecked_elements_pending(dataset, reviewer):
+    image_in_review(dataset)
+    lease, payload = lease_and_payload(dataset, reviewer)
+    result = submit(lease, reviewer, payload, decision="rejected", reason="not an emotional image")
+    assert set(element_statuses(result.annotation).values()) == {"pending"}
+    assert result.unchecked == 3
+
+
+def test_an_unchecked_element_gives_no_disagreement_row_and_a_checked_one_does(dataset, make_reviewer):
+    """gemini-2.5 named the subject "lone boat"; the base (the reviewer's answer) says "small boat"."""
+    image_in_review(dataset)
+    image_in_review(dataset)
+    unchecked_by, checked_by = make_reviewer("ann"), make_reviewer("bob")
+    lease, payload = lease_and_payload(dataset, unchecked_by)
+    first = submit(lease, unchecked_by, payload)
+    assert first.unchecked == 3
+    assert not Disagreement.objects.filter(annotation=first.annotation, field="element_phrase").exists()
+    lease, payload = lease_and_payload(dataset, checked_by)
+    answer = human_answer(payload)
+    second = submit(lease, checked_by, payload, annotation=answer, element_decisions=accept_each(answer))
+    assert second.unchecked == 0
+    row = Disagreement.objects.get(annotation=second.annotation, field="element_phrase")
+    assert (row.model_name, row.model_value, row.human_value) == ("gemini-2.5", "lone boat", "small boat")
+
+
+def test_require_all_checked_refuses_to_approve_with_unchecked_elements_and_writes_nothing(dataset, reviewer):
+    dataset.require_all_checked = True
+    dataset.save()
+    image = image_in_review(dataset)
+    lease, payload = lease_and_payload(dataset, reviewer)
+    queue.draft_save(lease=lease, reviewer=reviewer, payload={"keep": "me"})
+    answer = human_answer(payload)
+    counts = lambda: (Annotation.objects.count(), ElementDecision.objects.count(), Disagreement.objects.count(),  # noqa: E731
+                      ReviewSubmission.objects.count())
+    before = counts()
+    with pytest.raises(InvalidAnnotation) as info:
+        submit(lease, reviewer, payload, annotation=answer, element_decisions=accept_each(answer)[:1])
+    assert info.value.field == "element_decisions"
+    assert info.value.message.startswith("2 elements are not checked yet")
+    assert "Shift+A" in info.value.message
+    assert counts() == before
+    assert Draft.objects.get().payload == {"keep": "me"}
+    lease.refresh_from_db()
+    image.refresh_from_db()
+    assert (lease.state, image.status) == (LeaseState.ACTIVE, ImageStatus.IN_REVIEW)
+
+    result = submit(lease, reviewer, payload, annotation=answer, element_decisions=accept_each(answer))
+    assert (result.image_status, result.unchecked) == (ImageStatus.APPROVED, 0)
+    assert set(element_statuses(result.annotation).values()) == {"accepted"}
+
+
+def test_require_all_checked_lets_an_item_be_rejected_unchecked(dataset, reviewer):
+    dataset.require_all_checked = True
+    dataset.save()
+    image_in_review(dataset)
+    lease, payload = lease_and_payload(dataset, reviewer)
+    assert submit(lease, reviewer, payload, decision="flagged", reason="unclear").image_status == ImageStatus.FLAGGED
+
+
+def test_shift_a_accepts_all_remaining_as_one_recorded_explicit_act(dataset, reviewer):
+    dataset.require_all_checked = True
+    dataset.save()
+    image_in_review(dataset)
+    lease, payload = lease_and_payload(dataset, reviewer)
+    answer = human_answer(payload)
+    answer["triplets"][0]["attribute"]["status"] = "rejected"
+    result = submit(lease, reviewer, payload, annotation=answer, element_decisions=accept_each(answer, "accept_all"))
+    assert element_statuses(result.annotation) == {"background": "accepted", "attribute": "rejected", "subject": "accepted"}
+    assert result.unchecked == 0
+    actions = dict(ElementDecision.objects.filter(annotation=result.annotation).values_list("role", "action"))
+    assert actions == {"background": "accept_all", "attribute": "reject", "subject": "accept_all"}

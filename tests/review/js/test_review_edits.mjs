@@ -90,3 +90,24 @@ test("label, phrase and confidence; the confidence already set clears it", () =>
   clear.revert();
   assert.equal(work.confidence, 0.8);
 });
+
+test("Shift+A accepts every element not decided yet as one undoable bulk act; A one by one clears the bulk mark", () => {
+  const work = fresh();
+  const bg = M.findElement(work, id("background"));
+  const subj = M.findElement(work, id("subject"));
+  E.rejectEdit(work, id("background")).apply();
+  const all = E.acceptAllEdit(work);
+  assert.deepEqual([all.label, all.count, all.structural], ["accept all 1", 1, false]);
+  all.apply();
+  assert.deepEqual([bg.status, subj.status, subj.bulk], ["rejected", "accepted", true]);
+  assert.equal(E.acceptAllEdit(work), null); // nothing left to decide
+  all.revert();
+  assert.equal(subj.status, "pending");
+  assert.ok(!subj.bulk);
+  all.apply();
+  const one = E.acceptEdit(subj);
+  one.apply();
+  assert.deepEqual([subj.status, subj.bulk], ["accepted", false]);
+  one.revert();
+  assert.deepEqual([subj.status, subj.bulk], ["accepted", true]);
+});

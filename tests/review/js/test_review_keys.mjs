@@ -27,6 +27,19 @@ test("element keys need a selected element", () => {
   }
 });
 
+test("Shift+A accepts all remaining elements, with or without a selection; C takes the critic's emotion", () => {
+  assert.deepEqual(act("A", { shiftKey: true }), { name: "acceptAll" });
+  assert.deepEqual(act("A", { shiftKey: true }, { selected: false }), { name: "acceptAll" });
+  assert.deepEqual(act("a", { shiftKey: true }), { name: "acceptAll" }); // whatever the case the layout reports
+  assert.deepEqual(act("A"), { name: "accept" }); // Caps Lock: still one element
+  assert.deepEqual(act("c"), { name: "criticLabel" });
+  assert.deepEqual(act("c", {}, { selected: false }), { name: "criticLabel" });
+  assert.equal(act("C", { shiftKey: true }), null);
+  assert.equal(act("a", { shiftKey: true, ctrlKey: true }), null);
+  assert.ok(K.KEYS.some(([k, what]) => k === "Shift-A" && /accept/.test(what)));
+  assert.ok(K.KEYS.some(([k, what]) => k === "C" && /critic/.test(what)));
+});
+
 test("item decisions: Enter submits, Shift-R rejects, F flags, Esc returns to approve", () => {
   assert.deepEqual(act("Enter"), { name: "submit" });
   assert.equal(act("Enter", { target: { tagName: "BUTTON" } }), null);
@@ -74,6 +87,7 @@ test("every page key the overlay lists has an action", () => {
   const editorKeys = new Set(["V", "B / X", "[ / ]", "P", "S", "O", "0"]);
   const examples = {
     "1 – 8": [press("3")], "Tab / Shift-Tab": [press("Tab"), press("Tab", { shiftKey: true })], A: [press("a")],
+    "Shift-A": [press("A", { shiftKey: true })], C: [press("c")],
     R: [press("r")], "E or double-click": [press("e")], N: [press("n")],
     "Shift-1 – 5": [press("@", { shiftKey: true, code: "Digit2" })],
     "Z / Shift-Z (or Y)": [press("z"), press("Z", { shiftKey: true }), press("y")], Enter: [press("Enter")],

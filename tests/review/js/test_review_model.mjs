@@ -42,13 +42,13 @@ test("a fresh work object is the base, every element pending", () => {
   assert.ok(!M.draftMatches(work, 8));
 });
 
-test("an untouched approved item: every element accepted, no element decision, model scores kept", () => {
+test("an untouched approved item: every element accepted unchecked, no element decision, model scores kept", () => {
   const body = M.buildSubmission(fresh(), { decision: "approved" });
   assert.equal(body.expected_version, 3);
   assert.deepEqual(body.annotation.ces, { label: "fear" });
   const t = body.annotation.triplets[0];
   assert.equal(t.key, KEY);
-  assert.deepEqual([t.background.status, t.attribute.status, t.subject.status], ["accepted", "accepted", "accepted"]);
+  assert.deepEqual([t.background.status, t.attribute.status, t.subject.status], ["accepted_unchecked", "accepted_unchecked", "accepted_unchecked"]);
   assert.equal(t.subject.mask_score, 0.9);
   assert.equal(t.subject.box_score, 0.8);
   assert.deepEqual(body.element_decisions, []);
@@ -138,4 +138,44 @@ test("checks: an element without a phrase, and approving without a label", () =>
   assert.equal(problems[0].elementId, id("subject"));
   work.triplets[0].elements.subject.status = "rejected";
   assert.equal(M.checkWork(work, "rejected").length, 0);
+});
+
+test("unchecked elements: counted, sent as accepted_unchecked; Shift+A's bulk accept is an accept_all decision", () => {
+  const work = fresh();
+  assert.deepEqual(M.uncheckedElements(work).map((e) => e.role), ["background", "attribute", "subject"]);
+  M.findElement(work, id("background")).status = "accepted";
+  M.findElement(work, id("attribute")).status = "rejected";
+  assert.deepEqual(M.uncheckedElements(work).map((e) => e.role), ["subject"]);
+  M.findElement(work, id("subject")).box = [1, 1, 5, 3]; // an edit is a check too
+  assert.equal(M.uncheckedElements(work).length, 0);
+
+  const bulk = fresh();
+  M.findElement(bulk, id("background")).status = "accepted";
+  for (const role of ["attribute", "subject"]) Object.assign(M.findElement(bulk, id(role)), { status: "accepted", bulk: true });
+  const body = M.buildSubmission(bulk, { decision: "approved" });
+  const t = body.annotation.triplets[0];
+  assert.deepEqual([t.background.status, t.attribute.status, t.subject.status], ["accepted", "accepted", "accepted"]);
+  assert.deepEqual(body.element_decisions.map((d) => [d.role, d.action]),
+    [["background", "accept"], ["attribute", "accept_all"], ["subject", "accept_all"]]);
+  // A rejected or flagged item sends its unchecked elements as pending: nothing was approved.
+  assert.equal(M.buildSubmission(fresh(), { decision: "flagged", reason: "x" }).annotation.triplets[0].subject.status, "pending");
+});
+
+test("require_all_checked: approving with an unchecked element names how many and the first one", () => {
+  const work = fresh();
+  assert.deepEqual(M.checkWork(work, "approved"), []);
+  M.findElement(work, id("background")).status = "accepted";
+  const problems = M.checkWork(work, "approved", { requireAllChecked: true });
+  assert.equal(problems.length, 1);
+  assert.equal(problems[0].elementId, id("attribute"));
+  assert.match(problems[0].message, /2 elements are not checked yet/);
+  assert.match(problems[0].message, /Shift\+A/);
+  assert.deepEqual(M.checkWork(work, "rejected", { requireAllChecked: true }), []);
+});
+
+test("the critic's suggestion is an emotion or nothing", () => {
+  assert.equal(M.criticSuggestion({ suggested_label: "sadness" }), "sadness");
+  assert.equal(M.criticSuggestion({ suggested_label: "gloom" }), null);
+  assert.equal(M.criticSuggestion({}), null);
+  assert.equal(M.criticSuggestion(null), null);
 });
