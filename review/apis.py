@@ -229,6 +229,8 @@ class AdjudicationQueueAPI(RoleAPI):
         label = serializers.CharField(allow_null=True)
         priority = serializers.FloatField()
         updated_at = serializers.DateTimeField()
+        conflict = serializers.JSONField(help_text="why the reviews conflict: labels, elements (count kept by one reviewer "
+                                         "only), geometry (lowest IoU below the threshold, or null), reasons")
 
     class Pagination(CursorPagination):
         ordering = ("priority", "created_at", "id")
@@ -240,6 +242,9 @@ class AdjudicationQueueAPI(RoleAPI):
         paginator = self.Pagination()
         items = selectors.adjudication_queue(user=request.user, dataset=dataset)
         page = paginator.paginate_queryset(items, request, view=self)
+        conflicts = selectors.adjudication_conflicts(page)
+        for image in page:
+            image.conflict = conflicts[image.pk]
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
 
@@ -265,6 +270,8 @@ class AdjudicationItemAPI(RoleAPI):
         base = AnnotationOutput(allow_null=True)
         annotators = AnnotationOutput(many=True)
         critic = serializers.JSONField(allow_null=True)
+        disagreement = serializers.JSONField(allow_null=True, help_text="where the model annotators disagree")
+        conflict = serializers.JSONField(help_text="why the reviews conflict (as in the queue)")
         reviews = serializers.ListField(child=serializers.JSONField(), help_text="annotation objects plus reviewer, time_spent_ms")
 
     @extend_schema(responses={200: OutputSerializer, 403: DETAIL, 404: DETAIL})
