@@ -4,6 +4,7 @@
 
 import { button, h } from "./dom.js";
 import { ROLE_COLOURS } from "./editor/painting.js";
+import { ROLE_STYLE_TEXT, elementColour } from "./overlay_colours.js";
 import { KEYS } from "./review_keys.js";
 import { CONFIDENCE_LEVELS, EMOTIONS, ROLES, effectiveStatus, elementId } from "./review_model.js";
 
@@ -80,6 +81,7 @@ export function elementsPanel({ work, selected, critic, editing, handlers }) {
   const baseIndex = new Map();
   let n = 0;
   for (const t of work.triplets) if (!t.added) baseIndex.set(t.key, n++);
+  let drawn = 0; // the element's place in the editor's order (M.elementList): its overlay colour
   const triplets = work.triplets.map((t, i) => {
     const rows = [];
     for (const role of ROLES) {
@@ -90,6 +92,7 @@ export function elementsPanel({ work, selected, critic, editing, handlers }) {
         continue;
       }
       const id = elementId(t.key, role);
+      const colour = elementColour(drawn++);
       const status = effectiveStatus(e);
       const v = baseIndex.has(t.key) ? verdicts.get(`${baseIndex.get(t.key)}:${role}`) : null;
       const phrase = editing === id
@@ -99,7 +102,7 @@ export function elementsPanel({ work, selected, critic, editing, handlers }) {
         "li",
         {
           class: `element ${status}${selected === id ? " selected" : ""}`, dataset: { id, role, status },
-          style: { "--role": ROLE_COLOURS[role] }, onclick: (ev) => { if (!ev.target.closest("button, input")) handlers.select(id); },
+          style: { "--role": colour }, title: `${role}: ${ROLE_STYLE_TEXT[role]} outline on the image`, onclick: (ev) => { if (!ev.target.closest("button, input")) handlers.select(id); },
         },
         h("div", { class: "line" },
           h("span", { class: "role" }, role),
