@@ -162,6 +162,18 @@ export function annotatorsPanel({ annotators, disagreement }) {
     h("div", { class: "table-wrap" }, h("table", { class: "annotators" }, h("thead", {}, head), h("tbody", {}, labelRow, rows, rationales))));
 }
 
+/** The critic's verdicts: on the label, on each element (triplet numbers from 1), and its reasoning. */
+export function criticPanel({ critic }) {
+  if (!critic) return null;
+  const elements = (critic.elements || []).map((v) =>
+    h("li", { style: { color: ROLE_COLOURS[v.role] } }, `${(v.triplet_index ?? 0) + 1} ${v.role || ""}: `, verdict(v.verdict, v.reasoning)));
+  return h("section", { class: "panel critic-panel", "aria-label": "Critic" },
+    h("h2", {}, "Critic"),
+    critic.label_verdict || critic.label_reasoning ? verdict(critic.label_verdict, critic.label_reasoning) : null,
+    elements.length ? h("ul", { class: "critic-elements" }, elements) : null,
+    critic.reasoning ? h("p", { class: "reasoning" }, critic.reasoning) : null);
+}
+
 export function rationalePanel({ rationale, critic }) {
   if (!rationale && !critic?.reasoning) return null;
   return h("section", { class: "panel rationale-panel", "aria-label": "Rationale" },
