@@ -326,6 +326,8 @@ class AdjudicationQueueAPI(RoleAPI):
         label = serializers.CharField(allow_null=True)
         priority = serializers.FloatField()
         updated_at = serializers.DateTimeField()
+        conflict = serializers.JSONField(help_text="why the reviews conflict: labels, elements (count kept by one reviewer "
+                                         "only), geometry (lowest IoU below the threshold, or null), reasons")
 
     class Pagination(CursorPage):
         ordering = ("priority", "created_at", "id")
@@ -338,6 +340,9 @@ class AdjudicationQueueAPI(RoleAPI):
         dataset = get_object_or_404(Dataset, slug=slug) if slug else None
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.adjudication_queue(user=request.user, dataset=dataset), request, view=self)
+        conflicts = selectors.adjudication_conflicts(page)
+        for image in page:
+            image.conflict = conflicts[image.pk]
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
 
@@ -364,6 +369,8 @@ class AdjudicationItemAPI(RoleAPI):
         annotators = AnnotationOutput(many=True, help_text="The model annotators of the latest pipeline run")
         earlier_annotators = AnnotationOutput(many=True, help_text="Annotators of earlier runs or imports still current")
         critic = CriticJSON(allow_null=True)
+        disagreement = AnnotatorsDisagreementJSON(allow_null=True, help_text="Where the model annotators disagree")
+        conflict = serializers.JSONField(help_text="Why the reviews conflict (as in the queue)")
         reviews = ReviewOutput(many=True, help_text="Every independent review side by side")
 
     @extend_schema(responses={200: OutputSerializer})

@@ -152,4 +152,50 @@ def reviews_disagree(reviews: list[dict], decisions: list[str], *, min_iou: floa
     return len({tuple(_added(r)) for r in reviews}) > 1
 
 
-__all__ = ["Difference", "annotation_differences", "kept_elements", "reviews_disagree"]
+def _pair_iou(a: dict, b: dict, field: str, measure) -> float | None:
+    """IoU of one geometry field of two elements; None when neither has it, 0 when only one has it."""
+    if not (a.get(field) or b.get(field)):
+        return None
+    return measure(a.get(field), b.get(field))
+
+
+def reviews_conflict(reviews: list[dict], *, min_iou: float = 0.75) -> dict[str, Any]:
+    """Why independent reviews conflict, for the adjudication queue.
+
+    ``labels``: the distinct CES labels when the reviews disagree on it (else empty);
+    ``elements``: how many elements one review kept and another rejected or left
+    out (model-proposed elements by ``(triplet key, role)``, added ones by role and
+    phrase); ``geometry``: the lowest box or mask IoU between the reviews' copies
+    of an element every review kept, when it is below ``min_iou`` (else None);
+    ``reasons``: the same as short sentences.
+    """
+    labels = sorted({label for r in reviews if (label := (r.get("ces") or {}).get("label"))})
+    labels = labels if len(labels) > 1 else []
+    kept = [kept_elements(r) for r in reviews]
+    universe = set().union(*kept) if kept else set()
+    split = sum(1 for element in universe if len({k.get(element, False) for k in kept}) > 1)
+    added = [set(_added(r)) for r in reviews]
+    split += len(set().union(*added) - set.intersection(*added)) if added else 0
+    elements = [_elements(r) for r in reviews]
+    lowest: float | None = None
+    for element in universe:
+        if not all(k.get(element, False) for k in kept):
+            continue
+        first = elements[0][element]
+        for other in elements[1:]:
+            for field, measure in (("box", box_iou), ("mask", mask_iou)):
+                iou = _pair_iou(first, other[element], field, measure)
+                if iou is not None and (lowest is None or iou < lowest):
+                    lowest = iou
+    geometry = lowest if lowest is not None and lowest < min_iou else None
+    reasons = []
+    if labels:
+        reasons.append(f"label: {' / '.join(labels)}")
+    if split:
+        reasons.append(f"elements: {split} kept by one reviewer, rejected or absent for another")
+    if geometry is not None:
+        reasons.append(f"geometry: IoU {geometry:.2f} < {min_iou:.2f}")
+    return {"labels": labels, "elements": split, "geometry": geometry, "min_iou": min_iou, "reasons": reasons}
+
+
+__all__ = ["Difference", "annotation_differences", "kept_elements", "reviews_conflict", "reviews_disagree"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
 from django.urls import reverse
@@ -29,6 +30,7 @@ from annotations.selectors import (
 )
 from core.alignment import align_triplets, normalize_words
 from core.vocabulary import ADJUDICATOR, ADMIN, EMOTIONS, RESEARCHER, REVIEWER, ROLES
+from review.disagreements import reviews_conflict
 from review.errors import NotInAdjudication
 from review.models import Disagreement, Lease, LeaseState, ReviewSubmission
 from review.queue import draft_readable
@@ -170,6 +172,17 @@ def adjudication_queue(*, user: AbstractBaseUser, dataset: Dataset | None = None
     return qs.order_by("priority", "created_at", "id")
 
 
+def adjudication_conflicts(images: list[Image]) -> dict[int, dict[str, Any]]:
+    """``image id → why its independent reviews conflict`` (``review.disagreements.reviews_conflict``:
+    labels, elements kept by one reviewer only, geometry IoU below ``EMOVERSE_ADJUDICATION_MIN_IOU``)."""
+    reviews: dict[int, list[dict]] = {image.pk: [] for image in images}
+    qs = Annotation.objects.filter(review_submission__image__in=list(reviews)).order_by("version")
+    for annotation in annotations_with_elements(qs):
+        reviews[annotation.image_id].append(annotation_to_dict(annotation, include_des=False))
+    min_iou = settings.EMOVERSE_ADJUDICATION_MIN_IOU
+    return {pk: reviews_conflict(found, min_iou=min_iou) for pk, found in reviews.items()}
+
+
 def adjudication_payload(image: Image) -> dict[str, Any]:
     """All independent reviews of the image side by side, with the model answers they started from.
 
@@ -188,6 +201,8 @@ def adjudication_payload(image: Image) -> dict[str, Any]:
         "annotators": [annotation_payload(a) for a in annotators],
         "earlier_annotators": [annotation_payload(a) for a in earlier],
         "critic": base.critic if base else None,
+        "disagreement": annotators_disagreement(annotators) if len(annotators) > 1 else None,
+        "conflict": adjudication_conflicts([image])[image.pk],
         "reviews": [{**annotation_payload(a), "reviewer": a.author_name,
                      "time_spent_ms": a.review_submission.time_spent_ms} for a in reviews],
     }

@@ -31,7 +31,10 @@ from annotations.selectors import (
 from annotations.services import annotation_create, image_set_status
 from annotations.validation import AnnotationInput, CesInput, ElementInput, check_storable, validate_annotation, validate_text
 from core.vocabulary import ROLES
-from review.disagreements import annotation_differences, reviews_disagree
+from core.alignment import normalize_words
+from core.boxes import box_iou
+from core.masks import mask_iou
+from review.disagreements import IOU_EQUAL, annotation_differences, reviews_disagree
 from review.models import (
     Disagreement,
     DisagreementKind,
@@ -403,6 +406,36 @@ def _check_adjudicable(image: Image, adjudicator: AbstractBaseUser, expected_ver
     _check_version(image, expected_version, ignore=set())
 
 
+def adjudicator_edits(data: AnnotationInput, reviews: list[Annotation], adjudicator: str) -> list[dict[str, Any]]:
+    """What the adjudicator changed in the kept elements of the final answer, against every review's copy
+    of the element (same triplet key and role): ``edit_box`` / ``edit_mask`` when the box / mask matches
+    no review's, ``edit_phrase`` likewise, ``add`` for an element no review has."""
+    copies: dict[tuple[str, str], list[dict]] = {}
+    for review in reviews:
+        for t in annotation_to_dict(review, include_des=False)["triplets"]:
+            for role in ROLES:
+                if t.get(role):
+                    copies.setdefault((t["key"], role), []).append(t[role])
+    out = []
+    for triplet in data.triplets:
+        key = str(uuid.UUID(triplet.key)) if triplet.key else None
+        for e in triplet.elements:
+            if e.status == "rejected":
+                continue
+            found = copies.get((key, e.role), [])
+            record = {"triplet_key": key, "role": e.role, "by": adjudicator}
+            if not found:
+                out.append({**record, "action": ElementAction.ADD})
+                continue
+            if e.box and not any(c.get("box") and box_iou(c["box"], list(e.box)) >= IOU_EQUAL for c in found):
+                out.append({**record, "action": ElementAction.EDIT_BOX, "before": found[0].get("box"), "after": list(e.box)})
+            if e.mask and not any(c.get("mask") and mask_iou(c["mask"], e.mask) >= IOU_EQUAL for c in found):
+                out.append({**record, "action": ElementAction.EDIT_MASK})
+            if all(normalize_words(c.get("phrase")) != normalize_words(e.phrase) for c in found):
+                out.append({**record, "action": ElementAction.EDIT_PHRASE, "after": e.phrase})
+    return out
+
+
 def adjudication_submit(
     *,
     image: Image,
@@ -420,7 +453,8 @@ def adjudication_submit(
     before the answer is validated, and the validation runs with no transaction open.
     Creates an ADJUDICATION annotation version, whose CES confidence and distribution
     follow :func:`adjudicated_ces`, and its disagreement rows against every model
-    annotation; the image becomes approved, rejected or flagged. The adjudicator's answer
+    annotation; ``extra.element_decisions`` lists the adjudicator's geometry and phrase
+    edits (:func:`adjudicator_edits`); the image becomes approved, rejected or flagged. The adjudicator's answer
     decides every element it holds (the page lists each one with its Keep box): an
     approved answer's pending and unchecked elements are ``accepted``.
     """
@@ -440,11 +474,14 @@ def _adjudication_write(*, image: Image, adjudicator: AbstractBaseUser, decision
     if decision == Decision.APPROVED:
         data = _with_statuses(data, lambda _key, e: ElementStatus.ACCEPTED if e.status in UNDECIDED_STATUSES else e.status)
     submissions = list(ReviewSubmission.objects.filter(image=image).select_related("annotation").order_by("id"))
-    ces, provenance = adjudicated_ces(data.ces, [s.annotation for s in submissions])
+    reviews = [s.annotation for s in submissions]
+    ces, provenance = adjudicated_ces(data.ces, reviews)
+    edits = adjudicator_edits(data, list(annotations_with_elements(
+        Annotation.objects.filter(pk__in=[r.pk for r in reviews]))), adjudicator.get_username())
     version = annotation_create(
         image=image, data=replace(data, ces=ces), kind=AnnotationKind.ADJUDICATION, author_name=adjudicator.get_username(),
         author_user=adjudicator, parent=image_review_base(image=image), decision=decision, decision_reason=reason,
-        extra={"reviews": [s.annotation_id for s in submissions], **provenance},
+        extra={"reviews": [s.annotation_id for s in submissions], **provenance, "element_decisions": edits},
     )
     n = disagreements_record(annotation=version, person=adjudicator, kind=DisagreementKind.ADJUDICATION)
     fields = {"label": ces.label} if ces else {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
+from django.conf import settings
 from django.core.exceptions import BadRequest, PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
@@ -116,8 +117,12 @@ def adjudication_queue_page(request):
     slug = request.GET.get("dataset", "")
     dataset = get_object_or_404(Dataset, slug=slug) if slug else None
     items = selectors.adjudication_queue(user=request.user, dataset=dataset)
+    shown = list(items[:200])
+    conflicts = selectors.adjudication_conflicts(shown)
+    for image in shown:
+        image.conflict = conflicts[image.pk]
     return render(request, "review/adjudication_queue.html", {
-        "items": items[:200], "count": items.count(), "dataset": dataset,
+        "items": shown, "count": items.count(), "dataset": dataset, "min_iou": settings.EMOVERSE_ADJUDICATION_MIN_IOU,
         "datasets": Dataset.objects.order_by("slug").values_list("slug", flat=True),
     })
 

@@ -1,5 +1,6 @@
 // Starts the adjudication page with what its template put there: the item and the
-// emotions as JSON blocks, the API and next-item URLs as data attributes of #adj-final.
+// emotions as JSON blocks, the API and next-item URLs as data attributes of #adj-final,
+// the editor's canvas, the critic and annotator panels' and the legend's places.
 import { mountAdjudication } from "./adjudication.js";
 
 const root = document.getElementById("adj-final");
@@ -7,7 +8,9 @@ mountAdjudication({
   data: JSON.parse(document.getElementById("adjudication-data").textContent),
   emotions: JSON.parse(document.getElementById("emotions").textContent),
   root,
-  canvas: document.getElementById("adj-overlay"),
+  canvas: document.getElementById("adj-editor"),
+  panels: document.getElementById("adj-panels"),
+  legendRoot: document.getElementById("adj-legend"),
   apiUrl: root.dataset.apiUrl,
   nextUrl: root.dataset.nextUrl,
 });

@@ -259,6 +259,7 @@ class ReviewPage {
       reject: () => ws.reject(ws.selected),
       edit: () => ws.editPhrase(ws.selected),
       addTriplet: () => ws.addTriplet(),
+      onlySelected: () => this.editor?.setOnlySelected(!this.editor.onlySelected),
       mode: (mode) => this.setMode(mode),
       submit: () => this.submit("approved"),
     };

@@ -20,6 +20,7 @@ export const KEYS = [
   ["P", "polygon: click points, Enter or double-click fills, Alt+Enter cuts out, Backspace, Esc"],
   ["S", "refine with SAM: click inside the object, Shift-click outside it"],
   ["O", "overlays on / off"],
+  ["Shift-O", "only the selected element's overlay (again: every element's)"],
   ["0", "fit the image; wheel zooms, Space-drag pans"],
   ["Z / Shift-Z (or Y)", "undo / redo"],
   ["Enter", "approve and submit"],
@@ -39,7 +40,7 @@ export function isTyping(target) {
  * selected; `mode`: the decision Enter submits ("approved", "rejected", "flagged").
  * Actions: {name: "move", arg: ±1} | "undo" | "redo" | {name: "label", arg: emotion} |
  * {name: "confidence", arg: 0.2…1.0} | "criticLabel" |
- * "keys" | "accept" | "acceptAll" | "reject" | "edit" | "addTriplet" | {name: "mode", arg} | "submit".
+ * "keys" | "accept" | "acceptAll" | "reject" | "edit" | "addTriplet" | "onlySelected" | {name: "mode", arg} | "submit".
  */
 export function keyAction(ev, { selected = false, mode = "approved" } = {}) {
   const key = ev.key;
@@ -67,6 +68,9 @@ export function keyAction(ev, { selected = false, mode = "approved" } = {}) {
       return selected ? { name: "edit" } : null;
     case "n":
       return { name: "addTriplet" };
+    case "o":
+      return ev.shiftKey ? { name: "onlySelected" } : null; // plain O is the editor's
+
     case "f":
       return { name: "mode", arg: "flagged" };
     case "z":

@@ -4,6 +4,7 @@
 
 import { button, h } from "./dom.js";
 import { ROLE_COLOURS } from "./editor/painting.js";
+import { ROLE_STYLE_TEXT, elementColour } from "./overlay_colours.js";
 import { KEYS } from "./review_keys.js";
 import { CONFIDENCE_LEVELS, EMOTIONS, ROLES, criticSuggestion, effectiveStatus, elementId } from "./review_model.js";
 
@@ -94,6 +95,7 @@ export function elementsPanel({ work, selected, critic, editing, handlers }) {
   const baseIndex = new Map();
   let n = 0;
   for (const t of work.triplets) if (!t.added) baseIndex.set(t.key, n++);
+  let drawn = 0; // the element's place in the editor's order (M.elementList): its overlay colour
   const triplets = work.triplets.map((t, i) => {
     const rows = [];
     for (const role of ROLES) {
@@ -104,6 +106,7 @@ export function elementsPanel({ work, selected, critic, editing, handlers }) {
         continue;
       }
       const id = elementId(t.key, role);
+      const colour = elementColour(drawn++);
       const status = effectiveStatus(e);
       const v = baseIndex.has(t.key) ? verdicts.get(`${baseIndex.get(t.key)}:${role}`) : null;
       const phrase = editing === id
@@ -113,7 +116,7 @@ export function elementsPanel({ work, selected, critic, editing, handlers }) {
         "li",
         {
           class: `element ${status}${selected === id ? " selected" : ""}`, dataset: { id, role, status },
-          style: { "--role": ROLE_COLOURS[role] }, onclick: (ev) => { if (!ev.target.closest("button, input")) handlers.select(id); },
+          style: { "--role": colour }, title: `${role}: ${ROLE_STYLE_TEXT[role]} outline on the image`, onclick: (ev) => { if (!ev.target.closest("button, input")) handlers.select(id); },
         },
         h("div", { class: "line" },
           h("span", { class: "role" }, role),
@@ -187,6 +190,18 @@ function annotatorsTable(annotators, disagreement, { withRun = false } = {}) {
   }
   const rationales = h("tr", {}, h("th", {}, "rationale"), annotators.map((a) => h("td", { class: "rationale" }, a.rationale || "—")));
   return h("div", { class: "table-wrap" }, h("table", { class: "annotators" }, h("thead", {}, head), h("tbody", {}, labelRow, rows, rationales)));
+}
+
+/** The critic's verdicts: on the label, on each element (triplet numbers from 1), and its reasoning. */
+export function criticPanel({ critic }) {
+  if (!critic) return null;
+  const elements = (critic.elements || []).map((v) =>
+    h("li", { style: { color: ROLE_COLOURS[v.role] } }, `${(v.triplet_index ?? 0) + 1} ${v.role || ""}: `, verdict(v.verdict, v.reasoning)));
+  return h("section", { class: "panel critic-panel", "aria-label": "Critic" },
+    h("h2", {}, "Critic"),
+    critic.label_verdict || critic.label_reasoning ? verdict(critic.label_verdict, critic.label_reasoning) : null,
+    elements.length ? h("ul", { class: "critic-elements" }, elements) : null,
+    critic.reasoning ? h("p", { class: "reasoning" }, critic.reasoning) : null);
 }
 
 export function rationalePanel({ rationale, critic }) {

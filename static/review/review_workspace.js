@@ -8,6 +8,7 @@ import { decodeRle, encodeRle } from "./rle.js";
 import * as E from "./review_edits.js";
 import * as M from "./review_model.js";
 import { elementLabel } from "./review_view.js";
+import { elementColour } from "./overlay_colours.js";
 
 export class Workspace {
   /**
@@ -77,8 +78,8 @@ export class Workspace {
 
   /** Give the editor the current elements (after a structural change: add or remove). */
   syncEditorElements() {
-    this.editor.setElements(M.elementList(this.work).map(({ id, role, element }) => ({
-      id, role,
+    this.editor.setElements(M.elementList(this.work).map(({ id, role, element }, n) => ({
+      id, role, colour: elementColour(n),
       label: elementLabel(element, role),
       box: element.box,
       mask: element.mask ? decodeRle(element.mask).data : null,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from annotations.models import Annotation, AnnotationKind, ImageStatus
+from core.masks import decode_mask
 from review import queue, selectors, services
 from review.models import Disagreement
 from tests.browser import BROWSER_MARKS, PASSWORD, launch, log_in, sync_api
@@ -32,6 +33,16 @@ def disputed(transactional_db):
     return image
 
 
+def pixel_at(x: float, y: float) -> str:
+    """JS returning the editor canvas's RGBA at image point (x, y) (through the editor's view), once the
+    image is loaded and the editor drew its pending frame."""
+    return ("async () => { const c = document.getElementById('adj-editor'); await c.editor.ready; "
+            "for (let i = 0; i < 2; i++) await new Promise((r) => requestAnimationFrame(r)); "
+            "const [sx, sy] = c.editor.view.toScreen("
+            f"[{x} + 0.5, {y} + 0.5]); const d = window.devicePixelRatio || 1; "
+            "return Array.from(c.getContext('2d').getImageData(Math.floor(sx * d), Math.floor(sy * d), 1, 1).data); }")
+
+
 def test_adjudicate_with_the_keyboard(disputed, live_server):
     with sync_api.sync_playwright() as p:
         browser = launch(p)
@@ -47,14 +58,17 @@ def test_adjudicate_with_the_keyboard(disputed, live_server):
         page.click("h1")
         page.keyboard.press("8")                      # sadness
         assert page.locator("#adj-final button[aria-pressed=true]").inner_text().startswith("8 sadness")
-        # The overlay draws the kept subject's mask (a rectangle over the image's second quarter).
-        w, h = disputed.width, disputed.height
-        centre = f"() => Array.from(document.getElementById('adj-overlay').getContext('2d').getImageData({w * 3 // 8}, {h * 3 // 8}, 1, 1).data)"
-        assert page.evaluate(centre) == [215, 48, 31, 90]
+        # The editor draws the kept subject's mask (a rectangle over the image's second quarter);
+        # unchecking "keep" takes it off the image, checking it puts it back.
+        page.mouse.move(0, 0)
+        centre = pixel_at(disputed.width * 3 // 8, disputed.height * 3 // 8)
+        shown = page.evaluate(centre)
         page.uncheck("input[aria-label='keep subject of triplet 1']")
-        assert page.evaluate(centre)[3] == 0
+        page.click("input[name=reviews-toggle]")  # the reviewers' copies of the subject too
+        assert page.evaluate(centre) != shown
+        page.click("input[name=reviews-toggle]")
         page.check("input[aria-label='keep subject of triplet 1']")
-        assert page.evaluate(centre) == [215, 48, 31, 90]
+        assert page.evaluate(centre) == shown
         page.uncheck("input[aria-label='keep attribute of triplet 1']")
         page.screenshot(path="/tmp/adjudication.png", full_page=True)
         page.keyboard.press("Control+Enter")
@@ -67,3 +81,74 @@ def test_adjudicate_with_the_keyboard(disputed, live_server):
     disputed.refresh_from_db()
     assert (disputed.status, disputed.label) == (ImageStatus.APPROVED, "sadness")
     assert Disagreement.objects.filter(annotation=final, field="element_rejected", role="attribute").count() == 3
+
+
+def test_adjudicator_edits_a_mask_sets_confidence_and_sees_critic_and_annotators(disputed, live_server):
+    Annotation.objects.filter(image=disputed, author_name="pipeline").update(critic={
+        "label_verdict": "wrong", "label_reasoning": "<b>the sea looks calm</b>",
+        "elements": [{"triplet_index": 0, "role": "subject", "verdict": "ok", "reasoning": "a boat"}],
+        "reasoning": "overall fine"})
+    w, h = disputed.width, disputed.height
+    with sync_api.sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.set_default_timeout(15000)
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        log_in(page, live_server, username="ada", path="/review/adjudication/")
+        assert "label: awe / fear" in page.locator("td.conflict").first.inner_text()
+        page.goto(f"{live_server.url}/review/adjudication/{disputed.pk}/")
+        page.wait_for_selector("#adj-final .adj-labels button")
+        critic = page.locator(".critic-panel")
+        assert "<b>the sea looks calm</b>" in critic.inner_text() and critic.locator("b").count() == 0
+        assert "critic: wrong" in critic.inner_text() and "overall fine" in critic.inner_text()
+        heads = page.locator(".annotators-panel th").all_inner_texts()
+        assert "gpt-4o" in heads and "gemini-2.5" in heads
+        assert "Review 1 · ann" in page.locator("#adj-legend").inner_text()
+
+        # Take ann's subject (click it on the image, T), then paint with the brush beside it.
+        page.evaluate("() => document.getElementById('adj-editor').editor.ready")
+        to_screen = "([x, y]) => document.getElementById('adj-editor').editor.view.toScreen([x, y])"
+        page.keyboard.press("v")
+        page.locator("#adj-editor").focus()
+        page.click("button[aria-label='edit subject of triplet 1']")
+        page.keyboard.press("b")
+        page.keyboard.press("]")
+        page.locator("#adj-editor").scroll_into_view_if_needed()
+        box = page.locator("#adj-editor").bounding_box()
+        a = page.evaluate(to_screen, [w * 0.70, h * 0.75])
+        b = page.evaluate(to_screen, [w * 0.85, h * 0.80])
+        page.mouse.move(box["x"] + a[0], box["y"] + a[1])
+        page.mouse.down()
+        page.mouse.move(box["x"] + b[0], box["y"] + b[1], steps=8)
+        page.mouse.up()
+        page.keyboard.press("Shift+Digit4")  # sure (0.8)
+        assert page.locator(".adj-confidence button[aria-pressed=true]").inner_text() == "4"
+
+        # Shift+O: only the selected element's overlay (the background box's left edge disappears).
+        page.mouse.move(0, 0)
+        edge = pixel_at(w / 8, h / 2 - 0.5)  # on the bottom edge of the background boxes
+        centre = pixel_at(w * 3 // 8, h * 3 // 8)
+        everything = page.evaluate(edge)
+        page.locator("#adj-editor").focus()
+        page.keyboard.press("Shift+O")
+        only, only_centre = page.evaluate(edge), page.evaluate(centre)
+        page.keyboard.press("Shift+O")
+        page.keyboard.press("o")  # overlays off: the bare image
+        bare, bare_centre = page.evaluate(edge), page.evaluate(centre)
+        page.keyboard.press("o")
+        assert only == bare != everything
+        assert only_centre != bare_centre  # the selected subject's mask stays
+
+        page.keyboard.press("Control+Enter")
+        page.wait_for_url(f"{live_server.url}/review/adjudication/")
+        browser.close()
+    assert errors == []
+    final = Annotation.objects.get(image=disputed, kind=AnnotationKind.ADJUDICATION)
+    subject = final.triplets.get().elements.get(role="subject")
+    mask = decode_mask(subject.mask)
+    assert mask.sum() > (w // 4) * (h // 4)  # the model's rectangle plus the stroke
+    assert mask[int(h * 0.77), int(w * 0.77)] == 1 and mask[h * 3 // 8, w * 3 // 8] == 1
+    assert final.ces_confidence == 0.8 and final.extra["confidence_from"] == "adjudicator"
+    assert {"role": "subject", "action": "edit_mask"}.items() <= next(
+        d for d in final.extra["element_decisions"] if d["action"] == "edit_mask").items()

@@ -73,6 +73,8 @@ export class MaskEditor {
     this.brushSize = 24; // screen pixels (diameter)
     this.opacity = 0.45;
     this.overlaysVisible = true;
+    this.onlySelected = false; // draw the selected element only (Shift+O on the pages)
+    this.hovered = null; // the element under the pointer: highlighted, the others dimmed
     this.view = new Viewport();
     this.pointer = null; // last pointer position in image coordinates
     this.drag = null; // {move(p, ev), up(ev)} while a button is held
@@ -91,7 +93,8 @@ export class MaskEditor {
 
   // ---- elements -------------------------------------------------------------
 
-  /** Replace all elements: [{id, role, label, box|null, mask: Uint8Array|null, rejected}]. */
+  /** Replace all elements: [{id, role, label, box|null, mask: Uint8Array|null, rejected, colour?, locked?}]
+   * (`colour`: the element's own overlay colour; `locked`: shown and selectable, not editable). */
   setElements(list) {
     this.elements.clear();
     this.order = [];
@@ -168,6 +171,10 @@ export class MaskEditor {
 
   /** True when an element is selected; otherwise says how to select one. */
   needSelection(e) {
+    if (e && e.locked) {
+      this.onMessage(e.lockedMessage || "This element is shown for reference and cannot be edited.", "error");
+      return false;
+    }
     if (e) return true;
     this.onMessage("Select an element first (Tab, or click it with the box tool V).", "error");
     return false;
@@ -198,6 +205,13 @@ export class MaskEditor {
   setOverlaysVisible(visible) {
     this.overlaysVisible = visible;
     this.canvas.dispatchEvent(new CustomEvent("overlayschange", { detail: visible }));
+    this.draw();
+  }
+
+  /** Draw only the selected element's overlay (true) or every element's (false). */
+  setOnlySelected(only) {
+    this.onlySelected = only;
+    this.canvas.dispatchEvent(new CustomEvent("onlyselectedchange", { detail: only }));
     this.draw();
   }
 

@@ -62,7 +62,8 @@ export function paintMask(data, width, mask, [r, g, b, a], rect = null, { clear 
   }
 }
 
-/** The overlay canvas of an editor element {role, mask, overlay, overlayData}, built on first use. */
+/** The overlay canvas of an editor element {role, colour?, mask, overlay, overlayData}, built on first use
+ * (in the element's own colour when it has one, else its role's). */
 export function overlayCanvas(e, width, height) {
   if (!e.overlay) {
     const c = document.createElement("canvas");
@@ -78,6 +79,7 @@ export function overlayCanvas(e, width, height) {
 /** Redraw the rectangle {x, y, w, h} of an element's overlay from its mask (nothing before the overlay exists). */
 export function refreshOverlay(e, rect) {
   if (!e.overlay) return; // built lazily on the next draw
-  paintMask(e.overlayData.data, e.overlayData.width, e.mask, [...roleRgb(e.role), 255], rect, { clear: true });
+  const rgb = e.colour ? hexToRgb(e.colour) : roleRgb(e.role);
+  paintMask(e.overlayData.data, e.overlayData.width, e.mask, [...rgb, 255], rect, { clear: true });
   e.overlay.getContext("2d").putImageData(e.overlayData, 0, 0, rect.x, rect.y, rect.w, rect.h);
 }

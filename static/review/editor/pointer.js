@@ -14,6 +14,7 @@ export function bindPointer(ed) {
   c.addEventListener("pointercancel", (ev) => up(ed, ev));
   c.addEventListener("pointerleave", () => {
     ed.pointer = null;
+    ed.hovered = null;
     ed.draw();
   });
   c.addEventListener("dblclick", (ev) => ed.tools[ed.tool].dblclick?.(ev));
@@ -66,7 +67,10 @@ function move(ed, ev) {
   const p = toImage(ed, ev);
   ed.pointer = p;
   if (ed.drag) ed.drag.move(p, ev);
-  else updateCursor(ed, p);
+  else {
+    ed.hovered = ed.elementAt(p);
+    updateCursor(ed, p);
+  }
   ed.draw();
 }
 

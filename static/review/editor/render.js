@@ -1,9 +1,33 @@
 // One frame of the editor's canvas: the image, the mask overlays (the selected
-// element's on top and a little stronger), boxes with their labels in screen space,
+// element's on top and a little stronger; each element in its own colour when it has
+// one, its role in the outline style; the hovered or selected element highlighted and
+// the others dimmed; only the selected one with "only selected"), boxes with their labels in screen space,
 // the selected box's handles, then what the active tool shows (polygon, refine
 // points, brush circle).
 
+import { ROLE_DASH } from "../overlay_colours.js";
 import { ROLE_COLOURS, overlayCanvas } from "./painting.js";
+
+const DIMMED = 0.35; // how much of its alpha an element keeps while another one is highlighted
+
+/** The element shown strongest now: the one under the pointer, else the selected one (null: none). */
+function highlighted(ed) {
+  return ed.hovered ?? ed.selected;
+}
+
+/** The elements drawn, bottom to top: the selected one last; only it when "only selected" is on. */
+function shownIds(ed) {
+  if (ed.onlySelected) return ed.selected !== null ? [ed.selected] : [];
+  const ids = ed.order.filter((id) => id !== ed.selected);
+  if (ed.selected !== null) ids.push(ed.selected);
+  return ids;
+}
+
+/** The alpha factor of element `id`: full when nothing or it is highlighted, dimmed otherwise. */
+function emphasis(ed, id) {
+  const top = highlighted(ed);
+  return top === null || top === undefined || top === id ? 1 : DIMMED;
+}
 
 const BACKDROP = "#20242e";
 const TOOL_LAYERS = ["polygon", "refine", "brush", "eraser"]; // drawn last, in this order
@@ -24,13 +48,12 @@ export function paintFrame(ed, size) {
   ctx.setTransform(dpr * scale, 0, 0, dpr * scale, dpr * ox, dpr * oy);
   ctx.imageSmoothingEnabled = scale < 2;
   if (ed.image.complete && ed.image.naturalWidth) ctx.drawImage(ed.image, 0, 0, ed.width, ed.height);
-  const ids = ed.order.filter((id) => id !== ed.selected);
-  if (ed.selected !== null) ids.push(ed.selected);
+  const ids = shownIds(ed);
   if (ed.overlaysVisible) {
     for (const id of ids) {
       const e = ed.elements.get(id);
       if (!e.mask || e.rejected) continue;
-      ctx.globalAlpha = id === ed.selected ? Math.min(1, ed.opacity + 0.15) : ed.opacity;
+      ctx.globalAlpha = (id === ed.selected ? Math.min(1, ed.opacity + 0.15) : ed.opacity) * emphasis(ed, id);
       ctx.drawImage(overlayCanvas(e, ed.width, ed.height), 0, 0);
     }
     ctx.globalAlpha = 1;
@@ -50,10 +73,11 @@ function paintBoxes(ed, ctx, ids) {
     const sel = id === ed.selected;
     if (!e.box || (!ed.overlaysVisible && !sel)) continue;
     const [x0, y0, x1, y1] = e.box.map((v, i) => (i % 2 ? oy + v * scale : ox + v * scale));
-    ctx.strokeStyle = ROLE_COLOURS[e.role] || "#888";
-    ctx.lineWidth = sel ? 3 : 2;
-    ctx.globalAlpha = e.rejected ? 0.5 : 1;
-    ctx.setLineDash(e.rejected ? [6, 4] : []);
+    const colour = e.colour || ROLE_COLOURS[e.role] || "#888";
+    ctx.strokeStyle = colour;
+    ctx.lineWidth = sel || highlighted(ed) === id ? 3 : 2;
+    ctx.globalAlpha = (e.rejected ? 0.5 : 1) * emphasis(ed, id);
+    ctx.setLineDash(ROLE_DASH[e.role] || []);
     ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
     ctx.setLineDash([]);
     if (e.label) {
@@ -61,7 +85,7 @@ function paintBoxes(ed, ctx, ids) {
       let ty = y0 >= 18 ? y0 - 18 : y0;
       while (placed.some((r) => x0 < r.x + r.w && r.x < x0 + tw && ty < r.y + 18 && r.y < ty + 18)) ty += 18;
       placed.push({ x: x0, y: ty, w: tw });
-      ctx.fillStyle = ROLE_COLOURS[e.role] || "#888";
+      ctx.fillStyle = colour;
       ctx.fillRect(x0, ty, tw, 18);
       ctx.fillStyle = "#fff";
       ctx.fillText(e.label, x0 + 4, ty + 13);

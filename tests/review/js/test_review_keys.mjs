@@ -92,10 +92,19 @@ test("every page key the overlay lists has an action", () => {
     "Shift-1 – 5": [press("@", { shiftKey: true, code: "Digit2" })],
     "Z / Shift-Z (or Y)": [press("z"), press("Z", { shiftKey: true }), press("y")], Enter: [press("Enter")],
     "Shift-R": [press("R", { shiftKey: true })], F: [press("f")], "?": [press("?")],
+    "Shift-O": [press("O", { shiftKey: true })],
   };
   for (const [keys] of K.KEYS) {
     if (editorKeys.has(keys)) continue;
     assert.ok(examples[keys], `no example for the listed key ${keys}`);
     for (const ev of examples[keys]) assert.notEqual(K.keyAction(ev, { selected: true }), null, keys);
   }
+});
+
+test("Shift+O shows only the selected element's overlay; plain O stays the editor's overlays on/off", () => {
+  assert.deepEqual(act("O", { shiftKey: true }), { name: "onlySelected" });
+  assert.deepEqual(act("O", { shiftKey: true }, { selected: false }), { name: "onlySelected" });
+  assert.equal(act("o"), null);
+  assert.equal(act("O", { shiftKey: true, ctrlKey: true }), null);
+  assert.ok(K.KEYS.some(([keys]) => keys === "Shift-O"), "the ? overlay lists Shift-O");
 });

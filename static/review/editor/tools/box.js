@@ -22,7 +22,7 @@ export class BoxTool {
   down(ev, p, e) {
     const ed = this.editor;
     if (ev.button !== 0) return;
-    const handle = e && e.box && !ev.shiftKey ? this._handleAt(e.box, p) : null;
+    const handle = e && !e.locked && e.box && !ev.shiftKey ? this._handleAt(e.box, p) : null;
     let drag;
     if (handle) {
       drag = { kind: "box", id: e.id, handle, start: p, orig: [...e.box] };
@@ -33,7 +33,7 @@ export class BoxTool {
         ed.onSelect(other);
         return;
       }
-      if (!e) return;
+      if (!e || !ed.needSelection(e)) return;
       if (e.box && !ev.shiftKey) return;
       drag = { kind: "newbox", id: e.id, start: p, orig: e.box ? [...e.box] : null };
     }
