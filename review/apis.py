@@ -176,11 +176,13 @@ class ProgressAPI(RoleAPI):
         adjudication = serializers.IntegerField()
         left = serializers.IntegerField()
         per_reviewer = inline_serializer("ReviewerDone", {"username": serializers.CharField(), "done": serializers.IntegerField()}, many=True)
+        you = inline_serializer("YourProgress", {"reviewed": serializers.IntegerField(), "left": serializers.IntegerField()},
+                                help_text="the caller's submitted reviews and the items the queue may still give them")
 
     @extend_schema(parameters=[OpenApiParameter("dataset", str, required=True)], responses={200: OutputSerializer})
     def get(self, request):
         dataset = get_object_or_404(Dataset, slug=request.query_params.get("dataset", ""))
-        return Response(self.OutputSerializer(selectors.dataset_progress(dataset=dataset)).data)
+        return Response(self.OutputSerializer(selectors.dataset_progress(dataset=dataset, reviewer=request.user)).data)
 
 
 class RefineAPI(RoleAPI):

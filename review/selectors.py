@@ -31,7 +31,7 @@ from core.alignment import align_triplets, normalize_words
 from core.vocabulary import ADJUDICATOR, ADMIN, EMOTIONS, RESEARCHER, REVIEWER, ROLES
 from review.errors import NotInAdjudication
 from review.models import Disagreement, Lease, LeaseState, ReviewSubmission
-from review.queue import draft_readable
+from review.queue import draft_readable, queue_candidates
 
 DONE_STATUSES = (ImageStatus.APPROVED, ImageStatus.REJECTED, ImageStatus.FLAGGED)
 
@@ -118,8 +118,9 @@ def lease_payload(lease: Lease) -> dict[str, Any]:
     }
 
 
-def dataset_progress(*, dataset: Dataset, now: datetime | None = None) -> dict[str, Any]:
-    """Done (approved, rejected, flagged), in review (leased now), adjudication, left, per reviewer."""
+def dataset_progress(*, dataset: Dataset, now: datetime | None = None, reviewer: AbstractBaseUser | None = None) -> dict[str, Any]:
+    """Done (approved, rejected, flagged), in review (leased now), adjudication, left, per reviewer;
+    with ``reviewer``, also ``you``: the reviews they submitted and the items they may still be given."""
     now = now or timezone.now()
     counts = dict(Image.objects.filter(dataset=dataset).order_by().values_list("status").annotate(n=Count("id")))
     leased = (Lease.objects.filter(dataset=dataset, state=LeaseState.ACTIVE, expires_at__gt=now)
@@ -127,7 +128,7 @@ def dataset_progress(*, dataset: Dataset, now: datetime | None = None) -> dict[s
     per_reviewer = (ReviewSubmission.objects.filter(dataset=dataset).order_by().values("reviewer__username")
                     .annotate(done=Count("id")).order_by("-done", "reviewer__username"))
     in_queue = counts.get(ImageStatus.IN_REVIEW, 0)
-    return {
+    out = {
         "dataset": dataset.slug,
         "total": sum(counts.values()),
         "done": sum(counts.get(s, 0) for s in DONE_STATUSES),
@@ -136,6 +137,18 @@ def dataset_progress(*, dataset: Dataset, now: datetime | None = None) -> dict[s
         "left": max(in_queue - leased, 0),
         "per_reviewer": [{"username": r["reviewer__username"], "done": r["done"]} for r in per_reviewer],
     }
+    if reviewer is not None:
+        out["you"] = reviewer_progress(dataset=dataset, reviewer=reviewer, now=now)
+    return out
+
+
+def reviewer_progress(*, dataset: Dataset, reviewer: AbstractBaseUser, now: datetime) -> dict[str, int]:
+    """The reviews ``reviewer`` submitted in ``dataset`` and the items left for them: those the
+    queue may still give them (skipped ones included), less the one they hold now. Unlike the
+    dataset's counts, both move with every submit, even on items that wait for more reviews."""
+    held = Lease.objects.filter(reviewer=reviewer, state=LeaseState.ACTIVE, expires_at__gt=now).values("image")
+    left = queue_candidates(dataset=dataset, reviewer=reviewer, now=now, include_skipped=True).exclude(pk__in=held)
+    return {"reviewed": ReviewSubmission.objects.filter(dataset=dataset, reviewer=reviewer).count(), "left": left.count()}
 
 
 def adjudication_queue(*, user: AbstractBaseUser, dataset: Dataset | None = None) -> QuerySet[Image]:

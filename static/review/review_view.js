@@ -127,8 +127,13 @@ export class ReviewView {
     el.dataset.state = state;
   }
 
-  renderProgress({ done, in_review: inReview, left, total }) {
-    this.$("#progress-text").textContent = `${done} done · ${inReview} open · ${left} left`;
+  /** The reviewer's own count first (it moves with every submit), then the dataset's. */
+  renderProgress({ done, in_review: inReview, left, total, adjudication, you }) {
+    const text = this.$("#progress-text");
+    const items = `${done} of ${total} items done`;
+    text.textContent = you ? `you: ${you.reviewed} reviewed · ${you.left} left · ${items}` : `${done} done · ${inReview} open · ${left} left`;
+    text.title = `Dataset: ${done} done, ${inReview} being reviewed now, ${adjudication} in adjudication, ${left} waiting for a reviewer`
+      + " (an item that needs several reviews stays waiting until all are in).";
     const bar = this.$("#progress-bar");
     bar.style.width = `${total ? Math.round((100 * done) / total) : 0}%`;
   }

@@ -137,7 +137,7 @@ def test_progress_counts_done_in_review_left_and_per_reviewer(as_reviewer, datas
     next_item(as_reviewer)
     r = as_reviewer.get("/api/review/progress/?dataset=demo")
     assert r.json() == {"dataset": "demo", "total": 3, "done": 1, "in_review": 1, "adjudication": 0, "left": 1,
-                        "per_reviewer": [{"username": "reviewer1", "done": 1}]}
+                        "per_reviewer": [{"username": "reviewer1", "done": 1}], "you": {"reviewed": 1, "left": 1}}
 
 
 def leased_image(client, dataset):
