@@ -168,9 +168,15 @@ export function rationalePanel({ rationale, critic }) {
 }
 
 /** The 409 box: what changed, and the two ways on. */
-export function conflictBox({ detail, changes, onKeep, onDiscard }) {
+export function conflictBox({ detail, changes, draft, onKeep, onDiscard, onNext }) {
+  if (changes?.already_submitted) {
+    // Nothing left to keep the edits for: the submitted version stands.
+    return h("div", { class: "conflict", role: "alert" },
+      h("strong", {}, `You already submitted this item (version ${changes.version}).`),
+      h("p", { class: "muted" }, "Your submitted answer stands; these later edits were not saved."),
+      button("Get the next item", onNext, { class: "primary", "data-action": "next" }));
+  }
   const items = [];
-  if (changes?.already_submitted) items.push(h("li", {}, `You already submitted this item (version ${changes.version}).`));
   if (changes?.expected_version != null) items.push(h("li", {}, `You opened version ${changes.expected_version}; it is now version ${changes.current_version}.`));
   for (const v of changes?.newer_versions || []) {
     const when = v.created_at ? new Date(v.created_at).toLocaleString() : "";
@@ -180,18 +186,26 @@ export function conflictBox({ detail, changes, onKeep, onDiscard }) {
     h("strong", {}, "This item changed while you worked on it."),
     h("p", {}, detail || ""),
     items.length ? h("ul", {}, items) : null,
-    h("p", { class: "muted" }, "Your edits are still here and saved as a draft."),
+    h("p", { class: "muted", "data-draft": draft?.saved ? "saved" : "not-saved" }, `Your edits are still on this page. ${draftLine(draft)}`),
     h("div", { class: "row" },
       button("Reload the item, keeping my edits", onKeep, { class: "primary", "data-action": "keep" }),
       button("Discard my edits", onDiscard, { class: "danger", "data-action": "discard" })));
 }
 
-/** The item is no longer the reviewer's: why, and the way on. */
-export function lostBox({ detail, onNext }) {
+/** One true line on what became of the reviewer's edits after a refused submit ({saved, detail}). */
+export function draftLine(draft) {
+  if (draft?.saved) return "They are saved as a draft.";
+  return `They are NOT saved as a draft${draft?.detail ? ` (${draft.detail})` : ""}.`;
+}
+
+/** The item is no longer the reviewer's: why, and the way on (keeping the edits only while it is still theirs to review). */
+export function lostBox({ detail, draft, onNext, onKeep }) {
   return h("div", { class: "conflict", role: "alert" },
     h("strong", {}, "You cannot submit this item."), h("p", {}, detail),
-    h("p", { class: "muted" }, "Your draft of it is kept."),
-    button("Get the next item", onNext, { class: "primary" }));
+    h("p", { class: "muted", "data-draft": draft?.saved ? "saved" : "not-saved" }, `Your edits: ${draftLine(draft).replace(/^They are/, "they are")}`),
+    h("div", { class: "row" },
+      onKeep ? button("Continue with my edits", onKeep, { class: "primary", "data-action": "keep" }) : null,
+      button("Get the next item", onNext, { class: onKeep ? "" : "primary", "data-action": "next" })));
 }
 
 export function keysOverlay(onClose) {

@@ -150,18 +150,18 @@ export class ReviewView {
     this.doneTimer = setTimeout(() => (box.hidden = true), 8000);
   }
 
-  /** The 409 box: the item changed meanwhile (onKeep, onDiscard reload it). */
-  showConflict({ detail, changes, onKeep, onDiscard }) {
+  /** The 409 box: the item changed meanwhile (onKeep, onDiscard reload it) or was already submitted (onNext). */
+  showConflict(options) {
     const box = this.$("#review-conflict");
-    box.replaceChildren(P.conflictBox({ detail, changes, onKeep, onDiscard }));
+    box.replaceChildren(P.conflictBox(options));
     box.hidden = false;
     box.scrollIntoView({ block: "nearest" });
   }
 
-  /** The item is no longer the reviewer's (lease lost, 403). */
-  showLost(detail, onNext) {
+  /** The item is no longer the reviewer's (lease lost, 403): {detail, draft, onNext, onKeep}. */
+  showLost(options) {
     const box = this.$("#review-conflict");
-    box.replaceChildren(P.lostBox({ detail, onNext }));
+    box.replaceChildren(P.lostBox(options));
     box.hidden = false;
   }
 
