@@ -14,13 +14,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations.models import Dataset, Decision, Image
-from annotations.roles import HasRole
+from annotations.roles import HasRole, has_role
 from core.vocabulary import ADJUDICATOR, ADMIN, RESEARCHER, REVIEWER, USER_ROLES
 from annotations.text_policy import CheckedDateTimeField, CursorPagination
 from review import queue, selectors, services
 from review.errors import RefineFailed, RefineTimeout, RefineUnavailable
 from review.models import DisagreementField, DisagreementKind, Lease, LeaseState
-from review.refine import mask_refine
+from review.refine import REFINE_OFF, mask_refine
 
 DETAIL = inline_serializer("Detail", {"detail": serializers.CharField()})
 ERROR = inline_serializer("FieldError", {"detail": serializers.CharField(), "field": serializers.CharField()})
@@ -80,6 +80,7 @@ class NextAPI(RoleAPI):
         disagreement = serializers.JSONField(allow_null=True)
         critic = serializers.JSONField(allow_null=True)
         draft = serializers.JSONField(allow_null=True, help_text="{payload, saved_at} of this reviewer's draft")
+        refine_available = serializers.BooleanField(help_text="false when click-to-refine is not set up (the page disables its tool)")
 
     @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 404: DETAIL})
     def post(self, request):
@@ -186,7 +187,8 @@ class ProgressAPI(RoleAPI):
 
 
 class RefineAPI(RoleAPI):
-    """Click-to-refine a mask with SAM on a GPU worker (503 when no segmenter is configured);
+    """Click-to-refine a mask with SAM on a GPU worker (503 when no segmenter is configured: what to
+    configure for admins, one short line for everyone else);
     only on an item the caller is reviewing (live lease) or adjudicating (403 otherwise)."""
 
     required_roles = (REVIEWER, ADJUDICATOR)
@@ -214,7 +216,9 @@ class RefineAPI(RoleAPI):
                             status=status.HTTP_403_FORBIDDEN)
         try:
             out = mask_refine(image=image, **args)
-        except (RefineUnavailable, RefineTimeout, RefineFailed) as exc:
+        except RefineUnavailable as exc:  # the configuration text is for admins
+            return Response({"detail": str(exc) if has_role(request.user, ADMIN) else REFINE_OFF}, status=503)
+        except (RefineTimeout, RefineFailed) as exc:
             return Response({"detail": str(exc)}, status=self.errors[type(exc)])
         return Response(self.OutputSerializer(out).data)
 

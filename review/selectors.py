@@ -32,6 +32,7 @@ from core.vocabulary import ADJUDICATOR, ADMIN, EMOTIONS, RESEARCHER, REVIEWER, 
 from review.errors import NotInAdjudication
 from review.models import Disagreement, Lease, LeaseState, ReviewSubmission
 from review.queue import draft_readable, queue_candidates
+from review.refine import refine_available
 
 DONE_STATUSES = (ImageStatus.APPROVED, ImageStatus.REJECTED, ImageStatus.FLAGGED)
 
@@ -115,6 +116,7 @@ def lease_payload(lease: Lease) -> dict[str, Any]:
         "disagreement": annotators_disagreement(annotators) if len(annotators) > 1 else None,
         "critic": base.critic if base else None,
         "draft": {"payload": draft.payload, "saved_at": draft.saved_at} if draft else None,
+        "refine_available": refine_available(),
     }
 
 

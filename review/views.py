@@ -39,7 +39,7 @@ def review_index(request):
 @role_required(REVIEWER)
 def review_page(request, slug: str):
     dataset = get_object_or_404(Dataset, slug=slug)
-    return render(request, "review/review.html", {"dataset": dataset})
+    return render(request, "review/review.html", {"dataset": dataset, "refine_available": refine_available()})
 
 
 @require_GET

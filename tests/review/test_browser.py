@@ -394,7 +394,10 @@ def test_box_drag_polygon_undo_redo_and_an_added_triplet(start, live_server, sto
     assert page.errors == []
 
 
-def test_refine_with_a_segmenter_replaces_the_mask_and_undo_restores_it(start, storms, reviewer_user):
+def test_refine_with_a_segmenter_replaces_the_mask_and_undo_restores_it(start, storms, reviewer_user, settings):
+    settings.EMOVERSE_ML = {"segmenter": {"backend": "sam"}}  # set up (the GPU worker's answer is faked below)
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CELERY_RESULT_BACKEND = "redis://127.0.0.1:6379/0"
     page = start()
     select_element(page, "small boat")
     area = selected_mask_area(page)

@@ -31,7 +31,7 @@ import { BoxTool } from "./tools/box.js";
 import { BrushTool } from "./tools/brush.js";
 import { EraserTool } from "./tools/eraser.js";
 import { PolygonTool } from "./tools/polygon.js";
-import { RefineTool } from "./tools/refine.js";
+import { REFINE_OFF, RefineTool } from "./tools/refine.js";
 import { Viewport, clamp } from "./viewport.js";
 
 export const TOOLS = { v: "box", b: "brush", x: "eraser", p: "polygon", s: "refine" };
@@ -177,6 +177,10 @@ export class MaskEditor {
 
   setTool(tool) {
     if (!Object.values(TOOLS).includes(tool)) throw new Error(`unknown tool ${tool}`);
+    if (tool === "refine" && !this.refine) {
+      this.onMessage(REFINE_OFF, "info"); // no segmenter on the server: the tool stays off
+      return;
+    }
     this.tool = tool;
     this._resetTools();
     this.canvas.dataset.tool = tool;
