@@ -37,6 +37,7 @@ import { Viewport, clamp } from "./viewport.js";
 export const TOOLS = { v: "box", b: "brush", x: "eraser", p: "polygon", s: "refine" };
 
 const MIN_BRUSH = 2;
+const FIT_PAD_PX = 12; // free canvas around the fitted image: a box handle (7 px half-size) on its edge stays grabbable
 const MAX_BRUSH = 200;
 
 export class MaskEditor {
@@ -205,10 +206,10 @@ export class MaskEditor {
     this.draw();
   }
 
-  /** Scale the image to fit the canvas, centred. */
+  /** Scale the image to fit the canvas, centred, with room for a box handle on its edge. */
   fit() {
     const { w, h } = this._cssSize();
-    this.view.fit(w, h, this.width, this.height);
+    this.view.fit(w, h, this.width, this.height, FIT_PAD_PX);
     this.draw();
   }
 
