@@ -94,12 +94,12 @@ export function elementsPanel({ work, selected, critic, editing, handlers }) {
       const v = baseIndex.has(t.key) ? verdicts.get(`${baseIndex.get(t.key)}:${role}`) : null;
       const phrase = editing === id
         ? h("input", { class: "phrase-input", type: "text", value: e.phrase, maxlength: 300, "aria-label": `${role} phrase`, dataset: { id } })
-        : h("span", { class: "phrase", title: "Double-click or E to edit", ondblclick: () => handlers.editPhrase(id) }, e.phrase || "(no phrase yet)");
+        : h("span", { class: "phrase", title: "Double-click or E to edit" }, e.phrase || "(no phrase yet)");
       rows.push(h(
         "li",
         {
           class: `element ${status}${selected === id ? " selected" : ""}`, dataset: { id, role, status },
-          style: { "--role": ROLE_COLOURS[role] }, onclick: (ev) => { if (!ev.target.closest("button, input")) handlers.select(id); },
+          style: { "--role": ROLE_COLOURS[role] }, onclick: (ev) => rowClick(ev, id, handlers),
         },
         h("div", { class: "line" },
           h("span", { class: "role" }, role),
@@ -190,6 +190,17 @@ export function conflictBox({ detail, changes, draft, onKeep, onDiscard, onNext 
     h("div", { class: "row" },
       button("Reload the item, keeping my edits", onKeep, { class: "primary", "data-action": "keep" }),
       button("Discard my edits", onDiscard, { class: "danger", "data-action": "discard" })));
+}
+
+/**
+ * A click on an element's row selects it; the second click of a double-click on its phrase
+ * edits the phrase. The first click redraws the row, so a dblclick listener on the phrase
+ * would never hear the second (its node is gone): the click count says it instead.
+ */
+function rowClick(ev, id, handlers) {
+  if (ev.target.closest("button, input")) return;
+  if (ev.detail >= 2 && ev.target.closest(".phrase")) handlers.editPhrase(id);
+  else handlers.select(id);
 }
 
 /** One true line on what became of the reviewer's edits after a refused submit ({saved, detail}). */
