@@ -24,6 +24,7 @@ from annotations.roles import has_role
 from annotations.selectors import (
     annotation_to_dict,
     annotations_with_elements,
+    final_annotation_ids,
     image_current_annotations,
     image_review_base,
 )
@@ -316,6 +317,30 @@ def visible_versions(*, image: Image, user: AbstractBaseUser) -> QuerySet[Annota
     """Every version of the image the user may see, newest first."""
     qs = image.annotations.select_related("author_user").order_by("-version")
     return qs if sees_all_reviews(image=image, user=user) else qs.exclude(_hidden(user))
+
+
+def image_answer(*, image: Image) -> Annotation | None:
+    """The version that stands as the image's answer now: its final annotation (an auto-accepted
+    pipeline answer included), else the answer under review (:func:`image_review_base`)."""
+    final = final_annotation_ids([image.pk], include_auto_accepted=True).get(image.pk)
+    return Annotation.objects.get(pk=final) if final is not None else image_review_base(image=image)
+
+
+def version_rows(*, image: Image, user: AbstractBaseUser) -> list[tuple[Annotation, str]]:
+    """The versions the user may see, newest first, each with its state: "current" (the
+    image's answer), "superseded" (replaced by a newer version of its author, or older than
+    the answer) or "" (newer than the answer, not standing yet: a review waiting for more)."""
+    answer = image_answer(image=image)
+    rows = []
+    for v in visible_versions(image=image, user=user):
+        if answer is not None and v.pk == answer.pk:
+            state = "current"
+        elif not v.is_current or (answer is not None and v.version < answer.version):
+            state = "superseded"
+        else:
+            state = ""
+        rows.append((v, state))
+    return rows
 
 
 def image_page_annotations(*, image: Image, user: AbstractBaseUser, version: int | None = None) -> list[dict[str, Any]]:

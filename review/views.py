@@ -53,7 +53,7 @@ def image_detail(request, pk: int):
         "image": image,
         "annotations": annotations,
         "shown_version": version or (annotations[0]["version"] if annotations else None),
-        "versions": selectors.visible_versions(image=image, user=request.user),
+        "versions": selectors.version_rows(image=image, user=request.user),
     }
     return render(request, "review/image_detail.html", context)
 
