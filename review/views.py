@@ -24,6 +24,7 @@ from core.vocabulary import ADJUDICATOR, ADMIN, EMOTIONS, RESEARCHER, REVIEWER, 
 from review import selectors
 from review.errors import NotInAdjudication
 from review.models import DisagreementField, DisagreementKind
+from review.refine import refine_available
 
 LOG_PAGE_SIZE = 50
 
