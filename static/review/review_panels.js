@@ -192,15 +192,25 @@ export function conflictBox({ detail, changes, draft, onKeep, onDiscard, onNext 
       button("Discard my edits", onDiscard, { class: "danger", "data-action": "discard" })));
 }
 
-/**
- * A click on an element's row selects it; the second click of a double-click on its phrase
- * edits the phrase. The first click redraws the row, so a dblclick listener on the phrase
- * would never hear the second (its node is gone): the click count says it instead.
- */
+let phraseClick = null; // {id, at}: the first click of what may be a double-click on a phrase
+
+/** A click on an element's row selects it (the second click of a double-click is phraseDoubleClick's). */
 function rowClick(ev, id, handlers) {
-  if (ev.target.closest("button, input")) return;
-  if (ev.detail >= 2 && ev.target.closest(".phrase")) handlers.editPhrase(id);
-  else handlers.select(id);
+  if (ev.target.closest("button, input") || ev.detail >= 2) return;
+  phraseClick = ev.target.closest(".phrase") ? { id, at: ev.timeStamp } : null;
+  handlers.select(id);
+}
+
+/**
+ * The panels' click listener: the second click of a double-click on a phrase edits it. The
+ * first click selected the element and redrew the rows (the old selection's actions folded
+ * away), so the second one may land on another node: the element is the first click's.
+ */
+export function phraseDoubleClick(ev, handlers) {
+  if (ev.detail < 2 || !phraseClick || ev.timeStamp - phraseClick.at > 800) return;
+  const { id } = phraseClick;
+  phraseClick = null;
+  handlers.editPhrase(id);
 }
 
 /** One true line on what became of the reviewer's edits after a refused submit ({saved, detail}). */

@@ -16,6 +16,8 @@ export class ReviewView {
     this.root = root;
     this.$ = (sel) => root.querySelector(sel);
     this.imagePageUrl = root.dataset.imagePage; // ".../images/0/" with 0 as placeholder
+    this.handlers = null; // the element handlers renderPanels was last given
+    this.$("#panels").addEventListener("click", (ev) => this.handlers && P.phraseDoubleClick(ev, this.handlers));
   }
 
   imageUrl(imageId) {
@@ -53,6 +55,7 @@ export class ReviewView {
 
   renderPanels({ work, payload, selected, editing, onLabel, onConfidence, handlers }) {
     const critic = payload.critic || null;
+    this.handlers = handlers;
     const parts = [
       P.labelPanel({
         label: work.label, modelLabel: work.model_label, ces: payload.base?.ces, critic, disagreement: payload.disagreement,
