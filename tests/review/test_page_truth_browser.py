@@ -17,6 +17,7 @@ from tests.browser import log_in as browser_log_in
 from tests.factories import DatasetFactory, UserFactory, make_annotation
 from tests.review.conftest import human_answer
 from tests.review.scenes import HEIGHT, WIDTH, review_item
+from tests.review.test_browser import wait_draft_saved, wait_ready
 
 pytestmark = BROWSER_MARKS
 
@@ -58,20 +59,6 @@ def open_page(browser, live_server, transactional_db):
     yield open_
     for context in contexts:
         context.close()
-
-
-def wait_ready(page):
-    page.wait_for_function(
-        "() => window.reviewPage && reviewPage.editor && reviewPage.editor.image.naturalWidth > 0"
-        " && document.querySelector('#panels .element')"
-    )
-
-
-def wait_draft_saved(page):
-    page.wait_for_function(
-        "() => !reviewPage.dirty && !reviewPage.savePromise"
-        " && document.querySelector('#save-state').dataset.state === 'saved'"
-    )
 
 
 def review_page(open_page, slug="storms", **kw):
