@@ -6,6 +6,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from emoverse_site.api_docs import login_for_browsers
+
 urlpatterns = [
     path("", include("annotations.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -23,9 +25,11 @@ urlpatterns = [
     path("agreement/", include("agreement.urls")),
     path("api/agreement/calibration/", include("ml.api_urls")),
     path("api/agreement/", include("agreement.api_urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    # Logged out, a browser is sent to the login page (the docs page always, the schema when HTML is asked for).
+    path("api/schema/", login_for_browsers(SpectacularAPIView.as_view()), name="api-schema"),
     # The split view serves the Swagger UI's start script as a file: no inline script.
-    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/docs/", login_for_browsers(SpectacularSwaggerSplitView.as_view(url_name="api-schema"), html_only=False),
+         name="api-docs"),
 ]
 
 handler404 = "annotations.api_errors.not_found"

@@ -23,13 +23,13 @@ from annotations.api_components import (
 from annotations.api_schema import CONFLICT, NOT_FOUND, ErrorSerializer
 from annotations.models import Dataset, Decision, Image
 from annotations.pagination import CursorPage, NewestFirst
-from annotations.roles import HasRole
+from annotations.roles import HasRole, has_role
 from core.vocabulary import ADJUDICATOR, ADMIN, RESEARCHER, REVIEWER, ROLES, USER_ROLES
 from annotations.text_policy import CheckedDateTimeField
 from review import queue, selectors, services
 from review.errors import DraftTooLarge, RefineFailed, RefineTimeout, RefineUnavailable
 from review.models import DisagreementField, DisagreementKind, ElementAction, Lease, LeaseState
-from review.refine import mask_refine
+from review.refine import REFINE_OFF, mask_refine
 from review.services import MAX_ELEMENT_DECISIONS
 
 
@@ -170,6 +170,7 @@ class NextAPI(RoleAPI):
         disagreement = AnnotatorsDisagreementJSON(allow_null=True, help_text="Null with fewer than two annotators")
         critic = CriticJSON(allow_null=True, help_text="The base annotation's critic verdicts")
         draft = DraftSnapshotJSON(allow_null=True, help_text="This reviewer's draft of the item")
+        refine_available = serializers.BooleanField(help_text="false when click-to-refine is not set up (the page disables its tool)")
 
     @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 404: NOT_FOUND})
     def post(self, request):
@@ -271,16 +272,19 @@ class ProgressAPI(RoleAPI):
         adjudication = serializers.IntegerField()
         left = serializers.IntegerField()
         per_reviewer = inline_serializer("ReviewerDone", {"username": serializers.CharField(), "done": serializers.IntegerField()}, many=True)
+        you = inline_serializer("YourProgress", {"reviewed": serializers.IntegerField(), "left": serializers.IntegerField()},
+                                help_text="the caller's submitted reviews and the items the queue may still give them")
 
     @extend_schema(parameters=[OpenApiParameter("dataset", str, required=True)],
                    responses={200: OutputSerializer, 404: NOT_FOUND})
     def get(self, request):
         dataset = get_object_or_404(Dataset, slug=request.query_params.get("dataset", ""))
-        return Response(self.OutputSerializer(selectors.dataset_progress(dataset=dataset)).data)
+        return Response(self.OutputSerializer(selectors.dataset_progress(dataset=dataset, reviewer=request.user)).data)
 
 
 class RefineAPI(RoleAPI):
-    """Click-to-refine a mask with SAM on a GPU worker (503 when no segmenter is configured);
+    """Click-to-refine a mask with SAM on a GPU worker (503 when no segmenter is configured: what to
+    configure for admins, one short line for everyone else);
     only on an item the caller is reviewing (live lease) or adjudicating (403 otherwise)."""
 
     required_roles = (REVIEWER, ADJUDICATOR)
@@ -309,7 +313,9 @@ class RefineAPI(RoleAPI):
                             status=status.HTTP_403_FORBIDDEN)
         try:
             out = mask_refine(image=image, **args)
-        except (RefineUnavailable, RefineTimeout, RefineFailed) as exc:
+        except RefineUnavailable as exc:  # the configuration text is for admins
+            return Response({"detail": str(exc) if has_role(request.user, ADMIN) else REFINE_OFF}, status=503)
+        except (RefineTimeout, RefineFailed) as exc:
             return Response({"detail": str(exc)}, status=self.errors[type(exc)])
         return Response(self.OutputSerializer(out).data)
 

@@ -20,6 +20,7 @@ from celery import current_app as celery_app
 from review.errors import RefineFailed, RefineTimeout, RefineUnavailable
 
 REFINE_TASK = "ml.tasks.gpu_refine_mask"
+REFINE_OFF = "Click-to-refine is not set up on this server."  # what people other than admins are told
 MAX_POINTS = 64
 
 
@@ -43,20 +44,29 @@ def check_prompt(*, image: Image, box: Any, points: Any, labels: Any) -> tuple[l
     return box, clean, list(labels)
 
 
+def refine_setup_missing() -> str:
+    """What an admin must configure before click-to-refine can run (for admins' eyes), or "" when it can."""
+    if "segmenter" not in settings.EMOVERSE_ML:
+        return ("Click-to-refine is not available: no segmenter is configured (add a \"segmenter\" backend to the JSON "
+                "file named by EMOVERSE_ML_CONFIG, see docs/ml-backends.md).")
+    if settings.CELERY_TASK_ALWAYS_EAGER or not settings.CELERY_RESULT_BACKEND:
+        return ("Click-to-refine is not available: it runs on a GPU worker, so set CELERY_BROKER_URL and "
+                "CELERY_RESULT_BACKEND (e.g. redis://…) and start `celery -A emoverse_site worker -Q gpu`.")
+    return ""
+
+
+def refine_available() -> bool:
+    """True when the server is set up for click-to-refine (the review page enables its tool)."""
+    return not refine_setup_missing()
+
+
 def mask_refine(*, image: Image, box: Any, points: Any, labels: Any) -> dict[str, Any]:
     """Ask the GPU worker for a mask of ``image`` from the prompt; waits up to
     ``settings.EMOVERSE_REFINE_TIMEOUT_S`` seconds."""
     box, points, labels = check_prompt(image=image, box=box, points=points, labels=labels)
-    if "segmenter" not in settings.EMOVERSE_ML:
-        raise RefineUnavailable(
-            "Click-to-refine is not available: no segmenter is configured (add a \"segmenter\" backend to the JSON "
-            "file named by EMOVERSE_ML_CONFIG, see docs/ml-backends.md)."
-        )
-    if settings.CELERY_TASK_ALWAYS_EAGER or not settings.CELERY_RESULT_BACKEND:
-        raise RefineUnavailable(
-            "Click-to-refine is not available: it runs on a GPU worker, so set CELERY_BROKER_URL and "
-            "CELERY_RESULT_BACKEND (e.g. redis://…) and start `celery -A emoverse_site worker -Q gpu`."
-        )
+    missing = refine_setup_missing()
+    if missing:
+        raise RefineUnavailable(missing)
     timeout = getattr(settings, "EMOVERSE_REFINE_TIMEOUT_S", 20)
     result = celery_app.send_task(REFINE_TASK, args=[image.pk, box, points, labels], queue="gpu")
     try:

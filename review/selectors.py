@@ -25,6 +25,7 @@ from annotations.roles import has_role
 from annotations.selectors import (
     annotation_to_dict,
     annotations_with_elements,
+    final_annotation_ids,
     image_current_annotations,
     image_review_base,
 )
@@ -33,7 +34,8 @@ from core.vocabulary import ADJUDICATOR, ADMIN, EMOTIONS, RESEARCHER, REVIEWER, 
 from review.disagreements import reviews_conflict
 from review.errors import NotInAdjudication
 from review.models import Disagreement, Lease, LeaseState, ReviewSubmission
-from review.queue import draft_readable
+from review.queue import draft_readable, queue_candidates
+from review.refine import refine_available
 
 DONE_STATUSES = (ImageStatus.APPROVED, ImageStatus.REJECTED, ImageStatus.FLAGGED)
 
@@ -140,11 +142,13 @@ def lease_payload(lease: Lease) -> dict[str, Any]:
         "disagreement": annotators_disagreement(annotators) if len(annotators) > 1 else None,
         "critic": base.critic if base else None,
         "draft": {"payload": draft.payload, "saved_at": draft.saved_at} if draft else None,
+        "refine_available": refine_available(),
     }
 
 
-def dataset_progress(*, dataset: Dataset, now: datetime | None = None) -> dict[str, Any]:
-    """Done (approved, rejected, flagged), in review (leased now), adjudication, left, per reviewer."""
+def dataset_progress(*, dataset: Dataset, now: datetime | None = None, reviewer: AbstractBaseUser | None = None) -> dict[str, Any]:
+    """Done (approved, rejected, flagged), in review (leased now), adjudication, left, per reviewer;
+    with ``reviewer``, also ``you``: the reviews they submitted and the items they may still be given."""
     now = now or timezone.now()
     counts = dict(Image.objects.filter(dataset=dataset).order_by().values_list("status").annotate(n=Count("id")))
     leased = (Lease.objects.filter(dataset=dataset, state=LeaseState.ACTIVE, expires_at__gt=now)
@@ -152,7 +156,7 @@ def dataset_progress(*, dataset: Dataset, now: datetime | None = None) -> dict[s
     per_reviewer = (ReviewSubmission.objects.filter(dataset=dataset).order_by().values("reviewer__username")
                     .annotate(done=Count("id")).order_by("-done", "reviewer__username"))
     in_queue = counts.get(ImageStatus.IN_REVIEW, 0)
-    return {
+    out = {
         "dataset": dataset.slug,
         "total": sum(counts.values()),
         "done": sum(counts.get(s, 0) for s in DONE_STATUSES),
@@ -161,6 +165,18 @@ def dataset_progress(*, dataset: Dataset, now: datetime | None = None) -> dict[s
         "left": max(in_queue - leased, 0),
         "per_reviewer": [{"username": r["reviewer__username"], "done": r["done"]} for r in per_reviewer],
     }
+    if reviewer is not None:
+        out["you"] = reviewer_progress(dataset=dataset, reviewer=reviewer, now=now)
+    return out
+
+
+def reviewer_progress(*, dataset: Dataset, reviewer: AbstractBaseUser, now: datetime) -> dict[str, int]:
+    """The reviews ``reviewer`` submitted in ``dataset`` and the items left for them: those the
+    queue may still give them (skipped ones included), less the one they hold now. Unlike the
+    dataset's counts, both move with every submit, even on items that wait for more reviews."""
+    held = Lease.objects.filter(reviewer=reviewer, state=LeaseState.ACTIVE, expires_at__gt=now).values("image")
+    left = queue_candidates(dataset=dataset, reviewer=reviewer, now=now, include_skipped=True).exclude(pk__in=held)
+    return {"reviewed": ReviewSubmission.objects.filter(dataset=dataset, reviewer=reviewer).count(), "left": left.count()}
 
 
 def adjudication_queue(*, user: AbstractBaseUser, dataset: Dataset | None = None) -> QuerySet[Image]:
@@ -341,6 +357,30 @@ def visible_versions(*, image: Image, user: AbstractBaseUser) -> QuerySet[Annota
     """Every version of the image the user may see, newest first."""
     qs = image.annotations.select_related("author_user").order_by("-version")
     return qs if sees_all_reviews(image=image, user=user) else qs.exclude(_hidden(user))
+
+
+def image_answer(*, image: Image) -> Annotation | None:
+    """The version that stands as the image's answer now: its final annotation (an auto-accepted
+    pipeline answer included), else the answer under review (:func:`image_review_base`)."""
+    final = final_annotation_ids([image.pk], include_auto_accepted=True).get(image.pk)
+    return Annotation.objects.get(pk=final) if final is not None else image_review_base(image=image)
+
+
+def version_rows(*, image: Image, user: AbstractBaseUser) -> list[tuple[Annotation, str]]:
+    """The versions the user may see, newest first, each with its state: "current" (the
+    image's answer), "superseded" (replaced by a newer version of its author, or older than
+    the answer) or "" (newer than the answer, not standing yet: a review waiting for more)."""
+    answer = image_answer(image=image)
+    rows = []
+    for v in visible_versions(image=image, user=user):
+        if answer is not None and v.pk == answer.pk:
+            state = "current"
+        elif not v.is_current or (answer is not None and v.version < answer.version):
+            state = "superseded"
+        else:
+            state = ""
+        rows.append((v, state))
+    return rows
 
 
 def image_page_annotations(*, image: Image, user: AbstractBaseUser, version: int | None = None) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from core.vocabulary import ADJUDICATOR, ADMIN, EMOTIONS, RESEARCHER, REVIEWER, 
 from review import selectors
 from review.errors import NotInAdjudication
 from review.models import DisagreementField, DisagreementKind
+from review.refine import refine_available
 
 LOG_PAGE_SIZE = 50
 
@@ -40,7 +41,7 @@ def review_index(request):
 @role_required(REVIEWER)
 def review_page(request, slug: str):
     dataset = get_object_or_404(Dataset, slug=slug)
-    return render(request, "review/review.html", {"dataset": dataset})
+    return render(request, "review/review.html", {"dataset": dataset, "refine_available": refine_available()})
 
 
 @require_GET
@@ -54,7 +55,7 @@ def image_detail(request, pk: int):
         "image": image,
         "annotations": annotations,
         "shown_version": version or (annotations[0]["version"] if annotations else None),
-        "versions": selectors.visible_versions(image=image, user=request.user),
+        "versions": selectors.version_rows(image=image, user=request.user),
     }
     return render(request, "review/image_detail.html", context)
 

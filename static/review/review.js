@@ -11,6 +11,7 @@ import { History } from "./editor/history.js";
 import { DraftKeeper } from "./review_drafts.js";
 import { isTyping, keyAction } from "./review_keys.js";
 import * as M from "./review_model.js";
+import { draftLine } from "./review_panels.js";
 import { Toolbar } from "./review_toolbar.js";
 import { ReviewView } from "./review_view.js";
 import { Workspace } from "./review_workspace.js";
@@ -147,17 +148,17 @@ class ReviewPage {
     this.view.setBusy(true);
     this.view.setError("");
     try {
-      await this.drafts.save(); // the work is on the server whatever the answer
+      const draft = (await this.drafts.save()) ?? { saved: false, detail: "" }; // the box after a refusal says which
       const body = M.buildSubmission(this.work, { decision, reason, elapsedMs: 0 });
       const { status, data } = await this.api.submit(this.payload.lease.id, body);
       if (status === 201) {
         this.view.showDone(data, decision, this.payload.image.id);
         await this.next();
-      } else if (status === 409 && data?.changes?.lease_lost) this.showLost(data.detail);
-      else if (status === 409) this.showConflict(data);
+      } else if (status === 409 && data?.changes?.lease_lost) this.showLost(data.detail, data.changes, draft);
+      else if (status === 409) this.showConflict(data, draft);
       else if (status === 400) this.showInvalid(data);
-      else if (status === 403) this.showLost(data?.detail || "This item is no longer yours.");
-      else this.view.setError(`Submitting failed: ${data?.detail || `HTTP ${status}`}. Your work is kept as a draft.`);
+      else if (status === 403) this.showLost(data?.detail || "This item is no longer yours.", {}, draft);
+      else this.view.setError(`Submitting failed: ${data?.detail || `HTTP ${status}`}. ${draftLine(draft)}`);
     } catch (err) {
       this.view.setError(`Submitting failed: ${err.message}. Your work is kept as a draft.`);
     } finally {
@@ -180,14 +181,20 @@ class ReviewPage {
     this.view.focusCanvas();
   }
 
-  /** 409: the item changed meanwhile; reload it keeping or discarding the edits. */
-  showConflict(data) {
-    this.view.showConflict({ detail: data?.detail, changes: data?.changes, onKeep: () => this.next("keep"), onDiscard: () => this.next("discard") });
-    this.view.setStatus("The item changed meanwhile: see the box on the right. Your edits are kept.", "error");
+  /** 409: the item changed meanwhile (reload it keeping or discarding the edits) or was already submitted (go on). */
+  showConflict(data, draft) {
+    const submitted = Boolean(data?.changes?.already_submitted);
+    this.view.showConflict({
+      detail: data?.detail, changes: data?.changes, draft,
+      onKeep: () => this.next("keep"), onDiscard: () => this.next("discard"), onNext: () => this.next(),
+    });
+    this.view.setStatus(submitted ? "You already submitted this item: see the box on the right." : "The item changed meanwhile: see the box on the right.", "error");
   }
 
-  showLost(detail) {
-    this.view.showLost(detail, () => this.next());
+  /** The lease is gone; keeping the edits is offered only while the item is still the reviewer's to review. */
+  showLost(detail, changes, draft) {
+    const reviewable = Boolean(changes?.newer_lease);
+    this.view.showLost({ detail, draft, onNext: () => this.next(), onKeep: reviewable ? () => this.next("keep") : null });
   }
 
   setMode(mode) {

@@ -34,7 +34,7 @@ export class DraftKeeper {
     this.timer = setTimeout(() => this.save(), DRAFT_DELAY_MS);
   }
 
-  /** Save now (after the save under way, if any); resolves when the answer is in. */
+  /** Save now (after the save under way, if any); resolves to {saved, detail} when the answer is in. */
   async save({ keepalive = false } = {}) {
     clearTimeout(this.timer);
     if (!this.lease()) return;
@@ -46,15 +46,19 @@ export class DraftKeeper {
       .then(({ ok, status, data }) => {
         this.lastSavedAt = Date.now();
         if (ok && data.lease_expires_at) this.onRenewed(leaseId, data.lease_expires_at);
-        if (ok) this.onState(`draft saved ${new Date(data.saved_at).toLocaleTimeString()}`, "saved");
-        else {
-          this.dirty = true;
-          this.onState(`draft NOT saved: ${data?.detail || `HTTP ${status}`}`, "error");
+        if (ok) {
+          this.onState(`draft saved ${new Date(data.saved_at).toLocaleTimeString()}`, "saved");
+          return { saved: true, detail: "" };
         }
+        this.dirty = true;
+        const detail = data?.detail || `HTTP ${status}`;
+        this.onState(`draft NOT saved: ${detail}`, "error");
+        return { saved: false, detail };
       })
       .catch((err) => {
         this.dirty = true;
         this.onState(`draft NOT saved: ${err.message}`, "error");
+        return { saved: false, detail: err.message };
       })
       .finally(() => (this.savePromise = null));
     return this.savePromise;

@@ -111,12 +111,12 @@ export function elementsPanel({ work, selected, critic, editing, handlers }) {
       const v = baseIndex.has(t.key) ? verdicts.get(`${baseIndex.get(t.key)}:${role}`) : null;
       const phrase = editing === id
         ? h("input", { class: "phrase-input", type: "text", value: e.phrase, maxlength: 300, "aria-label": `${role} phrase`, dataset: { id } })
-        : h("span", { class: "phrase", title: "Double-click or E to edit", ondblclick: () => handlers.editPhrase(id) }, e.phrase || "(no phrase yet)");
+        : h("span", { class: "phrase", title: "Double-click or E to edit" }, e.phrase || "(no phrase yet)");
       rows.push(h(
         "li",
         {
           class: `element ${status}${selected === id ? " selected" : ""}`, dataset: { id, role, status },
-          style: { "--role": colour }, title: `${role}: ${ROLE_STYLE_TEXT[role]} outline on the image`, onclick: (ev) => { if (!ev.target.closest("button, input")) handlers.select(id); },
+          style: { "--role": colour }, title: `${role}: ${ROLE_STYLE_TEXT[role]} outline on the image`, onclick: (ev) => rowClick(ev, id, handlers),
         },
         h("div", { class: "line" },
           h("span", { class: "role" }, role),
@@ -213,9 +213,15 @@ export function rationalePanel({ rationale, critic }) {
 }
 
 /** The 409 box: what changed, and the two ways on. */
-export function conflictBox({ detail, changes, onKeep, onDiscard }) {
+export function conflictBox({ detail, changes, draft, onKeep, onDiscard, onNext }) {
+  if (changes?.already_submitted) {
+    // Nothing left to keep the edits for: the submitted version stands.
+    return h("div", { class: "conflict", role: "alert" },
+      h("strong", {}, `You already submitted this item (version ${changes.version}).`),
+      h("p", { class: "muted" }, "Your submitted answer stands; these later edits were not saved."),
+      button("Get the next item", onNext, { class: "primary", "data-action": "next" }));
+  }
   const items = [];
-  if (changes?.already_submitted) items.push(h("li", {}, `You already submitted this item (version ${changes.version}).`));
   if (changes?.expected_version != null) items.push(h("li", {}, `You opened version ${changes.expected_version}; it is now version ${changes.current_version}.`));
   for (const v of changes?.newer_versions || []) {
     const when = v.created_at ? new Date(v.created_at).toLocaleString() : "";
@@ -225,18 +231,47 @@ export function conflictBox({ detail, changes, onKeep, onDiscard }) {
     h("strong", {}, "This item changed while you worked on it."),
     h("p", {}, detail || ""),
     items.length ? h("ul", {}, items) : null,
-    h("p", { class: "muted" }, "Your edits are still here and saved as a draft."),
+    h("p", { class: "muted", "data-draft": draft?.saved ? "saved" : "not-saved" }, `Your edits are still on this page. ${draftLine(draft)}`),
     h("div", { class: "row" },
       button("Reload the item, keeping my edits", onKeep, { class: "primary", "data-action": "keep" }),
       button("Discard my edits", onDiscard, { class: "danger", "data-action": "discard" })));
 }
 
-/** The item is no longer the reviewer's: why, and the way on. */
-export function lostBox({ detail, onNext }) {
+let phraseClick = null; // {id, at}: the first click of what may be a double-click on a phrase
+
+/** A click on an element's row selects it (the second click of a double-click is phraseDoubleClick's). */
+function rowClick(ev, id, handlers) {
+  if (ev.target.closest("button, input") || ev.detail >= 2) return;
+  phraseClick = ev.target.closest(".phrase") ? { id, at: ev.timeStamp } : null;
+  handlers.select(id);
+}
+
+/**
+ * The panels' click listener: the second click of a double-click on a phrase edits it. The
+ * first click selected the element and redrew the rows (the old selection's actions folded
+ * away), so the second one may land on another node: the element is the first click's.
+ */
+export function phraseDoubleClick(ev, handlers) {
+  if (ev.detail < 2 || !phraseClick || ev.timeStamp - phraseClick.at > 800) return;
+  const { id } = phraseClick;
+  phraseClick = null;
+  handlers.editPhrase(id);
+}
+
+/** One true line on what became of the reviewer's edits after a refused submit ({saved, detail}). */
+export function draftLine(draft) {
+  if (draft?.saved) return "They are saved as a draft.";
+  return `They are NOT saved as a draft${draft?.detail ? ` (${draft.detail})` : ""}.`;
+}
+
+/** The item is no longer the reviewer's: why, and the way on (keeping the edits only while it is still theirs to review). */
+export function lostBox({ detail, draft, onNext, onKeep }) {
   return h("div", { class: "conflict", role: "alert" },
     h("strong", {}, "You cannot submit this item."), h("p", {}, detail),
-    h("p", { class: "muted" }, "Your draft of it is kept."),
-    button("Get the next item", onNext, { class: "primary" }));
+    h("p", { class: "muted", "data-draft": draft?.saved ? "saved" : "not-saved" }, `Your edits: ${draftLine(draft).replace(/^They are/, "they are")}`),
+    h("div", { class: "row" },
+      onKeep ? button("Continue with my edits", onKeep, { class: "primary", "data-action": "keep" }) : null,
+      button("Get the next item", onNext, { class: onKeep ? "" : "primary", "data-action": "next" })));
 }
 
 export function keysOverlay(onClose) {

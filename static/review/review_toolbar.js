@@ -25,6 +25,9 @@ export class Toolbar {
     canvas.addEventListener("toolchange", (ev) => this.renderTool(ev.detail, editor.brushSize));
     canvas.addEventListener("brushchange", (ev) => this.renderBrushSize(ev.detail));
     canvas.addEventListener("overlayschange", (ev) => (this.$("#overlays").checked = ev.detail));
+    const refine = this.$('[data-tool="refine"]'); // off when the server has no segmenter
+    refine.disabled = !editor.refine;
+    refine.title = editor.refine ? refine.dataset.onTitle : refine.dataset.offTitle;
     editor.setOpacity(Number(this.$("#opacity").value) / 100);
     editor.setOverlaysVisible(this.$("#overlays").checked);
   }

@@ -16,6 +16,8 @@ export class ReviewView {
     this.root = root;
     this.$ = (sel) => root.querySelector(sel);
     this.imagePageUrl = root.dataset.imagePage; // ".../images/0/" with 0 as placeholder
+    this.handlers = null; // the element handlers renderPanels was last given
+    this.$("#panels").addEventListener("click", (ev) => this.handlers && P.phraseDoubleClick(ev, this.handlers));
   }
 
   imageUrl(imageId) {
@@ -53,6 +55,7 @@ export class ReviewView {
 
   renderPanels({ work, payload, selected, editing, onLabel, onConfidence, handlers, onCriticLabel, showEarlier, onToggleEarlier }) {
     const critic = payload.critic || null;
+    this.handlers = handlers;
     const parts = [
       P.labelPanel({
         label: work.label, modelLabel: work.model_label, ces: payload.base?.ces, critic, disagreement: payload.disagreement,
@@ -145,8 +148,13 @@ export class ReviewView {
     el.dataset.state = state;
   }
 
-  renderProgress({ done, in_review: inReview, left, total }) {
-    this.$("#progress-text").textContent = `${done} done · ${inReview} open · ${left} left`;
+  /** The reviewer's own count first (it moves with every submit), then the dataset's. */
+  renderProgress({ done, in_review: inReview, left, total, adjudication, you }) {
+    const text = this.$("#progress-text");
+    const items = `${done} of ${total} items done`;
+    text.textContent = you ? `you: ${you.reviewed} reviewed · ${you.left} left · ${items}` : `${done} done · ${inReview} open · ${left} left`;
+    text.title = `Dataset: ${done} done, ${inReview} being reviewed now, ${adjudication} in adjudication, ${left} waiting for a reviewer`
+      + " (an item that needs several reviews stays waiting until all are in).";
     const bar = this.$("#progress-bar");
     bar.style.width = `${total ? Math.round((100 * done) / total) : 0}%`;
   }
@@ -163,18 +171,18 @@ export class ReviewView {
     this.doneTimer = setTimeout(() => (box.hidden = true), 8000);
   }
 
-  /** The 409 box: the item changed meanwhile (onKeep, onDiscard reload it). */
-  showConflict({ detail, changes, onKeep, onDiscard }) {
+  /** The 409 box: the item changed meanwhile (onKeep, onDiscard reload it) or was already submitted (onNext). */
+  showConflict(options) {
     const box = this.$("#review-conflict");
-    box.replaceChildren(P.conflictBox({ detail, changes, onKeep, onDiscard }));
+    box.replaceChildren(P.conflictBox(options));
     box.hidden = false;
     box.scrollIntoView({ block: "nearest" });
   }
 
-  /** The item is no longer the reviewer's (lease lost, 403). */
-  showLost(detail, onNext) {
+  /** The item is no longer the reviewer's (lease lost, 403): {detail, draft, onNext, onKeep}. */
+  showLost(options) {
     const box = this.$("#review-conflict");
-    box.replaceChildren(P.lostBox({ detail, onNext }));
+    box.replaceChildren(P.lostBox(options));
     box.hidden = false;
   }
 

@@ -68,7 +68,7 @@ export class Workspace {
       onChange: (id, kind) => this.onEditorChange(id, kind),
       onSelect: (id) => this.select(id),
       onMessage: (text, level) => this.view.setStatus(text, level),
-      refine: (req) => this.api.refine(this.payload.image.id, req),
+      refine: this.payload.refine_available === false ? null : (req) => this.api.refine(this.payload.image.id, req),
     });
     this.toolbar.attach(this.editor);
     this.editor.ready.catch((err) => this.view.setStatus(err.message, "error"));

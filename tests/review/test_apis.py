@@ -5,6 +5,7 @@ from unittest import mock
 
 import pytest
 from celery.exceptions import TimeoutError as CeleryTimeout
+from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from annotations.models import Annotation, AnnotationKind, Image, ImageStatus
@@ -157,7 +158,7 @@ def test_progress_counts_done_in_review_left_and_per_reviewer(as_reviewer, datas
     next_item(as_reviewer)
     r = as_reviewer.get("/api/review/progress/?dataset=demo")
     assert r.json() == {"dataset": "demo", "total": 3, "done": 1, "in_review": 1, "adjudication": 0, "left": 1,
-                        "per_reviewer": [{"username": "reviewer1", "done": 1}]}
+                        "per_reviewer": [{"username": "reviewer1", "done": 1}], "you": {"reviewed": 1, "left": 1}}
 
 
 def leased_image(client, dataset):
@@ -186,18 +187,26 @@ def test_refine_needs_a_live_lease_or_the_adjudication_of_the_image(as_reviewer,
     assert api_client.post("/api/review/refine/", {"image_id": image.pk, **body}, format="json").status_code == 503
 
 
-def test_refine_without_a_segmenter_answers_503_saying_what_to_configure(as_reviewer, dataset, settings):
+def test_refine_without_a_segmenter_answers_503_saying_what_to_configure(as_reviewer, reviewer, dataset, settings):
     image = leased_image(as_reviewer, dataset)
     settings.EMOVERSE_ML = {}
+    r = as_reviewer.post("/api/review/refine/", {"image_id": image.pk, "points": [[10, 10]], "labels": [1]}, format="json")
+    assert r.status_code == 503 and r.json()["detail"] == "Click-to-refine is not set up on this server."
+    reviewer.groups.add(Group.objects.get_or_create(name="admin")[0])  # what to configure is for admins
+    reviewer.__dict__.pop("_emoverse_roles", None)  # roles are cached on the user
     r = as_reviewer.post("/api/review/refine/", {"image_id": image.pk, "points": [[10, 10]], "labels": [1]}, format="json")
     assert r.status_code == 503
     assert "no segmenter is configured" in r.json()["detail"] and "EMOVERSE_ML_CONFIG" in r.json()["detail"]
 
 
-def test_refine_without_a_broker_answers_503(as_reviewer, dataset, settings):
+def test_refine_without_a_broker_answers_503(as_reviewer, reviewer, dataset, settings):
     image = leased_image(as_reviewer, dataset)
     settings.EMOVERSE_ML = {"segmenter": {"backend": "sam"}}
     settings.CELERY_TASK_ALWAYS_EAGER = True
+    r = as_reviewer.post("/api/review/refine/", {"image_id": image.pk, "points": [[10, 10]], "labels": [1]}, format="json")
+    assert r.status_code == 503 and r.json()["detail"] == "Click-to-refine is not set up on this server."
+    reviewer.groups.add(Group.objects.get_or_create(name="admin")[0])
+    reviewer.__dict__.pop("_emoverse_roles", None)  # roles are cached on the user
     r = as_reviewer.post("/api/review/refine/", {"image_id": image.pk, "points": [[10, 10]], "labels": [1]}, format="json")
     assert r.status_code == 503 and "CELERY_BROKER_URL" in r.json()["detail"]
 

@@ -158,11 +158,10 @@ def test_brush_a_mask_pick_the_label_by_keyboard_and_submit(start, live_server, 
     page.mouse.move(*image_to_screen(page, 330, 250))
     page.screenshot(path="/tmp/review-edit.png")
 
-    # click-to-refine without a segmenter says so clearly
+    # click-to-refine without a segmenter is off: S says so in one short line, the tool stays
     page.keyboard.press("s")
-    page.mouse.click(*image_to_screen(page, 240, 190))
-    page.wait_for_function("() => /not available/.test(document.querySelector('#review-status').textContent)")
-    assert page.get_attribute("#review-status", "data-level") == "error"
+    page.wait_for_function("() => /not set up on this server/.test(document.querySelector('#review-status').textContent)")
+    assert page.evaluate("() => reviewPage.editor.tool") == "brush"
     page.keyboard.press("v")
 
     page.keyboard.press("3")  # contentment
@@ -394,7 +393,10 @@ def test_box_drag_polygon_undo_redo_and_an_added_triplet(start, live_server, sto
     assert page.errors == []
 
 
-def test_refine_with_a_segmenter_replaces_the_mask_and_undo_restores_it(start, storms, reviewer_user):
+def test_refine_with_a_segmenter_replaces_the_mask_and_undo_restores_it(start, storms, reviewer_user, settings):
+    settings.EMOVERSE_ML = {"segmenter": {"backend": "sam"}}  # set up (the GPU worker's answer is faked below)
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CELERY_RESULT_BACKEND = "redis://127.0.0.1:6379/0"
     page = start()
     select_element(page, "small boat")
     area = selected_mask_area(page)

@@ -31,12 +31,13 @@ import { BoxTool } from "./tools/box.js";
 import { BrushTool } from "./tools/brush.js";
 import { EraserTool } from "./tools/eraser.js";
 import { PolygonTool } from "./tools/polygon.js";
-import { RefineTool } from "./tools/refine.js";
+import { REFINE_OFF, RefineTool } from "./tools/refine.js";
 import { Viewport, clamp } from "./viewport.js";
 
 export const TOOLS = { v: "box", b: "brush", x: "eraser", p: "polygon", s: "refine" };
 
 const MIN_BRUSH = 2;
+const FIT_PAD_PX = 12; // free canvas around the fitted image: a box handle (7 px half-size) on its edge stays grabbable
 const MAX_BRUSH = 200;
 
 export class MaskEditor {
@@ -184,6 +185,10 @@ export class MaskEditor {
 
   setTool(tool) {
     if (!Object.values(TOOLS).includes(tool)) throw new Error(`unknown tool ${tool}`);
+    if (tool === "refine" && !this.refine) {
+      this.onMessage(REFINE_OFF, "info"); // no segmenter on the server: the tool stays off
+      return;
+    }
     this.tool = tool;
     this._resetTools();
     this.canvas.dataset.tool = tool;
@@ -215,10 +220,10 @@ export class MaskEditor {
     this.draw();
   }
 
-  /** Scale the image to fit the canvas, centred. */
+  /** Scale the image to fit the canvas, centred, with room for a box handle on its edge. */
   fit() {
     const { w, h } = this._cssSize();
-    this.view.fit(w, h, this.width, this.height);
+    this.view.fit(w, h, this.width, this.height, FIT_PAD_PX);
     this.draw();
   }
 

@@ -23,9 +23,12 @@ export class Viewport {
     this.fitted = true; // follows the canvas size until the reviewer zooms or pans
   }
 
-  /** Scale an image of imageW x imageH to fit an area of areaW x areaH, centred. */
-  fit(areaW, areaH, imageW, imageH) {
-    const scale = Math.min(areaW / imageW, areaH / imageH) || 1;
+  /**
+   * Scale an image of imageW x imageH to fit an area of areaW x areaH, centred, keeping
+   * `pad` pixels free on every side (so handles on the image's edge stay on the canvas).
+   */
+  fit(areaW, areaH, imageW, imageH, pad = 0) {
+    const scale = Math.max(Math.min((areaW - 2 * pad) / imageW, (areaH - 2 * pad) / imageH), 0) || 1;
     this.scale = scale;
     this.ox = (areaW - imageW * scale) / 2;
     this.oy = (areaH - imageH * scale) / 2;

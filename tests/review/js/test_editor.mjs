@@ -63,6 +63,10 @@ test("viewport: fit centres the image and toImage inverts toScreen", () => {
   assert.deepEqual(view.toImage(300, 50), { x: 50, y: 25 });
   view.fit(0, 0, 200, 200); // a canvas of no size yet
   assert.equal(view.scale, 1);
+  view.fit(800, 400, 200, 200, 10); // padded: the image's edges stay 10 px inside the area
+  assert.deepEqual([view.scale, view.ox, view.oy], [1.9, 210, 10]);
+  view.fit(10, 10, 200, 200, 10); // no room left inside the padding
+  assert.equal(view.scale, 1);
 });
 
 test("viewport: zooming keeps the point under the pointer; scale is clamped; pan un-fits", () => {

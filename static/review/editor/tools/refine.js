@@ -6,6 +6,9 @@
 import { encodeRle } from "../../rle.js";
 import { clamp } from "../viewport.js";
 
+/** What the editor says when S is pressed and the page has no refine callback. */
+export const REFINE_OFF = "Click-to-refine is not set up on this server.";
+
 /** Thrown by a refine callback when click-to-refine cannot run (HTTP 503/502/504). */
 export class RefineUnavailable extends Error {}
 
@@ -38,7 +41,7 @@ export class RefineTool {
   async _click(e, p, positive) {
     const ed = this.editor;
     if (!ed.refine) {
-      ed.onMessage("Click-to-refine is not available on this page.", "error");
+      ed.onMessage(REFINE_OFF, "error");
       return;
     }
     this.points.push({ x: clamp(p.x, 0, ed.width), y: clamp(p.y, 0, ed.height), label: positive ? 1 : 0 });
