@@ -7,7 +7,7 @@ from annotations.text_policy import CheckedModelForm
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin):
     form = CheckedModelForm
-    list_display = ["slug", "name", "reviews_per_item", "overlap_fraction", "lease_minutes", "auto_accept_threshold"]
+    list_display = ["slug", "name", "reviews_per_item", "overlap_fraction", "lease_minutes", "auto_accept_threshold", "audit_fraction"]
     search_fields = ["slug", "name"]
 
 

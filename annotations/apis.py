@@ -25,7 +25,7 @@ class DatasetSerializer(CheckedModelSerializer):
     class Meta:
         model = Dataset
         fields = ["id", "slug", "name", "description", "reviews_per_item", "overlap_fraction",
-                  "lease_minutes", "auto_accept_threshold", "created_at"]
+                  "lease_minutes", "auto_accept_threshold", "audit_fraction", "created_at"]
         read_only_fields = ["id", "created_at"]
 
 

@@ -91,6 +91,8 @@ class DatasetFactory(factory.django.DjangoModelFactory):
 
     slug = factory.Sequence(lambda n: f"dataset-{n}")
     name = factory.LazyAttribute(lambda o: o.slug.replace("-", " ").title())
+    # No calibration audit unless a test asks for one: the queue then serves by priority alone.
+    audit_fraction = 0.0
 
 
 class ImageFactory(factory.django.DjangoModelFactory):
