@@ -272,3 +272,10 @@ def draft_readable(*, image_id: int, reviewer_id: int) -> Draft | None:
         logger.warning("draft %s of reviewer %s on image %s is ignored: %s", draft.pk, reviewer_id, image_id, exc)
         return None
     return draft
+
+
+def review_plans_reset(*, image_ids: list[int]) -> int:
+    """Forget the review plans of images sent back to review: each wants reviews again (its
+    next claim writes a fresh plan), so the queue and the independence rule
+    (``review.selectors.images_user_may_review``) treat it as never reviewed."""
+    return ReviewPlan.objects.filter(image_id__in=image_ids).delete()[0]
