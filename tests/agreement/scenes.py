@@ -92,7 +92,7 @@ def annotator_payload(label: str, index: int, model: str) -> dict:
 
 
 def build_scene(*, slug: str = "study", with_models: bool = True, model_keys: str = "shared") -> Scene:
-    dataset = DatasetFactory(slug=slug, reviews_per_item=3, overlap_fraction=1.0)
+    dataset = DatasetFactory(slug=slug, reviews_per_item=3, overlap_fraction=1.0, audit_fraction=1.0)
     users = {name: UserFactory(username=name, roles=["reviewer"]) for name in REVIEWERS}
     images = [ImageFactory(dataset=dataset, width=W, height=H) for _ in range(10)]
     scene = Scene(dataset, images, users)
