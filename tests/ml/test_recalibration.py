@@ -261,7 +261,10 @@ def test_recalibrate_command():
     out = io.StringIO()
     call_command("recalibrate", "--dataset", "study", "--min-samples", "5", stdout=out)
     stored = list(CalibrationVersion.objects.values_list("model_name", flat=True))
-    assert stored
+    # 10 audited answers, about 3 held out by image id (ids differ per run): a fit whose
+    # held-out ECE would rise is refused, and says so.
+    refused = out.getvalue().count("held-out ECE would rise")
+    assert stored or refused
     for name in stored:
         assert f"{name}: version 1, T = " in out.getvalue()
     out = io.StringIO()
