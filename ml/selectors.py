@@ -25,8 +25,10 @@ Audit sample. The queue serves hardest-first, so the reviewed images are not a s
 the dataset: a temperature fitted on them is biased (hard images are the ones the models
 get wrong). The fits are therefore made on the calibration audit only
 (``Dataset.audit_fraction``: images drawn at random with a known probability and reviewed
-in random order, ``review.queue``). The audit answers are split by a hash of the image id
-(:func:`is_held_out`, 30 % held out): the temperature is fitted on the rest, and the ECE
+in random order, ``review.queue``). The audit answers are split by the image's stored
+uniform draw (:func:`is_held_out`: the fractional part of ``audit_draw * 1000``, 30 % held
+out; fixed with the image, independent of database ids and of its inclusion in the
+audit): the temperature is fitted on the rest, and the ECE
 before and after is measured on the held-out part. A fit is stored
 (:meth:`ModelCalibration.refusal`) only with at least the minimum of audited answers and a
 held-out ECE that does not get worse.
@@ -35,9 +37,10 @@ held-out ECE that does not get worse.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -228,7 +231,8 @@ class CalibrationSample:
     labels: np.ndarray
     n_raw: int
     n_without_raw: int = 0
-    image_ids: np.ndarray | None = None  # ``(n,)``, the image of each row (None: unknown, no held-out split)
+    image_ids: np.ndarray | None = None  # ``(n,)``, the image of each row (None: unknown)
+    held_out: np.ndarray | None = None  # ``(n,)`` bool, rows held out of an audit fit (None: no split known)
 
 
 @dataclass
@@ -291,10 +295,15 @@ def _temperature_text(temperature: float | None) -> str:
     return "1 (none stored)" if temperature is None else f"{temperature:.3f}"
 
 
-def is_held_out(image_id: int) -> bool:
-    """Whether an image's answers are held out of the fit (a fixed :data:`HELD_OUT_SHARE` by a hash of its id)."""
-    digest = hashlib.sha256(f"calibration-held-out:{image_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < HELD_OUT_SHARE
+HELD_OUT_SCALE = 1000
+
+
+def is_held_out(audit_draw: float) -> bool:
+    """Whether an image's answers are held out of the fit: the fractional part of
+    ``audit_draw * 1000`` is below :data:`HELD_OUT_SHARE`. ``audit_draw`` is uniform on [0, 1)
+    and stored with the image, so the split is fixed and independent of database ids; its
+    digits past the third are independent of ``audit_draw < audit_fraction`` (the inclusion)."""
+    return math.modf(audit_draw * HELD_OUT_SCALE)[0] < HELD_OUT_SHARE
 
 
 def _values(distribution: Any) -> list[float] | None:
@@ -357,11 +366,13 @@ def calibration_samples(*, dataset: Dataset | None = None, audit_only: bool = Fa
     code = {e: i for i, e in enumerate(EMOTIONS)}
     reference = {image_id: code[label] for image_id, label in
                  reference_labels(reference_label_rows(dataset=dataset)).items()}
-    if audit_only:
-        images = audit_images(dataset=dataset)
-    else:
-        images = dataset.images.all() if dataset is not None else None
-    return samples_from(reference, model_distribution_rows(images=images))
+    if not audit_only:
+        return samples_from(reference, model_distribution_rows(images=dataset.images.all() if dataset is not None else None))
+    images = audit_images(dataset=dataset)
+    draws = dict(images.values_list("id", "audit_draw")) if reference else {}
+    samples = samples_from(reference, model_distribution_rows(images=images))
+    return {model: replace(sample, held_out=np.array([is_held_out(draws[int(i)]) for i in sample.image_ids], dtype=bool))
+            for model, sample in samples.items()}
 
 
 def without_raw_note(n: int) -> str:
@@ -374,7 +385,7 @@ def calibrate_model(
 ) -> ModelCalibration:
     """ECE and reliability before, fitted temperature and ECE after (the merged answer is not fitted).
 
-    With ``audit`` (the sample is the calibration audit's, with its image ids) the
+    With ``audit`` (the sample is the calibration audit's, with its ``held_out`` split) the
     temperature is fitted on the answers not held out (:func:`is_held_out`) and both ECEs
     and reliability diagrams are the held-out part's; else fit and ECE use every answer.
 
@@ -385,9 +396,9 @@ def calibrate_model(
                               n_without_raw=sample.n_without_raw)
     train = test = np.ones(result.n, dtype=bool)
     if audit:
-        if sample.image_ids is None:
-            raise ValueError("an audit calibration needs the sample's image ids")
-        test = np.array([is_held_out(int(i)) for i in sample.image_ids], dtype=bool)
+        if sample.held_out is None or len(sample.held_out) != result.n:
+            raise ValueError("an audit calibration needs the sample's held-out split")
+        test = np.asarray(sample.held_out, dtype=bool)
         train = ~test
         result.sample, result.n_train, result.n_held_out = "audit", int(train.sum()), int(test.sum())
     if sample.n_without_raw:

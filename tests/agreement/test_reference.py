@@ -15,7 +15,7 @@ from ml.recalibration import recalibrate
 from ml.selectors import calibrate_model, calibration_samples
 from review.reference import reference_labels
 from tests.agreement.scenes import H, W, payload
-from tests.factories import DatasetFactory, ImageFactory, UserFactory, make_annotation
+from tests.factories import DatasetFactory, ImageFactory, UserFactory, audit_draw_for, make_annotation
 
 KEY = "00000000-0000-0000-0000-0000000000a1"
 CODE = {e: i for i, e in enumerate(EMOTIONS)}
@@ -56,7 +56,7 @@ def test_reference_rule(rows, expected):
 
 
 def _three_reviews(dataset, users, labels, *, adjudication=None, model_label="awe", model_distribution=None):
-    image = ImageFactory(dataset=dataset, width=W, height=H)
+    image = ImageFactory(dataset=dataset, width=W, height=H, audit_draw=audit_draw_for(dataset.images.count()))
     distribution = model_distribution or {e: (0.93 if e == model_label else 0.01) for e in EMOTIONS}
     make_annotation(image, kind=AnnotationKind.MODEL, author_name="gpt-4o", payload=payload(model_label, KEY),
                     raw_distribution=distribution)
