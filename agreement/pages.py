@@ -68,11 +68,15 @@ def report_context(report: dict[str, Any], *, a: str | None = None, b: str | Non
     }
 
 
+def _plotted(fit: ModelCalibration) -> str:
+    return f"{fit.n_held_out} held-out audited answers" if fit.sample == "audit" else f"{fit.n} answers"
+
+
 def calibration_plots(fits: list[ModelCalibration]) -> list[tuple[ModelCalibration, Any]]:
     """Each fit with its reliability diagram, or None when it has no usable answer."""
     return [
         (fit, svg.reliability_diagram(fit.reliability_before, fit.reliability_after,
-                                      title=f"Reliability of {fit.model} ({fit.n} answers)")
+                                      title=f"Reliability of {fit.model} ({_plotted(fit)})")
          if fit.reliability_before else None)
         for fit in fits
     ]

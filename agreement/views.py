@@ -97,11 +97,13 @@ def report_json_download(request, slug: str):
 @role_required(RESEARCHER, ADMIN)
 def calibration_page(request):
     dataset = get_object_or_404(Dataset, slug=request.GET["dataset"]) if request.GET.get("dataset") else None
+    min_samples = ml_selectors.default_min_samples()
     context = {
         "dataset": dataset,
         "datasets": Dataset.objects.order_by("slug"),
-        "fits": pages.calibration_plots(ml_selectors.cached_model_calibrations(dataset=dataset)),
+        "fits": [(fit, plot, fit.refusal(min_samples)) for fit, plot in
+                 pages.calibration_plots(ml_selectors.cached_model_calibrations(dataset=dataset))],
         "history": ml_selectors.calibration_history(),
-        "min_samples": ml_selectors.default_min_samples(),
+        "min_samples": min_samples,
     }
     return render(request, "agreement/calibration.html", context)

@@ -8,7 +8,7 @@ from annotations.text_policy import CheckedModelForm
 class DatasetAdmin(admin.ModelAdmin):
     form = CheckedModelForm
     list_display = ["slug", "name", "reviews_per_item", "overlap_fraction", "lease_minutes", "auto_accept_threshold",
-                    "require_all_checked"]
+                    "require_all_checked", "audit_fraction"]
     list_filter = ["require_all_checked"]
     search_fields = ["slug", "name"]
 

@@ -30,7 +30,8 @@ class DatasetSerializer(CheckedModelSerializer):
     class Meta:
         model = Dataset
         fields = ["id", "slug", "name", "description", "reviews_per_item", "overlap_fraction",
-                  "lease_minutes", "auto_accept_threshold", "require_all_checked", "created_at"]
+                  "lease_minutes", "auto_accept_threshold", "require_all_checked", "audit_fraction",
+                  "created_at"]
         read_only_fields = ["id", "created_at"]
 
 

@@ -11,6 +11,7 @@ image; masks are COCO RLE (``mask_counts`` is pycocotools' compressed string,
 
 from __future__ import annotations
 
+import random
 import uuid
 
 from django.conf import settings
@@ -52,6 +53,12 @@ class Dataset(models.Model):
     # Approve only once the reviewer has decided every element (A on each, or Shift+A for all).
     require_all_checked = models.BooleanField(
         default=False, help_text="Refuse Approve until the reviewer has decided every element (accepted, edited or rejected).")
+    # Calibration audit: the images whose ``audit_draw`` is below this are reviewed in random
+    # order, apart from the priority queue, and the temperature is fitted on them only.
+    audit_fraction = models.FloatField(
+        default=0.05, validators=_FRACTION_VALIDATORS,
+        help_text="Share of images drawn at random into the calibration audit (0-1), reviewed in random order.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
@@ -68,6 +75,7 @@ class Dataset(models.Model):
             ),
             models.CheckConstraint(condition=Q(lease_minutes__gte=LEASE_MINUTES_MIN) & Q(lease_minutes__lte=LEASE_MINUTES_MAX),
                                    name="dataset_lease_minutes_range"),
+            models.CheckConstraint(condition=Q(audit_fraction__gte=0) & Q(audit_fraction__lte=1), name="dataset_audit_fraction_0_1"),
         ]
 
     def __str__(self) -> str:
@@ -133,6 +141,11 @@ def thumbnail_upload_to(instance: Image, filename: str) -> str:
     return f"thumbs/{instance.dataset_id}/{instance.sha256[:2]}/{filename}"
 
 
+def new_audit_draw() -> float:
+    """A fresh uniform draw in [0, 1) for :attr:`Image.audit_draw`."""
+    return random.random()
+
+
 class Image(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="images")
     file = models.FileField(upload_to=image_upload_to, max_length=300)
@@ -145,6 +158,10 @@ class Image(models.Model):
     status = models.CharField(max_length=16, choices=ImageStatus.choices, default=ImageStatus.NEW)
     # Review queue order: lowest first (model agreement / calibrated confidence), then oldest.
     priority = models.FloatField(default=1.0)
+    # A uniform draw in [0, 1) fixed at creation: the image is in its dataset's calibration audit
+    # while ``audit_draw < dataset.audit_fraction`` (known inclusion probability), and the audit
+    # is served in ``audit_draw`` order (a uniform random order).
+    audit_draw = models.FloatField(default=new_audit_draw)
     # Denormalised from the current best annotation for filtering at 219K+ images.
     label = models.CharField(max_length=16, choices=EMOTION_CHOICES, null=True, blank=True)
     confidence = models.FloatField(null=True, blank=True)
@@ -160,9 +177,11 @@ class Image(models.Model):
             models.CheckConstraint(condition=Q(label__isnull=True) | Q(label__in=EMOTIONS), name="image_label_valid"),
             models.CheckConstraint(condition=Q(source__in=ImageSource.values), name="image_source_valid"),
             models.CheckConstraint(condition=Q(status__in=ImageStatus.values), name="image_status_valid"),
+            models.CheckConstraint(condition=Q(audit_draw__gte=0) & Q(audit_draw__lt=1), name="image_audit_draw_0_1"),
         ]
         indexes = [
             models.Index(fields=["dataset", "status", "priority", "created_at", "id"], name="image_queue_idx"),
+            models.Index(fields=["dataset", "status", "audit_draw", "id"], name="image_audit_queue_idx"),
             models.Index(fields=["dataset", "source"], name="image_source_idx"),
             models.Index(fields=["dataset", "label"], name="image_label_idx"),
             models.Index(fields=["dataset", "created_at"], name="image_created_idx"),

@@ -61,6 +61,16 @@ def critic_verdict(verdicts: Iterable[str | None]) -> str | None:
     return CRITIC_VERDICTS[max(known)] if known else None
 
 
+def stored_critic_verdict(critic: object) -> str | None:
+    """The worst verdict of a critic as stored with an annotation
+    (``{"label_verdict", "elements": [{"verdict"}]}``); ``None`` for anything else."""
+    if not isinstance(critic, dict):
+        return None
+    elements = critic.get("elements")
+    verdicts = [e.get("verdict") for e in elements if isinstance(e, dict)] if isinstance(elements, list) else []
+    return critic_verdict([critic.get("label_verdict"), *verdicts])
+
+
 def queue_priority(confidence: float | None, agreement: float | None, critic: str | None = None) -> float | None:
     """Mean of the annotators' agreement score and the label's confidence; the confidence
     alone with one annotator (no agreement), the agreement alone without a confidence;

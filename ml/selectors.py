@@ -20,19 +20,33 @@ absolute, so such answers are left out (and counted: ``n_without_raw``).
 
 The merged ``pipeline`` answer is reported on its stored distribution but never fitted:
 its confidence comes from its annotators' calibrated distributions.
+
+Audit sample. The queue serves hardest-first, so the reviewed images are not a sample of
+the dataset: a temperature fitted on them is biased (hard images are the ones the models
+get wrong). The fits are therefore made on the calibration audit only
+(``Dataset.audit_fraction``: images drawn at random with a known probability and reviewed
+in random order, ``review.queue``). The audit answers are split by the image's stored
+uniform draw (:func:`is_held_out`: the fractional part of ``audit_draw * 1000``, 30 % held
+out; fixed with the image, independent of database ids and of its inclusion in the
+audit): the temperature is fitted on the rest, and the ECE
+before and after is measured on the held-out part. A fit is stored
+(:meth:`ModelCalibration.refusal`) only with at least the minimum of audited answers and a
+held-out ECE that does not get worse.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, F, Max, Q, QuerySet
 
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import Annotation, AnnotationKind, Dataset, Image
@@ -50,6 +64,7 @@ from review.reference import REFERENCE_KINDS, reference_labels
 
 CHUNK = 2000
 N_BINS = 15
+HELD_OUT_SHARE = 0.3
 
 
 def latest_temperatures() -> dict[str, float]:
@@ -216,6 +231,8 @@ class CalibrationSample:
     labels: np.ndarray
     n_raw: int
     n_without_raw: int = 0
+    image_ids: np.ndarray | None = None  # ``(n,)``, the image of each row (None: unknown)
+    held_out: np.ndarray | None = None  # ``(n,)`` bool, rows held out of an audit fit (None: no split known)
 
 
 @dataclass
@@ -231,21 +248,62 @@ class ModelCalibration:
     ece_after: float | None = None
     reliability_after: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    # "audit": fitted on the calibration audit's answers, ECE on its held-out part (n_train + n_held_out = n);
+    # "all": fitted and measured on every answer given (no split).
+    sample: str = "all"
+    n_train: int | None = None
+    n_held_out: int | None = None
 
     @property
     def merged(self) -> bool:
         return self.model == PIPELINE_AUTHOR
 
     def reliability(self) -> dict[str, Any]:
-        return {"n_bins": N_BINS, "before": self.reliability_before, "after": self.reliability_after}
+        return {"n_bins": N_BINS, "before": self.reliability_before, "after": self.reliability_after,
+                "sample": self.sample, "n": self.n, "n_train": self.n_train, "n_held_out": self.n_held_out}
+
+    def refusal(self, min_samples: int) -> str | None:
+        """Why this fit must not be stored (None: store it): a merged answer, fewer than
+        ``min_samples`` answers in the sample, no temperature, no held-out answer, or a
+        held-out ECE that the temperature makes worse. Each reason says which temperature stays."""
+        stays = f"the temperature stays {_temperature_text(self.current_temperature)}"
+        if self.merged:
+            return self.notes[0]
+        if self.n < min_samples:
+            what = "audited answers" if self.sample == "audit" else "labelled answers"
+            return "; ".join([f"{self.n} {what}; at least {min_samples} needed for a fit — {stays}", *self.notes])
+        if self.temperature is None:
+            return "; ".join([*self.notes, stays])
+        if self.ece_before is None or self.ece_after is None:
+            return f"no held-out answer to check the fit on — {stays}"
+        if self.ece_after > self.ece_before:
+            return (f"held-out ECE would rise from {self.ece_before:.3f} to {self.ece_after:.3f} with T = "
+                    f"{self.temperature:.3f}: not stored — {stays}")
+        return None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "model": self.model, "merged": self.merged, "n": self.n, "n_raw": self.n_raw,
             "n_without_raw": self.n_without_raw, "current_temperature": self.current_temperature,
             "ece_before": self.ece_before, "temperature": self.temperature, "ece_after": self.ece_after,
-            "reliability": self.reliability(), "notes": self.notes,
+            "reliability": self.reliability(), "notes": self.notes, "sample": self.sample,
+            "n_train": self.n_train, "n_held_out": self.n_held_out,
         }
+
+
+def _temperature_text(temperature: float | None) -> str:
+    return "1 (none stored)" if temperature is None else f"{temperature:.3f}"
+
+
+HELD_OUT_SCALE = 1000
+
+
+def is_held_out(audit_draw: float) -> bool:
+    """Whether an image's answers are held out of the fit: the fractional part of
+    ``audit_draw * 1000`` is below :data:`HELD_OUT_SHARE`. ``audit_draw`` is uniform on [0, 1)
+    and stored with the image, so the split is fixed and independent of database ids; its
+    digits past the third are independent of ``audit_draw < audit_fraction`` (the inclusion)."""
+    return math.modf(audit_draw * HELD_OUT_SCALE)[0] < HELD_OUT_SHARE
 
 
 def _values(distribution: Any) -> list[float] | None:
@@ -258,19 +316,21 @@ def _values(distribution: Any) -> list[float] | None:
         return None
 
 
-def _normalised(values: list[list[float]], labels: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """``(probs (n, 8), labels (n,))`` keeping the rows that are a distribution (finite,
-    non-negative, positive sum), each scaled to sum 1."""
+def _normalised(
+    values: list[list[float]], labels: list[int], image_ids: list[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(probs (n, 8), labels (n,), image ids (n,))`` keeping the rows that are a distribution
+    (finite, non-negative, positive sum), each scaled to sum 1."""
     v = np.array(values, dtype=np.float64).reshape(-1, len(EMOTIONS))
     total = v.sum(axis=1)
     ok = np.all(np.isfinite(v), axis=1) & np.all(v >= 0, axis=1) & (total > 0)
-    return v[ok] / total[ok, None], np.array(labels, dtype=np.int64)[ok]
+    return v[ok] / total[ok, None], np.array(labels, dtype=np.int64)[ok], np.array(image_ids, dtype=np.int64)[ok]
 
 
 def samples_from(reference: dict[int, int], rows: Iterable[DistributionRow]) -> dict[str, CalibrationSample]:
     """Model name → its usable distributions on the images of ``reference`` (image id → label
     code): an annotator's raw ones only, the merged answer's stored ones."""
-    collected: dict[str, tuple[list[list[float]], list[int]]] = {}
+    collected: dict[str, tuple[list[list[float]], list[int], list[int]]] = {}
     without_raw: dict[str, int] = {}
     for row in rows:
         label = reference.get(row.image_id)
@@ -281,24 +341,38 @@ def samples_from(reference: dict[int, int], rows: Iterable[DistributionRow]) -> 
             continue
         values = _values(row.distribution)
         if values is not None:
-            probs, labels = collected.setdefault(row.model, ([], []))
+            probs, labels, ids = collected.setdefault(row.model, ([], [], []))
             probs.append(values)
             labels.append(label)
+            ids.append(row.image_id)
     out = {}
     for model in sorted(set(collected) | set(without_raw)):
-        probs, labels = _normalised(*collected.get(model, ([], [])))
+        probs, labels, ids = _normalised(*collected.get(model, ([], [], [])))
         out[model] = CalibrationSample(probs, labels, n_raw=0 if model == PIPELINE_AUTHOR else len(labels),
-                                       n_without_raw=without_raw.get(model, 0))
+                                       n_without_raw=without_raw.get(model, 0), image_ids=ids)
     return out
 
 
-def calibration_samples(*, dataset: Dataset | None = None) -> dict[str, CalibrationSample]:
-    """Model name → its distributions on images with a human reference label (two streamed queries)."""
+def audit_images(*, dataset: Dataset | None = None) -> QuerySet[Image]:
+    """The images of the calibration audit (``audit_draw < dataset.audit_fraction``), of
+    ``dataset`` or of every dataset (each by its own fraction)."""
+    images = Image.objects.filter(audit_draw__lt=F("dataset__audit_fraction"))
+    return images.filter(dataset=dataset) if dataset is not None else images
+
+
+def calibration_samples(*, dataset: Dataset | None = None, audit_only: bool = False) -> dict[str, CalibrationSample]:
+    """Model name → its distributions on images with a human reference label (two streamed
+    queries); with ``audit_only``, on the calibration audit's images only."""
     code = {e: i for i, e in enumerate(EMOTIONS)}
     reference = {image_id: code[label] for image_id, label in
                  reference_labels(reference_label_rows(dataset=dataset)).items()}
-    images = dataset.images.all() if dataset is not None else None
-    return samples_from(reference, model_distribution_rows(images=images))
+    if not audit_only:
+        return samples_from(reference, model_distribution_rows(images=dataset.images.all() if dataset is not None else None))
+    images = audit_images(dataset=dataset)
+    draws = dict(images.values_list("id", "audit_draw")) if reference else {}
+    samples = samples_from(reference, model_distribution_rows(images=images))
+    return {model: replace(sample, held_out=np.array([is_held_out(draws[int(i)]) for i in sample.image_ids], dtype=bool))
+            for model, sample in samples.items()}
 
 
 def without_raw_note(n: int) -> str:
@@ -306,21 +380,35 @@ def without_raw_note(n: int) -> str:
             "scaled with a temperature that is not recorded")
 
 
-def calibrate_model(model: str, sample: CalibrationSample, *, current: float | None) -> ModelCalibration:
+def calibrate_model(
+    model: str, sample: CalibrationSample, *, current: float | None, audit: bool = False
+) -> ModelCalibration:
     """ECE and reliability before, fitted temperature and ECE after (the merged answer is not fitted).
+
+    With ``audit`` (the sample is the calibration audit's, with its ``held_out`` split) the
+    temperature is fitted on the answers not held out (:func:`is_held_out`) and both ECEs
+    and reliability diagrams are the held-out part's; else fit and ECE use every answer.
 
     An annotator's sample must hold raw distributions only (``n_raw == n``): a temperature
     fitted on already-scaled ones would not be absolute (module docstring).
     """
     result = ModelCalibration(model=model, n=len(sample.labels), n_raw=sample.n_raw, current_temperature=current,
                               n_without_raw=sample.n_without_raw)
+    train = test = np.ones(result.n, dtype=bool)
+    if audit:
+        if sample.held_out is None or len(sample.held_out) != result.n:
+            raise ValueError("an audit calibration needs the sample's held-out split")
+        test = np.asarray(sample.held_out, dtype=bool)
+        train = ~test
+        result.sample, result.n_train, result.n_held_out = "audit", int(train.sum()), int(test.sum())
     if sample.n_without_raw:
         result.notes.append(without_raw_note(sample.n_without_raw))
     if result.n == 0:
         result.notes.append("no usable answer on an image with a human reference label")
         return result
-    before = reliability_diagram(sample.probs, sample.labels, N_BINS)
-    result.ece_before, result.reliability_before = before.ece, before.to_dict()
+    if test.any():
+        before = reliability_diagram(sample.probs[test], sample.labels[test], N_BINS)
+        result.ece_before, result.reliability_before = before.ece, before.to_dict()
     if result.merged:
         result.notes.insert(0, "merged answer: calibrated through its annotators' temperatures, not fitted itself")
         return result
@@ -328,30 +416,37 @@ def calibrate_model(model: str, sample: CalibrationSample, *, current: float | N
         result.notes.append(f"no temperature: {result.n - sample.n_raw} answers are not raw distributions; "
                             "a temperature fitted on them would be relative to the one they were scaled with")
         return result
+    if not train.any():
+        result.notes.append("no temperature: every audited answer is held out")
+        return result
     logits = probs_to_logits(sample.probs)
     try:
-        result.temperature = fit_temperature(logits, sample.labels)
+        result.temperature = fit_temperature(logits[train], sample.labels[train])
     except UndefinedStatisticError as exc:
         result.notes.append(f"no temperature: {exc}")
         return result
-    after = reliability_diagram(apply_temperature(logits, result.temperature), sample.labels, N_BINS)
-    result.ece_after, result.reliability_after = after.ece, after.to_dict()
+    if test.any():
+        after = reliability_diagram(apply_temperature(logits[test], result.temperature), sample.labels[test], N_BINS)
+        result.ece_after, result.reliability_after = after.ece, after.to_dict()
     return result
 
 
 def model_calibrations(*, dataset: Dataset | None = None) -> list[ModelCalibration]:
-    """Calibration of every model with at least one answer on an image with a human reference label."""
+    """Calibration of every model with at least one answer on an audit image with a human
+    reference label: fitted on the audit's training part, ECE on its held-out part."""
     current = latest_temperatures()
-    samples = calibration_samples(dataset=dataset)
-    return [calibrate_model(model, samples[model], current=current.get(model)) for model in sorted(samples)]
+    samples = calibration_samples(dataset=dataset, audit_only=True)
+    return [calibrate_model(model, samples[model], current=current.get(model), audit=True) for model in sorted(samples)]
 
 
 def cached_model_calibrations(*, dataset: Dataset | None = None) -> list[ModelCalibration]:
     """:func:`model_calibrations`, cached until an annotation or a calibration version is added
-    (annotations are immutable: every change is a new row with a higher id)."""
+    (annotations are immutable: every change is a new row with a higher id) or an audit fraction changes."""
     stamp = (Annotation.objects.aggregate(m=Max("id"))["m"], CalibrationVersion.objects.aggregate(m=Max("id"))["m"])
-    # v3: the cached ModelCalibration objects are pickled, and their class moved to this module.
-    key = f"agreement-calibration:v3:{dataset.pk if dataset else 'all'}:{stamp[0]}:{stamp[1]}"
+    fractions = Dataset.objects.filter(pk=dataset.pk) if dataset is not None else Dataset.objects.all()
+    audit = hashlib.sha256(repr(list(fractions.order_by("pk").values_list("pk", "audit_fraction"))).encode()).hexdigest()[:16]
+    # v4: the cached ModelCalibration objects are pickled; v4 added the audit sample fields.
+    key = f"agreement-calibration:v4:{dataset.pk if dataset else 'all'}:{stamp[0]}:{stamp[1]}:{audit}"
     fits = cache.get(key)
     if fits is None:
         fits = model_calibrations(dataset=dataset)

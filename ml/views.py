@@ -88,7 +88,12 @@ def recalibrate_view(request):
         return redirect("agreement-calibration")
     for version in result.stored:
         messages.success(request, f"{version.model_name}: version {version.version}, T = {version.temperature:.3f} "
-                                  f"(ECE {version.ece_before:.3f} → {version.ece_after:.3f}, n = {version.n_samples})")
+                                  f"(fitted on {version.n_samples} audited answers; held-out ECE "
+                                  f"{version.ece_before:.3f} → {version.ece_after:.3f} on "
+                                  f"{version.reliability.get('n_held_out')})")
+    if result.stored:
+        messages.info(request, f"{result.reprioritised} image(s) in review re-prioritised; "
+                               f"{len(result.sent_back)} auto-accepted image(s) sent back to review.")
     for model, reason in result.skipped.items():
         messages.info(request, f"{model}: not recalibrated — {reason}")
     if not result.stored and not result.skipped:

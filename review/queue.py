@@ -9,6 +9,15 @@ database write lock. On both, the partial unique constraints on ``Lease`` are
 the last line: a claim that loses a race gets an ``IntegrityError`` and is
 retried on the next candidate.
 
+The calibration audit (``Dataset.audit_fraction``) is mixed in: each claim first
+looks in the audit (the images with ``audit_draw < audit_fraction``, taken in
+``audit_draw`` order, a uniform random order) with probability ``audit_fraction``,
+else in the rest of the queue (lowest priority first); when the first has nothing
+for the reviewer the other is tried. Audit images are never served by priority, so
+the reviewed part of the audit is a uniform random sample of the dataset at every
+moment (the temperature is fitted on it: ``ml.selectors``). Both orders are plain
+``ORDER BY`` on one table, so the ``SKIP LOCKED`` claim is the same for either.
+
 Expiry needs no cron: an expired lease no longer counts when candidates are
 chosen, and its row is marked ``expired`` when its image is claimed again (or
 by ``lease_expire_stale``, which a periodic task may call).
@@ -19,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
 from datetime import timedelta
 from typing import Any
 
@@ -33,6 +43,7 @@ from django.db.models import (
     IntegerField,
     Max,
     OuterRef,
+    Q,
     QuerySet,
     Subquery,
     Value,
@@ -48,6 +59,7 @@ from review.models import Draft, Lease, LeaseState, ReviewPlan
 
 CLAIM_ATTEMPTS = 20
 logger = logging.getLogger(__name__)
+_rng = random.Random()  # which part of the queue a claim looks in first (tests replace it with a seeded one)
 
 
 def required_reviews_for(*, dataset: Dataset, image_id: int) -> int:
@@ -71,12 +83,21 @@ def lease_is_live(lease: Lease, now=None) -> bool:
     return lease.state == LeaseState.ACTIVE and lease.expires_at > (now or timezone.now())
 
 
-def queue_candidates(*, dataset: Dataset, reviewer: AbstractBaseUser, now, include_skipped: bool) -> QuerySet[Image]:
+def in_audit(dataset: Dataset) -> Q:
+    """The images of ``dataset``'s calibration audit (``audit_draw < audit_fraction``)."""
+    return Q(audit_draw__lt=dataset.audit_fraction)
+
+
+def queue_candidates(
+    *, dataset: Dataset, reviewer: AbstractBaseUser, now, include_skipped: bool, audit: bool | None = None
+) -> QuerySet[Image]:
     """Images of ``dataset`` this reviewer may be given, best first.
 
     In review, not yet reviewed by this reviewer (nor skipped, unless
     ``include_skipped``), with a free slot: live leases plus submitted reviews
     fewer than the required reviews (1 until the plan is written on first claim).
+    ``audit=True``: the audit images only, in ``audit_draw`` order; ``False``: the
+    others, lowest priority first; ``None``: all, lowest priority first.
     """
     excluded_states = [LeaseState.SUBMITTED, LeaseState.SKIPPED] if not include_skipped else [LeaseState.SUBMITTED]
     mine = Lease.objects.filter(image=OuterRef("pk"), reviewer=reviewer, state__in=excluded_states)
@@ -84,16 +105,19 @@ def queue_candidates(*, dataset: Dataset, reviewer: AbstractBaseUser, now, inclu
         _active_leases(now).filter(image=OuterRef("pk")).order_by().values("image").annotate(n=Count("id")).values("n")
     )
     plan = ReviewPlan.objects.filter(image=OuterRef("pk"))
+    images = Image.objects.filter(dataset=dataset, status=ImageStatus.IN_REVIEW)
+    if audit is not None:
+        images = images.filter(in_audit(dataset)) if audit else images.exclude(in_audit(dataset))
+    order = ("audit_draw", "id") if audit else ("priority", "created_at", "id")
     return (
-        Image.objects.filter(dataset=dataset, status=ImageStatus.IN_REVIEW)
-        .exclude(Exists(mine))
+        images.exclude(Exists(mine))
         .alias(
             n_live=Coalesce(Subquery(live, output_field=IntegerField()), Value(0)),
             n_required=Coalesce(Subquery(plan.values("required_reviews")[:1]), Value(1)),
             n_submitted=Coalesce(Subquery(plan.values("submitted_reviews")[:1]), Value(0)),
         )
         .filter(n_required__gt=F("n_live") + F("n_submitted"))
-        .order_by("priority", "created_at", "id")
+        .order_by(*order)
     )
 
 
@@ -127,8 +151,10 @@ def _claim_once(dataset: Dataset, reviewer: AbstractBaseUser, now) -> Lease | No
     held = _active_leases(now).filter(dataset=dataset, reviewer=reviewer).select_related("image").first()
     if held is not None:
         return held
-    for include_skipped in (False, True):
-        candidates = queue_candidates(dataset=dataset, reviewer=reviewer, now=now, include_skipped=include_skipped)
+    audit_first = _rng.random() < dataset.audit_fraction
+    for include_skipped, audit in ((False, audit_first), (False, not audit_first), (True, audit_first), (True, not audit_first)):
+        candidates = queue_candidates(dataset=dataset, reviewer=reviewer, now=now, include_skipped=include_skipped,
+                                      audit=audit)
         image = candidates.select_for_update(skip_locked=True, of=("self",)).first()
         if image is None and candidates.exists():
             # Every candidate is locked by a concurrent claim; one with a slot left (K > 1) may
@@ -152,8 +178,10 @@ def _claim_once(dataset: Dataset, reviewer: AbstractBaseUser, now) -> Lease | No
 def lease_next(*, dataset: Dataset, reviewer: AbstractBaseUser) -> Lease:
     """Lease the next image of ``dataset`` to ``reviewer`` (or return the lease they hold).
 
-    Order: lowest ``Image.priority`` first, then oldest. Items this reviewer
-    skipped come back only when nothing else is left. Raises :class:`NothingToDo`
+    Order: with probability ``dataset.audit_fraction`` the next audit image (in
+    ``audit_draw`` order), else the lowest ``Image.priority`` of the others, then
+    oldest; either falls back to the other. Items this reviewer skipped come back
+    only when nothing else is left. Raises :class:`NothingToDo`
     when the queue has nothing for this reviewer.
     """
     for _ in range(CLAIM_ATTEMPTS):
@@ -270,3 +298,10 @@ def draft_readable(*, image_id: int, reviewer_id: int) -> Draft | None:
         logger.warning("draft %s of reviewer %s on image %s is ignored: %s", draft.pk, reviewer_id, image_id, exc)
         return None
     return draft
+
+
+def review_plans_reset(*, image_ids: list[int]) -> int:
+    """Forget the review plans of images sent back to review: each wants reviews again (its
+    next claim writes a fresh plan), so the queue and the independence rule
+    (``review.selectors.images_user_may_review``) treat it as never reviewed."""
+    return ReviewPlan.objects.filter(image_id__in=image_ids).delete()[0]

@@ -20,7 +20,7 @@ from annotations.models import (
     ImageStatus,
 )
 from annotations.services import images_set_status
-from core.priority import annotator_agreement, critic_verdict, queue_priority
+from core.priority import annotator_agreement, queue_priority, stored_critic_verdict
 from core.triplets import PhraseTriplet
 from core.vocabulary import ROLES
 
@@ -80,15 +80,6 @@ def models_agreement(answers: list[_Answer], triplets: dict[int, tuple[PhraseTri
     return agreement.score if agreement is not None else None
 
 
-def _critic_verdict(critic: object) -> str | None:
-    """The worst verdict of a stored critic (``{"label_verdict", "elements": [{"verdict"}]}``, as given on import)."""
-    if not isinstance(critic, dict):
-        return None
-    elements = critic.get("elements")
-    verdicts = [e.get("verdict") for e in elements if isinstance(e, dict)] if isinstance(elements, list) else []
-    return critic_verdict([critic.get("label_verdict"), *verdicts])
-
-
 def _review_fields(answers: list[_Answer], triplets: dict[int, tuple[PhraseTriplet, ...]]) -> dict:
     """Label, confidence, agreement and queue priority of an image that goes to review."""
     models = [a for a in answers if a.kind == AnnotationKind.MODEL]
@@ -99,7 +90,7 @@ def _review_fields(answers: list[_Answer], triplets: dict[int, tuple[PhraseTripl
         fields.update(label=base.ces_label, confidence=base.ces_confidence)
     agreement = models_agreement(models, triplets)
     fields["agreement"] = agreement
-    priority = queue_priority(fields.get("confidence"), agreement, _critic_verdict(base.critic if base else None))
+    priority = queue_priority(fields.get("confidence"), agreement, stored_critic_verdict(base.critic if base else None))
     if priority is not None:
         fields["priority"] = priority
     return fields

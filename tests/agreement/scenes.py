@@ -20,6 +20,7 @@ from tests.factories import (
     DatasetFactory,
     ImageFactory,
     UserFactory,
+    audit_draw_for,
     distribution_for,
     make_annotation,
     rect_mask_rle,
@@ -92,9 +93,9 @@ def annotator_payload(label: str, index: int, model: str) -> dict:
 
 
 def build_scene(*, slug: str = "study", with_models: bool = True, model_keys: str = "shared") -> Scene:
-    dataset = DatasetFactory(slug=slug, reviews_per_item=3, overlap_fraction=1.0)
+    dataset = DatasetFactory(slug=slug, reviews_per_item=3, overlap_fraction=1.0, audit_fraction=1.0)
     users = {name: UserFactory(username=name, roles=["reviewer"]) for name in REVIEWERS}
-    images = [ImageFactory(dataset=dataset, width=W, height=H) for _ in range(10)]
+    images = [ImageFactory(dataset=dataset, width=W, height=H, audit_draw=audit_draw_for(i)) for i in range(10)]
     scene = Scene(dataset, images, users)
     for i, image in enumerate(images):
         key = str(uuid.UUID(int=i + 1))

@@ -191,7 +191,7 @@ def test_report_shows_reliability_diagrams_and_downloads_the_calibration(scene, 
 def test_calibration_page_with_only_imported_model_answers(researcher):
     """Model answers without a raw distribution (imported ones, as in the demo) on a reviewed
     image: the page says why nothing is measured instead of failing."""
-    dataset = DatasetFactory(slug="imported")
+    dataset = DatasetFactory(slug="imported", audit_fraction=1.0)
     image = ImageFactory(dataset=dataset, width=W, height=H)
     make_annotation(image, kind=AnnotationKind.MODEL, author_name="gpt-4o", payload_kwargs={"label": "fear"})
     make_annotation(image, kind=AnnotationKind.HUMAN, author_name="alice", payload_kwargs={"label": "fear"},

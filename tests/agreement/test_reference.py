@@ -12,10 +12,10 @@ from agreement.selectors import LabelRow
 from annotations.models import AnnotationKind, Decision
 from core.vocabulary import EMOTIONS
 from ml.recalibration import recalibrate
-from ml.selectors import calibration_samples
+from ml.selectors import calibrate_model, calibration_samples
 from review.reference import reference_labels
 from tests.agreement.scenes import H, W, payload
-from tests.factories import DatasetFactory, ImageFactory, UserFactory, make_annotation
+from tests.factories import DatasetFactory, ImageFactory, UserFactory, audit_draw_for, make_annotation
 
 KEY = "00000000-0000-0000-0000-0000000000a1"
 CODE = {e: i for i, e in enumerate(EMOTIONS)}
@@ -56,7 +56,7 @@ def test_reference_rule(rows, expected):
 
 
 def _three_reviews(dataset, users, labels, *, adjudication=None, model_label="awe", model_distribution=None):
-    image = ImageFactory(dataset=dataset, width=W, height=H)
+    image = ImageFactory(dataset=dataset, width=W, height=H, audit_draw=audit_draw_for(dataset.images.count()))
     distribution = model_distribution or {e: (0.93 if e == model_label else 0.01) for e in EMOTIONS}
     make_annotation(image, kind=AnnotationKind.MODEL, author_name="gpt-4o", payload=payload(model_label, KEY),
                     raw_distribution=distribution)
@@ -103,13 +103,13 @@ def test_recalibration_fits_on_the_majority_not_the_newest_review():
     """20 images: on 10 the reviews say fear, fear, then (newest) the model's label; on 10 all say
     fear with the model. Against the reference the model is right half the time at confidence
     .93 (ECE .43); against the newest review it would always be right (ECE .07, T < 1)."""
-    dataset = DatasetFactory(slug="refcal", reviews_per_item=3)
+    dataset = DatasetFactory(slug="refcal", reviews_per_item=3, audit_fraction=1.0)
     users = [UserFactory(username=n) for n in ("q1", "q2", "q3")]
     for i in range(20):
         said = [e for e in EMOTIONS if e != "fear"][i % 7] if i < 10 else "fear"
         _three_reviews(dataset, users, ["fear", "fear", said], model_label=said)
     sample = calibration_samples(dataset=dataset)["gpt-4o"]
     assert set(sample.labels.tolist()) == {CODE["fear"]}
+    assert calibrate_model("gpt-4o", sample, current=None).ece_before == pytest.approx(0.93 - 0.5)
     version = recalibrate(dataset=dataset, min_samples=5).stored[0]
-    assert version.ece_before == pytest.approx(0.93 - 0.5)
     assert version.temperature > 1.0  # over-confident against the reference

@@ -2,7 +2,14 @@
 
 import pytest
 
-from core.priority import CRITIC_WRONG_FACTOR, AnnotatorAgreement, annotator_agreement, critic_verdict, queue_priority
+from core.priority import (
+    CRITIC_WRONG_FACTOR,
+    AnnotatorAgreement,
+    annotator_agreement,
+    critic_verdict,
+    queue_priority,
+    stored_critic_verdict,
+)
 from core.triplets import PhraseTriplet
 from core.vocabulary import EMOTIONS
 
@@ -86,3 +93,11 @@ def test_three_annotators_must_all_share_the_label_and_pairs_are_averaged():
 def test_a_single_annotator_has_no_agreement():
     assert annotator_agreement([((T1,), one_hot("fear"))]) is None
     assert annotator_agreement([]) is None
+
+
+def test_a_stored_critic_gives_its_worst_verdict():
+    stored = {"label_verdict": "ok", "elements": [{"verdict": "doubtful"}, {"verdict": "wrong"}, "junk"]}
+    assert stored_critic_verdict(stored) == "wrong"
+    assert stored_critic_verdict({"label_verdict": "doubtful", "elements": "not a list"}) == "doubtful"
+    assert stored_critic_verdict(None) is None
+    assert stored_critic_verdict(["wrong"]) is None

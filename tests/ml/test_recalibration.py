@@ -28,7 +28,7 @@ from ml.selectors import (
 )
 from ml.stages.calibration import fit_temperature, probs_to_logits, temperature_scale
 from tests.agreement.scenes import H, W, build_scene, payload
-from tests.factories import DatasetFactory, ImageFactory, UserFactory, make_annotation
+from tests.factories import DatasetFactory, ImageFactory, UserFactory, audit_draw_for, make_annotation
 
 KEY = "00000000-0000-0000-0000-000000000001"
 
@@ -72,7 +72,7 @@ def test_perfectly_separated_answers_get_no_temperature_and_say_why():
 
 def _labelled_images(dataset, reviewer, n_correct: int, n_wrong: int, *, model="gpt-4o"):
     for i in range(n_correct + n_wrong):
-        image = ImageFactory(dataset=dataset, width=W, height=H)
+        image = ImageFactory(dataset=dataset, width=W, height=H, audit_draw=audit_draw_for(dataset.images.count()))
         truth = EMOTIONS[i % 8]
         said = truth if i < n_correct else EMOTIONS[(i + 3) % 8]
         make_annotation(image, kind=AnnotationKind.MODEL, author_name=model, payload=payload(said, KEY, confidence=0.9),
@@ -84,7 +84,7 @@ def _labelled_images(dataset, reviewer, n_correct: int, n_wrong: int, *, model="
 
 @pytest.mark.django_db
 def test_recalibrate_stores_a_version_per_model_and_keeps_history(admin_user):
-    dataset = DatasetFactory(slug="calib")
+    dataset = DatasetFactory(slug="calib", audit_fraction=1.0)
     reviewer = UserFactory(username="rev")
     _labelled_images(dataset, reviewer, n_correct=12, n_wrong=8)
     other = ImageFactory(dataset=dataset, width=W, height=H)  # a model answer with no reference label: not used
@@ -99,9 +99,12 @@ def test_recalibrate_stores_a_version_per_model_and_keeps_history(admin_user):
     assert [v.model_name for v in result.stored] == ["gpt-4o"]
     assert PIPELINE_AUTHOR in result.skipped
     version = result.stored[0]
-    assert version.version == 1 and version.n_samples == 20 and version.created_by == admin_user
-    assert version.temperature > 1.0 and version.ece_after < version.ece_before
-    assert version.ece_before == pytest.approx(0.95 - 12 / 20)
+    held_out = 6  # i % 3 == 2 of 20 (audit_draw_for): 4 right, 2 wrong
+    assert samples["gpt-4o"].held_out is None  # not an audit sample
+    assert int(calibration_samples(dataset=dataset, audit_only=True)["gpt-4o"].held_out.sum()) == held_out
+    assert version.version == 1 and version.n_samples == 20 - held_out and version.created_by == admin_user
+    assert version.reliability["sample"] == "audit" and version.reliability["n_held_out"] == held_out
+    assert version.temperature > 1.0 and version.ece_after <= version.ece_before
     assert version.reliability["dataset"] == "calib" and len(version.reliability["before"]["counts"]) == 15
     assert latest_temperatures()["gpt-4o"] == pytest.approx(version.temperature)
 
@@ -114,11 +117,11 @@ def test_recalibrate_stores_a_version_per_model_and_keeps_history(admin_user):
 
 @pytest.mark.django_db
 def test_recalibrate_skips_models_with_too_few_labelled_answers():
-    dataset = DatasetFactory(slug="few")
+    dataset = DatasetFactory(slug="few", audit_fraction=1.0)
     _labelled_images(dataset, UserFactory(username="rev2"), n_correct=3, n_wrong=2, model="qwen")
     result = recalibrate(dataset=dataset, min_samples=10)
     assert result.stored == []
-    assert result.skipped["qwen"] == "5 labelled answers; at least 10 needed"
+    assert result.skipped["qwen"] == "5 audited answers; at least 10 needed for a fit — the temperature stays 1 (none stored)"
     assert not CalibrationVersion.objects.exists()
     with pytest.raises(ValueError, match="min_samples"):
         recalibrate(dataset=dataset, min_samples=0)
@@ -127,7 +130,7 @@ def test_recalibrate_skips_models_with_too_few_labelled_answers():
 @pytest.mark.django_db
 def test_cached_calibration_follows_new_answers_and_versions():
 
-    dataset = DatasetFactory(slug="cached")
+    dataset = DatasetFactory(slug="cached", audit_fraction=1.0)
     reviewer = UserFactory(username="rev3")
     _labelled_images(dataset, reviewer, n_correct=3, n_wrong=1)
     first = {f.model: f for f in cached_model_calibrations(dataset=dataset)}
@@ -148,7 +151,7 @@ def _answers(dataset, reviewer, n: int, *, seed: int, stored_temperature: float 
         truth = int(rng.integers(0, 8))
         said = truth if rng.random() < 0.6 else (truth + int(rng.integers(1, 8))) % 8
         raw = overconfident(EMOTIONS[said])
-        image = ImageFactory(dataset=dataset, width=W, height=H)
+        image = ImageFactory(dataset=dataset, width=W, height=H, audit_draw=audit_draw_for(dataset.images.count()))
         answer = payload(EMOTIONS[said], KEY)
         if stored_temperature is None:
             make_annotation(image, kind=AnnotationKind.MODEL, author_name=model, payload=answer, raw_distribution=raw)
@@ -168,7 +171,7 @@ def test_temperature_is_fitted_on_raw_distributions_only():
     """Answers saved after a temperature of 2 was applied, without their raw distribution, would give
     a temperature relative to that 2 (softmax(log softmax(z/2) / T) = softmax(z / 2T)) stored as
     absolute: they are left out, and the stored temperature is the one fitted on the raw answers."""
-    dataset = DatasetFactory(slug="raw")
+    dataset = DatasetFactory(slug="raw", audit_fraction=1.0)
     reviewer = UserFactory(username="rawrev")
     raw_probs, raw_labels = _answers(dataset, reviewer, 60, seed=1, stored_temperature=None)
     _answers(dataset, reviewer, 60, seed=2, stored_temperature=2.0)
@@ -176,21 +179,24 @@ def test_temperature_is_fitted_on_raw_distributions_only():
     sample = calibration_samples(dataset=dataset)["gpt-4o"]
     assert len(sample.labels) == 60 and sample.n_raw == 60 and sample.n_without_raw == 60
     version = recalibrate(dataset=dataset, min_samples=10).stored[0]
-    expected = fit_temperature(probs_to_logits(raw_probs), raw_labels)
-    assert expected > 1.5
+    audit = calibration_samples(dataset=dataset, audit_only=True)["gpt-4o"]
+    train = ~audit.held_out
+    assert int(audit.held_out.sum()) == 20  # i % 3 == 2 of the 60 raw answers (audit_draw_for)
+    expected = fit_temperature(probs_to_logits(audit.probs[train]), audit.labels[train])
+    assert expected > 1.5 and fit_temperature(probs_to_logits(raw_probs), raw_labels) > 1.5
     assert version.temperature == pytest.approx(expected)
-    assert version.n_samples == 60
+    assert version.n_samples == int(train.sum())
     fit = {f.model: f for f in model_calibrations(dataset=dataset)}["gpt-4o"]
     assert fit.n_without_raw == 60 and "60 answers have no raw" in fit.notes[0]
 
 
 @pytest.mark.django_db
 def test_no_temperature_without_raw_distributions():
-    dataset = DatasetFactory(slug="noraw")
+    dataset = DatasetFactory(slug="noraw", audit_fraction=1.0)
     _answers(dataset, UserFactory(username="norawrev"), 30, seed=3, stored_temperature=2.0, model="qwen")
     result = recalibrate(dataset=dataset, min_samples=10)
     assert result.stored == []
-    assert result.skipped["qwen"].startswith("0 labelled answers; at least 10 needed")
+    assert result.skipped["qwen"].startswith("0 audited answers; at least 10 needed")
     assert "30 answers have no raw" in result.skipped["qwen"]
     fit = calibrate_model("m", CalibrationSample(np.eye(8)[[0, 1]] * 0.9 + 0.1 / 8, np.array([0, 1]), n_raw=1),
                           current=None)
@@ -258,11 +264,12 @@ def test_recalibrate_command():
     out = io.StringIO()
     call_command("recalibrate", "--dataset", "study", "--min-samples", "5", stdout=out)
     stored = list(CalibrationVersion.objects.values_list("model_name", flat=True))
+    # 10 audited answers, 3 held out (audit_draw_for): the fits pass their held-out check.
     assert stored
     for name in stored:
         assert f"{name}: version 1, T = " in out.getvalue()
     out = io.StringIO()
     call_command("recalibrate", "--min-samples", "500", stdout=out)
-    assert "skipped (10 labelled answers; at least 500 needed)" in out.getvalue()
+    assert "skipped (10 audited answers; at least 500 needed for a fit" in out.getvalue()
     with pytest.raises(CommandError):
         call_command("recalibrate", "--dataset", "nope")
