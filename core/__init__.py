@@ -3,6 +3,6 @@
 ``vocabulary`` (emotions, element and user roles, DES size), ``masks`` (COCO RLE and mask
 IoU through pycocotools), ``boxes`` (box IoU), ``pixels`` (EXIF orientation and pixel
 modes), ``distributions`` (emotion distributions as vectors), ``triplets`` (phrase
-triplets and their overlap), ``alignment`` (pairing two answers' triplets) and
+triplets), ``alignment`` (pairing two answers' triplets by meaning: the one rule) and
 ``priority`` (annotator agreement and the review-queue priority rule).
 """

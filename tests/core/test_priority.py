@@ -2,6 +2,7 @@
 
 import pytest
 
+from core.alignment import PhraseVectors
 from core.priority import AnnotatorAgreement, annotator_agreement, queue_priority
 from core.triplets import PhraseTriplet
 from core.vocabulary import EMOTIONS
@@ -70,3 +71,17 @@ def test_three_annotators_must_all_share_the_label_and_pairs_are_averaged():
 def test_a_single_annotator_has_no_agreement():
     assert annotator_agreement([((T1,), one_hot("fear"))]) is None
     assert annotator_agreement([]) is None
+
+
+def test_paraphrasing_annotators_agree_by_meaning_with_stored_embeddings():
+    """The queue learns from meaning: the same scene in other words counts as agreement once
+    the phrases' embeddings are stored; without them the triplets do not pair (by words)."""
+    para = PhraseTriplet("shore at twilight", "ominous thick sky", "solitary angler")
+    axis = {"background": [1.0, 0, 0], "attribute": [0, 1.0, 0], "subject": [0, 0, 1.0]}
+    vectors = PhraseVectors({p: axis[role] for t in (T1, para) for role, p in t.phrases().items()})
+    answers = [((T1,), peaked("fear", 0.7)), ((para,), peaked("fear", 0.7))]
+    by_words = annotator_agreement(answers)
+    by_meaning = annotator_agreement(answers, vectors)
+    assert by_words.triplet_overlap == 0.0 and by_words.triplets_paired_by == "words"
+    assert by_meaning.triplet_overlap == pytest.approx(1.0) and by_meaning.triplets_paired_by == "meaning"
+    assert queue_priority(0.7, by_meaning.score) > queue_priority(0.7, by_words.score)
