@@ -5,7 +5,8 @@ Temperature scaling works on log-probabilities: an annotator's distribution
 over-confident annotator, ``T < 1`` sharpens an under-confident one, ``T = 1``
 is the identity (up to ``eps``). Temperatures are fitted per model by the
 recalibration step from logged human decisions. The annotators' agreement on the
-calibrated distributions is :func:`core.priority.annotator_agreement`.
+calibrated distributions is :func:`core.priority.annotator_agreement` (triplets paired by
+:mod:`core.alignment`, by meaning with the phrases' stored embeddings).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from core.alignment import NO_VECTORS, PhraseVectors
 from core.distributions import argmax_label, as_mapping, as_vector
 from core.priority import annotator_agreement
 from ml.stages.types import AnnotatorResult, CalibrationResult
@@ -45,11 +47,13 @@ def calibrate_and_merge(
     classifier: Mapping[str, float] | None = None,
     classifier_weight: float = 0.0,
     epsilon: float = DEFAULT_EPSILON,
+    vectors: PhraseVectors | None = None,
 ) -> CalibrationResult:
     """Scale each annotator by its temperature (1.0 when none is known) and merge.
 
     The merged distribution is the mean of the calibrated ones; with a
     classifier distribution it becomes ``(1 - w) * mean + w * classifier``.
+    ``vectors``: stored embeddings of the annotators' phrases for their agreement.
     """
     if not results:
         raise ValueError("calibration needs at least one annotator result")
@@ -72,6 +76,6 @@ def calibrate_and_merge(
         merged=merged_map,
         label=label,
         confidence=float(merged_map[label]),
-        agreement=annotator_agreement([(r.triplets, calibrated[r.model]) for r in results]),
+        agreement=annotator_agreement([(r.triplets, calibrated[r.model]) for r in results], vectors or NO_VECTORS),
         classifier=dict(classifier) if classifier is not None else None,
     )
