@@ -259,6 +259,8 @@ class AdjudicationItemAPI(RoleAPI):
         version = serializers.IntegerField()
         base = AnnotationOutput(allow_null=True)
         annotators = AnnotationOutput(many=True)
+        disagreement = serializers.JSONField(allow_null=True, help_text="the annotators' triplets paired by meaning, "
+                                                                        "as on the review page")
         critic = serializers.JSONField(allow_null=True)
         reviews = serializers.ListField(child=serializers.JSONField(), help_text="annotation objects plus reviewer, time_spent_ms")
 
@@ -304,6 +306,8 @@ class DisagreementListAPI(RoleAPI):
         human_value = serializers.JSONField()
         box_iou = serializers.FloatField(allow_null=True)
         mask_iou = serializers.FloatField(allow_null=True)
+        paired_by = serializers.CharField(help_text="How the element's model and human triplets were paired: key, "
+                                                    "meaning, words (no phrase embedding yet); empty when unpaired")
         reviewer = serializers.CharField(source="reviewer.username")
         annotation = serializers.IntegerField(source="annotation_id")
         version = serializers.IntegerField(source="annotation.version")

@@ -23,13 +23,16 @@ from django.utils import timezone
 
 from annotations.errors import InvalidAnnotation, NotAllowed, VersionConflict
 from annotations.models import Annotation, AnnotationKind, Decision, Image, ImageStatus
+from annotations.phrase_embeddings import phrase_vectors
 from annotations.selectors import (
     annotation_to_dict,
     annotations_with_elements,
     image_review_base,
 )
 from annotations.services import annotation_create, image_set_status
+from annotations.signals import phrases_added
 from annotations.validation import AnnotationInput, validate_annotation
+from core.alignment import triplet_phrases
 from core.vocabulary import ROLES
 from review.disagreements import annotation_differences, reviews_disagree
 from review.models import (
@@ -159,20 +162,33 @@ def _model_annotations(image: Image) -> list[Annotation]:
 
 
 def disagreements_record(*, annotation: Annotation, person: AbstractBaseUser, kind: str) -> int:
-    """Write one row per difference between ``annotation`` and each current model annotation."""
+    """Write one row per difference between ``annotation`` and each current model annotation.
+
+    Triplets are paired by meaning with the stored phrase embeddings; a phrase the person
+    wrote just now has none yet (it is embedded after the commit), so its triplet is paired
+    by words, and the row says so (``paired_by``).
+    """
     image = annotation.image
     human = annotation_to_dict(annotations_with_elements(Annotation.objects.filter(pk=annotation.pk)).get(), include_des=False)
+    models = [(m, annotation_to_dict(m, include_des=False)) for m in _model_annotations(image)]
+    vectors = phrase_vectors(triplet_phrases(human["triplets"], *(answer["triplets"] for _, answer in models)))
     rows = []
-    for model in _model_annotations(image):
-        for d in annotation_differences(annotation_to_dict(model, include_des=False), human):
+    for model, answer in models:
+        for d in annotation_differences(answer, human, vectors):
             rows.append(Disagreement(
-                image=image, dataset_id=image.dataset_id, model_name=model.author_name, model_annotation=model,
-                field=d.field, triplet_key=d.triplet_key, role=d.role, model_value=d.model_value,
-                model_confidence=d.model_confidence, human_value=d.human_value, box_iou=d.box_iou,
-                mask_iou=d.mask_iou, reviewer=person, annotation=annotation, kind=kind,
+                image=image, dataset_id=image.dataset_id, model_name=model.author_name,
+                model_annotation=model, field=d.field, triplet_key=d.triplet_key, role=d.role,
+                model_value=d.model_value, model_confidence=d.model_confidence, human_value=d.human_value,
+                box_iou=d.box_iou, mask_iou=d.mask_iou, paired_by=d.paired_by, reviewer=person, annotation=annotation,
+                kind=kind,
             ))
     Disagreement.objects.bulk_create(rows, batch_size=500)
     return len(rows)
+
+
+def _embed_after_commit(annotation: Annotation) -> None:
+    """Have the person's new and edited phrases embedded by a worker once this transaction commits."""
+    transaction.on_commit(lambda: phrases_added.send(sender=Annotation, annotation_ids=[annotation.pk]))
 
 
 def _lease_for_submit(lease: Lease, reviewer: AbstractBaseUser, image: Image, now) -> Lease:
@@ -211,7 +227,9 @@ def _resolve_image(image: Image, plan: ReviewPlan, decision: str, label: str | N
         submissions = list(ReviewSubmission.objects.filter(image=image))
         reviews = [annotation_to_dict(a, include_des=False) for a in
                    annotations_with_elements(Annotation.objects.filter(pk__in=[s.annotation_id for s in submissions]))]
-        if reviews_disagree(reviews, [s.decision for s in submissions], min_iou=settings.EMOVERSE_ADJUDICATION_MIN_IOU):
+        vectors = phrase_vectors(triplet_phrases(*(r["triplets"] for r in reviews)))
+        if reviews_disagree(reviews, [s.decision for s in submissions], min_iou=settings.EMOVERSE_ADJUDICATION_MIN_IOU,
+                            vectors=vectors):
             image_set_status(image=image, status=ImageStatus.ADJUDICATION)
             return image.status
     fields = {"label": label} if label else {}
@@ -269,6 +287,7 @@ def review_submit(
         for d in decisions
     ], batch_size=500)
     n = disagreements_record(annotation=version, person=reviewer, kind=DisagreementKind.REVIEW)
+    _embed_after_commit(version)
     ReviewPlan.objects.filter(image=image).update(submitted_reviews=F("submitted_reviews") + 1)
     Draft.objects.filter(image=image, reviewer=reviewer).delete()
     status = _resolve_image(image, ReviewPlan.objects.get(image=image), decision, data.ces.label if data.ces else None)
@@ -302,6 +321,7 @@ def adjudication_submit(
         extra={"reviews": list(ReviewSubmission.objects.filter(image=image).values_list("annotation_id", flat=True))},
     )
     n = disagreements_record(annotation=version, person=adjudicator, kind=DisagreementKind.ADJUDICATION)
+    _embed_after_commit(version)
     fields = {"label": data.ces.label} if data.ces else {}
     image_set_status(image=image, status=decision, **fields)
     return SubmitResult(annotation=version, image_status=image.status, disagreements=n)

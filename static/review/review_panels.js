@@ -154,8 +154,12 @@ export function annotatorsPanel({ annotators, disagreement }) {
   }
   const rationales = h("tr", {}, h("th", {}, "rationale"), annotators.map((a) => h("td", { class: "rationale" }, a.rationale || "—")));
   const agree = disagreement ? (disagreement.agree ? "they agree" : "they disagree on the marked rows") : "";
+  // How the rows were paired: by meaning (phrase embeddings), or by words where none is stored yet.
+  const alignment = disagreement?.alignment;
+  const note = alignment ? h("p", { class: `muted alignment-note${alignment.fallback ? " fallback" : ""}` }, alignment.note) : null;
   return h("section", { class: "panel annotators-panel", "aria-label": "Model annotators" },
     h("h2", {}, "Annotators ", h("span", { class: "muted" }, agree)),
+    note,
     h("div", { class: "table-wrap" }, h("table", { class: "annotators" }, h("thead", {}, head), h("tbody", {}, labelRow, rows, rationales))));
 }
 
