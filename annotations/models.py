@@ -331,3 +331,28 @@ class Element(models.Model):
         if self.mask_counts is None:
             return None
         return {"size": [self.mask_height, self.mask_width], "counts": self.mask_counts}
+
+
+class PhraseEmbedding(models.Model):
+    """One phrase embedded by one sentence-embedding model, stored once for the whole database.
+
+    Found by ``text_hash``, the SHA-256 of the phrase after ``core.alignment.phrase_key``
+    (NFKC, case-folded, whitespace collapsed), so every element with that phrase, in any
+    dataset, shares the vector. Computed on workers (``ml.embeddings``); the web process only
+    reads the vectors (``annotations.phrase_embeddings``) and never loads the model.
+    """
+
+    model_name = models.CharField(max_length=200, help_text="The sentence-embedding model (name or path).")
+    text_hash = models.CharField(max_length=64, help_text="SHA-256 (hex) of the normalised phrase.")
+    text = models.TextField(help_text="The normalised phrase.")
+    dim = models.PositiveIntegerField()
+    vector = models.BinaryField(help_text="dim float32, little-endian, unit length.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["model_name", "text_hash"], name="phraseembedding_unique_hash"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name}: {self.text}"

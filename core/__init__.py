@@ -3,9 +3,9 @@
 ``vocabulary`` (emotions, element and user roles, DES size), ``masks`` (COCO RLE and mask
 IoU through pycocotools), ``boxes`` (box IoU), ``pixels`` (EXIF orientation and pixel
 modes), ``distributions`` (emotion distributions as vectors), ``triplets`` (phrase
-triplets and their overlap), ``alignment`` (pairing two answers' triplets), ``priority``
-(annotator agreement and the review-queue priority rule) and ``errors`` (the error of a
-statistic that has no value).
+triplets), ``alignment`` (pairing two answers' triplets by meaning: the one rule),
+``priority`` (annotator agreement and the review-queue priority rule) and ``errors`` (the
+error of a statistic that has no value).
 ``text`` is the one text and number policy of every boundary (NUL, unpaired
 surrogates, invisible-only text, non-finite numbers, 64-bit integers, datetimes).
 """

@@ -14,8 +14,9 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from core.alignment import MEANING, NO_VECTORS, WORDS, PhraseVectors, align_triplets
 from core.distributions import argmax_label, js_distance
-from core.triplets import PhraseTriplet, triplet_overlap
+from core.triplets import PhraseTriplet
 
 CRITIC_VERDICTS = ("ok", "doubtful", "wrong")  # from best to worst
 CRITIC_WRONG_FACTOR = 0.5
@@ -27,7 +28,8 @@ class AnnotatorAgreement:
 
     label_match: bool
     distribution_distance: float  # Jensen-Shannon distance, base 2, in [0, 1]
-    triplet_overlap: float  # token-set Jaccard of matched triplet phrases, in [0, 1]
+    triplet_overlap: float  # core.alignment.Alignment.overlap of the triplets, in [0, 1]
+    triplets_paired_by: str = MEANING  # WORDS when some phrases had no stored embedding
 
     @property
     def score(self) -> float:
@@ -37,10 +39,12 @@ class AnnotatorAgreement:
 
 def annotator_agreement(
     answers: Sequence[tuple[Sequence[PhraseTriplet], Mapping[str, float]]],
+    vectors: PhraseVectors = NO_VECTORS,
 ) -> AnnotatorAgreement | None:
     """Agreement of two or more annotators' answers, each ``(triplets, distribution)``
     (the distribution calibrated or not, as the caller compares them); ``None`` for a
-    single one.
+    single one. Triplets are paired by :mod:`core.alignment` with the phrases' stored
+    embeddings ``vectors`` (by words where a phrase has none).
 
     With more than two, the label must match across all of them, and distance and
     overlap are averaged over all pairs.
@@ -50,8 +54,11 @@ def annotator_agreement(
     labels = {argmax_label(distribution) for _, distribution in answers}
     pairs = list(itertools.combinations(answers, 2))
     distance = sum(js_distance(a[1], b[1]) for a, b in pairs) / len(pairs)
-    overlap = sum(triplet_overlap(a[0], b[0]) for a, b in pairs) / len(pairs)
-    return AnnotatorAgreement(label_match=len(labels) == 1, distribution_distance=distance, triplet_overlap=overlap)
+    triplets = [[t.elements() for t in answer] for answer, _ in answers]
+    alignments = [align_triplets(a, b, vectors) for a, b in itertools.combinations(triplets, 2)]
+    overlap = sum(alignment.overlap for alignment in alignments) / len(alignments)
+    return AnnotatorAgreement(label_match=len(labels) == 1, distribution_distance=distance, triplet_overlap=overlap,
+                              triplets_paired_by=WORDS if any(a.fallback for a in alignments) else MEANING)
 
 
 def critic_verdict(verdicts: Iterable[str | None]) -> str | None:

@@ -1,19 +1,12 @@
-"""B-A-S triplets as phrases, and how much two sets of them overlap (no Django).
+"""B-A-S triplets as phrases, before grounding (no Django).
 
-Similarity is the token-set Jaccard index of two phrases after lower-casing and
-dropping a few function words, so "dark clouds" and "the dark clouds" match.
+How alike two triplets are, and which triplets of two answers pair, is
+:mod:`core.alignment` (the one rule).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass
-
-from core.vocabulary import ROLES
-
-_TOKEN = re.compile(r"[a-z0-9]+")
-_STOPWORDS = frozenset({"a", "an", "the", "of", "with", "and", "in", "on", "at", "to", "is", "are"})
 
 
 @dataclass(frozen=True)
@@ -27,55 +20,7 @@ class PhraseTriplet:
     def phrases(self) -> dict[str, str]:
         return {"background": self.background, "attribute": self.attribute, "subject": self.subject}
 
-
-def tokens(phrase: str) -> frozenset[str]:
-    words = _TOKEN.findall(phrase.lower())
-    kept = frozenset(w for w in words if w not in _STOPWORDS)
-    return kept or frozenset(words)
-
-
-def phrase_similarity(a: str, b: str) -> float:
-    """Token-set Jaccard index in [0, 1]; two empty phrases count as identical."""
-    ta, tb = tokens(a), tokens(b)
-    if not ta and not tb:
-        return 1.0
-    return len(ta & tb) / len(ta | tb)
-
-
-def triplet_similarity(a: PhraseTriplet, b: PhraseTriplet) -> float:
-    """Mean phrase similarity over the three roles."""
-    pa, pb = a.phrases(), b.phrases()
-    return sum(phrase_similarity(pa[r], pb[r]) for r in ROLES) / len(ROLES)
-
-
-def _greedy_matches(
-    a: Sequence[PhraseTriplet], b: Sequence[PhraseTriplet]
-) -> list[tuple[int, int, float]]:
-    """Pairs (i, j, similarity), each index used once, best pairs first."""
-    pairs = sorted(
-        ((triplet_similarity(x, y), i, j) for i, x in enumerate(a) for j, y in enumerate(b)),
-        key=lambda p: (-p[0], p[1], p[2]),
-    )
-    used_a: set[int] = set()
-    used_b: set[int] = set()
-    matches = []
-    for sim, i, j in pairs:
-        if i in used_a or j in used_b:
-            continue
-        used_a.add(i)
-        used_b.add(j)
-        matches.append((i, j, sim))
-    return matches
-
-
-def triplet_overlap(a: Sequence[PhraseTriplet], b: Sequence[PhraseTriplet]) -> float:
-    """How much two annotators' triplet sets overlap, in [0, 1].
-
-    Triplets are matched one-to-one (greedily, most similar first); the matched
-    similarities are summed and divided by the size of the larger set, so an
-    unmatched extra triplet lowers the overlap.
-    """
-    if not a or not b:
-        return 0.0
-    total = sum(sim for _, _, sim in _greedy_matches(a, b))
-    return total / max(len(a), len(b))
+    def elements(self) -> dict[str, dict[str, str]]:
+        """The triplet in the form :mod:`core.alignment` compares: ``{role: {"phrase": ...}}``
+        for the roles with a phrase."""
+        return {role: {"phrase": phrase} for role, phrase in self.phrases().items() if phrase}

@@ -9,6 +9,12 @@ and a critic's verdicts — and imports the file through the same service as
 ``manage.py import_emoverse``. The answers are hand-written examples in the
 annotators' format (:mod:`demo.scenes`); no model is called.
 
+The demo's phrase embeddings ship with it (``demo/phrase_embeddings.npz``: all-MiniLM-L6-v2
+vectors, float16, written by the worker backend with ``manage.py demo --write-embeddings``)
+and are stored before the import, so the review page pairs the annotators' paraphrases by
+meaning even where the web install has no sentence-transformers (it then cannot embed
+anything new; see ``ml.embeddings``).
+
 Everything is idempotent: a second run finds the users, the files and every
 line already there. The dataset keeps one review per item; for agreement studies
 set ``reviews_per_item`` and ``overlap_fraction`` on it (Django admin).
@@ -31,8 +37,10 @@ from skimage import color, filters, measure, morphology
 
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.importers import ImportReport, import_emoverse_jsonl
+from annotations.phrase_embeddings import missing_phrases, phrase_embeddings_store, phrase_model_name
 from annotations.roles import ensure_role_groups
 from annotations.services import dataset_get_or_create
+from core.alignment import phrase_key
 from core.masks import encode_mask
 from core.triplets import PhraseTriplet
 from core.vocabulary import ROLES
@@ -44,9 +52,11 @@ from demo.scenes import (
     SceneTriplet,
     Segment,
 )
+from ml.config import get_registry
 from ml.stages.calibration import calibrate_and_merge
-from ml.stages.types import AnnotatorResult
+from ml.stages.types import AnnotatorResult, BackendNotConfigured
 
+DEMO_EMBEDDINGS = Path(__file__).with_name("phrase_embeddings.npz")
 DEMO_DATASET = "demo"
 DEMO_DATASET_NAME = "Demo: scikit-image photographs"
 DEMO_DESCRIPTION = (
@@ -261,6 +271,53 @@ def demo_write(folder: Path) -> Path:
     return jsonl
 
 
+# --- phrase embeddings -----------------------------------------------------------------------
+
+
+def demo_phrases() -> list[str]:
+    """Every phrase of the demo's lines (annotators' and pipeline's), normalised, sorted."""
+    phrases = set()
+    for scene in SCENES:
+        phrases.update(p for answer in scene.answers.values() for t in answer.triplets for p in t)
+        phrases.update(p for t in scene.triplets for p in (t.background.phrase, t.attribute, t.subject.phrase))
+    return sorted({phrase_key(p) for p in phrases})
+
+
+@dataclass(frozen=True)
+class DemoEmbeddings:
+    model: str
+    phrases: int  # the demo's phrases
+    stored: int  # newly stored from the shipped file
+    missing: int  # demo phrases still without an embedding of the configured model
+
+
+def demo_embeddings_store() -> DemoEmbeddings:
+    """Store the shipped embeddings of the demo's phrases (only when the configured phrase
+    model is the one they were computed with)."""
+    name = phrase_model_name()
+    phrases = demo_phrases()
+    stored = 0
+    with np.load(DEMO_EMBEDDINGS, allow_pickle=False) as shipped:
+        if str(shipped["model"]) == name:
+            stored = phrase_embeddings_store(model_name=name, phrases=[str(p) for p in shipped["phrases"]],
+                                             vectors=shipped["vectors"].astype(np.float32))
+    return DemoEmbeddings(name, len(phrases), stored, len(missing_phrases(phrases, model_name=name)))
+
+
+def demo_embeddings_write(path: Path = DEMO_EMBEDDINGS) -> Path:
+    """Embed the demo's phrases with the configured phrase embedder (worker side: needs
+    requirements-ml.txt) and write them as the shipped file."""
+    embedder = get_registry().embedder()
+    if embedder is None:
+        raise BackendNotConfigured("the phrase embedder is turned off (EMOVERSE_ML['embedder'] is null)")
+    phrases = demo_phrases()
+    vectors = embedder.embed(phrases)
+    with open(path, "wb") as out:
+        np.savez_compressed(out, model=np.array(embedder.name), phrases=np.array(phrases),
+                            vectors=vectors.astype(np.float16))
+    return path
+
+
 # --- users and the whole demo -----------------------------------------------------------------
 
 
@@ -279,8 +336,9 @@ def demo_users_ensure() -> tuple[DemoUser, ...]:
 
 
 def demo_load(*, folder: Path, run_by: str = "demo") -> ImportReport:
-    """Users, the demo dataset and its import (idempotent). Returns the import's report."""
+    """Users, the demo dataset, its phrase embeddings and its import (idempotent). Returns the import's report."""
     demo_users_ensure()
+    demo_embeddings_store()
     dataset, created = dataset_get_or_create(slug=DEMO_DATASET, name=DEMO_DATASET_NAME)
     if created:
         dataset.description = DEMO_DESCRIPTION

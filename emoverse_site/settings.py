@@ -398,5 +398,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # django-axes says hello at INFO on every start; its lockout warnings still show.
-    "loggers": {"axes.apps": {"level": "WARNING"}},
+    # Celery eager (no broker) still builds a producer for every task it runs in place; kombu
+    # then warns that no broker host was given, which is the point of eager mode.
+    "loggers": {"axes.apps": {"level": "WARNING"},
+                **({"kombu.connection": {"level": "ERROR"}} if CELERY_TASK_ALWAYS_EAGER else {})},
 }

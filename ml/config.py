@@ -6,16 +6,24 @@ names), the :class:`~ml.stages.registry.Registry` built from it is cached, and e
 backend in it is constructed on first use and then reused, so a worker loads each model
 once. The stages never read settings: :mod:`ml.stages.registry` takes the configuration
 as an argument.
+
+The phrase embedder (``embedder``; on unless the file sets it to ``null``) gets its model
+folder from ``EMOVERSE_PHRASE_EMBEDDING_MODEL`` and its name from
+:func:`annotations.phrase_embeddings.phrase_model_name`, the name the web process reads
+the stored vectors by; its entry may set ``device``, ``batch_size`` and ``queue``.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
+from typing import Any
 
 from django.conf import settings
 
-from ml.stages.registry import Registry
+from annotations.phrase_embeddings import phrase_model_name
+from ml.stages.registry import DEFAULT_EMBEDDER, Registry
 
 
 @functools.lru_cache(maxsize=4)
@@ -23,9 +31,19 @@ def _registry_for(key: str) -> Registry:
     return Registry(json.loads(key))
 
 
+def configuration() -> dict[str, Any]:
+    """``settings.EMOVERSE_ML`` with the phrase embedder's name and model folder from settings."""
+    config = dict(settings.EMOVERSE_ML)
+    entry = config.get("embedder", DEFAULT_EMBEDDER)
+    if isinstance(entry, Mapping) and isinstance(entry.get("options", {}), Mapping):  # else the registry says what is wrong
+        path = getattr(settings, "EMOVERSE_PHRASE_EMBEDDING_MODEL", "")
+        config["embedder"] = {**entry, "name": phrase_model_name(), "options": {**entry.get("options", {}), "path": path}}
+    return config
+
+
 def get_registry() -> Registry:
-    """The process-wide registry of ``settings.EMOVERSE_ML`` (same configuration, same instances)."""
-    return _registry_for(json.dumps(settings.EMOVERSE_ML, sort_keys=True, default=str))
+    """The process-wide registry of :func:`configuration` (same configuration, same instances)."""
+    return _registry_for(json.dumps(configuration(), sort_keys=True, default=str))
 
 
 def reset_registry() -> None:

@@ -24,7 +24,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotations.models import Image, ImageStatus
+from annotations.phrase_embeddings import phrase_vectors
 from annotations.services import image_set_status
+from ml import embeddings
 from ml.config import get_registry
 from ml.models import PipelineRun, RunStatus, StageResult, StageStatus
 from ml.save import save_preannotation
@@ -66,12 +68,14 @@ def stage_begin(run_id: int, stage: str) -> PipelineRun | None:
 
 
 def stage_done(
-    run: PipelineRun, stage: str, *, output: Any, raw_output: str = "", duration: float, cost_usd: float = 0.0
+    run: PipelineRun, stage: str, *, output: Any, raw_output: str = "", duration: float, cost_usd: float = 0.0,
+    note: str = "",
 ) -> None:
+    """Mark ``stage`` done with its output; ``note``: what the page should know about it (kept as the reason)."""
     with transaction.atomic():
         locked = PipelineRun.objects.select_for_update().get(pk=run.pk)
         StageResult.objects.filter(run=locked, stage=stage).update(
-            status=StageStatus.DONE, output=output, raw_output=raw_output, duration_s=duration, reason=""
+            status=StageStatus.DONE, output=output, raw_output=raw_output, duration_s=duration, reason=note
         )
         locked.timings = {**locked.timings, stage: round(duration, 4)}
         locked.cost_usd += cost_usd
@@ -149,6 +153,22 @@ def annotate(run_id: int, name: str) -> None:
     stage_done(run, stage, output=codec.dump(result), raw_output=result.raw_output, duration=seconds, cost_usd=result.usage.cost_usd)
 
 
+def _phrases(results: list[AnnotatorResult]) -> list[str]:
+    return [p for r in results for t in r.triplets for p in t.phrases().values()]
+
+
+def embed(run_id: int) -> None:
+    """Embed the annotators' phrases that have no stored embedding, so calibration pairs their
+    triplets by meaning. Never fails the run: where no embedder can run, the stage is done
+    with the reason as its note, and the triplets are paired by words."""
+    run = stage_begin(run_id, "embed")
+    if run is None:
+        return
+    results = _annotator_results(run, _outputs(run), [s.name for s in get_registry().annotator_specs()])
+    result, seconds = _timed(lambda: embeddings.embed_phrases(_phrases(results)))
+    stage_done(run, "embed", output=result.as_dict(), duration=seconds, note=result.unavailable)
+
+
 def calibrate(run_id: int) -> None:
     run = stage_begin(run_id, "calibrate")
     if run is None:
@@ -157,10 +177,13 @@ def calibrate(run_id: int) -> None:
     names = [s.name for s in reg.annotator_specs()]
     results = _annotator_results(run, _outputs(run), names)
     image = image_input(run.image)
+    vectors = phrase_vectors(_phrases(results))  # stored by the embed step; by words where missing
 
     def work():
-        calibration = pipeline.calibrate(reg.calibrator(), image, results, latest_temperatures(), reg.classifier())
-        triplets = pipeline.candidate_triplets(results, calibration, max_triplets=reg.config.get("max_triplets"))
+        calibration = pipeline.calibrate(reg.calibrator(), image, results, latest_temperatures(), reg.classifier(),
+                                         vectors=vectors)
+        triplets = pipeline.candidate_triplets(results, calibration, max_triplets=reg.config.get("max_triplets"),
+                                               vectors=vectors)
         return calibration, triplets
 
     (calibration, triplets), seconds = _timed(work)

@@ -47,9 +47,11 @@ def pipeline_stage_names(registry: Registry) -> list[str]:
     try:
         names = [f"annotate:{s.name}" for s in registry.annotator_specs()]
         has_des = registry.spec("des") is not None
+        embeds = registry.spec("embedder") is not None
     except BackendNotConfigured:
         return []
-    return [*names, "calibrate", "critic", "ground", "segment", *(["des"] if has_des else []), "save"]
+    return [*names, *(["embed"] if embeds else []), "calibrate", "critic", "ground", "segment",
+            *(["des"] if has_des else []), "save"]
 
 
 @dataclass(frozen=True)
@@ -86,19 +88,23 @@ def stale_runs(*, pipeline_version: str) -> QuerySet[PipelineRun]:
 
 @dataclass(frozen=True)
 class _Routes:
-    """The queue of each stage task: annotators and the critic by their backend's
-    queue, calibration on ``gpu`` when an emotion classifier is configured."""
+    """The queue of each stage task: annotators, the critic and the phrase embedder by
+    their backend's queue (``embed`` is ``None`` when the embedder is off), calibration on
+    ``gpu`` when an emotion classifier is configured."""
 
     annotators: list[tuple[str, str]]
     calibrate: str
     critic: str
+    embed: str | None = None
 
 
 def _routes(registry: Registry) -> _Routes:
+    embedder = registry.spec("embedder")
     return _Routes(
         annotators=[(s.name, s.task_queue()) for s in registry.annotator_specs()],
         calibrate="gpu" if registry.spec("classifier") is not None else "io",
         critic=registry.spec("critic").task_queue(),
+        embed=None if embedder is None else embedder.task_queue(),
     )
 
 
@@ -107,7 +113,8 @@ def _send(run_ids: list[int], routes: _Routes) -> None:
     the unsent runs are recorded as failed with the reason, not left queued forever."""
     for i, run_id in enumerate(run_ids):
         canvas = tasks.preannotation_canvas(
-            run_id, routes.annotators, calibrate_queue=routes.calibrate, critic_queue=routes.critic
+            run_id, routes.annotators, calibrate_queue=routes.calibrate, critic_queue=routes.critic,
+            embed_queue=routes.embed,
         )
         try:
             canvas.apply_async()

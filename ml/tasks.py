@@ -3,6 +3,7 @@
 One canvas per image (``preannotation_canvas``)::
 
     group(annotate(run, name) for each annotator)   # io queue (gpu for a local model), in parallel
+    | embed(run)                                    # gpu queue (the phrase embedder's); left out when it is off
     | calibrate(run)                                # io queue (gpu when a classifier is configured)
     | critic(run)                                   # io queue (gpu for a local model)
     | gpu_ground_segment(run)                       # gpu queue, batched with other ready runs
@@ -19,6 +20,12 @@ retried or redelivered task takes back its own batch; a run in another live
 batch is retried when that claim runs out. What a hard time limit leaves behind
 (the message acknowledged, the run "running") is sent again by
 ``services.retry_failed`` once it is older than :data:`STALE_AFTER_S`.
+
+People's answers and imports have their new phrases embedded by
+:func:`embed_annotations` and :func:`embed_import`, queued on commit by the receivers of
+``annotations.signals`` (connected in ``MlConfig.ready``) to the embedder's queue; with
+Celery eager (no broker) they run in place. They never fail what triggered them: without
+an embedder the result says why, and triplets stay paired by words.
 """
 
 from __future__ import annotations
@@ -32,10 +39,11 @@ from collections.abc import Callable
 from celery import Task, chain, group, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from kombu.exceptions import OperationalError as BrokerError
 
 from annotations.models import Image
 from core.masks import mask_area, normalize_rle
-from ml import runs
+from ml import embeddings, runs
 from ml.config import get_registry
 from ml.stages.types import BackendNotConfigured, Box, StageError
 
@@ -144,6 +152,12 @@ def annotate(self: Task, run_id: int, annotator: str) -> None:
 
 
 @shared_task(**IO_TASK)
+def embed(self: Task, run_id: int) -> None:
+    """The pipeline's embed step (sent to the embedder's queue, ``gpu`` by default)."""
+    _execute(self, run_id, "embed", lambda: runs.embed(run_id))
+
+
+@shared_task(**IO_TASK)
 def calibrate(self: Task, run_id: int) -> None:
     _execute(self, run_id, "calibrate", lambda: runs.calibrate(run_id))
 
@@ -208,16 +222,85 @@ def preannotation_canvas(
     *,
     calibrate_queue: str = "io",
     critic_queue: str = "io",
+    embed_queue: str | None = None,
 ):
     """The chain of one image (see the module docstring).
 
     ``annotators`` are ``(name, queue)`` pairs: API annotators go to ``io``, local
     models (a Qwen2.5-VL folder) to ``gpu``; calibration goes to ``gpu`` when an
-    emotion classifier is configured.
+    emotion classifier is configured. ``embed_queue``: the phrase embedder's queue;
+    ``None`` leaves the embed step out (the embedder is turned off).
     """
+    embedding = [embed.si(run_id).set(queue=embed_queue)] if embed_queue else []
     return chain(
         group(annotate.si(run_id, name).set(queue=queue) for name, queue in annotators),
+        *embedding,
         calibrate.si(run_id).set(queue=calibrate_queue),
         critic.si(run_id).set(queue=critic_queue),
         gpu_ground_segment.si(run_id),
     )
+
+
+# --- phrase embeddings of people's answers and imports ---------------------------------------
+
+EMBED_TASK = {**COMMON, "soft_time_limit": GPU_SOFT_TIME_LIMIT * 4, "time_limit": GPU_SOFT_TIME_LIMIT * 4 + 60}
+
+
+def _embedding(task: Task, work: Callable[[], embeddings.EmbedResult]) -> dict:
+    """Run ``work``; a database that went away is retried with backoff on a worker. Any other
+    failure is logged and reported in the result: the phrases stay without an embedding
+    (``manage.py embed_phrases`` fills them in later) and triplets are paired by words."""
+    try:
+        return work().as_dict()
+    except runs.TRANSIENT_EXCEPTIONS as exc:
+        if _worker_side(task) and (task.request.retries or 0) < task.max_retries:
+            raise task.retry(exc=exc, countdown=backoff(task.request.retries or 0)) from exc
+        logger.exception("phrases not embedded (gave up after retries)")
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    except Exception as exc:
+        logger.exception("phrases not embedded")
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+@shared_task(**EMBED_TASK)
+def embed_annotations(self: Task, annotation_ids: list[int]) -> dict:
+    """Embed the phrases of a person's new answer (review or adjudication)."""
+    return _embedding(self, lambda: embeddings.embed_annotation_phrases(annotation_ids))
+
+
+@shared_task(**EMBED_TASK)
+def embed_import(self: Task, import_run_id: int) -> dict:
+    """Embed the phrases of an import's annotations, then score its images' agreement again."""
+    return _embedding(self, lambda: embeddings.embed_import_phrases(import_run_id))
+
+
+def embed_queue() -> str | None:
+    """The phrase embedder's Celery queue; ``None`` when it is turned off."""
+    spec = get_registry().spec("embedder")
+    return None if spec is None else spec.task_queue()
+
+
+def _send_embedding(task: Task, args: list) -> None:
+    try:
+        queue = embed_queue()
+    except BackendNotConfigured as exc:
+        logger.warning("phrases not embedded: %s", exc)
+        return
+    if queue is None:
+        logger.info("phrases not embedded: %s", embeddings.TURNED_OFF)
+        return
+    try:
+        task.apply_async(args=args, queue=queue)
+    except (BrokerError, ConnectionError) as exc:
+        logger.error("could not send %s to the broker (%s); `manage.py embed_phrases` embeds the phrases later",
+                     task.name, exc)
+
+
+def on_phrases_added(sender, *, annotation_ids: list[int], **kwargs) -> None:
+    """Receiver of ``annotations.signals.phrases_added`` (sent on commit)."""
+    _send_embedding(embed_annotations, [list(annotation_ids)])
+
+
+def on_import_finished(sender, *, import_run_id: int, **kwargs) -> None:
+    """Receiver of ``annotations.signals.import_finished`` (sent on commit)."""
+    _send_embedding(embed_import, [import_run_id])

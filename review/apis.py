@@ -375,7 +375,7 @@ class AdjudicationItemAPI(RoleAPI):
         annotators = AnnotationOutput(many=True, help_text="The model annotators of the latest pipeline run")
         earlier_annotators = AnnotationOutput(many=True, help_text="Annotators of earlier runs or imports still current")
         critic = CriticJSON(allow_null=True)
-        disagreement = AnnotatorsDisagreementJSON(allow_null=True, help_text="Where the model annotators disagree")
+        disagreement = AnnotatorsDisagreementJSON(allow_null=True, help_text="The annotators' triplets paired by meaning, as on the review page")
         conflict = serializers.JSONField(help_text="Why the reviews conflict (as in the queue)")
         reviews = ReviewOutput(many=True, help_text="Every independent review side by side")
 
@@ -422,6 +422,8 @@ class DisagreementListAPI(RoleAPI):
         human_value = serializers.JSONField()
         box_iou = serializers.FloatField(allow_null=True)
         mask_iou = serializers.FloatField(allow_null=True)
+        paired_by = serializers.CharField(help_text="How the element's model and human triplets were paired: key, "
+                                                    "meaning, words (no phrase embedding yet); empty when unpaired")
         reviewer = serializers.CharField(source="reviewer.username")
         annotation = serializers.IntegerField(source="annotation_id")
         version = serializers.IntegerField(source="annotation.version")

@@ -12,7 +12,11 @@ row at all (the submit answer counts such elements apart).
 Element identity is ``(triplet key, role)``. A model annotation whose triplet
 keys do not occur in the human answer (e.g. one of the two VLM annotators,
 whose triplets the pipeline merged under new keys) is aligned triplet by
-triplet on phrase similarity and box overlap instead (``core.alignment``).
+triplet by meaning instead (``core.alignment``: role, phrase embeddings, box
+and mask IoU), so a paraphrase is one element with a phrase edit, not an
+element rejected plus an element added. Each difference says how its triplets
+were paired (``paired_by``: ``key``, ``meaning``, or ``words`` where a phrase had
+no stored embedding yet).
 """
 
 from __future__ import annotations
@@ -20,8 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.alignment import align_triplets
-from core.alignment import normalize_words as _norm
+from core.alignment import NO_VECTORS, PhraseVectors, align_triplets, phrase_key, same_meaning
 from core.boxes import box_iou
 from core.masks import mask_iou
 from core.vocabulary import ROLES
@@ -40,6 +43,7 @@ class Difference:
     human_value: Any = None
     box_iou: float | None = None
     mask_iou: float | None = None
+    paired_by: str = ""  # how the element's triplets were paired: key, meaning, words; "" when unpaired or for the label
 
 
 def _kept(element: dict | None) -> bool:
@@ -52,30 +56,31 @@ def _summary(element: dict) -> dict:
 
 
 def _element_differences(key: str | None, role: str, me: dict | None, he: dict | None, *,
-                          locates: bool = True) -> list[Difference]:
+                          locates: bool = True, paired_by: str = "") -> list[Difference]:
     if he is not None and he.get("status") == UNCHECKED:
         return []  # nobody looked at it: no evidence either way
     if me is None and not _kept(he):
         return []
     if me is not None and not _kept(he):
-        return [Difference("element_rejected", key, role, _summary(me), me.get("box_score"), None)]
+        return [Difference("element_rejected", key, role, _summary(me), me.get("box_score"), None, paired_by=paired_by)]
     if me is None:
-        return [Difference("element_added", key, role, None, None, _summary(he))]
+        return [Difference("element_added", key, role, None, None, _summary(he), paired_by=paired_by)]
     out = []
-    if _norm(me.get("phrase")) != _norm(he.get("phrase")):
-        out.append(Difference("element_phrase", key, role, me.get("phrase"), me.get("box_score"), he.get("phrase")))
+    if phrase_key(me.get("phrase")) != phrase_key(he.get("phrase")):
+        out.append(Difference("element_phrase", key, role, me.get("phrase"), me.get("box_score"), he.get("phrase"),
+                              paired_by=paired_by))
     if not locates:
         return out
     mb, hb = me.get("box"), he.get("box")
     if (mb or hb) and (iou := box_iou(mb, hb)) < IOU_EQUAL:
-        out.append(Difference("box", key, role, mb, me.get("box_score"), hb, box_iou=iou))
+        out.append(Difference("box", key, role, mb, me.get("box_score"), hb, box_iou=iou, paired_by=paired_by))
     mm, hm = me.get("mask"), he.get("mask")
     if (mm or hm) and (iou := mask_iou(mm, hm)) < IOU_EQUAL:
-        out.append(Difference("mask", key, role, mm, me.get("mask_score"), hm, mask_iou=iou))
+        out.append(Difference("mask", key, role, mm, me.get("mask_score"), hm, mask_iou=iou, paired_by=paired_by))
     return out
 
 
-def annotation_differences(model: dict, human: dict) -> list[Difference]:
+def annotation_differences(model: dict, human: dict, vectors: PhraseVectors = NO_VECTORS) -> list[Difference]:
     """Every difference between ``model``'s answer and ``human``'s final answer.
 
     CES label (when both have one); per aligned element: rejected (missing from
@@ -92,10 +97,12 @@ def annotation_differences(model: dict, human: dict) -> list[Difference]:
                               human_value=h_ces["label"]))
     triplets = model.get("triplets") or []
     locates = any((t.get(role) or {}).get("box") or (t.get(role) or {}).get("mask") for t in triplets for role in ROLES)
-    for mt, ht in align_triplets(triplets, human.get("triplets") or []):
+    for pair in align_triplets(triplets, human.get("triplets") or [], vectors).pairs:
+        mt, ht = pair.a, pair.b
         key = (ht or mt).get("key")
         for role in ROLES:
-            out += _element_differences(key, role, (mt or {}).get(role), (ht or {}).get(role), locates=locates)
+            out += _element_differences(key, role, (mt or {}).get(role), (ht or {}).get(role), locates=locates,
+                                        paired_by=pair.paired_by)
     return out
 
 
@@ -114,25 +121,43 @@ def _elements(annotation: dict) -> dict[tuple[str, str], dict]:
     return {(t.get("key"), role): t[role] for t in annotation.get("triplets") or [] for role in ROLES if t.get(role)}
 
 
-def _added(annotation: dict) -> list[tuple[str, str]]:
-    """The elements a person added, as sorted ``(role, phrase)`` pairs (their keys are new on every review)."""
-    return sorted((role, _norm(e.get("phrase"))) for (_, role), e in _elements(annotation).items() if e.get("status") == "added")
+def _added(annotation: dict) -> list[dict]:
+    """The triplets with the elements a person added (their keys are new on every review)."""
+    out = []
+    for t in annotation.get("triplets") or []:
+        added = {role: t[role] for role in ROLES if t.get(role) and t[role].get("status") == "added"}
+        if added:
+            out.append({"key": t.get("key"), **added})
+    return out
+
+
+def _same_additions(a: list[dict], b: list[dict], vectors: PhraseVectors) -> bool:
+    """Two reviews added the same elements: their added triplets pair one to one
+    (:func:`core.alignment.align_triplets`), with the same roles, phrases that mean the
+    same (:func:`core.alignment.same_meaning`)."""
+    for pair in align_triplets(a, b, vectors).pairs:
+        if not pair.matched or {r for r in ROLES if r in pair.a} != {r for r in ROLES if r in pair.b}:
+            return False
+        if any(not same_meaning(pair.a[r].get("phrase"), pair.b[r].get("phrase"), vectors) for r in ROLES if r in pair.a):
+            return False
+    return True
 
 
 def _same_element(a: dict, b: dict, min_iou: float) -> bool:
-    if _norm(a.get("phrase")) != _norm(b.get("phrase")):
+    if phrase_key(a.get("phrase")) != phrase_key(b.get("phrase")):
         return False
     if (a.get("box") or b.get("box")) and box_iou(a.get("box"), b.get("box")) < min_iou:
         return False
     return not ((a.get("mask") or b.get("mask")) and mask_iou(a.get("mask"), b.get("mask")) < min_iou)
 
 
-def reviews_disagree(reviews: list[dict], decisions: list[str], *, min_iou: float = 0.75) -> bool:
+def reviews_disagree(reviews: list[dict], decisions: list[str], *, min_iou: float = 0.75,
+                     vectors: PhraseVectors = NO_VECTORS) -> bool:
     """True when independent reviews differ on the label, the decision, which
     (model-proposed) elements to keep, how they edited a kept element (phrase after
     normalising case and spaces; box or mask IoU below ``min_iou``), or the elements
-    they added (compared by role and phrase). An element one review dropped counts as
-    rejected."""
+    they added (their triplets paired by :mod:`core.alignment`, compared by role and
+    meaning). An element one review dropped counts as rejected."""
     if len(set(decisions)) > 1:
         return True
     labels = {(r.get("ces") or {}).get("label") for r in reviews}
@@ -149,7 +174,8 @@ def reviews_disagree(reviews: list[dict], decisions: list[str], *, min_iou: floa
         first = elements[0][element]
         if any(not _same_element(first, other[element], min_iou) for other in elements[1:]):
             return True
-    return len({tuple(_added(r)) for r in reviews}) > 1
+    added = [_added(r) for r in reviews]
+    return any(not _same_additions(added[0], other, vectors) for other in added[1:])
 
 
 def _pair_iou(a: dict, b: dict, field: str, measure) -> float | None:

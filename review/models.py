@@ -161,6 +161,15 @@ class DisagreementField(models.TextChoices):
     ELEMENT_ADDED = "element_added", "Element added"
 
 
+class PairedBy(models.TextChoices):
+    """How a row's model triplet and human triplet were paired (``core.alignment``)."""
+
+    NONE = "", "Not paired"  # the label, an element with no counterpart, or a row logged before pairing was recorded
+    KEY = "key", "Same triplet key"
+    MEANING = "meaning", "By meaning"
+    WORDS = "words", "By words (no embedding yet)"
+
+
 class DisagreementKind(models.TextChoices):
     REVIEW = "review", "Review"
     ADJUDICATION = "adjudication", "Adjudication"
@@ -172,7 +181,9 @@ class Disagreement(models.Model):
     ``model_value``/``human_value`` are JSON (a label, a phrase, a box, an RLE
     mask, or an element object). ``model_confidence`` is the model's CES
     confidence for label rows, its box score for box rows, its mask score for
-    mask rows and the box score (if any) for element rows.
+    mask rows and the box score (if any) for element rows. ``paired_by`` says how the
+    element's model and human triplets were paired (by words where a phrase had no stored
+    embedding yet: a row from such a pairing may be noise).
     """
 
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="disagreements")
@@ -187,6 +198,7 @@ class Disagreement(models.Model):
     human_value = models.JSONField(null=True, blank=True)
     box_iou = models.FloatField(null=True, blank=True)
     mask_iou = models.FloatField(null=True, blank=True)
+    paired_by = models.CharField(max_length=8, choices=PairedBy.choices, blank=True, default=PairedBy.NONE)
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="disagreements")
     kind = models.CharField(max_length=16, choices=DisagreementKind.choices, default=DisagreementKind.REVIEW)

@@ -29,7 +29,8 @@ from annotations.selectors import (
     image_current_annotations,
     image_review_base,
 )
-from core.alignment import align_triplets, normalize_words
+from annotations.phrase_embeddings import phrase_vectors
+from core.alignment import align_triplets, alignment_summary, same_meaning, triplet_phrases
 from core.vocabulary import ADJUDICATOR, ADMIN, EMOTIONS, RESEARCHER, REVIEWER, ROLES
 from review.disagreements import reviews_conflict
 from review.errors import NotInAdjudication
@@ -68,34 +69,47 @@ def image_latest_version(image: Image) -> int:
 def annotators_disagreement(annotators: list[Annotation]) -> dict[str, Any]:
     """Where the model annotators disagree: their labels, and their phrases per triplet and role.
 
-    Each annotator lists its triplets in its own order, so rows are not paired by index:
-    every other annotator's triplets are aligned with the first one's
-    (``core.alignment.align_triplets``: phrase word overlap), and a triplet with
-    no counterpart gets a row of its own. ``index`` is the row's triplet number.
+    Each annotator lists its triplets in its own order and words, so rows are paired by
+    meaning (:mod:`core.alignment`: optimal assignment over role, phrase embeddings and
+    IoU): every other annotator's triplets are aligned with the first one's, and a triplet
+    with no counterpart gets a row of its own. ``index`` is the row's triplet number,
+    ``paired_by`` how its triplets were paired (``meaning``, ``words`` where a phrase has no
+    stored embedding yet, empty for a row of one). A role agrees when every annotator has a
+    phrase for it and they mean the same (:func:`core.alignment.same_meaning`).
+    ``alignment`` says how the rows were paired, for the page to show.
     """
     labels = {a.author_name: a.ces_label for a in annotators}
     authors = [a.author_name for a in annotators]
     lists = {a.author_name: annotation_to_dict(a, include_des=False)["triplets"] for a in annotators}
+    vectors = phrase_vectors(triplet_phrases(*lists.values()))
     rows: list[dict[str, dict]] = [{authors[0]: t} for t in lists[authors[0]]] if authors else []
+    paired_by: dict[int, str] = {}
+    words_only: set[str] = set()
     for author in authors[1:]:
         anchors = [row[authors[0]] for row in rows if authors[0] in row]
-        pairs = align_triplets(anchors, lists[author])
-        by_anchor = {id(a): t for a, t in pairs if a is not None and t is not None}
-        for row in rows:
-            if authors[0] in row and id(row[authors[0]]) in by_anchor:
-                row[author] = by_anchor[id(row[authors[0]])]
-        rows += [{author: t} for a, t in pairs if a is None and t is not None]
+        alignment = align_triplets(anchors, lists[author], vectors)
+        words_only |= alignment.words_only
+        by_anchor = {id(p.a): p for p in alignment.pairs if p.matched}
+        for i, row in enumerate(rows):
+            pair = by_anchor.get(id(row.get(authors[0])))
+            if pair is not None:
+                row[author] = pair.b
+                paired_by[i] = max(paired_by.get(i, pair.paired_by), pair.paired_by, key=("key", "meaning", "words").index)
+        rows += [{author: p.b} for p in alignment.pairs if p.a is None]
     triplets = []
     for index, row in enumerate(rows):
         for role in ROLES:
             values = {author: ((row.get(author) or {}).get(role) or {}).get("phrase") for author in authors}
             if any(values.values()):
-                phrases = {normalize_words(v) for v in values.values()}
-                triplets.append({"index": index, "role": role, "values": values, "agree": len(phrases) == 1})
+                first = values[authors[0]]
+                agree = all(v and same_meaning(first, v, vectors) for v in values.values())
+                triplets.append({"index": index, "role": role, "values": values, "agree": agree,
+                                 "paired_by": paired_by.get(index, "")})
     return {
         "label": {"values": labels, "agree": len(set(labels.values())) <= 1},
         "triplets": triplets,
         "agree": len(set(labels.values())) <= 1 and all(t["agree"] for t in triplets),
+        "alignment": alignment_summary(words_only),
     }
 
 

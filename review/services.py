@@ -23,15 +23,18 @@ from django.utils import timezone
 
 from annotations.errors import InvalidAnnotation, NotAllowed, VersionConflict
 from annotations.models import Annotation, AnnotationKind, Decision, ElementStatus, Image, ImageStatus
+from annotations.phrase_embeddings import phrase_vectors
 from annotations.selectors import (
     annotation_to_dict,
     annotations_with_elements,
     image_review_base,
 )
 from annotations.services import annotation_create, image_set_status
+from annotations.signals import phrases_added
 from annotations.validation import AnnotationInput, CesInput, ElementInput, check_storable, validate_annotation, validate_text
+from core.alignment import triplet_phrases
 from core.vocabulary import ROLES
-from core.alignment import normalize_words
+from core.alignment import phrase_key
 from core.boxes import box_iou
 from core.masks import mask_iou
 from review.disagreements import IOU_EQUAL, annotation_differences, reviews_disagree
@@ -212,17 +215,25 @@ def _model_annotations(image: Image) -> list[Annotation]:
 
 
 def disagreements_record(*, annotation: Annotation, person: AbstractBaseUser, kind: str) -> int:
-    """Write one row per difference between ``annotation`` and each current model annotation."""
+    """Write one row per difference between ``annotation`` and each current model annotation.
+
+    Triplets are paired by meaning with the stored phrase embeddings; a phrase the person
+    wrote just now has none yet (it is embedded after the commit), so its triplet is paired
+    by words, and the row says so (``paired_by``).
+    """
     image = annotation.image
     human = annotation_to_dict(annotations_with_elements(Annotation.objects.filter(pk=annotation.pk)).get(), include_des=False)
+    models = [(m, annotation_to_dict(m, include_des=False)) for m in _model_annotations(image)]
+    vectors = phrase_vectors(triplet_phrases(human["triplets"], *(answer["triplets"] for _, answer in models)))
     rows = []
-    for model in _model_annotations(image):
-        for d in annotation_differences(annotation_to_dict(model, include_des=False), human):
+    for model, answer in models:
+        for d in annotation_differences(answer, human, vectors):
             rows.append(Disagreement(
-                image=image, dataset_id=image.dataset_id, model_name=model.author_name, model_annotation=model,
-                field=d.field, triplet_key=d.triplet_key, role=d.role, model_value=d.model_value,
-                model_confidence=d.model_confidence, human_value=d.human_value, box_iou=d.box_iou,
-                mask_iou=d.mask_iou, reviewer=person, annotation=annotation, kind=kind,
+                image=image, dataset_id=image.dataset_id, model_name=model.author_name,
+                model_annotation=model, field=d.field, triplet_key=d.triplet_key, role=d.role,
+                model_value=d.model_value, model_confidence=d.model_confidence, human_value=d.human_value,
+                box_iou=d.box_iou, mask_iou=d.mask_iou, paired_by=d.paired_by, reviewer=person, annotation=annotation,
+                kind=kind,
             ))
     Disagreement.objects.bulk_create(rows, batch_size=500)
     return len(rows)
@@ -240,6 +251,11 @@ def _check_in_review(image: Image) -> None:
         raise VersionConflict(
             f"The item is no longer in review (it is {image.get_status_display().lower()} now); your draft is kept.",
             changes={"lease_lost": True, "image_status": image.status})
+
+
+def _embed_after_commit(annotation: Annotation) -> None:
+    """Have the person's new and edited phrases embedded by a worker once this transaction commits."""
+    transaction.on_commit(lambda: phrases_added.send(sender=Annotation, annotation_ids=[annotation.pk]))
 
 
 def _lease_for_submit(lease: Lease, reviewer: AbstractBaseUser, image: Image, now) -> Lease:
@@ -275,7 +291,9 @@ def _resolve_image(image: Image, plan: ReviewPlan, decision: str, label: str | N
         submissions = list(ReviewSubmission.objects.filter(image=image))
         reviews = [annotation_to_dict(a, include_des=False) for a in
                    annotations_with_elements(Annotation.objects.filter(pk__in=[s.annotation_id for s in submissions]))]
-        if reviews_disagree(reviews, [s.decision for s in submissions], min_iou=settings.EMOVERSE_ADJUDICATION_MIN_IOU):
+        vectors = phrase_vectors(triplet_phrases(*(r["triplets"] for r in reviews)))
+        if reviews_disagree(reviews, [s.decision for s in submissions], min_iou=settings.EMOVERSE_ADJUDICATION_MIN_IOU,
+                            vectors=vectors):
             image_set_status(image=image, status=ImageStatus.ADJUDICATION)
             return image.status
     fields = {"label": label} if label else {}
@@ -361,6 +379,7 @@ def _review_write(*, lease: Lease, reviewer: AbstractBaseUser, image: Image, exp
         for d in decisions
     ], batch_size=500)
     n = disagreements_record(annotation=version, person=reviewer, kind=DisagreementKind.REVIEW)
+    _embed_after_commit(version)
     ReviewPlan.objects.filter(image=image).update(submitted_reviews=F("submitted_reviews") + 1)
     Draft.objects.filter(image=image, reviewer=reviewer).delete()
     status = _resolve_image(image, ReviewPlan.objects.get(image=image), decision, data.ces.label if data.ces else None)
@@ -431,7 +450,7 @@ def adjudicator_edits(data: AnnotationInput, reviews: list[Annotation], adjudica
                 out.append({**record, "action": ElementAction.EDIT_BOX, "before": found[0].get("box"), "after": list(e.box)})
             if e.mask and not any(c.get("mask") and mask_iou(c["mask"], e.mask) >= IOU_EQUAL for c in found):
                 out.append({**record, "action": ElementAction.EDIT_MASK})
-            if all(normalize_words(c.get("phrase")) != normalize_words(e.phrase) for c in found):
+            if all(phrase_key(c.get("phrase")) != phrase_key(e.phrase) for c in found):
                 out.append({**record, "action": ElementAction.EDIT_PHRASE, "after": e.phrase})
     return out
 
@@ -484,6 +503,7 @@ def _adjudication_write(*, image: Image, adjudicator: AbstractBaseUser, decision
         extra={"reviews": [s.annotation_id for s in submissions], **provenance, "element_decisions": edits},
     )
     n = disagreements_record(annotation=version, person=adjudicator, kind=DisagreementKind.ADJUDICATION)
+    _embed_after_commit(version)
     fields = {"label": ces.label} if ces else {}
     image_set_status(image=image, status=decision, **fields)
     return SubmitResult(annotation=version, image_status=image.status, disagreements=n)

@@ -18,6 +18,13 @@ def _isolated_storage(settings, tmp_path):
     }
 
 
+@pytest.fixture(autouse=True)
+def _phrase_embedder_off(settings):
+    """No test loads the sentence-embedding model by accident: the embedder is off unless a
+    test configures one (``EMOVERSE_ML["embedder"]``); triplets are then paired by words."""
+    settings.EMOVERSE_ML = {**settings.EMOVERSE_ML, "embedder": None}
+
+
 @pytest.fixture
 def on_postgres():
     if connection.vendor != "postgresql":

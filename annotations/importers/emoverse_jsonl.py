@@ -60,6 +60,7 @@ from annotations.models import (
     ImportRun,
 )
 from annotations.services import NewAnnotation, annotation_bulk_create, dataset_get_or_create
+from annotations.signals import import_finished
 from annotations.validation import AnnotationInput, validate_annotation, validate_triplet_keys
 
 logger = logging.getLogger(__name__)
@@ -450,7 +451,9 @@ def import_emoverse_jsonl(
     the batches before the interruption and a re-run skips them as duplicates.
     Raises :class:`ValueError` for bad arguments; bad lines are reported, not raised:
     the first ``max_errors`` in the report, every one to ``on_error`` (in line
-    order, as each batch commits: a caller can stream them to a file).
+    order, as each batch commits: a caller can stream them to a file). Once the
+    import commits, :data:`annotations.signals.import_finished` is sent, so a worker
+    embeds the new phrases.
     """
     root = Path(images_dir)
     if not root.is_dir():
@@ -473,4 +476,6 @@ def import_emoverse_jsonl(
     finally:
         run.finished_at = timezone.now()
         run.save(update_fields=["finished_at"])
+    if report.imported:  # a worker embeds the new phrases (``annotations.signals``)
+        transaction.on_commit(lambda: import_finished.send(sender=ImportRun, import_run_id=run.pk))
     return report

@@ -3,7 +3,10 @@
 The queue order follows the pipeline's rule (:func:`core.priority.queue_priority`):
 priority is the mean of the annotators' agreement score and the confidence, or the
 confidence alone with one annotator, halved when the imported critic calls the label or
-an element ``wrong``; the lowest goes first.
+an element ``wrong``; the lowest goes first. The annotators' triplets are paired by
+meaning with the phrase embeddings stored so far (by words for the others); once a
+worker has embedded an import's phrases, :func:`images_refresh_agreement` scores its
+images again.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from annotations.models import (
     Image,
     ImageStatus,
 )
+from annotations.phrase_embeddings import phrase_vectors
 from annotations.services import images_set_status
+from core.alignment import NO_VECTORS, PhraseVectors
 from core.priority import annotator_agreement, queue_priority, stored_critic_verdict
 from core.triplets import PhraseTriplet
 from core.vocabulary import ROLES
@@ -70,17 +75,25 @@ def _compared(answers: list[_Answer]) -> list[_Answer]:
     return [a for a in answers if a.author_name != PIPELINE_AUTHOR and a.ces_distribution]
 
 
-def models_agreement(answers: list[_Answer], triplets: dict[int, tuple[PhraseTriplet, ...]] | None = None) -> float | None:
-    """Agreement score in [0, 1] of two or more model annotators (label, distribution, triplets); None for fewer."""
+def _vectors(triplets: dict[int, tuple[PhraseTriplet, ...]]) -> PhraseVectors:
+    return phrase_vectors(p for found in triplets.values() for t in found for p in t.phrases().values())
+
+
+def models_agreement(answers: list[_Answer], triplets: dict[int, tuple[PhraseTriplet, ...]] | None = None,
+                     vectors: PhraseVectors | None = None) -> float | None:
+    """Agreement score in [0, 1] of two or more model annotators (label, distribution, triplets); None for fewer.
+    ``vectors``: the stored embeddings of the triplets' phrases (read when not given)."""
     answers = _compared(answers)
     if len(answers) < 2:
         return None
     triplets = _phrase_triplets([a.id for a in answers]) if triplets is None else triplets
-    agreement = annotator_agreement([(triplets.get(a.id, ()), a.ces_distribution) for a in answers])
+    vectors = _vectors(triplets) if vectors is None else vectors
+    agreement = annotator_agreement([(triplets.get(a.id, ()), a.ces_distribution) for a in answers], vectors)
     return agreement.score if agreement is not None else None
 
 
-def _review_fields(answers: list[_Answer], triplets: dict[int, tuple[PhraseTriplet, ...]]) -> dict:
+def _review_fields(answers: list[_Answer], triplets: dict[int, tuple[PhraseTriplet, ...]],
+                   vectors: PhraseVectors = NO_VECTORS) -> dict:
     """Label, confidence, agreement and queue priority of an image that goes to review."""
     models = [a for a in answers if a.kind == AnnotationKind.MODEL]
     candidates = models or [a for a in answers if a.kind == AnnotationKind.HUMAN]
@@ -88,7 +101,7 @@ def _review_fields(answers: list[_Answer], triplets: dict[int, tuple[PhraseTripl
     fields: dict = {}
     if base is not None and base.ces_label:
         fields.update(label=base.ces_label, confidence=base.ces_confidence)
-    agreement = models_agreement(models, triplets)
+    agreement = models_agreement(models, triplets, vectors)
     fields["agreement"] = agreement
     priority = queue_priority(fields.get("confidence"), agreement, stored_critic_verdict(base.critic if base else None))
     if priority is not None:
@@ -120,9 +133,19 @@ def images_route_imported(*, images: list[Image], approved: bool) -> None:
     answers = _current_answers([image.pk for image in reviewable])
     compared = [a.id for found in answers.values() for a in _compared(found) if a.kind == AnnotationKind.MODEL]
     triplets = _phrase_triplets(compared) if compared else {}
+    vectors = _vectors(triplets)
     images_set_status(
-        [(image, _review_fields(answers.get(image.pk, []), triplets)) for image in reviewable], status=ImageStatus.IN_REVIEW
+        [(image, _review_fields(answers.get(image.pk, []), triplets, vectors)) for image in reviewable],
+        status=ImageStatus.IN_REVIEW,
     )
+
+
+def images_refresh_agreement(*, image_ids: list[int]) -> int:
+    """Score again the agreement and priority of those images that are still in review
+    (their annotators' phrases were embedded meanwhile). Returns how many were scored."""
+    images = list(Image.objects.filter(pk__in=image_ids, status=ImageStatus.IN_REVIEW))
+    images_route_imported(images=images, approved=False)
+    return len(images)
 
 
 def image_route_imported(*, image: Image, approved: bool) -> Image:

@@ -7,7 +7,8 @@ is the identity (up to ``eps``). Temperatures are fitted per model by the
 recalibration step from logged human decisions (:func:`fit_temperature`), which also
 measures the Expected Calibration Error before and after (:func:`reliability_diagram`).
 The annotators' agreement on the calibrated distributions is
-:func:`core.priority.annotator_agreement`.
+:func:`core.priority.annotator_agreement` (triplets paired by :mod:`core.alignment`, by
+meaning with the phrases' stored embeddings).
 
 Shapes and conventions of the fitting and reliability statistics
 - ``probs``: ``(n, k)`` float array, each row a distribution over ``k`` classes (our
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from core.alignment import NO_VECTORS, PhraseVectors
 from core.distributions import argmax_label, as_mapping, as_vector
 from core.errors import UndefinedStatisticError
 from core.priority import annotator_agreement
@@ -63,11 +65,13 @@ def calibrate_and_merge(
     classifier: Mapping[str, float] | None = None,
     classifier_weight: float = 0.0,
     epsilon: float = DEFAULT_EPSILON,
+    vectors: PhraseVectors | None = None,
 ) -> CalibrationResult:
     """Scale each annotator by its temperature (1.0 when none is known) and merge.
 
     The merged distribution is the mean of the calibrated ones; with a
     classifier distribution it becomes ``(1 - w) * mean + w * classifier``.
+    ``vectors``: stored embeddings of the annotators' phrases for their agreement.
     """
     if not results:
         raise ValueError("calibration needs at least one annotator result")
@@ -90,7 +94,7 @@ def calibrate_and_merge(
         merged=merged_map,
         label=label,
         confidence=float(merged_map[label]),
-        agreement=annotator_agreement([(r.triplets, calibrated[r.model]) for r in results]),
+        agreement=annotator_agreement([(r.triplets, calibrated[r.model]) for r in results], vectors or NO_VECTORS),
         classifier=dict(classifier) if classifier is not None else None,
     )
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from core.alignment import PhraseVectors
 from ml.stages import pipeline
 from ml.stages.registry import REQUIRED_STAGES, Registry
 from ml.stages.types import BackendNotConfigured, ImageInput, StageError
@@ -70,7 +71,7 @@ class Checker:
             if backend is not None:
                 self.line(f"           from {_where(backend, dict(spec.options))}")
                 loaded[f"annotator:{spec.name}"] = backend
-        for stage in (*REQUIRED_STAGES, "classifier", "des"):
+        for stage in (*REQUIRED_STAGES, "classifier", "des", "embedder"):
             try:
                 spec = self.registry.spec(stage)
             except BackendNotConfigured as exc:
@@ -95,13 +96,21 @@ class Checker:
         if not results or "calibrator" not in loaded:
             self.line("  skipped  the later stages (they need an annotation and a calibrator)")
             return
+        vectors = None
+        if "embedder" in loaded:
+            phrases = sorted({p for r in results for t in r.triplets for p in t.phrases().values() if p})
+            embedded = self.timed("embed phrases", lambda: loaded["embedder"].embed(phrases))
+            if embedded is not None:
+                vectors = PhraseVectors(dict(zip(phrases, embedded)), model=loaded["embedder"].name)
+                self.line(f"           {len(phrases)} phrase(s), {embedded.shape[1]} dimensions")
         calibration = self.timed(
-            "calibrate", lambda: pipeline.calibrate(loaded["calibrator"], image, results, {}, loaded.get("classifier"))
+            "calibrate",
+            lambda: pipeline.calibrate(loaded["calibrator"], image, results, {}, loaded.get("classifier"), vectors=vectors),
         )
         if calibration is None:
             return
         self.line(f"           label {calibration.label}, confidence {calibration.confidence:.2f}")
-        triplets = pipeline.candidate_triplets(results, calibration)
+        triplets = pipeline.candidate_triplets(results, calibration, vectors=vectors)
         if "critic" in loaded:
             verdict = self.timed("critic", lambda: pipeline.critique(loaded["critic"], image, results, calibration, triplets))
             if verdict is not None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.alignment import PhraseVectors
 from core.priority import critic_verdict, queue_priority
 from core.triplets import PhraseTriplet
 from core.vocabulary import DES_DIM, ROLES
@@ -60,16 +61,18 @@ def calibrate(
     results: Sequence[AnnotatorResult],
     temperatures: Mapping[str, float],
     classifier: EmotionClassifier | None = None,
+    vectors: PhraseVectors | None = None,
 ) -> CalibrationResult:
     distribution = classify(classifier, image) if classifier is not None else None
-    return calibrator.calibrate(image, results, temperatures, classifier_distribution=distribution)
+    return calibrator.calibrate(image, results, temperatures, classifier_distribution=distribution, vectors=vectors)
 
 
 def candidate_triplets(
-    results: Sequence[AnnotatorResult], calibration: CalibrationResult, *, max_triplets: int | None = None
+    results: Sequence[AnnotatorResult], calibration: CalibrationResult, *, max_triplets: int | None = None,
+    vectors: PhraseVectors | None = None,
 ) -> tuple[PhraseTriplet, ...]:
     """The triplets the critic judges and the review stores (see :func:`merge_triplets`)."""
-    return merge_triplets(results, calibration, max_triplets=max_triplets)
+    return merge_triplets(results, calibration, max_triplets=max_triplets, vectors=vectors)
 
 
 def critique(

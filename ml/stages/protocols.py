@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from core.alignment import PhraseVectors
 from core.triplets import PhraseTriplet
 from ml.stages.types import (
     AnnotatorResult,
@@ -44,11 +45,14 @@ class Calibrator(Protocol):
         results: Sequence[AnnotatorResult],
         temperatures: Mapping[str, float],
         classifier_distribution: Mapping[str, float] | None = None,
+        vectors: PhraseVectors | None = None,
     ) -> CalibrationResult:
         """Apply per-model temperatures (1.0 = identity) and merge the annotators.
 
         ``classifier_distribution`` is the configured :class:`EmotionClassifier`'s
-        answer for this image, blended into the merge when given.
+        answer for this image, blended into the merge when given. ``vectors``: the stored
+        embeddings of the annotators' phrases, with which their agreement pairs triplets
+        by meaning (:mod:`core.alignment`; by words without them).
         """
         ...
 
@@ -113,4 +117,19 @@ class EmotionClassifier(Protocol):
 
     def predict(self, images: Sequence[ImageInput]) -> list[dict[str, float]]:
         """One probability distribution over :data:`core.vocabulary.EMOTIONS` per image."""
+        ...
+
+
+@runtime_checkable
+class PhraseEmbedder(Protocol):
+    """A sentence-embedding model for element phrases (all-MiniLM-L6-v2 by default).
+
+    ``name`` keys the stored vectors (``annotations.PhraseEmbedding.model_name``): the web
+    process reads them by that name and never loads the model.
+    """
+
+    name: str
+
+    def embed(self, phrases: Sequence[str]) -> np.ndarray:
+        """``(len(phrases), D)`` float32, one row of unit length per phrase (a dot product is the cosine)."""
         ...

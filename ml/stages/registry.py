@@ -18,7 +18,8 @@ Configuration shape (see docs/ml-backends.md)::
       "critic": {"name": "critic", "backend": "ml.stages.backends.openai_critic.OpenAICritic", "options": {...}},
       "grounder": {"backend": ..., "options": {...}},
       "segmenter": {"backend": ..., "options": {...}},
-      "des": null | {"backend": ..., "options": {...}}
+      "des": null | {"backend": ..., "options": {...}},
+      "embedder": null | {"backend": ..., "options": {...}}
     }
 
 An annotator's or the critic's task goes to the Celery queue named by the entry's
@@ -29,6 +30,11 @@ process, so a backend module must not import torch at module level if it declare
 
 Only stages that are used are constructed: a web process that never asks for the
 grounder never imports torch.
+
+The phrase embedder (``embedder``) is on unless the configuration sets it to ``null``:
+without an entry it is :data:`DEFAULT_EMBEDDER` (the bundled all-MiniLM-L6-v2 through
+sentence-transformers, on the ``gpu`` queue). ``ml.config`` gives it its ``name`` and model
+folder from settings, so the stored vectors carry the name the web process reads them by.
 
 The backends were in ``ml.stages.backends`` before they moved to ``ml.stages.backends``;
 configuration files written then keep working: a path under the old package is read
@@ -50,10 +56,12 @@ CONFIG_HINT = (
     "environment variable at it (see docs/ml-backends.md)."
 )
 REQUIRED_STAGES = ("calibrator", "critic", "grounder", "segmenter")
-OPTIONAL_STAGES = ("classifier", "des")
+OPTIONAL_STAGES = ("classifier", "des", "embedder")
 DEFAULT_CALIBRATOR = {"backend": "ml.stages.backends.temperature_calibrator.TemperatureCalibrator", "options": {}}
-# Stages whose backend gets a ``name`` option (used as model name in provenance and calibration).
-NAMED_STAGES = ("annotators", "classifier", "critic")
+DEFAULT_EMBEDDER = {"backend": "ml.stages.backends.sentence_embedder.SentenceEmbedder", "options": {}}
+# Stages whose backend gets a ``name`` option (used as model name in provenance and calibration,
+# and as the name phrase embeddings are stored under).
+NAMED_STAGES = ("annotators", "classifier", "critic", "embedder")
 QUEUES = ("io", "gpu")
 # Old package prefix -> new one, for configuration files written before the backends moved.
 MOVED_PACKAGES = {"ml.stages.backends.": "ml.stages.backends."}
@@ -186,6 +194,8 @@ class Registry:
         entry = self.config.get(stage)
         if entry is None and stage == "calibrator":
             entry = DEFAULT_CALIBRATOR
+        if stage == "embedder" and stage not in self.config:
+            entry = DEFAULT_EMBEDDER
         if entry is None:
             if stage in OPTIONAL_STAGES:
                 return None
@@ -236,6 +246,10 @@ class Registry:
 
     def des(self) -> Any | None:
         return self.stage("des")
+
+    def embedder(self) -> Any | None:
+        """The phrase embedder; ``None`` when the configuration turns it off (``"embedder": null``)."""
+        return self.stage("embedder")
 
     def require_complete(self) -> Registry:
         """This registry, or :class:`BackendNotConfigured` listing everything :meth:`check` finds."""

@@ -154,8 +154,12 @@ export function annotatorsPanel({ annotators, disagreement, earlier = [], showEa
     ? button(showEarlier ? "hide earlier runs" : `show earlier runs (${earlier.length})`, onToggleEarlier,
       { class: "link earlier-toggle", "aria-expanded": showEarlier ? "true" : "false" })
     : null;
+  // How the rows were paired: by meaning (phrase embeddings), or by words where none is stored yet.
+  const alignment = disagreement?.alignment;
+  const note = alignment ? h("p", { class: `muted alignment-note${alignment.fallback ? " fallback" : ""}` }, alignment.note) : null;
   return h("section", { class: "panel annotators-panel", "aria-label": "Model annotators" },
     h("h2", {}, "Annotators ", h("span", { class: "muted" }, agree)),
+    note,
     annotators?.length ? annotatorsTable(annotators, disagreement) : h("p", { class: "muted" }, "No annotator answer from the latest run."),
     toggle,
     showEarlier && earlier?.length

@@ -16,8 +16,11 @@ from django.test.utils import CaptureQueriesContext
 from agreement.report import agreement_report
 from agreement.results import ReportOptions
 from agreement.selectors import ReportFilters
-from annotations.models import AnnotationKind, Decision
+from annotations.models import AnnotationKind, Decision, PhraseEmbedding
+from annotations.phrase_embeddings import phrase_model_name
 from core.vocabulary import EMOTIONS
+from ml.config import reset_registry
+from ml.embeddings import embed_dataset_phrases
 from tests.agreement.scenes import (
     CONFIDENCE,
     LABELS,
@@ -197,7 +200,7 @@ def test_phrase_agreement_exact_after_normalisation(report):
     assert exact["n"] == 28 + 26 + 28
     assert exact["value"] == pytest.approx(80 / 82)  # "Small  Boat" equals "small boat"; "tiny vessel" does not
     semantic = report["elements"]["phrase_semantic"]
-    assert semantic["value"] is None and "manage.py agreement" in semantic["undefined"]
+    assert semantic["value"] is None and "manage.py embed_phrases" in semantic["undefined"]
 
 
 def test_filters_reviewers_source_label_and_dates(scene):
@@ -412,15 +415,11 @@ def test_calibration_section_per_model_before_and_after_the_latest_temperature(s
     assert all(m["n"] == 4 for m in web["calibration"]["models"])
 
 
-def test_model_phrases_are_embedded_for_semantic_similarity(monkeypatch):
-    """A model phrase no reviewer wrote ("little boat") gets a vector too, so the model's semantic
-    similarity covers every aligned pair."""
-    from agreement import embedding
-    from agreement.results import semantic_model_name
-
-    vectors = {"small boat": [1.0, 0.0, 0.0], "little boat": [0.6, 0.8, 0.0]}
-    monkeypatch.setattr(embedding, "embed", lambda texts, batch_size=64: np.array(
-        [vectors.get(t, [0.0, 0.0, 1.0]) for t in texts], dtype=np.float32))
+def test_model_phrases_are_embedded_for_semantic_similarity(settings):
+    """A model phrase no reviewer wrote ("little boat") gets a vector too (a worker embeds every
+    phrase of the dataset), so the model's semantic similarity covers every aligned pair."""
+    settings.EMOVERSE_ML = {**settings.EMOVERSE_ML, "embedder": {"backend": "tests.ml.stage_fakes.FakeEmbedder"}}
+    reset_registry()
     dataset = DatasetFactory(slug="semantic", reviews_per_item=2)
     image = ImageFactory(dataset=dataset, width=W, height=H)
     answer = payload("fear", "00000000-0000-0000-0000-0000000000d1", subject_phrase="little boat")
@@ -431,10 +430,19 @@ def test_model_phrases_are_embedded_for_semantic_similarity(monkeypatch):
     for name in ("ann", "ben"):
         make_annotation(image, kind=AnnotationKind.HUMAN, author_name=name, author_user=UserFactory(username=name),
                         payload=payload("fear", "00000000-0000-0000-0000-0000000000d2"), decision=Decision.APPROVED)
-    seen, stored = embedding.embed_missing_phrases(dataset=dataset)
-    assert seen == stored == 4  # "stormy sea", "dark, churning", "small boat" and the model's "little boat"
-    report = agreement_report(dataset=dataset, options=ReportOptions(n_resamples=10, semantic_model=semantic_model_name()))
-    semantic = report["models"][0]["elements"]["phrase_semantic"]
+    result = embed_dataset_phrases(dataset_id=dataset.pk)
+    assert result.phrases == result.stored == 4  # "stormy sea", "dark, churning", "small boat" and the model's "little boat"
+    # The fake embedder gives unrelated phrases near-orthogonal vectors: set "little boat" at cosine 0.4 to "small boat".
+    small = np.frombuffer(PhraseEmbedding.objects.get(text="small boat").vector, dtype="<f4")
+    other = np.frombuffer(PhraseEmbedding.objects.get(text="stormy sea").vector, dtype="<f4")
+    other = other - (other @ small) * small
+    little = 0.4 * small + np.sqrt(1 - 0.4**2) * other / np.linalg.norm(other)
+    PhraseEmbedding.objects.filter(text="little boat").update(vector=little.astype("<f4").tobytes())
+    report = agreement_report(dataset=dataset, options=ReportOptions(n_resamples=10, semantic_model=phrase_model_name()))
+    model = report["models"][0]["elements"]
+    semantic = model["phrase_semantic"]
     assert semantic["n"] == 6 and semantic["missing_pairs"] == 0  # 3 roles x 2 reviewers
-    assert semantic["value"] == pytest.approx((4 * 1.0 + 2 * 0.6) / 6)
-    assert semantic["share_similar"] == pytest.approx(4 / 6)
+    assert semantic["value"] == pytest.approx((4 * 1.0 + 2 * 0.4) / 6, abs=1e-5)
+    assert semantic["share_similar"] == pytest.approx(4 / 6)  # 0.4 is below SAME_MEANING_COSINE
+    assert model["aligned_by_words"] == 0  # the model's triplet (its own key) paired by meaning with each review
+    reset_registry()

@@ -13,11 +13,9 @@ import pytest
 
 from agreement import statistics
 from agreement.similarity import (
-    cosine_similarity_matrix,
     exact_match_rate,
     iou_summary,
     mask_iou,
-    normalize_phrase,
 )
 from agreement.statistics import (
     LEVELS,
@@ -33,6 +31,7 @@ from agreement.statistics import (
     krippendorff_alpha_ci,
     specific_agreement,
 )
+from core.alignment import PhraseVectors, phrase_key
 
 nan = np.nan
 
@@ -358,7 +357,7 @@ def test_iou_summary():
 
 
 def test_phrase_exact_match_normalises_case_and_whitespace():
-    assert normalize_phrase("  Dark\tCLOUDS \n") == "dark clouds"
+    assert phrase_key("  Dark\tCLOUDS \n") == "dark clouds"
     rate = exact_match_rate(["Dark clouds", "stormy sea", "a dog"], ["dark  clouds", "Stormy Sea", "a cat"])
     assert rate == pytest.approx(2 / 3)
     with pytest.raises(UndefinedStatisticError):
@@ -367,12 +366,11 @@ def test_phrase_exact_match_normalises_case_and_whitespace():
         exact_match_rate(["a"], [])
 
 
-def test_cosine_similarity_matrix():
-    sims = cosine_similarity_matrix([[1, 0], [1, 1]], [[2, 0], [0, 3], [-1, -1]])
-    expected = [[1.0, 0.0, -np.sqrt(0.5)], [np.sqrt(0.5), np.sqrt(0.5), -1.0]]
-    np.testing.assert_allclose(sims, expected, atol=1e-12)
-    with pytest.raises(ValueError, match="zero vector"):
-        cosine_similarity_matrix([[0, 0]], [[1, 0]])
+def test_phrase_cosines_come_from_the_one_alignment_module():
+    """Semantic phrase agreement reads cosines through core.alignment.PhraseVectors (unit rows)."""
+    vectors = PhraseVectors({"a": [1, 0], "b": [1, 1], "c": [-1, -1]})
+    assert vectors.cosine("a", "b") == pytest.approx(np.sqrt(0.5)) and vectors.cosine("b", "c") == pytest.approx(-1.0)
+    assert PhraseVectors({"zero": [0, 0]}).cosine("zero", "zero") is None
 
 
 def test_calibration_statistics_are_importable_from_statistics():

@@ -2,6 +2,7 @@
 
 import pytest
 
+from core.alignment import PhraseVectors
 from core.priority import (
     CRITIC_WRONG_FACTOR,
     AnnotatorAgreement,
@@ -101,3 +102,17 @@ def test_a_stored_critic_gives_its_worst_verdict():
     assert stored_critic_verdict({"label_verdict": "doubtful", "elements": "not a list"}) == "doubtful"
     assert stored_critic_verdict(None) is None
     assert stored_critic_verdict(["wrong"]) is None
+
+
+def test_paraphrasing_annotators_agree_by_meaning_with_stored_embeddings():
+    """The queue learns from meaning: the same scene in other words counts as agreement once
+    the phrases' embeddings are stored; without them the triplets do not pair (by words)."""
+    para = PhraseTriplet("shore at twilight", "ominous thick sky", "solitary angler")
+    axis = {"background": [1.0, 0, 0], "attribute": [0, 1.0, 0], "subject": [0, 0, 1.0]}
+    vectors = PhraseVectors({p: axis[role] for t in (T1, para) for role, p in t.phrases().items()})
+    answers = [((T1,), peaked("fear", 0.7)), ((para,), peaked("fear", 0.7))]
+    by_words = annotator_agreement(answers)
+    by_meaning = annotator_agreement(answers, vectors)
+    assert by_words.triplet_overlap == 0.0 and by_words.triplets_paired_by == "words"
+    assert by_meaning.triplet_overlap == pytest.approx(1.0) and by_meaning.triplets_paired_by == "meaning"
+    assert queue_priority(0.7, by_meaning.score) > queue_priority(0.7, by_words.score)

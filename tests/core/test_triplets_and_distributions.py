@@ -1,10 +1,12 @@
-"""Phrase triplets and their overlap (core.triplets); emotion distributions (core.distributions)."""
+"""Phrase triplets (core.triplets); emotion distributions (core.distributions). How triplets
+compare and pair is core.alignment (tests/core/test_alignment.py)."""
 
 import numpy as np
 import pytest
 
 from core.distributions import argmax_label, as_mapping, as_vector, js_distance
-from core.triplets import PhraseTriplet, phrase_similarity, tokens, triplet_overlap, triplet_similarity
+from core.alignment import content_words, triplet_similarity, word_overlap
+from core.triplets import PhraseTriplet
 from core.vocabulary import EMOTIONS, NEGATIVE_EMOTIONS, POSITIVE_EMOTIONS, ROLES
 
 
@@ -14,22 +16,23 @@ def test_vocabulary():
     assert ROLES == ("background", "attribute", "subject")
 
 
-def test_phrases_are_compared_as_token_sets():
-    assert tokens("The dark clouds, at dusk") == frozenset({"dark", "clouds", "dusk"})
-    assert tokens("the of") == frozenset({"the", "of"})  # nothing but function words: keep them
-    assert phrase_similarity("The dark clouds", "dark clouds") == 1.0
-    assert phrase_similarity("dark clouds", "dark sky") == pytest.approx(1 / 3)
-    assert phrase_similarity("", "") == 1.0
+def test_phrases_without_embeddings_are_compared_by_their_content_words():
+    assert content_words("The dark clouds, at dusk") == frozenset({"dark", "clouds", "dusk"})
+    assert content_words("the of") == frozenset({"the", "of"})  # nothing but function words: keep them
+    assert word_overlap("The dark clouds", "dark clouds") == 1.0
+    assert word_overlap("dark clouds", "dark sky") == pytest.approx(1 / 2)  # shared over the shorter phrase
+    assert word_overlap("", "") == 0.0
 
 
-def test_triplet_similarity_and_overlap():
+def test_phrase_triplets_in_the_form_alignment_compares():
     a = PhraseTriplet("stormy beach", "dark clouds", "fisherman")
     b = PhraseTriplet("stormy beach", "dark sky", "a fisherman")
     assert a.phrases() == {"background": "stormy beach", "attribute": "dark clouds", "subject": "fisherman"}
-    assert triplet_similarity(a, b) == pytest.approx((1 + 1 / 3 + 1) / 3)
-    assert triplet_overlap([a], [a, b]) == pytest.approx(0.5)
-    assert triplet_overlap([a, b], [b, a]) == pytest.approx(1.0)
-    assert triplet_overlap([], [a]) == 0.0
+    assert a.elements() == {"background": {"phrase": "stormy beach"}, "attribute": {"phrase": "dark clouds"},
+                            "subject": {"phrase": "fisherman"}}
+    assert PhraseTriplet("", "calm", "boat").elements() == {"attribute": {"phrase": "calm"}, "subject": {"phrase": "boat"}}
+    # Role by role, the subject counting twice: background 1, attribute 1/2, subject 1.
+    assert triplet_similarity(a.elements(), b.elements()) == pytest.approx((1 + 1 / 2 + 2 * 1) / 4)
 
 
 def test_distributions_as_vectors():

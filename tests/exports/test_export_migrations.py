@@ -5,21 +5,11 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.contrib.contenttypes.models import ContentType
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from exports.models import ExportSnapshot
+from tests.migrations import migrate
 
 BEFORE = [("annotations", "0004_export_heartbeat_run_by")]
-
-
-def migrate(targets=None):
-    """Migrate to ``targets`` (default: the latest migrations); the historical apps at that point."""
-    executor = MigrationExecutor(connection)
-    targets = targets or executor.loader.graph.leaf_nodes()
-    executor.migrate(targets)
-    executor.loader.build_graph()
-    return executor.loader.project_state(targets).apps
 
 
 @pytest.mark.django_db(transaction=True)

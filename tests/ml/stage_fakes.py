@@ -8,6 +8,7 @@ checkable by eye.
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,6 +18,7 @@ from core.triplets import PhraseTriplet
 from core.vocabulary import DES_DIM, EMOTIONS
 from ml.stages.types import (
     AnnotatorResult,
+    BackendNotConfigured,
     Box,
     Detection,
     ImageInput,
@@ -158,5 +160,33 @@ def api_pipeline_config(base_url: str, key_env: str, *, version: str, critic_mod
         "critic": {"backend": "ml.stages.backends.openai_critic.OpenAICritic", "options": {"model": critic_model, **endpoint}},
         "grounder": {"backend": "tests.ml.stage_fakes.FakeGrounder"},
         "segmenter": {"backend": "tests.ml.stage_fakes.FakeSegmenter"},
+        "embedder": None,
         **stages,
     }
+
+
+class FakeEmbedder:
+    """A phrase embedder without a model: the phrases of one of ``groups`` share a direction
+    (cosine 1); every other phrase gets a random direction of its own, seeded by the phrase
+    (cosine near 0 with the rest, in 1024 dimensions). Records its calls."""
+
+    default_queue = "gpu"
+    calls: list[list[str]] = []  # every instance's calls, for the test to read
+
+    def __init__(self, *, name: str = "fake-embedder", path: str = "", groups: Sequence[Sequence[str]] = ()):
+        self.name = name
+        self.group = {phrase: f"group {i}" for i, phrases in enumerate(groups) for phrase in phrases}
+
+    def embed(self, phrases: Sequence[str]) -> np.ndarray:
+        FakeEmbedder.calls.append(list(phrases))
+        rows = [np.random.default_rng(zlib.crc32(self.group.get(p, p).encode())).normal(size=1024) for p in phrases]
+        vectors = np.array(rows, dtype=np.float32).reshape(len(phrases), 1024)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-9)
+
+
+class UnavailableEmbedder:
+    """What a worker without sentence-transformers reports."""
+
+    def __init__(self, *, name: str = "", path: str = ""):
+        raise BackendNotConfigured("phrase embeddings are unavailable in this environment: sentence-transformers is "
+                                   "not installed")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from core.distributions import js_distance
-from core.triplets import PhraseTriplet, phrase_similarity, triplet_overlap
+from core.alignment import PhraseVectors
+from core.triplets import PhraseTriplet
 from core.vocabulary import EMOTIONS
 from ml.stages.backends.temperature_calibrator import TemperatureCalibrator
 from ml.stages.calibration import calibrate_and_merge, temperature_scale
@@ -115,16 +116,22 @@ def test_calibrator_turns_bad_input_into_a_stage_error():
         TemperatureCalibrator().calibrate(None, [_result("a", distribution("fear"))], {"a": 0.0})
 
 
-def test_phrase_similarity_ignores_case_and_articles():
-    assert phrase_similarity("The dark clouds", "dark clouds") == 1.0
-    assert phrase_similarity("dark clouds", "bright sun") == 0.0
-    assert phrase_similarity("dark clouds", "dark sky") == pytest.approx(1 / 3)
+def test_agreement_and_merge_pair_paraphrases_by_meaning_with_stored_embeddings():
+    """Two annotators describe one thing in other words: with the phrases' embeddings their
+    triplets pair (full overlap) and the merge keeps one; by words they stay apart."""
+    para = PhraseTriplet("shore at twilight", "ominous skies", "solitary angler")
+    axis = {"background": [1.0, 0, 0], "attribute": [0, 1.0, 0], "subject": [0, 0, 1.0]}
+    vectors = PhraseVectors({p: axis[role] for t in (T1, para) for role, p in t.phrases().items()})
+    a, b = _result("a", distribution("fear", 0.6), (T1,)), _result("b", distribution("fear", 0.5), (para,))
 
+    by_words = calibrate_and_merge([a, b], {})
+    by_meaning = calibrate_and_merge([a, b], {}, vectors=vectors)
 
-def test_triplet_overlap_matches_one_to_one():
-    assert triplet_overlap([T1, T2], [T2, T1]) == pytest.approx(1.0)
-    assert triplet_overlap([T1], [T1, T1]) == pytest.approx(0.5)
-    assert triplet_overlap([], [T1]) == 0.0
+    assert by_words.agreement.triplet_overlap == 0.0 and by_words.agreement.triplets_paired_by == "words"
+    assert by_meaning.agreement.triplet_overlap == pytest.approx(1.0)
+    assert by_meaning.agreement.triplets_paired_by == "meaning" and by_meaning.agreement.score > by_words.agreement.score
+    assert merge_triplets([a, b], by_words) == (T1, para)
+    assert merge_triplets([a, b], by_meaning, vectors=vectors) == (T1,)  # the more convinced annotator's words
 
 
 def test_merge_triplets_puts_the_most_convinced_annotator_first_and_drops_duplicates():

@@ -139,3 +139,20 @@ def test_the_task_queue_is_the_entry_s_else_the_backend_s_default_else_io(openai
 
     assert [s.task_queue() for s in registry.annotator_specs()] == ["io", "gpu"]  # QwenVLAnnotator.default_queue
     assert registry.spec("critic").task_queue() == "io"  # the entry wins
+
+
+def test_the_phrase_embedder_is_on_by_default_named_and_placed_from_settings(openai_key, settings):
+    """Absent from the file: the bundled MiniLM through sentence-transformers, on the gpu queue,
+    stored under the name the web process reads (EMOVERSE_PHRASE_EMBEDDING_MODEL, else the
+    package's); null turns it off. Reading the queue imports neither torch nor the model."""
+    config = _config(openai_key)
+    spec = Registry(config).spec("embedder")
+    assert spec.backend == "ml.stages.backends.sentence_embedder.SentenceEmbedder" and spec.task_queue() == "gpu"
+    assert Registry({**config, "embedder": None}).spec("embedder") is None
+
+    settings.EMOVERSE_ML = {**config, "embedder": {"backend": "tests.ml.stage_fakes.FakeEmbedder",
+                                                   "options": {"path": "/elsewhere"}, "queue": "io"}}
+    settings.EMOVERSE_PHRASE_EMBEDDING_MODEL = "/models/minilm"
+    spec = get_registry().spec("embedder")
+    assert (spec.name, spec.options["path"], spec.task_queue()) == ("/models/minilm", "/models/minilm", "io")
+    assert get_registry().embedder().name == "/models/minilm"

@@ -317,4 +317,9 @@ def test_the_annotators_panel_pairs_triplets_by_content_not_by_position(as_revie
         (1, {"gemini-2.5": "a small boat", "gpt-4o": "small boat"}),
         (2, {"gemini-2.5": "moon", "gpt-4o": None}),
     ]
-    assert not any(r["agree"] for r in rows if r["role"] == "subject")  # worded differently: marked for the reviewer
+    # "the lighthouse" and "lighthouse" say the same (same content words: no embeddings here),
+    # gemini's moon has no counterpart: only that row is marked for the reviewer.
+    assert [r["agree"] for r in rows if r["role"] == "subject"] == [True, True, False]
+    assert {r["paired_by"] for r in rows if r["index"] < 2} == {"words"} and rows[-1]["paired_by"] == ""
+    alignment = next_item(as_reviewer).json()["disagreement"]["alignment"]
+    assert alignment["method"] == "words" and alignment["fallback"] and alignment["note"].startswith("paired by words")

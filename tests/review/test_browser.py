@@ -146,6 +146,8 @@ def test_brush_a_mask_pick_the_label_by_keyboard_and_submit(start, live_server, 
     assert "<b>dark</b>" in page.text_content(".rationale-panel .rationale")
     # the two annotators disagree on the label and the subject phrase: those rows are marked
     assert page.locator("table.annotators tr.disagree").count() >= 2
+    # no phrase embeddings are stored here: the panel says its rows were paired by words
+    assert page.text_content(".annotators-panel .alignment-note").startswith("paired by words: no embeddings yet for")
 
     select_element(page, "small boat")
     before_area = selected_mask_area(page)

@@ -5,12 +5,13 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from annotations.domain import PIPELINE_AUTHOR
-from core.alignment import align_triplets, phrase_overlap, triplet_similarity
+from annotations.phrase_embeddings import phrase_embeddings_store, phrase_model_name
+from core.alignment import PhraseVectors, align_triplets, triplet_similarity, word_overlap
 from core.masks import mask_iou
 from review import queue, selectors, services
 from review.disagreements import annotation_differences, reviews_disagree
 from review.models import Disagreement
-from tests.factories import rect_mask_rle
+from tests.factories import make_annotation, rect_mask_rle
 from tests.review.conftest import human_answer, image_in_review
 
 KEY = "6f1c2a34-1111-4222-8333-444455556666"
@@ -100,7 +101,7 @@ def test_triplets_under_other_keys_are_aligned_by_phrase_and_box():
     model = [{"key": "a", "subject": element("small boat", [0, 0, 10, 10])}, {"key": "b", "subject": element("lighthouse")}]
     human = [{"key": "x", "subject": element("lighthouse")}, {"key": "y", "subject": element("boat", [0, 0, 10, 10])},
              {"key": "z", "subject": element("moon")}]
-    pairs = {(m or {}).get("key"): (h or {}).get("key") for m, h in align_triplets(model, human)}
+    pairs = {(p.a or {}).get("key"): (p.b or {}).get("key") for p in align_triplets(model, human).pairs}
     assert pairs == {"a": "y", "b": "x", None: "z"}
 
 
@@ -115,14 +116,15 @@ def test_an_annotators_short_phrases_align_with_the_elaborated_answer_a_reviewer
         "key": "p1", "background": element("cluttered garage with metal shelves", [0, 0, 741, 500], status="accepted"),
         "attribute": element("gleaming, ready to ride", status="accepted"),
         "subject": element("Red motorcycle", [90, 75, 690, 450], status="accepted")}]}
-    assert [((m or {}).get("key"), (h or {}).get("key")) for m, h in align_triplets(model["triplets"], human["triplets"])] == [("m1", "p1")]
+    assert [((p.a or {}).get("key"), (p.b or {}).get("key"))
+            for p in align_triplets(model["triplets"], human["triplets"]).pairs] == [("m1", "p1")]
     fields = sorted((d.field, d.role) for d in annotation_differences(model, human))
     assert fields == [("element_phrase", "attribute"), ("element_phrase", "background")]  # no "box" rows: gpt-4o gives none
     # Unrelated phrases stay apart.
     other = [{"key": "o", "background": element("stormy sea"), "attribute": element("dark, churning"),
               "subject": element("small boat")}]
     assert triplet_similarity(other[0], human["triplets"][0]) == 0.0
-    assert phrase_overlap("the garage", "garage, cluttered") == 1.0 and phrase_overlap("", "garage") == 0.0
+    assert word_overlap("the garage", "garage, cluttered") == 1.0 and word_overlap("", "garage") == 0.0
 
 
 def review(label="awe", *subjects):
@@ -196,3 +198,54 @@ def test_submit_logs_rows_against_every_model_with_the_ious(dataset, reviewer):
     label_row = rows.get(model_name="gemini-2.5", field="ces_label")
     assert (label_row.model_value, label_row.human_value, label_row.dataset) == ("awe", "sadness", dataset)
     assert str(mask_row.triplet_key) == answer["triplets"][0]["key"] and mask_row.role == "subject"
+
+
+PARAPHRASES = {"stormy sea": "rough ocean", "dark, churning": "menacing, restless", "small boat": "tiny vessel"}
+
+
+def _annotator_paraphrases(dataset):
+    """An image whose gpt-4o answer says the pipeline's triplet in other words (no boxes)."""
+    image = image_in_review(dataset, annotators=False)
+    roles = dict(zip(("background", "attribute", "subject"), PARAPHRASES.values()))
+    make_annotation(image, author_name="gpt-4o", payload={
+        "triplets": [{role: {"phrase": phrase} for role, phrase in roles.items()}], "ces": {"label": "fear"}, "rationale": ""})
+    return image
+
+
+def _submit_unchanged(dataset, reviewer):
+    lease = queue.lease_next(dataset=dataset, reviewer=reviewer)
+    payload = selectors.lease_payload(lease)
+    result = services.review_submit(lease=lease, reviewer=reviewer, expected_version=payload["version"],
+                                    decision="approved", annotation=human_answer(payload))
+    return Disagreement.objects.filter(annotation=result.annotation, model_name="gpt-4o")
+
+
+@pytest.mark.django_db
+def test_a_paraphrase_is_logged_as_a_phrase_edit_once_embeddings_are_stored(dataset, reviewer):
+    """gpt-4o's "rough ocean / menacing, restless / tiny vessel" is the pipeline's "stormy sea /
+    dark, churning / small boat" in other words. By words the log had three elements rejected
+    plus three added; with the phrases' embeddings it has three phrase edits, paired by meaning."""
+    _annotator_paraphrases(dataset)
+    by_words = _submit_unchanged(dataset, reviewer)
+    assert sorted(by_words.values_list("field", flat=True)) == ["element_added"] * 3 + ["element_rejected"] * 3
+    assert set(by_words.values_list("paired_by", flat=True)) == {""}
+
+    axes = np.eye(3)
+    phrases = [p for pair in PARAPHRASES.items() for p in pair]
+    phrase_embeddings_store(model_name=phrase_model_name(), phrases=phrases, vectors=np.repeat(axes, 2, axis=0))
+    _annotator_paraphrases(dataset)
+    by_meaning = _submit_unchanged(dataset, reviewer)
+    assert sorted(by_meaning.values_list("field", "role")) == [
+        ("element_phrase", "attribute"), ("element_phrase", "background"), ("element_phrase", "subject")]
+    assert set(by_meaning.values_list("paired_by", flat=True)) == {"meaning"}
+    row = by_meaning.get(role="subject")
+    assert (row.model_value, row.human_value) == ("tiny vessel", "small boat")
+
+
+def test_reviews_that_added_the_same_element_in_other_words_agree_by_meaning():
+    base = [(KEY, element("boat", status="accepted"))]
+    one = review("awe", *base, ("k-ann", element("seagull", status="added")))
+    two = review("awe", *base, ("k-bob", element("gull", status="added")))
+    assert reviews_disagree([one, two], ["approved"] * 2)  # by words: different additions
+    vectors = PhraseVectors({"seagull": [1.0, 0.0], "gull": [0.9, 0.1], "boat": [0.0, 1.0]})
+    assert not reviews_disagree([one, two], ["approved"] * 2, vectors=vectors)

@@ -1,16 +1,19 @@
-"""Print a dataset's agreement report (the same dict as the page, the downloads and the API)."""
+"""Print a dataset's agreement report (the same dict as the page, the downloads and the API).
+
+Semantic phrase agreement reads the stored phrase embeddings; workers store them after
+pre-annotation, import and review, and ``python manage.py embed_phrases`` fills in a
+dataset's missing ones.
+"""
 
 from __future__ import annotations
 
 import json
 
-from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.http import QueryDict
 
 from agreement import selectors
 from agreement.csv_report import report_csv, report_rows
-from agreement.embedding import embed_missing_phrases
 from agreement.forms import ReportFilterForm
 from agreement.report import agreement_report
 from agreement.results import ReportOptions
@@ -33,9 +36,6 @@ class Command(BaseCommand):
         parser.add_argument("--resamples", type=int, help="Bootstrap resamples (default EMOVERSE_AGREEMENT_RESAMPLES or 1000).")
         parser.add_argument("--seed", type=int, help="Bootstrap seed (default EMOVERSE_AGREEMENT_SEED or 0).")
         parser.add_argument("--min-shared", type=int, help="Shared items a reviewer pair needs for Cohen's kappa.")
-        parser.add_argument("--semantic", action="store_true",
-                            help="First embed the reviewed phrases that have no stored embedding (loads the "
-                                 "sentence-embedding model; run where sentence-transformers is installed).")
 
     def handle(self, *args, **options):
         dataset = Dataset.objects.filter(slug=options["dataset"]).first()
@@ -53,8 +53,6 @@ class Command(BaseCommand):
                                                          min_shared=options["min_shared"])
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
-        if options["semantic"]:
-            self._embed(dataset, form)
         report = agreement_report(dataset=dataset, filters=form.filters(), options=report_options)
         if options["json"]:
             self.stdout.write(json.dumps(report, indent=2))
@@ -62,13 +60,6 @@ class Command(BaseCommand):
             self.stdout.write(report_csv(report), ending="")
         else:
             self._summary(report)
-
-    def _embed(self, dataset: Dataset, form: ReportFilterForm) -> None:
-        try:
-            seen, stored = embed_missing_phrases(dataset=dataset, filters=form.filters())
-        except ImproperlyConfigured as exc:
-            raise CommandError(str(exc)) from exc
-        self.stderr.write(f"phrases: {seen} reviewed, {stored} newly embedded")
 
     def _summary(self, report: dict) -> None:
         counts = report["counts"]

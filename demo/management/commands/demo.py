@@ -7,7 +7,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from demo.services import DEMO_DATASET, DEMO_USERS, demo_load
+from demo.services import DEMO_DATASET, DEMO_USERS, demo_embeddings_store, demo_embeddings_write, demo_load
+from ml.stages.types import BackendNotConfigured
 
 
 class Command(BaseCommand):
@@ -16,8 +17,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--dir", default=str(Path(settings.VAR_DIR) / "demo"),
                             help="where the demo images and demo.jsonl are written (default: var/demo)")
+        parser.add_argument("--write-embeddings", action="store_true",
+                            help="embed the demo's phrases with the phrase embedder (needs requirements-ml.txt) and "
+                                 "write them to demo/phrase_embeddings.npz, the file the demo ships; nothing else")
 
     def handle(self, *args, **options):
+        if options["write_embeddings"]:
+            try:
+                self.stdout.write(f"wrote {demo_embeddings_write()}")
+            except BackendNotConfigured as exc:
+                raise CommandError(str(exc)) from exc
+            return
         report = demo_load(folder=Path(options["dir"]))
         self.stdout.write(
             f"Dataset {DEMO_DATASET!r}: {report.imported} lines imported, {report.duplicates} already there, "
@@ -25,6 +35,14 @@ class Command(BaseCommand):
         )
         for error in report.errors:
             self.stderr.write(f"  line {error.line}: {error.reason}")
+        embeddings = demo_embeddings_store()  # nothing new: demo_load stored them; this counts them
+        if embeddings.missing:
+            self.stdout.write(f"Phrase embeddings ({embeddings.model}): {embeddings.missing} of {embeddings.phrases} demo "
+                              "phrases have none, so the annotators' triplets are paired by words (the review page says "
+                              "so); a worker with requirements-ml.txt embeds them.")
+        else:
+            self.stdout.write(f"Phrase embeddings ({embeddings.model}): all {embeddings.phrases} demo phrases; the "
+                              "annotators' triplets are paired by meaning.")
         self.stdout.write("\nDemo logins (fixed demo passwords; never use them outside the demo):")
         for user in DEMO_USERS:
             self.stdout.write(f"  {user.username:<12} {user.password:<16} {', '.join(user.roles)}")

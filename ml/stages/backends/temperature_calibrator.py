@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from core.alignment import PhraseVectors
 from ml.stages.calibration import DEFAULT_EPSILON, calibrate_and_merge
 from ml.stages.types import AnnotatorResult, CalibrationResult, ImageInput, StageError
 
@@ -28,6 +29,7 @@ class TemperatureCalibrator:
         results: Sequence[AnnotatorResult],
         temperatures: Mapping[str, float],
         classifier_distribution: Mapping[str, float] | None = None,
+        vectors: PhraseVectors | None = None,
     ) -> CalibrationResult:
         try:
             return calibrate_and_merge(
@@ -36,6 +38,7 @@ class TemperatureCalibrator:
                 classifier=classifier_distribution,
                 classifier_weight=self.classifier_weight,
                 epsilon=self.epsilon,
+                vectors=vectors,
             )
         except ValueError as exc:
             raise StageError(f"calibration failed: {exc}") from exc
