@@ -12,7 +12,7 @@ from review import queue, selectors, services
 from review.disagreements import annotation_differences, reviews_disagree
 from review.models import Disagreement
 from tests.factories import make_annotation, rect_mask_rle
-from tests.review.conftest import human_answer, image_in_review
+from tests.review.conftest import accept_each, human_answer, image_in_review
 
 KEY = "6f1c2a34-1111-4222-8333-444455556666"
 
@@ -215,8 +215,9 @@ def _annotator_paraphrases(dataset):
 def _submit_unchanged(dataset, reviewer):
     lease = queue.lease_next(dataset=dataset, reviewer=reviewer)
     payload = selectors.lease_payload(lease)
+    answer = human_answer(payload)
     result = services.review_submit(lease=lease, reviewer=reviewer, expected_version=payload["version"],
-                                    decision="approved", annotation=human_answer(payload))
+                                    decision="approved", annotation=answer, element_decisions=accept_each(answer))
     return Disagreement.objects.filter(annotation=result.annotation, model_name="gpt-4o")
 
 

@@ -298,7 +298,8 @@ def test_a_dataset_name_of_invisible_characters_is_blank(api_client, admin_user)
     assert not Dataset.objects.filter(slug="zw").exists()
 
 
-ADMIN_FORM = "slug=demo&reviews_per_item=1&overlap_fraction=0&lease_minutes=30&auto_accept_threshold=&created_by=&description=&name="
+ADMIN_FORM = ("slug=demo&reviews_per_item=1&overlap_fraction=0&lease_minutes=30&auto_accept_threshold=&audit_fraction=0.05"
+              "&created_by=&description=&name=")
 
 
 @pytest.mark.parametrize("name, saved", [
