@@ -64,10 +64,23 @@ log "migrations are complete"
 python manage.py makemigrations --check --dry-run >/dev/null
 
 # --- tests -------------------------------------------------------------------------
+# The databases: pytest-django creates test_<name> beside <name> (test_<name>_gw0, _gw1, …
+# under pytest-xdist); SQLite tests run in memory. To run two suites side by side on one
+# server, give each its own: TEST_DATABASE_URL (or an exported DATABASE_URL=postgres://…)
+# and TEST_SQLITE_URL (or DATABASE_URL=sqlite://…).
+case "${DATABASE_URL:-}" in postgres*) pg_url=$DATABASE_URL ;; *) pg_url=postgres://postgres@127.0.0.1:5432/emoverse ;; esac
+case "${DATABASE_URL:-}" in sqlite*) sqlite_url=$DATABASE_URL ;; *) sqlite_url=sqlite:///$ROOT/var/test-emoverse.sqlite3 ;; esac
+PG_URL=${TEST_DATABASE_URL:-$pg_url}
+SQLITE_URL=${TEST_SQLITE_URL:-$sqlite_url}
+# pytest-xdist: a worker per core, at most 4 (TEST_WORKERS overrides). The browser tests
+# run on one worker, the end-to-end tests on one (xdist_group); the rest test by test.
+WORKERS=${TEST_WORKERS:-$(( $(nproc) < 4 ? $(nproc) : 4 ))}
+XDIST=(-n "$WORKERS" --dist loadgroup)
+
 status=0
-log "tests on PostgreSQL (the whole suite, the API fuzzer included: it prints its case count at the end)"
-DATABASE_URL=postgres://postgres@127.0.0.1:5432/emoverse python -m pytest -q "$@" || status=$?
+log "tests on PostgreSQL (the whole suite, $WORKERS workers, the API fuzzer included: it prints its case count at the end)"
+DATABASE_URL=$PG_URL python -m pytest -q "${XDIST[@]}" "$@" || status=$?
 log "tests on SQLite (database-bound tests; browser, ML, end-to-end and the API fuzzer run once, above)"
-DATABASE_URL="sqlite:///$ROOT/var/test-emoverse.sqlite3" python -m pytest -q \
+DATABASE_URL=$SQLITE_URL python -m pytest -q "${XDIST[@]}" \
   -m "not browser and not ml and not e2e and not postgres and not fuzz" "$@" || { rc=$?; [ $rc -eq 5 ] || status=$rc; }
 exit $status

@@ -1,14 +1,10 @@
 """Every agreement test starts with an empty cache (reports are cached by data stamp).
 ``sent``: background report mode with the broker replaced by a list."""
 
-import socket
-
 import pytest
 from django.core.cache import cache
 
 from agreement import tasks
-
-REDIS_CACHE = "redis://127.0.0.1:6379/14"
 
 
 @pytest.fixture(autouse=True)
@@ -18,32 +14,33 @@ def _empty_cache():
     cache.clear()
 
 
-def _redis_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 class SentTasks(list):
-    """The ``compute_agreement_report`` tasks sent to the broker; :meth:`work` runs them as a worker would."""
+    """The ``compute_agreement_report`` tasks sent to the broker (``delay``); :meth:`work`
+    runs them as a worker would."""
+
+    def __init__(self, task):
+        super().__init__()
+        self.task = task
+
+    def delay(self, *args) -> None:
+        self.append(args)
 
     def work(self) -> None:
         while self:
-            tasks.compute_agreement_report(*self.pop(0))
+            self.task(*self.pop(0))
 
 
 @pytest.fixture
-def sent(settings, monkeypatch) -> SentTasks:
-    """Background mode (a broker, a shared Redis cache as with ``CACHE_URL``); returns the tasks sent."""
-    if not _redis_reachable():
-        pytest.skip("needs a Redis server on 127.0.0.1:6379")
+def sent(settings, monkeypatch, redis_url) -> SentTasks:
+    """Background mode (a broker, a shared Redis cache as with ``CACHE_URL``); returns the tasks sent.
+    The cache is this test process's own Redis database (``redis_url``): no other test empties it.
+    The module's task is replaced, not the task's ``delay``: the task is a proxy that each
+    thread (the live server's too) resolves through its own current Celery app."""
     settings.EMOVERSE_AGREEMENT_RESAMPLES = 50
     settings.CELERY_TASK_ALWAYS_EAGER = False
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_CACHE}}
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}}
     cache.clear()
-    calls = SentTasks()
-    monkeypatch.setattr(tasks.compute_agreement_report, "delay", lambda *args: calls.append(args))
+    calls = SentTasks(tasks.compute_agreement_report)
+    monkeypatch.setattr(tasks, "compute_agreement_report", calls)
     yield calls
     cache.clear()

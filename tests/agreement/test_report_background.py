@@ -10,9 +10,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
 
 from agreement import report_cache, tasks
+from agreement.results import ReportOptions
 from agreement.selectors import ReportFilters
 from annotations.models import AnnotationKind, Decision
 from tests.agreement.scenes import build_scene, payload
@@ -122,12 +124,17 @@ def test_new_reviews_while_computing_make_the_page_reload_for_the_new_data(sent,
 
 def test_a_dead_worker_does_not_block_the_report_for_ever(sent, client, monkeypatch):
     """The lock expires (worker killed, message lost); the next visit starts the report again."""
-    build_scene()
+    scene = build_scene()
     monkeypatch.setattr(tasks, "LOCK_SECONDS", 1)
     client.get("/agreement/study/")
     sent.clear()  # the message is lost with its worker
     assert "A worker is computing" in client.get("/agreement/study/").content.decode() and sent == []
-    time.sleep(1.5)  # Redis expires the lock
+    lock = report_cache.report_key(dataset=scene.dataset, filters=ReportFilters(), options=ReportOptions.from_settings())
+    assert cache.get(f"{lock}:computing") is not None
+    deadline = time.monotonic() + 60
+    while cache.get(f"{lock}:computing") is not None:  # until Redis expires the lock
+        assert time.monotonic() < deadline, "the lock never expired"
+        time.sleep(0.05)
     client.get("/agreement/study/")
     assert len(sent) == 1
 

@@ -148,7 +148,7 @@ def openai_key(monkeypatch) -> str:
 def ml_config(settings, fake_openai, openai_key):
     """A complete pipeline: two annotators and a critic on the fake server, fake vision stages."""
     settings.EMOVERSE_ML = api_pipeline_config(
-        fake_openai.base_url, openai_key, version="test-v1", timeout=5, gpu_batch_size=8,
+        fake_openai.base_url, openai_key, version="test-v1", timeout=30, gpu_batch_size=8,
         des={"backend": "tests.ml.stage_fakes.FakeDes"}, classifier=None,
     )
     reset_registry()

@@ -62,13 +62,14 @@ def critic_json(prompt: str, *, verdict: str = "ok", label_verdict: str = "ok") 
 
 @dataclass
 class Reply:
-    """One scripted answer. ``status`` != 200 sends an API error body; ``delay`` sleeps first."""
+    """One scripted answer. ``status`` != 200 sends an API error body; with ``until``, the
+    server holds the answer until that event is set (a client's timeout runs out first)."""
 
     content: str | None = None
     status: int = 200
     finish_reason: str = "stop"
     refusal: str | None = None
-    delay: float = 0.0
+    until: threading.Event | None = None
     prompt_tokens: int = 1200
     completion_tokens: int = 150
     headers: dict[str, str] = field(default_factory=dict)
@@ -164,8 +165,8 @@ class FakeOpenAI:
                     self._send(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}}, {})
                     return
                 reply = fake._next(body)
-                if reply.delay:
-                    time.sleep(reply.delay)
+                if reply.until is not None:
+                    reply.until.wait()
                 if reply.status != 200:
                     error = {"message": reply.content or f"scripted HTTP {reply.status}", "type": "server_error", "code": None}
                     self._send(reply.status, {"error": error}, reply.headers)

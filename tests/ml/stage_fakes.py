@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -102,15 +103,19 @@ class FakeClassifier:
         return [{e: (1.0 if e == self.peak else 0.0) for e in EMOTIONS} for _ in images]
 
 
-class SlowGrounder(FakeGrounder):
-    """Takes ``seconds`` per batch: long enough to kill a worker in the middle of one."""
+class WaitingGrounder(FakeGrounder):
+    """Says it has started a batch (creates the file ``started``), then grounds like
+    :class:`FakeGrounder` once the file ``release`` exists: a test kills the worker while
+    it waits, in the middle of a batch, and then releases the batch delivered again."""
 
-    def __init__(self, seconds: float = 3.0):
+    def __init__(self, started: str, release: str):
         super().__init__()
-        self.seconds = seconds
+        self.started, self.release = Path(started), Path(release)
 
     def ground(self, images: Sequence[ImageInput], phrases: Sequence[Sequence[str]]) -> list[list[Detection]]:
-        time.sleep(self.seconds)
+        self.started.touch()
+        while not self.release.exists():
+            time.sleep(0.05)
         return super().ground(images, phrases)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 
 import pytest
 
@@ -23,7 +24,7 @@ def annotator(fake_openai, openai_key):
         model="gpt-4o-2024-08-06",
         base_url=fake_openai.base_url,
         api_key_env=openai_key,
-        timeout=2.0,
+        timeout=30.0,  # never reached: the fake server answers at once
         max_retries=0,
         price_per_1k_prompt=0.0025,
         price_per_1k_completion=0.01,
@@ -139,10 +140,14 @@ def test_timeout_is_transient(fake_openai, openai_key, ml_image):
     annotator = OpenAIAnnotator(
         name="gpt-4o", model="gpt-4o", base_url=fake_openai.base_url, api_key_env=openai_key, timeout=0.3, max_retries=0
     )
-    fake_openai.push(Reply(annotation_json(), delay=1.5))
+    answer = threading.Event()
+    fake_openai.push(Reply(annotation_json(), until=answer))
 
-    with pytest.raises(StageError) as caught:
-        annotator.annotate(ml_image)
+    try:
+        with pytest.raises(StageError) as caught:
+            annotator.annotate(ml_image)
+    finally:
+        answer.set()
 
     assert caught.value.transient is True
     assert "timed out" in caught.value.reason

@@ -240,7 +240,7 @@ def test_two_concurrent_first_calibrations_both_get_a_version(transactional_db, 
         chosen.append(version)
         if not getattr(waited, "done", False):
             waited.done = True
-            barrier.wait(timeout=10)
+            barrier.wait(timeout=60)  # a safety net: the other thread is on its way
         return version
 
     monkeypatch.setattr(services, "_next_calibration_version", together)

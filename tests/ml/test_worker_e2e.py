@@ -16,43 +16,29 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import redis
 from django.db import connection
 from django.utils import timezone
 
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import Annotation, Element, ImageStatus
-from ml.models import PipelineRun, RunStatus, StageResult
+from ml.models import PipelineRun, RunStatus
 from tests.factories import DatasetFactory, ImageFactory
 from tests.ml.fake_openai import FakeOpenAI, auto_reply
 from tests.ml.stage_fakes import api_pipeline_config
 
-pytestmark = [pytest.mark.e2e, pytest.mark.ml]
+# Under pytest-xdist one worker runs these one after the other: each starts Celery workers of its own.
+pytestmark = [pytest.mark.e2e, pytest.mark.ml, pytest.mark.xdist_group("e2e")]
 
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_URL = "redis://127.0.0.1:6379/7"
 N_IMAGES = 4
-
-
-def _redis_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def _flush_redis() -> None:
-    import redis
-
-    redis.Redis.from_url(REDIS_URL).flushdb()
 
 
 def _database_url() -> str:
@@ -61,14 +47,14 @@ def _database_url() -> str:
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-def _worker_env(config_path, settings, **extra: str) -> dict[str, str]:
+def _worker_env(config_path, settings, broker: str, **extra: str) -> dict[str, str]:
     """The environment of a worker or command process: this test's database, Redis, config."""
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "emoverse_site.settings",
         "DATABASE_URL": _database_url(),
-        "CELERY_BROKER_URL": REDIS_URL,
-        "CELERY_RESULT_BACKEND": REDIS_URL,
+        "CELERY_BROKER_URL": broker,
+        "CELERY_RESULT_BACKEND": broker,
         "EMOVERSE_ML_CONFIG": str(config_path),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "PYTHONPATH": str(ROOT),
@@ -76,25 +62,42 @@ def _worker_env(config_path, settings, **extra: str) -> dict[str, str]:
     }
 
 
-def _slow_auto_reply(body):
-    time.sleep(0.25)  # long enough to kill a worker in the middle of a task
-    return auto_reply(body)
+class HoldAfter:
+    """Answers like a good model (``auto_reply``), but holds every answer after the first
+    ``n`` until :meth:`release`: while one is held, a worker is in the middle of a task."""
+
+    def __init__(self, n: int):
+        self.n, self.count = n, 0
+        self.holding = threading.Event()  # an answer is being held
+        self.released = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, body):
+        with self._lock:
+            self.count += 1
+            hold = self.count > self.n
+        if hold and not self.released.is_set():
+            self.holding.set()
+            self.released.wait()
+        return auto_reply(body)
+
+    def release(self) -> None:
+        self.released.set()
 
 
 @pytest.fixture
-def services_up():
+def services_up(redis_url) -> str:
+    """PostgreSQL, and a Redis database of this test process's own as the broker (its URL)."""
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://postgres@127.0.0.1:5432/emoverse")
-    if not _redis_reachable():
-        pytest.skip("needs a Redis server on 127.0.0.1:6379")
-    _flush_redis()
-    yield
-    _flush_redis()
+    redis.Redis.from_url(redis_url).flushdb()
+    yield redis_url
+    redis.Redis.from_url(redis_url).flushdb()
 
 
 @pytest.fixture
 def fake_server():
-    server = FakeOpenAI(responder=_slow_auto_reply).start()
+    server = FakeOpenAI().start()
     yield server
     server.stop()
 
@@ -160,8 +163,9 @@ def test_killed_worker_loses_nothing(services_up, transactional_db, fake_server,
         ImageFactory(dataset=dataset, status=ImageStatus.NEW, seed=500 + i)
     config_path = tmp_path / "ml.json"
     config_path.write_text(json.dumps(_config(fake_server, "E2E_OPENAI_KEY", tiny_models)))
-    env = _worker_env(config_path, settings, CELERY_VISIBILITY_TIMEOUT="4", E2E_OPENAI_KEY="sk-e2e")
+    env = _worker_env(config_path, settings, services_up, CELERY_VISIBILITY_TIMEOUT="4", E2E_OPENAI_KEY="sk-e2e")
     logs = [tmp_path / "worker1.log", tmp_path / "worker2.log"]
+    fake_server.responder = held = HoldAfter(3)
     first = Worker(env, "first", logs[0])
     second = None
     try:
@@ -172,9 +176,11 @@ def test_killed_worker_loses_nothing(services_up, transactional_db, fake_server,
         assert sent.returncode == 0, sent.stderr
         assert f"Queued {N_IMAGES} image(s)" in sent.stdout
 
-        # Kill the first worker while it is in the middle of the work.
-        _wait(lambda: StageResult.objects.filter(status="done").count() >= 3, 90, "the first stages", logs)
+        # Kill the first worker in the middle of the work: while the model's answer to one
+        # of its tasks is held.
+        _wait(held.holding.is_set, 90, "the first worker to wait for a model's answer", logs)
         first.kill()
+        held.release()
         unfinished = PipelineRun.objects.exclude(status=RunStatus.DONE).count()
         assert unfinished > 0, "the first worker finished everything before it was killed"
 
@@ -184,6 +190,7 @@ def test_killed_worker_loses_nothing(services_up, transactional_db, fake_server,
             180, "every run to finish", logs,
         )
     finally:
+        held.release()
         first.stop()
         if second is not None:
             second.stop()
@@ -219,12 +226,14 @@ def test_a_pool_child_killed_in_the_gpu_batch_loses_nothing(services_up, transac
     dataset = DatasetFactory(slug="e2e-gpu")
     for i in range(N_IMAGES):
         ImageFactory(dataset=dataset, status=ImageStatus.NEW, seed=600 + i)
+    started, release = tmp_path / "batch-started", tmp_path / "batch-release"
     config = api_pipeline_config(fake_server.base_url, "E2E_OPENAI_KEY", version="e2e-gpu-v1", timeout=10,
                                  gpu_batch_size=N_IMAGES,
-                                 grounder={"backend": "tests.ml.stage_fakes.SlowGrounder", "options": {"seconds": 3.0}})
+                                 grounder={"backend": "tests.ml.stage_fakes.WaitingGrounder",
+                                           "options": {"started": str(started), "release": str(release)}})
     config_path = tmp_path / "ml.json"
     config_path.write_text(json.dumps(config))
-    env = _worker_env(config_path, settings, E2E_OPENAI_KEY="sk-e2e")
+    env = _worker_env(config_path, settings, services_up, E2E_OPENAI_KEY="sk-e2e")
     env.pop("CELERY_VISIBILITY_TIMEOUT", None)  # the default hour: only reject_on_worker_lost redelivers
     log = tmp_path / "worker.log"
     worker = Worker(env, "gpu-kill", log)
@@ -234,11 +243,13 @@ def test_a_pool_child_killed_in_the_gpu_batch_loses_nothing(services_up, transac
             capture_output=True, text=True, timeout=120,
         )
         assert sent.returncode == 0, sent.stderr
-        _wait(lambda: PipelineRun.objects.exclude(gpu_claim="").exists(), 120, "a GPU batch to start", [log])
+        _wait(started.exists, 120, "a GPU batch to start", [log])
+        assert PipelineRun.objects.exclude(gpu_claim="").exists()
         children = _pool_children(worker.proc.pid)
         assert children, "no pool processes"
         for child in children:
             os.kill(child, signal.SIGKILL)
+        release.touch()  # the batch delivered again goes through
         _wait(
             lambda: PipelineRun.objects.filter(status__in=[RunStatus.DONE, RunStatus.FAILED]).count() == N_IMAGES,
             90, "every run to finish after the kill", [log],
@@ -279,7 +290,7 @@ def test_celery_beat_sends_runs_whose_message_was_lost_again(services_up, transa
     config = api_pipeline_config(fake_server.base_url, "E2E_OPENAI_KEY", version="e2e-beat-v1", timeout=10)
     config_path = tmp_path / "ml.json"
     config_path.write_text(json.dumps(config))
-    env = _worker_env(config_path, settings, E2E_OPENAI_KEY="sk-e2e", EMOVERSE_STALE_SWEEP_SECONDS="2")
+    env = _worker_env(config_path, settings, services_up, E2E_OPENAI_KEY="sk-e2e", EMOVERSE_STALE_SWEEP_SECONDS="2")
     log = tmp_path / "worker.log"
     worker = Worker(env, "beat", log, extra=("--beat", "--schedule", str(tmp_path / "beat-schedule")))
     try:
@@ -309,13 +320,14 @@ def test_click_to_refine_through_the_api_and_a_real_gpu_worker(
     config_path.write_text(json.dumps(config))
     image = ImageFactory(width=64, height=48, status=ImageStatus.IN_REVIEW)
     assert queue.lease_next(dataset=image.dataset, reviewer=reviewer).image_id == image.pk  # refine needs the lease
-    env = _worker_env(config_path, settings)
+    env = _worker_env(config_path, settings, services_up)
     # This (web) process: a broker and result backend, a segmenter named in the configuration.
     settings.EMOVERSE_ML = config
     settings.CELERY_TASK_ALWAYS_EAGER = False
-    settings.CELERY_RESULT_BACKEND = REDIS_URL
+    settings.CELERY_RESULT_BACKEND = services_up
     settings.EMOVERSE_REFINE_TIMEOUT_S = 120  # the first answer waits for the worker to start
-    monkeypatch.setattr(refine, "celery_app", Celery("refine-e2e", broker=REDIS_URL, backend=REDIS_URL))
+    monkeypatch.setattr(refine, "celery_app", Celery("refine-e2e", broker=services_up, backend=services_up,
+                                                       set_as_current=False))
     api_client.force_authenticate(reviewer)
     log = tmp_path / "gpu-worker.log"
     worker = Worker(env, "gpu", log)

@@ -12,7 +12,7 @@ from annotations.models import Annotation, AnnotationKind, ImageStatus
 from core.masks import decode_mask
 from review import queue, selectors, services
 from review.models import Disagreement
-from tests.browser import BROWSER_MARKS, PASSWORD, launch, log_in, sync_api
+from tests.browser import BROWSER_MARKS, PASSWORD, log_in
 from tests.factories import DatasetFactory, UserFactory
 from tests.review.conftest import human_answer, image_in_review
 
@@ -43,38 +43,32 @@ def pixel_at(x: float, y: float) -> str:
             "return Array.from(c.getContext('2d').getImageData(Math.floor(sx * d), Math.floor(sy * d), 1, 1).data); }")
 
 
-def test_adjudicate_with_the_keyboard(disputed, live_server):
-    with sync_api.sync_playwright() as p:
-        browser = launch(p)
-        page = browser.new_page(viewport={"width": 1024, "height": 768})
-        page.set_default_timeout(15000)
-        errors = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        path = f"/review/adjudication/{disputed.pk}/"
-        log_in(page, live_server, username="ada", path=path)
-        page.wait_for_selector("#adj-final .adj-labels button")
-        assert page.locator(".adj-col h3").all_inner_texts()[-2:] == ["Review 1 · ann", "Review 2 · bob"]
-        page.click("[data-start-from='1']")          # start from bob's answer
-        page.click("h1")
-        page.keyboard.press("8")                      # sadness
-        assert page.locator("#adj-final button[aria-pressed=true]").inner_text().startswith("8 sadness")
-        # The editor draws the kept subject's mask (a rectangle over the image's second quarter);
-        # unchecking "keep" takes it off the image, checking it puts it back.
-        page.mouse.move(0, 0)
-        centre = pixel_at(disputed.width * 3 // 8, disputed.height * 3 // 8)
-        shown = page.evaluate(centre)
-        page.uncheck("input[aria-label='keep subject of triplet 1']")
-        page.click("input[name=reviews-toggle]")  # the reviewers' copies of the subject too
-        assert page.evaluate(centre) != shown
-        page.click("input[name=reviews-toggle]")
-        page.check("input[aria-label='keep subject of triplet 1']")
-        assert page.evaluate(centre) == shown
-        page.uncheck("input[aria-label='keep attribute of triplet 1']")
-        page.screenshot(path="/tmp/adjudication.png", full_page=True)
-        page.keyboard.press("Control+Enter")
-        page.wait_for_url(f"{live_server.url}/review/adjudication/")
-        browser.close()
-    assert errors == []
+def test_adjudicate_with_the_keyboard(disputed, pages, live_server):
+    page = pages.new_page(width=1024, height=768)
+    path = f"/review/adjudication/{disputed.pk}/"
+    log_in(page, live_server, username="ada", path=path)
+    page.wait_for_selector("#adj-final .adj-labels button")
+    assert page.locator(".adj-col h3").all_inner_texts()[-2:] == ["Review 1 · ann", "Review 2 · bob"]
+    page.click("[data-start-from='1']")          # start from bob's answer
+    page.click("h1")
+    page.keyboard.press("8")                      # sadness
+    assert page.locator("#adj-final button[aria-pressed=true]").inner_text().startswith("8 sadness")
+    # The editor draws the kept subject's mask (a rectangle over the image's second quarter);
+    # unchecking "keep" takes it off the image, checking it puts it back.
+    page.mouse.move(0, 0)
+    centre = pixel_at(disputed.width * 3 // 8, disputed.height * 3 // 8)
+    shown = page.evaluate(centre)
+    page.uncheck("input[aria-label='keep subject of triplet 1']")
+    page.click("input[name=reviews-toggle]")  # the reviewers' copies of the subject too
+    assert page.evaluate(centre) != shown
+    page.click("input[name=reviews-toggle]")
+    page.check("input[aria-label='keep subject of triplet 1']")
+    assert page.evaluate(centre) == shown
+    page.uncheck("input[aria-label='keep attribute of triplet 1']")
+    page.screenshot(path="/tmp/adjudication.png", full_page=True)
+    page.keyboard.press("Control+Enter")
+    page.wait_for_url(f"{live_server.url}/review/adjudication/")
+    assert page.errors == []
     final = Annotation.objects.get(image=disputed, kind=AnnotationKind.ADJUDICATION)
     assert (final.ces_label, final.author_name) == ("sadness", "ada")
     assert final.triplets.get().elements.get(role="attribute").status == "rejected"
@@ -83,67 +77,61 @@ def test_adjudicate_with_the_keyboard(disputed, live_server):
     assert Disagreement.objects.filter(annotation=final, field="element_rejected", role="attribute").count() == 3
 
 
-def test_adjudicator_edits_a_mask_sets_confidence_and_sees_critic_and_annotators(disputed, live_server):
+def test_adjudicator_edits_a_mask_sets_confidence_and_sees_critic_and_annotators(disputed, pages, live_server):
     Annotation.objects.filter(image=disputed, author_name="pipeline").update(critic={
         "label_verdict": "wrong", "label_reasoning": "<b>the sea looks calm</b>",
         "elements": [{"triplet_index": 0, "role": "subject", "verdict": "ok", "reasoning": "a boat"}],
         "reasoning": "overall fine"})
     w, h = disputed.width, disputed.height
-    with sync_api.sync_playwright() as p:
-        browser = launch(p)
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.set_default_timeout(15000)
-        errors = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        log_in(page, live_server, username="ada", path="/review/adjudication/")
-        assert "label: awe / fear" in page.locator("td.conflict").first.inner_text()
-        page.goto(f"{live_server.url}/review/adjudication/{disputed.pk}/")
-        page.wait_for_selector("#adj-final .adj-labels button")
-        critic = page.locator(".critic-panel")
-        assert "<b>the sea looks calm</b>" in critic.inner_text() and critic.locator("b").count() == 0
-        assert "critic: wrong" in critic.inner_text() and "overall fine" in critic.inner_text()
-        heads = page.locator(".annotators-panel th").all_inner_texts()
-        assert "gpt-4o" in heads and "gemini-2.5" in heads
-        assert "Review 1 · ann" in page.locator("#adj-legend").inner_text()
+    page = pages.new_page(width=1200, height=900)
+    log_in(page, live_server, username="ada", path="/review/adjudication/")
+    assert "label: awe / fear" in page.locator("td.conflict").first.inner_text()
+    page.goto(f"{live_server.url}/review/adjudication/{disputed.pk}/")
+    page.wait_for_selector("#adj-final .adj-labels button")
+    critic = page.locator(".critic-panel")
+    assert "<b>the sea looks calm</b>" in critic.inner_text() and critic.locator("b").count() == 0
+    assert "critic: wrong" in critic.inner_text() and "overall fine" in critic.inner_text()
+    heads = page.locator(".annotators-panel th").all_inner_texts()
+    assert "gpt-4o" in heads and "gemini-2.5" in heads
+    assert "Review 1 · ann" in page.locator("#adj-legend").inner_text()
 
-        # Take ann's subject (click it on the image, T), then paint with the brush beside it.
-        page.evaluate("() => document.getElementById('adj-editor').editor.ready")
-        to_screen = "([x, y]) => document.getElementById('adj-editor').editor.view.toScreen([x, y])"
-        page.keyboard.press("v")
-        page.locator("#adj-editor").focus()
-        page.click("button[aria-label='edit subject of triplet 1']")
-        page.keyboard.press("b")
-        page.keyboard.press("]")
-        page.locator("#adj-editor").scroll_into_view_if_needed()
-        box = page.locator("#adj-editor").bounding_box()
-        a = page.evaluate(to_screen, [w * 0.70, h * 0.75])
-        b = page.evaluate(to_screen, [w * 0.85, h * 0.80])
-        page.mouse.move(box["x"] + a[0], box["y"] + a[1])
-        page.mouse.down()
-        page.mouse.move(box["x"] + b[0], box["y"] + b[1], steps=8)
-        page.mouse.up()
-        page.keyboard.press("Shift+Digit4")  # sure (0.8)
-        assert page.locator(".adj-confidence button[aria-pressed=true]").inner_text() == "4"
+    # Take ann's subject (click it on the image, T), then paint with the brush beside it.
+    page.evaluate("() => document.getElementById('adj-editor').editor.ready")
+    to_screen = "([x, y]) => document.getElementById('adj-editor').editor.view.toScreen([x, y])"
+    page.keyboard.press("v")
+    page.locator("#adj-editor").focus()
+    page.click("button[aria-label='edit subject of triplet 1']")
+    page.keyboard.press("b")
+    page.keyboard.press("]")
+    page.locator("#adj-editor").scroll_into_view_if_needed()
+    box = page.locator("#adj-editor").bounding_box()
+    a = page.evaluate(to_screen, [w * 0.70, h * 0.75])
+    b = page.evaluate(to_screen, [w * 0.85, h * 0.80])
+    page.mouse.move(box["x"] + a[0], box["y"] + a[1])
+    page.mouse.down()
+    page.mouse.move(box["x"] + b[0], box["y"] + b[1], steps=8)
+    page.mouse.up()
+    page.keyboard.press("Shift+Digit4")  # sure (0.8)
+    assert page.locator(".adj-confidence button[aria-pressed=true]").inner_text() == "4"
 
-        # Shift+O: only the selected element's overlay (the background box's left edge disappears).
-        page.mouse.move(0, 0)
-        edge = pixel_at(w / 8, h / 2 - 0.5)  # on the bottom edge of the background boxes
-        centre = pixel_at(w * 3 // 8, h * 3 // 8)
-        everything = page.evaluate(edge)
-        page.locator("#adj-editor").focus()
-        page.keyboard.press("Shift+O")
-        only, only_centre = page.evaluate(edge), page.evaluate(centre)
-        page.keyboard.press("Shift+O")
-        page.keyboard.press("o")  # overlays off: the bare image
-        bare, bare_centre = page.evaluate(edge), page.evaluate(centre)
-        page.keyboard.press("o")
-        assert only == bare != everything
-        assert only_centre != bare_centre  # the selected subject's mask stays
+    # Shift+O: only the selected element's overlay (the background box's left edge disappears).
+    page.mouse.move(0, 0)
+    edge = pixel_at(w / 8, h / 2 - 0.5)  # on the bottom edge of the background boxes
+    centre = pixel_at(w * 3 // 8, h * 3 // 8)
+    everything = page.evaluate(edge)
+    page.locator("#adj-editor").focus()
+    page.keyboard.press("Shift+O")
+    only, only_centre = page.evaluate(edge), page.evaluate(centre)
+    page.keyboard.press("Shift+O")
+    page.keyboard.press("o")  # overlays off: the bare image
+    bare, bare_centre = page.evaluate(edge), page.evaluate(centre)
+    page.keyboard.press("o")
+    assert only == bare != everything
+    assert only_centre != bare_centre  # the selected subject's mask stays
 
-        page.keyboard.press("Control+Enter")
-        page.wait_for_url(f"{live_server.url}/review/adjudication/")
-        browser.close()
-    assert errors == []
+    page.keyboard.press("Control+Enter")
+    page.wait_for_url(f"{live_server.url}/review/adjudication/")
+    assert page.errors == []
     final = Annotation.objects.get(image=disputed, kind=AnnotationKind.ADJUDICATION)
     subject = final.triplets.get().elements.get(role="subject")
     mask = decode_mask(subject.mask)

@@ -22,7 +22,7 @@ from pycocotools import mask as mask_utils
 from annotations.models import Annotation, AnnotationKind, Decision
 from review import queue
 from review.models import Disagreement, Draft, ElementDecision, Lease
-from tests.browser import BROWSER_MARKS, PASSWORD, launch, sync_api
+from tests.browser import BROWSER_MARKS, PASSWORD, wait_laid_out
 from tests.browser import log_in as browser_log_in
 from tests.factories import (
     DatasetFactory,
@@ -34,14 +34,6 @@ from tests.factories import (
 from tests.review.scenes import BOAT, HEIGHT, WIDTH, review_item
 
 pytestmark = BROWSER_MARKS
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
 
 
 @pytest.fixture
@@ -56,26 +48,18 @@ def reviewer_user(transactional_db):
 
 
 @pytest.fixture
-def start(browser, live_server, transactional_db):
+def start(pages, live_server):
     """``start(width=, height=)``: a logged-in reviewer on the storms review page, its first
-    item loaded. Its browser context is closed before the database goes away, so no page
+    item loaded. ``pages`` quiets and closes it before the database goes away, so no page
     (heartbeats, the save on page hide) calls the server after the test."""
-    contexts = []
 
     def start_review(*, width=1280, height=800):
-        context = browser.new_context(viewport={"width": width, "height": height})
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(15000)
-        page.errors = []
-        page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+        page = pages.new_page(width=width, height=height)
         log_in(page, live_server)
         wait_ready(page)
         return page
 
-    yield start_review
-    for context in contexts:
-        context.close()
+    return start_review
 
 
 def log_in(page, live_server, path="/review/storms/"):
@@ -137,7 +121,7 @@ def human_version(image):
     return Annotation.objects.filter(image=image, kind=AnnotationKind.HUMAN).order_by("-version").first()
 
 
-def test_brush_a_mask_pick_the_label_by_keyboard_and_submit(start, live_server, storms, reviewer_user):
+def test_brush_a_mask_pick_the_label_by_keyboard_and_submit(start, pages, live_server, storms, reviewer_user):
     dataset, image = storms
     page = start()
     assert page.text_content("#image-name") == image.original_name
@@ -200,8 +184,7 @@ def test_brush_a_mask_pick_the_label_by_keyboard_and_submit(start, live_server, 
 
     # a researcher sees the disagreement rows in the log
     UserFactory(username="rhea", roles=["researcher"], password=PASSWORD)
-    context = page.context.browser.new_context()
-    log_page = context.new_page()
+    log_page = pages.new_page()
     browser_log_in(log_page, live_server, username="rhea", path="/review/disagreements/")
     log_page.goto(f"{live_server.url}/review/disagreements/?dataset=storms&reviewer=rita")
     rows = log_page.locator("table.disagreements tbody tr")
@@ -213,7 +196,6 @@ def test_brush_a_mask_pick_the_label_by_keyboard_and_submit(start, live_server, 
                       .values_list("mask_iou", flat=True))
     shown = sorted(r.locator("td").nth(10).text_content() for r in mask_rows.all())
     assert shown == expected and expected
-    context.close()
 
 
 def test_conflict_keeps_the_work_and_reloads_it_on_request(start, live_server, storms, reviewer_user):
@@ -453,7 +435,7 @@ def test_a_bad_value_and_a_lost_lease_are_shown_and_nothing_is_lost(start, storm
 
 def test_layout_at_1024x768_and_on_a_large_screen(start, live_server, storms, reviewer_user):
     page = start(width=1024, height=768)
-    page.wait_for_timeout(300)
+    wait_laid_out(page)
     overflow = page.evaluate("() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0
     canvas = page.locator(".stage canvas").bounding_box()
@@ -465,7 +447,7 @@ def test_layout_at_1024x768_and_on_a_large_screen(start, live_server, storms, re
     page.screenshot(path="/tmp/review.png")
 
     big = start(width=1920, height=1080)
-    big.wait_for_timeout(300)
+    wait_laid_out(big)
     assert big.evaluate("() => document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0
     assert big.locator(".stage canvas").bounding_box()["width"] >= 1200
     big.screenshot(path="/tmp/review-large.png")

@@ -12,7 +12,7 @@ from django.test import Client
 
 from review import queue, selectors, services
 from tests.agreement.scenes import build_scene
-from tests.browser import BROWSER_MARKS, PASSWORD, launch, log_in, sync_api
+from tests.browser import BROWSER_MARKS, PASSWORD, log_in, sync_api
 from tests.factories import DatasetFactory, UserFactory
 from tests.review.conftest import human_answer, image_in_review
 from tests.review.scenes import review_item
@@ -54,25 +54,18 @@ def site(transactional_db, settings):
     return {"item": item, "disputed": disputed}
 
 
-@pytest.fixture
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
-
 class Visitor:
-    """One logged-in browser context that records CSP violations, CSP console errors and page errors."""
+    """One logged-in browser context (from ``pages``) that records CSP violations, CSP console
+    errors and page errors."""
 
-    def __init__(self, browser, live_server, username: str | None):
+    def __init__(self, pages, live_server, username: str | None):
         self.live_server = live_server
+        self.pages = pages
         self.problems: list[str] = []
-        self.context = browser.new_context(viewport={"width": 1280, "height": 800})
+        self.context = pages.new_context()
         self.context.expose_function("reportCspViolation", lambda text: self.problems.append(text))
         self.context.add_init_script(REPORT_VIOLATIONS)
         self.page = self.context.new_page()
-        self.page.set_default_timeout(15000)
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
         if username:
@@ -92,9 +85,11 @@ class Visitor:
         except sync_api.TimeoutError:
             self.problems.append(f"{path}: never showed {ready!r}")
 
-    def close(self) -> None:
-        self.page.evaluate("1")  # a round trip: reports the page sent before it are in
-        self.context.close()
+    def finish(self) -> list[str]:
+        """The problems seen, once the reports the page sent so far are in (a round trip); closes the context."""
+        self.page.evaluate("1")
+        self.pages.close(self.context)
+        return self.problems
 
 
 def _try_an_operation(page) -> None:
@@ -111,7 +106,7 @@ def _choose_a_dataset(page) -> None:
     page.wait_for_url("**/review/adjudication/?dataset=pairs")
 
 
-def test_no_page_violates_the_content_security_policy(site, browser, live_server):
+def test_no_page_violates_the_content_security_policy(site, pages, live_server):
     item, disputed = site["item"], site["disputed"]
     visits = {
         None: [("/accounts/login/", "form")],
@@ -127,28 +122,22 @@ def test_no_page_violates_the_content_security_policy(site, browser, live_server
                  (f"/django-admin/annotations/image/{item.pk}/change/", "#content")],
     }
     problems = []
-    for username, pages in visits.items():
-        visitor = Visitor(browser, live_server, username)
-        try:
-            for path, ready, *then in pages:
-                visitor.visit(path, ready)
-                for action in then:
-                    action(visitor.page)
-            problems += visitor.problems
-        finally:
-            visitor.close()
+    for username, paths in visits.items():
+        visitor = Visitor(pages, live_server, username)
+        for path, ready, *then in paths:
+            visitor.visit(path, ready)
+            for action in then:
+                action(visitor.page)
+        problems += visitor.finish()
     assert problems == []
 
 
-def test_the_probe_sees_a_violation(site, browser, live_server):
+def test_the_probe_sees_a_violation(site, pages, live_server):
     """The listener above does catch what the policy blocks (an inline style attribute)."""
-    visitor = Visitor(browser, live_server, None)
-    try:
-        visitor.visit("/accounts/login/", "form")
-        visitor.page.evaluate("document.body.setAttribute('style', 'color: red')")
-        visitor.page.wait_for_function("window.cspViolations > 0")
-        visitor.page.evaluate("1")
-        assert visitor.page.evaluate("getComputedStyle(document.body).color") != "rgb(255, 0, 0)"  # blocked
-        assert any("style-src" in p for p in visitor.problems), visitor.problems
-    finally:
-        visitor.close()
+    visitor = Visitor(pages, live_server, None)
+    visitor.visit("/accounts/login/", "form")
+    visitor.page.evaluate("document.body.setAttribute('style', 'color: red')")
+    visitor.page.wait_for_function("window.cspViolations > 0")
+    assert visitor.page.evaluate("getComputedStyle(document.body).color") != "rgb(255, 0, 0)"  # blocked
+    problems = visitor.finish()
+    assert any("style-src" in p for p in problems), problems
