@@ -13,7 +13,7 @@ import pytest
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import Annotation, AnnotationKind, ImageStatus
 from review.models import ElementDecision
-from tests.browser import BROWSER_MARKS, PASSWORD, launch, log_in, sync_api
+from tests.browser import BROWSER_MARKS, PASSWORD, log_in
 from tests.factories import DatasetFactory, UserFactory, make_annotation
 from tests.review.scenes import CRITIC, review_item
 from tests.review.test_browser import wait_ready
@@ -38,12 +38,10 @@ def unchecked(page) -> str:
     return page.get_attribute("#unchecked-count", "data-count")
 
 
-def review_strictly(browser, live_server) -> list[str]:
+def review_strictly(pages, live_server) -> list[str]:
     """The reviewer's keys on the strict item, up to its submit; returns the page's script errors."""
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    page.set_default_timeout(15000)
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page = pages.new_page(width=1280, height=800)
+    errors = page.errors
     log_in(page, live_server, username="rita", path="/review/strict/")
     wait_ready(page)
 
@@ -83,13 +81,9 @@ def review_strictly(browser, live_server) -> list[str]:
     return errors
 
 
-def test_unchecked_count_refused_approve_shift_a_and_the_critics_label(strict_item, live_server):
-    with sync_api.sync_playwright() as p:
-        browser = launch(p)
-        try:
-            errors = review_strictly(browser, live_server)
-        finally:
-            browser.close()
+def test_unchecked_count_refused_approve_shift_a_and_the_critics_label(strict_item, pages, live_server):
+    errors = review_strictly(pages, live_server)
+    pages.close()
     assert errors == []
     # One human version: the refused Approve wrote nothing.
     version = Annotation.objects.get(image=strict_item, kind=AnnotationKind.HUMAN)

@@ -12,7 +12,7 @@ import pytest
 
 from review import selectors, services
 from review.models import Lease, LeaseState
-from tests.browser import BROWSER_MARKS, PASSWORD, launch, sync_api
+from tests.browser import BROWSER_MARKS, PASSWORD
 from tests.browser import log_in as browser_log_in
 from tests.factories import DatasetFactory, UserFactory, make_annotation
 from tests.review.conftest import human_answer
@@ -24,41 +24,25 @@ pytestmark = BROWSER_MARKS
 HANDLE_PX = 7  # half-size of a box handle (static/review/editor/tools/box.js)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def rita(transactional_db):
     return UserFactory(username="rita", roles=["reviewer"], password=PASSWORD)
 
 
 @pytest.fixture
-def open_page(browser, live_server, transactional_db):
-    """``open_page(path, user=, width=, height=)``: a page (logged in as ``user`` unless None).
-    Contexts are closed before the database goes away."""
-    contexts = []
+def open_page(pages, live_server, transactional_db):
+    """``open_page(path, user=, width=, height=)``: a page (logged in as ``user`` unless None),
+    quiet and closed before the database goes away (``tests.browser.pages``)."""
 
     def open_(path, *, user="rita", width=1280, height=800):
-        context = browser.new_context(viewport={"width": width, "height": height})
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(15000)
-        page.errors = []
-        page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+        page = pages.new_page(width=width, height=height)
         if user:
             browser_log_in(page, live_server, username=user, path=path)
         else:
             page.goto(f"{live_server.url}{path}")
         return page
 
-    yield open_
-    for context in contexts:
-        context.close()
+    return open_
 
 
 def review_page(open_page, slug="storms", **kw):
