@@ -26,7 +26,7 @@ from annotations.pagination import CursorPage, NewestFirst
 from annotations.roles import HasRole, has_role
 from core.vocabulary import ADJUDICATOR, ADMIN, RESEARCHER, REVIEWER, ROLES, USER_ROLES
 from annotations.text_policy import CheckedDateTimeField
-from review import queue, selectors, services
+from review import adjudication, queue, selectors, services
 from review.errors import DraftTooLarge, RefineFailed, RefineTimeout, RefineUnavailable
 from review.models import DisagreementField, DisagreementKind, ElementAction, Lease, LeaseState
 from review.refine import REFINE_OFF, mask_refine
@@ -390,7 +390,7 @@ class AdjudicationItemAPI(RoleAPI):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         image = get_object_or_404(Image, pk=image_id)
-        result = services.adjudication_submit(image=image, adjudicator=request.user, **data.validated_data)
+        result = adjudication.adjudication_submit(image=image, adjudicator=request.user, **data.validated_data)
         return Response(SubmitAPI.OutputSerializer(result).data, status=status.HTTP_201_CREATED)
 
 

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from annotations.errors import InvalidAnnotation, NotAllowed, VersionConflict
+from annotations.errors import InvalidAnnotation, VersionConflict
 from annotations.models import Annotation, AnnotationKind, Decision, ElementStatus, Image, ImageStatus
 from annotations.phrase_embeddings import phrase_vectors
 from annotations.selectors import (
@@ -31,13 +31,10 @@ from annotations.selectors import (
 )
 from annotations.services import annotation_create, image_set_status
 from annotations.signals import phrases_added
-from annotations.validation import AnnotationInput, CesInput, ElementInput, check_storable, validate_annotation, validate_text
+from annotations.validation import AnnotationInput, ElementInput, check_storable, validate_annotation, validate_text
 from core.alignment import triplet_phrases
 from core.vocabulary import ROLES
-from core.alignment import phrase_key
-from core.boxes import box_iou
-from core.masks import mask_iou
-from review.disagreements import IOU_EQUAL, annotation_differences, reviews_disagree
+from review.disagreements import annotation_differences, reviews_disagree
 from review.models import (
     Disagreement,
     DisagreementKind,
@@ -51,7 +48,6 @@ from review.models import (
 )
 from core.text import is_blank
 from review.queue import free_slot, lease_authorize, lease_get_for_update, lease_is_live
-from review.selectors import DONE_STATUSES, reviewer_has_submitted
 
 MAX_ELEMENT_DECISIONS = 2000
 MAX_TIME_MS = 24 * 3600 * 1000
@@ -147,7 +143,7 @@ def check_element_decisions(value: Any) -> list[ElementDecisionInput]:
     return out
 
 
-def _with_statuses(data: AnnotationInput, status_of: Callable[[str | None, ElementInput], str]) -> AnnotationInput:
+def with_statuses(data: AnnotationInput, status_of: Callable[[str | None, ElementInput], str]) -> AnnotationInput:
     """``data`` with every element's status replaced by ``status_of(triplet key or None, element)``."""
     triplets = tuple(
         replace(t, elements=tuple(replace(e, status=status_of(t.key and str(uuid.UUID(t.key)), e)) for e in t.elements))
@@ -178,7 +174,7 @@ def element_checks(data: AnnotationInput, decisions: list[ElementDecisionInput],
         count += 1
         return unchecked
 
-    return _with_statuses(data, status_of), count
+    return with_statuses(data, status_of), count
 
 
 def check_all_checked(image: Image, decision: str, unchecked: int) -> None:
@@ -192,7 +188,7 @@ def check_all_checked(image: Image, decision: str, unchecked: int) -> None:
         )
 
 
-def _check_version(image: Image, expected_version: int, *, ignore: set[int]) -> None:
+def check_version(image: Image, expected_version: int, *, ignore: set[int]) -> None:
     """Raise :class:`VersionConflict` when versions other than ``ignore`` appeared since ``expected_version``."""
     latest = image.annotations.aggregate(v=Max("version"))["v"] or 0
     newer = [
@@ -253,7 +249,7 @@ def _check_in_review(image: Image) -> None:
             changes={"lease_lost": True, "image_status": image.status})
 
 
-def _embed_after_commit(annotation: Annotation) -> None:
+def embed_after_commit(annotation: Annotation) -> None:
     """Have the person's new and edited phrases embedded by a worker once this transaction commits."""
     transaction.on_commit(lambda: phrases_added.send(sender=Annotation, annotation_ids=[annotation.pk]))
 
@@ -301,7 +297,7 @@ def _resolve_image(image: Image, plan: ReviewPlan, decision: str, label: str | N
     return image.status
 
 
-def _locked_image(image_id: int, checked: Image, annotation: Mapping[str, Any], data: AnnotationInput,
+def locked_image(image_id: int, checked: Image, annotation: Mapping[str, Any], data: AnnotationInput,
                   decision: str) -> tuple[Image, AnnotationInput]:
     """The image row, locked, and the annotation as validated against it. Precondition: in a
     transaction. An image's size never changes; should it have, the annotation is checked again."""
@@ -347,7 +343,7 @@ def review_submit(
     check_all_checked(checked, decision, element_checks(data, decisions, decision)[1])
     time_spent_ms = _time_ms(time_spent_ms, "time_spent_ms")
     with transaction.atomic():
-        image, data = _locked_image(lease.image_id, checked, annotation, data, decision)
+        image, data = locked_image(lease.image_id, checked, annotation, data, decision)
         data, unchecked = element_checks(data, decisions, decision)
         return _review_write(lease=lease, reviewer=reviewer, image=image, expected_version=expected_version,
                              decision=decision, reason=reason, data=data, decisions=decisions, time_spent_ms=time_spent_ms,
@@ -362,7 +358,7 @@ def _review_write(*, lease: Lease, reviewer: AbstractBaseUser, image: Image, exp
     now = timezone.now()
     lease = _lease_for_submit(lease, reviewer, image, now)
     _check_in_review(image)
-    _check_version(image, expected_version,
+    check_version(image, expected_version,
                    ignore=set(ReviewSubmission.objects.filter(image=image).values_list("annotation_id", flat=True)))
     version = annotation_create(
         image=image, data=data, kind=AnnotationKind.HUMAN, author_name=reviewer.get_username(), author_user=reviewer,
@@ -379,131 +375,8 @@ def _review_write(*, lease: Lease, reviewer: AbstractBaseUser, image: Image, exp
         for d in decisions
     ], batch_size=500)
     n = disagreements_record(annotation=version, person=reviewer, kind=DisagreementKind.REVIEW)
-    _embed_after_commit(version)
+    embed_after_commit(version)
     ReviewPlan.objects.filter(image=image).update(submitted_reviews=F("submitted_reviews") + 1)
     Draft.objects.filter(image=image, reviewer=reviewer).delete()
     status = _resolve_image(image, ReviewPlan.objects.get(image=image), decision, data.ces.label if data.ces else None)
     return SubmitResult(annotation=version, image_status=status, disagreements=n, unchecked=unchecked)
-
-
-def adjudicated_ces(ces: CesInput | None, reviews: list[Annotation]) -> tuple[CesInput | None, dict[str, Any]]:
-    """The CES of an adjudication: the adjudicator's label, with a confidence and a distribution that survive.
-
-    When the adjudicator gives a confidence (or a distribution, which gives it),
-    both are theirs. Otherwise both are carried from the reviews whose label the
-    adjudicator chose: the mean of their confidences and the mean of their
-    distributions (over the reviews that give one); none when no such review
-    gives one. Returns the CES and where its confidence came from
-    (``{"confidence_from": "adjudicator" | "reviews" | None, "confidence_reviews": [annotation ids]}``).
-    """
-    if ces is None:
-        return None, {"confidence_from": None, "confidence_reviews": []}
-    if ces.confidence is not None:
-        return ces, {"confidence_from": "adjudicator", "confidence_reviews": []}
-    chosen = [r for r in reviews if r.ces_label == ces.label and r.ces_confidence is not None]
-    if not chosen:
-        return ces, {"confidence_from": None, "confidence_reviews": []}
-    confidence = sum(r.ces_confidence for r in chosen) / len(chosen)
-    given = [r.ces_distribution for r in chosen if r.ces_distribution]
-    distribution = None
-    if given:
-        emotions = sorted({e for d in given for e in d})
-        distribution = {e: sum(d.get(e, 0.0) for d in given) / len(given) for e in emotions}
-    carried = CesInput(label=ces.label, confidence=confidence, distribution=distribution)
-    return carried, {"confidence_from": "reviews", "confidence_reviews": [r.pk for r in chosen]}
-
-
-def _check_adjudicable(image: Image, adjudicator: AbstractBaseUser, expected_version: int) -> None:
-    """Who may decide and whether the image waits for it, before anything about its versions is said
-    (except for an image decided since it was opened: :class:`VersionConflict`)."""
-    if reviewer_has_submitted(image=image, user=adjudicator):
-        raise NotAllowed(f"You reviewed image {image.pk}; another adjudicator decides it.")
-    if image.status != ImageStatus.ADJUDICATION:
-        if image.status in DONE_STATUSES:  # decided since it was opened: say what changed
-            _check_version(image, expected_version, ignore=set())
-        raise NotAllowed(f"Image {image.pk} is not waiting for adjudication (status {image.status}).")
-    _check_version(image, expected_version, ignore=set())
-
-
-def adjudicator_edits(data: AnnotationInput, reviews: list[Annotation], adjudicator: str) -> list[dict[str, Any]]:
-    """What the adjudicator changed in the kept elements of the final answer, against every review's copy
-    of the element (same triplet key and role): ``edit_box`` / ``edit_mask`` when the box / mask matches
-    no review's, ``edit_phrase`` likewise, ``add`` for an element no review has."""
-    copies: dict[tuple[str, str], list[dict]] = {}
-    for review in reviews:
-        for t in annotation_to_dict(review, include_des=False)["triplets"]:
-            for role in ROLES:
-                if t.get(role):
-                    copies.setdefault((t["key"], role), []).append(t[role])
-    out = []
-    for triplet in data.triplets:
-        key = str(uuid.UUID(triplet.key)) if triplet.key else None
-        for e in triplet.elements:
-            if e.status == "rejected":
-                continue
-            found = copies.get((key, e.role), [])
-            record = {"triplet_key": key, "role": e.role, "by": adjudicator}
-            if not found:
-                out.append({**record, "action": ElementAction.ADD})
-                continue
-            if e.box and not any(c.get("box") and box_iou(c["box"], list(e.box)) >= IOU_EQUAL for c in found):
-                out.append({**record, "action": ElementAction.EDIT_BOX, "before": found[0].get("box"), "after": list(e.box)})
-            if e.mask and not any(c.get("mask") and mask_iou(c["mask"], e.mask) >= IOU_EQUAL for c in found):
-                out.append({**record, "action": ElementAction.EDIT_MASK})
-            if all(phrase_key(c.get("phrase")) != phrase_key(e.phrase) for c in found):
-                out.append({**record, "action": ElementAction.EDIT_PHRASE, "after": e.phrase})
-    return out
-
-
-def adjudication_submit(
-    *,
-    image: Image,
-    adjudicator: AbstractBaseUser,
-    expected_version: int,
-    decision: str = Decision.APPROVED,
-    reason: str = "",
-    annotation: Mapping[str, Any],
-) -> SubmitResult:
-    """Set the final answer of an item whose independent reviews disagree.
-
-    Raises :class:`NotAllowed` when the adjudicator reviewed the image or it is
-    not waiting for adjudication, :class:`VersionConflict` when it moved on. As in
-    :func:`review_submit`, who decides, the image's state and its version are checked
-    before the answer is validated, and the validation runs with no transaction open.
-    Creates an ADJUDICATION annotation version, whose CES confidence and distribution
-    follow :func:`adjudicated_ces`, and its disagreement rows against every model
-    annotation; ``extra.element_decisions`` lists the adjudicator's geometry and phrase
-    edits (:func:`adjudicator_edits`); the image becomes approved, rejected or flagged. The adjudicator's answer
-    decides every element it holds (the page lists each one with its Keep box): an
-    approved answer's pending and unchecked elements are ``accepted``.
-    """
-    checked = Image.objects.select_related("dataset").get(pk=image.pk)
-    _check_adjudicable(checked, adjudicator, expected_version)
-    decision, reason = check_decision(decision, reason)
-    data = check_annotation(annotation, checked, decision)
-    with transaction.atomic():
-        image, data = _locked_image(image.pk, checked, annotation, data, decision)
-        _check_adjudicable(image, adjudicator, expected_version)
-        return _adjudication_write(image=image, adjudicator=adjudicator, decision=decision, reason=reason, data=data)
-
-
-def _adjudication_write(*, image: Image, adjudicator: AbstractBaseUser, decision: str, reason: str,
-                        data: AnnotationInput) -> SubmitResult:
-    """The writes of :func:`adjudication_submit`. Precondition: in a transaction, the image row locked."""
-    if decision == Decision.APPROVED:
-        data = _with_statuses(data, lambda _key, e: ElementStatus.ACCEPTED if e.status in UNDECIDED_STATUSES else e.status)
-    submissions = list(ReviewSubmission.objects.filter(image=image).select_related("annotation").order_by("id"))
-    reviews = [s.annotation for s in submissions]
-    ces, provenance = adjudicated_ces(data.ces, reviews)
-    edits = adjudicator_edits(data, list(annotations_with_elements(
-        Annotation.objects.filter(pk__in=[r.pk for r in reviews]))), adjudicator.get_username())
-    version = annotation_create(
-        image=image, data=replace(data, ces=ces), kind=AnnotationKind.ADJUDICATION, author_name=adjudicator.get_username(),
-        author_user=adjudicator, parent=image_review_base(image=image), decision=decision, decision_reason=reason,
-        extra={"reviews": [s.annotation_id for s in submissions], **provenance, "element_decisions": edits},
-    )
-    n = disagreements_record(annotation=version, person=adjudicator, kind=DisagreementKind.ADJUDICATION)
-    _embed_after_commit(version)
-    fields = {"label": ces.label} if ces else {}
-    image_set_status(image=image, status=decision, **fields)
-    return SubmitResult(annotation=version, image_status=image.status, disagreements=n)

@@ -17,7 +17,7 @@ from annotations.models import AnnotationKind, Dataset, Decision, ImageStatus
 from annotations.selectors import annotation_to_dict, image_final_annotation
 from exports import runs, selectors, services
 from exports.models import ExportSnapshot
-from review import queue
+from review import adjudication, queue
 from review import selectors as review_selectors
 from review import services as review_services
 from tests.exports.export_scenes import fast_passwords  # noqa: F401 - autouse fixture
@@ -70,7 +70,7 @@ def adjudicated_through_the_review_loop(dataset):
     payload = review_selectors.adjudication_payload(image)
     answer = human_answer(payload, label="awe")
     answer["triplets"][0]["subject"]["status"] = "rejected"
-    review_services.adjudication_submit(image=image, adjudicator=UserFactory(username="ada", roles=["adjudicator"]),
+    adjudication.adjudication_submit(image=image, adjudicator=UserFactory(username="ada", roles=["adjudicator"]),
                                         expected_version=payload["version"], annotation=answer)
     image.refresh_from_db()
     assert image.status == ImageStatus.APPROVED

@@ -4,7 +4,7 @@ import pytest
 
 from annotations.errors import NotAllowed, VersionConflict
 from annotations.models import Annotation, AnnotationKind, ImageStatus
-from review import queue, selectors, services
+from review import adjudication, queue, selectors, services
 from review.models import Disagreement
 from tests.factories import DatasetFactory, UserFactory, distribution_for
 from tests.review.conftest import human_answer, image_in_review
@@ -39,7 +39,7 @@ def test_the_adjudicator_sees_every_review_side_by_side(disputed, adjudicator):
 def test_adjudication_sets_the_final_answer(disputed, adjudicator):
     payload = selectors.adjudication_payload(disputed)
     answer = human_answer(payload, label="awe")
-    result = services.adjudication_submit(image=disputed, adjudicator=adjudicator, expected_version=payload["version"],
+    result = adjudication.adjudication_submit(image=disputed, adjudicator=adjudicator, expected_version=payload["version"],
                                           annotation=answer)
     disputed.refresh_from_db()
     assert (disputed.status, disputed.label) == (ImageStatus.APPROVED, "awe")
@@ -57,7 +57,7 @@ def test_the_elements_an_adjudicator_keeps_are_accepted_even_when_the_review_lef
     assert {review["triplets"][0][r]["status"] for r in ("background", "attribute", "subject")} == {"accepted_unchecked"}
     answer = {"triplets": [{k: v for k, v in review["triplets"][0].items()}], "ces": {"label": "awe"}, "rationale": ""}
     answer["triplets"][0]["attribute"] = {**answer["triplets"][0]["attribute"], "status": "rejected"}
-    result = services.adjudication_submit(image=disputed, adjudicator=adjudicator, expected_version=payload["version"],
+    result = adjudication.adjudication_submit(image=disputed, adjudicator=adjudicator, expected_version=payload["version"],
                                           annotation=answer)
     statuses = {e.role: e.status for t in result.annotation.triplets.all() for e in t.elements.all()}
     assert statuses == {"background": "accepted", "attribute": "rejected", "subject": "accepted"}
@@ -65,11 +65,11 @@ def test_the_elements_an_adjudicator_keeps_are_accepted_even_when_the_review_lef
 
 def test_a_stale_adjudication_is_a_conflict(disputed, adjudicator):
     payload = selectors.adjudication_payload(disputed)
-    services.adjudication_submit(image=disputed, adjudicator=adjudicator, expected_version=payload["version"],
+    adjudication.adjudication_submit(image=disputed, adjudicator=adjudicator, expected_version=payload["version"],
                                  annotation=human_answer(payload))
     other = UserFactory(username="adj2", roles=["adjudicator"])
     with pytest.raises(VersionConflict):
-        services.adjudication_submit(image=disputed, adjudicator=other, expected_version=payload["version"],
+        adjudication.adjudication_submit(image=disputed, adjudicator=other, expected_version=payload["version"],
                                      annotation=human_answer(payload))
 
 
@@ -77,7 +77,7 @@ def test_only_items_waiting_for_adjudication_can_be_adjudicated(dataset, adjudic
     image = image_in_review(dataset)
     payload = selectors.adjudication_payload(image)
     with pytest.raises(NotAllowed, match="not waiting for adjudication"):
-        services.adjudication_submit(image=image, adjudicator=adjudicator, expected_version=payload["version"],
+        adjudication.adjudication_submit(image=image, adjudicator=adjudicator, expected_version=payload["version"],
                                      annotation=human_answer(payload))
 
 
@@ -104,7 +104,7 @@ def adjudicate(image, adjudicator, label, **ces):
     payload = selectors.adjudication_payload(image)
     answer = human_answer(payload, label=label)
     answer["ces"].update(ces)
-    return services.adjudication_submit(image=image, adjudicator=adjudicator, expected_version=payload["version"],
+    return adjudication.adjudication_submit(image=image, adjudicator=adjudicator, expected_version=payload["version"],
                                         annotation=answer).annotation
 
 
