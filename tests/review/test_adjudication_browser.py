@@ -11,7 +11,7 @@ import pytest
 from annotations.models import Annotation, AnnotationKind, ImageStatus
 from core.masks import decode_mask
 from review import queue, selectors, services
-from review.models import Disagreement
+from review.models import Disagreement, ElementDecision
 from tests.browser import BROWSER_MARKS, PASSWORD, log_in
 from tests.factories import DatasetFactory, UserFactory
 from tests.review.conftest import human_answer, image_in_review
@@ -138,5 +138,5 @@ def test_adjudicator_edits_a_mask_sets_confidence_and_sees_critic_and_annotators
     assert mask.sum() > (w // 4) * (h // 4)  # the model's rectangle plus the stroke
     assert mask[int(h * 0.77), int(w * 0.77)] == 1 and mask[h * 3 // 8, w * 3 // 8] == 1
     assert final.ces_confidence == 0.8 and final.extra["confidence_from"] == "adjudicator"
-    assert {"role": "subject", "action": "edit_mask"}.items() <= next(
-        d for d in final.extra["element_decisions"] if d["action"] == "edit_mask").items()
+    recorded = ElementDecision.objects.filter(annotation=final, kind="adjudication")
+    assert recorded.filter(role="subject", action="edit_mask", reviewer__username="ada").exists()
