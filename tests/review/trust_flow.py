@@ -8,6 +8,7 @@ adjudication, and the three export formats, whose files :func:`check_exports` re
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from pathlib import Path
@@ -43,9 +44,11 @@ def pipeline_config(fake_openai, key_env: str, models: dict[str, Path]) -> dict:
     )
 
 
-def import_and_preannotate(tmp_path: Path, config: dict, capture) -> Image:
+def import_and_preannotate(tmp_path: Path, config: dict, capture=None) -> Image:
     """Import one image file through ``import_emoverse`` (status new), then run the pipeline on it
-    (``preannotate``, Celery eager); the dataset asks two independent reviews of every image."""
+    (``preannotate``, Celery eager); the dataset asks two independent reviews of every image.
+    ``capture``: ``django_capture_on_commit_callbacks`` inside a test transaction (None when the
+    test commits for real, as the browser tests do)."""
     images = tmp_path / "incoming"
     images.mkdir()
     rng = np.random.default_rng(7)
@@ -60,7 +63,7 @@ def import_and_preannotate(tmp_path: Path, config: dict, capture) -> Image:
     settings.EMOVERSE_ML = config
     reset_registry()
     try:
-        with capture(execute=True):
+        with capture(execute=True) if capture else contextlib.nullcontext():
             out = io.StringIO()
             call_command("preannotate", "--dataset", "trust", stdout=out)
         assert "Queued 1 image(s)" in out.getvalue(), out.getvalue()
@@ -91,13 +94,13 @@ def decode(size: list[int], counts: str) -> np.ndarray:
     return mask_utils.decode({"size": list(size), "counts": counts.encode("ascii")})
 
 
-def export_all(admin, dataset_slug: str, capture) -> dict[str, ExportSnapshot]:
+def export_all(admin, dataset_slug: str, capture=None) -> dict[str, ExportSnapshot]:
     """Start the three exports through the API (the worker runs them when the request commits)."""
     client = APIClient()
     client.force_authenticate(admin)
     out = {}
     for export_format in FORMATS:
-        with capture(execute=True):
+        with capture(execute=True) if capture else contextlib.nullcontext():
             r = client.post("/api/exports/", {"dataset": dataset_slug, "format": export_format}, format="json")
         assert r.status_code == 201, r.json()
         body = client.get(f"/api/exports/{r.json()['id']}/").json()
