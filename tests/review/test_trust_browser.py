@@ -78,8 +78,11 @@ def test_import_review_adjudicate_export_in_the_browser(imported, pages, live_se
     image.refresh_from_db()
     assert image.status == ImageStatus.ADJUDICATION
     ann_subject = Annotation.objects.get(image=image, author_name="ann").triplets.get(index=0).elements.get(role="subject")
+    spot = (int(HEIGHT * 0.88), int(WIDTH * 0.86))  # on the stroke
+    covered = int(decode_mask(ann_subject.mask)[spot])  # the tiny SAM's mask may already cover it: then erase
 
-    # ada: start from ann's review, drop the attribute, paint onto the subject's mask, "sure", Ctrl+Enter.
+    # ada: start from ann's review, drop the attribute, brush (or erase) a stroke on the subject's mask,
+    # "sure", Ctrl+Enter.
     page = pages.new_page(width=1200, height=900)
     log_in(page, live_server, username="ada", path=f"/review/adjudication/{image.pk}/")
     page.wait_for_selector("#adj-final .adj-labels button")
@@ -88,7 +91,7 @@ def test_import_review_adjudicate_export_in_the_browser(imported, pages, live_se
     page.evaluate("() => document.getElementById('adj-editor').editor.ready")
     page.locator("#adj-editor").focus()
     page.click("button[aria-label='edit subject of triplet 1']")
-    page.keyboard.press("b")
+    page.keyboard.press("x" if covered else "b")
     page.keyboard.press("]")
     page.locator("#adj-editor").scroll_into_view_if_needed()
     box = page.locator("#adj-editor").bounding_box()
@@ -111,7 +114,7 @@ def test_import_review_adjudicate_export_in_the_browser(imported, pages, live_se
     assert (final.ces_confidence, final.extra["confidence_from"]) == (0.8, "adjudicator")
     subject = final.triplets.get(index=0).elements.get(role="subject")
     mask = decode_mask(subject.mask)
-    assert mask[int(HEIGHT * 0.88), int(WIDTH * 0.86)] == 1  # the stroke
+    assert mask[spot] == 1 - covered  # the stroke
     assert not np.array_equal(mask, decode_mask(ann_subject.mask))  # the mask was redrawn
     assert set(ElementDecision.objects.filter(annotation=final, triplet_key=triplet["key"]).values_list("role", "action")) == {
         ("background", "accept"), ("attribute", "reject"), ("subject", "edit_mask")}
