@@ -11,6 +11,12 @@ Everything it starts is stopped at the end.
 
     python bench/review_api.py                      # 219K images
     python bench/review_api.py --images 20000 --seconds 10
+    python bench/review_api.py --broker redis://127.0.0.1:6379/9   # queue the submits' tasks, as in production
+
+Each reviewer decides every element explicitly, as the review page sends it: accepts most,
+rejects the attribute on every fifth item, edits the subject box on every other item and the
+background phrase on every seventh (``answer_for``); the run ends with the counts of element
+decisions by action and of the reviewed elements by status.
 
 Rows are written with ``INSERT … SELECT generate_series`` (no image file per
 row: every row points at one small PNG in a temporary media folder). Client
@@ -56,6 +62,10 @@ def parse_args() -> argparse.Namespace:
                    help="PostgreSQL server URL without database name")
     p.add_argument("--db", default="emoverse_bench", help="database to create and drop")
     p.add_argument("--keep-db", action="store_true", help="do not drop the database at the end")
+    p.add_argument("--broker", default=os.environ.get("BENCH_BROKER", ""),
+                   help="Redis URL (a database of its own: it is flushed at the end) to queue the tasks a submit "
+                        "sends (phrase embeddings) as production does; without it the phrase embedder is off, so "
+                        "no model loads in the web process (Celery runs eagerly there)")
     return p.parse_args()
 
 
@@ -103,9 +113,9 @@ def populate(n_images: int, n_reviewers: int) -> tuple[int, list[str]]:
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute(
             """INSERT INTO annotations_image (dataset_id, file, thumbnail, sha256, original_name, width, height, source,
-                   status, priority, label, confidence, agreement, created_at, updated_at)
+                   status, priority, label, confidence, agreement, created_at, updated_at, audit_draw)
                SELECT %s, 'bench/one.png', '', md5(i::text) || md5((i + 1)::text), 'bench/' || i || '.png', %s, %s, 'web',
-                   'in_review', random(), NULL, NULL, NULL, now() - (i || ' seconds')::interval, now()
+                   'in_review', random(), NULL, NULL, NULL, now() - (i || ' seconds')::interval, now(), random()
                FROM generate_series(1, %s) AS i""",
             [dataset.pk, WIDTH, HEIGHT, n_images],
         )
@@ -188,22 +198,45 @@ def stop(proc: subprocess.Popen) -> None:
 
 # --- load --------------------------------------------------------------------------------------
 
-def answer_for(item: dict, n: int) -> dict:
-    """The reviewer's answer: the base accepted; every other item gets another label and a nudged subject box."""
-    triplets = []
+def answer_for(item: dict, n: int) -> tuple[dict, list[dict]]:
+    """The reviewer's answer and element decisions, as the review page sends them: every element
+    decided explicitly (A on most); every other item gets another label and a nudged subject box
+    (edit_box), every fifth the attribute rejected (R), every seventh the background rephrased."""
+    triplets, decisions = [], []
     for t in item["base"]["triplets"]:
         out = {"key": t["key"]}
         for role in ("background", "attribute", "subject"):
             if role in t:
                 out[role] = {k: v for k, v in t[role].items() if k in ("phrase", "box", "mask")} | {"status": "accepted"}
         triplets.append(out)
+
+    def decide(role: str, action: str, before=None, after=None) -> None:
+        decisions.append({"triplet_key": triplets[0]["key"], "role": role, "action": action, "before": before,
+                          "after": after, "time_ms": 400 + 100 * len(decisions)})
+
     label = item["base"]["ces"]["label"]
+    first = triplets[0]
     if n % 2:
         label = EMOTIONS[(EMOTIONS.index(label) + 1) % 8]
-        if "subject" in triplets[0]:
-            triplets[0]["subject"]["box"] = [14, 12, 32, 26]
-            triplets[0]["subject"]["status"] = "edited"
-    return {"triplets": triplets, "ces": {"label": label}, "rationale": item["base"]["rationale"]}
+        if "subject" in first:
+            before = first["subject"].get("box")
+            first["subject"]["box"] = [14, 12, 32, 26]
+            first["subject"]["status"] = "edited"
+            decide("subject", "edit_box", before, first["subject"]["box"])
+    if n % 5 == 0 and "attribute" in first:
+        first["attribute"]["status"] = "rejected"
+        decide("attribute", "reject")
+    if n % 7 == 0 and "background" in first:
+        before = first["background"]["phrase"]
+        first["background"].update(phrase="rough open water", status="edited")
+        decide("background", "edit_phrase", before, "rough open water")
+    decided = {d["role"] for d in decisions}
+    for t in triplets:
+        for role in ("background", "attribute", "subject"):
+            if role in t and (t is not first or role not in decided):
+                decisions.append({"triplet_key": t["key"], "role": role, "action": "accept", "time_ms": 300})
+    answer = {"triplets": triplets, "ces": {"label": label}, "rationale": item["base"]["rationale"]}
+    return answer, decisions
 
 
 class Reviewer(threading.Thread):
@@ -231,8 +264,9 @@ class Reviewer(threading.Thread):
                 continue
             self.next_ms.append((t1 - t0) * 1000)
             item = json.loads(body)
-            submission = {"expected_version": item["version"], "decision": "approved", "annotation": answer_for(item, n),
-                          "time_spent_ms": 1000}
+            answer, decisions = answer_for(item, n)
+            submission = {"expected_version": item["version"], "decision": "approved", "annotation": answer,
+                          "element_decisions": decisions, "time_spent_ms": 1000}
             t2 = time.perf_counter()
             status, body = self.post(conn, f"/api/review/leases/{item['lease']['id']}/submit/", submission)
             t3 = time.perf_counter()
@@ -282,6 +316,11 @@ def main() -> int:
     env = {**os.environ, "DATABASE_URL": db_url, "MEDIA_ROOT": str(media), "DEBUG": "0", "LOG_LEVEL": "WARNING",
            "ALLOWED_HOSTS": "127.0.0.1,localhost", "DJANGO_SETTINGS_MODULE": "emoverse_site.settings",
            "EMOVERSE_VAR_DIR": str(media), "STATIC_ROOT": str(media / "static")}
+    if args.broker:
+        env |= {"CELERY_BROKER_URL": args.broker, "CELERY_RESULT_BACKEND": args.broker}
+    else:
+        (media / "ml.json").write_text(json.dumps({"embedder": None}))
+        env["EMOVERSE_ML_CONFIG"] = str(media / "ml.json")
     os.environ.update(env)
     admin_sql(args.pg, f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
     admin_sql(args.pg, f'CREATE DATABASE "{args.db}"')
@@ -304,7 +343,7 @@ def main() -> int:
         port = free_port()
         proc = start_gunicorn(env, port, args.workers, args.threads)
         print(f"gunicorn: {args.workers} workers x {args.threads} threads on 127.0.0.1:{port}; {os.cpu_count()} CPUs; "
-              f"{args.seconds:.0f} s per level\n")
+              f"{args.seconds:.0f} s per level; tasks {'queued on ' + args.broker if args.broker else 'eager, embedder off'}\n")
         run_level(port, tokens[:1], 2.0)  # warm-up: imports, connections
         header = f"{'reviewers':>9} | {'next p50':>9} | {'next p95':>9} | {'submit p50':>10} | {'submit p95':>10} | {'items/s':>8} | {'req/s':>7} | {'items':>6} | errors"
         print(header)
@@ -315,15 +354,27 @@ def main() -> int:
                   f"{r['submit_p95']:>7.1f} ms | {r['items_s']:>8.1f} | {r['requests_s']:>7.1f} | {r['items']:>6} | {len(r['errors'])}")
             for e in r["errors"][:3]:
                 print(f"          error: {e}")
-        from review.models import Disagreement, ReviewSubmission
+        from django.db.models import Count
+
+        from annotations.models import AnnotationKind, Element
+        from review.models import Disagreement, ElementDecision, ReviewSubmission
 
         print(f"\nafter the run: {ReviewSubmission.objects.count():,} submissions, {Disagreement.objects.count():,} disagreement rows")
+        actions = dict(ElementDecision.objects.values_list("action").annotate(n=Count("id")).order_by())
+        statuses = dict(Element.objects.filter(triplet__annotation__kind=AnnotationKind.HUMAN)
+                        .values_list("status").annotate(n=Count("id")).order_by())
+        print(f"element decisions: {', '.join(f'{k} {v:,}' for k, v in sorted(actions.items()))}; "
+              f"reviewed elements: {', '.join(f'{k} {v:,}' for k, v in sorted(statuses.items()))}")
         connections.close_all()
     finally:
         if proc is not None:
             stop(proc)
         if not args.keep_db:
             admin_sql(args.pg, f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
+        if args.broker:
+            import redis
+
+            redis.Redis.from_url(args.broker).flushdb()  # the queued tasks no worker took
         shutil.rmtree(media, ignore_errors=True)
     return 0
 

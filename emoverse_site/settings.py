@@ -327,6 +327,13 @@ CELERY_TASK_ROUTES = {
 # How long an unacknowledged task (its worker died) waits before another worker gets it.
 # Keep it above the longest task's hard time limit.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))}
+# How often a worker looks for such tasks (Redis): unset, kombu's default (a sweep about every
+# 100 s); set, a sweep every that many seconds (worth it only with a short visibility timeout).
+if os.environ.get("CELERY_UNACKED_RESTORE_SECONDS"):
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {
+        "unacked_restore_interval": int(os.environ["CELERY_UNACKED_RESTORE_SECONDS"]),
+        "unacked_restore_throttle": 1,
+    }
 
 # --- ML pipeline ---------------------------------------------------------------
 # A JSON file describing the backends (see docs/ml-backends.md). Empty: nothing is

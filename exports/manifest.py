@@ -79,13 +79,16 @@ def left_out(counts: dict[str, Any]) -> dict[str, int]:
     does); ``images_without_final_annotation``: no person approved an answer
     (model-only); ``images_auto_accepted_only``: only the pipeline accepted them
     (filter ``include_auto_accepted`` takes them); ``images_outside_filter``: their
-    final annotation's label or date did not match the filter.
+    final annotation's label or date did not match the filter; ``images_still_in_review``:
+    the image is still in review, so the reviews in so far are neither final nor shown to anyone
+    (independent reviews).
     """
     return {
         "rejected_elements": counts["rejected_elements_left_out"],
         "images_without_final_annotation": counts["skipped_without_final"],
         "images_auto_accepted_only": counts["skipped_auto_accepted"],
         "images_outside_filter": counts["skipped_by_filter"],
+        "images_still_in_review": counts.get("skipped_in_review", 0),
     }
 
 

@@ -13,7 +13,8 @@ curated import; the pipeline's auto-accepted model answer only with the
 ``include_auto_accepted`` filter (machine-accepted, counted apart in the
 manifest). Within it, COCO and Parquet leave out rejected elements unless the
 ``include_rejected`` option is set; the manifest's ``left_out`` counts what was
-left out and why.
+left out and why. An image still in review is left out when its final would be a
+person's answer (``skipped_in_review``): the reviews are independent until all are in.
 
 Snapshots are crash-safe. An attempt writes into its own hidden folder
 (``EXPORT_ROOT/<dataset>/.<name>.<attempt>.partial``), writes ``manifest.json``
@@ -51,7 +52,7 @@ from django.db.models import Count
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from annotations.models import AnnotationKind, Image
+from annotations.models import AnnotationKind, Image, ImageStatus
 from exports.filters import ExportFilters
 from exports.manifest import MANIFEST, build_manifest
 from exports.models import ExportSnapshot, ExportStatus
@@ -66,6 +67,10 @@ CHUNK_SIZE = 1000
 # Progress (with the heartbeat) is saved after every chunk; within a slow chunk
 # (copying images from object storage) a heartbeat alone at most this often.
 KEEPALIVE_SECONDS = 30.0
+# An image still in review is never exported with a person's answer: the reviews in so far are not
+# final, and a snapshot (which any admin may download) would show a reviewer who holds, or may still
+# be given, a slot on the image another person's review of it. Curated imports stay exportable.
+PEOPLES_ANSWERS = frozenset({AnnotationKind.HUMAN, AnnotationKind.ADJUDICATION})
 
 
 class Superseded(Exception):
@@ -143,6 +148,7 @@ class _Counts:
     images: int = 0
     machine_accepted: int = 0  # exported with the pipeline's auto-accepted answer (include_auto_accepted)
     skipped_without_final: int = 0
+    skipped_in_review: int = 0  # still in review: the answers people gave so far are not final (independence)
     skipped_auto_accepted: int = 0  # auto-accepted by the pipeline only, left out by default
     skipped_by_filter: int = 0
     rejected_elements_left_out: int = 0
@@ -202,6 +208,8 @@ def _export(attempt: _Attempt) -> None:
                     counts.skipped_auto_accepted += 1
                 elif final is None:
                     counts.skipped_without_final += 1
+                elif image.status == ImageStatus.IN_REVIEW and final.kind in PEOPLES_ANSWERS:
+                    counts.skipped_in_review += 1
                 elif not filters.accepts(final):
                     counts.skipped_by_filter += 1
                 else:

@@ -24,7 +24,9 @@ from annotations.selectors import final_annotation_ids
 from exports.filters import ExportFilters
 from exports.models import ExportSnapshot, ExportStatus
 
-IMAGE_FIELDS = ("id", "dataset_id", "file", "original_name", "width", "height", "source", "sha256", "label", "created_at")
+IMAGE_FIELDS = (
+    "id", "dataset_id", "file", "original_name", "width", "height", "source", "sha256", "label", "status", "created_at"
+)
 # Large columns a writer never reads.
 ANNOTATION_DEFERRED = ("raw_output", "critic", "ces_raw_distribution")
 

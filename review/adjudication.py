@@ -1,7 +1,7 @@
 """Adjudication: the final answer of an item whose independent reviews disagree.
 
 The adjudicator's CES keeps a confidence (:func:`adjudicated_ces`), their geometry and
-phrase edits are recorded (:func:`adjudicator_edits`), and nobody adjudicates an item they
+element decisions are recorded as ElementDecision rows (:func:`adjudicator_edits`), and nobody adjudicates an item they
 reviewed. Checks and writes follow :func:`review.services.review_submit`: who and what
 first, validation with no transaction open, then the writes under the image's row lock.
 """
@@ -33,6 +33,7 @@ from review.disagreements import IOU_EQUAL
 from review.models import (
     DisagreementKind,
     ElementAction,
+    ElementDecision,
     ReviewSubmission,
 )
 from review.selectors import DONE_STATUSES, reviewer_has_submitted
@@ -89,10 +90,12 @@ def _check_adjudicable(image: Image, adjudicator: AbstractBaseUser, expected_ver
     check_version(image, expected_version, ignore=set())
 
 
-def adjudicator_edits(data: AnnotationInput, reviews: list[Annotation], adjudicator: str) -> list[dict[str, Any]]:
-    """What the adjudicator changed in the kept elements of the final answer, against every review's copy
-    of the element (same triplet key and role): ``edit_box`` / ``edit_mask`` when the box / mask matches
-    no review's, ``edit_phrase`` likewise, ``add`` for an element no review has."""
+def adjudicator_edits(data: AnnotationInput, reviews: list[Annotation]) -> list[dict[str, Any]]:
+    """How the adjudicator decided each element of the final answer, against every review's copy of the
+    element (same triplet key and role): ``reject`` for a rejected element some review kept, ``add`` for
+    a kept element no review has, ``edit_box`` / ``edit_mask`` / ``edit_phrase`` when its box / mask /
+    phrase matches no review's copy, else ``accept``. Rows for :class:`~review.models.ElementDecision`
+    (``triplet_key``, ``role``, ``action``, ``before``, ``after``)."""
     copies: dict[tuple[str, str], list[dict]] = {}
     for review in reviews:
         for t in annotation_to_dict(review, include_des=False)["triplets"]:
@@ -103,19 +106,25 @@ def adjudicator_edits(data: AnnotationInput, reviews: list[Annotation], adjudica
     for triplet in data.triplets:
         key = str(uuid.UUID(triplet.key)) if triplet.key else None
         for e in triplet.elements:
-            if e.status == "rejected":
-                continue
             found = copies.get((key, e.role), [])
-            record = {"triplet_key": key, "role": e.role, "by": adjudicator}
-            if not found:
-                out.append({**record, "action": ElementAction.ADD})
+            record = {"triplet_key": key, "role": e.role, "before": None, "after": None}
+            if e.status == ElementStatus.REJECTED:
+                kept = [c for c in found if c.get("status") != ElementStatus.REJECTED]
+                if kept:
+                    out.append({**record, "action": ElementAction.REJECT, "before": kept[0].get("phrase")})
                 continue
+            if not found:
+                out.append({**record, "action": ElementAction.ADD, "after": e.phrase})
+                continue
+            edits = []
             if e.box and not any(c.get("box") and box_iou(c["box"], list(e.box)) >= IOU_EQUAL for c in found):
-                out.append({**record, "action": ElementAction.EDIT_BOX, "before": found[0].get("box"), "after": list(e.box)})
+                edits.append({**record, "action": ElementAction.EDIT_BOX, "before": found[0].get("box"), "after": list(e.box)})
             if e.mask and not any(c.get("mask") and mask_iou(c["mask"], e.mask) >= IOU_EQUAL for c in found):
-                out.append({**record, "action": ElementAction.EDIT_MASK})
+                edits.append({**record, "action": ElementAction.EDIT_MASK})
             if all(phrase_key(c.get("phrase")) != phrase_key(e.phrase) for c in found):
-                out.append({**record, "action": ElementAction.EDIT_PHRASE, "after": e.phrase})
+                edits.append({**record, "action": ElementAction.EDIT_PHRASE, "before": found[0].get("phrase"),
+                              "after": e.phrase})
+            out.extend(edits or [{**record, "action": ElementAction.ACCEPT}])
     return out
 
 
@@ -136,8 +145,8 @@ def adjudication_submit(
     before the answer is validated, and the validation runs with no transaction open.
     Creates an ADJUDICATION annotation version, whose CES confidence and distribution
     follow :func:`adjudicated_ces`, and its disagreement rows against every model
-    annotation; ``extra.element_decisions`` lists the adjudicator's geometry and phrase
-    edits (:func:`adjudicator_edits`); the image becomes approved, rejected or flagged. The adjudicator's answer
+    annotation; an :class:`ElementDecision` row (``kind`` adjudication) per element the adjudicator
+    decided (:func:`adjudicator_edits`), beside the reviewers' rows; the image becomes approved, rejected or flagged. The adjudicator's answer
     decides every element it holds (the page lists each one with its Keep box): an
     approved answer's pending and unchecked elements are ``accepted``.
     """
@@ -156,16 +165,22 @@ def _adjudication_write(*, image: Image, adjudicator: AbstractBaseUser, decision
     """The writes of :func:`adjudication_submit`. Precondition: in a transaction, the image row locked."""
     if decision == Decision.APPROVED:
         data = with_statuses(data, lambda _key, e: ElementStatus.ACCEPTED if e.status in UNDECIDED_STATUSES else e.status)
+    # every triplet gets its key now, so each element decision names the triplet it is stored under
+    data = replace(data, triplets=tuple(t if t.key else replace(t, key=str(uuid.uuid4())) for t in data.triplets))
     submissions = list(ReviewSubmission.objects.filter(image=image).select_related("annotation").order_by("id"))
     reviews = [s.annotation for s in submissions]
     ces, provenance = adjudicated_ces(data.ces, reviews)
     edits = adjudicator_edits(data, list(annotations_with_elements(
-        Annotation.objects.filter(pk__in=[r.pk for r in reviews]))), adjudicator.get_username())
+        Annotation.objects.filter(pk__in=[r.pk for r in reviews]))))
     version = annotation_create(
         image=image, data=replace(data, ces=ces), kind=AnnotationKind.ADJUDICATION, author_name=adjudicator.get_username(),
         author_user=adjudicator, parent=image_review_base(image=image), decision=decision, decision_reason=reason,
-        extra={"reviews": [s.annotation_id for s in submissions], **provenance, "element_decisions": edits},
+        extra={"reviews": [s.annotation_id for s in submissions], **provenance},
     )
+    ElementDecision.objects.bulk_create([
+        ElementDecision(kind=DisagreementKind.ADJUDICATION, image=image, reviewer=adjudicator, annotation=version, **edit)
+        for edit in edits
+    ], batch_size=500)
     n = disagreements_record(annotation=version, person=adjudicator, kind=DisagreementKind.ADJUDICATION)
     embed_after_commit(version)
     fields = {"label": ces.label} if ces else {}

@@ -170,6 +170,8 @@ class NextAPI(RoleAPI):
         disagreement = AnnotatorsDisagreementJSON(allow_null=True, help_text="Null with fewer than two annotators")
         critic = CriticJSON(allow_null=True, help_text="The base annotation's critic verdicts")
         draft = DraftSnapshotJSON(allow_null=True, help_text="This reviewer's draft of the item")
+        draft_notice = serializers.CharField(allow_blank=True, help_text="Why a stored draft was not sent "
+                                             "(larger than EMOVERSE_MAX_DRAFT_BYTES), else empty")
         refine_available = serializers.BooleanField(help_text="false when click-to-refine is not set up (the page disables its tool)")
 
     @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 404: NOT_FOUND})

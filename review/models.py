@@ -124,12 +124,25 @@ class ElementAction(models.TextChoices):
     ADD = "add", "Add"
 
 
-class ElementDecision(models.Model):
-    """One per-element action of a review, with the value before and after."""
+class DisagreementKind(models.TextChoices):
+    REVIEW = "review", "Review"
+    ADJUDICATION = "adjudication", "Adjudication"
 
-    submission = models.ForeignKey(ReviewSubmission, on_delete=models.CASCADE, related_name="decisions")
+
+class ElementDecision(models.Model):
+    """One per-element action of a review or an adjudication, with the value before and after.
+
+    ``kind`` says which: a reviewer's row belongs to their ``submission``; an adjudicator's
+    row has none (``reviewer`` is then the adjudicator, ``annotation`` the ADJUDICATION
+    version). Every per-element decision people made is here, in one table.
+    """
+
+    submission = models.ForeignKey(ReviewSubmission, null=True, blank=True, on_delete=models.CASCADE,
+                                   related_name="decisions")
+    kind = models.CharField(max_length=16, choices=DisagreementKind.choices, default=DisagreementKind.REVIEW)
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
-    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+",
+                                 help_text="Who decided: the reviewer, or the adjudicator on an adjudication row.")
     annotation = models.ForeignKey(Annotation, on_delete=models.PROTECT, related_name="+")
     triplet_key = models.UUIDField()
     role = models.CharField(max_length=16)
@@ -144,6 +157,10 @@ class ElementDecision(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(action__in=ElementAction.values), name="decision_action_valid"),
             models.CheckConstraint(condition=Q(role__in=ROLES), name="decision_role_valid"),
+            models.CheckConstraint(
+                condition=Q(kind="review", submission__isnull=False) | Q(kind="adjudication", submission__isnull=True),
+                name="decision_kind_matches_submission",
+            ),
         ]
         indexes = [
             models.Index(fields=["reviewer", "created_at"], name="decision_reviewer_idx"),
@@ -168,11 +185,6 @@ class PairedBy(models.TextChoices):
     KEY = "key", "Same triplet key"
     MEANING = "meaning", "By meaning"
     WORDS = "words", "By words (no embedding yet)"
-
-
-class DisagreementKind(models.TextChoices):
-    REVIEW = "review", "Review"
-    ADJUDICATION = "adjudication", "Adjudication"
 
 
 class Disagreement(models.Model):

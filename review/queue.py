@@ -286,18 +286,37 @@ def draft_get(*, lease: Lease, reviewer: AbstractBaseUser) -> Draft | None:
 
 
 def draft_readable(*, image_id: int, reviewer_id: int) -> Draft | None:
-    """The reviewer's draft of the image, unless its payload breaks the text policy: a
-    draft stored before the policy (on SQLite) would make every answer that carries it fail,
-    so it counts as no draft, and the next save replaces it."""
+    """The reviewer's draft of the image, unless it cannot be sent back (:func:`draft_with_notice`)."""
+    return draft_with_notice(image_id=image_id, reviewer_id=reviewer_id)[0]
+
+
+def draft_with_notice(*, image_id: int, reviewer_id: int) -> tuple[Draft | None, str]:
+    """The reviewer's draft of the image and, when a stored draft is not sent back, a notice for them.
+
+    A draft whose payload breaks the text policy (stored before the policy, on SQLite) would make
+    every answer that carries it fail; one over ``EMOVERSE_MAX_DRAFT_BYTES`` (stored before the
+    limit) would be sent with every ``next``. Either counts as no draft (it stays stored; the next
+    save replaces it, a submit deletes it); the oversize one comes with a notice saying why.
+    """
     draft = Draft.objects.filter(image_id=image_id, reviewer_id=reviewer_id).first()
     if draft is None:
-        return None
+        return None, ""
+    try:
+        draft_check_size(draft.payload)
+    except DraftTooLarge as exc:
+        logger.warning("draft %s of reviewer %s on image %s is not sent: %s", draft.pk, reviewer_id, image_id, exc)
+        limit = settings.EMOVERSE_MAX_DRAFT_BYTES
+        return None, (
+            f"Your draft of this image saved at {draft.saved_at:%Y-%m-%d %H:%M} UTC is larger than the draft limit of "
+            f"{limit:,} bytes (it was saved before the limit existed), so it was not loaded: you see the current version. "
+            "Your next change saves a new draft in its place."
+        )
     try:
         check_storable(draft.payload, "payload")
     except InvalidAnnotation as exc:
         logger.warning("draft %s of reviewer %s on image %s is ignored: %s", draft.pk, reviewer_id, image_id, exc)
-        return None
-    return draft
+        return None, ""
+    return draft, ""
 
 
 def review_plans_reset(*, image_ids: list[int]) -> int:

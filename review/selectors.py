@@ -35,7 +35,7 @@ from core.vocabulary import ADJUDICATOR, ADMIN, EMOTIONS, RESEARCHER, REVIEWER, 
 from review.disagreements import reviews_conflict
 from review.errors import NotInAdjudication
 from review.models import Disagreement, Lease, LeaseState, ReviewSubmission
-from review.queue import draft_readable, queue_candidates
+from review.queue import draft_with_notice, queue_candidates
 from review.refine import refine_available
 
 DONE_STATUSES = (ImageStatus.APPROVED, ImageStatus.REJECTED, ImageStatus.FLAGGED)
@@ -144,7 +144,7 @@ def lease_payload(lease: Lease) -> dict[str, Any]:
     image = lease.image
     base = image_review_base(image=image)
     annotators, earlier = annotators_by_run(image, base)
-    draft = draft_readable(image_id=image.pk, reviewer_id=lease.reviewer_id)
+    draft, draft_notice = draft_with_notice(image_id=image.pk, reviewer_id=lease.reviewer_id)
     return {
         "lease": {"id": lease.pk, "expires_at": lease.expires_at, "dataset": lease.dataset.slug, "version": lease.version},
         "image": image_to_dict(image),
@@ -156,6 +156,7 @@ def lease_payload(lease: Lease) -> dict[str, Any]:
         "disagreement": annotators_disagreement(annotators) if len(annotators) > 1 else None,
         "critic": base.critic if base else None,
         "draft": {"payload": draft.payload, "saved_at": draft.saved_at} if draft else None,
+        "draft_notice": draft_notice,  # why a stored draft was not sent (over the size limit), else ""
         "refine_available": refine_available(),
     }
 

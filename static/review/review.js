@@ -112,7 +112,8 @@ class ReviewPage {
     this.view.renderSubmit(this.mode, work);
     const first = M.elementList(work)[0];
     if (first) this.ws.select(first.id);
-    this.view.setStatus(...loadedStatus(payload, work, mode, restored));
+    if (payload.draft_notice) this.view.setStatus(payload.draft_notice, "error");
+    else this.view.setStatus(...loadedStatus(payload, work, mode, restored));
     this.root.dataset.imageId = String(payload.image.id);
     this.root.dataset.leaseId = String(payload.lease.id);
     this.root.dataset.version = String(work.expected_version);

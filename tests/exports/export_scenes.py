@@ -42,7 +42,7 @@ class Scene:
     adjudicated: Image  # approved human (fear) then adjudication (sadness)
     model_only: Image  # status approved, but only model answers: never exported
     in_review: Image  # model only, in review
-    reviewed_in_review: Image  # an approved human version while the image is still in review
+    reviewed_in_review: Image  # an approved human version while the image is still in review: not exported
 
 
 def build_scene(slug: str = "demo") -> Scene:

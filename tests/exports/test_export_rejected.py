@@ -120,7 +120,8 @@ def test_coco_leaves_rejected_elements_out_and_counts_them(scene):
     assert adjudicated_subjects == []
     # 1 + 3 in the review, the subject in the adjudication
     assert snapshot.manifest["left_out"] == {"rejected_elements": 5, "images_without_final_annotation": 0,
-                                             "images_auto_accepted_only": 0, "images_outside_filter": 0}
+                                             "images_auto_accepted_only": 0, "images_outside_filter": 0,
+                                             "images_still_in_review": 0}
     assert snapshot.options["include_rejected"] is False and snapshot.manifest["manifest_version"] == 2
     assert snapshot.manifest["counts"]["elements"] == 2 + 2  # background and attribute of each image
 

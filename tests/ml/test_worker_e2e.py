@@ -117,10 +117,10 @@ def _config(server: FakeOpenAI, key_env: str, models: dict[str, Path]) -> dict:
 
 
 class Worker:
-    def __init__(self, env: dict[str, str], name: str, log: Path, extra: tuple[str, ...] = ()):
+    def __init__(self, env: dict[str, str], name: str, log: Path, extra: tuple[str, ...] = (), concurrency: int = 2):
         self.log = log.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "emoverse_site", "worker", "-Q", "io,gpu", "-c", "2",
+            [sys.executable, "-m", "celery", "-A", "emoverse_site", "worker", "-Q", "io,gpu", "-c", str(concurrency),
              "--pool", "prefork", "--loglevel", "INFO", "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
              *extra],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -163,7 +163,11 @@ def test_killed_worker_loses_nothing(services_up, transactional_db, fake_server,
         ImageFactory(dataset=dataset, status=ImageStatus.NEW, seed=500 + i)
     config_path = tmp_path / "ml.json"
     config_path.write_text(json.dumps(_config(fake_server, "E2E_OPENAI_KEY", tiny_models)))
-    env = _worker_env(config_path, settings, services_up, CELERY_VISIBILITY_TIMEOUT="4", E2E_OPENAI_KEY="sk-e2e")
+    # A killed worker's unacknowledged tasks become visible after 4 s, and workers look for them every
+    # second: with kombu's default sweep (about every 100 s) a second worker that started within 4 s
+    # of the kill found nothing at its start-up sweep and waited for the next one.
+    env = _worker_env(config_path, settings, services_up, CELERY_VISIBILITY_TIMEOUT="4",
+                      CELERY_UNACKED_RESTORE_SECONDS="1", E2E_OPENAI_KEY="sk-e2e")
     logs = [tmp_path / "worker1.log", tmp_path / "worker2.log"]
     fake_server.responder = held = HoldAfter(3)
     first = Worker(env, "first", logs[0])
@@ -184,7 +188,10 @@ def test_killed_worker_loses_nothing(services_up, transactional_db, fake_server,
         unfinished = PipelineRun.objects.exclude(status=RunStatus.DONE).count()
         assert unfinished > 0, "the first worker finished everything before it was killed"
 
-        second = Worker(env, "second", logs[1])
+        # One pool process: it imports torch and loads the tiny models once, where two would both do it
+        # at the same time (most of this test's time on a busy machine); redelivered copies of a task
+        # still running (the 4 s timeout) then wait for it instead of loading everything again beside it.
+        second = Worker(env, "second", logs[1], concurrency=1)
         _wait(
             lambda: PipelineRun.objects.filter(status__in=[RunStatus.DONE, RunStatus.FAILED]).count() == N_IMAGES,
             180, "every run to finish", logs,
@@ -235,6 +242,7 @@ def test_a_pool_child_killed_in_the_gpu_batch_loses_nothing(services_up, transac
     config_path.write_text(json.dumps(config))
     env = _worker_env(config_path, settings, services_up, E2E_OPENAI_KEY="sk-e2e")
     env.pop("CELERY_VISIBILITY_TIMEOUT", None)  # the default hour: only reject_on_worker_lost redelivers
+    env.pop("CELERY_UNACKED_RESTORE_SECONDS", None)
     log = tmp_path / "worker.log"
     worker = Worker(env, "gpu-kill", log)
     try:

@@ -11,9 +11,9 @@ import pytest
 from annotations.models import Annotation, AnnotationKind, ImageStatus
 from core.masks import decode_mask
 from review import queue, selectors, services
-from review.models import Disagreement
+from review.models import Disagreement, ElementDecision
 from tests.browser import BROWSER_MARKS, PASSWORD, log_in
-from tests.factories import DatasetFactory, UserFactory
+from tests.factories import DatasetFactory, UserFactory, rect_mask_rle
 from tests.review.conftest import human_answer, image_in_review
 
 pytestmark = BROWSER_MARKS
@@ -138,5 +138,85 @@ def test_adjudicator_edits_a_mask_sets_confidence_and_sees_critic_and_annotators
     assert mask.sum() > (w // 4) * (h // 4)  # the model's rectangle plus the stroke
     assert mask[int(h * 0.77), int(w * 0.77)] == 1 and mask[h * 3 // 8, w * 3 // 8] == 1
     assert final.ces_confidence == 0.8 and final.extra["confidence_from"] == "adjudicator"
-    assert {"role": "subject", "action": "edit_mask"}.items() <= next(
-        d for d in final.extra["element_decisions"] if d["action"] == "edit_mask").items()
+    recorded = ElementDecision.objects.filter(annotation=final, kind="adjudication")
+    assert recorded.filter(role="subject", action="edit_mask", reviewer__username="ada").exists()
+
+
+@pytest.fixture
+def kite_or_boat(transactional_db):
+    """ann keeps the model's subject (a boat, upper left); bob replaces it with a kite in the lower
+    right, with its own box and mask: the conflict an adjudicator settles by taking bob's element."""
+    dataset = DatasetFactory(slug="kites", reviews_per_item=2, overlap_fraction=1.0)
+    image = image_in_review(dataset)
+    w, h = image.width, image.height
+    kite = (w * 5 // 8, h * 5 // 8, w * 7 // 8, h * 7 // 8)
+    for name in ("ann", "bob"):
+        reviewer = UserFactory(username=name, roles=["reviewer"])
+        lease = queue.lease_next(dataset=dataset, reviewer=reviewer)
+        payload = selectors.lease_payload(lease)
+        answer = human_answer(payload, label="fear")
+        if name == "bob":
+            answer["triplets"][0]["subject"] = {"phrase": "red kite", "box": list(kite), "mask": rect_mask_rle(w, h, kite),
+                                                "status": "edited"}
+        services.review_submit(lease=lease, reviewer=reviewer, expected_version=payload["version"], decision="approved",
+                               annotation=answer)
+    UserFactory(username="ada", roles=["adjudicator"], password=PASSWORD)
+    image.refresh_from_db()
+    assert image.status == ImageStatus.ADJUDICATION
+    return image, kite
+
+
+def test_take_a_reviewers_element_with_t_and_with_the_button(kite_or_boat, pages, live_server):
+    """Start from ann's answer; select bob's kite on the image; T puts it (phrase, box, mask) into the
+    final answer in place of the boat; undo gives the boat back; the button takes it again; the
+    submitted answer holds bob's element, recorded as accepted from a review."""
+    image, kite = kite_or_boat
+    w, h = image.width, image.height
+    page = pages.new_page(width=1200, height=900)
+    log_in(page, live_server, username="ada", path=f"/review/adjudication/{image.pk}/")
+    page.wait_for_selector("#adj-final .adj-labels button")
+    page.click("[data-start-from='0']")  # ann's answer: the boat
+    subject_phrase = "input[aria-label='subject phrase of triplet 1']"
+    assert page.input_value(subject_phrase) == "small boat"
+    take_button = page.locator("button", has_text="Take the selected reviewer element (T)")
+    assert take_button.is_disabled()
+
+    # T with nothing of a reviewer's selected says what to do and changes nothing.
+    page.click("h1")
+    page.keyboard.press("t")
+    assert "Select a reviewer's element on the image first" in page.inner_text("#adj-final [role=alert]")
+    assert page.input_value(subject_phrase) == "small boat"
+
+    # Click bob's kite on the image (only the reviewers' layers have anything there), then T.
+    if not page.is_checked("input[name=reviews-toggle]"):
+        page.check("input[name=reviews-toggle]")
+    page.evaluate("() => document.getElementById('adj-editor').editor.ready")
+    page.locator("#adj-editor").focus()
+    page.keyboard.press("v")
+    page.locator("#adj-editor").scroll_into_view_if_needed()
+    box = page.locator("#adj-editor").bounding_box()
+    at = page.evaluate("([x, y]) => document.getElementById('adj-editor').editor.view.toScreen([x, y])",
+                       [(kite[0] + kite[2]) / 2, (kite[1] + kite[3]) / 2])
+    page.mouse.click(box["x"] + at[0], box["y"] + at[1])
+    page.wait_for_function("() => document.getElementById('adj-editor').editor.selected?.startsWith('r1')")
+    assert take_button.is_enabled()
+    page.keyboard.press("t")
+    assert page.input_value(subject_phrase) == "red kite"
+    page.keyboard.press("z")  # undo the take: the boat is back
+    assert page.input_value(subject_phrase) == "small boat"
+
+    page.mouse.click(box["x"] + at[0], box["y"] + at[1])
+    page.wait_for_function("() => document.getElementById('adj-editor').editor.selected?.startsWith('r1')")
+    take_button.click()
+    assert page.input_value(subject_phrase) == "red kite"
+    page.keyboard.press("Control+Enter")
+    page.wait_for_url(f"{live_server.url}/review/adjudication/")
+    assert page.errors == []
+
+    final = Annotation.objects.get(image=image, kind=AnnotationKind.ADJUDICATION)
+    subject = final.triplets.get().elements.get(role="subject")
+    assert (subject.phrase, list(subject.box)) == ("red kite", list(kite))
+    mask = decode_mask(subject.mask)
+    assert mask.sum() == (kite[2] - kite[0]) * (kite[3] - kite[1]) and mask[h * 3 // 4, w * 3 // 4] == 1
+    # bob's element, taken whole: an accept of a review's element, no edit of the adjudicator's own
+    assert ElementDecision.objects.get(annotation=final, role="subject").action == "accept"

@@ -7,6 +7,7 @@ from django.urls import reverse
 from annotations.models import Annotation, AnnotationKind, ImageStatus
 from core.masks import mask_area
 from review import queue, selectors, services
+from review.models import ElementDecision
 from review.disagreements import reviews_conflict
 from tests.factories import DatasetFactory, rect_mask_rle
 from tests.review.conftest import human_answer, image_in_review
@@ -98,9 +99,33 @@ def test_an_edited_mask_and_box_are_stored_and_recorded(make_reviewer, adjudicat
     subject = final.triplets.get().elements.get(role="subject")
     assert mask_area(subject.mask) == (w // 2) * (h // 2) and list(subject.box) == list(grown)
     assert final.ces_confidence == 0.8 and final.extra["confidence_from"] == "adjudicator"
-    edits = {(d["role"], d["action"]) for d in final.extra["element_decisions"]}
-    assert edits == {("subject", "edit_box"), ("subject", "edit_mask")}
-    assert {d["by"] for d in final.extra["element_decisions"]} == {adjudicator.get_username()}
+    rows = ElementDecision.objects.filter(annotation=final)
+    assert {(d.role, d.action) for d in rows} == {
+        ("subject", "edit_box"), ("subject", "edit_mask"), ("background", "accept"), ("attribute", "accept")}
+    assert {(d.kind, d.submission_id, d.reviewer_id) for d in rows} == {("adjudication", None, adjudicator.pk)}
+    assert "element_decisions" not in final.extra  # one place: the rows
+
+
+def test_the_adjudicators_element_decisions_are_rows_beside_the_reviewers(make_reviewer, adjudicator, api_client):
+    """A reject and a phrase edit by the adjudicator are ElementDecision rows of kind adjudication, read
+    like the reviewers' rows, in the one table."""
+    image = reviewed(make_reviewer, {"bob": drop_attribute_and_shrink_subject})
+    payload = selectors.adjudication_payload(image)
+    answer = human_answer(payload, label="fear")
+    key = answer["triplets"][0]["key"]
+    answer["triplets"][0]["attribute"]["status"] = "rejected"
+    answer["triplets"][0]["background"].update({"phrase": "an open field", "status": "edited"})
+    api_client.force_authenticate(adjudicator)
+    response = api_client.post(reverse("api-adjudication-item", args=[image.pk]),
+                               {"expected_version": payload["version"], "annotation": answer}, format="json")
+    assert response.status_code == 201, response.json()
+    final = Annotation.objects.get(image=image, kind=AnnotationKind.ADJUDICATION)
+    adjudicated = ElementDecision.objects.filter(image=image, kind="adjudication")
+    assert set(adjudicated.values_list("annotation_id", flat=True)) == {final.pk}
+    by_role = {d.role: d for d in adjudicated}
+    assert by_role["attribute"].action == "reject" and str(by_role["attribute"].triplet_key) == key
+    assert (by_role["background"].action, by_role["background"].after) == ("edit_phrase", "an open field")
+    assert by_role["subject"].action == "accept"  # the model's subject, which ann kept as it was
 
 
 @pytest.mark.parametrize(("change", "field"), [

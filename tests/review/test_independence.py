@@ -9,7 +9,9 @@ and holds the second slot. The marker must never reach ``duo`` until they submit
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from types import SimpleNamespace
 
 import pytest
@@ -125,6 +127,32 @@ def test_the_disagreement_log_hides_the_other_review_from_an_admin_holding_a_slo
     client.force_login(boss)
     r = client.get("/review/disagreements/")
     assert r.status_code == 200 and MARKER not in text(r)
+
+
+@pytest.mark.parametrize("export_format", ["emoverse-jsonl", "coco", "parquet"])
+def test_an_in_review_export_never_carries_the_other_review(scene, api_client, export_format,
+                                                               django_capture_on_commit_callbacks):
+    """An admin who is also a reviewer, holding the second slot, exports the images in review (as
+    they may: exports are theirs) and downloads the snapshot: the other person's pending review is
+    not in it, whatever the format; the manifest says the image was left out while in review."""
+    boss = UserFactory(username="boss", roles=["reviewer", "admin"])
+    Lease.objects.filter(pk=scene.lease.pk).update(state="released")
+    assert queue.lease_next(dataset=scene.dataset, reviewer=boss).image_id == scene.image.pk
+    api_client.force_authenticate(boss)
+    with django_capture_on_commit_callbacks(execute=True):
+        r = api_client.post("/api/exports/", {"dataset": scene.dataset.slug, "format": export_format,
+                                              "filters": {"status": ["in_review"]}}, format="json")
+    assert r.status_code == 201, r.json()
+    snapshot = api_client.get(f"/api/exports/{r.json()['id']}/").json()
+    assert snapshot["status"] == "complete", snapshot
+    download = api_client.get(snapshot["download_url"])
+    assert download.status_code == 200
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content) if download.streaming else download.content))
+    for name in archive.namelist():
+        assert MARKER.encode() not in archive.read(name), name
+    counts = snapshot["manifest"]["counts"]
+    assert (counts["images"], counts["skipped_in_review"]) == (0, 1)
+    assert snapshot["manifest"]["left_out"]["images_still_in_review"] == 1
 
 
 def test_a_reviewer_never_adjudicates_the_conflict_their_review_made(scene, api_client, client):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from review import selectors, services
-from review.models import Lease, LeaseState
+from review.models import Draft, Lease, LeaseState
 from tests.browser import BROWSER_MARKS, PASSWORD
 from tests.browser import log_in as browser_log_in
 from tests.factories import DatasetFactory, UserFactory, make_annotation
@@ -185,4 +185,22 @@ def test_api_docs_logged_out_lead_to_the_login_page_and_back(open_page, live_ser
     page.click("button[type=submit]")
     page.wait_for_url(f"{live_server.url}/api/docs/")
     page.wait_for_selector(".swagger-ui")
+    assert page.errors == []
+
+
+def test_an_oversize_draft_from_before_the_limit_is_not_loaded_and_the_page_says_so(open_page, rita, settings):
+    """A draft stored before EMOVERSE_MAX_DRAFT_BYTES existed and larger than it: the page opens the
+    current version, its status line says why the draft was not loaded, and the next edit saves a
+    draft that replaces it."""
+    dataset = DatasetFactory(slug="storms")
+    image = review_item(dataset, seed=1)
+    Draft.objects.create(image=image, reviewer=rita, payload={"image_id": image.pk, "note": "x" * 300_000})
+    settings.EMOVERSE_MAX_DRAFT_BYTES = 200_000  # room for the page's own drafts, not for the old one
+    page = review_page(open_page)
+    page.wait_for_function("() => document.querySelector('#review-status').dataset.level === 'error'")
+    status = page.locator("#review-status").text_content()
+    assert "larger than the draft limit of 200,000 bytes" in status and "not loaded" in status
+    page.keyboard.press("8")
+    wait_draft_saved(page)
+    assert "x" * 100 not in str(Draft.objects.get(image=image, reviewer=rita).payload)
     assert page.errors == []

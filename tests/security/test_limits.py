@@ -233,6 +233,27 @@ def test_the_draft_limit_counts_utf8_bytes_of_the_json(api_client, settings):
     assert api_client.put(_draft_url(item), {"payload": {"note": "é" * 520}}, format="json").status_code == 413
 
 
+@pytest.mark.django_db
+def test_an_oversize_draft_stored_before_the_limit_is_not_sent_back_and_the_reviewer_is_told(api_client, settings):
+    """A draft saved before the limit existed (written straight to the table, as the old code
+    stored a 19 MB one) is not sent with ``next`` nor by ``GET draft/``: ``next`` says why, the
+    reviewer works on the current version, and their next save replaces it."""
+    item = _leased_item(api_client)
+    big = {"image_id": item["image"]["id"], "note": "x" * 5000}
+    Draft.objects.create(image_id=item["image"]["id"], reviewer=Lease.objects.get().reviewer, payload=big)
+    settings.EMOVERSE_MAX_DRAFT_BYTES = 1000
+    answer = api_client.post("/api/review/next/", {"dataset": item["lease"]["dataset"]}, format="json")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["draft"] is None and "x" * 100 not in answer.content.decode()
+    assert "larger than the draft limit of 1,000 bytes" in body["draft_notice"]
+    assert api_client.get(_draft_url(item)).status_code == 404
+    assert Draft.objects.get().payload == big  # kept, not lost, until the next save
+    assert api_client.put(_draft_url(item), {"payload": {"note": "small"}}, format="json").status_code == 200
+    again = _next(api_client)
+    assert again["draft"]["payload"] == {"note": "small"} and again["draft_notice"] == ""
+
+
 # --- authorisation before expensive work -------------------------------------------
 
 

@@ -90,7 +90,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{counts['images']} image(s) exported ({counts['machine_accepted']} machine-accepted), "
             f"{counts['skipped_without_final']} without a final annotation, {counts['skipped_auto_accepted']} "
-            f"auto-accepted only (see --include-auto-accepted) and {counts['skipped_by_filter']} outside the filter "
+            f"auto-accepted only (see --include-auto-accepted), {counts['skipped_in_review']} still in review and "
+            f"{counts['skipped_by_filter']} outside the filter "
             f"skipped; {counts['rejected_elements_left_out']} rejected element(s) left out (see --include-rejected); "
             f"snapshot at {final_dir(snapshot)}"
         )
