@@ -65,9 +65,19 @@ def elements_attach(annotations: list[Annotation]) -> list[Annotation]:
     for pk, annotation in by_id.items():
         for triplet in triplets[pk]:
             triplet.annotation = annotation
-            triplet._prefetched_objects_cache = {"elements": elements[triplet.pk]}
-        annotation._prefetched_objects_cache = {"triplets": triplets[pk]}
+            _prefetched(triplet, "elements", elements[triplet.pk])
+        _prefetched(annotation, "triplets", triplets[pk])
     return annotations
+
+
+def _prefetched(instance: Any, name: str, rows: list) -> None:
+    """Store ``rows`` as the prefetched result of ``instance.<name>.all()``, the way
+    ``prefetch_related`` stores it (a queryset whose results are filled in)."""
+    queryset = getattr(instance, name).get_queryset()  # lazy: no query
+    queryset._result_cache, queryset._prefetch_done = rows, True
+    if not hasattr(instance, "_prefetched_objects_cache"):
+        instance._prefetched_objects_cache = {}
+    instance._prefetched_objects_cache[name] = queryset
 
 
 def hidden_answers_register(rule: HiddenAnswers) -> None:
@@ -221,6 +231,7 @@ class ReviewSources:
     base: Annotation | None
     models: list[Annotation]  # the current model annotations other than the pipeline's, by author
     latest_version: int
+    answers: list[Annotation]  # every current model and import annotation, by author
 
 
 def image_review_sources(*, image_id: int) -> ReviewSources:
@@ -233,13 +244,13 @@ def image_review_sources(*, image_id: int) -> ReviewSources:
         .annotate(latest_version=Subquery(latest.values("v")))
     )
     elements_attach(current)
-    models = sorted((a for a in current if a.kind == AnnotationKind.MODEL and a.author_name != PIPELINE_AUTHOR),
-                    key=lambda a: a.author_name)
+    current.sort(key=lambda a: a.author_name)
+    models = [a for a in current if a.kind == AnnotationKind.MODEL and a.author_name != PIPELINE_AUTHOR]
     if current:
         latest_version = current[0].latest_version
     else:
         latest_version = Annotation.objects.filter(image_id=image_id).aggregate(v=Max("version"))["v"] or 0
-    return ReviewSources(base=review_base_of(current), models=models, latest_version=latest_version)
+    return ReviewSources(base=review_base_of(current), models=models, latest_version=latest_version, answers=current)
 
 
 def image_review_base(*, image: Image) -> Annotation | None:
