@@ -14,6 +14,7 @@ from functools import wraps
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.db.models import Exists, OuterRef, QuerySet
 from rest_framework.permissions import BasePermission
 
 from core.vocabulary import USER_ROLES
@@ -29,13 +30,32 @@ def user_roles(user: AbstractBaseUser | AnonymousUser) -> frozenset[str]:
     if not user.is_authenticated or not user.is_active:
         return frozenset()
     cached = getattr(user, "_emoverse_roles", None)
-    if cached is None:
+    if cached is None or user.is_superuser:
         if user.is_superuser:
             cached = frozenset(USER_ROLES)
         else:
             cached = frozenset(user.groups.filter(name__in=USER_ROLES).values_list("name", flat=True))
         user._emoverse_roles = cached
     return cached
+
+
+def _role_alias(role: str) -> str:
+    return f"_emoverse_has_{role}"
+
+
+def with_roles(queryset: QuerySet, user_field: str) -> QuerySet:
+    """``queryset`` with the roles of the user at ``user_field`` (``"pk"`` for users, ``"user"`` for
+    tokens) annotated, one ``EXISTS`` per role: the roles come with the row that authenticates
+    the request, so :func:`user_roles` needs no query of its own (see :func:`remember_roles`)."""
+    groups = Group.user_set.through.objects
+    return queryset.annotate(**{
+        _role_alias(role): Exists(groups.filter(user_id=OuterRef(user_field), group__name=role)) for role in USER_ROLES
+    })
+
+
+def remember_roles(user: AbstractBaseUser, row: object) -> None:
+    """Cache on ``user`` the roles annotated on ``row`` by :func:`with_roles` (for this request)."""
+    user._emoverse_roles = frozenset(role for role in USER_ROLES if getattr(row, _role_alias(role), False))
 
 
 def has_role(user: AbstractBaseUser | AnonymousUser, *roles: str) -> bool:

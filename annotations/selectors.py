@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from dataclasses import dataclass
+
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, Max, OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.filters import ImageFilter
@@ -40,6 +42,42 @@ def annotations_with_elements(queryset: QuerySet[Annotation] | None = None) -> Q
             ),
         )
     )
+
+
+def elements_attach(annotations: list[Annotation]) -> list[Annotation]:
+    """Load the triplets and elements of ``annotations`` in one query (elements joined with their
+    triplets) and attach them as :func:`annotations_with_elements` would (two queries there):
+    ``annotation.triplets.all()`` in index order, ``triplet.elements.all()`` in role order.
+    For the review hot path, where every query counts."""
+    by_id = {a.pk: a for a in annotations}
+    triplets: dict[int, list[Triplet]] = {pk: [] for pk in by_id}
+    elements: dict[int, list[Element]] = {}
+    rows = (Element.objects.filter(triplet__annotation_id__in=list(by_id)).select_related("triplet")
+            .order_by("triplet__annotation_id", "triplet__index", "role"))
+    for element in rows:
+        triplet = element.triplet
+        if triplet.pk not in elements:
+            elements[triplet.pk] = []
+            triplets[triplet.annotation_id].append(triplet)
+        elements[triplet.pk].append(element)
+    # A triplet without elements cannot be stored (validation asks for at least one), so the
+    # join misses none.
+    for pk, annotation in by_id.items():
+        for triplet in triplets[pk]:
+            triplet.annotation = annotation
+            _prefetched(triplet, "elements", elements[triplet.pk])
+        _prefetched(annotation, "triplets", triplets[pk])
+    return annotations
+
+
+def _prefetched(instance: Any, name: str, rows: list) -> None:
+    """Store ``rows`` as the prefetched result of ``instance.<name>.all()``, the way
+    ``prefetch_related`` stores it (a queryset whose results are filled in)."""
+    queryset = getattr(instance, name).get_queryset()  # lazy: no query
+    queryset._result_cache, queryset._prefetch_done = rows, True
+    if not hasattr(instance, "_prefetched_objects_cache"):
+        instance._prefetched_objects_cache = {}
+    instance._prefetched_objects_cache[name] = queryset
 
 
 def hidden_answers_register(rule: HiddenAnswers) -> None:
@@ -172,6 +210,47 @@ def annotation_to_dict(annotation: Annotation, *, include_des: bool = True) -> d
         annotator["prompt_version"] = annotation.prompt_version
     out["annotator"] = annotator
     return out
+
+
+def review_base_of(current: Iterable[Annotation]) -> Annotation | None:
+    """The rule of :func:`image_review_base` over an image's current annotations."""
+    current = list(current)
+    for tier in (
+        [a for a in current if a.kind == AnnotationKind.MODEL and a.author_name == PIPELINE_AUTHOR],
+        [a for a in current if a.kind in (AnnotationKind.IMPORT, AnnotationKind.MODEL)],
+    ):
+        if tier:
+            return max(tier, key=lambda a: a.version)
+    return None
+
+
+@dataclass(frozen=True)
+class ReviewSources:
+    """What a reviewer starts from (:func:`image_review_sources`)."""
+
+    base: Annotation | None
+    models: list[Annotation]  # the current model annotations other than the pipeline's, by author
+    latest_version: int
+    answers: list[Annotation]  # every current model and import annotation, by author
+
+
+def image_review_sources(*, image_id: int) -> ReviewSources:
+    """The image's review base (:func:`image_review_base`), its current model annotations other
+    than the pipeline's merged one (the annotators, by author name) and its latest version, with
+    triplets and elements, in two queries."""
+    latest = Annotation.objects.filter(image_id=OuterRef("image_id")).order_by().values("image_id").annotate(v=Max("version"))
+    current = list(
+        Annotation.objects.filter(image_id=image_id, is_current=True, kind__in=[AnnotationKind.MODEL, AnnotationKind.IMPORT])
+        .annotate(latest_version=Subquery(latest.values("v")))
+    )
+    elements_attach(current)
+    current.sort(key=lambda a: a.author_name)
+    models = [a for a in current if a.kind == AnnotationKind.MODEL and a.author_name != PIPELINE_AUTHOR]
+    if current:
+        latest_version = current[0].latest_version
+    else:
+        latest_version = Annotation.objects.filter(image_id=image_id).aggregate(v=Max("version"))["v"] or 0
+    return ReviewSources(base=review_base_of(current), models=models, latest_version=latest_version, answers=current)
 
 
 def image_review_base(*, image: Image) -> Annotation | None:

@@ -16,9 +16,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
+
+from annotations.roles import remember_roles, with_roles
 
 
 def token_is_expired(token: Token, *, now: datetime | None = None) -> bool:
@@ -44,10 +47,17 @@ def tokens_revoke(*, user) -> int:
 
 
 class ExpiringTokenAuthentication(TokenAuthentication):
-    """DRF's token authentication, refusing (401) and deleting a token past its lifetime."""
+    """DRF's token authentication, refusing (401) and deleting a token past its lifetime. The
+    token, its user and the user's roles are read in one query (``annotations.roles.with_roles``)."""
 
     def authenticate_credentials(self, key):
-        user, token = super().authenticate_credentials(key)
+        token = with_roles(Token.objects.select_related("user"), "user").filter(key=key).first()
+        if token is None:
+            raise exceptions.AuthenticationFailed(_("Invalid token."))
+        if not token.user.is_active:
+            raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+        user = token.user
+        remember_roles(user, token)
         if token_is_expired(token):
             Token.objects.filter(key=token.key).delete()
             raise exceptions.AuthenticationFailed("Token expired: ask for a new one with POST /api/auth/token/.")

@@ -1,33 +1,39 @@
-"""Benchmark of the review API: next-item and submit latency and throughput under load.
+"""Benchmark of the review API: what ``next`` and ``submit`` cost the server, and their latency.
 
-Builds a dataset of ``--images`` images (default 219,000) in review, each with a
-pipeline annotation (one B-A-S triplet, boxes, a subject mask, a CES label), in
-a dedicated PostgreSQL database that it creates and drops; starts gunicorn on a
-free port of 127.0.0.1 against it; then runs 1, 8 and 32 concurrent reviewers
+Builds a dataset of ``--images`` images (default 219,000; 1,000,000 works too) in review,
+each with a pipeline annotation (one B-A-S triplet, boxes, a subject mask, a CES label),
+in a PostgreSQL template database (``<db>_tpl_<images>_<builder hash>``) that later runs
+reuse; each run copies it (``CREATE DATABASE … TEMPLATE``, seconds) into ``--db``, applies
+the migrations newer than the template, and drops that copy at the end. Starts gunicorn (``--workers 2`` sync workers by default, as in
+issue 16) on a free port of 127.0.0.1 against it with ``bench/settings_review.py``, whose
+middleware reports each request's CPU and queries; then runs 1 and 8 concurrent reviewers
 (threads, one keep-alive HTTP connection and API token each) that loop
-``POST /api/review/next/`` → ``POST /api/review/leases/<id>/submit/`` for
-``--seconds`` per level, and prints p50/p95 latencies and throughput.
-Everything it starts is stopped at the end.
+``POST /api/review/next/`` → ``POST /api/review/leases/<id>/submit/`` for ``--seconds``
+per level. Printed per level and endpoint:
+
+- server CPU per request: the worker's Python (``time.process_time``) plus the PostgreSQL
+  backend's CPU (``/proc/<pid>/schedstat`` of the connection's backend), mean and p50;
+- queries per request (max);
+- p50/p95 latency (wall, seen by the client), throughput;
+- the whole server's CPU per request over the level, from ``/proc``: gunicorn (master and
+  workers, HTTP parsing and WSGI included) plus every PostgreSQL backend of the database;
+- the load average, since the machine may be shared.
 
     python bench/review_api.py                      # 219K images
+    python bench/review_api.py --images 1000000
     python bench/review_api.py --images 20000 --seconds 10
-    python bench/review_api.py --broker redis://127.0.0.1:6379/9   # queue the submits' tasks, as in production
 
-Each reviewer decides every element explicitly, as the review page sends it: accepts most,
-rejects the attribute on every fifth item, edits the subject box on every other item and the
-background phrase on every seventh (``answer_for``); the run ends with the counts of element
-decisions by action and of the reviewed elements by status.
-
-Rows are written with ``INSERT … SELECT generate_series`` (no image file per
-row: every row points at one small PNG in a temporary media folder). Client
-threads run on the same machine as the server and the database, so the figures
-are for the whole stack on this machine.
+Rows are written with ``INSERT … SELECT generate_series`` (no image file per row: every row
+points at one small PNG in a temporary media folder). Client threads run on the same
+machine as the server and the database, so latencies are for the whole stack here.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.client
+import inspect
 import io
 import json
 import os
@@ -49,23 +55,25 @@ from core.vocabulary import EMOTIONS
 
 WIDTH, HEIGHT = 64, 48
 SLUG = "bench"
+REVIEWERS = 32  # in the template: enough for any level up to 32
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=219_000)
-    p.add_argument("--levels", default="1,8,32", help="concurrent reviewers per run, comma-separated")
+    p.add_argument("--levels", default="1,8", help="concurrent reviewers per run, comma-separated")
     p.add_argument("--seconds", type=float, default=20.0, help="duration of each level")
-    p.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    p.add_argument("--threads", type=int, default=2, help="threads per gunicorn worker")
+    p.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    p.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (1: sync workers)")
     p.add_argument("--pg", default=os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432"),
                    help="PostgreSQL server URL without database name")
     p.add_argument("--db", default="emoverse_bench", help="database to create and drop")
+    p.add_argument("--broker", default=os.environ.get("BENCH_BROKER", "redis://127.0.0.1:6379/15"),
+                   help="Celery broker of the server (as in production: the phrase embedding each submit asks for is "
+                        "queued, not run in the web process); its io and gpu queues are emptied at the end")
     p.add_argument("--keep-db", action="store_true", help="do not drop the database at the end")
-    p.add_argument("--broker", default=os.environ.get("BENCH_BROKER", ""),
-                   help="Redis URL (a database of its own: it is flushed at the end) to queue the tasks a submit "
-                        "sends (phrase embeddings) as production does; without it the phrase embedder is off, so "
-                        "no model loads in the web process (Celery runs eagerly there)")
+    p.add_argument("--rebuild", action="store_true", help="build the template database again even if present")
+    p.add_argument("--populate", type=int, help=argparse.SUPPRESS)  # internal: fill DATABASE_URL's database
     return p.parse_args()
 
 
@@ -96,8 +104,8 @@ def subject_mask() -> dict:
     return encode_mask(m)
 
 
-def populate(n_images: int, n_reviewers: int) -> tuple[int, list[str]]:
-    """Create the dataset, its images and pipeline annotations, and reviewer tokens. Returns (dataset id, tokens)."""
+def populate(n_images: int) -> None:
+    """Create the dataset, its images and pipeline annotations, and :data:`REVIEWERS` reviewers with tokens."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
     from django.db import connection, transaction
@@ -113,9 +121,9 @@ def populate(n_images: int, n_reviewers: int) -> tuple[int, list[str]]:
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute(
             """INSERT INTO annotations_image (dataset_id, file, thumbnail, sha256, original_name, width, height, source,
-                   status, priority, label, confidence, agreement, created_at, updated_at, audit_draw)
+                   status, priority, audit_draw, label, confidence, agreement, created_at, updated_at)
                SELECT %s, 'bench/one.png', '', md5(i::text) || md5((i + 1)::text), 'bench/' || i || '.png', %s, %s, 'web',
-                   'in_review', random(), NULL, NULL, NULL, now() - (i || ' seconds')::interval, now(), random()
+                   'in_review', random(), random(), NULL, NULL, NULL, now() - (i || ' seconds')::interval, now()
                FROM generate_series(1, %s) AS i""",
             [dataset.pk, WIDTH, HEIGHT, n_images],
         )
@@ -149,14 +157,50 @@ def populate(n_images: int, n_reviewers: int) -> tuple[int, list[str]]:
                WHERE im.dataset_id = %s""",
             [mask["counts"], HEIGHT, WIDTH, dataset.pk],
         )
-        cur.execute("ANALYZE")
     group, _ = Group.objects.get_or_create(name="reviewer")
-    tokens = []
-    for i in range(n_reviewers):
+    for i in range(REVIEWERS):
         user = get_user_model().objects.create_user(username=f"bench{i:02d}")
         user.groups.add(group)
-        tokens.append(Token.objects.create(user=user).key)
-    return dataset.pk, tokens
+        Token.objects.create(user=user)
+    with connection.cursor() as cur:
+        cur.execute("VACUUM ANALYZE")  # statistics and the visibility map, as a live database has them
+
+
+def template_name(db: str, n_images: int) -> str:
+    """The template database for ``n_images``, named after this file's data builder (a change of it
+    builds a new one). Migrations added since it was built are applied to each copy."""
+    digest = hashlib.sha256(inspect.getsource(populate).encode())
+    return f"{db}_tpl_{n_images}_{digest.hexdigest()[:10]}"
+
+
+def database_exists(pg: str, name: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(f"{pg}/postgres", autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
+
+
+def build_template(pg: str, name: str, n_images: int, env: dict) -> float:
+    """Migrate and fill ``name`` in a child process (its connections end with it). Returns seconds."""
+    admin_sql(pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin_sql(pg, f'CREATE DATABASE "{name}"')
+    t0 = time.perf_counter()
+    child = subprocess.run([sys.executable, __file__, "--populate", str(n_images)], cwd=ROOT,
+                           env={**env, "DATABASE_URL": f"{pg}/{name}"})
+    if child.returncode:
+        admin_sql(pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        raise RuntimeError(f"building {name} failed ({child.returncode})")
+    return time.perf_counter() - t0
+
+
+def reviewer_tokens() -> list[str]:
+    """The reviewers' tokens, renewed (a template may be older than the tokens' lifetime)."""
+    from rest_framework.authtoken.models import Token
+
+    from django.utils import timezone
+
+    Token.objects.update(created=timezone.now())
+    return list(Token.objects.filter(user__username__startswith="bench").order_by("user__username").values_list("key", flat=True))
 
 
 # --- server ------------------------------------------------------------------------------------
@@ -194,6 +238,33 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def process_cpu_ns(pid: int) -> int:
+    """CPU time of one process so far (``/proc/<pid>/schedstat``), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def server_pids(gunicorn: subprocess.Popen, pg: str, db: str) -> list[int]:
+    """gunicorn's master and workers, and the PostgreSQL backends connected to ``db``."""
+    import psutil
+    import psycopg
+
+    pids = [gunicorn.pid, *(c.pid for c in psutil.Process(gunicorn.pid).children(recursive=True))]
+    with psycopg.connect(f"{pg}/postgres", autocommit=True) as conn:
+        pids += [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [db])]
+    return pids
+
+
+def purge_queues(broker: str) -> None:
+    """Drop the tasks the run queued (phrase embeddings of the submitted reviews)."""
+    import redis
+
+    redis.Redis.from_url(broker).delete("io", "gpu")
 
 
 # --- load --------------------------------------------------------------------------------------
@@ -239,41 +310,52 @@ def answer_for(item: dict, n: int) -> tuple[dict, list[dict]]:
     return answer, decisions
 
 
+
+class Sample:
+    """One request: latency seen by the client, and the server's own figures (headers)."""
+
+    __slots__ = ("ms", "py_us", "pg_us", "queries")
+
+    def __init__(self, ms: float, headers) -> None:
+        self.ms = ms
+        self.py_us = int(headers.get("X-Bench-Py-CPU-us", 0))
+        self.pg_us = int(headers.get("X-Bench-Pg-CPU-us", 0))
+        self.queries = int(headers.get("X-Bench-Queries", 0))
+
+
 class Reviewer(threading.Thread):
     def __init__(self, port: int, token: str, deadline: float):
         super().__init__(daemon=True)
         self.port, self.token, self.deadline = port, token, deadline
-        self.next_ms: list[float] = []
-        self.submit_ms: list[float] = []
+        self.next: list[Sample] = []
+        self.submit: list[Sample] = []
         self.errors: list[str] = []
 
-    def post(self, conn, path: str, body: dict) -> tuple[int, bytes]:
+    def post(self, conn, path: str, body: dict) -> tuple[int, bytes, Sample]:
+        t0 = time.perf_counter()
         conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json", "Authorization": f"Token {self.token}"})
         response = conn.getresponse()
-        return response.status, response.read()
+        data = response.read()
+        return response.status, data, Sample((time.perf_counter() - t0) * 1000, response.headers)
 
     def run(self) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
         n = 0
         while time.perf_counter() < self.deadline:
-            t0 = time.perf_counter()
-            status, body = self.post(conn, "/api/review/next/", {"dataset": SLUG})
-            t1 = time.perf_counter()
+            status, body, sample = self.post(conn, "/api/review/next/", {"dataset": SLUG})
             if status != 200:
                 self.errors.append(f"next {status} {body[:200]!r}")
                 continue
-            self.next_ms.append((t1 - t0) * 1000)
+            self.next.append(sample)
             item = json.loads(body)
             answer, decisions = answer_for(item, n)
             submission = {"expected_version": item["version"], "decision": "approved", "annotation": answer,
                           "element_decisions": decisions, "time_spent_ms": 1000}
-            t2 = time.perf_counter()
-            status, body = self.post(conn, f"/api/review/leases/{item['lease']['id']}/submit/", submission)
-            t3 = time.perf_counter()
+            status, body, sample = self.post(conn, f"/api/review/leases/{item['lease']['id']}/submit/", submission)
             if status != 201:
                 self.errors.append(f"submit {status} {body[:200]!r}")
                 continue
-            self.submit_ms.append((t3 - t2) * 1000)
+            self.submit.append(sample)
             n += 1
         conn.close()
 
@@ -286,28 +368,66 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
-def run_level(port: int, tokens: list[str], seconds: float) -> dict:
+def summary(samples: list[Sample]) -> dict:
+    cpu = [(s.py_us + s.pg_us) / 1000 for s in samples]
+    return {
+        "n": len(samples),
+        "cpu_mean": statistics.fmean(cpu) if cpu else float("nan"),
+        "cpu_p50": percentile(cpu, 50),
+        "py_mean": statistics.fmean(s.py_us / 1000 for s in samples) if samples else float("nan"),
+        "pg_mean": statistics.fmean(s.pg_us / 1000 for s in samples) if samples else float("nan"),
+        "queries": max((s.queries for s in samples), default=0),
+        "p50": percentile([s.ms for s in samples], 50),
+        "p95": percentile([s.ms for s in samples], 95),
+    }
+
+
+def run_level(port: int, tokens: list[str], seconds: float, pids: list[int]) -> dict:
     deadline = time.perf_counter() + seconds
     threads = [Reviewer(port, token, deadline) for token in tokens]
+    cpu_before = sum(process_cpu_ns(pid) for pid in pids)
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
-    nxt = [v for t in threads for v in t.next_ms]
-    sub = [v for t in threads for v in t.submit_ms]
-    errors = [e for t in threads for e in t.errors]
+    cpu = sum(process_cpu_ns(pid) for pid in pids) - cpu_before
+    nxt = [v for t in threads for v in t.next]
+    sub = [v for t in threads for v in t.submit]
     return {
-        "reviewers": len(tokens), "next_p50": percentile(nxt, 50), "next_p95": percentile(nxt, 95),
-        "submit_p50": percentile(sub, 50), "submit_p95": percentile(sub, 95), "items_s": len(sub) / elapsed,
-        "requests_s": (len(nxt) + len(sub)) / elapsed, "items": len(sub), "errors": errors,
+        "reviewers": len(tokens), "next": summary(nxt), "submit": summary(sub), "items_s": len(sub) / elapsed,
+        "server_ms_per_request": cpu / 1e6 / max(len(nxt) + len(sub), 1), "items": len(sub),
+        "errors": [e for t in threads for e in t.errors], "load": os.getloadavg(),
     }
+
+
+def print_level(r: dict) -> None:
+    for name in ("next", "submit"):
+        s = r[name]
+        print(f"{r['reviewers']:>9} | {name:<6} | {s['cpu_mean']:>6.2f} ms | {s['cpu_p50']:>6.2f} ms | {s['py_mean']:>6.2f} ms | "
+              f"{s['pg_mean']:>6.2f} ms | {s['queries']:>7} | {s['p50']:>6.1f} ms | {s['p95']:>6.1f} ms | {s['n']:>6}")
+    print(f"{'':>9}   {r['items_s']:.1f} items/s; whole server (gunicorn + PostgreSQL backends) "
+          f"{r['server_ms_per_request']:.2f} ms CPU per request; load average {r['load'][0]:.2f}; "
+          f"{len(r['errors'])} errors")
+    for e in r["errors"][:3]:
+        print(f"          error: {e}")
 
 
 def main() -> int:
     args = parse_args()
+    if args.populate:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        populate(args.populate)
+        return 0
     levels = [int(v) for v in args.levels.split(",")]
+    if max(levels) > REVIEWERS:
+        raise SystemExit(f"at most {REVIEWERS} concurrent reviewers")
     db_url = f"{args.pg}/{args.db}"
     media = Path(tempfile.mkdtemp(prefix="emoverse-bench-"))
     (media / "bench").mkdir()
@@ -315,67 +435,57 @@ def main() -> int:
     (media / "bench" / "one.png").write_bytes(png_bytes())
     env = {**os.environ, "DATABASE_URL": db_url, "MEDIA_ROOT": str(media), "DEBUG": "0", "LOG_LEVEL": "WARNING",
            "ALLOWED_HOSTS": "127.0.0.1,localhost", "DJANGO_SETTINGS_MODULE": "emoverse_site.settings",
-           "EMOVERSE_VAR_DIR": str(media), "STATIC_ROOT": str(media / "static")}
-    if args.broker:
-        env |= {"CELERY_BROKER_URL": args.broker, "CELERY_RESULT_BACKEND": args.broker}
+           "EMOVERSE_VAR_DIR": str(media), "STATIC_ROOT": str(media / "static"), "CELERY_BROKER_URL": args.broker}
+    template = template_name(args.db, args.images)
+    if args.rebuild or not database_exists(args.pg, template):
+        built = build_template(args.pg, template, args.images, env)
+        print(f"template {template}: migrated and {args.images:,} images with annotations (1 triplet, 3 elements, "
+              f"1 mask each) written in {built:.1f} s")
     else:
-        (media / "ml.json").write_text(json.dumps({"embedder": None}))
-        env["EMOVERSE_ML_CONFIG"] = str(media / "ml.json")
+        print(f"template {template}: reused")
     os.environ.update(env)
     admin_sql(args.pg, f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
-    admin_sql(args.pg, f'CREATE DATABASE "{args.db}"')
+    t0 = time.perf_counter()
+    admin_sql(args.pg, f'CREATE DATABASE "{args.db}" TEMPLATE "{template}"')
+    print(f"database {args.db}: copied from the template in {time.perf_counter() - t0:.1f} s")
     proc = None
     try:
         import django
 
         django.setup()
-        from django.core.management import call_command
         from django.db import connections
 
-        t0 = time.perf_counter()
-        call_command("migrate", verbosity=0)
-        t1 = time.perf_counter()
-        _, tokens = populate(args.images, max(levels))
-        t2 = time.perf_counter()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)  # migrations newer than the template (--rebuild if it is from another branch)
+        tokens = reviewer_tokens()
         connections.close_all()
-        print(f"database {args.db}: migrated in {t1 - t0:.1f} s; {args.images:,} images with annotations "
-              f"(1 triplet, 3 elements, 1 mask each) written in {t2 - t1:.1f} s")
         port = free_port()
-        proc = start_gunicorn(env, port, args.workers, args.threads)
-        print(f"gunicorn: {args.workers} workers x {args.threads} threads on 127.0.0.1:{port}; {os.cpu_count()} CPUs; "
-              f"{args.seconds:.0f} s per level; tasks {'queued on ' + args.broker if args.broker else 'eager, embedder off'}\n")
-        run_level(port, tokens[:1], 2.0)  # warm-up: imports, connections
-        header = f"{'reviewers':>9} | {'next p50':>9} | {'next p95':>9} | {'submit p50':>10} | {'submit p95':>10} | {'items/s':>8} | {'req/s':>7} | {'items':>6} | errors"
+        proc = start_gunicorn({**env, "DJANGO_SETTINGS_MODULE": "bench.settings_review"}, port, args.workers, args.threads)
+        kind = "sync" if args.threads == 1 else f"{args.threads} threads"
+        print(f"gunicorn: {args.workers} workers ({kind}) on 127.0.0.1:{port}; {os.cpu_count()} CPUs; "
+              f"{args.seconds:.0f} s per level; load average before {os.getloadavg()[0]:.2f}\n")
+        run_level(port, tokens[:2], 3.0, [])  # warm-up: imports, connections
+        pids = server_pids(proc, args.pg, args.db)
+        print("server CPU per request = worker Python + PostgreSQL backend (mean, p50); queries: most in one request;\n"
+              "latency seen by the client")
+        header = (f"{'reviewers':>9} | {'call':<6} | {'CPU mean':>9} | {'CPU p50':>9} | {'Python':>9} | {'Postgres':>9} | "
+                  f"{'queries':>7} | {'p50':>9} | {'p95':>9} | {'calls':>6}")
         print(header)
         print("-" * len(header))
         for level in levels:
-            r = run_level(port, tokens[:level], args.seconds)
-            print(f"{r['reviewers']:>9} | {r['next_p50']:>6.1f} ms | {r['next_p95']:>6.1f} ms | {r['submit_p50']:>7.1f} ms | "
-                  f"{r['submit_p95']:>7.1f} ms | {r['items_s']:>8.1f} | {r['requests_s']:>7.1f} | {r['items']:>6} | {len(r['errors'])}")
-            for e in r["errors"][:3]:
-                print(f"          error: {e}")
-        from django.db.models import Count
-
-        from annotations.models import AnnotationKind, Element
-        from review.models import Disagreement, ElementDecision, ReviewSubmission
+            print_level(run_level(port, tokens[:level], args.seconds, pids))
+        from review.models import Disagreement, ReviewSubmission
 
         print(f"\nafter the run: {ReviewSubmission.objects.count():,} submissions, {Disagreement.objects.count():,} disagreement rows")
-        actions = dict(ElementDecision.objects.values_list("action").annotate(n=Count("id")).order_by())
-        statuses = dict(Element.objects.filter(triplet__annotation__kind=AnnotationKind.HUMAN)
-                        .values_list("status").annotate(n=Count("id")).order_by())
-        print(f"element decisions: {', '.join(f'{k} {v:,}' for k, v in sorted(actions.items()))}; "
-              f"reviewed elements: {', '.join(f'{k} {v:,}' for k, v in sorted(statuses.items()))}")
         connections.close_all()
     finally:
         if proc is not None:
             stop(proc)
         if not args.keep_db:
             admin_sql(args.pg, f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
-        if args.broker:
-            import redis
-
-            redis.Redis.from_url(args.broker).flushdb()  # the queued tasks no worker took
         shutil.rmtree(media, ignore_errors=True)
+        purge_queues(args.broker)
     return 0
 
 

@@ -121,6 +121,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+elif os.environ.get("DB_POOL_MODE", "") == "transaction":
+    # Behind PgBouncer in transaction pooling (docs/review-at-scale.md): consecutive transactions
+    # of one Django connection may run on different server connections, so nothing may outlive a
+    # transaction: no server-side cursors (.iterator() fetches in chunks on the client side) and
+    # no prepared statements (psycopg prepares a query run 5 times on its connection).
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -3,9 +3,12 @@
 Claiming (``lease_next``) is one short transaction. On PostgreSQL the candidate
 image row is taken with ``SELECT … FOR UPDATE SKIP LOCKED``, so concurrent
 claimers walk past each other instead of queueing on the same row; the slot
-rechecks then run while holding that row lock. On SQLite the settings open
-every transaction with ``BEGIN IMMEDIATE``, so claims are serialised by the
-database write lock. On both, the partial unique constraints on ``Lease`` are
+rechecks then run while holding that row lock. There the whole claim is one
+statement: the function ``review_claim`` (migration ``review.0004``) runs the
+steps of :func:`_claim_once` in the database, each with a fresh snapshot, and
+returns the lease with its image row. On SQLite the settings open every
+transaction with ``BEGIN IMMEDIATE``, so claims are serialised by the database
+write lock, and :func:`_claim_once` runs them in Python. On both, the partial unique constraints on ``Lease`` are
 the last line: a claim that loses a race gets an ``IntegrityError`` and is
 retried on the next candidate.
 
@@ -35,7 +38,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import (
     Count,
     Exists,
@@ -175,6 +178,29 @@ def _claim_once(dataset: Dataset, reviewer: AbstractBaseUser, now) -> Lease | No
     return None
 
 
+def _claim_postgres(dataset: Dataset, reviewer: AbstractBaseUser, now) -> Lease | None:
+    """:func:`_claim_once` as one statement (``review_claim``, see the module docstring): the
+    lease, with its image row, or None. Raises ``IntegrityError`` for a slot lost to a race."""
+    lease_fields = [f for f in Lease._meta.concrete_fields]
+    image_fields = [f for f in Image._meta.concrete_fields]
+    quote = connection.ops.quote_name
+    columns = [f"l.{quote(f.column)}" for f in lease_fields] + [f"im.{quote(f.column)}" for f in image_fields]
+    sql = (f"SELECT {', '.join(columns)} FROM review_claim(%s, %s, %s, %s, %s, %s, %s, %s) AS l "
+           f"JOIN {quote(Image._meta.db_table)} im ON im.id = l.image_id")
+    audit_first = _rng.random() < dataset.audit_fraction
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [dataset.pk, reviewer.pk, audit_first, now, dataset.audit_fraction, dataset.reviews_per_item,
+                             dataset.overlap_fraction, dataset.lease_minutes])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    n = len(lease_fields)
+    lease = Lease.from_db(connection.alias, [f.attname for f in lease_fields], row[:n])
+    lease.image = Image.from_db(connection.alias, [f.attname for f in image_fields], row[n:])
+    lease.dataset = dataset
+    return lease
+
+
 def lease_next(*, dataset: Dataset, reviewer: AbstractBaseUser) -> Lease:
     """Lease the next image of ``dataset`` to ``reviewer`` (or return the lease they hold).
 
@@ -186,8 +212,12 @@ def lease_next(*, dataset: Dataset, reviewer: AbstractBaseUser) -> Lease:
     """
     for _ in range(CLAIM_ATTEMPTS):
         try:
-            with transaction.atomic():
-                lease = _claim_once(dataset, reviewer, timezone.now())
+            if connection.vendor == "postgresql" and not connection.in_atomic_block:
+                lease = _claim_postgres(dataset, reviewer, timezone.now())  # one statement: atomic by itself
+            else:
+                with transaction.atomic():
+                    claim = _claim_postgres if connection.vendor == "postgresql" else _claim_once
+                    lease = claim(dataset, reviewer, timezone.now())
         except IntegrityError:
             continue  # a concurrent claimer won that slot; pick again
         if lease is None:

@@ -28,6 +28,7 @@ from annotations.selectors import (
     final_annotation_ids,
     image_current_annotations,
     image_review_base,
+    image_review_sources,
 )
 from annotations.phrase_embeddings import phrase_vectors
 from core.alignment import align_triplets, alignment_summary, same_meaning, triplet_phrases
@@ -119,16 +120,19 @@ def model_annotations(image: Image) -> list[Annotation]:
     return list(annotations_with_elements(qs.order_by("author_name")))
 
 
-def annotators_by_run(image: Image, base: Annotation | None) -> tuple[list[Annotation], list[Annotation]]:
+def annotators_by_run(image: Image, base: Annotation | None,
+                      models: list[Annotation] | None = None) -> tuple[list[Annotation], list[Annotation]]:
     """The model annotators of the latest pipeline run, and those of earlier runs (or imports).
 
     Each annotator's answer is a current MODEL annotation (author = the model's name) carrying
     the ``pipeline_version`` of the run or import that made it; one run's annotators share it,
     and a later run with other annotators leaves the earlier answers current. The latest run
     is the base's (the merged answer the reviewer starts from) when its annotators are there,
-    else the one with the newest annotator answer.
+    else the one with the newest annotator answer. ``models``: :func:`model_annotations`, when
+    the caller has read them already.
     """
-    annotators = [a for a in model_annotations(image) if base is None or a.pk != base.pk]
+    models = model_annotations(image) if models is None else models
+    annotators = [a for a in models if base is None or a.pk != base.pk]
     if not annotators:
         return [], []
     runs = {a.pipeline_version for a in annotators}
@@ -140,15 +144,17 @@ def annotators_by_run(image: Image, base: Annotation | None) -> tuple[list[Annot
 
 
 def lease_payload(lease: Lease) -> dict[str, Any]:
-    """Everything the review page needs for one leased image (see docs/review-api.md)."""
+    """Everything the review page needs for one leased image (see docs/review-api.md), in three
+    queries: the model answers with their elements (:func:`image_review_sources`) and the draft."""
     image = lease.image
-    base = image_review_base(image=image)
-    annotators, earlier = annotators_by_run(image, base)
+    sources = image_review_sources(image_id=image.pk)
+    base = sources.base
+    annotators, earlier = annotators_by_run(image, base, sources.models)
     draft, draft_notice = draft_with_notice(image_id=image.pk, reviewer_id=lease.reviewer_id)
     return {
         "lease": {"id": lease.pk, "expires_at": lease.expires_at, "dataset": lease.dataset.slug, "version": lease.version},
         "image": image_to_dict(image),
-        "version": image_latest_version(image),
+        "version": sources.latest_version,
         "require_all_checked": lease.dataset.require_all_checked,
         "base": annotation_payload(base) if base else None,
         "annotators": [annotation_payload(a) for a in annotators],

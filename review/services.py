@@ -11,14 +11,14 @@ Queue and lease handling live in ``review.queue``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass, replace
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import Exists, F, Max, OuterRef
 from django.utils import timezone
 
 from annotations.errors import InvalidAnnotation, VersionConflict
@@ -27,7 +27,8 @@ from annotations.phrase_embeddings import phrase_vectors
 from annotations.selectors import (
     annotation_to_dict,
     annotations_with_elements,
-    image_review_base,
+    elements_attach,
+    image_review_sources,
 )
 from annotations.services import annotation_create, image_set_status
 from annotations.signals import phrases_added
@@ -188,17 +189,27 @@ def check_all_checked(image: Image, decision: str, unchecked: int) -> None:
         )
 
 
-def check_version(image: Image, expected_version: int, *, ignore: set[int]) -> None:
-    """Raise :class:`VersionConflict` when versions other than ``ignore`` appeared since ``expected_version``."""
-    latest = image.annotations.aggregate(v=Max("version"))["v"] or 0
-    newer = [
-        row for row in image.annotations.filter(version__gt=expected_version).order_by("version")
-        .values("id", "version", "kind", "author_name", "created_at")
-        if row["id"] not in ignore
-    ]
-    if newer or expected_version > latest:
+def check_version(image: Image, expected_version: int, *, ignore: Set[int] = frozenset(), ignore_reviews: bool = False) -> None:
+    """Raise :class:`VersionConflict` when versions other than ``ignore`` (and, with
+    ``ignore_reviews``, other than submitted reviews of the image) appeared since
+    ``expected_version``. One query unless it raises."""
+    rows = image.annotations.filter(version__gte=expected_version).order_by("version")
+    if ignore_reviews:
+        rows = rows.annotate(is_review=Exists(ReviewSubmission.objects.filter(annotation=OuterRef("pk"))))
+    rows = list(rows.values("id", "version", "kind", "author_name", "created_at", *(["is_review"] if ignore_reviews else [])))
+    if rows:
+        latest = rows[-1]["version"]
+    elif expected_version == 0:
+        latest = 0  # no version at all
+    else:
+        latest = None  # no version at or past expected_version: it is past the latest
+    newer = [row for row in rows if row["version"] > expected_version and row["id"] not in ignore and not row.get("is_review")]
+    if newer or latest is None:
+        if latest is None:
+            latest = image.annotations.aggregate(v=Max("version"))["v"] or 0
         for row in newer:
             del row["id"]
+            row.pop("is_review", None)
         raise VersionConflict(
             f"The image changed since you opened it (version {expected_version}, now {latest}); your work is kept.",
             changes={"expected_version": expected_version, "current_version": latest, "newer_versions": newer},
@@ -210,16 +221,20 @@ def _model_annotations(image: Image) -> list[Annotation]:
     return list(annotations_with_elements(qs.order_by("author_name")))
 
 
-def disagreements_record(*, annotation: Annotation, person: AbstractBaseUser, kind: str) -> int:
-    """Write one row per difference between ``annotation`` and each current model annotation.
+def disagreements_record(*, annotation: Annotation, person: AbstractBaseUser, kind: str,
+                         model_answers: list[Annotation] | None = None) -> int:
+    """Write one row per difference between ``annotation`` and each current model annotation
+    (``model_answers``: those, with their elements, by author name, when the caller has them).
 
     Triplets are paired by meaning with the stored phrase embeddings; a phrase the person
     wrote just now has none yet (it is embedded after the commit), so its triplet is paired
     by words, and the row says so (``paired_by``).
     """
     image = annotation.image
-    human = annotation_to_dict(annotations_with_elements(Annotation.objects.filter(pk=annotation.pk)).get(), include_des=False)
-    models = [(m, annotation_to_dict(m, include_des=False)) for m in _model_annotations(image)]
+    human = annotation_to_dict(elements_attach([annotation])[0], include_des=False)
+    if model_answers is None:
+        model_answers = _model_annotations(image)
+    models = [(m, annotation_to_dict(m, include_des=False)) for m in model_answers]
     vectors = phrase_vectors(triplet_phrases(human["triplets"], *(answer["triplets"] for _, answer in models)))
     rows = []
     for model, answer in models:
@@ -334,8 +349,9 @@ def review_submit(
     everything again under the row locks.
     """
     lease_authorize(lease=lease, reviewer=reviewer)
-    _check_not_submitted(Lease.objects.get(pk=lease.pk))
-    checked = Image.objects.select_related("dataset").get(pk=lease.image_id)
+    fresh = Lease.objects.select_related("image__dataset").get(pk=lease.pk)
+    _check_not_submitted(fresh)
+    checked = fresh.image
     _check_in_review(checked)
     decision, reason = check_decision(decision, reason)
     data = check_annotation(annotation, checked, decision)
@@ -358,11 +374,11 @@ def _review_write(*, lease: Lease, reviewer: AbstractBaseUser, image: Image, exp
     now = timezone.now()
     lease = _lease_for_submit(lease, reviewer, image, now)
     _check_in_review(image)
-    check_version(image, expected_version,
-                   ignore=set(ReviewSubmission.objects.filter(image=image).values_list("annotation_id", flat=True)))
+    check_version(image, expected_version, ignore_reviews=True)
+    sources = image_review_sources(image_id=image.pk)
     version = annotation_create(
         image=image, data=data, kind=AnnotationKind.HUMAN, author_name=reviewer.get_username(), author_user=reviewer,
-        parent=image_review_base(image=image), decision=decision, decision_reason=reason,
+        parent=sources.base, decision=decision, decision_reason=reason,
         extra={"lease": lease.pk, "time_spent_ms": time_spent_ms},
     )
     lease.state, lease.ended_at = LeaseState.SUBMITTED, now
@@ -374,7 +390,7 @@ def _review_write(*, lease: Lease, reviewer: AbstractBaseUser, image: Image, exp
                         role=d.role, action=d.action, before=d.before, after=d.after, time_ms=d.time_ms)
         for d in decisions
     ], batch_size=500)
-    n = disagreements_record(annotation=version, person=reviewer, kind=DisagreementKind.REVIEW)
+    n = disagreements_record(annotation=version, person=reviewer, kind=DisagreementKind.REVIEW, model_answers=sources.answers)
     embed_after_commit(version)
     ReviewPlan.objects.filter(image=image).update(submitted_reviews=F("submitted_reviews") + 1)
     Draft.objects.filter(image=image, reviewer=reviewer).delete()

@@ -170,3 +170,23 @@ def test_expire_stale_marks_only_lapsed_leases(dataset, make_reviewer):
     old.refresh_from_db()
     live.refresh_from_db()
     assert (old.state, live.state) == (LeaseState.EXPIRED, LeaseState.ACTIVE)
+
+
+def test_the_overlap_sample_a_claim_writes_is_the_one_rule_on_every_database(make_reviewer):
+    """PostgreSQL claims in the database (``review_claim``), SQLite in Python: both write the
+    plan that ``required_reviews_for`` (the SHA-256 sample) says, and the lease the claim returns
+    is the stored one, with its image."""
+    dataset = DatasetFactory(slug="half", reviews_per_item=3, overlap_fraction=0.5, audit_fraction=0.0)
+    images = [image_in_review(dataset, priority=i / 40, annotators=False) for i in range(40)]
+    reviewer = make_reviewer("sampler")
+    for image in images:
+        lease = queue.lease_next(dataset=dataset, reviewer=reviewer)
+        assert lease.image_id == image.pk and lease.image.pk == image.pk and lease.image.width == image.width
+        stored = Lease.objects.get(pk=lease.pk)
+        assert (stored.state, stored.slot, stored.version, stored.expires_at) == (
+            LeaseState.ACTIVE, lease.slot, lease.version, lease.expires_at)
+        queue.lease_end(lease=lease, reviewer=reviewer, state=LeaseState.SKIPPED)
+    required = dict(ReviewPlan.objects.values_list("image_id", "required_reviews"))
+    expected = {image.pk: queue.required_reviews_for(dataset=dataset, image_id=image.pk) for image in images}
+    assert required == expected
+    assert set(expected.values()) == {1, 3}  # the sample splits these 40 images
