@@ -14,7 +14,7 @@ from annotations.models import ImageStatus
 from ml.config import reset_registry
 from ml.models import PipelineRun, RunStatus
 from tests.factories import DatasetFactory, ImageFactory
-from tests.ml.fake_openai import Reply
+from demo.chat_server import Reply
 from tests.ml.stage_fakes import api_pipeline_config
 
 pytestmark = pytest.mark.django_db

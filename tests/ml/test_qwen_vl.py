@@ -17,7 +17,7 @@ from ml.stages.backends import qwen_vl
 from ml.stages.backends.qwen_vl import QwenVLAnnotator, QwenVLCritic
 from ml.stages.calibration import calibrate_and_merge
 from ml.stages.types import BackendNotConfigured, ImageInput, StageError
-from tests.ml.fake_openai import annotation_json, critic_json
+from demo.chat_server import annotation_json, critic_json
 
 pytestmark = pytest.mark.ml
 
