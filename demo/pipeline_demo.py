@@ -157,16 +157,17 @@ class Processes:
         log = (self.logs / f"{name}.log").open("w")
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.children.append((name, proc))
+        say(f"   started {name} (pid {proc.pid}, log {self.logs / f'{name}.log'})")
         return proc
 
     def dead(self) -> list[str]:
         return [name for name, proc in self.children if proc.poll() is not None]
 
     def stop(self) -> None:
-        for name, proc in reversed(self.children):
+        for _name, proc in reversed(self.children):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
-        for name, proc in reversed(self.children):
+        for _name, proc in reversed(self.children):
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -233,7 +234,12 @@ def progress_line() -> tuple[str, bool]:
     return line, finished
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the demo like Ctrl-C: everything it started is stopped
+
+
 def run(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description="The pipeline demo (see the module docstring).")
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))

@@ -209,3 +209,13 @@ def test_tokens_and_cost_of_the_model_calls_are_stored_per_run_and_shown(
     client.force_login(reviewer)
     assert client.get(f"/api/pipeline/{dataset.slug}/progress/").status_code == 403
     assert admin_client.get("/api/pipeline/no-such-set/progress/").status_code == 404
+
+
+def test_the_configurations_notice_is_shown_on_the_pipeline_page(admin_client, dataset, configured, settings):
+    settings.EMOVERSE_ML["notice"] = "Demonstration of the machinery, not of model quality."
+    reset_registry()
+    body = admin_client.get(reverse("ml:pipeline", args=[dataset.slug])).content.decode()
+    assert '<li class="warning pipeline-notice"><strong>Demonstration of the machinery, not of model quality.</strong>' in body
+    settings.EMOVERSE_ML.pop("notice")
+    reset_registry()
+    assert "pipeline-notice" not in admin_client.get(reverse("ml:pipeline", args=[dataset.slug])).content.decode()
