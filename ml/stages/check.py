@@ -177,8 +177,10 @@ class Checker:
         results, calibration, triplets = (self.done.get(k) for k in ("results", "calibration", "triplets"))
         if "critic" in loaded and calibration is not None:
             critic = loaded["critic"]
+            endpoint = getattr(critic, "endpoint", None)
+            note = f" ({endpoint.limiter.max_concurrency or 'unlimited'} calls at once)" if endpoint else ""
             self.rate("critic", n, lambda: _each(
-                critic, lambda im: pipeline.critique(critic, im, results, calibration, triplets), images))
+                critic, lambda im: pipeline.critique(critic, im, results, calibration, triplets), images), note)
         if "grounder" in loaded and triplets is not None:
             grounder = loaded["grounder"]
             note = f" (batch size {getattr(grounder, 'batch_size', '?')})"
