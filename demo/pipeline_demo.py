@@ -235,10 +235,12 @@ def progress_line() -> tuple[str, bool]:
 
 
 def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops the demo like Ctrl-C: everything it started is stopped
+    raise KeyboardInterrupt  # Ctrl-C or SIGTERM: everything the demo started is stopped (``finally`` below)
 
 
 def run(argv: list[str] | None = None) -> int:
+    # Installed explicitly: a shell that starts the demo in the background ignores SIGINT for it.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description="The pipeline demo (see the module docstring).")
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))

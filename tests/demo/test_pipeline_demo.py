@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,11 +29,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_the_demo_runs_two_photographs_through_real_workers_and_stops_what_it_started(tmp_path):
+@pytest.fixture(scope="module")
+def var_dir(tmp_path_factory) -> Path:
+    """One folder for the module: the second demo reuses the tiny models the first one built."""
+    return tmp_path_factory.mktemp("pipeline-demo-var")
+
+
+def demo_env(var_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("CELERY_", "EMOVERSE_")) and k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
-    env.update(EMOVERSE_VAR_DIR=str(tmp_path), DEMO_REDIS_URL="redis://127.0.0.1:9/0",  # nothing answers there
+    env.update(EMOVERSE_VAR_DIR=str(var_dir), DEMO_REDIS_URL="redis://127.0.0.1:9/0",  # nothing answers there
                PYTHONPATH=str(ROOT))
+    return env
+
+
+def test_the_demo_runs_two_photographs_through_real_workers_and_stops_what_it_started(var_dir):
+    tmp_path, env = var_dir, demo_env(var_dir)
 
     done = subprocess.run(
         [sys.executable, "-m", "demo.pipeline_demo", "--once", "--images", "2", "--no-web", "--latency", "0.2",
@@ -57,6 +70,29 @@ def test_the_demo_runs_two_photographs_through_real_workers_and_stops_what_it_st
     for name in ("worker-io", "worker-gpu"):
         assert "ready." in (work / "logs" / f"{name}.log").read_text()
     pids = [int(p) for p in re.findall(r"started worker-\w+ \(pid (\d+)", out)]
+    assert len(pids) == 2 and not any(_alive(pid) for pid in pids)
+
+
+def test_ctrl_c_stops_every_process_the_demo_started(var_dir):
+    log = var_dir / "interrupted.log"
+    with log.open("w") as out:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "demo.pipeline_demo", "--images", "1", "--no-web", "--latency", "5"],
+            cwd=ROOT, env=demo_env(var_dir), stdout=out, stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 400
+            while "runs: " not in log.read_text() and time.monotonic() < deadline and demo.poll() is None:
+                time.sleep(0.5)
+            assert "runs: " in log.read_text(), log.read_text()[-3000:]  # workers up, a run under way
+            demo.send_signal(signal.SIGINT)  # Ctrl-C
+            assert demo.wait(timeout=60) == 0
+        finally:
+            if demo.poll() is None:
+                demo.kill()
+    text = log.read_text()
+    assert "stopping what the demo started" in text
+    pids = [int(p) for p in re.findall(r"started worker-\w+ \(pid (\d+)", text)]
     assert len(pids) == 2 and not any(_alive(pid) for pid in pids)
 
 
