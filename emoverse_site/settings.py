@@ -341,6 +341,14 @@ if os.environ.get("CELERY_UNACKED_RESTORE_SECONDS"):
         "unacked_restore_interval": int(os.environ["CELERY_UNACKED_RESTORE_SECONDS"]),
         "unacked_restore_throttle": 1,
     }
+# A broker without a server, for one machine (the pipeline demo's fallback when no Redis runs):
+# CELERY_BROKER_URL=filesystem:// keeps the queues as files in CELERY_BROKER_FOLDER, which every
+# process (web, workers) must share; pair it with CELERY_RESULT_BACKEND=file:///<folder>.
+CELERY_BROKER_FOLDER = os.environ.get("CELERY_BROKER_FOLDER", "")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _queue_folder = str(Path(CELERY_BROKER_FOLDER or VAR_DIR / "broker").resolve())
+    Path(_queue_folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(data_folder_in=_queue_folder, data_folder_out=_queue_folder)
 
 # --- ML pipeline ---------------------------------------------------------------
 # A JSON file describing the backends (see docs/ml-backends.md). Empty: nothing is

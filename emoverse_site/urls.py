@@ -24,6 +24,7 @@ urlpatterns = [
     path("agreement/calibration/", include("ml.calibration_urls")),
     path("agreement/", include("agreement.urls")),
     path("api/agreement/calibration/", include("ml.api_urls")),
+    path("api/pipeline/", include("ml.pipeline_api_urls")),
     path("api/agreement/", include("agreement.api_urls")),
     # Logged out, a browser is sent to the login page (the docs page always, the schema when HTML is asked for).
     path("api/schema/", login_for_browsers(SpectacularAPIView.as_view()), name="api-schema"),

@@ -29,7 +29,7 @@ class StageResultInline(admin.TabularInline):
 
 @admin.register(PipelineRun)
 class PipelineRunAdmin(ReadOnlyAdmin):
-    list_display = ("id", "image", "pipeline_version", "status", "failed_stage", "cost_usd", "updated_at")
+    list_display = ("id", "image", "pipeline_version", "status", "failed_stage", "cost_usd", "prompt_tokens", "completion_tokens", "updated_at")
     list_filter = ("status", "pipeline_version")
     search_fields = ("image__original_name", "error")
     raw_id_fields = ("image", "annotation")

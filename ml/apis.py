@@ -13,7 +13,8 @@ from annotations.api_schema import NOT_FOUND
 from annotations.models import Dataset
 from annotations.roles import HasRole
 from core.vocabulary import ADMIN, RESEARCHER
-from ml import recalibration, selectors
+from ml import recalibration, selectors, services
+from ml.config import get_registry
 
 
 class RoleAPI(APIView):
@@ -80,3 +81,38 @@ class RecalibrateAPI(RoleAPI):
         result = recalibration.recalibrate(dataset=dataset, min_samples=data.validated_data["min_samples"],
                                            created_by=request.user)
         return Response({"stored": CalibrationVersionOutput(result.stored, many=True).data, "skipped": result.skipped})
+
+
+class StageProgressOutput(serializers.Serializer):
+    stage = serializers.CharField()
+    waiting = serializers.IntegerField()
+    running = serializers.IntegerField()
+    done = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class PipelineProgressOutput(serializers.Serializer):
+    pipeline_version = serializers.CharField()
+    images = serializers.IntegerField()
+    runs = serializers.DictField(child=serializers.IntegerField())
+    stages = StageProgressOutput(many=True)
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    cost_usd = serializers.FloatField()
+
+
+class PipelineProgressAPI(RoleAPI):
+    """A dataset's pre-annotation runs (the configured pipeline version): runs by status, each
+    stage's progress, and the model calls' prompt/completion tokens and cost (admins)."""
+
+    required_roles = (ADMIN,)
+
+    @extend_schema(responses={200: PipelineProgressOutput, 404: NOT_FOUND})
+    def get(self, request, slug: str):
+        dataset = get_object_or_404(Dataset, slug=slug)
+        registry = get_registry()
+        version = registry.pipeline_version if not registry.check() else str(registry.config.get("pipeline_version") or "v1")
+        progress = selectors.dataset_progress(
+            dataset=dataset, pipeline_version=version, stage_names=services.pipeline_stage_names(registry)
+        )
+        return Response(PipelineProgressOutput(progress).data)

@@ -37,6 +37,8 @@ class PipelineRun(models.Model):
     failed_stage = models.CharField(max_length=100, blank=True)
     error = models.TextField(blank=True, help_text="Why the run failed (the failed stage's reason).")
     cost_usd = models.FloatField(default=0.0, help_text="Sum over the stages' API usage.")
+    prompt_tokens = models.BigIntegerField(default=0, help_text="Prompt tokens of the stages' model calls (their usage).")
+    completion_tokens = models.BigIntegerField(default=0, help_text="Completion tokens of the stages' model calls.")
     timings = models.JSONField(default=dict, blank=True, help_text="Seconds per stage.")
     annotation = models.ForeignKey(
         Annotation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="The merged result."

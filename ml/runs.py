@@ -32,7 +32,7 @@ from ml.models import PipelineRun, RunStatus, StageResult, StageStatus
 from ml.save import save_preannotation
 from ml.selectors import latest_temperatures
 from ml.stages import codec, pipeline
-from ml.stages.types import AnnotatorResult, BackendNotConfigured, ImageInput, StageError
+from ml.stages.types import AnnotatorResult, BackendNotConfigured, ImageInput, StageError, Usage
 
 GPU_STAGES = ("ground", "segment", "des", "save")
 # Unexpected exceptions worth retrying: the database or a network peer went away for a while.
@@ -68,18 +68,22 @@ def stage_begin(run_id: int, stage: str) -> PipelineRun | None:
 
 
 def stage_done(
-    run: PipelineRun, stage: str, *, output: Any, raw_output: str = "", duration: float, cost_usd: float = 0.0,
+    run: PipelineRun, stage: str, *, output: Any, raw_output: str = "", duration: float, usage: Usage | None = None,
     note: str = "",
 ) -> None:
-    """Mark ``stage`` done with its output; ``note``: what the page should know about it (kept as the reason)."""
+    """Mark ``stage`` done with its output; ``usage``: its model calls' tokens and cost, added to
+    the run's; ``note``: what the page should know about it (kept as the reason)."""
     with transaction.atomic():
         locked = PipelineRun.objects.select_for_update().get(pk=run.pk)
         StageResult.objects.filter(run=locked, stage=stage).update(
             status=StageStatus.DONE, output=output, raw_output=raw_output, duration_s=duration, reason=note
         )
         locked.timings = {**locked.timings, stage: round(duration, 4)}
-        locked.cost_usd += cost_usd
-        locked.save(update_fields=["timings", "cost_usd", "updated_at"])
+        if usage is not None:
+            locked.cost_usd += usage.cost_usd
+            locked.prompt_tokens += usage.prompt_tokens
+            locked.completion_tokens += usage.completion_tokens
+        locked.save(update_fields=["timings", "cost_usd", "prompt_tokens", "completion_tokens", "updated_at"])
 
 
 def stage_retrying(run_id: int, stage: str, reason: str) -> None:
@@ -150,7 +154,7 @@ def annotate(run_id: int, name: str) -> None:
         return
     annotator = get_registry().annotator(name)
     result, seconds = _timed(lambda: annotator.annotate(image_input(run.image)))
-    stage_done(run, stage, output=codec.dump(result), raw_output=result.raw_output, duration=seconds, cost_usd=result.usage.cost_usd)
+    stage_done(run, stage, output=codec.dump(result), raw_output=result.raw_output, duration=seconds, usage=result.usage)
 
 
 def _phrases(results: list[AnnotatorResult]) -> list[str]:
@@ -202,7 +206,7 @@ def critic(run_id: int) -> None:
     triplets = codec.load_triplets(calibrated["triplets"])
     image = image_input(run.image)
     verdict, seconds = _timed(lambda: pipeline.critique(reg.critic(), image, results, calibration, triplets))
-    stage_done(run, "critic", output=codec.dump(verdict), raw_output=verdict.raw_output, duration=seconds, cost_usd=verdict.usage.cost_usd)
+    stage_done(run, "critic", output=codec.dump(verdict), raw_output=verdict.raw_output, duration=seconds, usage=verdict.usage)
 
 
 # --- the GPU batch ------------------------------------------------------------------------

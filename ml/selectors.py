@@ -46,7 +46,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, F, Max, Q, QuerySet
+from django.db.models import Count, F, Max, Q, QuerySet, Sum
 
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import Annotation, AnnotationKind, Dataset, Image
@@ -108,6 +108,9 @@ class Progress:
     runs: dict[str, int]
     stages: list[StageProgress] = field(default_factory=list)
     failures: list[PipelineRun] = field(default_factory=list)
+    cost_usd: float = 0.0  # the model calls of these runs (their usage, priced per model in the configuration)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
     @property
     def total_runs(self) -> int:
@@ -126,7 +129,7 @@ class Progress:
 def dataset_progress(
     *, dataset: Dataset, pipeline_version: str, stage_names: list[str], failures_limit: int = 50
 ) -> Progress:
-    """Runs by status, and per stage: waiting, running, done, failed (three grouped queries).
+    """Runs by status, and per stage: waiting, running, done, failed; tokens and cost (four queries).
 
     A stage is *waiting* for an unfinished run that has not reached it (or waits for a
     retry); runs that failed earlier do not count toward later stages.
@@ -157,12 +160,16 @@ def dataset_progress(
     failures = list(
         runs.filter(status=RunStatus.FAILED).select_related("image").order_by("-updated_at")[:failures_limit]
     )
+    usage = runs.aggregate(cost=Sum("cost_usd"), prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
     return Progress(
         pipeline_version=pipeline_version,
         images=dataset.images.count(),
         runs=by_status,
         stages=ordered,
         failures=failures,
+        cost_usd=float(usage["cost"] or 0.0),
+        prompt_tokens=int(usage["prompt"] or 0),
+        completion_tokens=int(usage["completion"] or 0),
     )
 
 

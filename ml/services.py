@@ -171,6 +171,7 @@ def enqueue_preannotation(*, dataset: Dataset, limit: int | None = None, force: 
                 StageResult.objects.filter(run=run).delete()
                 run.status, run.failed_stage, run.error, run.annotation = RunStatus.QUEUED, "", "", None
                 run.cost_usd, run.timings, run.auto_accepted = 0.0, {}, False
+                run.prompt_tokens = run.completion_tokens = 0
                 run.gpu_claim, run.gpu_claimed_until, run.finished_at = "", None, None
             run.enqueued += 1
             run.save()

@@ -30,6 +30,8 @@ def _context(dataset: Dataset) -> dict:
     return {
         "dataset": dataset, "progress": progress, "problems": shown, "form": PreannotateForm(),
         "stuck": stuck, "stuck_minutes": tasks.STALE_AFTER_S // 60,
+        # What the configuration wants every admin to know (the pipeline demo: canned answers, random weights).
+        "notice": str(registry.config.get("notice") or ""),
     }
 
 

@@ -90,6 +90,10 @@ def test_data_answers_match_the_schema(api, world):
     api(RESEARCHER, "GET", "/api/annotations/{id}/", 200, path_parameters={"id": world.annotations[0]})
     api(RESEARCHER, "GET", "/api/agreement/datasets/{slug}/report/", 200, path_parameters={"slug": "fuzz"})
     api(RESEARCHER, "GET", "/api/agreement/calibration/versions/", 200)
+    progress = api(ADMIN, "GET", "/api/pipeline/{slug}/progress/", 200, path_parameters={"slug": "fuzz"})
+    assert set(progress) >= {"runs", "stages", "prompt_tokens", "completion_tokens", "cost_usd"}
+    api(ADMIN, "GET", "/api/pipeline/{slug}/progress/", 404, path_parameters={"slug": "nope"})
+    api(RESEARCHER, "GET", "/api/pipeline/{slug}/progress/", 403, path_parameters={"slug": "fuzz"})
     api(ADMIN, "GET", "/api/exports/", 200)
     snapshot = api(ADMIN, "GET", "/api/exports/{id}/", 200, path_parameters={"id": world.exports[0]})
     assert snapshot["status"] == "complete" and snapshot["files"]

@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 
 from ml.config import reset_registry
 from ml.stages.types import ImageInput
-from tests.ml.fake_openai import FakeOpenAI
+from demo.chat_server import ChatServer
 from tests.ml.stage_fakes import api_pipeline_config
 
 QWEN_SPECIAL_TOKENS = (
@@ -133,7 +133,7 @@ def ml_image() -> ImageInput:
 
 @pytest.fixture
 def fake_openai():
-    server = FakeOpenAI().start()
+    server = ChatServer().start()
     yield server
     server.stop()
 

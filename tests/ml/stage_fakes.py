@@ -26,7 +26,7 @@ from ml.stages.types import (
     Mask,
     StageError,
 )
-from tests.ml.fake_openai import distribution
+from demo.chat_server import distribution
 
 
 class FakeAnnotator:

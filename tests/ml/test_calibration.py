@@ -15,7 +15,7 @@ from ml.stages.backends.temperature_calibrator import TemperatureCalibrator
 from ml.stages.calibration import calibrate_and_merge, temperature_scale
 from ml.stages.triplets import merge_triplets
 from ml.stages.types import AnnotatorResult, StageError
-from tests.ml.fake_openai import distribution
+from demo.chat_server import distribution
 
 T1 = PhraseTriplet("stormy beach at dusk", "dark heavy clouds", "lone fisherman")
 T2 = PhraseTriplet("grey sea", "crashing waves", "small boat")

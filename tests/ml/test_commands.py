@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from annotations.models import ImageStatus
 from ml.config import reset_registry
 from ml.models import PipelineRun, RunStatus
 from tests.factories import DatasetFactory, ImageFactory
-from tests.ml.fake_openai import Reply
+from demo.chat_server import Reply
 from tests.ml.stage_fakes import api_pipeline_config
 
 pytestmark = pytest.mark.django_db
@@ -187,3 +188,32 @@ def test_ml_check_with_a_missing_image_file_says_so_and_still_loads(configured):
     text = out.getvalue()
     assert "FAILED   read the image: FileNotFoundError" in text
     assert "ok       load grounder" in text and "Running on image" not in text
+
+
+@pytest.mark.ml
+def test_ml_check_reports_images_per_second_per_stage(configured, fake_openai, tiny_grounding_dino_dir, tiny_sam_hf_dir):
+    configured["grounder"] = {"backend": "ml.stages.backends.grounding_dino.GroundingDinoGrounder",
+                              "options": {"model_path": str(tiny_grounding_dino_dir), "device": "cpu", "box_threshold": 0.0,
+                                          "text_threshold": 0.0, "batch_size": 4, "dtype": "bfloat16"}}
+    configured["segmenter"] = {"backend": "ml.stages.backends.sam_hf.HFSamSegmenter",
+                               "options": {"model_path": str(tiny_sam_hf_dir), "device": "cpu", "batch_size": 4}}
+    reset_registry()
+    fake_openai.delay_s = 0.25  # each chat answer takes a quarter second
+
+    out = _run("ml_check", "--throughput", "8")
+
+    assert "Throughput on 8 copies of the image" in out
+    rates = {m[0]: float(m[1]) for m in re.findall(r"speed    (.+?): 8 images in [\d.]+s = ([\d.]+) images/s", out)}
+    assert set(rates) == {"annotate model-a", "annotate model-b", "critic", "ground", "segment", "des"}
+    # Eight calls in flight together: well above the 4 images/s of one call after another.
+    assert rates["annotate model-a"] > 6 and rates["critic"] > 6
+    assert "annotate model-a: 8 images" in out and "(16 calls at once)" in out
+    assert "ground: 8 images" in out and "(batch size 4)" in out
+    assert fake_openai.max_in_flight == 8
+    assert "All configured stages work." in out
+
+
+def test_ml_check_throughput_zero_times_nothing_more(configured, fake_openai):
+    out = _run("ml_check", "--throughput", "0")
+    assert "Throughput" not in out and "speed" not in out
+    assert len(fake_openai.requests) == 3  # two annotators and the critic, once each

@@ -12,7 +12,7 @@ from ml.stages.backends.openai_critic import OpenAICritic
 from ml.stages.calibration import calibrate_and_merge
 from ml.stages.parsing import CRITIC_SCHEMA, parse_critic
 from ml.stages.types import AnnotatorResult, StageError
-from tests.ml.fake_openai import Reply, critic_json, distribution
+from demo.chat_server import Reply, critic_json, distribution
 
 TRIPLETS = (
     PhraseTriplet("stormy beach", "dark clouds", "lone fisherman"),

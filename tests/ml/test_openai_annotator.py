@@ -12,7 +12,7 @@ from core.vocabulary import EMOTIONS
 from ml.stages.backends.openai_vlm import OpenAIAnnotator
 from ml.stages.parsing import ANNOTATION_SCHEMA
 from ml.stages.types import BackendNotConfigured, StageError
-from tests.ml.fake_openai import GOOD_TRIPLETS, Reply, annotation_json, distribution
+from demo.chat_server import GOOD_TRIPLETS, Reply, annotation_json, distribution
 
 FAST_RETRY = {"retry-after-ms": "10"}
 

@@ -17,7 +17,7 @@ from ml.stages.backends import qwen_vl
 from ml.stages.backends.qwen_vl import QwenVLAnnotator, QwenVLCritic
 from ml.stages.calibration import calibrate_and_merge
 from ml.stages.types import BackendNotConfigured, ImageInput, StageError
-from tests.ml.fake_openai import annotation_json, critic_json
+from demo.chat_server import annotation_json, critic_json
 
 pytestmark = pytest.mark.ml
 
@@ -143,3 +143,52 @@ def test_images_are_decoded_like_every_vision_backend(tiny_qwen_dir, ml_image):
     with pytest.raises(StageError, match="cannot decode image 8"):
         annotator.annotate(not_an_image)
 
+
+
+# -- placement: a model too large for one GPU (Qwen2.5-VL 72B) ---------------------------------
+
+
+def test_device_map_auto_loads_the_layers_in_place_and_never_moves_the_model(tiny_qwen_dir, ml_image, monkeypatch):
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    seen = {}
+    original = Qwen2_5_VLForConditionalGeneration.from_pretrained.__func__
+
+    def from_pretrained(cls, *args, **kwargs):
+        seen.update(kwargs)
+        return original(cls, *args, **kwargs)
+
+    def whole_model_move(self, *args, **kwargs):
+        raise AssertionError("a device_map model must not be moved with .to()")
+
+    monkeypatch.setattr(Qwen2_5_VLForConditionalGeneration, "from_pretrained", classmethod(from_pretrained))
+    monkeypatch.setattr(Qwen2_5_VLForConditionalGeneration, "to", whole_model_move)
+
+    annotator = QwenVLAnnotator(name="q72", model_path=str(tiny_qwen_dir), device_map="auto", dtype="bfloat16",
+                                max_memory={"cpu": "2GiB"}, max_new_tokens=4)
+
+    assert seen["device_map"] == "auto" and seen["max_memory"]["cpu"] in ("2GiB", 2 * 1024**3)
+    model = annotator.qwen.model
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    # One CPU and no GPU here: accelerate puts every layer on the CPU (with GPUs: over all of them).
+    assert {p.device.type for p in model.parameters()} == {"cpu"} and annotator.qwen.device.type == "cpu"
+    with pytest.raises(StageError):  # random weights: it generates (on the placed model), then refuses the text
+        annotator.annotate(ml_image)
+
+
+def test_max_memory_gpu_indices_become_integers():
+    assert qwen_vl._max_memory({"0": "70GiB", "1": "70GiB", "cpu": "100GiB"}) == {0: "70GiB", 1: "70GiB", "cpu": "100GiB"}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"device": "cpu", "device_map": "auto"}, "exclude each other"),
+        ({"device_map": "everywhere"}, "option 'device_map' must be one of"),
+        ({"max_memory": {"0": "70GiB"}}, "'max_memory' needs 'device_map'"),
+        ({"device_map": "auto", "max_memory": "70GiB"}, "option 'max_memory' must be an object"),
+    ],
+)
+def test_placement_options_are_checked(tiny_qwen_dir, options, message):
+    with pytest.raises(BackendNotConfigured, match=message):
+        QwenVLAnnotator(name="q", model_path=str(tiny_qwen_dir), **options)

@@ -13,7 +13,7 @@ from ml.models import PipelineRun, RunStatus, StageResult, StageStatus
 from ml.selectors import dataset_progress, latest_temperatures
 from ml.stages.types import BackendNotConfigured
 from tests.factories import DatasetFactory, ImageFactory, make_annotation
-from tests.ml.fake_openai import Reply
+from demo.chat_server import Reply
 
 pytestmark = pytest.mark.django_db
 

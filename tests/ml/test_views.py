@@ -14,7 +14,7 @@ from annotations.models import ImageStatus
 from ml.config import reset_registry
 from ml.models import PipelineRun, RunStatus
 from tests.factories import DatasetFactory, ImageFactory
-from tests.ml.fake_openai import Reply
+from demo.chat_server import Reply
 from tests.ml.stage_fakes import api_pipeline_config
 
 pytestmark = pytest.mark.django_db
@@ -174,3 +174,48 @@ def test_stuck_runs_are_shown_and_retry_sends_them_again(admin_client, dataset, 
 
     assert "Sent 0 failed image(s) again, and 1 stuck without progress." in response.content.decode()
     assert PipelineRun.objects.get().status == RunStatus.DONE
+
+
+@pytest.fixture
+def priced(settings, fake_openai, openai_key):
+    """Every model call at $0.001 / 1K prompt and $0.002 / 1K completion tokens."""
+    config = api_pipeline_config(fake_openai.base_url, openai_key, version="page-v1", critic_model="c")
+    for entry in [*config["annotators"], config["critic"]]:
+        entry["options"].update(price_per_1k_prompt=0.001, price_per_1k_completion=0.002)
+    settings.EMOVERSE_ML = config
+    reset_registry()
+    yield
+    reset_registry()
+
+
+def test_tokens_and_cost_of_the_model_calls_are_stored_per_run_and_shown(
+    admin_client, client, reviewer, dataset, priced, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(reverse("ml:start", args=[dataset.slug]), {"limit": "1"})
+
+    run = PipelineRun.objects.get()
+    # Two annotators and the critic; the server's usage is 1200 prompt + 150 completion tokens a call.
+    assert (run.prompt_tokens, run.completion_tokens) == (3 * 1200, 3 * 150)
+    assert run.cost_usd == pytest.approx(3 * (1.2 * 0.001 + 0.15 * 0.002))
+    body = admin_client.get(reverse("ml:pipeline", args=[dataset.slug])).content.decode()
+    assert "3600 prompt + 450 completion tokens" in body and "cost $0.0045" in body
+
+    api = admin_client.get(f"/api/pipeline/{dataset.slug}/progress/").json()
+    assert api["runs"] == {"done": 1} and api["pipeline_version"] == "page-v1"
+    assert (api["prompt_tokens"], api["completion_tokens"]) == (3600, 450)
+    assert api["cost_usd"] == pytest.approx(0.0045)
+    assert {s["stage"]: s["done"] for s in api["stages"]}["critic"] == 1
+    client.force_login(reviewer)
+    assert client.get(f"/api/pipeline/{dataset.slug}/progress/").status_code == 403
+    assert admin_client.get("/api/pipeline/no-such-set/progress/").status_code == 404
+
+
+def test_the_configurations_notice_is_shown_on_the_pipeline_page(admin_client, dataset, configured, settings):
+    settings.EMOVERSE_ML["notice"] = "Demonstration of the machinery, not of model quality."
+    reset_registry()
+    body = admin_client.get(reverse("ml:pipeline", args=[dataset.slug])).content.decode()
+    assert '<li class="warning pipeline-notice"><strong>Demonstration of the machinery, not of model quality.</strong>' in body
+    settings.EMOVERSE_ML.pop("notice")
+    reset_registry()
+    assert "pipeline-notice" not in admin_client.get(reverse("ml:pipeline", args=[dataset.slug])).content.decode()

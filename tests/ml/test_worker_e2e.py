@@ -31,7 +31,7 @@ from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import Annotation, Element, ImageStatus
 from ml.models import PipelineRun, RunStatus
 from tests.factories import DatasetFactory, ImageFactory
-from tests.ml.fake_openai import FakeOpenAI, auto_reply
+from demo.chat_server import ChatServer, auto_reply
 from tests.ml.stage_fakes import api_pipeline_config
 
 # Under pytest-xdist one worker runs these one after the other: each starts Celery workers of its own.
@@ -97,12 +97,12 @@ def services_up(redis_url) -> str:
 
 @pytest.fixture
 def fake_server():
-    server = FakeOpenAI().start()
+    server = ChatServer().start()
     yield server
     server.stop()
 
 
-def _config(server: FakeOpenAI, key_env: str, models: dict[str, Path]) -> dict:
+def _config(server: ChatServer, key_env: str, models: dict[str, Path]) -> dict:
     cpu = {"device": "cpu"}
     # Tiny random-initialised models of the real architectures, loaded from folders by the workers.
     return api_pipeline_config(

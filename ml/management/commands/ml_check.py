@@ -40,8 +40,13 @@ class Command(BaseCommand):
         parser.add_argument("--image", type=int, help="Database id of the image to run on (default: the first image, else a sample photo).")
         parser.add_argument("--file", type=Path, help="An image file to run on instead.")
         parser.add_argument("--no-run", action="store_true", help="Only load the backends.")
+        parser.add_argument(
+            "--throughput", type=int, default=8, metavar="N",
+            help="Then run each stage on N copies of the image and print images/s per stage (default 8; "
+                 "each API stage makes N more calls; 0 skips it).",
+        )
 
-    def handle(self, *args, image=None, file=None, no_run=False, **options):
+    def handle(self, *args, image=None, file=None, no_run=False, throughput=8, **options):
         source = settings.EMOVERSE_ML_CONFIG or "(EMOVERSE_ML_CONFIG is not set: nothing is configured)"
         self.stdout.write(f"Configuration: {source}")
         target, readable = None, True
@@ -51,7 +56,9 @@ class Command(BaseCommand):
             except (OSError, ValueError) as exc:  # a missing or unreadable file: load the backends anyway
                 readable = False
                 self.stdout.write(f"  FAILED   read the image: {type(exc).__name__}: {exc}")
-        if not check(get_registry(), target, self.stdout) or not readable:
+        if throughput < 0:
+            raise CommandError("--throughput must be 0 or more")
+        if not check(get_registry(), target, self.stdout, throughput=throughput) or not readable:
             raise CommandError("ml_check found missing or failing stages (see above).")
 
     def _target(self, image: int | None, file: Path | None) -> ImageInput:

@@ -54,6 +54,36 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: object, *, what: str) -> torch.dtype:
+    """The weights' and inputs' dtype: ``"float32"`` (exact), ``"bfloat16"`` or ``"float16"``
+    (half the memory, tensor cores on CUDA; bfloat16 also runs on CPUs)."""
+    if dtype not in DTYPES:
+        raise BackendNotConfigured(f"{what}: option 'dtype' must be one of {sorted(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def set_tf32(tf32: object) -> None:
+    """``True``: float32 matrix products and convolutions on CUDA may use TF32 tensor cores
+    (about 3x faster on Ampere and later, 10-bit mantissa); ``False``: exact float32;
+    ``None``: leave torch's setting. The switch is process-wide (torch has no per-model one),
+    so every backend of a worker that sets it should agree."""
+    if tf32 is None:
+        return
+    if not isinstance(tf32, bool):
+        raise BackendNotConfigured(f"option 'tf32' must be true, false or null, got {tf32!r}")
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+
+
+def load_pretrained(model_class, path: Path, *, device: torch.device, dtype: torch.dtype):
+    """``model_class`` from the local folder ``path`` in ``dtype``, on ``device``, in eval mode."""
+    model = model_class.from_pretrained(path, local_files_only=True, dtype=dtype)
+    return model.to(device).eval()
+
+
 def model_folder(
     path: str | Path | None,
     *,

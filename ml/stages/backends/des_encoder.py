@@ -51,6 +51,7 @@ from ml.stages.backends._torch_utils import (
     model_folder,
     positive_int,
     resolve_device,
+    set_tf32,
 )
 from ml.stages.backends._vision import decode_image
 from ml.stages.types import BackendNotConfigured, ImageInput
@@ -63,7 +64,7 @@ REQUIRED_FILES = (
     "des_head.safetensors|des_head.pt",
 )
 QWEN_VL_TYPES = ("qwen2_5_vl",)
-DTYPES = {
+DTYPES = {  # the same names as _torch_utils.DTYPES
     "float32": torch.float32,
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
@@ -163,8 +164,9 @@ class VisionDesEncoder:
     """Options: ``model_path`` (local folder with the backbone and ``des_head.*``,
     required), ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``; default ``auto``),
     ``dtype`` of the backbone (``float32``, ``bfloat16``, ``float16``; default
-    ``float32``; the head runs in float32), ``batch_size`` (default 16) and
-    ``normalize`` (L2-normalise the vectors; default ``True``)."""
+    ``float32``; the head runs in float32), ``batch_size`` (default 16),
+    ``normalize`` (L2-normalise the vectors; default ``True``) and ``tf32`` (TF32 matrix
+    products on CUDA; default ``null``, torch's setting)."""
 
     def __init__(
         self,
@@ -174,7 +176,9 @@ class VisionDesEncoder:
         dtype: str = "float32",
         batch_size: int = 16,
         normalize: bool = True,
+        tf32: bool | None = None,
     ):
+        set_tf32(tf32)
         if dtype not in DTYPES:
             raise BackendNotConfigured(
                 f"{WHAT}: option 'dtype' must be one of {sorted(DTYPES)}, got {dtype!r}"

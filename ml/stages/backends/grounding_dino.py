@@ -38,9 +38,12 @@ from ml.stages.backends._torch_utils import (
     PROCESSOR_FILES,
     WEIGHT_FILES,
     batched,
+    load_pretrained,
     model_folder,
     positive_int,
     resolve_device,
+    resolve_dtype,
+    set_tf32,
     unit_float,
 )
 from ml.stages.backends._vision import decode_image
@@ -84,8 +87,10 @@ class _Prompt:
 class GroundingDinoGrounder:
     """Options: ``model_path`` (local folder, required), ``device`` (``auto``, ``cpu``,
     ``cuda``, ``cuda:N``; default ``auto``), ``box_threshold`` (default 0.35),
-    ``text_threshold`` (default 0.25) and ``batch_size`` ((image, prompt) pairs per
-    forward pass; default 4)."""
+    ``text_threshold`` (default 0.25), ``batch_size`` ((image, prompt) pairs per
+    forward pass; default 4), ``dtype`` (``float32``, ``bfloat16``, ``float16``; default
+    ``float32``) and ``tf32`` (``true``/``false``: TF32 matrix products on CUDA; default
+    ``null``, torch's setting; see :func:`set_tf32`)."""
 
     def __init__(
         self,
@@ -95,22 +100,25 @@ class GroundingDinoGrounder:
         box_threshold: float = 0.35,
         text_threshold: float = 0.25,
         batch_size: int = 4,
+        dtype: str = "float32",
+        tf32: bool | None = None,
     ):
         self.box_threshold = unit_float(box_threshold, "box_threshold")
         self.text_threshold = unit_float(text_threshold, "text_threshold")
         self.batch_size = positive_int(batch_size, "batch_size")
+        self.dtype = resolve_dtype(dtype, what=WHAT)
         self.path = model_folder(model_path, what=WHAT, required=REQUIRED_FILES)
         self.device = resolve_device(device)
+        set_tf32(tf32)
         self.processor = AutoProcessor.from_pretrained(self.path, local_files_only=True)
         self.tokenizer = self.processor.tokenizer
-        self.model = GroundingDinoForObjectDetection.from_pretrained(self.path, local_files_only=True)
-        self.model.to(self.device).eval()
+        self.model = load_pretrained(GroundingDinoForObjectDetection, self.path, device=self.device, dtype=self.dtype)
         # [CLS] and [SEP] take two of the model's text positions.
         self.max_phrase_tokens = int(self.model.config.max_text_len) - 2
         self._lock = threading.Lock()
 
     def describe(self) -> str:
-        return f"Grounding DINO from {self.path} on {self.device}"
+        return f"Grounding DINO from {self.path} on {self.device} ({str(self.dtype).removeprefix('torch.')})"
 
     def ground(self, images: Sequence[ImageInput], phrases: Sequence[Sequence[str]]) -> list[list[Detection]]:
         """Batched: ``phrases[i]`` are grounded in ``images[i]``; one :class:`Detection` per phrase.
@@ -158,6 +166,7 @@ class GroundingDinoGrounder:
         )
         offsets = encoded.pop("offset_mapping")
         with self._lock, torch.inference_mode():
+            encoded["pixel_values"] = encoded["pixel_values"].to(self.dtype)
             outputs = self.model(**encoded.to(self.device))
         probs = outputs.logits.float().sigmoid().cpu()  # text positions past the prompt are -inf: 0
         return probs, outputs.pred_boxes.float().cpu(), offsets

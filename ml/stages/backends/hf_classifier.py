@@ -23,9 +23,12 @@ from ml.stages.backends._torch_utils import (
     PROCESSOR_FILES,
     WEIGHT_FILES,
     batched,
+    load_pretrained,
     model_folder,
     positive_int,
     resolve_device,
+    resolve_dtype,
+    set_tf32,
 )
 from ml.stages.backends._vision import decode_image
 from ml.stages.types import BackendNotConfigured, ImageInput
@@ -48,7 +51,9 @@ def emotion_columns(id2label: dict[int, str], num_labels: int, path: object) -> 
 class HFEmotionClassifier:
     """Options: ``model_path`` (local folder, required), ``name`` (the model name in
     provenance and calibration; default ``emotion-classifier``), ``device`` (``auto``,
-    ``cpu``, ``cuda``, ``cuda:N``; default ``auto``) and ``batch_size`` (default 16)."""
+    ``cpu``, ``cuda``, ``cuda:N``; default ``auto``), ``batch_size`` (default 16), ``dtype``
+    (``float32``, ``bfloat16``, ``float16``; default ``float32``; probabilities are computed
+    in float64) and ``tf32`` (TF32 matrix products on CUDA; default ``null``, torch's setting)."""
 
     def __init__(
         self,
@@ -57,16 +62,19 @@ class HFEmotionClassifier:
         name: str = "emotion-classifier",
         device: str = "auto",
         batch_size: int = 16,
+        dtype: str = "float32",
+        tf32: bool | None = None,
     ):
         self.name = name
         self.batch_size = positive_int(batch_size, "batch_size")
+        self.dtype = resolve_dtype(dtype, what=WHAT)
         self.path = model_folder(model_path, what=WHAT, required=REQUIRED_FILES)
         config = AutoConfig.from_pretrained(self.path, local_files_only=True)
         self.columns = emotion_columns(dict(config.id2label), config.num_labels, self.path)
         self.device = resolve_device(device)
+        set_tf32(tf32)
         self.processor = AutoImageProcessor.from_pretrained(self.path, local_files_only=True)
-        self.model = AutoModelForImageClassification.from_pretrained(self.path, local_files_only=True)
-        self.model.to(self.device).eval()
+        self.model = load_pretrained(AutoModelForImageClassification, self.path, device=self.device, dtype=self.dtype)
         self._lock = threading.Lock()
 
     def describe(self) -> str:
@@ -82,7 +90,7 @@ class HFEmotionClassifier:
             pils = [decode_image(image) for image in batch]
             inputs = self.processor(images=pils, return_tensors="pt")
             with self._lock, torch.inference_mode():
-                logits = self.model(pixel_values=inputs["pixel_values"].to(self.device)).logits
+                logits = self.model(pixel_values=inputs["pixel_values"].to(self.device, self.dtype)).logits
             probs = torch.softmax(logits.double().cpu()[:, self.columns], dim=-1)
             for row in probs.tolist():
                 total = sum(row)

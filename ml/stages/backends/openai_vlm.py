@@ -8,6 +8,7 @@ structured output (JSON schema) and validated by :mod:`ml.stages.parsing`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ml.stages.backends.openai_chat import ChatEndpoint
@@ -41,3 +42,8 @@ class OpenAIAnnotator:
             return parse_annotation(raw, model=self.name, prompt_version=self.prompt.version, usage=completion.usage)
         except StageError as exc:
             raise StageError(f"{self.name}: {exc.reason}", raw_output=exc.raw_output) from exc
+
+    def annotate_many(self, images: Sequence[ImageInput]) -> list[AnnotatorResult | StageError]:
+        """:meth:`annotate` for every image with up to ``max_concurrency`` calls in flight, in
+        order; an image whose call failed gets its :class:`StageError` in its place."""
+        return self.endpoint.map(self.annotate, images)

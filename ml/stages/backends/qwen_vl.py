@@ -17,6 +17,7 @@ model is loaded (:class:`QwenVL`), never at import of this module.
 from __future__ import annotations
 
 import functools
+import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,8 @@ from ml.stages.types import (
 )
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # "auto": the dtype saved with the weights
+# accelerate's placements: the layers spread over every visible GPU (then CPU) by free memory.
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 REQUIRED_FILES = ("config.json", "preprocessor_config.json|processor_config.json", "tokenizer.json|vocab.json")
 
 
@@ -53,16 +56,54 @@ def _check_folder(model_path: str) -> Path:
     return path
 
 
+def placement(device: str, device_map: Any, max_memory: Any) -> str:
+    """``device_map`` and ``max_memory`` checked, as a hashable key (JSON) for :func:`load_qwen`."""
+    if device_map is None:
+        if max_memory is not None:
+            raise BackendNotConfigured("option 'max_memory' needs 'device_map' (e.g. \"auto\")")
+        return ""
+    if device != "auto":
+        raise BackendNotConfigured(
+            f"options 'device' ({device!r}) and 'device_map' exclude each other: device_map places the "
+            "layers itself (\"auto\" spreads them over every visible GPU); leave 'device' out"
+        )
+    if not (device_map in DEVICE_MAPS or (isinstance(device_map, dict) and device_map)):
+        raise BackendNotConfigured(
+            f"option 'device_map' must be one of {list(DEVICE_MAPS)} or an object of module -> device, got {device_map!r}"
+        )
+    if max_memory is not None and not (isinstance(max_memory, dict) and max_memory):
+        raise BackendNotConfigured(f"option 'max_memory' must be an object like {{\"0\": \"70GiB\", \"cpu\": \"200GiB\"}}, got {max_memory!r}")
+    return json.dumps({"device_map": device_map, "max_memory": max_memory}, sort_keys=True)
+
+
 @functools.lru_cache(maxsize=2)
-def load_qwen(model_path: str, device: str, dtype: str, min_pixels: int | None, max_pixels: int | None) -> QwenVL:
-    """Load (once per process) the model and processor of one folder."""
-    return QwenVL(_check_folder(model_path), device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels)
+def load_qwen(
+    model_path: str, device: str, dtype: str, min_pixels: int | None, max_pixels: int | None, placed: str = ""
+) -> QwenVL:
+    """Load (once per process) the model and processor of one folder; ``placed``: see :func:`placement`."""
+    return QwenVL(_check_folder(model_path), device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels,
+                  placed=placed)
+
+
+def _max_memory(max_memory: dict[str, str] | None) -> dict[int | str, str] | None:
+    """JSON keys are strings; accelerate wants GPU indices as integers."""
+    if max_memory is None:
+        return None
+    return {int(k) if str(k).isdigit() else k: v for k, v in max_memory.items()}
 
 
 class QwenVL:
-    """The loaded model: chat-template a prompt with one image, generate greedily."""
+    """The loaded model: chat-template a prompt with one image, generate greedily.
 
-    def __init__(self, path: Path, *, device: str, dtype: str, min_pixels: int | None, max_pixels: int | None):
+    With a ``device_map`` (``placed``) the weights are loaded straight onto their devices by
+    accelerate, layer by layer, sharded over the visible GPUs (Qwen2.5-VL 72B in bfloat16 needs
+    about 150 GB: two 80 GB GPUs at least); the model is never moved as a whole with ``.to``.
+    Inputs go to the device of the first layers; accelerate's hooks carry them on.
+    """
+
+    def __init__(
+        self, path: Path, *, device: str, dtype: str, min_pixels: int | None, max_pixels: int | None, placed: str = ""
+    ):
         # Heavy imports here, not at module level: see the module docstring.
         import torch
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
@@ -72,13 +113,22 @@ class QwenVL:
         if dtype not in DTYPES:
             raise BackendNotConfigured(f"option 'dtype' must be one of {sorted(DTYPES)}, got {dtype!r}")
         self.path = path
-        self.device = resolve_device(device)
         self._torch = torch
         pixel_options = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
         self.processor = AutoProcessor.from_pretrained(path, local_files_only=True, **pixel_options)
-        self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            path, local_files_only=True, dtype=dtype if dtype == "auto" else getattr(torch, dtype)
-        ).to(self.device)
+        torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+        if placed:
+            where = json.loads(placed)
+            self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+                path, local_files_only=True, dtype=torch_dtype, device_map=where["device_map"],
+                max_memory=_max_memory(where["max_memory"]),
+            )
+            self.device = self.model.get_input_embeddings().weight.device
+        else:
+            self.device = resolve_device(device)
+            self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+                path, local_files_only=True, dtype=torch_dtype
+            ).to(self.device)
         self.model.eval()
         self._lock = threading.Lock()  # one generate() at a time per loaded model
 
@@ -124,14 +174,20 @@ class _QwenBackend:
         max_new_tokens: int = 1024,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
+        device_map: str | dict[str, Any] | None = None,
+        max_memory: dict[str, str] | None = None,
     ):
         self.name = name
         self.prompt = load_prompt(prompt)
         self.max_new_tokens = max_new_tokens
-        self.qwen = load_qwen(str(model_path), device, dtype, min_pixels, max_pixels)
+        placed = placement(device, device_map, max_memory)
+        self.qwen = load_qwen(str(model_path), device, dtype, min_pixels, max_pixels, placed)
 
     def describe(self) -> str:
-        return f"Qwen2.5-VL from {self.qwen.path} on {self.qwen.device}, prompt {self.prompt.version}"
+        spread = getattr(self.qwen.model, "hf_device_map", None)
+        where = (f"sharded over {', '.join(sorted({str(d) for d in spread.values()}))} (device_map)" if spread
+                 else f"on {self.qwen.device}")
+        return f"Qwen2.5-VL from {self.qwen.path} {where}, prompt {self.prompt.version}"
 
     def _ask(self, text: str, image: ImageInput) -> tuple[str, Usage]:
         answer, finish_reason, usage = self.qwen.generate(text, image, max_new_tokens=self.max_new_tokens)
@@ -143,7 +199,10 @@ class _QwenBackend:
 
 class QwenVLAnnotator(_QwenBackend):
     """Options: ``name``, ``model_path``, ``device`` (``auto``: CUDA when visible, else
-    CPU; or ``cpu``, ``cuda``, ``cuda:1``),
+    CPU; or ``cpu``, ``cuda``, ``cuda:1``), or instead ``device_map`` (``"auto"``: the
+    layers sharded over every visible GPU, as a 72B model needs; ``balanced``,
+    ``sequential``, or an object of module -> device) with optional ``max_memory``
+    (``{"0": "70GiB", "1": "70GiB"}``),
     ``dtype`` (``auto``, ``bfloat16``, ``float16``, ``float32``), ``max_new_tokens``,
     ``min_pixels``/``max_pixels`` (image resolution bounds of the processor) and
     ``prompt`` (default ``annotate_v1``)."""

@@ -29,8 +29,11 @@ from ml.stages.backends._torch_utils import (
     CONFIG_FILE,
     PROCESSOR_FILES,
     WEIGHT_FILES,
+    load_pretrained,
     model_folder,
     resolve_device,
+    resolve_dtype,
+    set_tf32,
 )
 from ml.stages.backends._vision import decode_image
 from ml.stages.types import ImageInput
@@ -42,23 +45,38 @@ REQUIRED_FILES = (CONFIG_FILE, PROCESSOR_FILES, WEIGHT_FILES)
 class HFSamSegmenter(CachedSamSegmenter):
     """Options: ``model_path`` (local folder, required), ``device`` (``auto``, ``cpu``,
     ``cuda``, ``cuda:N``; default ``auto``), ``batch_size`` (images per encoder pass;
-    default 4) and ``cache_size`` (image embeddings kept; default 32, 0 disables)."""
+    default 4), ``cache_size`` (image embeddings kept; default 32, 0 disables), ``dtype``
+    (``float32``, ``bfloat16``, ``float16``; default ``float32``) and ``tf32`` (TF32 matrix
+    products on CUDA; default ``null``, torch's setting).
 
-    def __init__(self, *, model_path: str, device: str = "auto", batch_size: int = 4, cache_size: int = 32):
+    Masks are upsampled to the image's size on the model's device and only the boolean
+    masks are copied to the host."""
+
+    def __init__(
+        self,
+        *,
+        model_path: str,
+        device: str = "auto",
+        batch_size: int = 4,
+        cache_size: int = 32,
+        dtype: str = "float32",
+        tf32: bool | None = None,
+    ):
         super().__init__(batch_size=batch_size, cache_size=cache_size)
+        self.dtype = resolve_dtype(dtype, what=WHAT)
         self.path = model_folder(model_path, what=WHAT, required=REQUIRED_FILES)
         self.device = resolve_device(device)
+        set_tf32(tf32)
         self.processor = SamProcessor.from_pretrained(self.path, local_files_only=True)
-        self.model = SamModel.from_pretrained(self.path, local_files_only=True)
-        self.model.to(self.device).eval()
+        self.model = load_pretrained(SamModel, self.path, device=self.device, dtype=self.dtype)
 
     def describe(self) -> str:
-        return f"SAM (transformers) from {self.path} on {self.device}"
+        return f"SAM (transformers) from {self.path} on {self.device} ({str(self.dtype).removeprefix('torch.')})"
 
     def _encode(self, images: Sequence[ImageInput]) -> list[Embedded]:
         encoded = self.processor(images=[decode_image(image) for image in images], return_tensors="pt")
         with self._lock, torch.inference_mode():
-            features = self.model.get_image_embeddings(encoded["pixel_values"].to(self.device))
+            features = self.model.get_image_embeddings(encoded["pixel_values"].to(self.device, self.dtype))
         return [
             Embedded(
                 features=features[k : k + 1],
@@ -92,7 +110,9 @@ class HFSamSegmenter(CachedSamSegmenter):
                 multimask_output=multimask,
                 **{k: v.to(self.device) for k, v in prompts.items()},
             )
+            # Upsampled to the padded input, cropped and upsampled to the image on the device;
+            # only the boolean masks (a byte per pixel) travel to the host.
             masks = self.processor.post_process_masks(
-                [outputs.pred_masks[0].float().cpu()], [embedded.original_size], [embedded.input_size]
+                [outputs.pred_masks[0].float()], [embedded.original_size], [embedded.input_size]
             )[0]
-        return masks.numpy(), outputs.iou_scores[0].float().cpu().numpy()
+        return masks.cpu().numpy(), outputs.iou_scores[0].float().cpu().numpy()

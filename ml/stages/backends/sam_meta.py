@@ -26,7 +26,7 @@ import torch
 from segment_anything import SamPredictor, sam_model_registry
 
 from ml.stages.backends._sam_common import CachedSamSegmenter, Embedded
-from ml.stages.backends._torch_utils import model_file, resolve_device
+from ml.stages.backends._torch_utils import model_file, resolve_device, set_tf32
 from ml.stages.backends._vision import decode_rgb
 from ml.stages.types import BackendNotConfigured, ImageInput
 
@@ -57,8 +57,10 @@ def load_sam(checkpoint: str | Path | None, model_type: str) -> torch.nn.Module:
 class MetaSamSegmenter(CachedSamSegmenter):
     """Options: ``checkpoint`` (local ``.pth``, required), ``model_type`` (``vit_h``,
     ``vit_l``, ``vit_b``; default ``vit_h``), ``device`` (``auto``, ``cpu``, ``cuda``,
-    ``cuda:N``; default ``auto``), ``batch_size`` (images per encoder pass; default 4)
-    and ``cache_size`` (image embeddings kept; default 32, 0 disables)."""
+    ``cuda:N``; default ``auto``), ``batch_size`` (images per encoder pass; default 4),
+    ``cache_size`` (image embeddings kept; default 32, 0 disables) and ``tf32`` (TF32 matrix
+    products on CUDA; default ``null``, torch's setting). segment_anything runs in float32
+    only; :class:`ml.stages.backends.sam_hf.HFSamSegmenter` takes a ``dtype``."""
 
     def __init__(
         self,
@@ -68,9 +70,11 @@ class MetaSamSegmenter(CachedSamSegmenter):
         device: str = "auto",
         batch_size: int = 4,
         cache_size: int = 32,
+        tf32: bool | None = None,
     ):
         super().__init__(batch_size=batch_size, cache_size=cache_size)
         self.device = resolve_device(device)
+        set_tf32(tf32)
         self.model_type = model_type
         self.sam = load_sam(checkpoint, model_type).to(self.device).eval()
         self.checkpoint = Path(checkpoint).expanduser()

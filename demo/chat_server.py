@@ -1,13 +1,21 @@
-"""A small OpenAI-compatible chat-completions server for tests (127.0.0.1, random port).
+"""A local OpenAI-compatible chat-completions server that answers like a well-behaved model.
 
-The real ``openai`` client talks to it. Each test scripts the replies in order
-(``server.push(...)``); when the script is empty the server answers like a
-well-behaved model (``auto_reply``): a valid annotation, or a critic verdict for
-every candidate triplet named in the prompt. Every request body is recorded.
+It stands in for GPT-4o, Gemini or a vLLM server in the pipeline demo
+(``scripts/pipeline_demo.sh``) and in the tests; the real ``openai`` client talks to it
+over HTTP. Its answers are canned, not a model's: valid annotations (``auto_reply``)
+and a critic verdict for every candidate triplet named in the prompt. It shows the
+machinery (requests, structured output, usage, retries, concurrency), never model quality.
+
+Tests script replies in order (``server.push(...)``); ``delay_s`` makes every answer take
+that long (a model's latency), and ``max_in_flight`` records the most requests it held
+at once, so a client's concurrency limit can be checked from the server's side. Every
+request body is recorded. ``python -m demo.chat_server --port 8089 --delay 2`` serves it
+until interrupted.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import threading
@@ -33,9 +41,15 @@ def distribution(peak: str, p: float = 0.72) -> dict[str, float]:
 
 
 def annotation_json(
-    *, peak: str = "fear", p: float = 0.72, triplets: list[dict[str, str]] | None = None, rationale: str = "The dark clouds evoke fear."
+    *,
+    peak: str = "fear",
+    p: float = 0.72,
+    triplets: list[dict[str, str]] | None = None,
+    rationale: str = "The dark clouds evoke fear.",
 ) -> str:
-    return json.dumps({"triplets": triplets or GOOD_TRIPLETS[:1], "distribution": distribution(peak, p), "rationale": rationale})
+    return json.dumps(
+        {"triplets": triplets or GOOD_TRIPLETS[:1], "distribution": distribution(peak, p), "rationale": rationale}
+    )
 
 
 _CANDIDATE = re.compile(r"^(\d+)\. background: ", re.MULTILINE)
@@ -70,6 +84,7 @@ class Reply:
     finish_reason: str = "stop"
     refusal: str | None = None
     until: threading.Event | None = None
+    delay_s: float | None = None  # None: the server's delay_s
     prompt_tokens: int = 1200
     completion_tokens: int = 150
     headers: dict[str, str] = field(default_factory=dict)
@@ -102,14 +117,30 @@ def auto_reply(body: dict[str, Any]) -> Reply:
     return Reply(annotation_json(peak=peak, p=p, triplets=GOOD_TRIPLETS))
 
 
-class FakeOpenAI:
-    def __init__(self, responder: Callable[[dict[str, Any]], Reply] = auto_reply):
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # many clients at once: none refused by the listen backlog
+
+
+class ChatServer:
+    """``port`` 0 picks a free port (see :attr:`base_url`); ``delay_s``: seconds every answer takes."""
+
+    def __init__(
+        self,
+        responder: Callable[[dict[str, Any]], Reply] = auto_reply,
+        *,
+        delay_s: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
         self.script: deque[Reply] = deque()
         self.requests: list[dict[str, Any]] = []
         self.responder = responder
+        self.delay_s = delay_s
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -121,7 +152,7 @@ class FakeOpenAI:
         with self._lock:
             self.script.extend(replies)
 
-    def start(self) -> FakeOpenAI:
+    def start(self) -> ChatServer:
         self._thread.start()
         return self
 
@@ -136,8 +167,17 @@ class FakeOpenAI:
                 return self.script.popleft()
         return self.responder(body)
 
+    def _enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
+        chat = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -162,24 +202,41 @@ class FakeOpenAI:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 if self.path.rstrip("/") != "/v1/chat/completions":
-                    self._send(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}}, {})
+                    self._send(
+                        404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}}, {}
+                    )
                     return
-                reply = fake._next(body)
+                chat._enter()
+                try:  # counted in flight until the answer is ready, not until the client has read it
+                    status, payload, headers = self._answer(chat._next(body), body)
+                finally:
+                    chat._leave()
+                self._send(status, payload, headers)
+
+            def _answer(self, reply: Reply, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
                 if reply.until is not None:
                     reply.until.wait()
+                delay = chat.delay_s if reply.delay_s is None else reply.delay_s
+                if delay > 0:
+                    time.sleep(delay)
                 if reply.status != 200:
-                    error = {"message": reply.content or f"scripted HTTP {reply.status}", "type": "server_error", "code": None}
-                    self._send(reply.status, {"error": error}, reply.headers)
-                    return
+                    error = {
+                        "message": reply.content or f"scripted HTTP {reply.status}",
+                        "type": "server_error",
+                        "code": None,
+                    }
+                    return reply.status, {"error": error}, reply.headers
                 message: dict[str, Any] = {"role": "assistant", "content": reply.content, "refusal": reply.refusal}
-                self._send(
+                return (
                     200,
                     {
-                        "id": f"chatcmpl-{len(fake.requests)}",
+                        "id": f"chatcmpl-{len(chat.requests)}",
                         "object": "chat.completion",
                         "created": int(time.time()),
                         "model": body.get("model", "fake"),
-                        "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason, "logprobs": None}],
+                        "choices": [
+                            {"index": 0, "message": message, "finish_reason": reply.finish_reason, "logprobs": None}
+                        ],
                         "usage": {
                             "prompt_tokens": reply.prompt_tokens,
                             "completion_tokens": reply.completion_tokens,
@@ -192,13 +249,20 @@ class FakeOpenAI:
         return Handler
 
 
-def main() -> None:
-    """Serve auto replies until interrupted (manual runs of ``ml_check`` and the e2e worker)."""
-    server = FakeOpenAI().start()
+def main(argv: list[str] | None = None) -> None:
+    """Serve canned answers until interrupted (the pipeline demo, manual runs of ``ml_check``)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0: a free port (printed)")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds every answer takes (a model's latency)")
+    args = parser.parse_args(argv)
+    server = ChatServer(delay_s=args.delay, host=args.host, port=args.port).start()
     print(server.base_url, flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
+        pass
+    finally:
         server.stop()
 
 
