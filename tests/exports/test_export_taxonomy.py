@@ -65,7 +65,7 @@ def test_parquet_and_jsonl_carry_six_way_distributions(ekman_dataset):
     rows = pq.read_table(folder / "data.parquet").to_pylist()
     assert sorted(r["ces_label"] for r in rows) == sorted(LABELS)
     assert all(r["ces_distribution"] == pytest.approx(six_way(r["ces_label"])) for r in rows)
-    folder, manifest = export(ekman_dataset, "jsonl")
+    folder, manifest = export(ekman_dataset, "emoverse-jsonl")
     lines = [json.loads(line) for line in (folder / "data.jsonl").read_text().splitlines()]
     assert sorted(line["ces"]["label"] for line in lines) == sorted(LABELS)
     assert all(set(line["ces"]["distribution"]) == set(EKMAN.labels) for line in lines)
@@ -73,7 +73,7 @@ def test_parquet_and_jsonl_carry_six_way_distributions(ekman_dataset):
 
 
 def test_the_label_filter_takes_the_datasets_labels(ekman_dataset):
-    folder, manifest = export(ekman_dataset, "jsonl", filters={"label": ["surprise"]})
+    folder, manifest = export(ekman_dataset, "emoverse-jsonl", filters={"label": ["surprise"]})
     assert [json.loads(line)["ces"]["label"] for line in (folder / "data.jsonl").read_text().splitlines()] == ["surprise"]
     with pytest.raises(InvalidExportRequest, match="unknown value.*'awe'; expected anger, disgust"):
-        services.export_create(dataset=ekman_dataset, export_format="jsonl", filters={"label": ["awe"]})
+        services.export_create(dataset=ekman_dataset, export_format="emoverse-jsonl", filters={"label": ["awe"]})

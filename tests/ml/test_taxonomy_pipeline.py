@@ -117,7 +117,7 @@ def test_parsing_takes_exactly_the_taxonomys_labels():
     raw = json.dumps({"triplets": GOOD_TRIPLETS, "distribution": six_way("surprise", 0.55), "rationale": "Confetti."})
     result = parse_annotation(raw, model="m", prompt_version="annotate_v2", labels=EKMAN.labels)
     assert result.label == "surprise" and list(result.distribution) == list(EKMAN.labels)
-    with pytest.raises(StageError, match="missing emotion"):
+    with pytest.raises(StageError, match="unknown emotion\\(s\\) 'happiness', 'surprise'"):
         parse_annotation(raw, model="m", prompt_version="annotate_v1")  # read as Mikels'
     custom = taxonomy_from_spec({"name": "valence3", "labels": ["negative", "neutral", "positive"]})
     three = json.dumps({"triplets": GOOD_TRIPLETS, "distribution": {"negative": 0.2, "neutral": 0.3, "positive": 0.5},
