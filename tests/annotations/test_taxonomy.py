@@ -218,3 +218,18 @@ def test_review_validation_takes_only_the_datasets_labels():
     payload["ces"] = {"label": "joy"}
     with pytest.raises(InvalidAnnotation, match="unknown emotion 'joy'"):
         check_annotation(payload, image, "approved")
+
+
+def test_the_dataset_pages_name_the_taxonomy_and_filter_by_its_labels(client, researcher):
+    dataset = DatasetFactory(slug="eemo", name="EEmo", taxonomy=EKMAN.to_spec())
+    ImageFactory(dataset=dataset, label="surprise", original_name="party.png")
+    ImageFactory(dataset=dataset, label="fear", original_name="storm.png")
+    client.force_login(researcher)
+    listing = client.get(reverse("dataset-list")).content.decode()
+    assert "eemo · Ekman" in listing
+    page = client.get(reverse("dataset-detail", args=["eemo"]))
+    html = page.content.decode()
+    assert "Emotions (Ekman): anger, disgust, fear, happiness, sadness, surprise" in html
+    assert '<option value="surprise"' in html and '<option value="awe"' not in html
+    only = client.get(reverse("dataset-detail", args=["eemo"]), {"label": "surprise"}, HTTP_HX_REQUEST="true")
+    assert "party.png" in only.content.decode() and "storm.png" not in only.content.decode()
