@@ -406,10 +406,10 @@ def image_page_annotations(*, image: Image, user: AbstractBaseUser, version: int
                if everything or a.kind not in PERSON_KINDS or a.author_user_id == user.pk]
     current.sort(key=_shown_first)
     out = []
+    emotions = image.dataset.get_taxonomy().labels
     if version is not None and not any(a.version == version for a in current):
         found = annotations_with_elements(visible_versions(image=image, user=user).filter(version=version))[:1]
-        emotions = image.dataset.get_taxonomy().labels
-    out += [_for_page(a, is_current=a.is_current, emotions=emotions) for a in found]
+        out += [_for_page(a, is_current=a.is_current, emotions=emotions) for a in found]
     out += [_for_page(a, is_current=True, emotions=emotions) for a in current]
     return out
 
