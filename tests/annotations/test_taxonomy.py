@@ -15,7 +15,7 @@ from annotations.models import Dataset, Image
 from core.vocabulary import EKMAN, MIKELS, TaxonomyError, taxonomy_from_spec
 from review.services import check_annotation
 from tests.annotations.test_import import W, H, Workspace
-from tests.factories import DatasetFactory, ImageFactory, annotation_payload
+from tests.factories import DatasetFactory, ImageFactory, annotation_payload, make_annotation
 
 pytestmark = pytest.mark.django_db
 
@@ -233,3 +233,19 @@ def test_the_dataset_pages_name_the_taxonomy_and_filter_by_its_labels(client, re
     assert '<option value="surprise"' in html and '<option value="awe"' not in html
     only = client.get(reverse("dataset-detail", args=["eemo"]), {"label": "surprise"}, HTTP_HX_REQUEST="true")
     assert "party.png" in only.content.decode() and "storm.png" not in only.content.decode()
+
+
+def test_the_image_page_shows_the_distribution_over_the_datasets_six_labels(client, researcher):
+    dataset = DatasetFactory(slug="eemo", taxonomy=EKMAN.to_spec())
+    image = ImageFactory(dataset=dataset)
+    payload = annotation_payload(image.width, image.height)
+    payload["ces"] = {"label": "surprise", "confidence": 0.5,
+                      "distribution": {e: (0.5 if e == "surprise" else 0.1) for e in EKMAN.labels}}
+    make_annotation(image, payload=payload)
+    client.force_login(researcher)
+    page = client.get(reverse("image-detail", args=[image.pk]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    positions = [html.find(f"<span>{label}</span>") for label in EKMAN.labels]
+    assert all(p > 0 for p in positions) and positions == sorted(positions)
+    assert "<span>amusement</span>" not in html
