@@ -17,7 +17,8 @@ class DatasetForm(CheckedModelForm):
     taxonomy_choice = forms.ChoiceField(
         label="Emotion taxonomy",
         choices=[("mikels", "Mikels' 8 (default)"), ("ekman", "Ekman's 6"), (CUSTOM, "Custom (JSON below)")],
-        initial="mikels",
+        initial="mikels", required=False,
+        help_text="Left out: the dataset keeps its taxonomy (a new one gets Mikels' 8).",
     )
     custom_taxonomy = forms.JSONField(
         required=False, label="Custom taxonomy",
@@ -42,7 +43,7 @@ class DatasetForm(CheckedModelForm):
     def clean(self):
         cleaned = super().clean()
         choice = cleaned.get("taxonomy_choice")
-        if choice is None:
+        if not choice:  # a post without the field (a script): nothing to change
             return cleaned
         given = cleaned.get("custom_taxonomy") if choice == CUSTOM else choice
         field = "custom_taxonomy" if choice == CUSTOM else "taxonomy_choice"

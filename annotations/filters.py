@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import re
+
 import django_filters
 
 from annotations.models import Dataset, Image, ImageSource, ImageStatus
 from annotations.text_policy import CheckedDateTimeFilter
 from core.vocabulary import EMOTIONS, taxonomy_from_spec
+
+SLUG = re.compile(r"^[-a-zA-Z0-9_]{1,100}$")
 
 
 def label_choices(datasets) -> list[tuple[str, str]]:
@@ -36,7 +40,7 @@ class ImageFilter(django_filters.FilterSet):
         slug = self.data.get("dataset") if hasattr(self.data, "get") else None
         if dataset is not None:
             datasets = Dataset.objects.filter(pk=dataset.pk)
-        elif isinstance(slug, str) and slug:
+        elif isinstance(slug, str) and SLUG.match(slug):  # anything else is the text policy's to refuse
             datasets = Dataset.objects.filter(slug=slug)
         else:
             datasets = Dataset.objects.all()
