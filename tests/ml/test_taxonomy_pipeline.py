@@ -8,10 +8,11 @@ import json
 import pytest
 
 from annotations.domain import PIPELINE_AUTHOR
-from annotations.models import ImageStatus
+from annotations.models import AnnotationKind, Decision, ImageStatus
 from core.vocabulary import EKMAN, EMOTIONS, MIKELS, taxonomy_from_spec
 from ml import services
 from ml.models import PipelineRun, RunStatus
+from ml.selectors import calibration_samples
 from ml.stages import pipeline
 from ml.stages.backends.openai_vlm import OpenAIAnnotator
 from ml.stages.backends.temperature_calibrator import TemperatureCalibrator
@@ -19,7 +20,7 @@ from ml.stages.calibration import calibrate_and_merge
 from ml.stages.parsing import parse_annotation, parse_critic
 from ml.stages.prompts import load_prompt, render_annotate
 from ml.stages.types import AnnotatorResult, ImageInput, StageError
-from tests.factories import DatasetFactory, ImageFactory
+from tests.factories import DatasetFactory, ImageFactory, annotation_payload, make_annotation
 from tests.ml.fake_openai import GOOD_TRIPLETS, Reply, critic_json, prompt_text, schema_name
 
 EKMAN_WORDS = "anger, disgust, fear, happiness, sadness, surprise"
@@ -158,3 +159,28 @@ def test_calibration_merges_six_way_and_leaves_out_a_classifier_of_another_taxon
     assert mikels.classifier is not None  # the classifier's own taxonomy: blended in
     with pytest.raises(ValueError, match="not over the labels"):
         calibrate_and_merge(results, {})  # six-way answers read as Mikels'
+
+
+@pytest.mark.django_db
+def test_calibration_samples_read_each_dataset_in_its_own_labels_and_pool_them_padded():
+    mikels = DatasetFactory(slug="plain")
+    ekman = DatasetFactory(slug="eemo", taxonomy=EKMAN.to_spec())
+    for dataset, label, distribution in (
+        (mikels, "awe", {e: (0.65 if e == "awe" else 0.05) for e in EMOTIONS}),
+        (ekman, "happiness", six_way("happiness", 0.5)),
+    ):
+        image = ImageFactory(dataset=dataset)
+        data = annotation_payload(image.width, image.height)
+        data["ces"] = {"label": label, "distribution": distribution}
+        make_annotation(image, author_name="gpt-4o", payload=data, raw_distribution=distribution)
+        make_annotation(image, kind=AnnotationKind.IMPORT, author_name="import", payload=data, decision=Decision.APPROVED)
+    alone = calibration_samples(dataset=ekman)["gpt-4o"]
+    assert alone.probs.shape == (1, 6) and alone.labels.tolist() == [EKMAN.labels.index("happiness")]
+    assert alone.probs[0].tolist() == pytest.approx(list(six_way("happiness", 0.5).values()))
+    pooled = calibration_samples()["gpt-4o"]
+    assert pooled.probs.shape == (2, 8) and pooled.n_raw == 2
+    rows = dict(zip(pooled.image_ids.tolist(), zip(pooled.probs.tolist(), pooled.labels.tolist(), strict=True), strict=True))
+    ekman_row, ekman_code = rows[ekman.images.get().pk]
+    assert ekman_row[6:] == [0.0, 0.0] and ekman_row.index(max(ekman_row)) == ekman_code == 3
+    mikels_row, mikels_code = rows[mikels.images.get().pk]
+    assert mikels_row.index(max(mikels_row)) == mikels_code == 1
