@@ -102,6 +102,8 @@ class Taxonomy:
         """The label ``word`` names (itself or through a synonym), or None: never a guess."""
         if not isinstance(word, str):
             return None
+        if word in self.labels:  # the common case, without normalising
+            return word
         w = normalise_word(word)
         if w in self.labels:
             return w
