@@ -44,4 +44,6 @@ class ImageFilter(django_filters.FilterSet):
             datasets = Dataset.objects.filter(slug=slug)
         else:
             datasets = Dataset.objects.all()
-        self.filters["label"].extra["choices"] = label_choices(datasets)
+        label = self.filters["label"]
+        label.extra["choices"] = label_choices(datasets)
+        vars(label).pop("_field", None)  # a form field built before (from base_filters, e.g. the schema) holds Mikels' choices

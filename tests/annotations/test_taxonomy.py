@@ -11,6 +11,7 @@ from django.urls import reverse
 
 from annotations.admin import DatasetForm
 from annotations.errors import InvalidAnnotation
+from annotations.filters import ImageFilter
 from annotations.models import Dataset, Image
 from core.vocabulary import EKMAN, MIKELS, TaxonomyError, taxonomy_from_spec
 from review.services import check_annotation
@@ -224,6 +225,7 @@ def test_the_dataset_pages_name_the_taxonomy_and_filter_by_its_labels(client, re
     dataset = DatasetFactory(slug="eemo", name="EEmo", taxonomy=EKMAN.to_spec())
     ImageFactory(dataset=dataset, label="surprise", original_name="party.png")
     ImageFactory(dataset=dataset, label="fear", original_name="storm.png")
+    assert ImageFilter.base_filters["label"].field is not None  # built from the class (as the API schema does): Mikels' choices
     client.force_login(researcher)
     listing = client.get(reverse("dataset-list")).content.decode()
     assert "eemo · Ekman" in listing
