@@ -53,7 +53,8 @@ class ReportAPI(RoleAPI):
     @extend_schema(parameters=FILTERS, responses={200: REPORT, 202: REPORT_STATE, 500: REPORT_STATE})
     def get(self, request, slug: str):
         dataset = get_object_or_404(Dataset, slug=slug)
-        form = ReportFilterForm(request.query_params, reviewers=selectors.reviewer_names(dataset=dataset))
+        form = ReportFilterForm(request.query_params, reviewers=selectors.reviewer_names(dataset=dataset),
+                                labels=dataset.get_taxonomy().labels)
         if not form.is_valid():
             raise ValidationError(form.errors)
         state = report_or_start(dataset=dataset, filters=form.filters())

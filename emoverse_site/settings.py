@@ -306,7 +306,6 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "AnnotationDecisionEnum": "annotations.models.Decision",
         "ReviewDecisionEnum": ["approved", "rejected", "flagged"],
-        "EmotionEnum": "core.vocabulary.EMOTIONS",
         "VerdictEnum": "annotations.api_components.VERDICTS",
     },
 }

@@ -21,7 +21,7 @@ from exports.models import ExportSnapshot
 from exports.writers import WriterResult
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 2  # 2: ``left_out``; COCO and Parquet leave rejected elements out by default
+MANIFEST_VERSION = 2  # 2: ``left_out``; COCO and Parquet leave rejected elements out by default (``taxonomy``: an added key)
 _FINAL = "the adjudicated annotation, else the approved human review or curated import"
 FINAL_RULE = f"{_FINAL} (human-approved only)"
 FINAL_RULE_AUTO = (f"{_FINAL}, else the pipeline's auto-accepted model answer "
@@ -104,6 +104,7 @@ def build_manifest(
         "dataset": snapshot.dataset.slug,
         "snapshot": snapshot.version,
         "format": snapshot.format,
+        "taxonomy": snapshot.dataset.get_taxonomy().to_spec(),
         "filters": snapshot.filters,
         "final_annotation": FINAL_RULE_AUTO if auto else FINAL_RULE,
         "options": snapshot.options,

@@ -188,12 +188,12 @@ def _chunks(iterator: Iterator[Image], size: int) -> Iterator[list[Image]]:
 
 def _export(attempt: _Attempt) -> None:
     snapshot = attempt.snapshot
-    filters = ExportFilters.parse(snapshot.filters)
+    filters = ExportFilters.parse(snapshot.filters, snapshot.dataset.get_taxonomy().labels)
     images = export_images(dataset=snapshot.dataset, filters=filters)
     _progress(attempt, total=images.count(), done=0)
     names = images.order_by().values("original_name").annotate(n=Count("id")).filter(n__gt=1)
     duplicates = set(names.values_list("original_name", flat=True))
-    context = {"dataset": snapshot.dataset.slug, "version": snapshot.version}
+    context = {"dataset": snapshot.dataset.slug, "version": snapshot.version, "taxonomy": snapshot.dataset.get_taxonomy()}
     writer = writer_class(snapshot.format)(attempt.folder, snapshot.options, context=context)
     placer = ImagePlacer(attempt.folder, snapshot.options.get("images", IMAGE_MODES[0]))
     counts, done = _Counts(include_rejected=writer.include_rejected), 0

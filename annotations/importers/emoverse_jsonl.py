@@ -225,7 +225,7 @@ def prepare_line(raw: bytes, *, dataset: Dataset, options: ImportOptions) -> Pre
     _check_metadata(parsed.data, candidate.sha256, candidate.width, candidate.height)
     annotation = fingerprint = None
     if parsed.annotator is not None:
-        annotation = validate_annotation(parsed.data, candidate.width, candidate.height)
+        annotation = validate_annotation(parsed.data, candidate.width, candidate.height, options.taxonomy, synonyms=True)
         validate_triplet_keys(annotation.triplets)
         fingerprint = _fingerprint(parsed, annotation)
     candidate = image_store_files(dataset=dataset, candidate=candidate, original_name=parsed.image)
@@ -443,6 +443,7 @@ def import_emoverse_jsonl(
     max_errors: int = 1000,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     on_error: Callable[[LineError], None] | None = None,
+    taxonomy: Any = None,
 ) -> ImportReport:
     """Import an EmoVerse JSONL stream (opened in binary mode) into ``dataset_slug``.
 
@@ -453,7 +454,10 @@ def import_emoverse_jsonl(
     the first ``max_errors`` in the report, every one to ``on_error`` (in line
     order, as each batch commits: a caller can stream them to a file). Once the
     import commits, :data:`annotations.signals.import_finished` is sent, so a worker
-    embeds the new phrases.
+    embeds the new phrases. ``taxonomy`` (a built-in name or an object, docs/taxonomies.md)
+    is the emotion taxonomy of a dataset created here; an existing dataset must have it.
+    The lines' emotion words go through the dataset's synonym map; a word that is neither a
+    label nor a synonym fails its line, never guessed.
     """
     root = Path(images_dir)
     if not root.is_dir():
@@ -462,10 +466,14 @@ def import_emoverse_jsonl(
         raise ValueError(f"unknown default source {source_default!r}; expected one of {', '.join(ImageSource.values)}")
     if batch_size < 1:
         raise ValueError("batch size must be at least 1")
+    try:
+        dataset, _ = dataset_get_or_create(slug=dataset_slug, taxonomy=taxonomy)
+    except InvalidAnnotation as exc:
+        raise ValueError(str(exc)) from exc
     options = ImportOptions(
-        images_dir=Path(os.path.realpath(root)), approved=approved, source_default=source_default, max_line_bytes=max_line_bytes
+        images_dir=Path(os.path.realpath(root)), approved=approved, source_default=source_default,
+        max_line_bytes=max_line_bytes, taxonomy=dataset.get_taxonomy(),
     )
-    dataset, _ = dataset_get_or_create(slug=dataset_slug)
     run = ImportRun.objects.create(dataset=dataset, file_name=file_name[:500], approved=approved, run_by=run_by[:150])
     report = ImportReport(run=run)
     lines = iter_lines(stream, max_line_bytes=max_line_bytes)

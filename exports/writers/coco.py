@@ -37,7 +37,7 @@ from typing import Any
 
 from annotations.models import Element
 from core.masks import mask_area, mask_bbox
-from core.vocabulary import EMOTIONS, POSITIVE_EMOTIONS, ROLES
+from core.vocabulary import MIKELS, ROLES, Taxonomy
 from exports.writers.items import (
     ExportItem,
     WriterResult,
@@ -51,11 +51,15 @@ _IMAGES_PART = ".images.part"
 _ANNOTATIONS_PART = ".annotations.part"
 
 
-def categories_for(mode: str) -> list[dict[str, Any]]:
+def categories_for(mode: str, taxonomy: Taxonomy = MIKELS) -> list[dict[str, Any]]:
+    """The COCO categories: the taxonomy's labels in its order (supercategory: the label's
+    polarity, ``neutral`` for one in neither group, ``emotion`` for a taxonomy without
+    polarity), or the B-A-S roles."""
     if mode == "emotion":
         return [
-            {"id": i, "name": e, "supercategory": "positive" if e in POSITIVE_EMOTIONS else "negative"}
-            for i, e in enumerate(EMOTIONS, start=1)
+            {"id": i, "name": e,
+             "supercategory": (taxonomy.polarity(e) or "neutral") if taxonomy.has_polarity else "emotion"}
+            for i, e in enumerate(taxonomy.labels, start=1)
         ]
     return [{"id": i, "name": r, "supercategory": "bas"} for i, r in enumerate(ROLES, start=1)]
 
@@ -88,7 +92,8 @@ class CocoWriter:
         self._folder = folder
         self._mode = options.get("categories", "emotion")
         self.include_rejected = bool(options.get("include_rejected", False))
-        self._category_ids = {c["name"]: c["id"] for c in categories_for(self._mode)}
+        self._taxonomy = context.get("taxonomy", MIKELS)
+        self._category_ids = {c["name"]: c["id"] for c in categories_for(self._mode, self._taxonomy)}
         self._context = context
         self._images = open(folder / _IMAGES_PART, "w", encoding="utf-8")  # noqa: SIM115 - closed in close/abort
         self._annotations = open(folder / _ANNOTATIONS_PART, "w", encoding="utf-8")  # noqa: SIM115
@@ -155,7 +160,7 @@ class CocoWriter:
                 "categories_by": self._mode,
             },
             "licenses": [],
-            "categories": categories_for(self._mode),
+            "categories": categories_for(self._mode, self._taxonomy),
         }
         with open(self._folder / FILE_NAME, "w", encoding="utf-8") as out:
             out.write(json.dumps(header, ensure_ascii=False)[:-1])

@@ -7,7 +7,7 @@ COCO RLE ``mask_counts`` with ``mask_size`` ``[h, w]``, mask score; null when th
 triplet has no such element; elements a reviewer or adjudicator rejected are
 left out unless the ``include_rejected`` option is set, and a triplet with no
 element left is dropped), the CES label, confidence and distribution (a
-struct of the 8 emotions), the DES vector as ``fixed_size_list<float32, 1024>``
+struct of the dataset taxonomy's labels, Mikels' 8 by default), the DES vector as ``fixed_size_list<float32, 1024>``
 (null when absent), the rationale and the annotator. Readable by pyarrow, pandas
 and HuggingFace ``datasets`` (``Dataset.from_parquet``).
 """
@@ -15,7 +15,7 @@ and HuggingFace ``datasets`` (``Dataset.from_parquet``).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from annotations.models import Element
-from core.vocabulary import DES_DIM, EMOTIONS, ROLES
+from core.vocabulary import DES_DIM, EMOTIONS, MIKELS, ROLES
 from exports.writers.items import ExportItem, WriterResult, export_annotator, kept_elements
 
 FILE_NAME = "data.parquet"
@@ -40,10 +40,21 @@ ELEMENT = pa.struct([
     ("mask_score", pa.float64()),
 ])
 TRIPLET = pa.struct([("key", pa.string()), *((role, ELEMENT) for role in ROLES)])
-DISTRIBUTION = pa.struct([(e, pa.float64()) for e in EMOTIONS])
 ANNOTATOR = pa.struct([("kind", pa.string()), ("name", pa.string()), ("prompt_version", pa.string())])
 DES = pa.list_(pa.float32(), DES_DIM)
 
+
+def distribution_type(labels: Sequence[str]) -> pa.StructType:
+    """``ces_distribution``: one float64 field per label of the dataset's taxonomy, in its order."""
+    return pa.struct([(e, pa.float64()) for e in labels])
+
+
+def schema_for(labels: Sequence[str]) -> pa.Schema:
+    """The file's schema for a dataset whose taxonomy has ``labels``."""
+    return SCHEMA.set(SCHEMA.get_field_index("ces_distribution"), pa.field("ces_distribution", distribution_type(labels)))
+
+
+DISTRIBUTION = distribution_type(EMOTIONS)
 SCHEMA = pa.schema([
     ("image_id", pa.int64()),
     ("image", pa.string()),
@@ -100,8 +111,8 @@ def des_array(blobs: list[bytes | memoryview | None]) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), DES_DIM, mask=pa.array(missing))
 
 
-def chunk_table(items: list[ExportItem], *, include_rejected: bool) -> pa.Table:
-    columns: dict[str, list] = {name: [] for name in SCHEMA.names if name != "des"}
+def chunk_table(items: list[ExportItem], *, include_rejected: bool, schema: pa.Schema = SCHEMA) -> pa.Table:
+    columns: dict[str, list] = {name: [] for name in schema.names if name != "des"}
     for item in items:
         image, final = item.image, item.annotation
         annotator = export_annotator(final)
@@ -115,9 +126,9 @@ def chunk_table(items: list[ExportItem], *, include_rejected: bool) -> pa.Table:
         }
         for name, value in values.items():
             columns[name].append(value)
-    arrays = {name: pa.array(values, type=SCHEMA.field(name).type) for name, values in columns.items()}
+    arrays = {name: pa.array(values, type=schema.field(name).type) for name, values in columns.items()}
     arrays["des"] = des_array([item.annotation.des for item in items])
-    return pa.Table.from_arrays([arrays[name] for name in SCHEMA.names], schema=SCHEMA)
+    return pa.Table.from_arrays([arrays[name] for name in schema.names], schema=schema)
 
 
 class ParquetWriter:
@@ -125,14 +136,17 @@ class ParquetWriter:
 
     def __init__(self, folder: Path, options: Mapping[str, Any], *, context: Mapping[str, Any]) -> None:
         self.include_rejected = bool(options.get("include_rejected", False))
-        metadata = {"emoverse": json.dumps({"schema_version": SCHEMA_VERSION, **{k: str(v) for k, v in context.items()}})}
-        self._schema = SCHEMA.with_metadata(metadata)
+        taxonomy = context.get("taxonomy", MIKELS)
+        described = {k: str(v) for k, v in context.items() if k != "taxonomy"}
+        metadata = {"emoverse": json.dumps({"schema_version": SCHEMA_VERSION, **described,
+                                            "taxonomy": taxonomy.name, "labels": list(taxonomy.labels)})}
+        self._schema = schema_for(taxonomy.labels).with_metadata(metadata)
         self._writer = pq.ParquetWriter(folder / FILE_NAME, self._schema, compression="zstd")
         self._rows = 0
 
     def write(self, items: list[ExportItem]) -> None:
         if items:
-            self._writer.write_table(chunk_table(items, include_rejected=self.include_rejected).replace_schema_metadata(self._schema.metadata))
+            self._writer.write_table(chunk_table(items, include_rejected=self.include_rejected, schema=self._schema).replace_schema_metadata(self._schema.metadata))
             self._rows += len(items)
 
     def close(self) -> WriterResult:

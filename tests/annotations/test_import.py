@@ -440,10 +440,10 @@ def test_an_unexpected_error_is_reported_for_its_line_and_logged(ws, monkeypatch
 
     real = emoverse_jsonl.validate_annotation
 
-    def validate_with_a_bug(value, width, height):
+    def validate_with_a_bug(value, width, height, *args, **kwargs):
         if value.get("rationale") == "boom":
             raise RuntimeError("an unforeseen bug")
-        return real(value, width, height)
+        return real(value, width, height, *args, **kwargs)
 
     monkeypatch.setattr(emoverse_jsonl, "validate_annotation", validate_with_a_bug)
     names = [ws.add_png(f"{i}.png", seed=i) for i in range(3)]

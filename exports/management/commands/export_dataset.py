@@ -10,7 +10,6 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from annotations.models import Dataset, ImageSource, ImageStatus
-from core.vocabulary import EMOTIONS
 from exports.filters import InvalidExportRequest
 from exports.models import ExportFormat, ExportStatus
 from exports.runs import export_run
@@ -37,7 +36,7 @@ class Command(BaseCommand):
         parser.add_argument("--status", nargs="+", choices=ImageStatus.values, default=[ImageStatus.APPROVED],
                             help="image statuses to take (default: approved)")
         parser.add_argument("--source", nargs="+", choices=ImageSource.values, help="image sources to take")
-        parser.add_argument("--label", nargs="+", choices=EMOTIONS, help="CES labels to take")
+        parser.add_argument("--label", nargs="+", help="CES labels to take (labels of the dataset's taxonomy)")
         parser.add_argument("--since", help="ISO date or date-time, inclusive")
         parser.add_argument("--until", help="ISO date or date-time, exclusive (a bare date: through that day)")
         parser.add_argument("--date-field", choices=["image", "annotation"], default="image",
