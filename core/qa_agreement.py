@@ -7,8 +7,11 @@ reviewer kept it (as generated or after an edit) and *rejected* otherwise. Its m
 answer is *scored* when a human answer exists to compare it with: an accepted pair's final
 answer (the model's, or the edited one), or a rejection for a wrong answer, which marks
 the model's answer wrong. A pair rejected for another reason (ambiguous, not about the
-image, ...) says nothing about the answer and is not scored. The caller decides how two
-answers compare (option letters, yes/no, normalised open text) and passes the verdict.
+image, ...) says nothing about the answer and is not scored. The critic's blind answer is
+scored the same way against the human answer, where the pair has one. Answers compare by
+:func:`answer_key`: the text of the correct option for multiple choice (so a reordering of
+the options is no disagreement), ``yes``/``no``, or the normalised open answer (an open
+answer reworded by the reviewer counts as a different answer).
 
 Rates carry a Wilson score interval (better than the normal approximation near 0 and 1 and
 for small counts; Wilson 1927), computed by scipy.
@@ -16,17 +19,59 @@ for small counts; Wilson 1927), computed by scipy.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from scipy import stats
 
-__all__ = ["ACCEPTED", "DECISIONS", "EDITED", "REJECTED", "QaAgreement", "QaOutcome", "QaRate", "QaRow", "qa_agreement"]
+from core.alignment import phrase_key
+
+__all__ = [
+    "ACCEPTED",
+    "DECISIONS",
+    "EDITED",
+    "REJECTED",
+    "QaAgreement",
+    "QaOutcome",
+    "QaRate",
+    "QaRow",
+    "answer_key",
+    "critic_answer_key",
+    "qa_agreement",
+]
 
 ACCEPTED, EDITED, REJECTED = "accepted", "edited", "rejected"
 DECISIONS = (ACCEPTED, EDITED, REJECTED)
-ALL = ""  # the category or dimension of a row that pools all of them
+ALL = ""  # the category, dimension or model of a row that pools all of them
+MULTIPLE_CHOICE, YES_NO, OPEN = "multiple_choice", "yes_no", "open"
+
+
+def answer_key(question_type: str, options: Sequence[str] | None, answer_index: int | None, answer: str) -> str | None:
+    """What an answer is, comparably: the normalised text of the correct option (multiple
+    choice), ``yes``/``no``, or the normalised open answer (:func:`core.alignment.phrase_key`).
+    ``None`` when there is no answer (an index outside the options, empty text)."""
+    if question_type == MULTIPLE_CHOICE:
+        if answer_index is None or not options or not 0 <= answer_index < len(options):
+            return None
+        return phrase_key(options[answer_index]) or None
+    return phrase_key(answer) or None
+
+
+def critic_answer_key(question_type: str, options: Sequence[str] | None, critic_answer: str) -> str | None:
+    """:func:`answer_key` of a critic's blind answer to the pair as generated: for multiple
+    choice an option index (``"2"``) or letter (``"C"``) into ``options``, or the option's text."""
+    text = (critic_answer or "").strip()
+    if question_type != MULTIPLE_CHOICE:
+        return phrase_key(text) or None
+    if not options or not text:
+        return None
+    if text.isdigit():
+        return answer_key(question_type, options, int(text), "")
+    if len(text) == 1 and text.isalpha():
+        return answer_key(question_type, options, ord(text.upper()) - ord("A"), "")
+    key = phrase_key(text)
+    return key if key in {phrase_key(o) for o in options} else None
 
 
 @dataclass(frozen=True)
@@ -34,13 +79,18 @@ class QaOutcome:
     """One reviewed QA pair.
 
     ``model_correct`` is whether the generating model's answer matches the human answer,
-    ``None`` when there is no human answer to compare it with (see the module docstring).
+    ``None`` when there is no human answer to compare it with (see the module docstring);
+    ``critic_correct`` the same for the critic's blind answer (``None`` also without one).
+    ``reason`` is a rejection's reason; ``model`` the generating model.
     """
 
     category: str
     dimension: str
     decision: str
     model_correct: bool | None
+    critic_correct: bool | None = None
+    reason: str = ""
+    model: str = ""
 
     def __post_init__(self) -> None:
         if self.decision not in DECISIONS:
@@ -67,7 +117,7 @@ class QaRate:
 
 @dataclass(frozen=True)
 class QaRow:
-    """One category x dimension cell (``""`` for "all" on either side)."""
+    """One category x dimension cell, or one generating model (``""`` for "all")."""
 
     category: str
     dimension: str
@@ -75,62 +125,72 @@ class QaRow:
     accepted: int  # as generated
     edited: int
     rejected: int
+    reasons: dict[str, int]  # rejections by reason
     acceptance: QaRate  # (accepted + edited) / reviewed
     accuracy: QaRate  # model answers matching the human answer / scored pairs
+    critic_accuracy: QaRate  # critic's blind answers matching the human answer / scored pairs
+    model: str = ""
 
 
 @dataclass(frozen=True)
 class QaAgreement:
     """All pairs (``overall``), each category over all dimensions, each dimension over all
-    categories, and each category x dimension cell present in the data, in sorted order."""
+    categories, each category x dimension cell present in the data and each generating
+    model, in sorted order."""
 
     overall: QaRow
     by_category: list[QaRow]
     by_dimension: list[QaRow]
     by_cell: list[QaRow]
+    by_model: list[QaRow]
     confidence: float
 
 
-def _row(category: str, dimension: str, outcomes: list[QaOutcome], confidence: float) -> QaRow:
-    counts = {d: 0 for d in DECISIONS}
-    correct = scored = 0
-    for o in outcomes:
-        counts[o.decision] += 1
-        if o.model_correct is not None:
-            scored += 1
-            correct += bool(o.model_correct)
-    reviewed = len(outcomes)
+def _rate(verdicts: Iterable[bool | None], confidence: float) -> QaRate:
+    scored = [v for v in verdicts if v is not None]
+    return QaRate.of(sum(scored), len(scored), confidence)
+
+
+def _row(category: str, dimension: str, outcomes: list[QaOutcome], confidence: float, model: str = "") -> QaRow:
+    counts = Counter(o.decision for o in outcomes)
+    reasons = Counter(o.reason or "unspecified" for o in outcomes if o.decision == REJECTED)
     kept = counts[ACCEPTED] + counts[EDITED]
     return QaRow(
         category,
         dimension,
-        reviewed,
+        len(outcomes),
         counts[ACCEPTED],
         counts[EDITED],
         counts[REJECTED],
-        QaRate.of(kept, reviewed, confidence),
-        QaRate.of(correct, scored, confidence),
+        dict(sorted(reasons.items())),
+        QaRate.of(kept, len(outcomes), confidence),
+        _rate((o.model_correct for o in outcomes), confidence),
+        _rate((o.critic_correct for o in outcomes), confidence),
+        model,
     )
 
 
 def qa_agreement(outcomes: Iterable[QaOutcome], *, confidence: float = 0.95) -> QaAgreement:
-    """Acceptance rate and model answer accuracy of reviewed QA pairs, overall, per category,
-    per dimension and per category x dimension (one pass over ``outcomes``)."""
+    """Acceptance rate and model (and critic) answer accuracy of reviewed QA pairs, overall,
+    per category, per dimension, per category x dimension and per generating model."""
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     everything: list[QaOutcome] = []
     by_cat: dict[str, list[QaOutcome]] = defaultdict(list)
     by_dim: dict[str, list[QaOutcome]] = defaultdict(list)
     by_cell: dict[tuple[str, str], list[QaOutcome]] = defaultdict(list)
+    by_model: dict[str, list[QaOutcome]] = defaultdict(list)
     for o in outcomes:
         everything.append(o)
         by_cat[o.category].append(o)
         by_dim[o.dimension].append(o)
         by_cell[o.category, o.dimension].append(o)
+        by_model[o.model].append(o)
     return QaAgreement(
         _row(ALL, ALL, everything, confidence),
         [_row(c, ALL, by_cat[c], confidence) for c in sorted(by_cat)],
         [_row(ALL, d, by_dim[d], confidence) for d in sorted(by_dim)],
         [_row(c, d, by_cell[c, d], confidence) for c, d in sorted(by_cell)],
+        [_row(ALL, ALL, by_model[m], confidence, model=m) for m in sorted(by_model)],
         confidence,
     )
