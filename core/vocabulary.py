@@ -29,4 +29,5 @@ REVIEWER = "reviewer"
 ADJUDICATOR = "adjudicator"
 RESEARCHER = "researcher"
 ADMIN = "admin"
-USER_ROLES: tuple[str, ...] = (REVIEWER, ADJUDICATOR, RESEARCHER, ADMIN)
+RATER = "rater"  # scores images on a dataset's assessment scales (qa)
+USER_ROLES: tuple[str, ...] = (REVIEWER, ADJUDICATOR, RESEARCHER, ADMIN, RATER)
