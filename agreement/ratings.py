@@ -34,7 +34,8 @@ ICC_SHOWN = ("ICC2", "ICC2k", "ICC3", "ICC3k")  # absolute agreement first, then
 
 
 def _num(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) else float(value)
+    """A JSON number: ``None`` for NaN (undefined) and infinity (an F ratio over zero error)."""
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def icc_dict(form: Icc) -> dict[str, Any]:
