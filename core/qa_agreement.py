@@ -146,51 +146,62 @@ class QaAgreement:
     confidence: float
 
 
-def _rate(verdicts: Iterable[bool | None], confidence: float) -> QaRate:
-    scored = [v for v in verdicts if v is not None]
-    return QaRate.of(sum(scored), len(scored), confidence)
+class _Tally:
+    """Counts of one group of outcomes (memory per group, not per pair)."""
 
+    def __init__(self) -> None:
+        self.decisions: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+        self.model = [0, 0]  # correct, scored
+        self.critic = [0, 0]
 
-def _row(category: str, dimension: str, outcomes: list[QaOutcome], confidence: float, model: str = "") -> QaRow:
-    counts = Counter(o.decision for o in outcomes)
-    reasons = Counter(o.reason or "unspecified" for o in outcomes if o.decision == REJECTED)
-    kept = counts[ACCEPTED] + counts[EDITED]
-    return QaRow(
-        category,
-        dimension,
-        len(outcomes),
-        counts[ACCEPTED],
-        counts[EDITED],
-        counts[REJECTED],
-        dict(sorted(reasons.items())),
-        QaRate.of(kept, len(outcomes), confidence),
-        _rate((o.model_correct for o in outcomes), confidence),
-        _rate((o.critic_correct for o in outcomes), confidence),
-        model,
-    )
+    def add(self, o: QaOutcome) -> None:
+        self.decisions[o.decision] += 1
+        if o.decision == REJECTED:
+            self.reasons[o.reason or "unspecified"] += 1
+        for verdict, tally in ((o.model_correct, self.model), (o.critic_correct, self.critic)):
+            if verdict is not None:
+                tally[0] += bool(verdict)
+                tally[1] += 1
+
+    def row(self, category: str, dimension: str, confidence: float, model: str = "") -> QaRow:
+        d = self.decisions
+        reviewed = sum(d.values())
+        return QaRow(
+            category,
+            dimension,
+            reviewed,
+            d[ACCEPTED],
+            d[EDITED],
+            d[REJECTED],
+            dict(sorted(self.reasons.items())),
+            QaRate.of(d[ACCEPTED] + d[EDITED], reviewed, confidence),
+            QaRate.of(*self.model, confidence),
+            QaRate.of(*self.critic, confidence),
+            model,
+        )
 
 
 def qa_agreement(outcomes: Iterable[QaOutcome], *, confidence: float = 0.95) -> QaAgreement:
     """Acceptance rate and model (and critic) answer accuracy of reviewed QA pairs, overall,
-    per category, per dimension, per category x dimension and per generating model."""
+    per category, per dimension, per category x dimension and per generating model (one
+    pass over ``outcomes``, which may be a generator; memory grows with the groups only)."""
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    everything: list[QaOutcome] = []
-    by_cat: dict[str, list[QaOutcome]] = defaultdict(list)
-    by_dim: dict[str, list[QaOutcome]] = defaultdict(list)
-    by_cell: dict[tuple[str, str], list[QaOutcome]] = defaultdict(list)
-    by_model: dict[str, list[QaOutcome]] = defaultdict(list)
+    overall = _Tally()
+    by_cat: dict[str, _Tally] = defaultdict(_Tally)
+    by_dim: dict[str, _Tally] = defaultdict(_Tally)
+    by_cell: dict[tuple[str, str], _Tally] = defaultdict(_Tally)
+    by_model: dict[str, _Tally] = defaultdict(_Tally)
     for o in outcomes:
-        everything.append(o)
-        by_cat[o.category].append(o)
-        by_dim[o.dimension].append(o)
-        by_cell[o.category, o.dimension].append(o)
-        by_model[o.model].append(o)
+        for tally in (overall, by_cat[o.category], by_dim[o.dimension], by_cell[o.category, o.dimension]):
+            tally.add(o)
+        by_model[o.model].add(o)
     return QaAgreement(
-        _row(ALL, ALL, everything, confidence),
-        [_row(c, ALL, by_cat[c], confidence) for c in sorted(by_cat)],
-        [_row(ALL, d, by_dim[d], confidence) for d in sorted(by_dim)],
-        [_row(c, d, by_cell[c, d], confidence) for c, d in sorted(by_cell)],
-        [_row(ALL, ALL, by_model[m], confidence, model=m) for m in sorted(by_model)],
+        overall.row(ALL, ALL, confidence),
+        [by_cat[c].row(c, ALL, confidence) for c in sorted(by_cat)],
+        [by_dim[d].row(ALL, d, confidence) for d in sorted(by_dim)],
+        [by_cell[c, d].row(c, d, confidence) for c, d in sorted(by_cell)],
+        [by_model[m].row(ALL, ALL, confidence, model=m) for m in sorted(by_model)],
         confidence,
     )
