@@ -269,27 +269,42 @@ def _agreement_bounds(rho: float, n: int, k: int, bms: float, jms: float, ems: f
     return float(low), float(high)
 
 
-def complete_block(ratings: Any, *, min_raters: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def complete_block(ratings: Any, *, min_raters: int = 2, starts: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Row and column indices of a large complete block of a ``(targets, raters)`` table with gaps.
 
     The ICC needs every rater to rate every target; when raters share the work (K of many
-    raters per image), that block is chosen greedily: start from every rater, drop the one
-    whose absence completes the most targets, and keep the step with the most complete
-    ratings (targets x raters; more raters on a tie). ``O(raters^2 targets)``. Returns empty
-    arrays when no two targets share ``min_raters`` raters.
+    raters per image), the largest such block (most ratings, targets x raters) is a hard
+    problem, found greedily: from each of the ``starts`` rater pairs that share the most
+    targets, add the rater who keeps the most targets complete while that adds ratings, and
+    keep the block with the most ratings seen (more raters on a tie). One ``raters x raters``
+    product, then ``O(starts x raters^2 x targets)`` at worst. Empty arrays when no two
+    targets share ``min_raters`` raters.
     """
     data = _as_ratings(ratings)
     present = ~np.isnan(data)
-    cols = [j for j in range(data.shape[1]) if present[:, j].any()]
+    n_cols = present.shape[1]
+    if n_cols < max(min_raters, 2):
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    counts = present.T.astype(np.int64) @ present.astype(np.int64)  # targets shared by each rater pair
+    a, b = np.triu_indices(n_cols, k=1)
+    order = np.argsort(-counts[a, b], kind="stable")[:starts]
     best: tuple[int, int, list[int]] = (0, 0, [])
-    while len(cols) >= min_raters:
-        rows = int(present[:, cols].all(axis=1).sum())
-        if rows >= 2 and (rows * len(cols), len(cols)) > best[:2]:
-            best = (rows * len(cols), len(cols), list(cols))
-        if len(cols) == min_raters:
-            break
-        gains = [int(present[:, [c for c in cols if c != drop]].all(axis=1).sum()) for drop in cols]
-        cols.pop(int(np.argmax(gains)))
+    for i in order:
+        cols = [int(a[i]), int(b[i])]
+        rows = present[:, cols[0]] & present[:, cols[1]]
+        while True:
+            n_rows = int(rows.sum())
+            if n_rows >= 2 and len(cols) >= min_raters and (n_rows * len(cols), len(cols)) > best[:2]:
+                best = (n_rows * len(cols), len(cols), sorted(cols))
+            others = np.setdiff1d(np.arange(n_cols), cols)
+            if len(others) == 0:
+                break
+            kept = present[rows][:, others].sum(axis=0)  # targets still complete with each candidate
+            j = int(np.argmax(kept))
+            if kept[j] < 2 or (kept[j] * (len(cols) + 1) <= n_rows * len(cols) and len(cols) >= min_raters):
+                break
+            cols.append(int(others[j]))
+            rows &= present[:, others[j]]
     if not best[2]:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     chosen = np.array(best[2], dtype=np.int64)

@@ -220,3 +220,15 @@ def test_rater_vs_mean_says_why_when_undefined():
     assert rows[1].pearson is None and "x has one value only" in rows[1].reason
     assert rows[2].n == 2 and rows[2].spearman is None and "at least three pairs" in rows[2].reason
     assert rows[0].pearson is not None and rows[0].reason == ""
+
+
+def test_complete_block_finds_a_panel_among_many_raters_who_share_the_work():
+    """40 raters, each image rated by 3 random ones, and a panel of 3 who rated the first 20
+    images: the block is the panel (dropping raters one at a time from all 40 loses it)."""
+    rng = np.random.default_rng(2)
+    x = np.full((400, 40), nan)
+    x[:20, [5, 17, 31]] = 1.0
+    for i in range(20, 400):
+        x[i, rng.choice(40, 3, replace=False)] = 1.0
+    rows, cols = complete_block(x)
+    assert cols.tolist() == [5, 17, 31] and rows.tolist() == list(range(20))
