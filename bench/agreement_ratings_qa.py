@@ -58,9 +58,23 @@ def qa_rows(pairs: int, seed: int = 0):
     for i in range(pairs):
         s = str(status[i])
         human = 1 if not flip[i] or s == "accepted" else 2
-        yield QaReviewRow(CATEGORIES[cats[i]], DIMENSIONS[dims[i]], s, "wrong_answer" if s == "rejected" else "",
-                          "multiple_choice", options, human, "", "model", "gpt-4o", "multiple_choice", options, 1, "",
-                          str(critic[i]))
+        yield QaReviewRow(
+            CATEGORIES[cats[i]],
+            DIMENSIONS[dims[i]],
+            s,
+            "wrong_answer" if s == "rejected" else "",
+            "multiple_choice",
+            options,
+            human,
+            "",
+            "model",
+            "gpt-4o",
+            "multiple_choice",
+            options,
+            1,
+            "",
+            str(critic[i]),
+        )
 
 
 def main() -> None:
@@ -78,17 +92,23 @@ def main() -> None:
     cpu = time.process_time() - start
     scale = section["scales"][0]
     icc = scale["icc"]["forms"]["ICC2"]
-    print(f"ratings: {len(ratings)} ratings, {args.images} images, {args.raters} raters: {cpu:.2f} s CPU "
-          f"(alpha with {args.resamples} resamples x 2 levels)")
-    print(f"  ICC(A,1) {icc['value']:.3f} [{icc['low']:.3f}, {icc['high']:.3f}] on {scale['icc']['n']} images x "
-          f"{len(scale['icc']['raters'])} raters; alpha interval {scale['krippendorff_alpha_interval']['value']:.3f}, "
-          f"ordinal {scale['krippendorff_alpha_ordinal']['value']:.3f}")
+    print(
+        f"ratings: {len(ratings)} ratings, {args.images} images, {args.raters} raters: {cpu:.2f} s CPU "
+        f"(alpha with {args.resamples} resamples x 2 levels)"
+    )
+    print(
+        f"  ICC(A,1) {icc['value']:.3f} [{icc['low']:.3f}, {icc['high']:.3f}] on {scale['icc']['n']} images x "
+        f"{len(scale['icc']['raters'])} raters; alpha interval {scale['krippendorff_alpha_interval']['value']:.3f}, "
+        f"ordinal {scale['krippendorff_alpha_ordinal']['value']:.3f}"
+    )
     start = time.process_time()
     qa = qa_section(qa_rows(args.pairs), status_counts={}, categories={}, dimensions={}, confidence=0.95)
     cpu = time.process_time() - start
-    print(f"qa: {args.pairs} reviewed pairs: {cpu:.2f} s CPU, {1e6 * cpu / args.pairs:.2f} us per pair "
-          f"(row generation included); acceptance {qa['overall']['acceptance']['value']:.3f}, "
-          f"model accuracy {qa['overall']['model_accuracy']['value']:.3f}, {len(qa['by_cell'])} cells")
+    print(
+        f"qa: {args.pairs} reviewed pairs: {cpu:.2f} s CPU, {1e6 * cpu / args.pairs:.2f} us per pair "
+        f"(row generation included); acceptance {qa['overall']['acceptance']['value']:.3f}, "
+        f"model accuracy {qa['overall']['model_accuracy']['value']:.3f}, {len(qa['by_cell'])} cells"
+    )
 
 
 if __name__ == "__main__":
