@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from scipy import stats
 
@@ -45,6 +46,8 @@ ACCEPTED, EDITED, REJECTED = "accepted", "edited", "rejected"
 DECISIONS = (ACCEPTED, EDITED, REJECTED)
 ALL = ""  # the category, dimension or model of a row that pools all of them
 MULTIPLE_CHOICE, YES_NO, OPEN = "multiple_choice", "yes_no", "open"
+# Option texts and short answers repeat across pairs (emotion words, yes/no): normalise each once.
+_key = lru_cache(maxsize=1 << 16)(phrase_key)
 
 
 def answer_key(question_type: str, options: Sequence[str] | None, answer_index: int | None, answer: str) -> str | None:
@@ -54,8 +57,8 @@ def answer_key(question_type: str, options: Sequence[str] | None, answer_index: 
     if question_type == MULTIPLE_CHOICE:
         if answer_index is None or not options or not 0 <= answer_index < len(options):
             return None
-        return phrase_key(options[answer_index]) or None
-    return phrase_key(answer) or None
+        return _key(options[answer_index]) or None
+    return _key(answer) or None
 
 
 def critic_answer_key(question_type: str, options: Sequence[str] | None, critic_answer: str) -> str | None:
@@ -63,15 +66,15 @@ def critic_answer_key(question_type: str, options: Sequence[str] | None, critic_
     choice an option index (``"2"``) or letter (``"C"``) into ``options``, or the option's text."""
     text = (critic_answer or "").strip()
     if question_type != MULTIPLE_CHOICE:
-        return phrase_key(text) or None
+        return _key(text) or None
     if not options or not text:
         return None
     if text.isdigit():
         return answer_key(question_type, options, int(text), "")
     if len(text) == 1 and text.isalpha():
         return answer_key(question_type, options, ord(text.upper()) - ord("A"), "")
-    key = phrase_key(text)
-    return key if key in {phrase_key(o) for o in options} else None
+    key = _key(text)
+    return key if key in {_key(o) for o in options} else None
 
 
 @dataclass(frozen=True)
@@ -155,14 +158,15 @@ class _Tally:
         self.model = [0, 0]  # correct, scored
         self.critic = [0, 0]
 
-    def add(self, o: QaOutcome) -> None:
-        self.decisions[o.decision] += 1
-        if o.decision == REJECTED:
-            self.reasons[o.reason or "unspecified"] += 1
-        for verdict, tally in ((o.model_correct, self.model), (o.critic_correct, self.critic)):
+    def add(self, decision: str, reason: str, model_correct: bool | None, critic_correct: bool | None, n: int) -> None:
+        """Count ``n`` outcomes that share these values."""
+        self.decisions[decision] += n
+        if decision == REJECTED:
+            self.reasons[reason or "unspecified"] += n
+        for verdict, tally in ((model_correct, self.model), (critic_correct, self.critic)):
             if verdict is not None:
-                tally[0] += bool(verdict)
-                tally[1] += 1
+                tally[0] += n * bool(verdict)
+                tally[1] += n
 
     def row(self, category: str, dimension: str, confidence: float, model: str = "") -> QaRow:
         d = self.decisions
@@ -193,10 +197,13 @@ def qa_agreement(outcomes: Iterable[QaOutcome], *, confidence: float = 0.95) -> 
     by_dim: dict[str, _Tally] = defaultdict(_Tally)
     by_cell: dict[tuple[str, str], _Tally] = defaultdict(_Tally)
     by_model: dict[str, _Tally] = defaultdict(_Tally)
-    for o in outcomes:
-        for tally in (overall, by_cat[o.category], by_dim[o.dimension], by_cell[o.category, o.dimension]):
-            tally.add(o)
-        by_model[o.model].add(o)
+    # One dict increment per pair; the groups are then filled from the distinct combinations.
+    combinations = Counter(
+        (o.category, o.dimension, o.model, o.decision, o.reason, o.model_correct, o.critic_correct) for o in outcomes
+    )
+    for (category, dimension, model, *values), n in combinations.items():
+        for tally in (overall, by_cat[category], by_dim[dimension], by_cell[category, dimension], by_model[model]):
+            tally.add(*values, n)
     return QaAgreement(
         overall.row(ALL, ALL, confidence),
         [by_cat[c].row(c, ALL, confidence) for c in sorted(by_cat)],
