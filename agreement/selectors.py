@@ -141,6 +141,14 @@ def dataset_images(*, dataset: Dataset, filters: ReportFilters) -> QuerySet[Imag
     return images
 
 
+def _image_filter(dataset: Dataset, filters: ReportFilters) -> Q:
+    """Rows of images that pass the image filters (none without a source or label filter: the
+    rows are already the dataset's, and an ``IN`` subquery over every image costs a join)."""
+    if not (filters.source or filters.label):
+        return Q()
+    return Q(image__in=dataset_images(dataset=dataset, filters=filters))
+
+
 def _human_filter(filters: ReportFilters, *, author: str = "author_name") -> Q:
     q = Q()
     if filters.date_from:
@@ -210,7 +218,7 @@ def rating_rows(*, dataset: Dataset, filters: ReportFilters) -> Iterator[RatingR
     """Every rating of the filtered images; people's ratings also by date and rater (``reviewers``)."""
     human = Q(rater_kind=RaterKind.HUMAN) & _human_filter(filters, author="rater_name")
     rows = Rating.objects.filter(
-        Q(image__in=dataset_images(dataset=dataset, filters=filters)), Q(scale__dataset=dataset),
+        _image_filter(dataset, filters), Q(scale__dataset=dataset),
         human | ~Q(rater_kind=RaterKind.HUMAN),
     ).order_by().values_list("scale_id", "image_id", "rater_kind", "rater_name", "value")
     for row in rows.iterator(chunk_size=CHUNK):
@@ -228,7 +236,7 @@ def qa_reviewed_rows(*, dataset: Dataset, filters: ReportFilters) -> Iterator[Qa
     any number of pairs.
     """
     current = QAPair.objects.filter(
-        Q(image__in=dataset_images(dataset=dataset, filters=filters)), Q(dataset=dataset), Q(is_current=True),
+        _image_filter(dataset, filters), Q(dataset=dataset), Q(is_current=True),
         Q(status__in=QA_REVIEWED), Q(author_kind=AuthorKind.HUMAN), _human_filter(filters),
     )
     now = current.order_by("key").values_list(
@@ -249,7 +257,7 @@ def qa_reviewed_rows(*, dataset: Dataset, filters: ReportFilters) -> Iterator[Qa
 
 def qa_pair_counts(*, dataset: Dataset, filters: ReportFilters) -> dict[str, int]:
     """Current QA pairs of the filtered images by status (one grouped query)."""
-    rows = QAPair.objects.filter(image__in=dataset_images(dataset=dataset, filters=filters), dataset=dataset,
+    rows = QAPair.objects.filter(_image_filter(dataset, filters), dataset=dataset,
                                  is_current=True).order_by().values_list("status").annotate(n=Count("id"))
     return {status: n for status, n in rows}
 

@@ -11,6 +11,7 @@ from agreement.report import agreement_report
 from agreement.results import ReportOptions
 from agreement.selectors import ReportFilters, data_stamp, reviewer_names
 from agreement.statistics import krippendorff_alpha
+from annotations.models import Image, ImageSource
 from qa.services import rating_create
 from tests.agreement.qa_scenes import MODEL_SCORES, SHROUT_FLEISS, build_qa_scene
 from tests.factories import UserFactory
@@ -133,3 +134,12 @@ def test_new_ratings_and_reviews_change_the_data_stamp():
     scene.scale.name = "Strength"
     scene.scale.save()
     assert data_stamp(dataset=scene.dataset) != after_rating
+
+
+def test_image_filters_apply_to_ratings_and_qa_pairs():
+    scene = build_qa_scene()
+    Image.objects.filter(pk__in=[i.pk for i in scene.images[:3]]).update(source=ImageSource.WEB)
+    report = agreement_report(dataset=scene.dataset, filters=ReportFilters(source=ImageSource.WEB), options=OPTIONS)
+    scale = _scale(report)
+    assert scale["counts"]["images"] == 3 and scale["icc"]["n"] == 3
+    assert report["qa"]["counts"]["reviewed"] == 3 and report["qa"]["counts"]["pairs"] == 4  # + the pending one
