@@ -18,8 +18,9 @@ def _row(section: str, statistic: str, result: dict[str, Any] | None, a: str = "
         note = f"{note}; items with {result['raters']} ratings".strip("; ")
     n = result.get("n", result.get("count", ""))
     value = result.get("value", result.get("mean"))
-    return [section, statistic, a, b, "" if value is None else value, result.get("low", ""), result.get("high", ""),
-            "" if n is None else n, note]
+    low, high = result.get("low"), result.get("high")  # None: a value without an interval (3 pairs)
+    return [section, statistic, a, b, "" if value is None else value, "" if low is None else low,
+            "" if high is None else high, "" if n is None else n, note]
 
 
 def report_rows(report: dict[str, Any]) -> Iterator[list[Any]]:

@@ -3,10 +3,16 @@ alpha, correlations, QA acceptance and accuracy, filters and the cache stamp."""
 
 from __future__ import annotations
 
+import csv
+import io
+
 import numpy as np
 import pytest
 from scipy import stats
 
+from django.core.management import call_command
+
+from agreement.csv_report import report_csv
 from agreement.report import agreement_report
 from agreement.results import ReportOptions
 from agreement.selectors import ReportFilters, data_stamp, reviewer_names
@@ -143,3 +149,19 @@ def test_image_filters_apply_to_ratings_and_qa_pairs():
     scale = _scale(report)
     assert scale["counts"]["images"] == 3 and scale["icc"]["n"] == 3
     assert report["qa"]["counts"]["reviewed"] == 3 and report["qa"]["counts"]["pairs"] == 4  # + the pending one
+
+
+def test_a_correlation_without_an_interval_prints_in_the_command_and_csv():
+    """Three shared images give r but no Fisher-z interval: the CSV leaves low/high empty and
+    ``manage.py agreement`` prints the value alone (it crashed formatting None)."""
+    scene = build_qa_scene(ratings=False, pairs=False)
+    people = [UserFactory(username=f"p{i}", roles=["rater"]) for i in range(2)]
+    for image, values in zip(scene.images[:3], ((1, 2), (4, 3), (6, 7))):
+        for user, value in zip(people, values):
+            rating_create(image=image, scale=scene.scale, value=value, user=user)
+    out = io.StringIO()
+    call_command("agreement", "--dataset", scene.dataset.slug, "--resamples", "20", stdout=out)
+    assert "rater_vs_mean_pearson intensity vs p0: 0.9" in out.getvalue()
+    rows = list(csv.reader(io.StringIO(report_csv(agreement_report(dataset=scene.dataset, options=OPTIONS)))))
+    [row] = [r for r in rows if r[1] == "rater_vs_mean_pearson" and r[3] == "p0"]
+    assert row[5:8] == ["", "", "3"]
