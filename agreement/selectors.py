@@ -242,7 +242,9 @@ def qa_reviewed_rows(*, dataset: Dataset, filters: ReportFilters) -> Iterator[Qa
     now = current.order_by("key").values_list(
         "key", "category__key", "dimension__key", "status", "reject_reason", "question_type", "options",
         "answer_index", "answer")
-    first = QAPair.objects.filter(key__in=current.values("key"), version=1).order_by("key").values_list(
+    # Every first version of the dataset (a superset: the merge skips the unreviewed), not
+    # ``key IN (reviewed keys)``: a server-side cursor plans that for its first rows, as nested loops.
+    first = QAPair.objects.filter(dataset=dataset, version=1).order_by("key").values_list(
         "key", "author_kind", "model_name", "question_type", "options", "answer_index", "answer", "critic_answer")
     originals = first.iterator(chunk_size=CHUNK)
     original = next(originals, None)

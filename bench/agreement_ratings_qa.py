@@ -1,12 +1,19 @@
 """The report's ratings and QA sections at EEmoDB scale (no database): rows → statistics.
 
     python bench/agreement_ratings_qa.py [--images 25000 --raters 40 --per-image 3 --pairs 1200000 --resamples 1000]
+    python bench/agreement_ratings_qa.py --db 200000   # through the database named by DATABASE_URL
 
 Ratings: ``--images`` images on one 0-10 scale, each rated by ``--per-image`` of
 ``--raters`` people (a fixed panel of three rates the first 2 % of images, so the ICC's
 complete block is that panel) and by one model. QA: ``--pairs`` reviewed pairs over the
 default five categories x five dimensions, as the selector streams them. Prints the
 process CPU time of each section (``time.process_time``).
+
+``--db N`` instead writes N generated pairs and their reviews (two versions each) into a
+scratch dataset of the configured database (migrated), then times the report's QA
+section as the report computes it: the selector's two streamed queries merged by key,
+plus the statistics (process CPU and wall time; the database's own CPU is not in the
+first). The scratch dataset is deleted afterwards.
 """
 
 from __future__ import annotations
@@ -77,6 +84,94 @@ def qa_rows(pairs: int, seed: int = 0):
         )
 
 
+def db_run(pairs: int, keep: bool = False) -> None:
+    import uuid
+
+    from django.db import connection, transaction
+
+    from agreement.report import qa_section_of
+    from agreement.selectors import ReportFilters
+    from annotations.models import Dataset, Image
+    from qa.models import QAPair
+    from qa.selectors import qa_axes
+    from qa.services import qa_config_install_defaults
+
+    dataset = Dataset.objects.create(slug=f"bench-qa-{uuid.uuid4().hex[:8]}", name="bench qa")
+    try:
+        qa_config_install_defaults(dataset=dataset)
+        axes = qa_axes(dataset_id=dataset.id)
+        images = Image.objects.bulk_create(
+            Image(
+                dataset=dataset, file=f"bench/{i}.png", sha256=f"{i:064x}", original_name=f"{i}.png", width=8, height=8
+            )
+            for i in range(max(1, pairs // 10))
+        )
+        rng = np.random.default_rng(0)
+        start = time.perf_counter()
+        batch = 20_000
+        for offset in range(0, pairs, batch):
+            rows = []
+            for i, r in enumerate(qa_rows(min(batch, pairs - offset), seed=offset)):
+                key, image = uuid.uuid4(), images[(offset + i) % len(images)]
+                common = dict(
+                    dataset=dataset,
+                    image=image,
+                    key=key,
+                    category_id=axes.category_ids[r.category],
+                    dimension_id=axes.dimension_ids[r.dimension],
+                    question_type=r.question_type,
+                    question=f"q{offset + i}",
+                    options=r.options,
+                    content_hash=f"{offset + i:064x}",
+                    model_name="gpt-4o",
+                    critic_answer=r.critic_answer,
+                )
+                rows.append(
+                    QAPair(
+                        version=1,
+                        is_current=False,
+                        answer_index=r.generated_answer_index,
+                        author_kind="model",
+                        author_name="gpt-4o",
+                        status="pending",
+                        **common,
+                    )
+                )
+                rows.append(
+                    QAPair(
+                        version=2,
+                        is_current=True,
+                        answer_index=r.answer_index,
+                        author_kind="human",
+                        author_name="alice",
+                        status=r.status,
+                        reject_reason=r.reject_reason,
+                        **common,
+                    )
+                )
+            with transaction.atomic():
+                QAPair.objects.bulk_create(rows, batch_size=5000)
+        if connection.vendor == "postgresql":  # fresh statistics, as autovacuum would have them
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE qa_qapair")
+        print(f"db: wrote {2 * pairs} pair versions in {time.perf_counter() - start:.1f} s wall")
+        del rng
+        wall, cpu = time.perf_counter(), time.process_time()
+        qa = qa_section_of(dataset=dataset, filters=ReportFilters(), options=ReportOptions())
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        print(
+            f"db qa section: {qa['counts']['reviewed']} reviewed pairs: {cpu:.2f} s CPU ({1e6 * cpu / pairs:.2f} us "
+            f"per pair), {wall:.2f} s wall; acceptance {qa['overall']['acceptance']['value']:.3f}"
+        )
+    finally:
+        if keep:
+            print(f"kept dataset {dataset.slug}")
+        else:
+            with transaction.atomic():
+                QAPair.objects.filter(dataset=dataset).delete()
+                dataset.delete()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=25_000)
@@ -84,7 +179,12 @@ def main() -> None:
     parser.add_argument("--per-image", type=int, default=3)
     parser.add_argument("--pairs", type=int, default=1_200_000)
     parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--db", type=int, default=0, help="write this many reviewed pairs and time the database path")
+    parser.add_argument("--keep", action="store_true", help="with --db: keep the scratch dataset (to inspect plans)")
     args = parser.parse_args()
+    if args.db:
+        db_run(args.db, keep=args.keep)
+        return
     options = ReportOptions(n_resamples=args.resamples)
     ratings = rating_rows(args.images, args.raters, args.per_image)
     start = time.process_time()
