@@ -22,6 +22,8 @@ from django.utils import timezone
 from agreement import elements as element_stats
 from agreement import selectors
 from agreement.calibration import report_calibration_section
+from agreement.qa_report import qa_section
+from agreement.ratings import ratings_section
 from agreement.results import (
     ReportOptions,
     alpha_result,
@@ -267,4 +269,14 @@ def agreement_report(*, dataset: Dataset, filters: ReportFilters | None = None,
             reference=arrays.reference_codes(),
             rows=model_distribution_rows(images=selectors.dataset_images(dataset=dataset, filters=filters)),
             labels=taxonomy.labels),
+        "ratings": ratings_section(selectors.rating_scales(dataset=dataset),
+                                   selectors.rating_rows(dataset=dataset, filters=filters), options),
+        "qa": qa_section_of(dataset=dataset, filters=filters, options=options),
     }
+
+
+def qa_section_of(*, dataset: Dataset, filters: ReportFilters, options: ReportOptions) -> dict[str, Any]:
+    categories, dimensions = selectors.qa_axis_names(dataset=dataset)
+    return qa_section(selectors.qa_reviewed_rows(dataset=dataset, filters=filters),
+                      status_counts=selectors.qa_pair_counts(dataset=dataset, filters=filters),
+                      categories=categories, dimensions=dimensions, confidence=options.confidence)

@@ -39,7 +39,8 @@ REVIEWER = "reviewer"
 ADJUDICATOR = "adjudicator"
 RESEARCHER = "researcher"
 ADMIN = "admin"
-USER_ROLES: tuple[str, ...] = (REVIEWER, ADJUDICATOR, RESEARCHER, ADMIN)
+RATER = "rater"  # scores images on a dataset's assessment scales (qa)
+USER_ROLES: tuple[str, ...] = (REVIEWER, ADJUDICATOR, RESEARCHER, ADMIN, RATER)
 
 
 # The review and adjudication pages' own keys (static/review/review_keys.js, the mask

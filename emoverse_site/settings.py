@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "exports",
     "agreement",
     "ml",
+    "qa",
     "demo",
 ]
 

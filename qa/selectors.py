@@ -1,0 +1,111 @@
+"""Reads: the dataset's QA configuration as validation needs it, pairs, rating aggregates."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db.models import Avg, Count, QuerySet, StdDev
+from scipy import stats
+
+from qa.models import APPROVED_STATUSES, AssessmentScale, QACategory, QADimension, QAPair, Rating, RaterKind
+from qa.validation import AxisConfig
+
+
+@dataclass(frozen=True)
+class DatasetAxes:
+    """A dataset's active categories and dimensions: for validation and for ids."""
+
+    categories: dict[str, AxisConfig]
+    dimensions: dict[str, AxisConfig]
+    category_ids: dict[str, int]
+    dimension_ids: dict[str, int]
+
+
+def qa_axes(*, dataset_id: int) -> DatasetAxes:
+    found = {}
+    for model in (QACategory, QADimension):
+        rows = list(model.objects.filter(dataset_id=dataset_id, active=True).values_list("id", "key", "question_types"))
+        found[model] = (
+            {key: AxisConfig(key=key, question_types=frozenset(types or ())) for _, key, types in rows},
+            {key: pk for pk, key, _ in rows},
+        )
+    (categories, category_ids), (dimensions, dimension_ids) = found[QACategory], found[QADimension]
+    return DatasetAxes(
+        categories=categories, dimensions=dimensions, category_ids=category_ids, dimension_ids=dimension_ids
+    )
+
+
+def qa_pairs_current(*, dataset_id: int, approved_only: bool = False) -> QuerySet[QAPair]:
+    qs = QAPair.objects.filter(dataset_id=dataset_id, is_current=True)
+    if approved_only:
+        qs = qs.filter(status__in=APPROVED_STATUSES)
+    return qs
+
+
+@dataclass(frozen=True)
+class RatingAggregate:
+    """Per image and scale: mean, sample standard deviation, count and the 95 % confidence
+    interval of the mean (Student's t with ``count - 1`` degrees of freedom; ``None`` below two
+    ratings)."""
+
+    image_id: int
+    scale_id: int
+    mean: float
+    sd: float | None
+    count: int
+    ci_low: float | None
+    ci_high: float | None
+
+    def as_dict(self) -> dict:
+        return {
+            "image": self.image_id,
+            "scale": self.scale_id,
+            "mean": self.mean,
+            "sd": self.sd,
+            "count": self.count,
+            "ci95": [self.ci_low, self.ci_high] if self.ci_low is not None else None,
+        }
+
+
+def rating_aggregates(
+    *,
+    scale: AssessmentScale | None = None,
+    dataset_id: int | None = None,
+    image_ids: Iterable[int] | None = None,
+    rater_kind: str = RaterKind.HUMAN,
+) -> list[RatingAggregate]:
+    """Aggregates of the ratings by ``rater_kind`` (people by default), one per image and scale,
+    computed in the database (``AVG``, ``STDDEV_SAMP``, ``COUNT``) and ordered by image, scale."""
+    qs = Rating.objects.filter(rater_kind=rater_kind)
+    if scale is not None:
+        qs = qs.filter(scale=scale)
+    if dataset_id is not None:
+        qs = qs.filter(scale__dataset_id=dataset_id)
+    if image_ids is not None:
+        qs = qs.filter(image_id__in=list(image_ids))
+    rows = (
+        qs.values("image_id", "scale_id")
+        .annotate(mean=Avg("value"), sd=StdDev("value", sample=True), n=Count("id"))
+        .order_by("image_id", "scale_id")
+    )
+    out = []
+    for row in rows:
+        n, mean, sd = row["n"], row["mean"], row["sd"]
+        low = high = None
+        if n >= 2 and sd is not None:
+            half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+            low, high = mean - half, mean + half
+        out.append(
+            RatingAggregate(
+                image_id=row["image_id"],
+                scale_id=row["scale_id"],
+                mean=mean,
+                sd=sd if n >= 2 else None,
+                count=n,
+                ci_low=low,
+                ci_high=high,
+            )
+        )
+    return out
