@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from django.db.models import Avg, Count, QuerySet, StdDev
 from scipy import stats
 
+from annotations.models import Annotation, Element
 from qa.models import APPROVED_STATUSES, AssessmentScale, QACategory, QADimension, QAPair, Rating, RaterKind
 from qa.validation import AxisConfig
 
@@ -108,4 +109,29 @@ def rating_aggregates(
                 ci_high=high,
             )
         )
+    return out
+
+
+ElementRef = tuple[str | int, str]  # (triplet key as text, or triplet index; role)
+
+
+def element_refs(*, image_ids: Iterable[int]) -> dict[int, dict[ElementRef, int]]:
+    """Per image, the elements of its newest current annotation by ``(triplet key, role)`` and
+    by ``(triplet index, role)``: how a QA pair names the B-A-S elements it is about."""
+    newest: dict[int, tuple[int, int]] = {}
+    rows = Annotation.objects.filter(image_id__in=list(image_ids), is_current=True).values_list(
+        "image_id", "id", "version"
+    )
+    for image_id, pk, version in rows:
+        if image_id not in newest or version > newest[image_id][1]:
+            newest[image_id] = (pk, version)
+    by_annotation = {pk: image_id for image_id, (pk, _) in newest.items()}
+    out: dict[int, dict[ElementRef, int]] = {image_id: {} for image_id in newest}
+    elements = Element.objects.filter(triplet__annotation_id__in=list(by_annotation)).values_list(
+        "id", "role", "triplet__key", "triplet__index", "triplet__annotation_id"
+    )
+    for pk, role, key, index, annotation_id in elements:
+        refs = out[by_annotation[annotation_id]]
+        refs[(str(key), role)] = pk
+        refs[(index, role)] = pk
     return out
