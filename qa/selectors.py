@@ -135,3 +135,58 @@ def element_refs(*, image_ids: Iterable[int]) -> dict[int, dict[ElementRef, int]
         refs[(str(key), role)] = pk
         refs[(index, role)] = pk
     return out
+
+
+@dataclass(frozen=True)
+class ImageContext:
+    """An image's newest current annotation as the QA generator sees it: triplets as phrases
+    (in index order), CES label, rationale, and element ids by ``(triplet index, role)``."""
+
+    triplets: tuple[tuple[str, str, str], ...]
+    label: str | None
+    rationale: str
+    element_ids: dict[tuple[int, str], int]
+
+
+def image_context(*, image_id: int) -> ImageContext:
+    annotation = (
+        Annotation.objects.filter(image_id=image_id, is_current=True)
+        .order_by("-version")
+        .only("id", "ces_label", "rationale")
+        .first()
+    )
+    if annotation is None:
+        return ImageContext(triplets=(), label=None, rationale="", element_ids={})
+    phrases: dict[int, dict[str, str]] = {}
+    element_ids: dict[tuple[int, str], int] = {}
+    for pk, role, phrase, index in Element.objects.filter(triplet__annotation=annotation).values_list(
+        "id", "role", "phrase", "triplet__index"
+    ):
+        phrases.setdefault(index, {})[role] = phrase
+        element_ids[(index, role)] = pk
+    ordered = sorted(phrases)
+    renumber = {index: i for i, index in enumerate(ordered)}
+    triplets = tuple(
+        (phrases[i].get("background", ""), phrases[i].get("attribute", ""), phrases[i].get("subject", ""))
+        for i in ordered
+    )
+    return ImageContext(
+        triplets=triplets,
+        label=annotation.ces_label,
+        rationale=annotation.rationale,
+        element_ids={(renumber[i], role): pk for (i, role), pk in element_ids.items()},
+    )
+
+
+def qa_axis_specs(*, dataset_id: int) -> tuple[list, list]:
+    """The active categories and dimensions as ``(key, name, description, question types)``, in order."""
+    out = []
+    for model in (QACategory, QADimension):
+        out.append(
+            list(
+                model.objects.filter(dataset_id=dataset_id, active=True)
+                .order_by("position", "key")
+                .values_list("key", "name", "description", "question_types")
+            )
+        )
+    return out[0], out[1]

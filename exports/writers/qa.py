@@ -79,17 +79,17 @@ class QaJsonlWriter(_QAWriter):
 
 
 def rows_table(rows: list[dict[str, Any]]) -> pa.Table:
-    columns: dict[str, list] = {name: [] for name in SCHEMA.names}
-    for row in rows:
-        multiple_choice = row["type"] == "multiple_choice"
-        for name in SCHEMA.names:
-            if name == "answer_index":
-                value = row["answer"] if multiple_choice else None
-            elif name == "answer":
-                value = None if multiple_choice else row["answer"]
-            else:
-                value = row.get(name)
-            columns[name].append(value)
+    """One chunk of rows as a table of :data:`SCHEMA` (the answer split into ``answer_index``
+    for multiple choice and ``answer`` text for the other types)."""
+    choice = [row["type"] == "multiple_choice" for row in rows]
+    columns: dict[str, list] = {}
+    for name in SCHEMA.names:
+        if name == "answer_index":
+            columns[name] = [row["answer"] if mc else None for row, mc in zip(rows, choice)]
+        elif name == "answer":
+            columns[name] = [None if mc else row["answer"] for row, mc in zip(rows, choice)]
+        else:
+            columns[name] = [row.get(name) for row in rows]
     return pa.Table.from_arrays([pa.array(columns[n], type=SCHEMA.field(n).type) for n in SCHEMA.names], schema=SCHEMA)
 
 
