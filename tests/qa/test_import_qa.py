@@ -131,6 +131,9 @@ def test_command_reports_lines_and_fails(images, tmp_path, capsys):
     assert "line 2:" in capsys.readouterr().err
     assert [orjson.loads(x)["line"] for x in errors.read_text().splitlines()] == [2]
     assert QAPair.objects.count() == 1
+    assert QAImportRun.objects.get().errors == [
+        {"line": 2, "reason": "not valid JSON: Expecting value: line 1 column 1 (char 0)"}
+    ]
     with pytest.raises(CommandError, match="no dataset"):
         call_command("import_qa", str(path), "--dataset", "nope")
 

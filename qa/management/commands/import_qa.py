@@ -10,7 +10,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from annotations.models import Dataset
-from qa.importers.jsonl import DEFAULT_BATCH_SIZE, LineError, import_qa_jsonl
+from qa.importers.jsonl import DEFAULT_BATCH_SIZE, ERRORS_KEPT_ON_RUN, LineError, import_qa_jsonl
 
 
 def _os_user() -> str:
@@ -76,7 +76,7 @@ class Command(BaseCommand):
                 approved=options["approved"],
                 batch_size=options["batch_size"],
                 on_error=on_error,
-                max_errors=0,
+                max_errors=ERRORS_KEPT_ON_RUN,
             )
         finally:
             if stream is not sys.stdin.buffer:
