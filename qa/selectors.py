@@ -6,10 +6,11 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db.models import Avg, Count, QuerySet, StdDev
+from django.db.models import Avg, Count, OuterRef, QuerySet, StdDev, Subquery
+from django.db.models.functions import Coalesce
 from scipy import stats
 
-from annotations.models import Annotation, Element
+from annotations.models import Annotation, Element, Image
 from qa.models import APPROVED_STATUSES, AssessmentScale, QACategory, QADimension, QAPair, Rating, RaterKind
 from qa.validation import AxisConfig
 
@@ -190,3 +191,23 @@ def qa_axis_specs(*, dataset_id: int) -> tuple[list, list]:
             )
         )
     return out[0], out[1]
+
+
+def images_to_rate(*, dataset_id: int, user_id: int, raters_per_image: int, limit: int = 20) -> list[int]:
+    """Ids of images of the dataset that ``user_id`` has not rated yet and that fewer than
+    ``raters_per_image`` people have rated, fewest raters first, then oldest: the rating
+    queue's candidates (several raters per image; the rating page assigns them)."""
+    rated_by = Rating.objects.filter(rater_kind=RaterKind.HUMAN, image_id=OuterRef("pk"))
+    return list(
+        Image.objects.filter(dataset_id=dataset_id)
+        .exclude(pk__in=Rating.objects.filter(rater_user_id=user_id).values("image_id"))
+        .annotate(
+            raters=Coalesce(
+                Subquery(rated_by.values("image_id").annotate(n=Count("rater_user_id", distinct=True)).values("n")[:1]),
+                0,
+            )
+        )
+        .filter(raters__lt=raters_per_image)
+        .order_by("raters", "id")
+        .values_list("id", flat=True)[:limit]
+    )
