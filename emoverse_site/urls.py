@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/exports/", include("exports.api_urls")),
     path("api/", include("annotations.api_urls")),
     path("api/review/", include("review.api_urls")),
+    path("api/qa/", include("qa.api_urls")),
     path("pipeline/", include("ml.urls")),
     # Recalibrate is ml's (it fits and stores temperatures) but sits under the calibration
     # page, which is agreement's (agreement.urls lists calibration/ before <slug:slug>/).

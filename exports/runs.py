@@ -60,10 +60,12 @@ from exports.selectors import export_images, final_annotations_and_withheld, fin
 from exports.writers import ExportItem, WriterResult, writer_class
 from exports.writers.items import kept_elements
 from exports.writers.images import IMAGE_MODES, ImagePlacer, export_file_name
+from qa.exporting import qa_export_chunks, qa_export_pairs
 
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1000
+QA_CHUNK_SIZE = 10_000  # QA pair rows are small: a bigger chunk, fewer progress saves
 # Progress (with the heartbeat) is saved after every chunk; within a slow chunk
 # (copying images from object storage) a heartbeat alone at most this often.
 KEEPALIVE_SECONDS = 30.0
@@ -189,6 +191,9 @@ def _chunks(iterator: Iterator[Image], size: int) -> Iterator[list[Image]]:
 def _export(attempt: _Attempt) -> None:
     snapshot = attempt.snapshot
     filters = ExportFilters.parse(snapshot.filters, snapshot.dataset.get_taxonomy().labels)
+    if getattr(writer_class(snapshot.format), "SOURCE", "images") == "qa_pairs":
+        _export_qa(attempt, filters)
+        return
     images = export_images(dataset=snapshot.dataset, filters=filters)
     _progress(attempt, total=images.count(), done=0)
     names = images.order_by().values("original_name").annotate(n=Count("id")).filter(n__gt=1)
@@ -229,10 +234,43 @@ def _export(attempt: _Attempt) -> None:
     _finish(attempt, counts, results)
 
 
+def _export_qa(attempt: _Attempt, filters: ExportFilters) -> None:
+    """QA pair formats: the dataset's current pairs (approved by default, option ``pairs``), with
+    the ``source`` filter on their image and ``since``/``until`` on when the version was made;
+    the image filters that judge B-A-S annotations (status, label, agreement) do not apply."""
+    snapshot = attempt.snapshot
+    pairs = qa_export_pairs(dataset_id=snapshot.dataset_id, pairs=snapshot.options.get("pairs", "approved"),
+                            sources=filters.source, since=filters.since, until=filters.until)
+    _progress(attempt, total=pairs.count(), done=0)
+    context = {"dataset": snapshot.dataset.slug, "version": snapshot.version}
+    writer = writer_class(snapshot.format)(attempt.folder, snapshot.options, context=context)
+    counts: dict[str, Any] = {"pairs": 0, "by_status": Counter(), "by_category": Counter(), "by_dimension": Counter(),
+                              "by_type": Counter()}
+    try:
+        for rows in qa_export_chunks(pairs, chunk_size=QA_CHUNK_SIZE):
+            writer.write_rows(rows)
+            counts["pairs"] += len(rows)
+            for counter, name in (("by_status", "status"), ("by_category", "category"),
+                                  ("by_dimension", "dimension"), ("by_type", "type")):
+                counts[counter].update(row[name] for row in rows)
+            _progress(attempt, done=counts["pairs"])
+        results = [writer.close()]
+    except BaseException:
+        writer.abort()
+        raise
+    counts["pairs_left_out"] = qa_export_pairs(dataset_id=snapshot.dataset_id, pairs="current").count() - counts["pairs"]
+    as_dict = {k: dict(sorted(v.items())) if isinstance(v, Counter) else v for k, v in counts.items()}
+    _finish_with(attempt, as_dict, results)
+
+
 def _finish(attempt: _Attempt, counts: _Counts, results: list[WriterResult]) -> None:
+    _finish_with(attempt, counts.as_dict(), results)
+
+
+def _finish_with(attempt: _Attempt, counts: dict[str, Any], results: list[WriterResult]) -> None:
     """Write the manifest last, move the folder into place, then mark the snapshot complete."""
     manifest = build_manifest(
-        snapshot=attempt.snapshot, folder=attempt.folder, started_at=attempt.token, counts=counts.as_dict(), results=results
+        snapshot=attempt.snapshot, folder=attempt.folder, started_at=attempt.token, counts=counts, results=results
     )
     staging = attempt.folder / f".{MANIFEST}.tmp"
     with open(staging, "w", encoding="utf-8") as handle:

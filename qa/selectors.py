@@ -6,9 +6,11 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db.models import Avg, Count, QuerySet, StdDev
+from django.db.models import Avg, Count, OuterRef, QuerySet, StdDev, Subquery
+from django.db.models.functions import Coalesce
 from scipy import stats
 
+from annotations.models import Annotation, Element, Image
 from qa.models import APPROVED_STATUSES, AssessmentScale, QACategory, QADimension, QAPair, Rating, RaterKind
 from qa.validation import AxisConfig
 
@@ -109,3 +111,103 @@ def rating_aggregates(
             )
         )
     return out
+
+
+ElementRef = tuple[str | int, str]  # (triplet key as text, or triplet index; role)
+
+
+def element_refs(*, image_ids: Iterable[int]) -> dict[int, dict[ElementRef, int]]:
+    """Per image, the elements of its newest current annotation by ``(triplet key, role)`` and
+    by ``(triplet index, role)``: how a QA pair names the B-A-S elements it is about."""
+    newest: dict[int, tuple[int, int]] = {}
+    rows = Annotation.objects.filter(image_id__in=list(image_ids), is_current=True).values_list(
+        "image_id", "id", "version"
+    )
+    for image_id, pk, version in rows:
+        if image_id not in newest or version > newest[image_id][1]:
+            newest[image_id] = (pk, version)
+    by_annotation = {pk: image_id for image_id, (pk, _) in newest.items()}
+    out: dict[int, dict[ElementRef, int]] = {image_id: {} for image_id in newest}
+    elements = Element.objects.filter(triplet__annotation_id__in=list(by_annotation)).values_list(
+        "id", "role", "triplet__key", "triplet__index", "triplet__annotation_id"
+    )
+    for pk, role, key, index, annotation_id in elements:
+        refs = out[by_annotation[annotation_id]]
+        refs[(str(key), role)] = pk
+        refs[(index, role)] = pk
+    return out
+
+
+@dataclass(frozen=True)
+class ImageContext:
+    """An image's newest current annotation as the QA generator sees it: triplets as phrases
+    (in index order), CES label, rationale, and element ids by ``(triplet index, role)``."""
+
+    triplets: tuple[tuple[str, str, str], ...]
+    label: str | None
+    rationale: str
+    element_ids: dict[tuple[int, str], int]
+
+
+def image_context(*, image_id: int) -> ImageContext:
+    annotation = (
+        Annotation.objects.filter(image_id=image_id, is_current=True)
+        .order_by("-version")
+        .only("id", "ces_label", "rationale")
+        .first()
+    )
+    if annotation is None:
+        return ImageContext(triplets=(), label=None, rationale="", element_ids={})
+    phrases: dict[int, dict[str, str]] = {}
+    element_ids: dict[tuple[int, str], int] = {}
+    for pk, role, phrase, index in Element.objects.filter(triplet__annotation=annotation).values_list(
+        "id", "role", "phrase", "triplet__index"
+    ):
+        phrases.setdefault(index, {})[role] = phrase
+        element_ids[(index, role)] = pk
+    ordered = sorted(phrases)
+    renumber = {index: i for i, index in enumerate(ordered)}
+    triplets = tuple(
+        (phrases[i].get("background", ""), phrases[i].get("attribute", ""), phrases[i].get("subject", ""))
+        for i in ordered
+    )
+    return ImageContext(
+        triplets=triplets,
+        label=annotation.ces_label,
+        rationale=annotation.rationale,
+        element_ids={(renumber[i], role): pk for (i, role), pk in element_ids.items()},
+    )
+
+
+def qa_axis_specs(*, dataset_id: int) -> tuple[list, list]:
+    """The active categories and dimensions as ``(key, name, description, question types)``, in order."""
+    out = []
+    for model in (QACategory, QADimension):
+        out.append(
+            list(
+                model.objects.filter(dataset_id=dataset_id, active=True)
+                .order_by("position", "key")
+                .values_list("key", "name", "description", "question_types")
+            )
+        )
+    return out[0], out[1]
+
+
+def images_to_rate(*, dataset_id: int, user_id: int, raters_per_image: int, limit: int = 20) -> list[int]:
+    """Ids of images of the dataset that ``user_id`` has not rated yet and that fewer than
+    ``raters_per_image`` people have rated, fewest raters first, then oldest: the rating
+    queue's candidates (several raters per image; the rating page assigns them)."""
+    rated_by = Rating.objects.filter(rater_kind=RaterKind.HUMAN, image_id=OuterRef("pk"))
+    return list(
+        Image.objects.filter(dataset_id=dataset_id)
+        .exclude(pk__in=Rating.objects.filter(rater_user_id=user_id).values("image_id"))
+        .annotate(
+            raters=Coalesce(
+                Subquery(rated_by.values("image_id").annotate(n=Count("rater_user_id", distinct=True)).values("n")[:1]),
+                0,
+            )
+        )
+        .filter(raters__lt=raters_per_image)
+        .order_by("raters", "id")
+        .values_list("id", flat=True)[:limit]
+    )

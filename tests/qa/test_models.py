@@ -156,3 +156,16 @@ def test_rating_rules_and_aggregates(image):
     assert (agg.ci_low, agg.ci_high) == (pytest.approx(4.5 - half), pytest.approx(4.5 + half))
     [model] = rating_aggregates(scale=scale, rater_kind="model")
     assert (model.mean, model.count, model.sd, model.ci_low) == (9, 1, None, None)
+
+
+def test_images_to_rate_fill_to_k_raters(image):
+    from qa.selectors import images_to_rate
+
+    other = ImageFactory(dataset=image.dataset)
+    scale = AssessmentScale.objects.get(dataset=image.dataset, key="valence")
+    ann, bob, cid = (UserFactory(roles=["rater"]) for _ in range(3))
+    rating_create(image=image, scale=scale, value=5, user=ann)
+    assert images_to_rate(dataset_id=image.dataset_id, user_id=ann.pk, raters_per_image=2) == [other.pk]
+    assert images_to_rate(dataset_id=image.dataset_id, user_id=bob.pk, raters_per_image=2) == [other.pk, image.pk]
+    rating_create(image=image, scale=scale, value=6, user=bob)
+    assert images_to_rate(dataset_id=image.dataset_id, user_id=cid.pk, raters_per_image=2) == [other.pk]
