@@ -8,7 +8,7 @@ so, as an uncompressed list of run lengths. Arrays are ``(H, W)``, boolean or 0/
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -55,6 +55,13 @@ def decode_mask(rle: Mapping[str, Any]) -> np.ndarray:
 def mask_area(rle: Mapping[str, Any]) -> int:
     """Foreground pixels of an RLE."""
     return int(mask_utils.area(to_pycocotools(rle)))
+
+
+def mask_areas(rles: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Foreground pixels of each RLE, in one pycocotools call."""
+    if not rles:
+        return []
+    return [int(v) for v in mask_utils.area([to_pycocotools(rle) for rle in rles])]
 
 
 def mask_bbox(rle: Mapping[str, Any]) -> list[float]:

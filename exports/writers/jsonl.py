@@ -9,7 +9,6 @@ image's ``width`` and ``height`` and, when the files are copied or linked, their
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from annotations.selectors import annotation_to_dict
-from core.vocabulary import DES_DIM
-from exports.writers.items import ExportItem, WriterResult, export_annotator
+from annotations.models import ElementStatus
+from core.vocabulary import DES_DIM, ROLES
+from exports.writers.items import ExportElement, ExportItem, WriterResult, dumps, export_annotator
 
 FILE_NAME = "data.jsonl"
+_PENDING = ElementStatus.PENDING.value
 
 
 def des_json_arrays(blobs: list[bytes | memoryview | None]) -> list[str | None]:
@@ -44,23 +44,50 @@ def des_json_arrays(blobs: list[bytes | memoryview | None]) -> list[str | None]:
     return out
 
 
-def item_to_line(item: ExportItem, des_json: str | None) -> str:
-    """One JSONL line (without the newline). ``des_json``: from :func:`des_json_arrays`."""
-    image = item.image
-    line: dict[str, Any] = {
-        "image": item.file_name,
-        "source": image.source,
-        "width": image.width,
-        "height": image.height,
-    }
+def element_to_dict(element: ExportElement) -> dict[str, Any]:
+    """An element as the import format writes it (:func:`annotations.selectors.element_to_dict`)."""
+    out: dict[str, Any] = {"phrase": element.phrase}
+    if element.x0 is not None:
+        out["box"] = [element.x0, element.y0, element.x1, element.y1]
+    if element.box_score is not None:
+        out["box_score"] = element.box_score
+    if element.mask_counts is not None:
+        out["mask"] = {"size": [element.mask_height, element.mask_width], "counts": element.mask_counts}
+    if element.mask_score is not None:
+        out["mask_score"] = element.mask_score
+    if element.status != _PENDING:
+        out["status"] = element.status
+    return out
+
+
+def item_to_line(item: ExportItem, des_json: str | None) -> bytes:
+    """One JSONL line (UTF-8, without the newline). ``des_json``: from :func:`des_json_arrays`.
+
+    The keys of :func:`annotations.selectors.annotation_to_dict` in its order, with the
+    image's metadata before them and the exported annotator in place of the stored one.
+    """
+    image, annotation = item.image, item.annotation
+    line: dict[str, Any] = {"image": item.file_name, "source": image.source, "width": image.width, "height": image.height}
     if item.sha256:  # only the exported file's own hash: the importer checks it against the file
         line["sha256"] = item.sha256
-    line.update(annotation_to_dict(item.annotation, include_des=False))
-    line["annotator"] = export_annotator(item.annotation)
-    text = json.dumps(line, ensure_ascii=False, separators=(",", ":"))
+    triplets = []
+    for triplet in annotation.triplets:
+        out: dict[str, Any] = {"key": triplet.key}
+        by_role = {e.role: e for e in triplet.elements}
+        for role in ROLES:
+            if role in by_role:
+                out[role] = element_to_dict(by_role[role])
+        triplets.append(out)
+    line["triplets"] = triplets
+    if annotation.ces_label:
+        line["ces"] = {"label": annotation.ces_label, "confidence": annotation.ces_confidence,
+                       "distribution": annotation.ces_distribution}
+    line["rationale"] = annotation.rationale
+    line["annotator"] = export_annotator(annotation)
+    text = dumps(line)
     if des_json is None:
         return text
-    return f'{text[:-1]},"des":{des_json}}}'
+    return b"%b,\"des\":%b}" % (text[:-1], des_json.encode())
 
 
 class JsonlWriter:
@@ -70,12 +97,12 @@ class JsonlWriter:
 
     def __init__(self, folder: Path, options: Mapping[str, Any], *, context: Mapping[str, Any]) -> None:
         self._path = folder / FILE_NAME
-        self._file = open(self._path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 - closed in close/abort
+        self._file = open(self._path, "wb")  # noqa: SIM115 - closed in close/abort
         self._lines = 0
 
     def write(self, items: list[ExportItem]) -> None:
         des = des_json_arrays([item.annotation.des for item in items])
-        self._file.write("".join(f"{item_to_line(item, d)}\n" for item, d in zip(items, des)))
+        self._file.write(b"".join(b"%b\n" % item_to_line(item, d) for item, d in zip(items, des)))
         self._lines += len(items)
 
     def close(self) -> WriterResult:
