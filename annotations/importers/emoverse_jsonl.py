@@ -231,22 +231,52 @@ def _image_candidates(names: list[str], *, dataset: Dataset, options: ImportOpti
         if ok:
             found[name] = value
         else:
-            out[name] = value
+            out[name] = _named(name, value)
     shas = {f.sha256 for f in found.values()}
     stored = {image.sha256: image for image in Image.objects.filter(dataset=dataset, sha256__in=shas)} if shas else {}
     new = {}  # sha256 -> (first name, found), in first-seen order
     for name, f in found.items():
         if f.sha256 not in stored:
             new.setdefault(f.sha256, (name, f))
-    prepared = dict(zip(new, pool.run("prepare", [(dataset, f, name) for name, f in new.values()])))
+    prepared = dict(zip(new, pool.run("prepare", [(f,) for _, f in new.values()])))
     for name, f in found.items():
         if f.sha256 in stored:
             image = stored[f.sha256]
             out[name] = ImageCandidate(sha256=f.sha256, width=image.width, height=image.height, existing=image)
             continue
         ok, value = prepared[f.sha256]
-        out[name] = value if ok or not isinstance(value, InvalidImage) else InvalidImage(f"{name}: {value}")
+        out[name] = ImageCandidate(sha256=f.sha256, width=value.width, height=value.height, prepared=value) if ok \
+            else _named(name, value)
     return out
+
+
+def _store_files(ready: list[tuple[int, PreparedLine]], *, dataset: Dataset, pool: FilePool,
+                 failed: _Tally, run: ImportRun) -> list[tuple[int, PreparedLine]]:
+    """Write the files of the new images that lines passed their checks for (by ``pool``, once
+    per content, named after the first such line): the lines with their candidates' file names.
+    A line whose files could not be written fails."""
+    new = {}  # sha256 -> (first name, candidate)
+    for _, line in ready:
+        if line.candidate.prepared is not None:
+            new.setdefault(line.candidate.sha256, (line.parsed.image, line.candidate))
+    results = pool.run("store", [(dataset, candidate, name) for name, candidate in new.values()])
+    stored = dict(zip(new, results))
+    out = []
+    for number, line in ready:
+        if line.candidate.prepared is None:
+            out.append((number, line))
+            continue
+        ok, value = stored[line.candidate.sha256]
+        if ok:
+            out.append((number, replace(line, candidate=value)))
+        else:
+            _fail(failed, number, _named(line.parsed.image, value), run)
+    return out
+
+
+def _named(name: str, exc: Exception) -> Exception:
+    """A file's error for the lines that name it: an image error starts with the image's name."""
+    return InvalidImage(f"{name}: {exc}") if isinstance(exc, InvalidImage) else exc
 
 
 def _new_annotation(line: PreparedLine, image: Image, *, options: ImportOptions, run: ImportRun) -> NewAnnotation:
@@ -363,7 +393,7 @@ def _prepare_lines(lines: list[tuple[int, bytes | None]], *, dataset: Dataset, o
             ready.append((number, prepare_line(line, candidate)))
         except Exception as exc:  # recorded: counted, reported for its line, logged if unforeseen
             _fail(failed, number, exc, run)
-    return ready, failed
+    return _store_files(ready, dataset=dataset, pool=pool, failed=failed, run=run), failed
 
 
 def _write_batch(ready: list[tuple[int, PreparedLine]], failed: _Tally, *, dataset: Dataset, options: ImportOptions,

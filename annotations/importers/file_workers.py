@@ -4,8 +4,9 @@ Everything an import does with a file happens here, never in the importing proce
 never while a transaction is open: the path is resolved and confined to the images folder
 (:func:`~annotations.importers.emoverse_parse.resolve_image_path`), the file is read when it
 is a regular file within the size limit (:func:`annotations.image_services.read_image_file`'s
-rules), hashed and, when its content is new to the dataset, decoded, checked and its stored
-file and thumbnail written (:func:`annotations.image_services.image_store_files`).
+rules) and hashed; when its content is new to the dataset, decoded and checked
+(:func:`annotations.image_files.image_prepare`); and once its lines passed their checks, its
+stored file and thumbnail written (:func:`annotations.image_services.image_store_files`).
 
 Each file has ``EMOVERSE_IMAGE_READ_TIMEOUT_S`` for all of that. A worker that overruns it
 (a FIFO that blocks, a stalled network mount, a pathological image) is killed (SIGKILL)
@@ -14,8 +15,8 @@ to the fresh worker. Nothing is left blocked in the importing process: a read st
 kernel stays with the killed process.
 
 Workers are forked from the importing process (they inherit its settings, test overrides
-included) and touch no database: they get the dataset and names, and send back hashes,
-sizes and stored file names. :class:`FilePool` is a context manager; leaving it stops the
+included) and touch no database: they get the dataset, names and pixels, and send back
+hashes, checked pixels and stored file names. :class:`FilePool` is a context manager; leaving it stops the
 workers.
 """
 
@@ -36,7 +37,7 @@ from typing import Any
 from django.conf import settings
 
 from annotations.errors import InvalidImage
-from annotations.image_files import image_prepare, sha256_of
+from annotations.image_files import PreparedImage, image_prepare, sha256_of
 from annotations.image_services import ImageCandidate, image_store_files, read_image_file
 from annotations.importers.emoverse_parse import resolve_image_path
 from annotations.models import Dataset
@@ -60,19 +61,21 @@ def find_file(images_dir: Path, name: str) -> Found:
     return Found(path, sha256_of(read_image_file(path)))
 
 
-def prepare_file(dataset: Dataset, found: Found, original_name: str) -> ImageCandidate:
-    """Read the file again, check and normalise its pixels and write its stored file and
-    thumbnail (in a worker). The content must still be the one hashed by :func:`find_file`."""
+def prepare_file(found: Found) -> PreparedImage:
+    """Read the file again and check and normalise its pixels (in a worker). The content must
+    still be the one hashed by :func:`find_file`."""
     data = read_image_file(found.path)
-    digest = sha256_of(data)
-    if digest != found.sha256:
-        raise InvalidImage(f"{found.path.name}: the file changed while the import read it")
-    prepared = image_prepare(data)
-    candidate = ImageCandidate(sha256=digest, width=prepared.width, height=prepared.height, prepared=prepared)
+    if sha256_of(data) != found.sha256:
+        raise InvalidImage("the file changed while the import read it")
+    return image_prepare(data)
+
+
+def store_file(dataset: Dataset, candidate: ImageCandidate, original_name: str) -> ImageCandidate:
+    """Write a new image's stored file and thumbnail (in a worker): the candidate with their names."""
     return image_store_files(dataset=dataset, candidate=candidate, original_name=original_name)
 
 
-_OPERATIONS: dict[str, Callable[..., Any]] = {"find": find_file, "prepare": prepare_file}
+_OPERATIONS: dict[str, Callable[..., Any]] = {"find": find_file, "prepare": prepare_file, "store": store_file}
 
 
 def _portable(exc: BaseException) -> BaseException:
@@ -188,7 +191,7 @@ class FilePool:
             for worker in [w for w in busy.values() if w.deadline <= now]:
                 del busy[worker.conn]
                 stuck = worker.pending.popleft()
-                results[stuck] = (False, self._timeout_error(operation, tasks[stuck]))
+                results[stuck] = (False, self._timeout_error(operation))
                 queue.extendleft(reversed(worker.pending))  # the files behind it go to a fresh worker
                 self._kill(worker)
                 logger.warning("import: a file worker overran %g s and was killed", self.timeout_s)
@@ -216,10 +219,9 @@ class FilePool:
                     feed(worker)
         return results  # type: ignore[return-value]
 
-    def _timeout_error(self, operation: str, args: tuple) -> InvalidImage:
-        name = args[1] if operation == "find" else args[1].path.name
-        return InvalidImage(f"{Path(str(name)).name}: not read within {self.timeout_s:g} s "
-                            "(EMOVERSE_IMAGE_READ_TIMEOUT_S); is its mount stalled?")
+    def _timeout_error(self, operation: str) -> InvalidImage:
+        what = {"find": "read", "prepare": "checked"}.get(operation, "stored")
+        return InvalidImage(f"not {what} within {self.timeout_s:g} s (EMOVERSE_IMAGE_READ_TIMEOUT_S); is its mount stalled?")
 
 
 def import_workers() -> int:

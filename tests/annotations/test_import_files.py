@@ -210,10 +210,10 @@ def test_files_are_checked_in_parallel_worker_processes(ws, settings):
     log = ws.root / "prepared-by"
     real = file_workers.prepare_file
 
-    def record(dataset, found, original_name):
+    def record(found):
         with open(log, "a") as out:
             out.write(f"{os.getpid()}\n")
-        return real(dataset, found, original_name)
+        return real(found)
 
     with mock.patch.dict(file_workers._OPERATIONS, {"prepare": record}):
         report = ws.run([ws.line(n) for n in names])
@@ -256,5 +256,5 @@ def test_files_are_read_checked_and_stored_before_the_transaction_opens(ws, monk
     report = ws.run([ws.line(n) for n in names])
     assert (report.imported, report.failed) == (3, 0)
     assert writes == [3, 1, 1, 1]
-    assert seen == [("run", False), ("run", False)]  # find, then prepare: once each for the whole batch
+    assert seen == [("run", False)] * 3  # find, check, store: once each for the whole batch
     assert Annotation.objects.count() == 3
