@@ -57,11 +57,17 @@ def mask_area(rle: Mapping[str, Any]) -> int:
     return int(mask_utils.area(to_pycocotools(rle)))
 
 
+# pycocotools' ``area`` of a list builds a uint8 array of its length first: at most 255 per call.
+_AREA_BATCH = 255
+
+
 def mask_areas(rles: Sequence[Mapping[str, Any]]) -> list[int]:
-    """Foreground pixels of each RLE, in one pycocotools call."""
-    if not rles:
-        return []
-    return [int(v) for v in mask_utils.area([to_pycocotools(rle) for rle in rles])]
+    """Foreground pixels of each RLE, in one pycocotools call per 255."""
+    out: list[int] = []
+    for start in range(0, len(rles), _AREA_BATCH):
+        batch = [to_pycocotools(rle) for rle in rles[start : start + _AREA_BATCH]]
+        out += [int(v) for v in mask_utils.area(batch)]
+    return out
 
 
 def mask_bbox(rle: Mapping[str, Any]) -> list[float]:

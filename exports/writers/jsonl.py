@@ -14,34 +14,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+import orjson
 
 from annotations.models import ElementStatus
-from core.vocabulary import DES_DIM, ROLES
+from core.vocabulary import ROLES
 from exports.writers.items import ExportElement, ExportItem, WriterResult, dumps, export_annotator
 
 FILE_NAME = "data.jsonl"
 _PENDING = ElementStatus.PENDING.value
 
 
-def des_json_arrays(blobs: list[bytes | memoryview | None]) -> list[str | None]:
-    """JSON arrays (``"[0.1,-2.5,...]"``) of DES vectors, the shortest text that reads back to the same float32.
+def des_json_arrays(blobs: list[bytes | memoryview | None]) -> list[bytes | None]:
+    """JSON arrays (``b"[0.1,-2.5,...]"``) of DES vectors, the shortest text that reads back to the same float32.
 
-    One vectorised pass for a whole chunk: formatting 1024 floats per image one
-    by one in Python costs more than everything else in the line.
+    orjson formats a float32 array in C (about 40 µs for 1024 values; formatting them
+    one by one in Python, or through pyarrow's string cast, costs ten times more).
     """
-    present = [i for i, blob in enumerate(blobs) if blob is not None]
-    out: list[str | None] = [None] * len(blobs)
-    if not present:
-        return out
-    matrix = np.frombuffer(b"".join(bytes(blobs[i]) for i in present), dtype="<f4")
-    text = pa.array(matrix).cast(pa.string())
-    offsets = pa.array(np.arange(0, (len(present) + 1) * DES_DIM, DES_DIM, dtype=np.int32))
-    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, text), ",").to_pylist()
-    for i, values in zip(present, joined):
-        out[i] = f"[{values}]"
-    return out
+    return [None if blob is None else orjson.dumps(np.frombuffer(blob, dtype="<f4"), option=orjson.OPT_SERIALIZE_NUMPY)
+            for blob in blobs]
 
 
 def element_to_dict(element: ExportElement) -> dict[str, Any]:
@@ -60,7 +50,7 @@ def element_to_dict(element: ExportElement) -> dict[str, Any]:
     return out
 
 
-def item_to_line(item: ExportItem, des_json: str | None) -> bytes:
+def item_to_line(item: ExportItem, des_json: bytes | None) -> bytes:
     """One JSONL line (UTF-8, without the newline). ``des_json``: from :func:`des_json_arrays`.
 
     The keys of :func:`annotations.selectors.annotation_to_dict` in its order, with the
@@ -87,7 +77,7 @@ def item_to_line(item: ExportItem, des_json: str | None) -> bytes:
     text = dumps(line)
     if des_json is None:
         return text
-    return b"%b,\"des\":%b}" % (text[:-1], des_json.encode())
+    return b"%b,\"des\":%b}" % (text[:-1], des_json)
 
 
 class JsonlWriter:
