@@ -221,7 +221,9 @@ class FilePool:
 
     def _timeout_error(self, operation: str) -> InvalidImage:
         what = {"find": "read", "prepare": "checked"}.get(operation, "stored")
-        return InvalidImage(f"not {what} within {self.timeout_s:g} s (EMOVERSE_IMAGE_READ_TIMEOUT_S); is its mount stalled?")
+        return InvalidImage(
+            f"not {what} within {self.timeout_s:g} s (EMOVERSE_IMAGE_READ_TIMEOUT_S); is its mount stalled?"
+        )
 
 
 def import_workers() -> int:

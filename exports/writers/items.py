@@ -59,7 +59,11 @@ class ExportElement(NamedTuple):
 
     @property
     def mask(self) -> dict[str, Any] | None:
-        return None if self.mask_counts is None else {"size": [self.mask_height, self.mask_width], "counts": self.mask_counts}
+        return (
+            None
+            if self.mask_counts is None
+            else {"size": [self.mask_height, self.mask_width], "counts": self.mask_counts}
+        )
 
 
 @dataclass(slots=True)

@@ -30,8 +30,10 @@ def des_json_arrays(blobs: list[bytes | memoryview | None]) -> list[bytes | None
     orjson formats a float32 array in C (about 40 µs for 1024 values; formatting them
     one by one in Python, or through pyarrow's string cast, costs ten times more).
     """
-    return [None if blob is None else orjson.dumps(np.frombuffer(blob, dtype="<f4"), option=orjson.OPT_SERIALIZE_NUMPY)
-            for blob in blobs]
+    return [
+        None if blob is None else orjson.dumps(np.frombuffer(blob, dtype="<f4"), option=orjson.OPT_SERIALIZE_NUMPY)
+        for blob in blobs
+    ]
 
 
 def element_to_dict(element: ExportElement) -> dict[str, Any]:
@@ -57,7 +59,12 @@ def item_to_line(item: ExportItem, des_json: bytes | None) -> bytes:
     image's metadata before them and the exported annotator in place of the stored one.
     """
     image, annotation = item.image, item.annotation
-    line: dict[str, Any] = {"image": item.file_name, "source": image.source, "width": image.width, "height": image.height}
+    line: dict[str, Any] = {
+        "image": item.file_name,
+        "source": image.source,
+        "width": image.width,
+        "height": image.height,
+    }
     if item.sha256:  # only the exported file's own hash: the importer checks it against the file
         line["sha256"] = item.sha256
     triplets = []
@@ -70,14 +77,17 @@ def item_to_line(item: ExportItem, des_json: bytes | None) -> bytes:
         triplets.append(out)
     line["triplets"] = triplets
     if annotation.ces_label:
-        line["ces"] = {"label": annotation.ces_label, "confidence": annotation.ces_confidence,
-                       "distribution": annotation.ces_distribution}
+        line["ces"] = {
+            "label": annotation.ces_label,
+            "confidence": annotation.ces_confidence,
+            "distribution": annotation.ces_distribution,
+        }
     line["rationale"] = annotation.rationale
     line["annotator"] = export_annotator(annotation)
     text = dumps(line)
     if des_json is None:
         return text
-    return b"%b,\"des\":%b}" % (text[:-1], des_json)
+    return b'%b,"des":%b}' % (text[:-1], des_json)
 
 
 class JsonlWriter:
