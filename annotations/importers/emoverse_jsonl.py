@@ -38,7 +38,7 @@ from django.utils import timezone
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.errors import DomainError, InvalidAnnotation, InvalidImage
 from annotations.image_services import ImageCandidate, image_store
-from annotations.importers.file_workers import FilePool, Found, unique
+from annotations.importers.file_workers import FilePool, Found, register, unique
 from annotations.importers.emoverse_parse import (
     Annotator,
     BadLine,
@@ -206,17 +206,24 @@ class PreparedLine:
     fingerprint: str | None
 
 
-def prepare_line(parsed: ParsedLine, candidate: ImageCandidate) -> PreparedLine:
-    """The checks of a parsed line that need its image (stored already, or read, checked and
-    written by a file worker) but no lock: call with no transaction open. Raises
+def check_line(parsed: ParsedLine, sha256: str, width: int, height: int) -> tuple[AnnotationInput | None, str | None]:
+    """The checks of a parsed line that need its image's hash and size but no database: its
+    annotation and fingerprint (None for an image-only line). Runs in a file worker. Raises
     :class:`BadLine` or :class:`InvalidAnnotation`."""
-    _check_metadata(parsed.data, candidate.sha256, candidate.width, candidate.height)
-    annotation = fingerprint = None
-    if parsed.annotator is not None:
-        annotation = validate_annotation(parsed.data, candidate.width, candidate.height)
-        validate_triplet_keys(annotation.triplets)
-        fingerprint = _fingerprint(parsed, annotation)
-    return PreparedLine(parsed, candidate, annotation, fingerprint)
+    _check_metadata(parsed.data, sha256, width, height)
+    if parsed.annotator is None:
+        return None, None
+    annotation = validate_annotation(parsed.data, width, height)
+    validate_triplet_keys(annotation.triplets)
+    return annotation, _fingerprint(parsed, annotation)
+
+
+register("check_line", check_line)
+
+
+def prepare_line(parsed: ParsedLine, candidate: ImageCandidate) -> PreparedLine:
+    """:func:`check_line` in this process: the line ready to write."""
+    return PreparedLine(parsed, candidate, *check_line(parsed, candidate.sha256, candidate.width, candidate.height))
 
 
 def _image_candidates(names: list[str], *, dataset: Dataset, options: ImportOptions,
@@ -365,8 +372,8 @@ class _Tally:
 
 def _fail(tally: _Tally, number: int, exc: Exception, run: ImportRun) -> None:
     """Count and report a failed line; log an unforeseen exception with its traceback."""
-    if not isinstance(exc, (DomainError, DatabaseError)):
-        logger.exception("import run %s: line %s: unexpected error", run.pk, number)
+    if not isinstance(exc, (DomainError, DatabaseError)):  # raised here or in a file worker
+        logger.error("import run %s: line %s: unexpected error", run.pk, number, exc_info=exc)
     tally.failed += 1
     tally.errors.append(LineError(number, _reason(exc)))
 
@@ -384,15 +391,20 @@ def _prepare_lines(lines: list[tuple[int, bytes | None]], *, dataset: Dataset, o
         except Exception as exc:  # recorded: counted, reported for its line, logged if unforeseen
             _fail(failed, number, exc, run)
     candidates = _image_candidates([line.image for _, line in parsed], dataset=dataset, options=options, pool=pool)
-    ready = []
+    with_image = []
     for number, line in parsed:
-        try:
-            candidate = candidates[line.image]
-            if isinstance(candidate, Exception):
-                raise candidate
-            ready.append((number, prepare_line(line, candidate)))
-        except Exception as exc:  # recorded: counted, reported for its line, logged if unforeseen
-            _fail(failed, number, exc, run)
+        candidate = candidates[line.image]
+        if isinstance(candidate, Exception):
+            _fail(failed, number, candidate, run)
+        else:
+            with_image.append((number, line, candidate))
+    checked = pool.run("check_line", [(line, c.sha256, c.width, c.height) for _, line, c in with_image])
+    ready = []
+    for (number, line, candidate), (ok, value) in zip(with_image, checked):
+        if ok:
+            ready.append((number, PreparedLine(line, candidate, *value)))
+        else:
+            _fail(failed, number, value, run)
     return _store_files(ready, dataset=dataset, pool=pool, failed=failed, run=run), failed
 
 

@@ -78,6 +78,12 @@ def store_file(dataset: Dataset, candidate: ImageCandidate, original_name: str) 
 _OPERATIONS: dict[str, Callable[..., Any]] = {"find": find_file, "prepare": prepare_file, "store": store_file}
 
 
+def register(name: str, operation: Callable[..., Any]) -> None:
+    """Make ``operation`` (a module-level function of picklable arguments, no database access)
+    available to the workers under ``name``; call at import time, before a pool forks."""
+    _OPERATIONS[name] = operation
+
+
 def _portable(exc: BaseException) -> BaseException:
     """``exc`` if it survives pickling, else a RuntimeError that names it."""
     try:
@@ -220,7 +226,7 @@ class FilePool:
         return results  # type: ignore[return-value]
 
     def _timeout_error(self, operation: str) -> InvalidImage:
-        what = {"find": "read", "prepare": "checked"}.get(operation, "stored")
+        what = {"find": "read", "prepare": "checked", "store": "stored"}.get(operation, "checked")
         return InvalidImage(
             f"not {what} within {self.timeout_s:g} s (EMOVERSE_IMAGE_READ_TIMEOUT_S); is its mount stalled?"
         )

@@ -256,5 +256,5 @@ def test_files_are_read_checked_and_stored_before_the_transaction_opens(ws, monk
     report = ws.run([ws.line(n) for n in names])
     assert (report.imported, report.failed) == (3, 0)
     assert writes == [3, 1, 1, 1]
-    assert seen == [("run", False)] * 3  # find, check, store: once each for the whole batch
+    assert seen == [("run", False)] * 4  # find, check pixels, check lines, store: once each for the batch
     assert Annotation.objects.count() == 3
