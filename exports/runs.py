@@ -60,7 +60,7 @@ from exports.writers.items import ExportAnnotation
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SIZE = 2000
+CHUNK_SIZE = 1000
 _MODEL = AnnotationKind.MODEL.value
 _REJECTED = ElementStatus.REJECTED.value
 # Progress (with the heartbeat) is saved after every chunk; within a slow chunk

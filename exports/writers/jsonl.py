@@ -102,7 +102,7 @@ class JsonlWriter:
 
     def write(self, items: list[ExportItem]) -> None:
         des = des_json_arrays([item.annotation.des for item in items])
-        self._file.write(b"".join(b"%b\n" % item_to_line(item, d) for item, d in zip(items, des)))
+        self._file.writelines(b"%b\n" % item_to_line(item, d) for item, d in zip(items, des))
         self._lines += len(items)
 
     def close(self) -> WriterResult:
