@@ -21,7 +21,7 @@ from ml.stages.parsing import parse_annotation, parse_critic
 from ml.stages.prompts import load_prompt, render_annotate
 from ml.stages.types import AnnotatorResult, ImageInput, StageError
 from tests.factories import DatasetFactory, ImageFactory, annotation_payload, make_annotation
-from tests.ml.fake_openai import GOOD_TRIPLETS, Reply, critic_json, prompt_text, schema_name
+from demo.chat_server import GOOD_TRIPLETS, Reply, critic_json, prompt_text, schema_name
 
 EKMAN_WORDS = "anger, disgust, fear, happiness, sadness, surprise"
 

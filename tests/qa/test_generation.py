@@ -16,7 +16,7 @@ from qa.models import GenerationStatus, QAGeneration, QAPair
 from qa.pipeline import qa_generation_request
 from qa.services import qa_config_install_defaults
 from tests.factories import ImageFactory, make_annotation
-from tests.ml.fake_openai import Reply, prompt_text, schema_name
+from demo.chat_server import Reply, prompt_text, schema_name
 from tests.ml.stage_fakes import api_pipeline_config
 
 SLOT = re.compile(r"^(\d+)\. category (\S+), dimension (\S+), type (\S+)$", re.MULTILINE)
