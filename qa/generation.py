@@ -25,7 +25,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.triplets import PhraseTriplet
-from core.vocabulary import EMOTIONS
 from ml.config import get_registry
 from ml.stages import qa as stage
 from annotations.models import Image
@@ -41,11 +40,13 @@ PRIORITY_DISAGREES, PRIORITY_UNCHECKED, PRIORITY_AGREES = 0.0, 0.5, 1.0
 
 
 def image_input(image: Image) -> ImageInput:
-    """The stored file's bytes as a stage input (as the pre-annotation pipeline sends them)."""
+    """The stored file's bytes as a stage input, with its dataset's emotion taxonomy (as the
+    pre-annotation pipeline sends them)."""
     with image.file.open("rb") as handle:
         data = handle.read()
     mime = mimetypes.guess_type(image.file.name)[0] or "image/jpeg"
-    return ImageInput(key=str(image.pk), data=data, width=image.width, height=image.height, mime_type=mime)
+    return ImageInput(key=str(image.pk), data=data, width=image.width, height=image.height, mime_type=mime,
+                      taxonomy=image.dataset.get_taxonomy())
 
 
 def qa_generation_begin(generation_id: int) -> QAGeneration | None:
@@ -93,13 +94,13 @@ def qa_generation_run(generation_id: int) -> QAGeneration | None:
         )
     except ValueError as exc:
         raise StageError(f"cannot plan QA slots: {exc}") from exc
+    picture = image_input(image)
     stage_context = stage.QAContext(
         triplets=tuple(PhraseTriplet(*t) for t in context.triplets),
         label=context.label,
         rationale=context.rationale,
-        emotions=EMOTIONS,
+        emotions=picture.taxonomy.labels,  # the dataset's taxonomy
     )
-    picture = image_input(image)
     result = generator.generate(picture, stage_context, slots, axes)
     pairs = [stage.shuffle_options(pair, seed=(image.pk, generation.generator_version)) for pair in result.pairs]
     checked = critic.answer(picture, pairs) if critic is not None and pairs else None

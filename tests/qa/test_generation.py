@@ -250,3 +250,19 @@ def test_parse_generation_drops_bad_pairs_with_reasons():
     result = stage.parse_generation(json.dumps(raw_ok), model="m", prompt_version="p", slots=slots, context=context)
     assert [p.slot.index for p in result.pairs] == [2]
     assert any("yes/no answer 'maybe'" in d for d in result.dropped)
+
+
+def test_generation_names_the_datasets_taxonomy(qa_ml, db, django_capture_on_commit_callbacks):
+    """An Ekman dataset's generation prompt lists Ekman's six emotions, not Mikels' eight."""
+    from core.vocabulary import EKMAN
+    from tests.factories import DatasetFactory, annotation_payload
+
+    image = ImageFactory(dataset=DatasetFactory(slug="eemo-qa", taxonomy=EKMAN.to_spec()))
+    data = annotation_payload(image.width, image.height)
+    data["ces"] = {"label": "fear", "distribution": {e: (0.5 if e == "fear" else 0.1) for e in EKMAN.labels}}
+    make_annotation(image, payload=data)
+    qa_config_install_defaults(dataset=image.dataset)
+    request([image.pk], django_capture_on_commit_callbacks)
+    text = prompt_text(qa_ml.requests[0])
+    assert ", ".join(EKMAN.labels) in text
+    assert "amusement" not in text
