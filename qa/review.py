@@ -1,0 +1,504 @@
+"""QA review: the queue of images with pairs to review, leases, drafts and submit.
+
+The rules are the triplet review's (``review.queue``, ``review.services``), for an image's
+QA pairs:
+
+* **Leases.** ``qa_lease_next`` gives a reviewer the image they hold on the dataset, else
+  the next image with pending pairs (lowest pair priority first: pairs the critic did not
+  reproduce come first) that has a free slot. A lease lasts ``dataset.lease_minutes`` and a
+  draft save renews it; a lapsed lease counts for nothing and is marked expired when its
+  image is claimed again.
+* **K overlap.** An image needs ``dataset.reviews_per_item`` independent reviews for the
+  ``overlap_fraction`` sample of images (a hash of dataset and image, as for triplets), else
+  one. Each review holds a slot; a reviewer reviews an image once. Until the last of the K
+  reviews is in, the pairs stay ``pending`` and unchanged, so no reviewer sees another's
+  decisions.
+* **Submit** (``qa_review_submit``): one decision per pending pair (accept, edit with the
+  new question/options/answer, reject with a reason), each naming the pair version read.
+  :class:`VersionConflict` (HTTP 409) when the lease was submitted already, lapsed and its
+  slot was taken, or a pair changed since it was read; nothing is written then and the
+  draft stays.
+* **Final decision.** When the image's last review is in, each pair whose reviewers agree
+  (same decision; edits with the same content and answer) gets its new version from
+  ``qa.services.qa_pair_new_version`` (accepted, edited or rejected); the others go to
+  adjudication (``qa.adjudication``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, F, IntegerField, Min, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from annotations.errors import NotAllowed, NothingToDo, VersionConflict
+from annotations.models import Dataset, Image
+from annotations.validation import check_storable
+from qa.errors import InvalidPair
+from qa.models import (
+    QAAdjudication,
+    QADecision,
+    QADecisionKind,
+    QADraft,
+    QALease,
+    QALeaseState,
+    QAPair,
+    QAReview,
+    QAReviewPlan,
+    QAStatus,
+    RejectReason,
+)
+from qa.selectors import qa_axes
+from qa.services import qa_pair_new_version
+from qa.text import pair_content_hash
+from qa.validation import PairInput, validate_pair
+
+REVIEWABLE = (QAStatus.PENDING, QAStatus.IN_REVIEW)
+REJECT_REASONS = [value for value in RejectReason.values if value]  # in the order of the keys 1-5
+CLAIM_ATTEMPTS = 20
+
+
+def required_qa_reviews(*, dataset: Dataset, image_id: int) -> int:
+    """``dataset.reviews_per_item`` for a stable ``overlap_fraction`` sample of images, else 1
+    (the triplet review's rule, so an image in the sample is in it for both)."""
+    if dataset.reviews_per_item <= 1 or dataset.overlap_fraction <= 0:
+        return 1
+    digest = hashlib.sha256(f"{dataset.pk}:{image_id}".encode()).digest()
+    position = int.from_bytes(digest[:8], "big") / 2**64
+    return dataset.reviews_per_item if position < dataset.overlap_fraction else 1
+
+
+def _live(now) -> QuerySet[QALease]:
+    return QALease.objects.filter(state=QALeaseState.ACTIVE, expires_at__gt=now)
+
+
+def qa_queue_candidates(*, dataset: Dataset, reviewer: AbstractBaseUser, now) -> QuerySet[Image]:
+    """Images of ``dataset`` with pending pairs that ``reviewer`` has not reviewed and that have
+    a free slot (live leases plus submitted reviews below the required reviews), lowest pair
+    priority first, then oldest."""
+    pending = QAPair.objects.filter(image=OuterRef("pk"), is_current=True, status__in=REVIEWABLE)
+    mine = QALease.objects.filter(image=OuterRef("pk"), reviewer=reviewer, state=QALeaseState.SUBMITTED)
+    live = _live(now).filter(image=OuterRef("pk")).order_by().values("image").annotate(n=Count("id")).values("n")
+    plan = QAReviewPlan.objects.filter(image=OuterRef("pk"))
+    first = pending.order_by().values("image").annotate(p=Min("priority")).values("p")
+    return (
+        Image.objects.filter(dataset=dataset)
+        .filter(Exists(pending))
+        .exclude(Exists(mine))
+        .alias(
+            n_live=Coalesce(Subquery(live, output_field=IntegerField()), Value(0)),
+            n_required=Coalesce(Subquery(plan.values("required_reviews")[:1]), Value(1)),
+            n_submitted=Coalesce(Subquery(plan.values("submitted_reviews")[:1]), Value(0)),
+        )
+        .filter(n_required__gt=F("n_live") + F("n_submitted"))
+        .annotate(first_priority=Subquery(first))
+        .order_by("first_priority", "id")
+    )
+
+
+def _free_slot(*, image: Image, reviewer: AbstractBaseUser, dataset: Dataset, now) -> int | None:
+    """A free slot of ``image`` for ``reviewer``, or None. Precondition: the image row is locked."""
+    QALease.objects.filter(image=image, state=QALeaseState.ACTIVE, expires_at__lte=now).update(
+        state=QALeaseState.EXPIRED, ended_at=now
+    )
+    plan, _ = QAReviewPlan.objects.get_or_create(
+        image=image,
+        defaults={"dataset": dataset, "required_reviews": required_qa_reviews(dataset=dataset, image_id=image.pk)},
+    )
+    if QALease.objects.filter(image=image, reviewer=reviewer, state=QALeaseState.SUBMITTED).exists():
+        return None
+    used = set(
+        QALease.objects.filter(image=image, state=QALeaseState.ACTIVE)
+        .exclude(reviewer=reviewer)
+        .values_list("slot", flat=True)
+    )
+    if len(used) + plan.submitted_reviews >= plan.required_reviews:
+        return None
+    return next(s for s in range(plan.required_reviews + len(used) + 1) if s not in used)
+
+
+def _claim_once(dataset: Dataset, reviewer: AbstractBaseUser, now) -> QALease | None:
+    held = _live(now).filter(dataset=dataset, reviewer=reviewer).select_related("image").first()
+    if held is not None:
+        return held
+    candidates = qa_queue_candidates(dataset=dataset, reviewer=reviewer, now=now)
+    image = candidates.select_for_update(skip_locked=True, of=("self",)).first()
+    if image is None and candidates.exists():
+        image = candidates.select_for_update(of=("self",)).first()
+    if image is None:
+        return None
+    slot = _free_slot(image=image, reviewer=reviewer, dataset=dataset, now=now)
+    if slot is None:
+        raise IntegrityError("slot taken between selection and lock")
+    QALease.objects.filter(image=image, reviewer=reviewer, state=QALeaseState.ACTIVE).update(
+        state=QALeaseState.EXPIRED, ended_at=now
+    )
+    return QALease.objects.create(
+        image=image,
+        dataset=dataset,
+        reviewer=reviewer,
+        slot=slot,
+        expires_at=now + timedelta(minutes=dataset.lease_minutes),
+    )
+
+
+def qa_lease_next(*, dataset: Dataset, reviewer: AbstractBaseUser) -> QALease:
+    """The reviewer's live QA lease on ``dataset``, else a new one on the next image.
+    Raises :class:`NothingToDo` when nothing is left for this reviewer."""
+    for _ in range(CLAIM_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                lease = _claim_once(dataset, reviewer, timezone.now())
+        except IntegrityError:
+            continue  # a concurrent claim won that slot; pick again
+        if lease is None:
+            raise NothingToDo(f"No QA pair left to review in {dataset.slug}.")
+        return lease
+    raise NothingToDo(f"The QA queue of {dataset.slug} is busy; try again.")
+
+
+def _lease_locked(lease_id: int, reviewer: AbstractBaseUser) -> QALease:
+    lease = QALease.objects.select_for_update(of=("self",)).select_related("dataset").get(pk=lease_id)
+    if lease.reviewer_id != reviewer.pk:
+        raise NotAllowed("This lease belongs to another reviewer.")
+    return lease
+
+
+@transaction.atomic
+def qa_lease_release(*, lease: QALease, reviewer: AbstractBaseUser) -> QALease:
+    """Give the image back to the queue; the draft is kept."""
+    lease = _lease_locked(lease.pk, reviewer)
+    if lease.state == QALeaseState.SUBMITTED:
+        raise VersionConflict("This lease was already submitted.", changes={"submitted": True})
+    lease.state, lease.ended_at = QALeaseState.RELEASED, timezone.now()
+    lease.save(update_fields=["state", "ended_at"])
+    return lease
+
+
+def qa_draft_save(*, lease: QALease, reviewer: AbstractBaseUser, payload: Any) -> QADraft:
+    """Save the reviewer's decisions in progress; a live lease is renewed. The payload's size
+    (``EMOVERSE_MAX_DRAFT_BYTES``) and text are checked before anything is written."""
+    if lease.reviewer_id != reviewer.pk:
+        raise NotAllowed("This lease belongs to another reviewer.")
+    size = len(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    if size > settings.EMOVERSE_MAX_DRAFT_BYTES:
+        raise InvalidPair("payload", f"the draft has {size:,} bytes, more than {settings.EMOVERSE_MAX_DRAFT_BYTES:,}")
+    check_storable(payload, "payload")
+    with transaction.atomic():
+        lease = _lease_locked(lease.pk, reviewer)
+        if lease.state == QALeaseState.SUBMITTED:
+            raise VersionConflict("This lease was already submitted.", changes={"submitted": True})
+        now = timezone.now()
+        if lease.state == QALeaseState.ACTIVE and lease.expires_at > now:
+            lease.expires_at = now + timedelta(minutes=lease.dataset.lease_minutes)
+            lease.save(update_fields=["expires_at"])
+        draft, _ = QADraft.objects.update_or_create(
+            image_id=lease.image_id, reviewer=reviewer, defaults={"lease": lease, "payload": payload}
+        )
+    return draft
+
+
+def qa_draft_payload(*, image_id: int, reviewer_id: int) -> Any:
+    draft = QADraft.objects.filter(image_id=image_id, reviewer_id=reviewer_id).first()
+    return draft.payload if draft is not None else None
+
+
+def qa_pairs_for_review(*, image_id: int) -> list[QAPair]:
+    """The image's pairs a reviewer decides: current and pending, lowest priority first."""
+    return list(
+        QAPair.objects.filter(image_id=image_id, is_current=True, status__in=REVIEWABLE)
+        .select_related("category", "dimension")
+        .prefetch_related("elements")
+        .order_by("priority", "id")
+    )
+
+
+@dataclass(frozen=True)
+class CheckedDecision:
+    pair: QAPair
+    decision: str
+    reject_reason: str
+    values: PairInput | None
+
+
+def _pair_payload(pair: QAPair) -> dict:
+    answer = pair.answer_index if pair.question_type == "multiple_choice" else pair.answer
+    return {
+        "category": pair.category.key,
+        "dimension": pair.dimension.key,
+        "type": pair.question_type,
+        "question": pair.question,
+        "options": pair.options,
+        "answer": answer,
+        "rationale": pair.rationale,
+    }
+
+
+def _check_decisions(raw: Any, pairs: Sequence[QAPair], axes) -> list[CheckedDecision]:
+    """One checked decision per pending pair; :class:`InvalidPair` names the bad field, and
+    :class:`VersionConflict` says which pairs changed since the reviewer read them."""
+    if not isinstance(raw, list):
+        raise InvalidPair("decisions", "a list of one decision per pair")
+    by_id = {pair.pk: pair for pair in pairs}
+    seen: dict[int, CheckedDecision] = {}
+    stale = []
+    for i, item in enumerate(raw):
+        field = f"decisions[{i}]"
+        if not isinstance(item, Mapping) or not isinstance(item.get("pair"), int) or isinstance(item["pair"], bool):
+            raise InvalidPair(f"{field}.pair", "each decision names its pair (the id of the version read)")
+        pair = by_id.get(item["pair"])
+        if pair is None:
+            stale.append(item["pair"])
+            continue
+        if item["pair"] in seen:
+            raise InvalidPair(f"{field}.pair", "one decision per pair")
+        decision = item.get("decision")
+        if decision not in QADecisionKind.values:
+            raise InvalidPair(f"{field}.decision", f"must be one of {', '.join(QADecisionKind.values)}")
+        reason = item.get("reason") or ""
+        if decision == QADecisionKind.REJECT and reason not in REJECT_REASONS:
+            raise InvalidPair(f"{field}.reason", f"a rejection needs a reason: {', '.join(REJECT_REASONS)}")
+        if decision != QADecisionKind.REJECT and reason:
+            raise InvalidPair(f"{field}.reason", "only a rejection has a reason")
+        values = None
+        if decision == QADecisionKind.EDIT:
+            edit = item.get("edit")
+            if not isinstance(edit, Mapping):
+                raise InvalidPair(f"{field}.edit", "an edit carries the new question, options and answer")
+            merged = {**_pair_payload(pair), **{k: edit[k] for k in ("question", "options", "answer") if k in edit}}
+            try:
+                values = validate_pair(merged, categories=axes.categories, dimensions=axes.dimensions)
+            except InvalidPair as exc:
+                raise InvalidPair(f"{field}.edit.{exc.field}", exc.message) from None
+        seen[pair.pk] = CheckedDecision(pair=pair, decision=decision, reject_reason=reason, values=values)
+    if stale:
+        raise VersionConflict("Some pairs changed since you read them; reload the image.", changes={"pairs": stale})
+    missing = [pk for pk in by_id if pk not in seen]
+    if missing:
+        raise InvalidPair("decisions", f"every pair needs a decision; {len(missing)} have none")
+    return list(seen.values())
+
+
+def _edit_signature(values: PairInput) -> str:
+    return (
+        pair_content_hash(values.question_type, values.question, values.options)
+        + f":{values.answer_index}:"
+        + (values.answer.strip().casefold())
+    )
+
+
+def _decision_row(review: QAReview, checked: CheckedDecision) -> QADecision:
+    pair, values = checked.pair, checked.values
+    answer_changed = values is not None and (
+        values.answer_index != pair.answer_index
+        or values.answer.strip().casefold() != pair.answer.strip().casefold()
+        or (values.options is not None and list(values.options) != list(pair.options or []))
+    )
+    if checked.decision == QADecisionKind.ACCEPT:
+        correct = True
+    elif checked.decision == QADecisionKind.EDIT:
+        correct = not answer_changed
+    else:
+        correct = False if checked.reject_reason == RejectReason.WRONG_ANSWER else None
+    return QADecision(
+        review=review,
+        pair=pair,
+        pair_key=pair.key,
+        dataset_id=pair.dataset_id,
+        category_id=pair.category_id,
+        dimension_id=pair.dimension_id,
+        model_name=pair.model_name,
+        decision=checked.decision,
+        reject_reason=checked.reject_reason,
+        edited=None
+        if values is None
+        else {"question": values.question, "options": values.options, "answer": _answer_of(values)},
+        edited_hash=_edit_signature(values) if values is not None else "",
+        answer_changed=answer_changed,
+        model_answer_correct=correct,
+        critic_agrees=pair.critic_agrees,
+    )
+
+
+def _answer_of(values: PairInput) -> Any:
+    return values.answer_index if values.question_type == "multiple_choice" else values.answer
+
+
+def _lease_for_submit(lease_id: int, reviewer: AbstractBaseUser, image: Image, now) -> QALease:
+    """The caller's lease, locked and live; a lapsed lease is taken up again while its slot is free."""
+    lease = _lease_locked(lease_id, reviewer)
+    if lease.state == QALeaseState.SUBMITTED:
+        raise VersionConflict("You have submitted this image already.", changes={"submitted": True})
+    if lease.state == QALeaseState.ACTIVE and lease.expires_at > now:
+        return lease
+    newer = _live(now).filter(image=image, reviewer=reviewer).exclude(pk=lease.pk).exists()
+    slot = None if newer else _free_slot(image=image, reviewer=reviewer, dataset=lease.dataset, now=now)
+    if slot is None:
+        raise VersionConflict(
+            "Your lease ended and the image was taken by another reviewer; your draft is kept.",
+            changes={"lease_lost": True},
+        )
+    QALease.objects.filter(image=image, reviewer=reviewer, state=QALeaseState.ACTIVE).exclude(pk=lease.pk).update(
+        state=QALeaseState.EXPIRED, ended_at=now
+    )
+    lease.state, lease.slot = QALeaseState.ACTIVE, slot
+    return lease
+
+
+@dataclass(frozen=True)
+class QASubmitResult:
+    review: QAReview
+    final: bool
+    applied: int
+    adjudications: int
+
+
+def qa_review_submit(*, lease: QALease, reviewer: AbstractBaseUser, decisions: Any) -> QASubmitResult:
+    """Submit the reviewer's decisions on the leased image's pending pairs (module docstring)."""
+    if lease.reviewer_id != reviewer.pk:
+        raise NotAllowed("This lease belongs to another reviewer.")
+    axes = qa_axes(dataset_id=lease.dataset_id)
+    with transaction.atomic():
+        image = Image.objects.select_for_update().get(pk=lease.image_id)
+        now = timezone.now()
+        lease = _lease_for_submit(lease.pk, reviewer, image, now)
+        checked = _check_decisions(decisions, qa_pairs_for_review(image_id=image.pk), axes)
+        lease.state, lease.ended_at = QALeaseState.SUBMITTED, now
+        lease.save(update_fields=["state", "slot", "ended_at"])
+        review = QAReview.objects.create(lease=lease, image=image, dataset_id=image.dataset_id, reviewer=reviewer)
+        QADecision.objects.bulk_create([_decision_row(review, c) for c in checked])
+        plan = QAReviewPlan.objects.select_for_update().get(image=image)
+        plan.submitted_reviews += 1
+        plan.save(update_fields=["submitted_reviews"])
+        QADraft.objects.filter(image=image, reviewer=reviewer).delete()
+        applied = opened = 0
+        if plan.submitted_reviews >= plan.required_reviews:
+            applied, opened = _finalise(image=image, user=reviewer)
+    return QASubmitResult(
+        review=review, final=plan.submitted_reviews >= plan.required_reviews, applied=applied, adjudications=opened
+    )
+
+
+def _signature(d: QADecision) -> tuple:
+    if d.decision == QADecisionKind.EDIT:
+        return (d.decision, d.edited_hash)
+    return (d.decision,)
+
+
+def qa_apply_decision(
+    *,
+    pair: QAPair,
+    user: AbstractBaseUser,
+    decision: QADecision | None,
+    reject_reason: str = "",
+    accept: bool = False,
+    note: str = "",
+) -> QAPair:
+    """The pair's new version from one decision (a reviewer's, or the adjudicator's choice)."""
+    if decision is None:
+        status = QAStatus.ACCEPTED if accept else QAStatus.REJECTED
+        return qa_pair_new_version(
+            pair=pair,
+            expected_version=pair.version,
+            user=user,
+            status=status,
+            reject_reason="" if accept else reject_reason,
+            review_note=note,
+        )
+    if decision.decision == QADecisionKind.ACCEPT:
+        return qa_pair_new_version(
+            pair=pair, expected_version=pair.version, user=user, status=QAStatus.ACCEPTED, review_note=note
+        )
+    if decision.decision == QADecisionKind.REJECT:
+        return qa_pair_new_version(
+            pair=pair,
+            expected_version=pair.version,
+            user=user,
+            status=QAStatus.REJECTED,
+            reject_reason=reject_reason or decision.reject_reason,
+            review_note=note,
+        )
+    axes = qa_axes(dataset_id=pair.dataset_id)
+    values = validate_pair(
+        {**_pair_payload(pair), **decision.edited}, categories=axes.categories, dimensions=axes.dimensions
+    )
+    return qa_pair_new_version(
+        pair=pair, expected_version=pair.version, user=user, status=QAStatus.EDITED, values=values, review_note=note
+    )
+
+
+def _finalise(*, image: Image, user: AbstractBaseUser) -> tuple[int, int]:
+    """After the image's last review: apply the agreed decisions, open an adjudication for
+    each pair the reviewers disagree on. Precondition: in a transaction, the image locked."""
+    decisions: dict[Any, list[QADecision]] = {}
+    for d in QADecision.objects.filter(review__image=image).select_related("pair").order_by("id"):
+        decisions.setdefault(d.pair_key, []).append(d)
+    applied = opened = 0
+    for key, rows in decisions.items():
+        pair = QAPair.objects.filter(key=key, is_current=True).select_related("category", "dimension").first()
+        if pair is None or pair.status not in REVIEWABLE or pair.pk != rows[-1].pair_id:
+            continue  # decided already (an earlier round) or changed by someone else
+        if len({_signature(d) for d in rows}) == 1:
+            reason = Counter(d.reject_reason for d in rows).most_common(1)[0][0]
+            qa_apply_decision(pair=pair, user=user, decision=rows[-1], reject_reason=reason)
+            applied += 1
+        elif not QAAdjudication.objects.filter(pair_key=key, state="open").exists():
+            QAAdjudication.objects.create(pair_key=key, pair=pair, image=image, dataset_id=image.dataset_id)
+            opened += 1
+    return applied, opened
+
+
+def qa_lease_state(*, lease: QALease, now=None) -> dict:
+    now = now or timezone.now()
+    return {
+        "id": lease.pk,
+        "expires_at": lease.expires_at.isoformat(),
+        "live": lease.state == QALeaseState.ACTIVE and lease.expires_at > now,
+    }
+
+
+def qa_review_payload(*, lease: QALease) -> dict:
+    """What the QA review page and ``POST …/next/`` give the reviewer: the lease, the image,
+    its pending pairs (with the ids of their B-A-S elements), those elements (role, phrase,
+    box, mask) and the reviewer's draft. Never another reviewer's decisions."""
+    pairs = qa_pairs_for_review(image_id=lease.image_id)
+    elements = {}
+    for pair in pairs:
+        for e in pair.elements.all():
+            elements[str(e.pk)] = {"role": e.role, "phrase": e.phrase, "box": e.box, "mask": e.mask}
+    image = lease.image
+    return {
+        "lease": qa_lease_state(lease=lease),
+        "image": {"id": image.pk, "width": image.width, "height": image.height, "name": image.original_name},
+        "pairs": [
+            {
+                "id": p.pk,
+                "key": str(p.key),
+                "version": p.version,
+                "category": {"key": p.category.key, "name": p.category.name},
+                "dimension": {"key": p.dimension.key, "name": p.dimension.name},
+                "type": p.question_type,
+                "question": p.question,
+                "options": p.options,
+                "answer": p.answer_index if p.question_type == "multiple_choice" else p.answer,
+                "rationale": p.rationale,
+                "model": p.model_name or p.author_name,
+                "critic_agrees": p.critic_agrees,
+                "elements": [str(e.pk) for e in p.elements.all()],
+            }
+            for p in pairs
+        ],
+        "elements": elements,
+        "reasons": [{"value": v, "label": str(RejectReason(v).label)} for v in REJECT_REASONS],
+        "draft": qa_draft_payload(image_id=lease.image_id, reviewer_id=lease.reviewer_id),
+    }
