@@ -290,11 +290,10 @@ def _check_decisions(raw: Any, pairs: Sequence[QAPair], axes) -> list[CheckedDec
 
 
 def _edit_signature(values: PairInput) -> str:
-    return (
-        pair_content_hash(values.question_type, values.question, values.options)
-        + f":{values.answer_index}:"
-        + (values.answer.strip().casefold())
-    )
+    """SHA-256 of an edit's content and answer: two reviewers' edits agree when it is equal."""
+    answer = str(values.answer_index) if values.answer_index is not None else values.answer.strip().casefold()
+    content = pair_content_hash(values.question_type, values.question, values.options)
+    return hashlib.sha256(f"{content}\x1f{answer}".encode()).hexdigest()
 
 
 def _decision_row(review: QAReview, checked: CheckedDecision) -> QADecision:
