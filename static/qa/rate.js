@@ -19,6 +19,8 @@ if (form) {
   let typedOn = null;
   const show = (input) => { form.querySelector(`output[for="${input.id}"]`).textContent = input.value; };
   for (const input of form.querySelectorAll('input[type="range"]')) input.addEventListener("input", () => show(input));
+  // The first slider (or the one the server's error names) takes the keys from the start.
+  (form.querySelector('input[type="range"][aria-invalid="true"]') || form.querySelector('input[type="range"]'))?.focus();
   form.addEventListener("keydown", (ev) => {
     const input = ev.target;
     if (ev.key === "Enter") { ev.preventDefault(); form.requestSubmit(); return; }
