@@ -37,7 +37,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, F, IntegerField, Min, OuterRef, QuerySet, Subquery, Value
+from django.db.models import Count, Exists, F, IntegerField, Min, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -501,3 +501,35 @@ def qa_review_payload(*, lease: QALease) -> dict:
         "reasons": [{"value": v, "label": str(RejectReason(v).label)} for v in REJECT_REASONS],
         "draft": qa_draft_payload(image_id=lease.image_id, reviewer_id=lease.reviewer_id),
     }
+
+
+def qa_decision_summary(*, dataset_id: int) -> list[dict]:
+    """Reviewers against the generating model, per category and dimension (keys): decisions,
+    accepted, edited, rejected, the acceptance rate (accepted or edited over all) and the
+    model's answer accuracy (``model_answer_correct`` true over those with a verdict)."""
+    rows = (
+        QADecision.objects.filter(dataset_id=dataset_id)
+        .values("category__key", "dimension__key")
+        .annotate(
+            decisions=Count("id"),
+            accepted=Count("id", filter=Q(decision=QADecisionKind.ACCEPT)),
+            edited=Count("id", filter=Q(decision=QADecisionKind.EDIT)),
+            rejected=Count("id", filter=Q(decision=QADecisionKind.REJECT)),
+            correct=Count("id", filter=Q(model_answer_correct=True)),
+            judged=Count("id", filter=Q(model_answer_correct__isnull=False)),
+        )
+        .order_by("category__key", "dimension__key")
+    )
+    return [
+        {
+            "category": r["category__key"],
+            "dimension": r["dimension__key"],
+            "decisions": r["decisions"],
+            "accepted": r["accepted"],
+            "edited": r["edited"],
+            "rejected": r["rejected"],
+            "acceptance_rate": (r["accepted"] + r["edited"]) / r["decisions"],
+            "model_accuracy": r["correct"] / r["judged"] if r["judged"] else None,
+        }
+        for r in rows
+    ]

@@ -38,15 +38,15 @@ class QAReviewNextAPI(ReviewerAPI):
 
 
 class QADraftAPI(ReviewerAPI):
-    class Input(serializers.Serializer):
+    class QADraftInput(serializers.Serializer):
         payload = serializers.JSONField()
 
     @extend_schema(
-        request=Input,
+        request=QADraftInput,
         responses={200: inline_serializer("QADraftSaved", fields={"saved_at": serializers.DateTimeField()})},
     )
     def put(self, request, pk: int):
-        data = self.Input(data=request.data)
+        data = self.QADraftInput(data=request.data)
         data.is_valid(raise_exception=True)
         lease = get_object_or_404(QALease, pk=pk)
         draft = review.qa_draft_save(lease=lease, reviewer=request.user, payload=data.validated_data["payload"])
@@ -54,7 +54,7 @@ class QADraftAPI(ReviewerAPI):
 
 
 class QASubmitAPI(ReviewerAPI):
-    class Input(serializers.Serializer):
+    class QASubmitInput(serializers.Serializer):
         decisions = serializers.ListField(
             child=serializers.DictField(),
             max_length=1000,
@@ -62,7 +62,7 @@ class QASubmitAPI(ReviewerAPI):
         )
 
     @extend_schema(
-        request=Input,
+        request=QASubmitInput,
         responses={
             200: inline_serializer(
                 "QASubmitted",
@@ -75,7 +75,7 @@ class QASubmitAPI(ReviewerAPI):
         },
     )
     def post(self, request, pk: int):
-        data = self.Input(data=request.data)
+        data = self.QASubmitInput(data=request.data)
         data.is_valid(raise_exception=True)
         lease = get_object_or_404(QALease, pk=pk)
         result = review.qa_review_submit(lease=lease, reviewer=request.user, decisions=data.validated_data["decisions"])

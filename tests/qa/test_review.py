@@ -311,3 +311,38 @@ def test_review_page_renders_model_text_escaped_and_roles(dataset, client):
     assert 'src="/static/qa/qa_review.js"' in html or "qa/qa_review.js" in html
     client.force_login(UserFactory(username="r", roles=["rater"]))
     assert client.get(f"/qa/review/{dataset.slug}/").status_code == 403
+
+
+def test_decision_summary_per_category_and_dimension(dataset):
+    image, (mc, yn) = image_with_pairs(dataset)
+    c = client(reviewer("ann"))
+    item = next_item(c, dataset).json()
+    decisions = [
+        {"pair": mc.pk, "decision": "edit", "edit": {"question": "Which emotion, mostly?"}},  # answer kept
+        {"pair": yn.pk, "decision": "reject", "reason": "leaks_answer"},  # says nothing of the answer
+    ]
+    c.post(f"/api/qa/review/leases/{item['lease']['id']}/submit/", {"decisions": decisions}, format="json")
+    from qa.review import qa_decision_summary
+
+    assert qa_decision_summary(dataset_id=dataset.pk) == [
+        {
+            "category": "intensity",
+            "dimension": "atmosphere",
+            "decisions": 1,
+            "accepted": 0,
+            "edited": 0,
+            "rejected": 1,
+            "acceptance_rate": 0.0,
+            "model_accuracy": None,
+        },
+        {
+            "category": "perception",
+            "dimension": "scene",
+            "decisions": 1,
+            "accepted": 0,
+            "edited": 1,
+            "rejected": 0,
+            "acceptance_rate": 1.0,
+            "model_accuracy": 1.0,
+        },
+    ]
