@@ -52,7 +52,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--db", default="emoverse_bench_qa", help="database created and dropped on that server")
     p.add_argument("--batch-size", type=int, default=5000)
     p.add_argument("--keep", action="store_true", help="keep the database at the end")
-    p.add_argument("--skip-parquet", action="store_true")
+    p.add_argument("--formats", nargs="+", default=["qa-jsonl", "qa-parquet"], choices=["qa-jsonl", "qa-parquet"],
+                   help="export formats to time")
+    p.add_argument("--reuse", action="store_true",
+                   help="time the exports only, on the database a --keep run left (its pairs are all accepted)")
     return p.parse_args()
 
 
@@ -165,31 +168,37 @@ def main() -> None:
     env = {**os.environ, "DATABASE_URL": f"{args.pg.rstrip('/')}/{args.db}", "DJANGO_SETTINGS_MODULE":
            "emoverse_site.settings", "MEDIA_ROOT": str(tmp / "media"), "EXPORT_ROOT": str(tmp / "exports"),
            "CELERY_TASK_ALWAYS_EAGER": "1"}
-    psql(args.pg, f"DROP DATABASE IF EXISTS {args.db}")
-    psql(args.pg, f"CREATE DATABASE {args.db}")
+    if not args.reuse:
+        psql(args.pg, f"DROP DATABASE IF EXISTS {args.db}")
+        psql(args.pg, f"CREATE DATABASE {args.db}")
     try:
-        run(env, ["manage.py", "migrate", "-v", "0"])
-        wall, _, _, _ = run(env, ["-c", SEED, str(args.images)])
-        print(f"seeded {args.images} image rows in {wall:.1f} s", flush=True)
-        jsonl = tmp / "qa.jsonl"
-        start = time.perf_counter()
-        write_jsonl(jsonl, args.pairs, args.images)
-        print(f"wrote {args.pairs} lines ({jsonl.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - start:.1f} s",
-              flush=True)
-        wall, cpu, rss, backend, out = run_command(env, ["import_qa", str(jsonl), "--dataset", "bench", "--approved",
-                                                         "--batch-size", str(args.batch_size)])
-        print(out.splitlines()[-1])
-        report("import_qa", args.pairs, wall, cpu, rss, backend)
-        formats = ["qa-jsonl"] if args.skip_parquet else ["qa-jsonl", "qa-parquet"]
-        for export_format in formats:
+        if not args.reuse:
+            import_and_time(env, args, tmp)
+        for export_format in args.formats:
             wall, cpu, rss, backend, out = run_command(env, ["export_dataset", "--dataset", "bench", "--format",
                                                              export_format])
             print(out.splitlines()[-1])
             report(f"export {export_format}", args.pairs, wall, cpu, rss, backend)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        if not args.keep:
+        if not args.keep and not args.reuse:
             psql(args.pg, f"DROP DATABASE IF EXISTS {args.db}")
+
+
+def import_and_time(env: dict, args: argparse.Namespace, tmp: Path) -> None:
+    """Migrate, seed the image rows, write the JSONL file and time ``import_qa``."""
+    run(env, ["manage.py", "migrate", "-v", "0"])
+    wall, _, _, _ = run(env, ["-c", SEED, str(args.images)])
+    print(f"seeded {args.images} image rows in {wall:.1f} s", flush=True)
+    jsonl = tmp / "qa.jsonl"
+    start = time.perf_counter()
+    write_jsonl(jsonl, args.pairs, args.images)
+    print(f"wrote {args.pairs} lines ({jsonl.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - start:.1f} s",
+          flush=True)
+    wall, cpu, rss, backend, out = run_command(env, ["import_qa", str(jsonl), "--dataset", "bench", "--approved",
+                                                     "--batch-size", str(args.batch_size)])
+    print(out.splitlines()[-1])
+    report("import_qa", args.pairs, wall, cpu, rss, backend)
 
 
 if __name__ == "__main__":

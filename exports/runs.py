@@ -242,11 +242,9 @@ def _export_qa(attempt: _Attempt, filters: ExportFilters) -> None:
         for rows in qa_export_chunks(pairs, chunk_size=QA_CHUNK_SIZE):
             writer.write_rows(rows)
             counts["pairs"] += len(rows)
-            for row in rows:
-                counts["by_status"][row["status"]] += 1
-                counts["by_category"][row["category"]] += 1
-                counts["by_dimension"][row["dimension"]] += 1
-                counts["by_type"][row["type"]] += 1
+            for counter, name in (("by_status", "status"), ("by_category", "category"),
+                                  ("by_dimension", "dimension"), ("by_type", "type")):
+                counts[counter].update(row[name] for row in rows)
             _progress(attempt, done=counts["pairs"])
         results = [writer.close()]
     except BaseException:

@@ -20,6 +20,7 @@ from annotations.models import Dataset, Image
 from annotations.pagination import CursorPage
 from annotations.roles import HasRole, has_role
 from annotations.text_policy import CheckedModelSerializer
+from core.text import INT64_MAX
 from core.vocabulary import ADJUDICATOR, ADMIN, RATER, RESEARCHER, USER_ROLES
 from qa import selectors, services
 from qa.defaults import QUESTION_TYPES
@@ -214,7 +215,7 @@ class QAPairSerializer(serializers.ModelSerializer):
 
 
 class QAPairCreateSerializer(serializers.Serializer):
-    image = serializers.IntegerField(min_value=1)
+    image = serializers.IntegerField(min_value=1, max_value=INT64_MAX)
     category = serializers.CharField(max_length=50)
     dimension = serializers.CharField(max_length=50)
     type = serializers.ChoiceField(choices=QUESTION_TYPES)
@@ -349,7 +350,7 @@ class RatingAggregatesAPI(RoleAPI, APIView):
     class Query(serializers.Serializer):
         dataset = serializers.SlugField()
         scale = serializers.SlugField(required=False)
-        image = serializers.IntegerField(required=False, min_value=1)
+        image = serializers.IntegerField(required=False, min_value=1, max_value=INT64_MAX)
         rater_kind = serializers.ChoiceField(choices=["human", "model"], default="human")
 
     @extend_schema(parameters=[Query], responses=RatingAggregateSerializer(many=True))

@@ -14,13 +14,17 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
+import orjson
+from django.db.models import CharField, TextField
+from django.db.models.functions import Cast
+
 from qa.defaults import MULTIPLE_CHOICE
 from qa.models import APPROVED_STATUSES, QAPair
 
 PAIR_SELECTIONS = ("approved", "current")  # accepted or edited current versions; every current version
 _FIELDS = (
     "id",
-    "key",
+    "key_text",
     "version",
     "image__original_name",
     "image__sha256",
@@ -28,7 +32,7 @@ _FIELDS = (
     "dimension__key",
     "question_type",
     "question",
-    "options",
+    "options_text",
     "answer_index",
     "answer",
     "rationale",
@@ -106,7 +110,7 @@ def _row(values: tuple, elements: list[dict[str, str]] | None) -> dict[str, Any]
         created_at,
     ) = values
     row: dict[str, Any] = {
-        "key": str(key),
+        "key": key,
         "version": version,
         "image": image,
         "sha256": sha256,
@@ -116,7 +120,7 @@ def _row(values: tuple, elements: list[dict[str, str]] | None) -> dict[str, Any]
         "question": question,
     }
     if question_type == MULTIPLE_CHOICE:
-        row["options"] = options
+        row["options"] = orjson.loads(options)
         row["answer"] = answer_index
     else:
         row["answer"] = answer
@@ -140,7 +144,11 @@ def _row(values: tuple, elements: list[dict[str, str]] | None) -> dict[str, Any]
 
 def qa_export_chunks(queryset, *, chunk_size: int = 5000) -> Iterator[list[dict[str, Any]]]:
     """Lists of export rows (dicts in the JSONL line's key order; ``created_at`` a datetime)."""
-    rows = queryset.values_list(*_FIELDS).iterator(chunk_size=chunk_size)
+    rows = (
+        queryset.annotate(key_text=Cast("key", CharField()), options_text=Cast("options", TextField()))
+        .values_list(*_FIELDS)
+        .iterator(chunk_size=chunk_size)
+    )
     while chunk := list(islice(rows, chunk_size)):
         elements = _elements([values[0] for values in chunk])
         yield [_row(values, elements.get(values[0])) for values in chunk]

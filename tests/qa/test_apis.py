@@ -98,6 +98,9 @@ def test_pairs_list_filter_versions_and_roles(image):
     assert [v["version"] for v in versions] == [1, 2] and versions[0]["status"] == "pending"
     bad = researcher.get("/api/qa/pairs/", {"status": "maybe"})
     assert bad.status_code == 400 and bad.json()["field"] == "status"
+    for image_id in ("abc", str(2**70)):
+        bad = researcher.get("/api/qa/pairs/", {"image": image_id})
+        assert bad.status_code == 400 and bad.json()["field"] == "image"
 
 
 def test_admin_creates_a_pair_and_bad_input_is_400(image):
@@ -158,5 +161,7 @@ def test_ratings_blind_between_raters_and_aggregates(image):
     )
     assert (row["image"], row["mean"], row["count"]) == (image.pk, 4.5, 2)
     assert row["ci95"][0] < 4.5 < row["ci95"][1]
+    huge = client_for("researcher").get("/api/qa/ratings/aggregates/", {"dataset": image.dataset.slug, "image": 2**70})
+    assert huge.status_code == 400 and huge.json()["field"] == "image"
     no_dataset = client_for("researcher").get("/api/qa/ratings/aggregates/")
     assert no_dataset.status_code == 400 and no_dataset.json()["field"] == "dataset"
