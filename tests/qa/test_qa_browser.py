@@ -1,6 +1,7 @@
 """QA review and rating with the keyboard only, in Debian's Chromium against a live server:
 accept a pair (A), edit one (E, Tab, type, Enter), reject one with a reason (R 3), submit the
-image (Enter); then rate an image (digits, Tab, Enter) and read its aggregates.
+image (Enter); then rate an image (digits, Tab, Enter) and read its aggregates; no script
+error and no Content-Security-Policy violation on the way.
 
 Run: ``pytest -m browser tests/qa/test_qa_browser.py`` (needs /usr/bin/chromium).
 """
@@ -15,6 +16,7 @@ from qa.services import qa_config_install_defaults, qa_pair_create, rating_creat
 from qa.validation import validate_pair
 from tests.browser import BROWSER_MARKS, PASSWORD, log_in
 from tests.factories import DatasetFactory, ImageFactory, UserFactory, make_annotation
+from tests.security.test_csp_browser import REPORT_VIOLATIONS
 
 pytestmark = BROWSER_MARKS
 
@@ -75,6 +77,9 @@ def scene(transactional_db):
 def test_review_qa_pairs_and_rate_an_image_with_the_keyboard_only(pages, live_server, scene):
     image, (mc, yn, open_pair) = scene
     page = pages.new_page(width=1280, height=800)
+    violations = []  # the Content-Security-Policy holds on both pages: no inline script or style
+    page.expose_function("reportCspViolation", lambda text: violations.append(text))
+    page.add_init_script(REPORT_VIOLATIONS)
     log_in(page, live_server, username="quinn", path="/qa/review/qa-browser/")
     page.wait_for_selector("#qa-pairs .qa-pair.focused")
     # The model's text is text, not markup; one pair shows at a time until L shows them all.
@@ -132,4 +137,4 @@ def test_review_qa_pairs_and_rate_an_image_with_the_keyboard_only(pages, live_se
     assert values == {"intensity": 10.0, "valence": 3.0, "arousal": 8.0}
     page.keyboard.press("Enter")  # next image: none left
     page.wait_for_selector("[data-rate-empty]")
-    assert page.errors == []
+    assert page.errors == [] and violations == []
