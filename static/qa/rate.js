@@ -4,6 +4,13 @@
 
 const DIGIT_WINDOW_MS = 800;
 
+/** The typed digits a key press leaves: `key` appended to `typed` when it came within the
+ * window and the number stays on the scale, else `key` alone. */
+export function joinDigits(typed, key, { max }, withinWindow) {
+  const joined = withinWindow ? typed + key : key;
+  return Number(joined) <= max ? joined : key;
+}
+
 /** The value typed digits give on a slider: `typed` (a string of digits) read as a number,
  * snapped to the step from `min` and clamped to [min, max]. */
 export function valueFromDigits(typed, { min, max, step }) {
@@ -12,7 +19,8 @@ export function valueFromDigits(typed, { min, max, step }) {
   return Math.min(max, Math.max(min, Number(snapped.toFixed(6))));
 }
 
-const form = document.querySelector("[data-rate-form]");
+const page = typeof document === "undefined" ? null : document; // null under node's unit tests
+const form = page?.querySelector("[data-rate-form]");
 if (form) {
   let typed = "";
   let typedAt = 0;
@@ -28,8 +36,7 @@ if (form) {
     ev.preventDefault();
     const scale = { min: Number(input.min), max: Number(input.max), step: Number(input.step) || 1 };
     const now = performance.now();
-    const joined = typedOn === input && now - typedAt < DIGIT_WINDOW_MS ? typed + ev.key : ev.key;
-    typed = Number(joined) <= scale.max ? joined : ev.key;
+    typed = joinDigits(typed, ev.key, scale, typedOn === input && now - typedAt < DIGIT_WINDOW_MS);
     typedAt = now;
     typedOn = input;
     input.value = String(valueFromDigits(typed, scale));
@@ -37,7 +44,7 @@ if (form) {
   });
 }
 
-const next = document.getElementById("rate-next");
+const next = page?.getElementById("rate-next");
 if (next) {
   next.focus();
   document.addEventListener("keydown", (ev) => {
