@@ -20,7 +20,8 @@ from qa.models import (
     QAStatus,
 )
 from qa.selectors import qa_axes
-from qa.services import qa_config_install_defaults, qa_pair_create
+from qa.review import qa_decision_summary
+from qa.services import qa_config_install_defaults, qa_pair_create, qa_pair_new_version
 from qa.validation import validate_pair
 from tests.factories import DatasetFactory, ImageFactory, UserFactory, make_annotation
 
@@ -169,8 +170,6 @@ def test_second_submit_and_stale_pairs_are_409(dataset):
     item = next_item(c, dataset).json()
     url = f"/api/qa/review/leases/{item['lease']['id']}/submit/"
     # Someone (an admin through the services) changes a pair after the reviewer read it.
-    from qa.services import qa_pair_new_version
-
     qa_pair_new_version(pair=mc, expected_version=1, user=UserFactory(username="boss"), status=QAStatus.IN_REVIEW)
     stale = c.post(url, {"decisions": accept_all(item)}, format="json")
     assert stale.status_code == 409 and stale.json()["changes"]["pairs"] == [mc.pk]
@@ -322,8 +321,6 @@ def test_decision_summary_per_category_and_dimension(dataset):
         {"pair": yn.pk, "decision": "reject", "reason": "leaks_answer"},  # says nothing of the answer
     ]
     c.post(f"/api/qa/review/leases/{item['lease']['id']}/submit/", {"decisions": decisions}, format="json")
-    from qa.review import qa_decision_summary
-
     assert qa_decision_summary(dataset_id=dataset.pk) == [
         {
             "category": "intensity",
