@@ -14,7 +14,8 @@ from annotations.errors import NotAllowed, VersionConflict
 from annotations.models import Dataset
 from qa.errors import InvalidPair
 from qa.models import QAAdjudication, QAAdjudicationState, QADecision, QAPair, QAReview
-from qa.review import REJECT_REASONS, qa_apply_decision
+from qa.review import qa_apply_decision
+from qa.review_queue import REJECT_REASONS
 
 
 def qa_adjudication_queue(*, user: AbstractBaseUser, dataset: Dataset | None = None) -> QuerySet[QAAdjudication]:

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from annotations.models import Dataset
 from annotations.roles import HasRole
 from core.vocabulary import REVIEWER
-from qa import review
+from qa import review, review_queue
 from qa.models import QALease
 
 
@@ -33,8 +33,8 @@ class QAReviewNextAPI(ReviewerAPI):
     @extend_schema(request=None, responses={200: _PAYLOAD})
     def post(self, request, slug: str):
         dataset = get_object_or_404(Dataset, slug=slug)
-        lease = review.qa_lease_next(dataset=dataset, reviewer=request.user)
-        return Response(review.qa_review_payload(lease=lease))
+        lease = review_queue.qa_lease_next(dataset=dataset, reviewer=request.user)
+        return Response(review_queue.qa_review_payload(lease=lease))
 
 
 class QADraftAPI(ReviewerAPI):
@@ -49,7 +49,7 @@ class QADraftAPI(ReviewerAPI):
         data = self.QADraftInput(data=request.data)
         data.is_valid(raise_exception=True)
         lease = get_object_or_404(QALease, pk=pk)
-        draft = review.qa_draft_save(lease=lease, reviewer=request.user, payload=data.validated_data["payload"])
+        draft = review_queue.qa_draft_save(lease=lease, reviewer=request.user, payload=data.validated_data["payload"])
         return Response({"saved_at": draft.saved_at})
 
 
@@ -87,5 +87,5 @@ class QAReleaseAPI(ReviewerAPI):
         request=None, responses={200: inline_serializer("QAReleased", fields={"state": serializers.CharField()})}
     )
     def post(self, request, pk: int):
-        lease = review.qa_lease_release(lease=get_object_or_404(QALease, pk=pk), reviewer=request.user)
+        lease = review_queue.qa_lease_release(lease=get_object_or_404(QALease, pk=pk), reviewer=request.user)
         return Response({"state": lease.state})

@@ -1,7 +1,7 @@
 """QA pages: the QA review (reviewers; driven by static/qa/qa_review.js through
 ``qa.review_apis``), the rating page (raters and reviewers; a plain form with
 static/qa/rate.js for the keys) and QA adjudication (adjudicators). Views check the role,
-call ``qa.review`` / ``qa.rating`` / ``qa.adjudication`` and render."""
+call ``qa.review_queue`` / ``qa.review`` / ``qa.rating`` / ``qa.adjudication`` and render."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from annotations.errors import NotAllowed, NothingToDo, VersionConflict
 from annotations.models import Dataset, Image
 from annotations.roles import role_required
 from core.vocabulary import ADJUDICATOR, RATER, REVIEWER
-from qa import adjudication, rating, review
+from qa import adjudication, rating, review_queue
 from qa.errors import InvalidPair
 from qa.models import QAAdjudication, RejectReason
 
@@ -34,10 +34,10 @@ def qa_review_page(request, slug: str):
     """Leases the next image with pending pairs (or the one the reviewer holds) and renders it."""
     dataset = get_object_or_404(Dataset, slug=slug)
     try:
-        lease = review.qa_lease_next(dataset=dataset, reviewer=request.user)
+        lease = review_queue.qa_lease_next(dataset=dataset, reviewer=request.user)
     except NothingToDo as exc:
         return render(request, "qa/review_done.html", {"dataset": dataset, "message": str(exc)})
-    payload = review.qa_review_payload(lease=lease)
+    payload = review_queue.qa_review_payload(lease=lease)
     payload["image"]["url"] = reverse("image-file", args=[lease.image_id])
     return render(request, "qa/review.html", {"dataset": dataset, "payload": payload, "image": lease.image})
 

@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 
 from annotations.errors import NothingToDo, VersionConflict
-from qa import review
+from qa import review, review_queue
 from qa.models import QADecision, QALease, QAReview
 from qa.services import qa_config_install_defaults
 from tests.factories import DatasetFactory, UserFactory
@@ -49,7 +49,7 @@ def test_concurrent_claims_fill_k_slots_and_no_more(transactional_db, on_postgre
 
     def claim(user):
         try:
-            return review.qa_lease_next(dataset=dataset, reviewer=user).image_id
+            return review_queue.qa_lease_next(dataset=dataset, reviewer=user).image_id
         except NothingToDo:
             return None
 
@@ -64,7 +64,7 @@ def test_two_simultaneous_submits_of_one_lease_store_one_review(transactional_db
     qa_config_install_defaults(dataset=dataset)
     image, pairs = image_with_pairs(dataset)
     user = UserFactory(username="ann", roles=["reviewer"], password=None)
-    lease = review.qa_lease_next(dataset=dataset, reviewer=user)
+    lease = review_queue.qa_lease_next(dataset=dataset, reviewer=user)
     decisions = [{"pair": p.pk, "decision": "accept"} for p in pairs]
 
     def submit(_):
