@@ -1,6 +1,6 @@
 from django.urls import path
 
-from qa import apis
+from qa import apis, review_apis
 
 urlpatterns = [
     path("datasets/<slug:slug>/categories/", apis.CategoryListAPI.as_view(), name="api-qa-category-list"),
@@ -17,5 +17,9 @@ urlpatterns = [
     path("pairs/<id:pk>/", apis.QAPairDetailAPI.as_view(), name="api-qa-pair-detail"),
     path("pairs/key/<uuid:key>/versions/", apis.QAPairVersionsAPI.as_view(), name="api-qa-pair-versions"),
     path("ratings/", apis.RatingListAPI.as_view(), name="api-qa-rating-list"),
+    path("review/leases/<id:pk>/draft/", review_apis.QADraftAPI.as_view(), name="api-qa-review-draft"),
+    path("review/leases/<id:pk>/submit/", review_apis.QASubmitAPI.as_view(), name="api-qa-review-submit"),
+    path("review/leases/<id:pk>/release/", review_apis.QAReleaseAPI.as_view(), name="api-qa-review-release"),
+    path("review/<slug:slug>/next/", review_apis.QAReviewNextAPI.as_view(), name="api-qa-review-next"),
     path("ratings/aggregates/", apis.RatingAggregatesAPI.as_view(), name="api-qa-rating-aggregates"),
 ]

@@ -343,3 +343,161 @@ class Rating(models.Model):
 
     def __str__(self) -> str:
         return f"{self.image_id}:{self.scale_id} {self.rater_name}={self.value}"
+
+
+# --- QA review: leases, drafts, per-reviewer decisions, adjudication (docs/qa.md) -------------
+
+
+class QALeaseState(models.TextChoices):
+    ACTIVE = "active", "Active"
+    RELEASED = "released", "Released"
+    EXPIRED = "expired", "Expired"
+    SUBMITTED = "submitted", "Submitted"
+
+
+class QAReviewPlan(models.Model):
+    """How many independent QA reviews an image's pairs need (``dataset.reviews_per_item``
+    for the dataset's ``overlap_fraction`` sample, else 1), fixed at the image's first lease."""
+
+    image = models.OneToOneField(Image, on_delete=models.CASCADE, primary_key=True, related_name="qa_review_plan")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
+    required_reviews = models.PositiveSmallIntegerField()
+    submitted_reviews = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(required_reviews__gte=1), name="qareviewplan_required_gte_1")]
+
+
+class QALease(models.Model):
+    """One reviewer's hold on one image's QA pairs, as ``review.Lease`` is on its triplets:
+    one active lease per slot and per reviewer, one submission per reviewer and image."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="qa_leases")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="qa_leases")
+    slot = models.PositiveSmallIntegerField(default=0)
+    state = models.CharField(max_length=16, choices=QALeaseState.choices, default=QALeaseState.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["image", "slot"], condition=Q(state="active"), name="qalease_one_active_per_slot"
+            ),
+            models.UniqueConstraint(
+                fields=["image", "reviewer"], condition=Q(state="active"), name="qalease_one_active_per_reviewer"
+            ),
+            models.UniqueConstraint(
+                fields=["image", "reviewer"], condition=Q(state="submitted"), name="qalease_one_submission_per_reviewer"
+            ),
+            models.CheckConstraint(condition=Q(state__in=QALeaseState.values), name="qalease_state_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["dataset", "state", "expires_at"], name="qalease_expiry_idx"),
+            models.Index(fields=["image", "state"], name="qalease_image_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"qa lease {self.pk} image {self.image_id} → {self.reviewer_id} ({self.state})"
+
+
+class QADraft(models.Model):
+    """A reviewer's QA decisions in progress on an image; survives reloads and lost leases."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    lease = models.ForeignKey(QALease, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    payload = models.JSONField()
+    saved_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["image", "reviewer"], name="qadraft_one_per_reviewer")]
+
+
+class QAReview(models.Model):
+    """One reviewer's submitted review of one image's pairs."""
+
+    lease = models.OneToOneField(QALease, on_delete=models.CASCADE, related_name="review")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="qa_reviews")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="qa_reviews")
+    submitted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["image", "reviewer"], name="qareview_one_per_reviewer")]
+
+
+class QADecisionKind(models.TextChoices):
+    ACCEPT = "accept", "Accept"
+    EDIT = "edit", "Edit"
+    REJECT = "reject", "Reject"
+
+
+class QADecision(models.Model):
+    """One reviewer's decision on one pair (the version they saw), and how it stands against
+    the generating model: the rows behind acceptance rates and human-vs-model answer accuracy
+    per category and dimension.
+
+    ``model_answer_correct``: the reviewer kept the model's answer (accepted, or edited
+    without changing the answer), or not (an edit that changed the answer, a rejection as a
+    wrong answer); ``None`` for other rejections, which say nothing about the answer."""
+
+    review = models.ForeignKey(QAReview, on_delete=models.CASCADE, related_name="decisions")
+    pair = models.ForeignKey(QAPair, on_delete=models.CASCADE, related_name="decisions")
+    pair_key = models.UUIDField()
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
+    category = models.ForeignKey(QACategory, on_delete=models.PROTECT, related_name="+")
+    dimension = models.ForeignKey(QADimension, on_delete=models.PROTECT, related_name="+")
+    model_name = models.CharField(max_length=150, blank=True)
+    decision = models.CharField(max_length=8, choices=QADecisionKind.choices)
+    reject_reason = models.CharField(max_length=20, choices=RejectReason.choices, blank=True, default="")
+    edited = models.JSONField(null=True, blank=True, help_text="An edit: the new question, options and answer.")
+    edited_hash = models.CharField(max_length=64, blank=True, help_text="An edit's content hash with its answer.")
+    answer_changed = models.BooleanField(default=False)
+    model_answer_correct = models.BooleanField(null=True, blank=True)
+    critic_agrees = models.BooleanField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["review", "pair_key"], name="qadecision_one_per_review_pair"),
+            models.CheckConstraint(condition=Q(decision__in=QADecisionKind.values), name="qadecision_kind_valid"),
+            models.CheckConstraint(
+                condition=(Q(decision="reject") & ~Q(reject_reason="")) | (~Q(decision="reject") & Q(reject_reason="")),
+                name="qadecision_reason_iff_reject",
+            ),
+        ]
+        indexes = [models.Index(fields=["dataset", "category", "dimension"], name="qadecision_axes_idx")]
+
+
+class QAAdjudicationState(models.TextChoices):
+    OPEN = "open", "Open"
+    DECIDED = "decided", "Decided"
+
+
+class QAAdjudication(models.Model):
+    """A pair whose K independent reviewers disagreed: an adjudicator decides it."""
+
+    pair_key = models.UUIDField()
+    pair = models.ForeignKey(QAPair, on_delete=models.CASCADE, related_name="adjudications")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="qa_adjudications")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(max_length=8, choices=QAAdjudicationState.choices, default=QAAdjudicationState.OPEN)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    result = models.ForeignKey(QAPair, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["pair_key"], condition=Q(state="open"), name="qaadjudication_one_open"),
+            models.CheckConstraint(condition=Q(state__in=QAAdjudicationState.values), name="qaadjudication_state"),
+        ]
