@@ -9,6 +9,7 @@ researchers and admins read every rating and the aggregates.
 
 from __future__ import annotations
 
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
@@ -16,6 +17,7 @@ from rest_framework import generics, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotations.api_schema import NOT_FOUND
 from annotations.models import Dataset, Image
 from annotations.pagination import CursorPage
 from annotations.roles import HasRole, has_role
@@ -135,7 +137,25 @@ class _DatasetConfigMixin(RoleAPI):
         return self.serializer_class.Meta.model.objects.filter(dataset__slug=self.kwargs["slug"])
 
     def perform_create(self, serializer):
-        serializer.save(dataset=self.dataset())
+        self._save(serializer, dataset=self.dataset())
+
+    def perform_update(self, serializer):
+        self._save(serializer)
+
+    def _save(self, serializer, **extra) -> None:
+        """Save; a key the dataset already uses is a 400 on ``key``, also when two requests race."""
+        model = self.serializer_class.Meta.model
+        key = serializer.validated_data.get("key")
+        taken = model.objects.filter(dataset__slug=self.kwargs["slug"], key=key)
+        if serializer.instance is not None:
+            taken = taken.exclude(pk=serializer.instance.pk)
+        if key is not None and taken.exists():
+            raise serializers.ValidationError({"key": f"the key {key!r} is already used in this dataset"})
+        try:
+            with transaction.atomic():
+                serializer.save(**extra)
+        except IntegrityError:
+            raise serializers.ValidationError({"key": f"the key {key!r} is already used in this dataset"}) from None
 
 
 class CategoryListAPI(_DatasetConfigMixin, generics.ListCreateAPIView):
@@ -244,7 +264,7 @@ class QAPairListAPI(RoleAPI, generics.ListCreateAPIView):
             .prefetch_related("elements")
         )
 
-    @extend_schema(request=QAPairCreateSerializer, responses={201: QAPairSerializer})
+    @extend_schema(request=QAPairCreateSerializer, responses={201: QAPairSerializer, 404: NOT_FOUND})
     def post(self, request, *args, **kwargs):
         data = QAPairCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -353,7 +373,7 @@ class RatingAggregatesAPI(RoleAPI, APIView):
         image = serializers.IntegerField(required=False, min_value=1, max_value=INT64_MAX)
         rater_kind = serializers.ChoiceField(choices=["human", "model"], default="human")
 
-    @extend_schema(parameters=[Query], responses=RatingAggregateSerializer(many=True))
+    @extend_schema(parameters=[Query], responses={200: RatingAggregateSerializer(many=True), 404: NOT_FOUND})
     def get(self, request):
         query = self.Query(data=request.query_params)
         query.is_valid(raise_exception=True)

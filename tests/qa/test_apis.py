@@ -165,3 +165,19 @@ def test_ratings_blind_between_raters_and_aggregates(image):
     assert huge.status_code == 400 and huge.json()["field"] == "image"
     no_dataset = client_for("researcher").get("/api/qa/ratings/aggregates/")
     assert no_dataset.status_code == 400 and no_dataset.json()["field"] == "dataset"
+
+
+@pytest.mark.parametrize("kind", ["categories", "dimensions", "scales"])
+def test_a_key_the_dataset_already_uses_is_a_400_not_a_500(image, kind):
+    """Found by the API fuzzer: a second entry with a used key hit the unique constraint (500)."""
+    url = f"/api/qa/datasets/{image.dataset.slug}/{kind}/"
+    admin = client_for("admin")
+    body = ({"key": "k1", "name": "One", "kind": "valence", "min_value": 1, "max_value": 9, "step": 1}
+            if kind == "scales" else {"key": "k1", "name": "One", "question_types": ["open"]})
+    assert admin.post(url, body, format="json").status_code == 201
+    again = admin.post(url, {**body, "name": "Two"}, format="json")
+    assert again.status_code == 400 and again.json()["field"] == "key"
+    assert admin.post(url, {**body, "key": "k2"}, format="json").status_code == 201
+    renamed = admin.put(f"{url}k2/", {**body, "key": "k1"}, format="json")
+    assert renamed.status_code == 400 and renamed.json()["field"] == "key"
+    assert admin.get(f"{url}k2/").json()["name"] == "One"
