@@ -311,6 +311,7 @@ SPECTACULAR_SETTINGS = {
         "AnnotationDecisionEnum": "annotations.models.Decision",
         "ReviewDecisionEnum": ["approved", "rejected", "flagged"],
         "VerdictEnum": "annotations.api_components.VERDICTS",
+        "QuestionTypeEnum": "qa.defaults.QUESTION_TYPES",
     },
 }
 
