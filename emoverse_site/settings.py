@@ -332,7 +332,32 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CEL
 # A JSON file describing the backends (see docs/ml-backends.md). Empty: nothing is
 # configured and the pipeline says exactly what to configure.
 EMOVERSE_ML_CONFIG = os.environ.get("EMOVERSE_ML_CONFIG", "")
-EMOVERSE_ML: dict = json.loads(Path(EMOVERSE_ML_CONFIG).read_text()) if EMOVERSE_ML_CONFIG else {}
+
+
+def _read_ml_config(path: str) -> tuple[dict, str]:
+    """The backend configuration and ``""``, or ``{}`` and what is wrong with the file.
+
+    A bad file must not stop every ``manage.py`` command with a traceback: the pipeline
+    stays unconfigured, and the system check ``ml.E001`` (``ml.checks``) says what to fix.
+    """
+    if not path:
+        return {}, ""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}, f"EMOVERSE_ML_CONFIG names {path!r}, which does not exist"
+    except (OSError, UnicodeDecodeError) as exc:
+        return {}, f"EMOVERSE_ML_CONFIG names {path!r}, which cannot be read: {exc}"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return {}, f"EMOVERSE_ML_CONFIG file {path!r} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    if not isinstance(value, dict):
+        return {}, f"EMOVERSE_ML_CONFIG file {path!r} must hold a JSON object, not {type(value).__name__}"
+    return value, ""
+
+
+EMOVERSE_ML, EMOVERSE_ML_CONFIG_ERROR = _read_ml_config(EMOVERSE_ML_CONFIG)
 # Runs stuck queued or running (a lost message, a hard time limit) are sent again by a
 # periodic sweep (``celery -A emoverse_site beat``) every EMOVERSE_STALE_SWEEP_SECONDS;
 # a run already sent EMOVERSE_PIPELINE_MAX_SENDS times is failed instead, for a person.
