@@ -41,5 +41,7 @@ def check_ml_config(app_configs=None, **kwargs) -> list[Error]:
         try:
             probe()
         except BackendNotConfigured as exc:
-            errors.append(Error(f"EMOVERSE_ML_CONFIG file {settings.EMOVERSE_ML_CONFIG!r}: {exc}", hint=HINT, id="ml.E002"))
+            errors.append(
+                Error(f"EMOVERSE_ML_CONFIG file {settings.EMOVERSE_ML_CONFIG!r}: {exc}", hint=HINT, id="ml.E002")
+            )
     return errors

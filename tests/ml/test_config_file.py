@@ -28,8 +28,14 @@ def bad_file(tmp_path):
 def test_a_missing_file_is_a_system_check_error_not_a_traceback(settings, tmp_path):
     missing = tmp_path / "nowhere" / "ml.json"
     env = {**os.environ, "EMOVERSE_ML_CONFIG": str(missing), "DJANGO_SETTINGS_MODULE": "emoverse_site.settings"}
-    out = subprocess.run([sys.executable, "manage.py", "check"], cwd=settings.BASE_DIR, env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode != 0
     assert "Traceback" not in out.stderr
     assert "ml.E001" in out.stderr and f"{str(missing)!r}, which does not exist" in out.stderr
@@ -64,8 +70,11 @@ def test_the_check_and_the_registry_report_the_problem(settings):
 def test_malformed_entries_of_a_readable_file_are_check_errors(settings):
     settings.EMOVERSE_ML_CONFIG = "/etc/emoverse/ml.json"
     settings.EMOVERSE_ML_CONFIG_ERROR = ""
-    settings.EMOVERSE_ML = {"gpu_batch_size": 0, "annotators": [{"backend": "x.Y", "options": {}}],
-                            "segmenter": {"backend": "ml.stages.backends.sam_hf.HFSamSegmenter", "options": []}}
+    settings.EMOVERSE_ML = {
+        "gpu_batch_size": 0,
+        "annotators": [{"backend": "x.Y", "options": {}}],
+        "segmenter": {"backend": "ml.stages.backends.sam_hf.HFSamSegmenter", "options": []},
+    }
     reset_registry()
     messages = [e.msg for e in run_checks() if e.id == "ml.E002"]
     assert len(messages) == 3
