@@ -36,7 +36,10 @@ def broker(redis_url):
     saved = {key: app.conf[key] for key in ("broker_url", "result_backend", "task_always_eager")}
     app.conf.update(broker_url=redis_url, result_backend=redis_url, task_always_eager=False)
     _reset_connections(app)
-    yield redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
     app.conf.update(saved)
     _reset_connections(app)
 
