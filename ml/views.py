@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 from annotations.models import Dataset
 from annotations.roles import role_required
 from core.vocabulary import ADMIN
-from ml import recalibration, selectors, services, tasks
+from ml import recalibration, selectors, services
 from ml.config import get_registry
 from ml.forms import PreannotateForm
 from ml.stages.registry import CONFIG_HINT
@@ -29,7 +29,7 @@ def _context(dataset: Dataset) -> dict:
     shown = [p.removesuffix(CONFIG_HINT).rstrip() for p in problems]
     return {
         "dataset": dataset, "progress": progress, "problems": shown, "form": PreannotateForm(),
-        "stuck": stuck, "stuck_minutes": tasks.STALE_AFTER_S // 60,
+        "stuck": stuck,
     }
 
 

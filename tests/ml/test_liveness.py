@@ -86,8 +86,9 @@ def test_a_run_whose_message_is_gone_and_that_no_worker_holds_is_sent_again(ml_c
         if f'"argsrepr": "({lost.pk}, '.encode() in raw or f'"argsrepr": "({held.pk}, '.encode() in raw:
             broker.lrem("io", 0, raw)
     assert broker.llen("io") == 2
-    StageResult.objects.create(run=held, stage="annotate:model-a", status=StageStatus.RUNNING, owner="task-1",
-                               lease_until=timezone.now() + dt.timedelta(minutes=5))
+    StageResult.objects.filter(run=held, stage="annotate:model-a").update(
+        status=StageStatus.RUNNING, owner="task-1", lease_until=timezone.now() + dt.timedelta(minutes=5)
+    )
     _age()
 
     with django_capture_on_commit_callbacks(execute=True):
