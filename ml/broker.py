@@ -25,7 +25,14 @@ from ml.stages.registry import QUEUES
 logger = logging.getLogger(__name__)
 
 PIPELINE_TASKS = frozenset(
-    {"ml.tasks.annotate", "ml.tasks.embed", "ml.tasks.calibrate", "ml.tasks.critic", "ml.tasks.gpu_ground_segment"}
+    {
+        "ml.tasks.annotate",
+        "ml.tasks.embed",
+        "ml.tasks.calibrate",
+        "ml.tasks.critic",
+        "ml.tasks.calibrate_critic",
+        "ml.tasks.gpu_ground_segment",
+    }
 )
 PAGE = 2000
 _FIRST_ARG = re.compile(r"^\(\s*(\d+)\s*,")

@@ -20,7 +20,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from annotations.models import Image, ImageStatus
@@ -76,14 +76,7 @@ def stage_begin(run_id: int, stage: str, *, owner: str, lease_seconds: float) ->
     run and image), and one UPDATE for the first stage of a queued run.
     """
     now = timezone.now()
-    claimable = ~Q(status=StageStatus.RUNNING) | Q(owner=owner) | Q(lease_until__isnull=True) | Q(lease_until__lte=now)
-    claimed = (
-        StageResult.objects.filter(run_id=run_id, stage=stage, run__status__in=ACTIVE)
-        .exclude(status=StageStatus.DONE)
-        .filter(claimable)
-        .update(status=StageStatus.RUNNING, owner=owner, lease_until=now + timedelta(seconds=lease_seconds),
-                attempt=F("attempt") + 1, reason="", updated_at=now)
-    )
+    claimed = _claim(run_id, (stage,), owner=owner, lease_seconds=lease_seconds, now=now)
     if not claimed:
         run = PipelineRun.objects.filter(pk=run_id).only("status").first()
         if run is None or run.status not in ACTIVE:
@@ -95,6 +88,24 @@ def stage_begin(run_id: int, stage: str, *, owner: str, lease_seconds: float) ->
         if row.status == StageStatus.DONE:
             return None
         raise RunningElsewhere(stage, row.owner, (row.lease_until - now).total_seconds())
+    return _load(run_id, now=now)
+
+
+def _claim(run_id: int, stages: tuple[str, ...], *, owner: str, lease_seconds: float, now) -> int:
+    """One conditional UPDATE: the ``stages`` of an active run that are not done and not under
+    another owner's live lease become ``owner``'s until ``lease_seconds`` from now; how many."""
+    claimable = ~Q(status=StageStatus.RUNNING) | Q(owner=owner) | Q(lease_until__isnull=True) | Q(lease_until__lte=now)
+    return (
+        StageResult.objects.filter(run_id=run_id, stage__in=stages, run__status__in=ACTIVE)
+        .exclude(status=StageStatus.DONE)
+        .filter(claimable)
+        .update(status=StageStatus.RUNNING, owner=owner, lease_until=now + timedelta(seconds=lease_seconds),
+                attempt=F("attempt") + 1, reason="", updated_at=now)
+    )
+
+
+def _load(run_id: int, *, now) -> PipelineRun:
+    """The run with its image and ``run.outputs`` (one SELECT); a queued run becomes running."""
     rows = list(StageResult.objects.filter(run_id=run_id).select_related("run__image__dataset"))
     run = rows[0].run
     run.outputs = {r.stage: r for r in rows}
@@ -220,13 +231,9 @@ def embed(run_id: int, *, owner: str, lease_seconds: float) -> None:
     stage_done(run, "embed", owner=owner, output=result.as_dict(), duration=seconds, note=result.unavailable)
 
 
-def calibrate(run_id: int, *, owner: str, lease_seconds: float) -> None:
-    run = stage_begin(run_id, "calibrate", owner=owner, lease_seconds=lease_seconds)
-    if run is None:
-        return
+def _calibrate(run: PipelineRun, owner: str) -> dict:
     reg = get_registry()
-    names = [s.name for s in reg.annotator_specs()]
-    results = _annotator_results(run, run.outputs, names)
+    results = _annotator_results(run, run.outputs, [s.name for s in reg.annotator_specs()])
     classifier = reg.classifier()
     image = image_input(run.image)
     # Stored by the embed step; by words where missing, and throughout when the embedder is off.
@@ -242,21 +249,55 @@ def calibrate(run_id: int, *, owner: str, lease_seconds: float) -> None:
     (calibration, triplets), seconds = _timed(work)
     output = {"calibration": codec.dump(calibration), "triplets": codec.dump(triplets)}
     stage_done(run, "calibrate", owner=owner, output=output, duration=seconds)
+    return output
 
 
-def critic(run_id: int, *, owner: str, lease_seconds: float) -> None:
-    run = stage_begin(run_id, "critic", owner=owner, lease_seconds=lease_seconds)
-    if run is None:
-        return
+def _critique(run: PipelineRun, owner: str, calibrated: dict) -> None:
     reg = get_registry()
-    outputs = run.outputs
-    results = _annotator_results(run, outputs, [s.name for s in reg.annotator_specs()])
-    calibrated = _require(outputs, "calibrate").output
+    results = _annotator_results(run, run.outputs, [s.name for s in reg.annotator_specs()])
     calibration = codec.load_calibration(calibrated["calibration"])
     triplets = codec.load_triplets(calibrated["triplets"])
     image = image_input(run.image)
     verdict, seconds = _timed(lambda: pipeline.critique(reg.critic(), image, results, calibration, triplets))
     stage_done(run, "critic", owner=owner, output=codec.dump(verdict), raw_output=verdict.raw_output, duration=seconds)
+
+
+def calibrate(run_id: int, *, owner: str, lease_seconds: float) -> None:
+    run = stage_begin(run_id, "calibrate", owner=owner, lease_seconds=lease_seconds)
+    if run is not None:
+        _calibrate(run, owner)
+
+
+def critic(run_id: int, *, owner: str, lease_seconds: float) -> None:
+    run = stage_begin(run_id, "critic", owner=owner, lease_seconds=lease_seconds)
+    if run is not None:
+        _critique(run, owner, _require(run.outputs, "calibrate").output)
+
+
+def calibrate_and_critique(run_id: int, *, owner: str, lease_seconds: float) -> None:
+    """Calibration, then the critic, in one task (when both run on the same queue): one claim
+    and one read for the two stages, and one message fewer per image. A calibration that is
+    already done is kept; where a stage is not simply claimable (its row is missing, or
+    another task holds it), each stage goes through :func:`stage_begin` on its own."""
+    now = timezone.now()
+    if not _claim(run_id, ("calibrate", "critic"), owner=owner, lease_seconds=lease_seconds, now=now):
+        calibrate(run_id, owner=owner, lease_seconds=lease_seconds)
+        critic(run_id, owner=owner, lease_seconds=lease_seconds)
+        return
+    run = _load(run_id, now=now)
+    calibrated, criticised = run.outputs.get("calibrate"), run.outputs.get("critic")
+    if calibrated is None or criticised is None or criticised.owner != owner:
+        calibrate(run_id, owner=owner, lease_seconds=lease_seconds)
+        critic(run_id, owner=owner, lease_seconds=lease_seconds)
+        return
+    if calibrated.status == StageStatus.DONE:
+        output = calibrated.output
+    elif calibrated.owner == owner:
+        output = _calibrate(run, owner)
+    else:  # another task calibrates: leave the critic to its chain
+        StageResult.objects.filter(pk=criticised.pk, owner=owner).update(status=StageStatus.QUEUED, lease_until=None)
+        raise RunningElsewhere("calibrate", calibrated.owner, (calibrated.lease_until - now).total_seconds())
+    _critique(run, owner, output)
 
 
 # --- the GPU batch ------------------------------------------------------------------------
@@ -289,10 +330,11 @@ def gpu_claim(run_id: int, *, token: str, batch_size: int, lease_seconds: int) -
     now = timezone.now()
     until = now + timedelta(seconds=lease_seconds)
     with transaction.atomic():
-        run = PipelineRun.objects.select_for_update().get(pk=run_id)
+        criticised = StageResult.objects.filter(run=OuterRef("pk"), stage="critic", status=StageStatus.DONE)
+        run = PipelineRun.objects.select_for_update().annotate(criticised=Exists(criticised)).get(pk=run_id)
         if run.status in (RunStatus.DONE, RunStatus.FAILED):
             return None
-        if not StageResult.objects.filter(run=run, stage="critic", status=StageStatus.DONE).exists():
+        if not run.criticised:
             raise StageError("waiting for the critic stage", transient=True)
         if run.gpu_claim and run.gpu_claim != token and run.gpu_claimed_until and run.gpu_claimed_until > now:
             raise ClaimedElsewhere((run.gpu_claimed_until - now).total_seconds())
@@ -335,7 +377,12 @@ def gpu_process(claim: Claim) -> None:
     A non-transient error in a batch of several is retried image by image, so one bad
     image fails alone; transient errors propagate for the task to retry.
     """
-    runs = list(PipelineRun.objects.filter(pk__in=claim.run_ids, gpu_claim=claim.token).select_related("image__dataset"))
+    rows = StageResult.objects.filter(run__in=claim.run_ids, run__gpu_claim=claim.token).select_related("run__image__dataset")
+    runs: dict[int, PipelineRun] = {}
+    for row in rows:  # one read: the runs, their images and their stage rows
+        run = runs.setdefault(row.run_id, row.run)
+        run.__dict__.setdefault("outputs", {})[row.stage] = row
+    runs = [runs[pk] for pk in claim.run_ids if pk in runs]
     if not runs:
         return
     try:
@@ -346,8 +393,9 @@ def gpu_process(claim: Claim) -> None:
         if len(runs) == 1:
             stage_failed(runs[0].pk, exc.stage, exc.error)
             return
-        pending = PipelineRun.objects.filter(pk__in=claim.run_ids, gpu_claim=claim.token, status=RunStatus.RUNNING)
-        for run in pending.select_related("image__dataset"):
+        pending = {pk for pk in PipelineRun.objects.filter(
+            pk__in=claim.run_ids, gpu_claim=claim.token, status=RunStatus.RUNNING).values_list("pk", flat=True)}
+        for run in [r for r in runs if r.pk in pending]:
             try:
                 _gpu_batch([run], claim.token)
             except _BatchStageError as single:
@@ -388,9 +436,7 @@ def _gpu_batch(runs: list[PipelineRun], token: str) -> None:
     """One batch: every image read once, one call per model, one bulk save (``ml.save``)."""
     reg = get_registry()
     ids = [run.pk for run in runs]
-    outputs: dict[int, dict[str, StageResult]] = {pk: {} for pk in ids}
-    for row in StageResult.objects.filter(run_id__in=ids):
-        outputs[row.run_id][row.stage] = row
+    outputs = {run.pk: run.outputs for run in runs}
     images, _ = _stage("ground", lambda: [image_input(run.image) for run in runs])  # a missing file fails its run
     triplets = [codec.load_triplets(outputs[run.pk]["calibrate"].output["triplets"]) for run in runs]
     now = timezone.now()

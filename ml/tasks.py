@@ -6,6 +6,7 @@ One canvas per image (``preannotation_canvas``)::
     | embed(run)                                    # gpu queue (the phrase embedder's); left out when it is off
     | calibrate(run)                                # io queue (gpu when a classifier is configured)
     | critic(run)                                   # io queue (gpu for a local model)
+      (one calibrate_critic(run) task where both go to the same queue)
     | gpu_ground_segment(run)                       # gpu queue, batched with other ready runs
 
 Tasks take IDs and are idempotent (``PipelineRun`` is unique per image and
@@ -180,6 +181,12 @@ def critic(self: Task, run_id: int) -> None:
     _execute(self, run_id, "critic", lambda: runs.critic(run_id, **_claim(self)))
 
 
+@shared_task(**IO_TASK)
+def calibrate_critic(self: Task, run_id: int) -> None:
+    """Calibration and the critic in one task, when both go to the same queue."""
+    _execute(self, run_id, "critic", lambda: runs.calibrate_and_critique(run_id, **_claim(self)))
+
+
 @shared_task(**GPU_TASK)
 def gpu_ground_segment(self: Task, run_id: int) -> None:
     """Ground, segment and encode this run together with other runs ready for the GPU."""
@@ -245,11 +252,14 @@ def preannotation_canvas(
     ``None`` leaves the embed step out (the embedder is turned off).
     """
     embedding = [embed.si(run_id).set(queue=embed_queue)] if embed_queue else []
+    if calibrate_queue == critic_queue:
+        judged = [calibrate_critic.si(run_id).set(queue=critic_queue)]
+    else:
+        judged = [calibrate.si(run_id).set(queue=calibrate_queue), critic.si(run_id).set(queue=critic_queue)]
     return chain(
         group(annotate.si(run_id, name).set(queue=queue) for name, queue in annotators),
         *embedding,
-        calibrate.si(run_id).set(queue=calibrate_queue),
-        critic.si(run_id).set(queue=critic_queue),
+        *judged,
         gpu_ground_segment.si(run_id),
     )
 
