@@ -318,7 +318,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = "io"
+# Click-to-refine has a lane of its own: a reviewer waits for it, so it never queues behind
+# the pipeline's bulk GPU batches (see docs/deployment.md for the workers that serve it).
+EMOVERSE_REFINE_QUEUE = os.environ.get("EMOVERSE_REFINE_QUEUE", "refine")
 CELERY_TASK_ROUTES = {
+    "ml.tasks.gpu_refine_mask": {"queue": EMOVERSE_REFINE_QUEUE},
     "ml.tasks.gpu_*": {"queue": "gpu"},
     "ml.tasks.*": {"queue": "io"},
     "exports.tasks.*": {"queue": "io"},
@@ -326,7 +330,12 @@ CELERY_TASK_ROUTES = {
 }
 # How long an unacknowledged task (its worker died) waits before another worker gets it.
 # Keep it above the longest task's hard time limit.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))}
+# "priority": a worker started with `-Q refine,gpu` always takes a waiting refine before the
+# next bulk GPU message (Redis; the default, round robin, would alternate between the queues).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600")),
+    "queue_order_strategy": "priority",
+}
 
 # --- ML pipeline ---------------------------------------------------------------
 # A JSON file describing the backends (see docs/ml-backends.md). Empty: nothing is

@@ -59,8 +59,9 @@ def _age(hours: float = 3) -> None:
     StageResult.objects.update(updated_at=past)
 
 
-def test_runs_waiting_in_a_long_queue_are_neither_sent_again_nor_failed(ml_config, dataset, broker,
-                                                                         django_capture_on_commit_callbacks):
+def test_runs_waiting_in_a_long_queue_are_neither_sent_again_nor_failed(
+    ml_config, dataset, broker, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         services.enqueue_preannotation(dataset=dataset)
     assert broker.llen("io") == 3 * 2  # each run's two annotator messages wait for a worker
@@ -76,8 +77,9 @@ def test_runs_waiting_in_a_long_queue_are_neither_sent_again_nor_failed(ml_confi
     assert broker.llen("io") == 3 * 2  # no second chain behind the first
 
 
-def test_a_run_whose_message_is_gone_and_that_no_worker_holds_is_sent_again(ml_config, dataset, broker,
-                                                                             django_capture_on_commit_callbacks):
+def test_a_run_whose_message_is_gone_and_that_no_worker_holds_is_sent_again(
+    ml_config, dataset, broker, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         services.enqueue_preannotation(dataset=dataset)
     lost, waiting, held = PipelineRun.objects.order_by("id")

@@ -37,15 +37,17 @@ def test_the_whole_chain_costs_at_most_15_queries_per_image(ml_config, monkeypat
             work()
         # Statements sent to the database. The savepoints are left out: they are this test's
         # transaction around each ``atomic`` block, a BEGIN/COMMIT (never logged) on a worker.
-        per_step[step] += sum(not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT")) for q in queries.captured_queries)
+        per_step[step] += sum(
+            not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT")) for q in queries.captured_queries
+        )
 
     with django_capture_on_commit_callbacks(execute=True):
         counted("enqueue", lambda: services.enqueue_preannotation(dataset=dataset))
     assert len(sent) == N_IMAGES
     for run_id in sent:
         for name in ("model-a", "model-b"):
-            counted(f"annotate:{name}", lambda: tasks.annotate.apply(args=(run_id, name)))
-        counted("calibrate+critic", lambda: tasks.calibrate_critic.apply(args=(run_id,)))
+            counted(f"annotate:{name}", lambda r=run_id, n=name: tasks.annotate.apply(args=(r, n)))
+        counted("calibrate+critic", lambda r=run_id: tasks.calibrate_critic.apply(args=(r,)))
     counted("gpu batch", lambda: tasks.gpu_ground_segment.apply(args=(sent[0],)))
 
     assert set(PipelineRun.objects.values_list("status", flat=True)) == {RunStatus.DONE}

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from transformers import SamModel, SamProcessor
 
-from ml.stages.backends._sam_common import CachedSamSegmenter, Embedded
+from ml.stages.backends._sam_common import DEFAULT_CACHE_MIB, CachedSamSegmenter, Embedded
 from ml.stages.backends._torch_utils import (
     CONFIG_FILE,
     PROCESSOR_FILES,
@@ -42,10 +42,12 @@ REQUIRED_FILES = (CONFIG_FILE, PROCESSOR_FILES, WEIGHT_FILES)
 class HFSamSegmenter(CachedSamSegmenter):
     """Options: ``model_path`` (local folder, required), ``device`` (``auto``, ``cpu``,
     ``cuda``, ``cuda:N``; default ``auto``), ``batch_size`` (images per encoder pass;
-    default 4) and ``cache_size`` (image embeddings kept; default 32, 0 disables)."""
+    default 4), ``cache_size`` (image embeddings kept; default 32, 0 disables) and ``cache_mib``
+    (their memory at most; default 256, 0 disables)."""
 
-    def __init__(self, *, model_path: str, device: str = "auto", batch_size: int = 4, cache_size: int = 32):
-        super().__init__(batch_size=batch_size, cache_size=cache_size)
+    def __init__(self, *, model_path: str, device: str = "auto", batch_size: int = 4, cache_size: int = 32,
+                 cache_mib: float = DEFAULT_CACHE_MIB):
+        super().__init__(batch_size=batch_size, cache_size=cache_size, cache_mib=cache_mib)
         self.path = model_folder(model_path, what=WHAT, required=REQUIRED_FILES)
         self.device = resolve_device(device)
         self.processor = SamProcessor.from_pretrained(self.path, local_files_only=True)
