@@ -372,6 +372,10 @@ EMOVERSE_ML, EMOVERSE_ML_CONFIG_ERROR = _read_ml_config(EMOVERSE_ML_CONFIG)
 # a run already sent EMOVERSE_PIPELINE_MAX_SENDS times is failed instead, for a person.
 EMOVERSE_STALE_SWEEP_SECONDS = int(os.environ.get("EMOVERSE_STALE_SWEEP_SECONDS", "300"))
 EMOVERSE_PIPELINE_MAX_SENDS = int(os.environ.get("EMOVERSE_PIPELINE_MAX_SENDS", "3"))
+# A run whose stages changed this recently is not looked at by the sweep (its next message may
+# have been sent after the sweep read the broker); a run is stuck only when no worker holds it
+# and the broker has no message of it (ml.services.stuck_run_ids), never for its age alone.
+EMOVERSE_PIPELINE_STUCK_GRACE_S = float(os.environ.get("EMOVERSE_PIPELINE_STUCK_GRACE_S", "120"))
 # Running exports whose worker died (no heartbeat for EMOVERSE_EXPORT_STALE_SECONDS) are
 # marked failed by the same beat every EMOVERSE_EXPORT_SWEEP_SECONDS.
 EMOVERSE_EXPORT_SWEEP_SECONDS = int(os.environ.get("EMOVERSE_EXPORT_SWEEP_SECONDS", "300"))

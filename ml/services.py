@@ -73,22 +73,19 @@ class RetryResult:
         return self.failed + self.stale
 
 
-# A run whose stages changed this recently is not looked at: its next message may have been
-# sent after the broker was read (the broker is read first, then the database).
-STUCK_GRACE_S = 120
-
-
 def _unheld(*, pipeline_version: str) -> QuerySet[PipelineRun]:
     """Queued or running runs that no worker holds: no live GPU claim, no stage under a live
-    lease (``runs.stage_begin``), and no stage or run change for :data:`STUCK_GRACE_S`."""
+    lease (``runs.stage_begin``), and no stage or run change for ``EMOVERSE_PIPELINE_STUCK_GRACE_S``
+    (its next message may have been sent after the broker was read: the broker is read first)."""
     now = timezone.now()
+    grace = timedelta(seconds=settings.EMOVERSE_PIPELINE_STUCK_GRACE_S)
     live_stage = StageResult.objects.filter(run=OuterRef("pk"), status=StageStatus.RUNNING, lease_until__gt=now)
-    recent = StageResult.objects.filter(run=OuterRef("pk"), updated_at__gt=now - timedelta(seconds=STUCK_GRACE_S))
+    recent = StageResult.objects.filter(run=OuterRef("pk"), updated_at__gt=now - grace)
     return (
         PipelineRun.objects.filter(
             pipeline_version=pipeline_version,
             status__in=[RunStatus.QUEUED, RunStatus.RUNNING],
-            updated_at__lt=now - timedelta(seconds=STUCK_GRACE_S),
+            updated_at__lt=now - grace,
         )
         .filter(Q(gpu_claimed_until__isnull=True) | Q(gpu_claimed_until__lte=now))
         .exclude(Exists(live_stage))
@@ -110,7 +107,7 @@ def stuck_run_ids(*, pipeline_version: str) -> list[int]:
     waits in the broker or is reserved by a worker (``ml.broker``). A run waiting its turn
     behind a long queue is never among them, however long it waits. Where the broker cannot
     be browsed, only the runs a worker took and lost (:func:`stale_runs`) are."""
-    pending = broker.pending_run_ids()  # before the database: see STUCK_GRACE_S
+    pending = broker.pending_run_ids()  # before the database: see _unheld
     if pending is None:
         return list(stale_runs(pipeline_version=pipeline_version).values_list("pk", flat=True))
     unheld = _unheld(pipeline_version=pipeline_version).values_list("pk", flat=True)
