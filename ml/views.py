@@ -54,7 +54,7 @@ def pipeline_start(request, slug: str):
     except BackendNotConfigured as exc:
         messages.error(request, str(exc))
     else:
-        stuck = f" {result.stale} of them were stuck without progress." if result.stale else ""
+        stuck = f" {result.stale} of them were stuck (no worker held them, no message of theirs in the broker)." if result.stale else ""
         messages.success(
             request,
             f"Queued {result.enqueued} image(s) for pipeline {result.pipeline_version}; {result.skipped} skipped.{stuck}",
@@ -71,7 +71,7 @@ def pipeline_retry(request, slug: str):
     except BackendNotConfigured as exc:
         messages.error(request, str(exc))
     else:
-        stuck = f", and {result.stale} stuck without progress" if result.stale else ""
+        stuck = f", and {result.stale} stuck (no worker held them, no message of theirs in the broker)" if result.stale else ""
         messages.success(request, f"Sent {result.failed} failed image(s) again{stuck}.")
     return redirect("ml:pipeline", slug=slug)
 
