@@ -163,12 +163,16 @@ def start_workers(args, env) -> list[subprocess.Popen]:
         "1",
     ]
     full = {**os.environ, **env}
+    log = open(Path(env["MEDIA_ROOT"]).parent / "workers.log", "ab")  # noqa: SIM115 - the workers' lifetime
+    print(f"worker logs: {log.name}", flush=True)
     procs = [
         subprocess.Popen(
             [*base, "-Q", "io", "-P", "threads", "-c", str(args.api_concurrency), "-n", "io@bench"],
             env=full,
             cwd=ROOT,
             start_new_session=True,
+            stdout=log,
+            stderr=log,
         )
     ]
     for i in range(args.gpu_workers):
@@ -178,12 +182,25 @@ def start_workers(args, env) -> list[subprocess.Popen]:
                 env=full,
                 cwd=ROOT,
                 start_new_session=True,
+                stdout=log,
+                stderr=log,
+            )
+        )
+    if args.refine_worker:
+        procs.append(
+            subprocess.Popen(
+                [*base, "-Q", "refine", "-P", "solo", "-n", "refine@bench"],
+                env=full,
+                cwd=ROOT,
+                start_new_session=True,
+                stdout=log,
+                stderr=log,
             )
         )
     return procs
 
 
-def wait_ready(app, expected: int, timeout: float = 120.0) -> None:
+def wait_ready(app, expected: int, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if len(app.control.ping(timeout=1.0)) >= expected:
