@@ -68,12 +68,17 @@ def _collect(raw: bytes | str, into: set[int], *, reserved: bool) -> None:
             into.add(run_id)
 
 
+def eager(app=None) -> bool:
+    """Tasks run in place (no broker): nothing ever waits in one."""
+    return bool((app or current_app).conf.task_always_eager)
+
+
 def pending_run_ids(app=None, queues: tuple[str, ...] = QUEUES) -> set[int] | None:
     """The ids of runs with a pipeline message in ``queues`` or reserved by a worker; ``None``
     when the broker cannot be browsed (not Redis). Reserved messages are read after the
     queues, so a message a worker takes meanwhile is still seen."""
     app = app or current_app
-    if app.conf.task_always_eager:
+    if eager(app):
         return set()
     with app.connection_for_read() as connection:
         channel = connection.default_channel

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -73,6 +74,9 @@ class RetryResult:
         return self.failed + self.stale
 
 
+CONFIRM_PAUSE_S = 1.0  # between the sweep's two reads of the broker
+
+
 def _unheld(*, pipeline_version: str) -> QuerySet[PipelineRun]:
     """Queued or running runs that no worker holds: no live GPU claim, no stage under a live
     lease (``runs.stage_begin``), and no stage or run change for ``EMOVERSE_PIPELINE_STUCK_GRACE_S``
@@ -111,7 +115,15 @@ def stuck_run_ids(*, pipeline_version: str) -> list[int]:
     if pending is None:
         return list(stale_runs(pipeline_version=pipeline_version).values_list("pk", flat=True))
     unheld = _unheld(pipeline_version=pipeline_version).values_list("pk", flat=True)
-    return [pk for pk in unheld if pk not in pending]
+    missing = [pk for pk in unheld if pk not in pending]
+    if not missing or broker.eager():
+        return missing
+    # A worker takes a message off its queue, then records it as reserved: a read between the
+    # two misses it. Look again after a pause; a run taken meanwhile is reserved or held by now.
+    time.sleep(CONFIRM_PAUSE_S)
+    again = broker.pending_run_ids() or set()
+    still = set(_unheld(pipeline_version=pipeline_version).filter(pk__in=missing).values_list("pk", flat=True))
+    return [pk for pk in missing if pk in still and pk not in again]
 
 
 @dataclass(frozen=True)
