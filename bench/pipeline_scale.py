@@ -45,6 +45,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=200)
     p.add_argument("--factor", type=float, default=0.02, help="scale of every simulated model time for this run")
+    p.add_argument("--gpu-factor", type=float, help="scale of the GPU times only (default: --factor)")
     p.add_argument("--sam-s", type=float, default=0.12, help="SAM-H seconds per image (GPU)")
     p.add_argument("--dino-s", type=float, default=0.12, help="Grounding DINO-B seconds per image (GPU)")
     p.add_argument("--chat-s", type=float, default=8.0, help="seconds per chat call (2 annotators + critic per image)")
@@ -66,6 +67,7 @@ def parse_args() -> argparse.Namespace:
 
 def configure(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
     f = args.factor
+    g = args.gpu_factor if args.gpu_factor is not None else f
     config = {
         "pipeline_version": f"scale-{int(time.time())}",
         "gpu_batch_size": args.gpu_batch,
@@ -87,11 +89,11 @@ def configure(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
         },
         "grounder": {
             "backend": "bench.scale_backends.SleepGrounder",
-            "options": {"seconds_per_image": args.dino_s * f},
+            "options": {"seconds_per_image": args.dino_s * g},
         },
         "segmenter": {
             "backend": "bench.scale_backends.SleepSegmenter",
-            "options": {"seconds_per_image": args.sam_s * f, "seconds_per_prompt": 0.004 * f},
+            "options": {"seconds_per_image": args.sam_s * g, "seconds_per_prompt": 0.004 * g},
         },
     }
     path = workdir / "ml.json"
@@ -306,7 +308,8 @@ def main() -> None:
             own_queries["n"] += 1
             return execute(sql, params, many, context)
 
-        cpu0, redis0, bench0 = cpu_seconds(procs), redis_cpu(client), time.process_time()
+        gpu_procs = procs[1 : 1 + args.gpu_workers]
+        cpu0, redis0, bench0, gpu0 = cpu_seconds(procs), redis_cpu(client), time.process_time(), cpu_seconds(gpu_procs)
         started = time.perf_counter()
         refiner = Refiner(current_app, refine_ids, args.refine_every)
         refiner.start()
@@ -337,6 +340,7 @@ def main() -> None:
         refiner.join(timeout=25)
         time.sleep(1.5)  # the workers' last counts reach Redis
         cpu = cpu_seconds(procs) - cpu0
+        gpu_cpu = cpu_seconds(gpu_procs) - gpu0
         redis_s = redis_cpu(client) - redis0
         bench_s = time.process_time() - bench0
         worker_queries = int(client.get(scale_backends.BENCH_QUERY_KEY) or 0)
@@ -369,6 +373,7 @@ def main() -> None:
             refiner=refiner,
             sweep_queries=sweep_queries["n"],
             batch=sum(batches) / max(1, len(batches)),
+            gpu_cpu=gpu_cpu,
         )
     finally:
         if refiner is not None:
@@ -408,18 +413,22 @@ def report(
     refiner,
     sweep_queries,
     batch,
+    gpu_cpu,
 ) -> None:
     f = args.factor
+    g = args.gpu_factor if args.gpu_factor is not None else f
     per_image_cpu = (cpu + redis_s + bench_s) / n
+    gpu_cpu_per_image = gpu_cpu / n  # on the GPU worker's own (serial) path
     lat = refiner.latencies
     print()
     print(
         f"images {n}: done {done}, failed {failed}; wall {wall:.1f}s ({n / wall:.1f} images/s) at factor {f} "
-        f"(chat {args.chat_s * f:.3f}s/call, DINO {args.dino_s * f:.4f}s + SAM {args.sam_s * f:.4f}s per image), "
+        f"(chat {args.chat_s * f:.3f}s/call, DINO {args.dino_s * g:.4f}s + SAM {args.sam_s * g:.4f}s per image), "
         f"{args.gpu_workers} GPU worker(s), {args.api_concurrency} chat calls in flight; enqueue {enqueue_s:.1f}s"
     )
     print(
-        f"orchestration CPU per image: {per_image_cpu * 1000:.1f} ms (workers {cpu / n * 1000:.1f}, "
+        f"orchestration CPU per image: {per_image_cpu * 1000:.1f} ms (workers {cpu / n * 1000:.1f}, of which the "
+        f"GPU worker {gpu_cpu_per_image * 1000:.1f}, "
         f"Redis {redis_s / n * 1000:.1f}, bench process: enqueue, sweeps, refine client, polling {bench_s / n * 1000:.1f}); process CPU, sleeps excluded"
     )
     print(
@@ -436,24 +445,25 @@ def report(
         f"{len(refiner.failures)} failed {refiner.failures[:2]}"
     )
     # The projection: unscaled model times plus the measured orchestration cost per image.
-    gpu_s = args.dino_s + args.sam_s
+    gpu_s = args.dino_s + args.sam_s + gpu_cpu_per_image  # the GPU worker's orchestration is in its path
     print(
-        f"\nprojected wall time for {args.project:,} images (GPU {gpu_s:.2f}s/image + orchestration "
+        f"\nprojected wall time for {args.project:,} images (GPU worker {gpu_s:.3f}s/image: models "
+        f"{args.dino_s + args.sam_s:.2f}s + its orchestration {gpu_cpu_per_image * 1000:.0f} ms; all orchestration "
         f"{per_image_cpu * 1000:.0f} ms CPU/image; 3 chat calls of {args.chat_s:.0f}s per image):"
     )
     concurrencies = (64, 256, 1024)
     print("  GPU workers | " + " | ".join(f"{c} chat calls in flight" for c in concurrencies))
-    for g in (1, 4, 16):
+    for workers in (1, 4, 16):
         cells = []
         for c in concurrencies:
-            gpu_rate = g / gpu_s
+            gpu_rate = workers / gpu_s
             api_rate = c / (3 * args.chat_s)
             rate = min(gpu_rate, api_rate)
             cores = max(1.0, rate * per_image_cpu)
             hours = args.project / rate / 3600
             bound = "GPU" if gpu_rate <= api_rate else "API"
             cells.append(f"{hours:6.1f} h ({bound}-bound, {cores:.1f} CPU cores)")
-        print(f"  {g:11d} | " + " | ".join(cells))
+        print(f"  {workers:11d} | " + " | ".join(cells))
     print(
         f"  SQL at that pace: {queries / n:.1f} statements/image -> {queries / n * min(16 / gpu_s, 1024 / (3 * args.chat_s)):.0f}/s "
         "for the fastest column"
