@@ -12,8 +12,10 @@ stored temperature (:func:`report_calibration_section`). The samples are
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+from core.vocabulary import EMOTIONS
 
 from annotations.domain import PIPELINE_AUTHOR
 from ml.selectors import (
@@ -27,14 +29,16 @@ from ml.selectors import (
 from ml.stages.calibration import apply_temperature, probs_to_logits, reliability_diagram
 
 
-def report_calibration_section(*, reference: dict[int, int], rows: Iterable[DistributionRow]) -> dict[str, Any]:
+def report_calibration_section(*, reference: dict[int, int], rows: Iterable[DistributionRow],
+                               labels: Sequence[str] = EMOTIONS) -> dict[str, Any]:
     """The agreement report's calibration: per model, on the report's images with a human
     reference label, the ECE of its raw distributions (before), the latest stored temperature
     and the ECE after applying it, with the reliability bins of both (nothing is fitted here:
-    ``ml.recalibration.recalibrate`` fits and stores temperatures)."""
+    ``ml.recalibration.recalibrate`` fits and stores temperatures). ``labels``: the dataset's
+    taxonomy, whose order the reference codes follow."""
     current = latest_temperatures()
     models = []
-    for model, sample in samples_from(reference, rows).items():
+    for model, sample in samples_from(reference, rows, labels).items():
         temperature = None if model == PIPELINE_AUTHOR else current.get(model)
         fit = ModelCalibration(model=model, n=len(sample.labels), n_raw=sample.n_raw, current_temperature=temperature,
                                n_without_raw=sample.n_without_raw, temperature=temperature)

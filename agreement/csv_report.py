@@ -18,8 +18,9 @@ def _row(section: str, statistic: str, result: dict[str, Any] | None, a: str = "
         note = f"{note}; items with {result['raters']} ratings".strip("; ")
     n = result.get("n", result.get("count", ""))
     value = result.get("value", result.get("mean"))
-    return [section, statistic, a, b, "" if value is None else value, result.get("low", ""), result.get("high", ""),
-            "" if n is None else n, note]
+    low, high = result.get("low"), result.get("high")  # None: a value without an interval (3 pairs)
+    return [section, statistic, a, b, "" if value is None else value, "" if low is None else low,
+            "" if high is None else high, "" if n is None else n, note]
 
 
 def report_rows(report: dict[str, Any]) -> Iterator[list[Any]]:
@@ -61,6 +62,59 @@ def report_rows(report: dict[str, Any]) -> Iterator[list[Any]]:
             yield _row("models", "phrase_exact_vs_reviewers", elements["phrase_exact"], model["model"])
             yield _row("models", "phrase_semantic_vs_reviewers", elements["phrase_semantic"], model["model"])
     yield from calibration_rows(report.get("calibration") or {"models": []})
+    yield from rating_rows(report.get("ratings") or {"scales": []})
+    yield from qa_rows(report.get("qa"))
+
+
+ICC_STATISTICS = {"ICC2": "icc_agreement_single", "ICC2k": "icc_agreement_average",
+                  "ICC3": "icc_consistency_single", "ICC3k": "icc_consistency_average"}
+
+
+def rating_rows(section: dict[str, Any]) -> Iterator[list[Any]]:
+    """Per scale (``a``): the ICCs (``note``: the McGraw & Wong name and the raters of the
+    complete block), alpha at interval and ordinal level, each rater (``b``) against the
+    others' mean and each model (``b``) against the people's mean."""
+    for scale in section["scales"]:
+        key, icc = scale["scale"], scale["icc"]
+        raters = f"raters {', '.join(icc['raters'])}" if icc.get("raters") else ""
+        if icc.get("forms"):
+            for form, statistic in ICC_STATISTICS.items():
+                result = icc["forms"][form]
+                note = "; ".join(x for x in (result["name"], raters, result.get("undefined", "")) if x)
+                yield _row("ratings", statistic, {**result, "n": icc["n"], "undefined": note}, key)
+        else:
+            for statistic in ICC_STATISTICS.values():
+                yield _row("ratings", statistic, icc, key)
+        for level in ("interval", "ordinal"):
+            yield _row("ratings", f"krippendorff_alpha_{level}", scale[f"krippendorff_alpha_{level}"], key)
+        for row in scale["rater_vs_mean"]:
+            for method in ("pearson", "spearman"):
+                yield _row("ratings", f"rater_vs_mean_{method}", row[method], key, row["rater"])
+        for row in scale["model_vs_human"]:
+            for method in ("pearson", "spearman"):
+                yield _row("ratings", f"model_vs_human_{method}", row[method], key, row["model"])
+
+
+def qa_rows(section: dict[str, Any] | None) -> Iterator[list[Any]]:
+    """Acceptance, model and critic answer accuracy: ``a`` the category, ``b`` the dimension
+    (``all`` where pooled); section ``qa_models`` per generating model (``a``)."""
+    if not section:
+        return
+    rows = [section["overall"], *section["by_category"], *section["by_dimension"], *section["by_cell"]]
+    for row in rows:
+        a, b = row["category"] or "all", row["dimension"] or "all"
+        yield from _qa_rates("qa", row, a, b)
+    for row in section["by_model"]:
+        yield from _qa_rates("qa_models", row, row["model"] or "(not generated)", "")
+
+
+def _qa_rates(section: str, row: dict[str, Any], a: str, b: str) -> Iterator[list[Any]]:
+    for statistic in ("acceptance", "model_accuracy", "critic_accuracy"):
+        result = row[statistic]
+        note = result.get("undefined") or f"{result['successes']} of {result['n']}"
+        if statistic == "acceptance" and row["reasons"]:
+            note += "; rejected: " + ", ".join(f"{k} {v}" for k, v in row["reasons"].items())
+        yield _row(section, statistic, {**result, "undefined": note}, a, b)
 
 
 def calibration_rows(section: dict[str, Any]) -> Iterator[list[Any]]:

@@ -22,6 +22,8 @@ from django.utils import timezone
 from agreement import elements as element_stats
 from agreement import selectors
 from agreement.calibration import report_calibration_section
+from agreement.qa_report import qa_section
+from agreement.ratings import ratings_section
 from agreement.results import (
     ReportOptions,
     alpha_result,
@@ -44,7 +46,6 @@ from core.vocabulary import EMOTIONS
 from ml.selectors import model_distribution_rows
 from review.reference import reference_labels
 
-CODES = np.arange(len(EMOTIONS))
 REFERENCE = "reference"  # the human reference label (review.reference)
 
 
@@ -63,7 +64,8 @@ class LabelArrays:
     NaN where the reviewer gave none. ``models``: model → ``(images,)`` codes.
     ``reference``: ``(images,)`` the human reference label (``review.reference``: the
     adjudication, else the approved reviews' unanimous label, else the reviews' strict
-    majority), NaN where there is none.
+    majority), NaN where there is none. ``categories``: the dataset's taxonomy's labels;
+    a code is an index into them.
     """
 
     image_ids: np.ndarray
@@ -73,16 +75,21 @@ class LabelArrays:
     models: dict[str, np.ndarray]
     reference: np.ndarray
     reviewers_of: dict[int, set[str]]
+    categories: tuple[str, ...] = EMOTIONS
+
+    @property
+    def codes(self) -> np.ndarray:
+        return np.arange(len(self.categories))
 
     @classmethod
-    def from_rows(cls, rows: Iterable[LabelRow]) -> LabelArrays:
+    def from_rows(cls, rows: Iterable[LabelRow], categories: tuple[str, ...] = EMOTIONS) -> LabelArrays:
         rows = list(rows)
         image_ids = np.array(sorted({r.image_id for r in rows}), dtype=np.int64)
         column = {int(i): j for j, i in enumerate(image_ids)}
         human_rows = [r for r in rows if r.kind == AnnotationKind.HUMAN]
         reviewers = sorted({r.author for r in human_rows})
         row_of = {name: i for i, name in enumerate(reviewers)}
-        code = {e: i for i, e in enumerate(EMOTIONS)}
+        code = {e: i for i, e in enumerate(categories)}
         human = np.full((len(reviewers), len(image_ids)), np.nan)
         confidence = np.full_like(human, np.nan)
         reviewers_of: dict[int, set[str]] = {}
@@ -101,7 +108,7 @@ class LabelArrays:
         reference = np.full(len(image_ids), np.nan)
         for image_id, label in reference_labels(rows).items():
             reference[column[image_id]] = code[label]
-        return cls(image_ids, reviewers, human, confidence, models, reference, reviewers_of)
+        return cls(image_ids, reviewers, human, confidence, models, reference, reviewers_of, tuple(categories))
 
     def reference_codes(self) -> dict[int, int]:
         """Image id → reference label code, for the images that have one."""
@@ -136,15 +143,16 @@ def _paired(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------- statistics
 
 
-def _per_class(data: np.ndarray) -> list[dict[str, Any]]:
+def _per_class(data: np.ndarray, categories: tuple[str, ...] = EMOTIONS) -> list[dict[str, Any]]:
+    codes = np.arange(len(categories))
     multi = data[:, pairable(data)]
-    specific = np.full(len(CODES), np.nan)
+    specific = np.full(len(codes), np.nan)
     if multi.size and multi.shape[1]:
-        specific = specific_agreement(counts_table(multi, categories=CODES)[0])
-    m, table = fleiss_subset(data, CODES)
-    fleiss = fleiss_kappa_per_category(table) if m else np.full(len(CODES), np.nan)
+        specific = specific_agreement(counts_table(multi, categories=codes)[0])
+    m, table = fleiss_subset(data, codes)
+    fleiss = fleiss_kappa_per_category(table) if m else np.full(len(codes), np.nan)
     out = []
-    for label, s, k in zip(EMOTIONS, _finite_or_none(specific), _finite_or_none(fleiss)):
+    for label, s, k in zip(categories, _finite_or_none(specific), _finite_or_none(fleiss)):
         out.append({
             "label": label, "specific_agreement": s, "fleiss_kappa": k,
             "undefined_specific": None if s is not None else "no reviewer used it on an item reviewed twice or more",
@@ -163,7 +171,7 @@ def _pairs(arrays: LabelArrays, options: ReportOptions) -> list[dict[str, Any]]:
         if len(a) < options.min_shared:
             pair["kappa"] = undefined(f"{len(a)} shared items; at least {options.min_shared} needed", len(a))
         else:
-            pair["kappa"] = kappa_result(a, b, CODES, options)
+            pair["kappa"] = kappa_result(a, b, arrays.codes, options)
             pair["observed_agreement"] = float(np.mean(a == b))
         out.append(pair)
     return out
@@ -172,7 +180,7 @@ def _pairs(arrays: LabelArrays, options: ReportOptions) -> list[dict[str, Any]]:
 def confusion(arrays: LabelArrays, a: str, b: str) -> dict[str, Any]:
     """Confusion matrix between two annotators (rows: ``a``, columns: ``b``) on shared items."""
     la, lb = _paired(arrays.annotator(a), arrays.annotator(b))
-    return {"a": a, "b": b, "n": len(la), "matrix": confusion_matrix(la, lb, CODES).tolist()}
+    return {"a": a, "b": b, "n": len(la), "matrix": confusion_matrix(la, lb, arrays.codes).tolist()}
 
 
 def _confusions(arrays: LabelArrays) -> list[dict[str, Any]]:
@@ -197,7 +205,7 @@ def _models(arrays: LabelArrays, options: ReportOptions) -> list[dict[str, Any]]
             row["kappa"] = undefined("no item has both this model's label and a human reference label", 0)
             row["accuracy"] = None
         else:
-            row["kappa"] = kappa_result(reference, model, CODES, options)
+            row["kappa"] = kappa_result(reference, model, arrays.codes, options)
             row["accuracy"] = float(np.mean(model == reference))
         # On the items two or more reviewers labelled, so it compares with the reviewers' own alpha.
         multi = pairable(arrays.human)
@@ -209,11 +217,11 @@ def _models(arrays: LabelArrays, options: ReportOptions) -> list[dict[str, Any]]
 
 def label_section(arrays: LabelArrays, options: ReportOptions) -> dict[str, Any]:
     return {
-        "categories": list(EMOTIONS),
+        "categories": list(arrays.categories),
         "krippendorff_alpha": alpha_result(arrays.human, "nominal", options),
-        "fleiss_kappa": fleiss_result(arrays.human, CODES, options),
+        "fleiss_kappa": fleiss_result(arrays.human, arrays.codes, options),
         "pairwise_cohen_kappa": _pairs(arrays, options),
-        "per_class": _per_class(arrays.human),
+        "per_class": _per_class(arrays.human, arrays.categories),
         "confusion": _confusions(arrays),
     }
 
@@ -226,7 +234,8 @@ def agreement_report(*, dataset: Dataset, filters: ReportFilters | None = None,
     """The full report of ``dataset`` under ``filters`` (see the module docstring)."""
     filters = filters or ReportFilters()
     options = options or ReportOptions.from_settings()
-    arrays = LabelArrays.from_rows(selectors.label_rows(dataset=dataset, filters=filters))
+    taxonomy = dataset.get_taxonomy()
+    arrays = LabelArrays.from_rows(selectors.label_rows(dataset=dataset, filters=filters), taxonomy.labels)
     multi = int(pairable(arrays.human).sum())
     human_rows = list(selectors.human_element_rows(dataset=dataset, filters=filters))
     units = element_stats.group(human_rows)
@@ -239,7 +248,7 @@ def agreement_report(*, dataset: Dataset, filters: ReportFilters | None = None,
             "decisions": 0, "kept_by_reviewers": None,
             "undefined": "this model has no element on an item reviewed twice or more"}
     return {
-        "dataset": {"slug": dataset.slug, "name": dataset.name},
+        "dataset": {"slug": dataset.slug, "name": dataset.name, "taxonomy": taxonomy.name},
         "filters": filters.as_dict(),
         "options": asdict(options),
         "generated_at": timezone.now().isoformat(),
@@ -258,5 +267,16 @@ def agreement_report(*, dataset: Dataset, filters: ReportFilters | None = None,
         "models": models,
         "calibration": report_calibration_section(
             reference=arrays.reference_codes(),
-            rows=model_distribution_rows(images=selectors.dataset_images(dataset=dataset, filters=filters))),
+            rows=model_distribution_rows(images=selectors.dataset_images(dataset=dataset, filters=filters)),
+            labels=taxonomy.labels),
+        "ratings": ratings_section(selectors.rating_scales(dataset=dataset),
+                                   selectors.rating_rows(dataset=dataset, filters=filters), options),
+        "qa": qa_section_of(dataset=dataset, filters=filters, options=options),
     }
+
+
+def qa_section_of(*, dataset: Dataset, filters: ReportFilters, options: ReportOptions) -> dict[str, Any]:
+    categories, dimensions = selectors.qa_axis_names(dataset=dataset)
+    return qa_section(selectors.qa_reviewed_rows(dataset=dataset, filters=filters),
+                      status_counts=selectors.qa_pair_counts(dataset=dataset, filters=filters),
+                      categories=categories, dimensions=dimensions, confidence=options.confidence)

@@ -21,7 +21,8 @@ from ml import selectors as ml_selectors
 
 
 def _filter_form(request, dataset: Dataset) -> ReportFilterForm:
-    form = ReportFilterForm(request.GET, reviewers=selectors.reviewer_names(dataset=dataset))
+    form = ReportFilterForm(request.GET, reviewers=selectors.reviewer_names(dataset=dataset),
+                            labels=dataset.get_taxonomy().labels)
     form.is_valid()
     return form
 

@@ -1,12 +1,68 @@
+from django import forms
 from django.contrib import admin
 
+from annotations.errors import InvalidAnnotation
 from annotations.models import Annotation, Dataset, Image, ImportRun
+from annotations.services import dataset_check_taxonomy_change, dataset_taxonomy_spec
 from annotations.text_policy import CheckedModelForm
+from core.vocabulary import BUILTIN_TAXONOMIES
+
+CUSTOM = "custom"
+
+
+class DatasetForm(CheckedModelForm):
+    """The dataset form with the taxonomy as a choice: a built-in one, or a custom one given
+    as JSON (docs/taxonomies.md). A change once the dataset has labels is refused."""
+
+    taxonomy_choice = forms.ChoiceField(
+        label="Emotion taxonomy",
+        choices=[("mikels", "Mikels' 8 (default)"), ("ekman", "Ekman's 6"), (CUSTOM, "Custom (JSON below)")],
+        initial="mikels", required=False,
+        help_text="Left out: the dataset keeps its taxonomy (a new one gets Mikels' 8).",
+    )
+    custom_taxonomy = forms.JSONField(
+        required=False, label="Custom taxonomy",
+        help_text='{"name": "...", "labels": [...], "keys": [...], "positive": [...], "negative": [...], "synonyms": {...}}; '
+                  "keys, polarity and synonyms are optional.",
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 80}),
+    )
+
+    class Meta:
+        model = Dataset
+        exclude = ["taxonomy"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            taxonomy = self.instance.get_taxonomy()
+            builtin = BUILTIN_TAXONOMIES.get(taxonomy.name) == taxonomy
+            self.initial["taxonomy_choice"] = taxonomy.name if builtin else CUSTOM
+            if not builtin:
+                self.initial["custom_taxonomy"] = self.instance.taxonomy
+
+    def clean(self):
+        cleaned = super().clean()
+        choice = cleaned.get("taxonomy_choice")
+        if not choice:  # a post without the field (a script): nothing to change
+            return cleaned
+        given = cleaned.get("custom_taxonomy") if choice == CUSTOM else choice
+        field = "custom_taxonomy" if choice == CUSTOM else "taxonomy_choice"
+        if given is None:
+            self.add_error(field, "Give the custom taxonomy as JSON.")
+            return cleaned
+        try:
+            spec = dataset_taxonomy_spec(given)
+            dataset_check_taxonomy_change(dataset=self.instance, spec=spec)
+        except InvalidAnnotation as exc:
+            self.add_error(field, str(exc))
+            return cleaned
+        self.instance.taxonomy = spec
+        return cleaned
 
 
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin):
-    form = CheckedModelForm
+    form = DatasetForm
     list_display = ["slug", "name", "reviews_per_item", "overlap_fraction", "lease_minutes", "auto_accept_threshold",
                     "require_all_checked", "audit_fraction"]
     list_filter = ["require_all_checked"]

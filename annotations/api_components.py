@@ -19,6 +19,7 @@ from annotations.validation import MAX_PHRASE_LENGTH, MAX_TRIPLETS
 from core.vocabulary import EMOTIONS, ROLES
 
 VERDICTS = ("ok", "doubtful", "wrong")
+EMOTION_HELP = f"One of the labels of the dataset's emotion taxonomy (docs/taxonomies.md); Mikels' by default: {', '.join(EMOTIONS)}."
 
 
 class MaskSerializer(serializers.Serializer):
@@ -56,7 +57,7 @@ class TripletSerializer(serializers.Serializer):
 
 
 class DistributionField(serializers.DictField):
-    """Probability per emotion (Mikels' 8), summing to 1."""
+    """Probability per emotion of the dataset's taxonomy (Mikels' 8 by default), summing to 1."""
 
     def __init__(self, **kwargs):
         super().__init__(child=serializers.FloatField(min_value=0, max_value=1), **kwargs)
@@ -66,7 +67,7 @@ class DistributionField(serializers.DictField):
 class CesSerializer(serializers.Serializer):
     """The categorical emotion state: a label, its confidence and the full distribution."""
 
-    label = serializers.ChoiceField(EMOTIONS)
+    label = serializers.CharField(help_text=EMOTION_HELP)
     confidence = serializers.FloatField(allow_null=True, min_value=0, max_value=1)
     distribution = DistributionField(allow_null=True)
 
@@ -101,7 +102,7 @@ class CriticSerializer(serializers.Serializer):
     label_verdict = serializers.ChoiceField(VERDICTS, allow_null=True, required=False)
     label_reasoning = serializers.CharField(allow_blank=True, allow_null=True, required=False)
     reasoning = serializers.CharField(allow_blank=True, allow_null=True, required=False)
-    suggested_label = serializers.ChoiceField(EMOTIONS, allow_null=True, required=False)
+    suggested_label = serializers.CharField(allow_null=True, required=False, help_text=EMOTION_HELP)
     model = serializers.CharField(required=False)
     prompt_version = serializers.CharField(allow_blank=True, required=False)
 
@@ -124,7 +125,7 @@ class TripletInputSerializer(serializers.Serializer):
 
 
 class CesInputSerializer(serializers.Serializer):
-    label = serializers.ChoiceField(EMOTIONS)
+    label = serializers.CharField(help_text=EMOTION_HELP)
     confidence = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=1)
     distribution = DistributionField(required=False, allow_null=True)
 

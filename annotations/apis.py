@@ -19,20 +19,48 @@ from annotations.filters import ImageFilter
 from annotations.models import Annotation, AnnotationKind, Dataset, Image
 from annotations.pagination import CursorPage
 from annotations.roles import HasRole
+from annotations.services import dataset_check_taxonomy_change, dataset_taxonomy_spec
 from annotations.text_policy import CheckedModelSerializer
-from core.vocabulary import ADMIN, USER_ROLES
+from core.vocabulary import ADMIN, BUILTIN_TAXONOMIES, USER_ROLES
+
+
+@extend_schema_field({
+    "oneOf": [
+        {"type": "string", "enum": list(BUILTIN_TAXONOMIES)},
+        {"type": "object", "required": ["name", "labels"], "properties": {
+            "name": {"type": "string"}, "labels": {"type": "array", "items": {"type": "string"}},
+            "keys": {"type": "array", "items": {"type": "string"}},
+            "positive": {"type": "array", "items": {"type": "string"}},
+            "negative": {"type": "array", "items": {"type": "string"}},
+            "synonyms": {"type": "object", "additionalProperties": {"type": "string"}}}},
+    ],
+})
+class TaxonomyField(serializers.JSONField):
+    """A taxonomy: a built-in name (``"mikels"``, ``"ekman"``) or an object (docs/taxonomies.md);
+    always read back as the full object."""
+
+    def to_internal_value(self, data):
+        return dataset_taxonomy_spec(super().to_internal_value(data))
 
 
 class DatasetSerializer(CheckedModelSerializer):
     """A dataset and its review settings. The bounds of the settings are the model's field
-    validators, the same values as its database constraints (``annotations.models``)."""
+    validators, the same values as its database constraints (``annotations.models``).
+    ``taxonomy`` is chosen at creation (default Mikels'); a change once labels exist is refused."""
+
+    taxonomy = TaxonomyField(required=False, help_text='"mikels" (default), "ekman" or a custom taxonomy object.')
 
     class Meta:
         model = Dataset
         fields = ["id", "slug", "name", "description", "reviews_per_item", "overlap_fraction",
                   "lease_minutes", "auto_accept_threshold", "require_all_checked", "audit_fraction",
-                  "created_at"]
+                  "taxonomy", "created_at"]
         read_only_fields = ["id", "created_at"]
+
+    def validate_taxonomy(self, value: dict) -> dict:
+        if self.instance is not None:
+            dataset_check_taxonomy_change(dataset=self.instance, spec=value)
+        return value
 
 
 

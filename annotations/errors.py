@@ -16,6 +16,9 @@ class InvalidAnnotation(DomainError):
         self.field = field
         self.message = message
 
+    def __reduce__(self):  # pickled by the importer's worker processes
+        return type(self), (self.field, self.message)
+
 
 class InvalidImage(DomainError):
     """A file is not a usable image (corrupt, truncated, too large, not an image)."""

@@ -1,8 +1,8 @@
 """Reads of image files, and writes of image files and rows: ingest with content-hash deduplication.
 
 Pixels are checked and normalised in :mod:`annotations.image_files` (no database);
-this module reads files (:func:`read_image_file`: regular files only, with a size and
-a time limit) and stores the result. Callers that must validate something against the
+this module reads files (:func:`read_image_file`: regular files only, with a size limit)
+and stores the result. Callers that must validate something against the
 image size before writing (the importer) use :func:`image_find_or_prepare`, check,
 optionally write the files before their transaction opens (:func:`image_store_files`),
 then :func:`image_store`; everyone else calls :func:`image_ingest`.
@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -81,35 +78,17 @@ def _read_regular_file(path: Path, limit: int) -> bytes:
     return data
 
 
-def _in_worker_thread(read: Callable[[], bytes], timeout_s: float, path: Path) -> bytes:
-    """``read()`` in a daemon thread, given up after ``timeout_s``: a read stuck in the kernel
-    (a stalled network mount) cannot be interrupted, so the thread is left behind instead."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["data"] = read()
-        except BaseException as exc:  # handed to the caller below
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=run, name=f"read-image {path.name}", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    if worker.is_alive():
-        raise InvalidImage(f"{path.name}: not read within {timeout_s:g} s (EMOVERSE_IMAGE_READ_TIMEOUT_S); is its mount stalled?")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["data"]
-
-
 def read_image_file(path: Path) -> bytes:
     """The bytes of an image file. Raises :class:`InvalidImage` for anything that is not a
-    regular file (a FIFO, a socket, a device, a folder: refused without waiting), a file
+    regular file (a FIFO, a socket, a device, a folder: refused without waiting) and a file
     larger than ``EMOVERSE_MAX_IMAGE_BYTES`` or than any image under the pixel cap needs
-    (refused unread), and a read that takes longer than ``EMOVERSE_IMAGE_READ_TIMEOUT_S``.
+    (refused unread).
+
+    A read can still stall in the kernel (a hung network mount): the importer calls this in
+    worker processes that it kills after ``EMOVERSE_IMAGE_READ_TIMEOUT_S``
+    (:mod:`annotations.importers.file_workers`).
     """
-    limit = min(settings.EMOVERSE_MAX_IMAGE_BYTES, max_file_bytes())
-    return _in_worker_thread(lambda: _read_regular_file(path, limit), settings.EMOVERSE_IMAGE_READ_TIMEOUT_S, path)
+    return _read_regular_file(path, min(settings.EMOVERSE_MAX_IMAGE_BYTES, max_file_bytes()))
 
 
 def image_find_or_prepare(*, dataset: Dataset, data: bytes) -> ImageCandidate:

@@ -16,13 +16,14 @@ import uuid
 
 from django.conf import settings
 from django.core import checks
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from core.vocabulary import EMOTIONS, ROLES
+from core.vocabulary import DEFAULT_TAXONOMY, EMOTIONS, MAX_LABEL_CHARS, ROLES, Taxonomy, TaxonomyError, taxonomy_from_spec
 
-EMOTION_CHOICES = [(e, e.capitalize()) for e in EMOTIONS]
+EMOTION_CHOICES = [(e, e.capitalize()) for e in EMOTIONS]  # Mikels' eight: the default taxonomy
 ROLE_CHOICES = [(r, r.capitalize()) for r in ROLES]
 
 
@@ -33,6 +34,19 @@ FRACTION_MIN, FRACTION_MAX = 0.0, 1.0  # overlap_fraction, auto_accept_threshold
 LEASE_MINUTES_MIN = 1
 LEASE_MINUTES_MAX = 7 * 24 * 60  # a week; saving a draft renews a lease, so only an idle item waits this long
 _FRACTION_VALIDATORS = [MinValueValidator(FRACTION_MIN), MaxValueValidator(FRACTION_MAX)]
+
+
+def default_taxonomy() -> dict:
+    """Every dataset's taxonomy unless chosen otherwise: Mikels' eight."""
+    return DEFAULT_TAXONOMY.to_spec()
+
+
+def validate_taxonomy(value) -> None:
+    """A stored taxonomy must read back (:func:`core.vocabulary.taxonomy_from_spec`)."""
+    try:
+        taxonomy_from_spec(value)
+    except TaxonomyError as exc:
+        raise ValidationError(exc.detail if exc.field == "taxonomy" else str(exc)) from None
 
 
 class Dataset(models.Model):
@@ -59,6 +73,12 @@ class Dataset(models.Model):
         default=0.05, validators=_FRACTION_VALIDATORS,
         help_text="Share of images drawn at random into the calibration audit (0-1), reviewed in random order.",
     )
+    # The emotion vocabulary (core.vocabulary.Taxonomy.to_spec()): labels, keys, polarity,
+    # synonyms. Chosen when the dataset is created; fixed once any image carries a label.
+    taxonomy = models.JSONField(
+        default=default_taxonomy, validators=[validate_taxonomy],
+        help_text='The emotion taxonomy: "mikels" (default), "ekman", or a custom one (docs/taxonomies.md).',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
@@ -80,6 +100,15 @@ class Dataset(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def get_taxonomy(self) -> Taxonomy:
+        """The dataset's :class:`core.vocabulary.Taxonomy` (read once per instance)."""
+        spec = self.taxonomy
+        cached = self.__dict__.get("_taxonomy")
+        if cached is None or cached[0] != spec:
+            cached = (spec, taxonomy_from_spec(spec))
+            self.__dict__["_taxonomy"] = cached
+        return cached[1]
 
 
 @checks.register(checks.Tags.models)
@@ -163,7 +192,7 @@ class Image(models.Model):
     # is served in ``audit_draw`` order (a uniform random order).
     audit_draw = models.FloatField(default=new_audit_draw)
     # Denormalised from the current best annotation for filtering at 219K+ images.
-    label = models.CharField(max_length=16, choices=EMOTION_CHOICES, null=True, blank=True)
+    label = models.CharField(max_length=MAX_LABEL_CHARS, null=True, blank=True)  # one of the dataset's taxonomy
     confidence = models.FloatField(null=True, blank=True)
     agreement = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -174,7 +203,6 @@ class Image(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["dataset", "sha256"], name="image_unique_content_per_dataset"),
             models.CheckConstraint(condition=Q(width__gt=0) & Q(height__gt=0), name="image_positive_size"),
-            models.CheckConstraint(condition=Q(label__isnull=True) | Q(label__in=EMOTIONS), name="image_label_valid"),
             models.CheckConstraint(condition=Q(source__in=ImageSource.values), name="image_source_valid"),
             models.CheckConstraint(condition=Q(status__in=ImageStatus.values), name="image_status_valid"),
             models.CheckConstraint(condition=Q(audit_draw__gte=0) & Q(audit_draw__lt=1), name="image_audit_draw_0_1"),
@@ -218,7 +246,7 @@ class Annotation(models.Model):
     decision = models.CharField(max_length=16, choices=Decision.choices, blank=True, default="")
     decision_reason = models.TextField(blank=True)
 
-    ces_label = models.CharField(max_length=16, choices=EMOTION_CHOICES, null=True, blank=True)
+    ces_label = models.CharField(max_length=MAX_LABEL_CHARS, null=True, blank=True)  # one of the dataset's taxonomy
     ces_confidence = models.FloatField(null=True, blank=True)
     ces_distribution = models.JSONField(null=True, blank=True)
     ces_raw_distribution = models.JSONField(null=True, blank=True, help_text="Before calibration.")
@@ -242,7 +270,6 @@ class Annotation(models.Model):
             ),
             models.CheckConstraint(condition=Q(kind__in=AnnotationKind.values), name="annotation_kind_valid"),
             models.CheckConstraint(condition=Q(decision__in=Decision.values), name="annotation_decision_valid"),
-            models.CheckConstraint(condition=Q(ces_label__isnull=True) | Q(ces_label__in=EMOTIONS), name="annotation_label_valid"),
             models.CheckConstraint(
                 condition=Q(ces_confidence__isnull=True) | (Q(ces_confidence__gte=0) & Q(ces_confidence__lte=1)),
                 name="annotation_confidence_0_1",

@@ -279,5 +279,5 @@ def dataset_summaries():
 def dataset_images(*, dataset, params=None):
     """The dataset's images filtered by ``params`` (a QueryDict), oldest first, and the filter."""
     base = Image.objects.filter(dataset=dataset).order_by("id")
-    image_filter = ImageFilter(params or {}, queryset=base)
+    image_filter = ImageFilter(params or {}, queryset=base, dataset=dataset)
     return image_filter.qs, image_filter

@@ -25,10 +25,48 @@ from annotations.models import (
     Triplet,
 )
 from annotations.validation import AnnotationInput, check_storable
+from core.vocabulary import TaxonomyError, taxonomy_from_spec
 
 
-def dataset_get_or_create(*, slug: str, name: str = "", created_by: AbstractBaseUser | None = None) -> tuple[Dataset, bool]:
-    return Dataset.objects.get_or_create(slug=slug, defaults={"name": name or slug, "created_by": created_by})
+def dataset_taxonomy_spec(value: Any) -> dict:
+    """The stored form of a taxonomy given as a built-in name (``"ekman"``) or an object
+    (docs/taxonomies.md). Raises :class:`InvalidAnnotation` naming the part that is wrong."""
+    try:
+        return taxonomy_from_spec(value).to_spec()
+    except TaxonomyError as exc:
+        raise InvalidAnnotation(exc.field, exc.detail) from None
+
+
+def dataset_has_labels(dataset: Dataset) -> bool:
+    """Whether any image or annotation version of ``dataset`` carries an emotion label."""
+    return (Image.objects.filter(dataset=dataset, label__isnull=False).exists()
+            or Annotation.objects.filter(image__dataset=dataset, ces_label__isnull=False).exists())
+
+
+def dataset_check_taxonomy_change(*, dataset: Dataset, spec: dict) -> None:
+    """Refuse to give ``dataset`` another taxonomy once a label is stored under its own:
+    the stored labels, distributions, statistics and exports would stop meaning anything."""
+    if dataset.pk is None or taxonomy_from_spec(spec) == dataset.get_taxonomy():
+        return
+    if dataset_has_labels(dataset):
+        raise InvalidAnnotation(
+            "taxonomy", f"dataset {dataset.slug} already has emotion labels under the taxonomy "
+                        f"{dataset.get_taxonomy().name!r}; its taxonomy can no longer change (create a new dataset)")
+
+
+def dataset_get_or_create(*, slug: str, name: str = "", created_by: AbstractBaseUser | None = None,
+                          taxonomy: Any = None) -> tuple[Dataset, bool]:
+    """The dataset ``slug``, created with ``taxonomy`` (a built-in name or an object; default
+    Mikels') when new. An existing dataset with another taxonomy raises :class:`InvalidAnnotation`."""
+    defaults: dict[str, Any] = {"name": name or slug, "created_by": created_by}
+    spec = None if taxonomy is None else dataset_taxonomy_spec(taxonomy)
+    if spec is not None:
+        defaults["taxonomy"] = spec
+    dataset, created = Dataset.objects.get_or_create(slug=slug, defaults=defaults)
+    if not created and spec is not None and taxonomy_from_spec(spec) != dataset.get_taxonomy():
+        raise InvalidAnnotation("taxonomy", f"dataset {slug} exists with the taxonomy {dataset.get_taxonomy().name!r}, "
+                                            f"not {spec['name']!r}")
+    return dataset, created
 
 
 def _check_storable(**values: Any) -> None:

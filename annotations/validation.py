@@ -19,7 +19,7 @@ from django.conf import settings
 
 from annotations.errors import InvalidAnnotation
 from core.masks import decode_mask, encode_mask, rle_string_run_count, rle_string_runs
-from core.vocabulary import DES_DIM, EMOTIONS, ROLES
+from core.vocabulary import DES_DIM, MIKELS, ROLES, Taxonomy
 from core.text import TextPolicyError, check_json_tree, check_text, is_blank
 
 DISTRIBUTION_TOLERANCE = 1e-3
@@ -97,22 +97,38 @@ def check_storable(value: Any, field_name: str) -> None:
         raise InvalidAnnotation(exc.field, exc.detail) from None
 
 
-def validate_label(value: Any, field_name: str = "ces.label") -> str:
-    if not isinstance(value, str) or value.strip().lower() not in EMOTIONS:
-        raise InvalidAnnotation(field_name, f"unknown emotion {value!r}; expected one of {', '.join(EMOTIONS)}")
-    return value.strip().lower()
+def validate_label(value: Any, field_name: str = "ces.label", taxonomy: Taxonomy = MIKELS, *, synonyms: bool = False) -> str:
+    """One of ``taxonomy``'s labels (case and outer spaces ignored); with ``synonyms`` (the
+    importer) also a word of its synonym map, returned as the label it names."""
+    label = taxonomy.canonical(value) if synonyms else (value.strip().lower() if isinstance(value, str) else None)
+    if label is None or label not in taxonomy.labels:
+        raise InvalidAnnotation(field_name, f"unknown emotion {_shown(value)}; expected one of {', '.join(taxonomy.labels)}"
+                                            f"{' or a synonym of one (docs/taxonomies.md)' if synonyms else ''}")
+    return label
 
 
-def validate_distribution(value: Any, field_name: str = "ces.distribution") -> dict[str, float]:
-    """A mapping over the 8 emotions (missing ones count as 0) summing to 1 ± 1e-3."""
+def validate_distribution(value: Any, field_name: str = "ces.distribution", taxonomy: Taxonomy = MIKELS, *,
+                          synonyms: bool = False) -> dict[str, float]:
+    """A mapping over ``taxonomy``'s labels (missing ones count as 0) summing to 1 ± 1e-3.
+    With ``synonyms`` a key may be a synonym of a label, but no two keys may name one label."""
     if not isinstance(value, Mapping):
         raise InvalidAnnotation(field_name, "must be an object mapping emotions to probabilities")
-    unknown = sorted(set(value) - set(EMOTIONS))
+    named: dict[str, Any] = {}
+    unknown = []
+    for key, p in value.items():
+        label = taxonomy.canonical(key) if synonyms else (key if key in taxonomy.labels else None)
+        if label is None:
+            unknown.append(key)
+        elif label in named:
+            raise InvalidAnnotation(field_name, f"{_shown(key)} names {label}, which another key names too")
+        else:
+            named[label] = p
     if unknown:
-        raise InvalidAnnotation(field_name, f"unknown emotion(s) {', '.join(map(repr, unknown))}")
+        raise InvalidAnnotation(field_name, f"unknown emotion(s) {', '.join(map(repr, sorted(unknown)))}; "
+                                            f"expected {', '.join(taxonomy.labels)}")
     dist = {}
-    for emotion in EMOTIONS:
-        p = value.get(emotion, 0.0)
+    for emotion in taxonomy.labels:
+        p = named.get(emotion, 0.0)
         if not _is_number(p) or p < 0 or p > 1:
             raise InvalidAnnotation(field_name, f"{emotion} must be a probability in [0, 1], got {_shown(p)}")
         dist[emotion] = float(p)
@@ -122,16 +138,16 @@ def validate_distribution(value: Any, field_name: str = "ces.distribution") -> d
     return dist
 
 
-def validate_ces(value: Any) -> CesInput:
+def validate_ces(value: Any, taxonomy: Taxonomy = MIKELS, *, synonyms: bool = False) -> CesInput:
     if not isinstance(value, Mapping):
         raise InvalidAnnotation("ces", "must be an object with label, confidence and distribution")
-    label = validate_label(value.get("label"))
+    label = validate_label(value.get("label"), "ces.label", taxonomy, synonyms=synonyms)
     confidence = value.get("confidence")
     if confidence is not None and (not _is_number(confidence) or not 0 <= confidence <= 1):
         raise InvalidAnnotation("ces.confidence", f"must be a number in [0, 1], got {_shown(confidence)}")
     distribution = value.get("distribution")
     if distribution is not None:
-        distribution = validate_distribution(distribution)
+        distribution = validate_distribution(distribution, "ces.distribution", taxonomy, synonyms=synonyms)
         if confidence is None:
             confidence = distribution[label]
     return CesInput(label=label, confidence=None if confidence is None else float(confidence), distribution=distribution)
@@ -315,14 +331,16 @@ def validate_triplets(value: Any, width: int, height: int) -> tuple[TripletInput
     return tuple(triplets)
 
 
-def validate_annotation(value: Mapping[str, Any], width: int, height: int) -> AnnotationInput:
-    """Validate the annotation part of one EmoVerse JSONL object (see docs/emoverse-jsonl.md)."""
+def validate_annotation(value: Mapping[str, Any], width: int, height: int, taxonomy: Taxonomy = MIKELS, *,
+                        synonyms: bool = False) -> AnnotationInput:
+    """Validate the annotation part of one EmoVerse JSONL object (see docs/emoverse-jsonl.md);
+    the CES is over ``taxonomy`` (its synonym map applied with ``synonyms``: the importer)."""
     ces = value.get("ces")
     des = value.get("des")
     rationale = validate_text(value.get("rationale") or "", "rationale")
     return AnnotationInput(
         triplets=validate_triplets(value.get("triplets"), width, height),
-        ces=None if ces is None else validate_ces(ces),
+        ces=None if ces is None else validate_ces(ces, taxonomy, synonyms=synonyms),
         des=None if des is None else validate_des(des),
         rationale=rationale,
     )

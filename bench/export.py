@@ -17,6 +17,10 @@ Python allocations (slower).
 
     python bench/export.py                         # 219K images on PostgreSQL
     python bench/export.py --images 20000 --sqlite
+    python bench/export.py --reuse                 # build once, keep; later runs reuse the database
+
+The queries of each export are counted (``queries``: every statement the export
+sent, progress saves included).
 """
 
 from __future__ import annotations
@@ -54,6 +58,9 @@ def parse_args() -> argparse.Namespace:
                    help="PostgreSQL server URL without database name")
     p.add_argument("--db", default="emoverse_bench_export", help="PostgreSQL database to create and drop")
     p.add_argument("--keep", action="store_true", help="keep the database and the work folder")
+    p.add_argument("--reuse", action="store_true",
+                   help="use the database --db as it is when it already holds the benchmark dataset of --images images "
+                        "(built and kept by an earlier run); build it otherwise, and keep it")
     p.add_argument("--tracemalloc", action="store_true", help="also trace Python allocations in the export (slower)")
     p.add_argument("--child", help=argparse.SUPPRESS)  # internal: export one format in this process
     return p.parse_args()
@@ -118,17 +125,23 @@ def masks() -> list[str]:
     return out
 
 
-def build(n_images: int, chunk: int = 5000) -> float:
-    import numpy as np
+def write_png() -> str:
+    """The one tiny PNG every image row points at, in this run's media folder."""
     from django.core.files.storage import default_storage
     from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.new("RGB", (WIDTH, HEIGHT), (40, 60, 90)).save(buf, format="PNG")
+    return default_storage.save("images/bench.png", io.BytesIO(buf.getvalue()))
+
+
+def build(n_images: int, chunk: int = 5000) -> float:
+    import numpy as np
 
     from annotations.models import Annotation, Dataset, Element, Image, Triplet
 
     started = time.perf_counter()
-    buf = io.BytesIO()
-    PILImage.new("RGB", (WIDTH, HEIGHT), (40, 60, 90)).save(buf, format="PNG")
-    file_name = default_storage.save("images/bench.png", io.BytesIO(buf.getvalue()))
+    file_name = write_png()
     dataset = Dataset.objects.create(slug=SLUG, name="Export benchmark")
     rng = np.random.default_rng(0)
     rles = masks()
@@ -183,11 +196,20 @@ def child(export_format: str, images_mode: str, trace: bool) -> None:
     before = current_rss_mb()
     if trace:
         tracemalloc.start()
+    from django.db import connection
+
+    queries = [0]
+
+    def count(execute, sql, params, many, context):
+        queries[0] += 1
+        return execute(sql, params, many, context)
+
     sampler = RssSampler()
     sampler.start()
     started = time.perf_counter()
     cpu = time.process_time()
-    snapshot = runs.export_run(snapshot_id=snapshot.pk)
+    with connection.execute_wrapper(count):
+        snapshot = runs.export_run(snapshot_id=snapshot.pk)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     peak = sampler.stop()
     traced = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
@@ -198,13 +220,27 @@ def child(export_format: str, images_mode: str, trace: bool) -> None:
         "format": export_format, "images": snapshot.manifest["counts"]["images"], "seconds": round(seconds, 1),
         "images_per_s": round(snapshot.manifest["counts"]["images"] / seconds), "cpu_seconds": round(cpu, 1),
         "rss_before_mb": round(before, 1), "peak_rss_mb": round(peak, 1), "rss_growth_mb": round(peak - before, 1),
-        "process_peak_rss_mb": round(rss_mb(), 1),
+        "process_peak_rss_mb": round(rss_mb(), 1), "queries": queries[0],
         "tracemalloc_peak_mb": None if traced is None else round(traced, 1), "output_mb": round(size / 2**20, 1),
     }))
     shutil.rmtree(selectors.final_dir(snapshot))
 
 
 # --- main ----------------------------------------------------------------------------------
+
+
+def database_exists(pg: str, name: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(f"{pg}/postgres", autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
+
+
+def built_images() -> int:
+    """How many images the kept benchmark dataset holds (0: none)."""
+    from annotations.models import Image
+
+    return Image.objects.filter(dataset__slug=SLUG).count()
 
 
 def admin_sql(pg: str, statement: str) -> None:
@@ -222,17 +258,26 @@ def main() -> None:
         return
     work = Path(tempfile.mkdtemp(prefix="bench-export-"))
     database_url = f"sqlite:///{work / 'bench.sqlite3'}" if args.sqlite else f"{args.pg}/{args.db}"
-    if not args.sqlite:
+    reuse = args.reuse and not args.sqlite and database_exists(args.pg, args.db)
+    if not args.sqlite and not reuse:
         admin_sql(args.pg, f'DROP DATABASE IF EXISTS "{args.db}"')
         admin_sql(args.pg, f'CREATE DATABASE "{args.db}"')
+    keep = args.keep or args.reuse
     try:
         setup_django(database_url, work)
         from django.core.management import call_command
         from django.db import connections
 
         call_command("migrate", verbosity=0)
-        print(f"Building {args.images:,} images on {'SQLite' if args.sqlite else 'PostgreSQL'}…")
-        print(f"  built in {build(args.images):.0f} s")
+        built = reuse and built_images() == args.images
+        if built:
+            print(f"Reusing {args.images:,} images in {args.db}")
+            write_png()
+        else:
+            if reuse:
+                raise SystemExit(f"{args.db} holds another dataset size; drop it or name another --db")
+            print(f"Building {args.images:,} images on {'SQLite' if args.sqlite else 'PostgreSQL'}…")
+            print(f"  built in {build(args.images):.0f} s")
         connections.close_all()
         env = {**os.environ, "BENCH_DATABASE_URL": database_url, "BENCH_WORK": str(work)}
         results = []
@@ -251,7 +296,7 @@ def main() -> None:
             print(f"{r['format']:<16}{r['images']:>9,}{r['seconds']:>9}{r['cpu_seconds']:>8}{r['images_per_s']:>10,}"
                   f"{r['rss_before_mb']:>12}{r['peak_rss_mb']:>10}{r['rss_growth_mb']:>8}{r['output_mb']:>11}")
     finally:
-        if not args.keep:
+        if not keep:
             from django.db import connections
 
             connections.close_all()
@@ -259,7 +304,9 @@ def main() -> None:
                 admin_sql(args.pg, f'DROP DATABASE IF EXISTS "{args.db}"')
             shutil.rmtree(work, ignore_errors=True)
         else:
-            print(f"kept: {database_url}, {work}")
+            if not args.keep:
+                shutil.rmtree(work, ignore_errors=True)
+            print(f"kept: {database_url}" + (f", {work}" if args.keep else ""))
 
 
 if __name__ == "__main__":

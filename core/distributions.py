@@ -1,31 +1,31 @@
 """Emotion distributions as vectors, their distance and their label (no Django).
 
-A distribution is a mapping over exactly :data:`core.vocabulary.EMOTIONS`; as a vector it
-is float64 in that order.
+A distribution is a mapping over exactly a taxonomy's labels (``labels``; default
+:data:`core.vocabulary.EMOTIONS`, Mikels' eight); as a vector it is float64 in that order.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from core.vocabulary import EMOTIONS
 
 
-def as_vector(distribution: Mapping[str, float]) -> np.ndarray:
-    """A distribution as a float64 vector in :data:`EMOTIONS` order."""
-    return np.array([float(distribution[e]) for e in EMOTIONS], dtype=np.float64)
+def as_vector(distribution: Mapping[str, float], labels: Sequence[str] = EMOTIONS) -> np.ndarray:
+    """A distribution as a float64 vector in ``labels`` order."""
+    return np.array([float(distribution[e]) for e in labels], dtype=np.float64)
 
 
-def as_mapping(vector: np.ndarray) -> dict[str, float]:
-    return {e: float(v) for e, v in zip(EMOTIONS, vector, strict=True)}
+def as_mapping(vector: np.ndarray, labels: Sequence[str] = EMOTIONS) -> dict[str, float]:
+    return {e: float(v) for e, v in zip(labels, vector, strict=True)}
 
 
-def js_distance(p: Mapping[str, float], q: Mapping[str, float]) -> float:
+def js_distance(p: Mapping[str, float], q: Mapping[str, float], labels: Sequence[str] = EMOTIONS) -> float:
     """Jensen-Shannon distance with base-2 logarithms, in [0, 1]."""
-    a, b = as_vector(p), as_vector(q)
+    a, b = as_vector(p, labels), as_vector(q, labels)
     a, b = a / a.sum(), b / b.sum()
     m = (a + b) / 2
 
@@ -37,6 +37,6 @@ def js_distance(p: Mapping[str, float], q: Mapping[str, float]) -> float:
     return min(1.0, math.sqrt(divergence))
 
 
-def argmax_label(distribution: Mapping[str, float]) -> str:
-    """The most probable emotion; ties go to the first in :data:`EMOTIONS` order."""
-    return EMOTIONS[int(np.argmax(as_vector(distribution)))]
+def argmax_label(distribution: Mapping[str, float], labels: Sequence[str] = EMOTIONS) -> str:
+    """The most probable emotion; ties go to the first in ``labels`` order."""
+    return labels[int(np.argmax(as_vector(distribution, labels)))]

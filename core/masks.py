@@ -8,7 +8,7 @@ so, as an uncompressed list of run lengths. Arrays are ``(H, W)``, boolean or 0/
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -55,6 +55,19 @@ def decode_mask(rle: Mapping[str, Any]) -> np.ndarray:
 def mask_area(rle: Mapping[str, Any]) -> int:
     """Foreground pixels of an RLE."""
     return int(mask_utils.area(to_pycocotools(rle)))
+
+
+# pycocotools' ``area`` of a list builds a uint8 array of its length first: at most 255 per call.
+_AREA_BATCH = 255
+
+
+def mask_areas(rles: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Foreground pixels of each RLE, in one pycocotools call per 255."""
+    out: list[int] = []
+    for start in range(0, len(rles), _AREA_BATCH):
+        batch = [to_pycocotools(rle) for rle in rles[start : start + _AREA_BATCH]]
+        out += [int(v) for v in mask_utils.area(batch)]
+    return out
 
 
 def mask_bbox(rle: Mapping[str, Any]) -> list[float]:

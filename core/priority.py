@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from core.alignment import MEANING, NO_VECTORS, WORDS, PhraseVectors, align_triplets
 from core.distributions import argmax_label, js_distance
+from core.vocabulary import EMOTIONS
 from core.triplets import PhraseTriplet
 
 CRITIC_VERDICTS = ("ok", "doubtful", "wrong")  # from best to worst
@@ -40,20 +41,22 @@ class AnnotatorAgreement:
 def annotator_agreement(
     answers: Sequence[tuple[Sequence[PhraseTriplet], Mapping[str, float]]],
     vectors: PhraseVectors = NO_VECTORS,
+    emotions: Sequence[str] = EMOTIONS,
 ) -> AnnotatorAgreement | None:
     """Agreement of two or more annotators' answers, each ``(triplets, distribution)``
     (the distribution calibrated or not, as the caller compares them); ``None`` for a
     single one. Triplets are paired by :mod:`core.alignment` with the phrases' stored
-    embeddings ``vectors`` (by words where a phrase has none).
+    embeddings ``vectors`` (by words where a phrase has none). The distributions are over
+    ``emotions`` (the dataset's taxonomy's labels).
 
     With more than two, the label must match across all of them, and distance and
     overlap are averaged over all pairs.
     """
     if len(answers) < 2:
         return None
-    labels = {argmax_label(distribution) for _, distribution in answers}
+    labels = {argmax_label(distribution, emotions) for _, distribution in answers}
     pairs = list(itertools.combinations(answers, 2))
-    distance = sum(js_distance(a[1], b[1]) for a, b in pairs) / len(pairs)
+    distance = sum(js_distance(a[1], b[1], emotions) for a, b in pairs) / len(pairs)
     triplets = [[t.elements() for t in answer] for answer, _ in answers]
     alignments = [align_triplets(a, b, vectors) for a, b in itertools.combinations(triplets, 2)]
     overlap = sum(alignment.overlap for alignment in alignments) / len(alignments)

@@ -36,6 +36,7 @@ from scipy import ndimage
 from skimage import color, filters, measure, morphology
 
 from annotations.domain import PIPELINE_AUTHOR
+from demo.qa import demo_qa_load
 from annotations.importers import ImportReport, import_emoverse_jsonl
 from annotations.phrase_embeddings import missing_phrases, phrase_embeddings_store, phrase_model_name
 from annotations.roles import ensure_role_groups
@@ -86,6 +87,7 @@ DEMO_USERS: tuple[DemoUser, ...] = (
     DemoUser("reviewer2", "review-demo-2", ("reviewer",)),
     DemoUser("adjudicator", "adjudicate-demo", ("adjudicator", "reviewer")),
     DemoUser("researcher", "research-demo", ("researcher",)),
+    DemoUser("rater", "rate-demo", ("rater",)),
     DemoUser("admin", "admin-demo", ("admin",), superuser=True),
 )
 
@@ -345,6 +347,8 @@ def demo_load(*, folder: Path, run_by: str = "demo") -> ImportReport:
         dataset.save(update_fields=["description"])
     jsonl = demo_write(folder)
     with open(jsonl, "rb") as stream:
-        return import_emoverse_jsonl(
+        report = import_emoverse_jsonl(
             stream=stream, images_dir=folder / "images", dataset_slug=DEMO_DATASET, run_by=run_by, file_name=str(jsonl),
         )
+    demo_qa_load(dataset=dataset)
+    return report

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "exports",
     "agreement",
     "ml",
+    "qa",
     "demo",
 ]
 
@@ -255,10 +256,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
 # Decompression-bomb cap: images with more pixels than this are refused on import.
 EMOVERSE_MAX_IMAGE_PIXELS = int(os.environ.get("EMOVERSE_MAX_IMAGE_PIXELS", str(64_000_000)))
 EMOVERSE_THUMBNAIL_SIZE = int(os.environ.get("EMOVERSE_THUMBNAIL_SIZE", "320"))
-# An image file larger than this is refused on import without being read; one that takes
-# longer than EMOVERSE_IMAGE_READ_TIMEOUT_S to read (a stalled network mount) is refused too.
+# An image file larger than this is refused on import without being read; one whose file work
+# (find, read, hash, check, store) takes longer than EMOVERSE_IMAGE_READ_TIMEOUT_S (a FIFO, a
+# stalled network mount) is refused too: its worker process is killed.
 EMOVERSE_MAX_IMAGE_BYTES = int(os.environ.get("EMOVERSE_MAX_IMAGE_BYTES", str(200 * 1024 * 1024)))
 EMOVERSE_IMAGE_READ_TIMEOUT_S = float(os.environ.get("EMOVERSE_IMAGE_READ_TIMEOUT_S", "30"))
+# Worker processes that read, hash and check an import's image files (0: one per CPU, at most 8).
+EMOVERSE_IMPORT_WORKERS = int(os.environ.get("EMOVERSE_IMPORT_WORKERS", "0"))
 # A mask (COCO RLE) with more runs than this is refused (400 on the API, a failed line on import).
 EMOVERSE_MAX_MASK_RUNS = int(os.environ.get("EMOVERSE_MAX_MASK_RUNS", str(1_000_000)))
 
@@ -306,7 +310,6 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "AnnotationDecisionEnum": "annotations.models.Decision",
         "ReviewDecisionEnum": ["approved", "rejected", "flagged"],
-        "EmotionEnum": "core.vocabulary.EMOTIONS",
         "VerdictEnum": "annotations.api_components.VERDICTS",
     },
 }

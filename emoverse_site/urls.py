@@ -14,10 +14,12 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("django-admin/", admin.site.urls),
     path("review/", include("review.urls")),
+    path("qa/", include("qa.urls")),
     path("exports/", include("exports.urls")),
     path("api/exports/", include("exports.api_urls")),
     path("api/", include("annotations.api_urls")),
     path("api/review/", include("review.api_urls")),
+    path("api/qa/", include("qa.api_urls")),
     path("pipeline/", include("ml.urls")),
     # Recalibrate is ml's (it fits and stores temperatures) but sits under the calibration
     # page, which is agreement's (agreement.urls lists calibration/ before <slug:slug>/).
@@ -29,8 +31,11 @@ urlpatterns = [
     # Logged out, a browser is sent to the login page (the docs page always, the schema when HTML is asked for).
     path("api/schema/", login_for_browsers(SpectacularAPIView.as_view()), name="api-schema"),
     # The split view serves the Swagger UI's start script as a file: no inline script.
-    path("api/docs/", login_for_browsers(SpectacularSwaggerSplitView.as_view(url_name="api-schema"), html_only=False),
-         name="api-docs"),
+    path(
+        "api/docs/",
+        login_for_browsers(SpectacularSwaggerSplitView.as_view(url_name="api-schema"), html_only=False),
+        name="api-docs",
+    ),
 ]
 
 handler404 = "annotations.api_errors.not_found"

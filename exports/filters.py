@@ -101,7 +101,8 @@ class ExportFilters:
     include_auto_accepted: bool = False
 
     @classmethod
-    def parse(cls, data: Mapping[str, Any]) -> ExportFilters:
+    def parse(cls, data: Mapping[str, Any], labels: tuple[str, ...] = EMOTIONS) -> ExportFilters:
+        """``labels``: the dataset's taxonomy's, which ``label`` must name."""
         if not isinstance(data, Mapping):
             raise InvalidExportRequest("filters", "must be an object")
         unknown = sorted(set(data) - FILTER_KEYS)
@@ -123,7 +124,7 @@ class ExportFilters:
         filters = cls(
             status=_choices(data, "status", ImageStatus.values, default=(ImageStatus.APPROVED,)),
             source=_choices(data, "source", ImageSource.values),
-            label=_choices(data, "label", EMOTIONS),
+            label=_choices(data, "label", labels),
             since=_moment(data.get("since"), "since", end=False),
             until=_moment(data.get("until"), "until", end=True),
             date_field=date_field,

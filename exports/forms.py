@@ -6,7 +6,8 @@ from typing import Any
 
 from django import forms
 
-from annotations.models import EMOTION_CHOICES, Dataset, ImageSource, ImageStatus
+from annotations.filters import label_choices
+from annotations.models import Dataset, ImageSource, ImageStatus
 from exports.models import ExportFormat
 from exports.writers.images import IMAGE_MODES
 
@@ -37,7 +38,7 @@ class ExportForm(forms.Form):
     status = forms.MultipleChoiceField(choices=ImageStatus.choices, initial=[ImageStatus.APPROVED], required=False,
                                        help_text="Default: approved only.")
     source = forms.MultipleChoiceField(choices=ImageSource.choices, required=False)
-    label = forms.MultipleChoiceField(choices=EMOTION_CHOICES, required=False)
+    label = forms.MultipleChoiceField(required=False, help_text="Labels of the dataset's taxonomy.")
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), help_text="Through this day.")
     date_field = forms.ChoiceField(choices=[("image", "image added"), ("annotation", "final annotation made")], initial="image")
@@ -53,6 +54,11 @@ class ExportForm(forms.Form):
         help_text="Also write the elements a reviewer or adjudicator rejected, marked with their status. "
                   "Left out by default (counted in the manifest); JSONL always keeps them.",
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Every dataset's labels; the export service checks them against the chosen dataset's taxonomy.
+        self.fields["label"].choices = label_choices(Dataset.objects.all())
 
     def service_arguments(self) -> dict[str, Any]:
         """``export_create`` keyword arguments from the cleaned data."""

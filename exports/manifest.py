@@ -21,11 +21,15 @@ from exports.models import ExportSnapshot
 from exports.writers import WriterResult
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 2  # 2: ``left_out``; COCO and Parquet leave rejected elements out by default
+MANIFEST_VERSION = 2  # 2: ``left_out``; COCO and Parquet leave rejected elements out by default (``taxonomy``: an added key)
 _FINAL = "the adjudicated annotation, else the approved human review or curated import"
 FINAL_RULE = f"{_FINAL} (human-approved only)"
 FINAL_RULE_AUTO = (f"{_FINAL}, else the pipeline's auto-accepted model answer "
                    "(machine-accepted, not human-approved; counted in counts.machine_accepted)")
+QA_RULE = {
+    "approved": "the current version of each QA pair, accepted or edited by a reviewer only",
+    "current": "the current version of each QA pair, whatever its review status (status and reject reason included)",
+}
 _LIBRARIES = ("Django", "pyarrow", "pycocotools", "numpy")
 
 
@@ -99,16 +103,18 @@ def build_manifest(
     writer_counts = {k: v for result in results for k, v in result.counts.items()}
     user = snapshot.created_by
     auto = bool(snapshot.filters.get("include_auto_accepted"))
+    qa_selection = snapshot.options.get("pairs") if "pairs_left_out" in counts else None
     return {
         "manifest_version": MANIFEST_VERSION,
         "dataset": snapshot.dataset.slug,
         "snapshot": snapshot.version,
         "format": snapshot.format,
+        "taxonomy": snapshot.dataset.get_taxonomy().to_spec(),
         "filters": snapshot.filters,
-        "final_annotation": FINAL_RULE_AUTO if auto else FINAL_RULE,
+        "final_annotation": QA_RULE[qa_selection] if qa_selection else FINAL_RULE_AUTO if auto else FINAL_RULE,
         "options": snapshot.options,
         "counts": {**counts, **writer_counts},
-        "left_out": left_out(counts),
+        "left_out": {"qa_pairs_not_selected": counts["pairs_left_out"]} if qa_selection else left_out(counts),
         "files": [file_entry(folder, name) for result in results for name in result.files],
         "created_by": {"id": user.pk, "username": user.get_username()} if user else None,
         "run_by": snapshot.run_by or None,

@@ -13,6 +13,8 @@ class ExportFormat(models.TextChoices):
     EMOVERSE_JSONL = "emoverse-jsonl", "EmoVerse JSONL"
     COCO = "coco", "COCO instance segmentation"
     PARQUET = "parquet", "Parquet"
+    QA_JSONL = "qa-jsonl", "QA pairs JSONL"
+    QA_PARQUET = "qa-parquet", "QA pairs Parquet"
 
 
 class ExportStatus(models.TextChoices):

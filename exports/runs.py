@@ -40,10 +40,8 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -52,18 +50,22 @@ from django.db.models import Count
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from annotations.models import AnnotationKind, Image, ImageStatus
+from annotations.models import AnnotationKind, ElementStatus, ImageStatus
 from exports.filters import ExportFilters
 from exports.manifest import MANIFEST, build_manifest
 from exports.models import ExportSnapshot, ExportStatus
-from exports.selectors import export_images, final_annotations_and_withheld, final_dir, partial_dir
+from exports.selectors import export_chunk, export_image_rows, export_images, final_dir, partial_dir
 from exports.writers import ExportItem, WriterResult, writer_class
-from exports.writers.items import kept_elements
 from exports.writers.images import IMAGE_MODES, ImagePlacer, export_file_name
+from exports.writers.items import ExportAnnotation
+from qa.exporting import qa_export_chunks, qa_export_pairs
 
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1000
+QA_CHUNK_SIZE = 10_000  # QA pair rows are small: a bigger chunk, fewer progress saves
+_MODEL = AnnotationKind.MODEL.value
+_REJECTED = ElementStatus.REJECTED.value
 # Progress (with the heartbeat) is saved after every chunk; within a slow chunk
 # (copying images from object storage) a heartbeat alone at most this often.
 KEEPALIVE_SECONDS = 30.0
@@ -160,20 +162,23 @@ class _Counts:
     by_label: Counter = field(default_factory=Counter)
     by_source: Counter = field(default_factory=Counter)
 
-    def add(self, item: ExportItem) -> None:
+    def add(self, image_source: str, annotation: ExportAnnotation) -> None:
         self.images += 1
-        self.machine_accepted += item.annotation.kind == AnnotationKind.MODEL
-        self.by_label[item.annotation.ces_label or "none"] += 1
-        self.by_source[item.image.source] += 1
-        self.with_des += item.annotation.des is not None
-        for triplet in item.annotation.triplets.all():
-            kept = kept_elements(triplet, include_rejected=self.include_rejected)
-            self.rejected_elements_left_out += len(triplet.elements.all()) - len(kept)
-            self.triplets += bool(kept)
-            for element in kept:
-                self.elements += 1
+        self.machine_accepted += annotation.kind == _MODEL
+        self.by_label[annotation.ces_label or "none"] += 1
+        self.by_source[image_source] += 1
+        self.with_des += annotation.des is not None
+        for triplet in annotation.triplets:
+            kept = 0
+            for element in triplet.elements:
+                if element.status == _REJECTED and not self.include_rejected:
+                    self.rejected_elements_left_out += 1
+                    continue
+                kept += 1
                 self.boxes += element.x0 is not None
                 self.masks += element.mask_counts is not None
+            self.elements += kept
+            self.triplets += kept > 0
 
     def as_dict(self) -> dict[str, Any]:
         """The manifest's ``counts``: what was exported (triplets, elements, boxes, masks as written) and skipped."""
@@ -181,30 +186,27 @@ class _Counts:
         return {**out, "by_label": dict(sorted(self.by_label.items())), "by_source": dict(sorted(self.by_source.items()))}
 
 
-def _chunks(iterator: Iterator[Image], size: int) -> Iterator[list[Image]]:
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
 def _export(attempt: _Attempt) -> None:
     snapshot = attempt.snapshot
-    filters = ExportFilters.parse(snapshot.filters)
+    filters = ExportFilters.parse(snapshot.filters, snapshot.dataset.get_taxonomy().labels)
+    if getattr(writer_class(snapshot.format), "SOURCE", "images") == "qa_pairs":
+        _export_qa(attempt, filters)
+        return
     images = export_images(dataset=snapshot.dataset, filters=filters)
     _progress(attempt, total=images.count(), done=0)
     names = images.order_by().values("original_name").annotate(n=Count("id")).filter(n__gt=1)
     duplicates = set(names.values_list("original_name", flat=True))
-    context = {"dataset": snapshot.dataset.slug, "version": snapshot.version}
+    context = {"dataset": snapshot.dataset.slug, "version": snapshot.version, "taxonomy": snapshot.dataset.get_taxonomy()}
     writer = writer_class(snapshot.format)(attempt.folder, snapshot.options, context=context)
     placer = ImagePlacer(attempt.folder, snapshot.options.get("images", IMAGE_MODES[0]))
     counts, done = _Counts(include_rejected=writer.include_rejected), 0
     try:
-        for chunk in _chunks(images.iterator(chunk_size=CHUNK_SIZE), CHUNK_SIZE):
-            finals, withheld = final_annotations_and_withheld((image.pk for image in chunk),
-                                                              include_auto_accepted=filters.include_auto_accepted)
+        for chunk in export_image_rows(images, chunk_size=CHUNK_SIZE):
+            finals, withheld = export_chunk([image.id for image in chunk], include_auto_accepted=filters.include_auto_accepted)
             items = []
             for image in chunk:
-                final = finals.get(image.pk)
-                if image.pk in withheld:
+                final = finals.get(image.id)
+                if image.id in withheld:
                     counts.skipped_auto_accepted += 1
                 elif final is None:
                     counts.skipped_without_final += 1
@@ -217,7 +219,7 @@ def _export(attempt: _Attempt) -> None:
                     url, digest = placer.place(image, file_name)
                     _keep_alive(attempt)
                     items.append(ExportItem(image=image, annotation=final, file_name=file_name, url=url, sha256=digest))
-                    counts.add(items[-1])
+                    counts.add(image.source, final)
             writer.write(items)
             done += len(chunk)
             _progress(attempt, done=done)
@@ -229,10 +231,43 @@ def _export(attempt: _Attempt) -> None:
     _finish(attempt, counts, results)
 
 
+def _export_qa(attempt: _Attempt, filters: ExportFilters) -> None:
+    """QA pair formats: the dataset's current pairs (approved by default, option ``pairs``), with
+    the ``source`` filter on their image and ``since``/``until`` on when the version was made;
+    the image filters that judge B-A-S annotations (status, label, agreement) do not apply."""
+    snapshot = attempt.snapshot
+    pairs = qa_export_pairs(dataset_id=snapshot.dataset_id, pairs=snapshot.options.get("pairs", "approved"),
+                            sources=filters.source, since=filters.since, until=filters.until)
+    _progress(attempt, total=pairs.count(), done=0)
+    context = {"dataset": snapshot.dataset.slug, "version": snapshot.version}
+    writer = writer_class(snapshot.format)(attempt.folder, snapshot.options, context=context)
+    counts: dict[str, Any] = {"pairs": 0, "by_status": Counter(), "by_category": Counter(), "by_dimension": Counter(),
+                              "by_type": Counter()}
+    try:
+        for rows in qa_export_chunks(pairs, chunk_size=QA_CHUNK_SIZE):
+            writer.write_rows(rows)
+            counts["pairs"] += len(rows)
+            for counter, name in (("by_status", "status"), ("by_category", "category"),
+                                  ("by_dimension", "dimension"), ("by_type", "type")):
+                counts[counter].update(row[name] for row in rows)
+            _progress(attempt, done=counts["pairs"])
+        results = [writer.close()]
+    except BaseException:
+        writer.abort()
+        raise
+    counts["pairs_left_out"] = qa_export_pairs(dataset_id=snapshot.dataset_id, pairs="current").count() - counts["pairs"]
+    as_dict = {k: dict(sorted(v.items())) if isinstance(v, Counter) else v for k, v in counts.items()}
+    _finish_with(attempt, as_dict, results)
+
+
 def _finish(attempt: _Attempt, counts: _Counts, results: list[WriterResult]) -> None:
+    _finish_with(attempt, counts.as_dict(), results)
+
+
+def _finish_with(attempt: _Attempt, counts: dict[str, Any], results: list[WriterResult]) -> None:
     """Write the manifest last, move the folder into place, then mark the snapshot complete."""
     manifest = build_manifest(
-        snapshot=attempt.snapshot, folder=attempt.folder, started_at=attempt.token, counts=counts.as_dict(), results=results
+        snapshot=attempt.snapshot, folder=attempt.folder, started_at=attempt.token, counts=counts, results=results
     )
     staging = attempt.folder / f".{MANIFEST}.tmp"
     with open(staging, "w", encoding="utf-8") as handle:

@@ -11,8 +11,9 @@ another machine correctly.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
+from itertools import islice
 from pathlib import Path
 
 from django.conf import settings
@@ -23,12 +24,19 @@ from annotations.models import Annotation, AnnotationKind, Dataset, Element, Ima
 from annotations.selectors import final_annotation_ids
 from exports.filters import ExportFilters
 from exports.models import ExportSnapshot, ExportStatus
-
-IMAGE_FIELDS = (
-    "id", "dataset_id", "file", "original_name", "width", "height", "source", "sha256", "label", "status", "created_at"
+from exports.writers.items import (
+    ANNOTATION_FIELDS,
+    ELEMENT_FIELDS,
+    IMAGE_FIELDS,
+    ExportAnnotation,
+    ExportElement,
+    ExportImage,
+    ExportTriplet,
 )
+
 # Large columns a writer never reads.
 ANNOTATION_DEFERRED = ("raw_output", "critic", "ces_raw_distribution")
+_MODEL = AnnotationKind.MODEL.value
 
 
 def stale_after() -> timedelta:
@@ -40,7 +48,10 @@ def export_root() -> Path:
 
 
 def export_images(*, dataset: Dataset, filters: ExportFilters) -> QuerySet[Image]:
-    """The dataset's images that the filters select in SQL, oldest first (the final annotation is checked later)."""
+    """The dataset's images that the filters select in SQL, oldest first (the final annotation is checked later).
+
+    Iterate ``export_image_rows`` of it for the rows an export reads.
+    """
     images = Image.objects.filter(dataset=dataset, status__in=filters.status)
     if filters.source:
         images = images.filter(source__in=filters.source)
@@ -53,7 +64,47 @@ def export_images(*, dataset: Dataset, filters: ExportFilters) -> QuerySet[Image
             images = images.filter(created_at__gte=filters.since)
         if filters.until is not None:
             images = images.filter(created_at__lt=filters.until)
-    return images.only(*IMAGE_FIELDS).order_by("id")
+    return images.order_by("id")
+
+
+def export_image_rows(images: QuerySet[Image], *, chunk_size: int) -> Iterator[list[ExportImage]]:
+    """``images`` as :class:`ExportImage` rows, ``chunk_size`` at a time (a server-side cursor on
+    PostgreSQL: memory does not grow with the dataset)."""
+    make = tuple.__new__
+    rows = images.values_list(*IMAGE_FIELDS).iterator(chunk_size=chunk_size)
+    while chunk := list(islice(rows, chunk_size)):
+        yield [make(ExportImage, row) for row in chunk]
+
+
+def export_chunk(
+    image_ids: list[int], *, include_auto_accepted: bool
+) -> tuple[dict[int, ExportAnnotation], set[int]]:
+    """The final annotation of each image (the rule of :func:`final_annotation_ids`) as plain
+    rows with their triplets and elements, and the ids of the images left out because their only
+    final is auto-accepted (unless ``include_auto_accepted``): four queries for any number of images.
+
+    What :func:`final_annotations_and_withheld` gives as model instances, at a fraction of the cost.
+    """
+    candidates = final_annotation_ids(image_ids, include_auto_accepted=True).values()
+    rows = Annotation.objects.filter(pk__in=list(candidates)).values_list(*ANNOTATION_FIELDS)
+    annotations = [ExportAnnotation(*row) for row in rows]
+    withheld: set[int] = set()
+    if not include_auto_accepted:
+        withheld = {a.image_id for a in annotations if a.kind == _MODEL}
+        annotations = [a for a in annotations if a.kind != _MODEL]
+    by_id = {a.id: a for a in annotations}
+    triplets: dict[int, ExportTriplet] = {}
+    triplet_rows = (Triplet.objects.filter(annotation_id__in=list(by_id)).order_by("annotation_id", "index")
+                    .values_list("id", "annotation_id", "index", "key"))
+    for pk, annotation_id, index, key in triplet_rows:
+        triplet = triplets[pk] = ExportTriplet(index=index, key=str(key), elements=[])
+        by_id[annotation_id].triplets.append(triplet)
+    make = tuple.__new__
+    element_rows = (Element.objects.filter(triplet__annotation_id__in=list(by_id)).order_by("triplet_id", "role")
+                    .values_list(*ELEMENT_FIELDS))
+    for row in element_rows:
+        triplets[row[0]].elements.append(make(ExportElement, row))
+    return {a.image_id: a for a in annotations}, withheld
 
 
 def final_annotations(image_ids: Iterable[int], *, include_auto_accepted: bool = False) -> dict[int, Annotation]:

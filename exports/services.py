@@ -42,7 +42,7 @@ def export_create(
     """
     if export_format not in ExportFormat.values:
         raise InvalidExportRequest("format", f"unknown format {export_format!r}; expected one of {', '.join(ExportFormat.values)}")
-    parsed = ExportFilters.parse(filters or {})
+    parsed = ExportFilters.parse(filters or {}, dataset.get_taxonomy().labels)
     cleaned = parse_options(writer_class(export_format).OPTIONS, options or {})
     if cleaned["images"] == "url" and (problem := url_mode_problem()):
         raise InvalidExportRequest("images", problem)

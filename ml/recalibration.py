@@ -31,9 +31,7 @@ from django.utils import timezone
 
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import Annotation, AnnotationKind, Dataset, Image, ImageStatus
-from core.distributions import argmax_label
 from core.priority import queue_priority, stored_critic_verdict
-from core.vocabulary import EMOTIONS
 from ml.models import AutoAcceptRecheck, CalibrationVersion, PipelineRun
 from ml.selectors import default_min_samples, latest_temperatures, model_calibrations
 from ml.services import calibration_version_create
@@ -92,9 +90,9 @@ def calibrated_confidence(raw: Mapping[str, Mapping[str, float]], temperatures: 
     if not raw:
         return None
     scaled = [temperature_scale(d, temperatures.get(model, 1.0)) for model, d in raw.items()]
-    merged = np.mean([[s.get(e, 0.0) for e in EMOTIONS] for s in scaled], axis=0)
-    merged = dict(zip(EMOTIONS, merged / merged.sum()))
-    return float(merged[argmax_label(merged)])
+    labels = sorted(set().union(*scaled))  # the dataset's taxonomy: the same labels in every answer
+    merged = np.mean([[s.get(e, 0.0) for e in labels] for s in scaled], axis=0)
+    return float((merged / merged.sum()).max())
 
 
 def reprioritise_in_review(*, dataset: Dataset | None = None) -> int:

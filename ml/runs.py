@@ -42,11 +42,12 @@ logger = logging.getLogger(__name__)
 
 
 def image_input(image: Image) -> ImageInput:
-    """The stored file's bytes as a stage input."""
+    """The stored file's bytes as a stage input, with its dataset's emotion taxonomy."""
     with image.file.open("rb") as handle:
         data = handle.read()
     mime = mimetypes.guess_type(image.file.name)[0] or "image/jpeg"
-    return ImageInput(key=str(image.pk), data=data, width=image.width, height=image.height, mime_type=mime)
+    return ImageInput(key=str(image.pk), data=data, width=image.width, height=image.height, mime_type=mime,
+                      taxonomy=image.dataset.get_taxonomy())
 
 
 # --- stage bookkeeping ------------------------------------------------------------------

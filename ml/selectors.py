@@ -40,7 +40,7 @@ import hashlib
 import math
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -247,7 +247,9 @@ def reference_label_rows(*, dataset: Dataset | None = None) -> Iterator[Referenc
 
 @dataclass(frozen=True)
 class CalibrationSample:
-    """``probs``: ``(n, 8)`` rows in :data:`EMOTIONS` order; ``labels``: ``(n,)`` reference label codes.
+    """``probs``: ``(n, k)`` rows in the order of the dataset's taxonomy (``k`` its labels;
+    zero-padded to the widest taxonomy when datasets are pooled); ``labels``: ``(n,)``
+    reference label codes.
 
     ``n_raw``: rows whose distribution is the stored raw (pre-temperature) one; for an
     annotator every row is (see the module docstring). ``n_without_raw``: answers left out
@@ -333,30 +335,32 @@ def is_held_out(audit_draw: float) -> bool:
     return math.modf(audit_draw * HELD_OUT_SCALE)[0] < HELD_OUT_SHARE
 
 
-def _values(distribution: Any) -> list[float] | None:
-    """A stored distribution as 8 floats in :data:`EMOTIONS` order (missing ones 0), or None."""
+def _values(distribution: Any, labels: Sequence[str] = EMOTIONS) -> list[float] | None:
+    """A stored distribution as floats in ``labels`` order (missing ones 0), or None."""
     if not isinstance(distribution, dict):
         return None
     try:
-        return [float(distribution.get(e, 0.0)) for e in EMOTIONS]
+        return [float(distribution.get(e, 0.0)) for e in labels]
     except (TypeError, ValueError):
         return None
 
 
 def _normalised(
-    values: list[list[float]], labels: list[int], image_ids: list[int]
+    values: list[list[float]], labels: list[int], image_ids: list[int], width: int = len(EMOTIONS)
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(probs (n, 8), labels (n,), image ids (n,))`` keeping the rows that are a distribution
+    """``(probs (n, width), labels (n,), image ids (n,))`` keeping the rows that are a distribution
     (finite, non-negative, positive sum), each scaled to sum 1."""
-    v = np.array(values, dtype=np.float64).reshape(-1, len(EMOTIONS))
+    v = np.array(values, dtype=np.float64).reshape(-1, width)
     total = v.sum(axis=1)
     ok = np.all(np.isfinite(v), axis=1) & np.all(v >= 0, axis=1) & (total > 0)
     return v[ok] / total[ok, None], np.array(labels, dtype=np.int64)[ok], np.array(image_ids, dtype=np.int64)[ok]
 
 
-def samples_from(reference: dict[int, int], rows: Iterable[DistributionRow]) -> dict[str, CalibrationSample]:
+def samples_from(reference: dict[int, int], rows: Iterable[DistributionRow],
+                 labels: Sequence[str] = EMOTIONS) -> dict[str, CalibrationSample]:
     """Model name → its usable distributions on the images of ``reference`` (image id → label
-    code): an annotator's raw ones only, the merged answer's stored ones."""
+    code): an annotator's raw ones only, the merged answer's stored ones; over ``labels``,
+    the dataset's taxonomy, whose order the codes follow."""
     collected: dict[str, tuple[list[list[float]], list[int], list[int]]] = {}
     without_raw: dict[str, int] = {}
     for row in rows:
@@ -366,17 +370,37 @@ def samples_from(reference: dict[int, int], rows: Iterable[DistributionRow]) -> 
         if not row.raw and row.model != PIPELINE_AUTHOR:
             without_raw[row.model] = without_raw.get(row.model, 0) + 1
             continue
-        values = _values(row.distribution)
+        values = _values(row.distribution, labels)
         if values is not None:
-            probs, labels, ids = collected.setdefault(row.model, ([], [], []))
+            probs, codes, ids = collected.setdefault(row.model, ([], [], []))
             probs.append(values)
-            labels.append(label)
+            codes.append(label)
             ids.append(row.image_id)
     out = {}
     for model in sorted(set(collected) | set(without_raw)):
-        probs, labels, ids = _normalised(*collected.get(model, ([], [], [])))
-        out[model] = CalibrationSample(probs, labels, n_raw=0 if model == PIPELINE_AUTHOR else len(labels),
+        probs, codes, ids = _normalised(*collected.get(model, ([], [], [])), width=len(labels))
+        out[model] = CalibrationSample(probs, codes, n_raw=0 if model == PIPELINE_AUTHOR else len(codes),
                                        n_without_raw=without_raw.get(model, 0), image_ids=ids)
+    return out
+
+
+def _pooled(parts: list[dict[str, CalibrationSample]]) -> dict[str, CalibrationSample]:
+    """Each model's samples of several datasets as one, the probability rows zero-padded to the
+    widest taxonomy. A zero column changes no row's argmax or confidence, and after temperature
+    scaling holds only what the fit's epsilon gives any zero probability (a Mikels row's zeros
+    too), so the pooled fit is, to that epsilon, the fit of the rows themselves."""
+    width = max((s.probs.shape[1] for part in parts for s in part.values()), default=len(EMOTIONS))
+    out: dict[str, CalibrationSample] = {}
+    for model in sorted({m for part in parts for m in part}):
+        found = [part[model] for part in parts if model in part]
+        probs = [np.pad(s.probs, ((0, 0), (0, width - s.probs.shape[1]))) for s in found]
+        held = [s.held_out for s in found]
+        out[model] = CalibrationSample(
+            np.vstack(probs) if probs else np.zeros((0, width)), np.concatenate([s.labels for s in found]),
+            n_raw=sum(s.n_raw for s in found), n_without_raw=sum(s.n_without_raw for s in found),
+            image_ids=np.concatenate([s.image_ids for s in found]),
+            held_out=None if any(h is None for h in held) else np.concatenate(held),
+        )
     return out
 
 
@@ -389,15 +413,20 @@ def audit_images(*, dataset: Dataset | None = None) -> QuerySet[Image]:
 
 def calibration_samples(*, dataset: Dataset | None = None, audit_only: bool = False) -> dict[str, CalibrationSample]:
     """Model name → its distributions on images with a human reference label (two streamed
-    queries); with ``audit_only``, on the calibration audit's images only."""
-    code = {e: i for i, e in enumerate(EMOTIONS)}
+    queries per dataset); with ``audit_only``, on the calibration audit's images only. The
+    rows are over the dataset's taxonomy; without ``dataset``, every dataset's are pooled
+    (:func:`_pooled`)."""
+    if dataset is None:
+        return _pooled([calibration_samples(dataset=d, audit_only=audit_only) for d in Dataset.objects.order_by("pk")])
+    labels = dataset.get_taxonomy().labels
+    code = {e: i for i, e in enumerate(labels)}
     reference = {image_id: code[label] for image_id, label in
-                 reference_labels(reference_label_rows(dataset=dataset)).items()}
+                 reference_labels(reference_label_rows(dataset=dataset)).items() if label in code}
     if not audit_only:
-        return samples_from(reference, model_distribution_rows(images=dataset.images.all() if dataset is not None else None))
+        return samples_from(reference, model_distribution_rows(images=dataset.images.all()), labels)
     images = audit_images(dataset=dataset)
     draws = dict(images.values_list("id", "audit_draw")) if reference else {}
-    samples = samples_from(reference, model_distribution_rows(images=images))
+    samples = samples_from(reference, model_distribution_rows(images=images), labels)
     return {model: replace(sample, held_out=np.array([is_held_out(draws[int(i)]) for i in sample.image_ids], dtype=bool))
             for model, sample in samples.items()}
 

@@ -10,6 +10,7 @@ below).
 from __future__ import annotations
 
 from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
@@ -32,7 +33,7 @@ from annotations.selectors import (
 )
 from annotations.phrase_embeddings import phrase_vectors
 from core.alignment import align_triplets, alignment_summary, same_meaning, triplet_phrases
-from core.vocabulary import ADJUDICATOR, ADMIN, EMOTIONS, RESEARCHER, REVIEWER, ROLES
+from core.vocabulary import ADJUDICATOR, ADMIN, RESEARCHER, REVIEWER, ROLES
 from review.disagreements import reviews_conflict
 from review.errors import NotInAdjudication
 from review.models import Disagreement, Lease, LeaseState, ReviewSubmission
@@ -412,10 +413,11 @@ def image_page_annotations(*, image: Image, user: AbstractBaseUser, version: int
                if everything or a.kind not in PERSON_KINDS or a.author_user_id == user.pk]
     current.sort(key=_shown_first)
     out = []
+    emotions = image.dataset.get_taxonomy().labels
     if version is not None and not any(a.version == version for a in current):
         found = annotations_with_elements(visible_versions(image=image, user=user).filter(version=version))[:1]
-        out += [_for_page(a, is_current=a.is_current) for a in found]
-    out += [_for_page(a, is_current=True) for a in current]
+        out += [_for_page(a, is_current=a.is_current, emotions=emotions) for a in found]
+    out += [_for_page(a, is_current=True, emotions=emotions) for a in current]
     return out
 
 
@@ -427,12 +429,12 @@ def _shown_first(annotation: Annotation) -> tuple[int, int]:
     return rank, -annotation.version
 
 
-def _for_page(annotation: Annotation, *, is_current: bool) -> dict[str, Any]:
+def _for_page(annotation: Annotation, *, is_current: bool, emotions: Sequence[str]) -> dict[str, Any]:
     """The API payload plus what the template needs: elements as (role, element) rows and the
-    distribution as (emotion, probability) rows in Mikels' order."""
+    distribution as (emotion, probability) rows in the order of the dataset's taxonomy (``emotions``)."""
     payload = annotation_payload(annotation)
     payload["is_current"] = is_current
     payload["rows"] = [[(role, t[role]) for role in ROLES if role in t] for t in payload["triplets"]]
     distribution = (payload["ces"] or {}).get("distribution") or {}
-    payload["distribution"] = [(e, distribution.get(e, 0.0)) for e in EMOTIONS] if distribution else []
+    payload["distribution"] = [(e, distribution.get(e, 0.0)) for e in emotions] if distribution else []
     return payload

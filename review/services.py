@@ -100,7 +100,7 @@ def check_annotation(value: Any, image: Image, decision: str) -> AnnotationInput
     known labels, non-empty masks, triplet keys that are UUIDs). Approving needs a CES label."""
     if not isinstance(value, Mapping):
         raise InvalidAnnotation("annotation", "must be an object with triplets and ces")
-    data = validate_annotation(value, image.width, image.height)
+    data = validate_annotation(value, image.width, image.height, image.dataset.get_taxonomy())
     keys = set()
     for i, triplet in enumerate(data.triplets):
         if triplet.key is None:

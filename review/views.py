@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET
 from annotations.errors import NotAllowed
 from annotations.models import Dataset, Image
 from annotations.roles import role_required
-from core.vocabulary import ADJUDICATOR, ADMIN, EMOTIONS, RESEARCHER, REVIEWER, USER_ROLES
+from core.vocabulary import ADJUDICATOR, ADMIN, RESEARCHER, REVIEWER, USER_ROLES
 from review import selectors
 from review.errors import NotInAdjudication
 from review.models import DisagreementField, DisagreementKind
@@ -41,7 +41,8 @@ def review_index(request):
 @role_required(REVIEWER)
 def review_page(request, slug: str):
     dataset = get_object_or_404(Dataset, slug=slug)
-    return render(request, "review/review.html", {"dataset": dataset, "refine_available": refine_available()})
+    return render(request, "review/review.html", {"dataset": dataset, "taxonomy": dataset.taxonomy,
+                                                  "refine_available": refine_available()})
 
 
 @require_GET
@@ -143,5 +144,5 @@ def adjudication_page(request, image_id: int):
     following = (selectors.adjudication_queue(user=request.user, dataset=image.dataset).exclude(pk=image.pk)
                  .values_list("pk", flat=True).first())
     return render(request, "review/adjudication_item.html", {
-        "image": image, "payload": payload, "emotions": EMOTIONS, "next_id": following,
+        "image": image, "payload": payload, "taxonomy": image.dataset.taxonomy, "next_id": following,
     })

@@ -125,8 +125,9 @@ class ImageFactory(factory.django.DjangoModelFactory):
 
 def make_annotation(image: Image, *, kind: str = AnnotationKind.MODEL, author_name: str = "gpt-4o",
                     author_user=None, payload: dict | None = None, **kwargs):
-    """Create an annotation version through the real service (validation included)."""
+    """Create an annotation version through the real service (validation included, against the
+    image's dataset's taxonomy)."""
     payload = payload or annotation_payload(image.width, image.height, **kwargs.pop("payload_kwargs", {}))
-    data = validate_annotation(payload, image.width, image.height)
+    data = validate_annotation(payload, image.width, image.height, image.dataset.get_taxonomy())
     return annotation_create(image=image, data=data, kind=kind, author_name=author_name,
                              author_user=author_user, **kwargs)

@@ -36,3 +36,22 @@ def percent(value) -> str:
 def nothing_defined(per_class) -> bool:
     """No class has a specific agreement or a one-vs-rest kappa (no item reviewed twice)."""
     return all(row["specific_agreement"] is None and row["fleiss_kappa"] is None for row in per_class)
+
+
+@register.filter
+def stat_percent(result) -> str:
+    """A rate as ``66.7 % [30.0, 90.3]`` or ``undefined (reason)``; escaped HTML."""
+    if not result:
+        return "—"
+    if result.get("value") is None:
+        return format_html('<span class="undefined">undefined ({})</span>', result.get("undefined") or "no value")
+    if result.get("low") is None:
+        return format_html("{}", percent(result["value"]))
+    low, high = f"{100 * result['low']:.1f}", f"{100 * result['high']:.1f}"
+    return format_html('{} <span class="ci">[{}, {}]</span>', percent(result["value"]), low, high)
+
+
+@register.filter
+def axis_name(key: str, names: dict) -> str:
+    """A category or dimension key as its configured name (``all`` for the pooled row)."""
+    return "all" if not key else names.get(key, key)

@@ -1,19 +1,23 @@
 """Streaming import of EmoVerse JSONL (the format is documented in docs/emoverse-jsonl.md).
 
 The file is read one line at a time and committed in batches: one transaction per
-``batch_size`` lines, one savepoint per line, so a bad line leaves no row behind
-and never costs the good lines around it. Memory does not grow with the file.
+``batch_size`` lines. A bad line leaves no row behind and never costs the good lines
+around it. Memory does not grow with the file.
 
-A batch is prepared before its transaction opens (:func:`prepare_line`, no lock
-held): :func:`~annotations.importers.emoverse_parse.parse_line` (JSON, keys,
-annotator, source, critic, storable text; no file access), then the image (path
-confined to the images folder; only a regular file, within a size and a time limit,
-see :func:`annotations.image_services.read_image_file`; content hash, Pillow checks;
-a new image's files written) and the annotation values, validated against the image
-size by :func:`annotations.validation.validate_annotation`. Then one short transaction
-writes the rows (:func:`write_line`). An import never replaces a version made in the
-app (a person's review): such a line fails. Whatever else goes wrong with a line,
-even an unforeseen exception, fails that line only, with its reason.
+A batch is prepared before its transaction opens (no lock held):
+:func:`~annotations.importers.emoverse_parse.parse_line` (JSON, keys, annotator,
+source, critic, storable text; no file access); then the file work, in worker
+processes with a time limit per file (:mod:`annotations.importers.file_workers`):
+the path confined to the images folder, only a regular file within a size limit,
+its content hash, and for content the dataset does not hold yet the Pillow checks
+and the stored files; then the annotation values, validated against the image size
+by :func:`annotations.validation.validate_annotation` (:func:`prepare_line`). Then
+one short transaction writes the rows (:func:`_write_batch`: new images in one
+insert, annotations in a fixed number of queries). Should that fail, the batch is
+written again line by line, one savepoint per line (:func:`write_line`). An import
+never replaces a version made in the app (a person's review): such a line fails.
+Whatever else goes wrong with a line, even an unforeseen exception, fails that line
+only, with its reason.
 """
 
 from __future__ import annotations
@@ -33,20 +37,14 @@ from django.utils import timezone
 
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.errors import DomainError, InvalidAnnotation, InvalidImage
-from annotations.image_services import (
-    ImageCandidate,
-    image_find_or_prepare,
-    image_store,
-    image_store_files,
-    read_image_file,
-)
+from annotations.image_services import ImageCandidate, image_store
+from annotations.importers.file_workers import FilePool, Found, register, unique
 from annotations.importers.emoverse_parse import (
     Annotator,
     BadLine,
     ImportOptions,
     ParsedLine,
     parse_line,
-    resolve_image_path,
 )
 from annotations.importers.lines import DEFAULT_MAX_LINE_BYTES, iter_lines
 from annotations.importers.routing import image_route_imported, images_route_imported
@@ -57,11 +55,13 @@ from annotations.models import (
     Decision,
     Image,
     ImageSource,
+    ImageStatus,
     ImportRun,
 )
 from annotations.services import NewAnnotation, annotation_bulk_create, dataset_get_or_create
 from annotations.signals import import_finished
 from annotations.validation import AnnotationInput, validate_annotation, validate_triplet_keys
+from core.vocabulary import MIKELS, Taxonomy
 
 logger = logging.getLogger(__name__)
 
@@ -182,12 +182,6 @@ class _Batch:
     fingerprints: dict[AuthorKey, str] = field(default_factory=dict)  # newest pending per author
     images: dict[int, Image] = field(default_factory=dict)  # to route, in first-seen order
 
-    def current(self, image_id: int, annotator: Annotator) -> _Current | None:
-        key = _key(image_id, annotator)
-        if key in self.fingerprints:  # pending: written by this import
-            return _Current(self.fingerprints[key], made_in_app=False)
-        return _current_versions({key}).get(key)
-
 
 class _AppWorkAppeared(DomainError):
     """Work made in the app appeared, for an author of the batch, after the line's check."""
@@ -213,36 +207,113 @@ class PreparedLine:
     fingerprint: str | None
 
 
-def prepare_line(raw: bytes, *, dataset: Dataset, options: ImportOptions) -> PreparedLine:
-    """Every check of a line that needs no lock, and the file work: call with no transaction
-    open. Raises :class:`BadLine`, :class:`InvalidAnnotation` or :class:`InvalidImage`."""
-    parsed = parse_line(raw, options)
-    path = resolve_image_path(options.images_dir, parsed.image)
-    try:
-        candidate = image_find_or_prepare(dataset=dataset, data=read_image_file(path))
-    except InvalidImage as exc:
-        raise InvalidImage(f"{parsed.image}: {exc}") from exc
-    _check_metadata(parsed.data, candidate.sha256, candidate.width, candidate.height)
-    annotation = fingerprint = None
-    if parsed.annotator is not None:
-        annotation = validate_annotation(parsed.data, candidate.width, candidate.height)
-        validate_triplet_keys(annotation.triplets)
-        fingerprint = _fingerprint(parsed, annotation)
-    candidate = image_store_files(dataset=dataset, candidate=candidate, original_name=parsed.image)
-    return PreparedLine(parsed, candidate, annotation, fingerprint)
+def check_line(parsed: ParsedLine, sha256: str, width: int, height: int,
+               taxonomy: Taxonomy = MIKELS) -> tuple[AnnotationInput | None, str | None]:
+    """The checks of a parsed line that need its image's hash and size but no database: its
+    annotation and fingerprint (None for an image-only line). Runs in a file worker. Raises
+    :class:`BadLine` or :class:`InvalidAnnotation`."""
+    _check_metadata(parsed.data, sha256, width, height)
+    if parsed.annotator is None:
+        return None, None
+    annotation = validate_annotation(parsed.data, width, height, taxonomy, synonyms=True)
+    validate_triplet_keys(annotation.triplets)
+    return annotation, _fingerprint(parsed, annotation)
+
+
+register("check_line", check_line)
+
+
+def prepare_line(parsed: ParsedLine, candidate: ImageCandidate, taxonomy: Taxonomy = MIKELS) -> PreparedLine:
+    """:func:`check_line` in this process: the line ready to write."""
+    return PreparedLine(parsed, candidate, *check_line(parsed, candidate.sha256, candidate.width, candidate.height, taxonomy))
+
+
+def _image_candidates(names: list[str], *, dataset: Dataset, options: ImportOptions,
+                      pool: FilePool) -> dict[str, ImageCandidate | Exception]:
+    """Each image name's candidate, or why its line fails, with the file work done by ``pool``'s
+    worker processes: every file found, read and hashed; one query for the contents the dataset
+    already holds; each new content checked and its files written once."""
+    names = unique(names)
+    out: dict[str, ImageCandidate | Exception] = {}
+    found: dict[str, Found] = {}
+    for name, (ok, value) in zip(names, pool.run("find", [(options.images_dir, name) for name in names])):
+        if ok:
+            found[name] = value
+        else:
+            out[name] = _named(name, value)
+    shas = {f.sha256 for f in found.values()}
+    stored = {image.sha256: image for image in Image.objects.filter(dataset=dataset, sha256__in=shas)} if shas else {}
+    new = {}  # sha256 -> (first name, found), in first-seen order
+    for name, f in found.items():
+        if f.sha256 not in stored:
+            new.setdefault(f.sha256, (name, f))
+    prepared = dict(zip(new, pool.run("prepare", [(f,) for _, f in new.values()])))
+    for name, f in found.items():
+        if f.sha256 in stored:
+            image = stored[f.sha256]
+            out[name] = ImageCandidate(sha256=f.sha256, width=image.width, height=image.height, existing=image)
+            continue
+        ok, value = prepared[f.sha256]
+        out[name] = ImageCandidate(sha256=f.sha256, width=value.width, height=value.height, prepared=value) if ok \
+            else _named(name, value)
+    return out
+
+
+def _store_files(ready: list[tuple[int, PreparedLine]], *, dataset: Dataset, pool: FilePool,
+                 failed: _Tally, run: ImportRun) -> list[tuple[int, PreparedLine]]:
+    """Write the files of the new images that lines passed their checks for (by ``pool``, once
+    per content, named after the first such line): the lines with their candidates' file names.
+    A line whose files could not be written fails."""
+    new = {}  # sha256 -> (first name, candidate)
+    for _, line in ready:
+        if line.candidate.prepared is not None:
+            new.setdefault(line.candidate.sha256, (line.parsed.image, line.candidate))
+    results = pool.run("store", [(dataset, candidate, name) for name, candidate in new.values()])
+    stored = dict(zip(new, results))
+    out = []
+    for number, line in ready:
+        if line.candidate.prepared is None:
+            out.append((number, line))
+            continue
+        ok, value = stored[line.candidate.sha256]
+        if ok:
+            out.append((number, replace(line, candidate=value)))
+        else:
+            _fail(failed, number, _named(line.parsed.image, value), run)
+    return out
+
+
+def _named(name: str, exc: Exception) -> Exception:
+    """A file's error for the lines that name it: an image error starts with the image's name."""
+    return InvalidImage(f"{name}: {exc}") if isinstance(exc, InvalidImage) else exc
+
+
+def _new_annotation(line: PreparedLine, image: Image, *, options: ImportOptions, run: ImportRun) -> NewAnnotation:
+    """The annotation a prepared line adds to ``image``."""
+    annotator, annotation = line.parsed.annotator, line.annotation
+    extra: dict[str, Any] = {"import_fingerprint": line.fingerprint}
+    if annotator.given is not None and options.approved:
+        extra["annotator"] = annotator.given
+    return NewAnnotation(
+        image=image, data=annotation, kind=annotator.kind, author_name=annotator.name,
+        decision=Decision.APPROVED if options.approved else Decision.NONE,
+        decision_reason=f"imported as approved by {run.run_by} (import run {run.pk})" if options.approved else "",
+        prompt_version=annotator.prompt_version, pipeline_version=annotator.pipeline_version,
+        raw_output=annotator.raw_output, raw_distribution=_model_raw_distribution(annotator, annotation),
+        critic=line.parsed.critic, extra=extra, import_run=run,
+    )
 
 
 def write_line(
-    line: PreparedLine, *, dataset: Dataset, options: ImportOptions, run: ImportRun, batch: _Batch | None = None
+    line: PreparedLine, *, dataset: Dataset, options: ImportOptions, run: ImportRun
 ) -> tuple[bool, bool, bool]:
-    """Write one prepared line: ``(added_something, image_created, annotation_created)``.
+    """Write one prepared line: ``(added_something, image_created, annotation_created)``
+    (the slow path, when the batch's write failed; :func:`_write_batch` decides the same way).
 
     Call inside a savepoint: the checks that need the database's current state come
-    before the first write, and a failed write rolls back the line. With ``batch`` the
-    image row is written now and the annotation (and routing) is left in ``batch`` for
-    :func:`_flush`; without, the image is locked, checked and everything written now.
-    An import never replaces a version made in the app (a person's review): the line
-    fails with :class:`BadLine`.
+    before the first write, and a failed write rolls back the line. The image is locked,
+    checked and everything written now. An import never replaces a version made in the
+    app (a person's review): the line fails with :class:`BadLine`.
     """
     parsed, candidate, annotation, fingerprint = line.parsed, line.candidate, line.annotation, line.fingerprint
     if candidate.existing is None:  # stored since the line was prepared (an earlier line, another import)?
@@ -250,11 +321,8 @@ def write_line(
         candidate = replace(candidate, existing=existing) if existing is not None else candidate
     if annotation is not None and candidate.existing is not None:
         key = _key(candidate.existing.pk, parsed.annotator)
-        if batch is None:
-            _lock_images([candidate.existing.pk])
-            current = _current_versions({key}).get(key)
-        else:
-            current = batch.current(candidate.existing.pk, parsed.annotator)
+        _lock_images([candidate.existing.pk])
+        current = _current_versions({key}).get(key)
         if current is not None and current.made_in_app:
             raise BadLine(_replaces_app_work(parsed.annotator.kind, parsed.annotator.name))
         if current is not None and current.fingerprint == fingerprint:
@@ -262,25 +330,8 @@ def write_line(
     image, created = image_store(dataset=dataset, candidate=candidate, original_name=parsed.image, source=parsed.source)
     if annotation is None:
         return created, created, False
-    annotator = parsed.annotator
-    extra: dict[str, Any] = {"import_fingerprint": fingerprint}
-    if annotator.given is not None and options.approved:
-        extra["annotator"] = annotator.given
-    new = NewAnnotation(
-        image=image, data=annotation, kind=annotator.kind, author_name=annotator.name,
-        decision=Decision.APPROVED if options.approved else Decision.NONE,
-        decision_reason=f"imported as approved by {run.run_by} (import run {run.pk})" if options.approved else "",
-        prompt_version=annotator.prompt_version, pipeline_version=annotator.pipeline_version,
-        raw_output=annotator.raw_output, raw_distribution=_model_raw_distribution(annotator, annotation),
-        critic=parsed.critic, extra=extra, import_run=run,
-    )
-    if batch is None:
-        annotation_bulk_create(items=[new])
-        image_route_imported(image=image, approved=options.approved)
-    else:
-        batch.new.append(new)
-        batch.fingerprints[_key(image.pk, annotator)] = fingerprint
-        batch.images.setdefault(image.pk, image)
+    annotation_bulk_create(items=[_new_annotation(line, image, options=options, run=run)])
+    image_route_imported(image=image, approved=options.approved)
     return True, created, True
 
 
@@ -323,38 +374,120 @@ class _Tally:
 
 def _fail(tally: _Tally, number: int, exc: Exception, run: ImportRun) -> None:
     """Count and report a failed line; log an unforeseen exception with its traceback."""
-    if not isinstance(exc, (DomainError, DatabaseError)):
-        logger.exception("import run %s: line %s: unexpected error", run.pk, number)
+    if not isinstance(exc, (DomainError, DatabaseError)):  # raised here or in a file worker
+        logger.error("import run %s: line %s: unexpected error", run.pk, number, exc_info=exc)
     tally.failed += 1
     tally.errors.append(LineError(number, _reason(exc)))
 
 
 def _prepare_lines(lines: list[tuple[int, bytes | None]], *, dataset: Dataset, options: ImportOptions,
-                   run: ImportRun) -> tuple[list[tuple[int, PreparedLine]], _Tally]:
-    """:func:`prepare_line` for each line, with no transaction open: the lines ready to write,
-    and a tally of those that failed."""
-    ready, failed = [], _Tally()
+                   run: ImportRun, pool: FilePool) -> tuple[list[tuple[int, PreparedLine]], _Tally]:
+    """Parse each line, do its file work in ``pool`` and :func:`prepare_line` it, with no
+    transaction open: the lines ready to write, and a tally of those that failed."""
+    parsed, failed = [], _Tally()
     for number, raw in lines:
         try:
             if raw is None:
                 raise BadLine(f"line longer than the limit of {options.max_line_bytes:,} bytes")
-            ready.append((number, prepare_line(raw, dataset=dataset, options=options)))
+            parsed.append((number, parse_line(raw, options)))
         except Exception as exc:  # recorded: counted, reported for its line, logged if unforeseen
             _fail(failed, number, exc, run)
-    return ready, failed
+    candidates = _image_candidates([line.image for _, line in parsed], dataset=dataset, options=options, pool=pool)
+    with_image = []
+    for number, line in parsed:
+        candidate = candidates[line.image]
+        if isinstance(candidate, Exception):
+            _fail(failed, number, candidate, run)
+        else:
+            with_image.append((number, line, candidate))
+    checked = pool.run("check_line", [(line, c.sha256, c.width, c.height, options.taxonomy) for _, line, c in with_image])
+    ready = []
+    for (number, line, candidate), (ok, value) in zip(with_image, checked):
+        if ok:
+            ready.append((number, PreparedLine(line, candidate, *value)))
+        else:
+            _fail(failed, number, value, run)
+    return _store_files(ready, dataset=dataset, pool=pool, failed=failed, run=run), failed
+
+
+def _write_batch(ready: list[tuple[int, PreparedLine]], failed: _Tally, *, dataset: Dataset, options: ImportOptions,
+                 run: ImportRun) -> _Tally:
+    """The fast write of a prepared batch, in the caller's transaction: the new images in one
+    insert, the current versions of the lines' authors in one query, the annotations and the
+    routing at the end (:func:`_flush`). The same decisions as :func:`write_line` line by line:
+    a line whose author has a version made in the app fails; the same values from the same
+    annotator are a duplicate. Any database error propagates: the caller writes the batch again
+    line by line."""
+    tally = replace(failed, errors=list(failed.errors))
+    images: dict[str, Image] = {line.candidate.sha256: line.candidate.existing for _, line in ready
+                                if line.candidate.existing is not None}
+    unseen = unique(line.candidate.sha256 for _, line in ready if line.candidate.sha256 not in images)
+    if unseen:  # stored since the lines were prepared (another import)
+        images.update((image.sha256, image) for image in Image.objects.filter(dataset=dataset, sha256__in=unseen))
+    created: dict[str, Image] = {}
+    for _, line in ready:
+        candidate = line.candidate
+        if candidate.sha256 not in images and candidate.sha256 not in created:
+            file_name, thumbnail_name = candidate.files
+            created[candidate.sha256] = Image(
+                dataset=dataset, sha256=candidate.sha256, original_name=line.parsed.image[:500], width=candidate.width,
+                height=candidate.height, source=line.parsed.source, status=ImageStatus.NEW, file=file_name,
+                thumbnail=thumbnail_name,
+            )
+    Image.objects.bulk_create(list(created.values()))
+    keys = {_key(images[line.candidate.sha256].pk, line.parsed.annotator) for _, line in ready
+            if line.annotation is not None and line.candidate.sha256 in images}
+    currents = _current_versions(keys)
+    images.update(created)
+    batch, first_lines = _Batch(), set()
+    for number, line in ready:
+        sha = line.candidate.sha256
+        image_created = sha in created and sha not in first_lines
+        first_lines.add(sha)
+        try:
+            added = _batch_line(line, images[sha], image_created, currents, batch, options=options, run=run)
+        except DomainError as exc:
+            _fail(tally, number, exc, run)
+            continue
+        tally.imported += added
+        tally.duplicates += not added
+        tally.images_created += image_created
+        tally.annotations_created += added and line.annotation is not None
+    _flush(batch, approved=options.approved)
+    tally.errors.sort(key=lambda error: error.line)
+    return tally
+
+
+def _batch_line(line: PreparedLine, image: Image, image_created: bool, currents: dict[AuthorKey, _Current],
+                batch: _Batch, *, options: ImportOptions, run: ImportRun) -> bool:
+    """Decide one line of :func:`_write_batch`: whether it adds something (its annotation goes
+    to ``batch``). Raises :class:`BadLine` when its author has a version made in the app."""
+    if line.annotation is None:
+        return image_created
+    key = _key(image.pk, line.parsed.annotator)
+    if key in batch.fingerprints:  # an earlier line of this batch
+        current = _Current(batch.fingerprints[key], made_in_app=False)
+    else:
+        current = currents.get(key)
+    if current is not None and current.made_in_app:
+        raise BadLine(_replaces_app_work(line.parsed.annotator.kind, line.parsed.annotator.name))
+    if current is not None and current.fingerprint == line.fingerprint:
+        return False
+    batch.new.append(_new_annotation(line, image, options=options, run=run))
+    batch.fingerprints[key] = line.fingerprint
+    batch.images.setdefault(image.pk, image)
+    return True
 
 
 def _write_lines(ready: list[tuple[int, PreparedLine]], failed: _Tally, *, dataset: Dataset, options: ImportOptions,
-                 run: ImportRun, batch: _Batch | None) -> _Tally:
+                 run: ImportRun) -> _Tally:
     """Each line in its own savepoint; a line that fails, for whatever reason, is counted and
     reported and costs nothing else. The tally starts from the lines that failed to prepare."""
     tally = replace(failed, errors=list(failed.errors))
     for number, line in ready:
         try:
             with transaction.atomic():
-                added, image_created, annotation_created = write_line(
-                    line, dataset=dataset, options=options, run=run, batch=batch
-                )
+                added, image_created, annotation_created = write_line(line, dataset=dataset, options=options, run=run)
         except Exception as exc:  # recorded: counted, reported for its line, logged if unforeseen
             _fail(tally, number, exc, run)
             continue
@@ -362,20 +495,18 @@ def _write_lines(ready: list[tuple[int, PreparedLine]], failed: _Tally, *, datas
         tally.duplicates += not added
         tally.images_created += image_created
         tally.annotations_created += annotation_created
-    if batch is not None:
-        _flush(batch, approved=options.approved)
     tally.errors.sort(key=lambda error: error.line)
     return tally
 
 
-def _run_batch(lines, *, dataset: Dataset, options: ImportOptions, report: ImportReport, max_errors: int,
+def _run_batch(lines, *, dataset: Dataset, options: ImportOptions, report: ImportReport, max_errors: int, pool: FilePool,
                on_error: Callable[[LineError], None] | None = None) -> int:
     """Import ``lines`` (at most a batch); returns how many there were.
 
     The lines are prepared first, with no transaction open (files are read and
-    checked, new images' files written); then one transaction writes the rows.
-    Fast path: image rows line by line (each line in a savepoint), the annotations
-    together at the end. Should that write fail (a concurrent writer, a constraint,
+    checked, new images' files written, by ``pool``'s worker processes); then one
+    transaction writes the rows. Fast path (:func:`_write_batch`): the new image rows
+    in one insert, the annotations together at the end. Should that write fail (a concurrent writer, a constraint,
     a review made in the app meanwhile, any error), the batch is rolled back and
     written again line by line, so only the lines at fault are reported and
     nothing else is lost. ``on_error`` gets the batch's failed lines once the
@@ -384,17 +515,17 @@ def _run_batch(lines, *, dataset: Dataset, options: ImportOptions, report: Impor
     lines = list(lines)
     if not lines:
         return 0
-    ready, failed = _prepare_lines(lines, dataset=dataset, options=options, run=report.run)
+    ready, failed = _prepare_lines(lines, dataset=dataset, options=options, run=report.run, pool=pool)
     try:
         with transaction.atomic():
-            tally = _write_lines(ready, failed, dataset=dataset, options=options, run=report.run, batch=_Batch())
+            tally = _write_batch(ready, failed, dataset=dataset, options=options, run=report.run)
             counters = _save_counters(report, tally)
     except Exception as exc:  # logged; the batch is written again line by line
         log = logger.info if isinstance(exc, _AppWorkAppeared) else logger.warning
         log("import run %s: the batch write failed (%s); writing the batch again line by line", report.run.pk,
             type(exc).__name__, exc_info=not isinstance(exc, _AppWorkAppeared))
         with transaction.atomic():
-            tally = _write_lines(ready, failed, dataset=dataset, options=options, run=report.run, batch=None)
+            tally = _write_lines(ready, failed, dataset=dataset, options=options, run=report.run)
             counters = _save_counters(report, tally)
     _record(report, tally, counters, max_errors)
     if on_error is not None:
@@ -443,6 +574,7 @@ def import_emoverse_jsonl(
     max_errors: int = 1000,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     on_error: Callable[[LineError], None] | None = None,
+    taxonomy: Any = None,
 ) -> ImportReport:
     """Import an EmoVerse JSONL stream (opened in binary mode) into ``dataset_slug``.
 
@@ -453,7 +585,10 @@ def import_emoverse_jsonl(
     the first ``max_errors`` in the report, every one to ``on_error`` (in line
     order, as each batch commits: a caller can stream them to a file). Once the
     import commits, :data:`annotations.signals.import_finished` is sent, so a worker
-    embeds the new phrases.
+    embeds the new phrases. ``taxonomy`` (a built-in name or an object, docs/taxonomies.md)
+    is the emotion taxonomy of a dataset created here; an existing dataset must have it.
+    The lines' emotion words go through the dataset's synonym map; a word that is neither a
+    label nor a synonym fails its line, never guessed.
     """
     root = Path(images_dir)
     if not root.is_dir():
@@ -462,17 +597,22 @@ def import_emoverse_jsonl(
         raise ValueError(f"unknown default source {source_default!r}; expected one of {', '.join(ImageSource.values)}")
     if batch_size < 1:
         raise ValueError("batch size must be at least 1")
+    try:
+        dataset, _ = dataset_get_or_create(slug=dataset_slug, taxonomy=taxonomy)
+    except InvalidAnnotation as exc:
+        raise ValueError(str(exc)) from exc
     options = ImportOptions(
-        images_dir=Path(os.path.realpath(root)), approved=approved, source_default=source_default, max_line_bytes=max_line_bytes
+        images_dir=Path(os.path.realpath(root)), approved=approved, source_default=source_default,
+        max_line_bytes=max_line_bytes, taxonomy=dataset.get_taxonomy(),
     )
-    dataset, _ = dataset_get_or_create(slug=dataset_slug)
     run = ImportRun.objects.create(dataset=dataset, file_name=file_name[:500], approved=approved, run_by=run_by[:150])
     report = ImportReport(run=run)
     lines = iter_lines(stream, max_line_bytes=max_line_bytes)
     try:
-        while _run_batch(islice(lines, batch_size), dataset=dataset, options=options, report=report, max_errors=max_errors,
-                         on_error=on_error):
-            pass
+        with FilePool() as pool:
+            while _run_batch(islice(lines, batch_size), dataset=dataset, options=options, report=report,
+                             max_errors=max_errors, pool=pool, on_error=on_error):
+                pass
     finally:
         run.finished_at = timezone.now()
         run.save(update_fields=["finished_at"])

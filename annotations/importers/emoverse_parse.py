@@ -20,7 +20,7 @@ from typing import Any
 from annotations.errors import DomainError
 from annotations.importers.lines import DEFAULT_MAX_LINE_BYTES
 from annotations.models import AnnotationKind, Image, ImageSource
-from core.vocabulary import EMOTIONS, ROLES
+from core.vocabulary import MIKELS, ROLES, Taxonomy
 from core.text import TextPolicyError, is_blank, parse_json
 
 ANNOTATION_KEYS = ("triplets", "ces", "des", "rationale", "critic")
@@ -62,6 +62,7 @@ class ImportOptions:
     approved: bool = False
     source_default: str = ImageSource.WEB
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    taxonomy: Taxonomy = MIKELS  # the dataset's; its synonym map applies to the lines' emotion words
 
 
 def _text(value: Any, name: str, max_length: int | None = None) -> str:
@@ -101,7 +102,7 @@ def parse_annotator(value: Any, *, approved: bool) -> Annotator:
     )
 
 
-def validate_critic(value: Any, n_triplets: int) -> dict:
+def validate_critic(value: Any, n_triplets: int, taxonomy: Taxonomy = MIKELS) -> dict:
     """The critic's verdicts: ``elements`` (triplet_index, role, verdict, reasoning), ``label_verdict``, reasoning."""
     if not isinstance(value, Mapping):
         raise BadLine("critic: must be an object")
@@ -123,12 +124,16 @@ def validate_critic(value: Any, n_triplets: int) -> dict:
     if value.get("label_verdict") is not None and value["label_verdict"] not in VERDICTS:
         raise BadLine(f"critic.label_verdict: must be one of {', '.join(VERDICTS)}, got {value['label_verdict']!r}")
     suggested = value.get("suggested_label")
-    if suggested is not None and suggested not in EMOTIONS:
-        raise BadLine(f"critic.suggested_label: unknown emotion {suggested!r}")
+    if suggested is not None and taxonomy.canonical(suggested) is None:
+        raise BadLine(f"critic.suggested_label: unknown emotion {suggested!r}; expected one of {', '.join(taxonomy.labels)}")
     for key in ("label_reasoning", "reasoning"):
         _text(value.get(key), f"critic.{key}")
-    # Stored as given, extra keys included: parse_line checked every value of the line.
-    return dict(value)
+    # Stored as given, extra keys included (parse_line checked every value of the line),
+    # but for a suggested label named by a synonym: the label it names.
+    out = dict(value)
+    if suggested is not None:
+        out["suggested_label"] = taxonomy.canonical(suggested)
+    return out
 
 
 def parse_line(raw: bytes, options: ImportOptions) -> ParsedLine:
@@ -165,7 +170,7 @@ def parse_line(raw: bytes, options: ImportOptions) -> ParsedLine:
     critic = data.get("critic")
     if critic is not None:
         triplets = data.get("triplets")
-        critic = validate_critic(critic, len(triplets) if isinstance(triplets, list) else 0)
+        critic = validate_critic(critic, len(triplets) if isinstance(triplets, list) else 0, options.taxonomy)
     return ParsedLine(data=data, image=image, source=source, annotator=annotator, critic=critic)
 
 

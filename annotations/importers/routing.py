@@ -11,12 +11,14 @@ images again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import (
     Annotation,
     AnnotationKind,
+    Dataset,
     Decision,
     Element,
     Image,
@@ -27,7 +29,7 @@ from annotations.services import images_set_status
 from core.alignment import NO_VECTORS, PhraseVectors
 from core.priority import annotator_agreement, queue_priority, stored_critic_verdict
 from core.triplets import PhraseTriplet
-from core.vocabulary import ROLES
+from core.vocabulary import EMOTIONS, ROLES
 
 # An imported model answer never undoes review work: images in these states keep them.
 REVIEWABLE_STATUSES = frozenset({ImageStatus.NEW, ImageStatus.PREANNOTATING, ImageStatus.FAILED, ImageStatus.IN_REVIEW})
@@ -80,20 +82,21 @@ def _vectors(triplets: dict[int, tuple[PhraseTriplet, ...]]) -> PhraseVectors:
 
 
 def models_agreement(answers: list[_Answer], triplets: dict[int, tuple[PhraseTriplet, ...]] | None = None,
-                     vectors: PhraseVectors | None = None) -> float | None:
+                     vectors: PhraseVectors | None = None, emotions: Sequence[str] = EMOTIONS) -> float | None:
     """Agreement score in [0, 1] of two or more model annotators (label, distribution, triplets); None for fewer.
-    ``vectors``: the stored embeddings of the triplets' phrases (read when not given)."""
+    ``vectors``: the stored embeddings of the triplets' phrases (read when not given); ``emotions``:
+    the labels of the dataset's taxonomy, over which the distributions are."""
     answers = _compared(answers)
     if len(answers) < 2:
         return None
     triplets = _phrase_triplets([a.id for a in answers]) if triplets is None else triplets
     vectors = _vectors(triplets) if vectors is None else vectors
-    agreement = annotator_agreement([(triplets.get(a.id, ()), a.ces_distribution) for a in answers], vectors)
+    agreement = annotator_agreement([(triplets.get(a.id, ()), a.ces_distribution) for a in answers], vectors, emotions)
     return agreement.score if agreement is not None else None
 
 
 def _review_fields(answers: list[_Answer], triplets: dict[int, tuple[PhraseTriplet, ...]],
-                   vectors: PhraseVectors = NO_VECTORS) -> dict:
+                   vectors: PhraseVectors = NO_VECTORS, emotions: Sequence[str] = EMOTIONS) -> dict:
     """Label, confidence, agreement and queue priority of an image that goes to review."""
     models = [a for a in answers if a.kind == AnnotationKind.MODEL]
     candidates = models or [a for a in answers if a.kind == AnnotationKind.HUMAN]
@@ -101,7 +104,7 @@ def _review_fields(answers: list[_Answer], triplets: dict[int, tuple[PhraseTripl
     fields: dict = {}
     if base is not None and base.ces_label:
         fields.update(label=base.ces_label, confidence=base.ces_confidence)
-    agreement = models_agreement(models, triplets, vectors)
+    agreement = models_agreement(models, triplets, vectors, emotions)
     fields["agreement"] = agreement
     priority = queue_priority(fields.get("confidence"), agreement, stored_critic_verdict(base.critic if base else None))
     if priority is not None:
@@ -134,8 +137,9 @@ def images_route_imported(*, images: list[Image], approved: bool) -> None:
     compared = [a.id for found in answers.values() for a in _compared(found) if a.kind == AnnotationKind.MODEL]
     triplets = _phrase_triplets(compared) if compared else {}
     vectors = _vectors(triplets)
+    labels = {d.pk: d.get_taxonomy().labels for d in Dataset.objects.filter(pk__in={i.dataset_id for i in reviewable})}
     images_set_status(
-        [(image, _review_fields(answers.get(image.pk, []), triplets, vectors)) for image in reviewable],
+        [(image, _review_fields(answers.get(image.pk, []), triplets, vectors, labels[image.dataset_id])) for image in reviewable],
         status=ImageStatus.IN_REVIEW,
     )
 

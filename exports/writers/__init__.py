@@ -13,6 +13,9 @@ are kept, marked with their status); JSONL, the round-trip format, always keeps
 every element with its status. Writers choose with
 :func:`exports.writers.items.kept_elements`.
 
+QA pair formats (``qa-jsonl``, ``qa-parquet``) set ``SOURCE = "qa_pairs"``: they receive
+QA pair rows (:func:`qa.exporting.qa_export_chunks`) through ``write_rows`` instead of images.
+
 Add a format: write a class with the :class:`ExportWriter` shape in its own
 module and register it in :data:`WRITERS` under its ``ExportFormat`` value.
 """
@@ -28,6 +31,7 @@ from exports.writers.coco import CocoWriter
 from exports.writers.items import ExportItem, WriterResult
 from exports.writers.jsonl import JsonlWriter
 from exports.writers.parquet import ParquetWriter
+from exports.writers.qa import QaJsonlWriter, QaParquetWriter
 
 __all__ = ["WRITERS", "ExportItem", "ExportWriter", "WriterResult", "writer_class"]
 
@@ -56,6 +60,8 @@ WRITERS: dict[str, type[ExportWriter]] = {
     ExportFormat.EMOVERSE_JSONL: JsonlWriter,
     ExportFormat.COCO: CocoWriter,
     ExportFormat.PARQUET: ParquetWriter,
+    ExportFormat.QA_JSONL: QaJsonlWriter,
+    ExportFormat.QA_PARQUET: QaParquetWriter,
 }
 
 

@@ -33,14 +33,15 @@ import shutil
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from annotations.models import Element
-from core.masks import mask_area, mask_bbox
-from core.vocabulary import EMOTIONS, POSITIVE_EMOTIONS, ROLES
+from core.masks import mask_areas, mask_bbox
+from core.vocabulary import MIKELS, ROLES, Taxonomy
 from exports.writers.items import (
+    ExportElement,
     ExportItem,
     WriterResult,
+    dumps,
     export_annotator,
     grounded,
     kept_elements,
@@ -51,19 +52,24 @@ _IMAGES_PART = ".images.part"
 _ANNOTATIONS_PART = ".annotations.part"
 
 
-def categories_for(mode: str) -> list[dict[str, Any]]:
+def categories_for(mode: str, taxonomy: Taxonomy = MIKELS) -> list[dict[str, Any]]:
+    """The COCO categories: the taxonomy's labels in its order (supercategory: the label's
+    polarity, ``neutral`` for one in neither group, ``emotion`` for a taxonomy without
+    polarity), or the B-A-S roles."""
     if mode == "emotion":
         return [
-            {"id": i, "name": e, "supercategory": "positive" if e in POSITIVE_EMOTIONS else "negative"}
-            for i, e in enumerate(EMOTIONS, start=1)
+            {"id": i, "name": e,
+             "supercategory": (taxonomy.polarity(e) or "neutral") if taxonomy.has_polarity else "emotion"}
+            for i, e in enumerate(taxonomy.labels, start=1)
         ]
     return [{"id": i, "name": r, "supercategory": "bas"} for i, r in enumerate(ROLES, start=1)]
 
 
-def element_geometry(element: Element) -> tuple[list[float], float, dict | list, bool]:
+def element_geometry(element: ExportElement, mask_area: int | None = None) -> tuple[list[float], float, dict | list, bool]:
     """``(bbox [x, y, w, h], area, segmentation, mask_from_box)`` of a grounded element.
 
     ``segmentation`` is the stored RLE, or for a box-only element the box as one polygon.
+    ``mask_area``: the mask's pixel count when the caller computed it (a chunk's masks at once).
     """
     if element.mask_counts is None:
         x0, y0, x1, y1 = element.x0, element.y0, element.x1, element.y1
@@ -73,7 +79,9 @@ def element_geometry(element: Element) -> tuple[list[float], float, dict | list,
         bbox = [element.x0, element.y0, element.x1 - element.x0, element.y1 - element.y0]
     else:
         bbox = mask_bbox(segmentation)
-    return bbox, float(mask_area(segmentation)), segmentation, False
+    if mask_area is None:
+        mask_area = mask_areas([segmentation])[0]
+    return bbox, float(mask_area), segmentation, False
 
 
 def _optional(out: dict[str, Any], **values: Any) -> dict[str, Any]:
@@ -88,57 +96,68 @@ class CocoWriter:
         self._folder = folder
         self._mode = options.get("categories", "emotion")
         self.include_rejected = bool(options.get("include_rejected", False))
-        self._category_ids = {c["name"]: c["id"] for c in categories_for(self._mode)}
+        self._taxonomy = context.get("taxonomy", MIKELS)
+        self._category_ids = {c["name"]: c["id"] for c in categories_for(self._mode, self._taxonomy)}
         self._context = context
-        self._images = open(folder / _IMAGES_PART, "w", encoding="utf-8")  # noqa: SIM115 - closed in close/abort
-        self._annotations = open(folder / _ANNOTATIONS_PART, "w", encoding="utf-8")  # noqa: SIM115
+        self._images = open(folder / _IMAGES_PART, "wb")  # noqa: SIM115 - closed in close/abort
+        self._annotations = open(folder / _ANNOTATIONS_PART, "wb")  # noqa: SIM115
         self._n_images = 0
         self._n_annotations = 0
         self._n_masks = 0
 
-    def _write_json(self, handle, count: int, obj: dict) -> None:
-        handle.write(("," if count else "") + json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
-
     def write(self, items: list[ExportItem]) -> None:
-        for item in items:
-            entry, annotations = self._encode(item)
-            self._write_json(self._images, self._n_images, entry)
-            self._n_images += 1
-            for annotation in annotations:
+        encoded = [self._encode(item) for item in items]
+        masks = [element.mask for _, found in encoded for element, *_ in found if element.mask_counts is not None]
+        areas = iter(mask_areas(masks))  # one pycocotools call for the chunk's masks
+        images, annotations = [], []
+        for entry, found in encoded:
+            images.append(dumps(entry))
+            for element, image_id, category_id, described, label in found:
+                area = next(areas) if element.mask_counts is not None else None
                 self._n_annotations += 1
-                annotation["id"] = self._n_annotations
-                self._write_json(self._annotations, self._n_annotations - 1, annotation)
+                annotations.append(dumps(self._annotation(image_id, category_id, element, described, label, area)))
+        self._append(self._images, self._n_images, images)
+        self._append(self._annotations, self._n_annotations - len(annotations), annotations)
+        self._n_images += len(images)
 
-    def _encode(self, item: ExportItem) -> tuple[dict, list[dict]]:
+    @staticmethod
+    def _append(handle: BinaryIO, written: int, encoded: list[bytes]) -> None:
+        """Add a chunk's JSON values to a part file, after a comma when ``written`` values precede them."""
+        if encoded:
+            handle.write((b"," if written else b"") + b",".join(encoded))
+
+    def _encode(self, item: ExportItem) -> tuple[dict, list[tuple[ExportElement, int, int, dict, str | None]]]:
+        """The image entry and, per COCO annotation, ``(element, image id, category id, described, label)``."""
         image, final = item.image, item.annotation
-        entry: dict[str, Any] = {"id": image.pk, "file_name": item.file_name, "width": image.width, "height": image.height}
+        entry: dict[str, Any] = {"id": image.id, "file_name": item.file_name, "width": image.width, "height": image.height}
         _optional(entry, coco_url=item.url)
         entry.update(source=image.source, sha256=item.sha256, original_sha256=image.sha256, ces_label=final.ces_label,
                      ces_confidence=final.ces_confidence, ces_distribution=final.ces_distribution,
                      rationale=final.rationale, annotator=export_annotator(final), triplets=[], other_elements=[])
         annotations = []
-        for triplet in final.triplets.all():
+        for triplet in final.triplets:
             elements = kept_elements(triplet, include_rejected=self.include_rejected)
             if not elements:
                 continue
-            phrases: dict[str, Any] = {"index": triplet.index, "key": str(triplet.key)}
+            phrases: dict[str, Any] = {"index": triplet.index, "key": triplet.key}
             for element in elements:
                 phrases[element.role] = element.phrase
                 category = final.ces_label if self._mode == "emotion" else element.role
-                described = {"triplet_index": triplet.index, "triplet_key": str(triplet.key), "role": element.role,
+                described = {"triplet_index": triplet.index, "triplet_key": triplet.key, "role": element.role,
                              "phrase": element.phrase, "element_status": element.status}
                 if not grounded(element) or category is None:
                     described["reason"] = "no box or mask" if not grounded(element) else "the image has no CES label"
                     entry["other_elements"].append(described)
                     continue
-                annotations.append(self._annotation(image.pk, self._category_ids[category], element, described, final.ces_label))
+                annotations.append((element, image.id, self._category_ids[category], described, final.ces_label))
             entry["triplets"].append(phrases)
         return entry, annotations
 
-    def _annotation(self, image_id: int, category_id: int, element: Element, described: dict, label: str | None) -> dict:
-        bbox, area, segmentation, from_box = element_geometry(element)
-        out: dict[str, Any] = {"id": 0, "image_id": image_id, "category_id": category_id, "bbox": bbox, "area": area,
-                               "iscrowd": 0, "segmentation": segmentation, "mask_from_box": from_box}
+    def _annotation(self, image_id: int, category_id: int, element: ExportElement, described: dict, label: str | None,
+                    area: int | None) -> dict:
+        bbox, area, segmentation, from_box = element_geometry(element, area)
+        out: dict[str, Any] = {"id": self._n_annotations, "image_id": image_id, "category_id": category_id, "bbox": bbox,
+                               "area": area, "iscrowd": 0, "segmentation": segmentation, "mask_from_box": from_box}
         self._n_masks += not from_box
         out.update(described)
         return _optional(out, box_score=element.box_score, mask_score=element.mask_score, ces_label=label)
@@ -155,16 +174,16 @@ class CocoWriter:
                 "categories_by": self._mode,
             },
             "licenses": [],
-            "categories": categories_for(self._mode),
+            "categories": categories_for(self._mode, self._taxonomy),
         }
-        with open(self._folder / FILE_NAME, "w", encoding="utf-8") as out:
-            out.write(json.dumps(header, ensure_ascii=False)[:-1])
+        with open(self._folder / FILE_NAME, "wb") as out:
+            out.write(json.dumps(header, ensure_ascii=False)[:-1].encode())
             for key, part in (("images", _IMAGES_PART), ("annotations", _ANNOTATIONS_PART)):
-                out.write(f',"{key}":[')
-                with open(self._folder / part, encoding="utf-8") as handle:
+                out.write(f',"{key}":['.encode())
+                with open(self._folder / part, "rb") as handle:
                     shutil.copyfileobj(handle, out, 1024 * 1024)
-                out.write("]")
-            out.write("}")
+                out.write(b"]")
+            out.write(b"}")
         for part in (_IMAGES_PART, _ANNOTATIONS_PART):
             (self._folder / part).unlink()
         return WriterResult(files=[FILE_NAME], counts={"coco_images": self._n_images, "coco_annotations": self._n_annotations,

@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from django.core.files.storage import FileSystemStorage, Storage
 
 from annotations.models import Image
-from exports.writers.items import WriterResult
+from exports.writers.items import ExportImage, WriterResult
 
 IMAGE_MODES = ("none", "copy", "link", "url")
 IMAGES_DIR = "images"
@@ -60,13 +60,18 @@ def url_mode_problem(storage: Storage | None = None) -> str | None:
     return None
 
 
-def export_file_name(image: Image, duplicates: set[str]) -> str:
+def _stored_name(image: Image | ExportImage) -> str:
+    """The storage name of the image's file (a model's ``FieldFile``, or a row's string)."""
+    return image.file if isinstance(image.file, str) else (image.file.name or "")
+
+
+def export_file_name(image: Image | ExportImage, duplicates: set[str]) -> str:
     """The image's path inside the export (see module docstring)."""
     raw = image.original_name.replace("\\", "/")
     if image.original_name not in duplicates and _plain(raw):
         return raw
     posix = PurePosixPath(raw)
-    suffix = PurePosixPath(image.file.name or "").suffix or posix.suffix
+    suffix = PurePosixPath(_stored_name(image)).suffix or posix.suffix
     parts = [p for p in posix.parts if p not in ("", ".")]
     if not parts or posix.is_absolute() or PureWindowsPath(raw).drive or ".." in parts or "\x00" in raw:
         return f"{image.pk}{suffix}"
@@ -94,28 +99,29 @@ class ImagePlacer:
             raise ValueError(problem)
         self.mode = mode
         self._folder = folder
+        self._storage = image_storage()
         self._checksums = open(folder / CHECKSUMS_FILE, "w", encoding="utf-8") if mode in ("copy", "link") else None  # noqa: SIM115
         self.copied = 0
         self.linked = 0
 
-    def place(self, image: Image, file_name: str) -> tuple[str | None, str | None]:
+    def place(self, image: ExportImage, file_name: str) -> tuple[str | None, str | None]:
         """``(url, sha256 of the exported file)``; each None when the mode gives none."""
         if self.mode == "none":
             return None, None
         if self.mode == "url":
-            return image.file.storage.url(image.file.name), None
+            return self._storage.url(image.file), None
         target = self._folder / IMAGES_DIR / file_name
         target.parent.mkdir(parents=True, exist_ok=True)
-        digest = self._link(image, target) if self.mode == "link" else None
+        digest = self._link(image.file, target) if self.mode == "link" else None
         if digest is None:
-            digest = self._copy(image, target)
+            digest = self._copy(image.file, target)
         self._checksums.write(f"{digest}  {IMAGES_DIR}/{file_name}\n")
         return None, digest
 
-    def _link(self, image: Image, target: Path) -> str | None:
-        """Hard-link the stored file; None (copy instead) when storage or filesystem cannot."""
+    def _link(self, name: str, target: Path) -> str | None:
+        """Hard-link the stored file ``name``; None (copy instead) when storage or filesystem cannot."""
         try:
-            source = image.file.storage.path(image.file.name)
+            source = self._storage.path(name)
         except NotImplementedError:  # object storage has no local path
             return None
         try:
@@ -128,9 +134,9 @@ class ImagePlacer:
         with open(target, "rb") as handle:
             return hashlib.file_digest(handle, "sha256").hexdigest()
 
-    def _copy(self, image: Image, target: Path) -> str:
+    def _copy(self, name: str, target: Path) -> str:
         digest = hashlib.sha256()
-        with image.file.storage.open(image.file.name, "rb") as source, open(target, "wb") as out:
+        with self._storage.open(name, "rb") as source, open(target, "wb") as out:
             while block := source.read(_COPY_BUFFER):
                 digest.update(block)
                 out.write(block)

@@ -7,7 +7,7 @@ COCO RLE ``mask_counts`` with ``mask_size`` ``[h, w]``, mask score; null when th
 triplet has no such element; elements a reviewer or adjudicator rejected are
 left out unless the ``include_rejected`` option is set, and a triplet with no
 element left is dropped), the CES label, confidence and distribution (a
-struct of the 8 emotions), the DES vector as ``fixed_size_list<float32, 1024>``
+struct of the dataset taxonomy's labels, Mikels' 8 by default), the DES vector as ``fixed_size_list<float32, 1024>``
 (null when absent), the rationale and the annotator. Readable by pyarrow, pandas
 and HuggingFace ``datasets`` (``Dataset.from_parquet``).
 """
@@ -15,7 +15,7 @@ and HuggingFace ``datasets`` (``Dataset.from_parquet``).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from annotations.models import Element
-from core.vocabulary import DES_DIM, EMOTIONS, ROLES
-from exports.writers.items import ExportItem, WriterResult, export_annotator, kept_elements
+from core.vocabulary import DES_DIM, EMOTIONS, MIKELS, ROLES
+from exports.writers.items import ExportElement, ExportItem, WriterResult, export_annotator, kept_elements
 
 FILE_NAME = "data.parquet"
 SCHEMA_VERSION = 1
@@ -40,10 +39,21 @@ ELEMENT = pa.struct([
     ("mask_score", pa.float64()),
 ])
 TRIPLET = pa.struct([("key", pa.string()), *((role, ELEMENT) for role in ROLES)])
-DISTRIBUTION = pa.struct([(e, pa.float64()) for e in EMOTIONS])
 ANNOTATOR = pa.struct([("kind", pa.string()), ("name", pa.string()), ("prompt_version", pa.string())])
 DES = pa.list_(pa.float32(), DES_DIM)
 
+
+def distribution_type(labels: Sequence[str]) -> pa.StructType:
+    """``ces_distribution``: one float64 field per label of the dataset's taxonomy, in its order."""
+    return pa.struct([(e, pa.float64()) for e in labels])
+
+
+def schema_for(labels: Sequence[str]) -> pa.Schema:
+    """The file's schema for a dataset whose taxonomy has ``labels``."""
+    return SCHEMA.set(SCHEMA.get_field_index("ces_distribution"), pa.field("ces_distribution", distribution_type(labels)))
+
+
+DISTRIBUTION = distribution_type(EMOTIONS)
 SCHEMA = pa.schema([
     ("image_id", pa.int64()),
     ("image", pa.string()),
@@ -65,29 +75,53 @@ SCHEMA = pa.schema([
 ])
 
 
-def element_row(element: Element) -> dict[str, Any]:
-    return {
-        "phrase": element.phrase,
-        "status": element.status,
-        "box": element.box,
-        "box_score": element.box_score,
-        "mask_counts": element.mask_counts,
-        "mask_size": None if element.mask_counts is None else [element.mask_height, element.mask_width],
-        "mask_score": element.mask_score,
-    }
+_ELEMENT_COLUMNS = [f.name for f in ELEMENT]
 
 
-def triplet_rows(item: ExportItem, *, include_rejected: bool) -> list[dict[str, Any]]:
-    rows = []
-    for triplet in item.annotation.triplets.all():
-        elements = kept_elements(triplet, include_rejected=include_rejected)
-        if not elements:
+def _element_arrays(elements: list[ExportElement | None]) -> pa.StructArray:
+    """The struct column of one role: a row per triplet, null where the triplet has no such element."""
+    present = [e for e in elements if e is not None]
+    columns: dict[str, list] = {name: [] for name in _ELEMENT_COLUMNS}
+    phrase, status, box, box_score = columns["phrase"], columns["status"], columns["box"], columns["box_score"]
+    mask_counts, mask_size, mask_score = columns["mask_counts"], columns["mask_size"], columns["mask_score"]
+    for e in elements:
+        if e is None:
+            for values in columns.values():
+                values.append(None)
             continue
-        row: dict[str, Any] = {"key": str(triplet.key), **dict.fromkeys(ROLES)}
-        for element in elements:
-            row[element.role] = element_row(element)
-        rows.append(row)
-    return rows
+        phrase.append(e.phrase)
+        status.append(e.status)
+        box.append(None if e.x0 is None else [e.x0, e.y0, e.x1, e.y1])
+        box_score.append(e.box_score)
+        mask_counts.append(e.mask_counts)
+        mask_size.append(None if e.mask_counts is None else [e.mask_height, e.mask_width])
+        mask_score.append(e.mask_score)
+    arrays = [pa.array(columns[f.name], type=f.type) for f in ELEMENT]
+    missing = None if len(present) == len(elements) else pa.array([e is None for e in elements])
+    return pa.StructArray.from_arrays(arrays, fields=list(ELEMENT), mask=missing)
+
+
+def triplets_array(items: list[ExportItem], *, include_rejected: bool) -> pa.ListArray:
+    """The ``triplets`` column, built column by column (no Python dict per element).
+
+    Elements a reviewer or adjudicator rejected are left out unless ``include_rejected``;
+    a triplet with no element left is dropped.
+    """
+    offsets, keys = [0], []
+    by_role: dict[str, list[ExportElement | None]] = {role: [] for role in ROLES}
+    for item in items:
+        for triplet in item.annotation.triplets:
+            elements = kept_elements(triplet, include_rejected=include_rejected)
+            if not elements:
+                continue
+            keys.append(triplet.key)
+            found = {e.role: e for e in elements}
+            for role, column in by_role.items():
+                column.append(found.get(role))
+        offsets.append(len(keys))
+    children = [pa.array(keys, type=pa.string()), *(_element_arrays(by_role[role]) for role in ROLES)]
+    triplets = pa.StructArray.from_arrays(children, fields=list(TRIPLET))
+    return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), triplets, type=SCHEMA.field("triplets").type)
 
 
 def des_array(blobs: list[bytes | memoryview | None]) -> pa.FixedSizeListArray:
@@ -96,28 +130,30 @@ def des_array(blobs: list[bytes | memoryview | None]) -> pa.FixedSizeListArray:
     matrix = np.zeros((len(blobs), DES_DIM), dtype="<f4")
     for i, blob in enumerate(blobs):
         if blob is not None:
-            matrix[i] = np.frombuffer(bytes(blob), dtype="<f4")
+            matrix[i] = np.frombuffer(blob, dtype="<f4")
     return pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), DES_DIM, mask=pa.array(missing))
 
 
-def chunk_table(items: list[ExportItem], *, include_rejected: bool) -> pa.Table:
-    columns: dict[str, list] = {name: [] for name in SCHEMA.names if name != "des"}
+def chunk_table(items: list[ExportItem], *, include_rejected: bool, schema: pa.Schema = SCHEMA) -> pa.Table:
+    columns: dict[str, list] = {name: [] for name in schema.names if name not in ("des", "triplets")}
+    append = [(columns[name].append, name) for name in columns]
     for item in items:
         image, final = item.image, item.annotation
         annotator = export_annotator(final)
         values = {
-            "image_id": image.pk, "image": item.file_name, "image_url": item.url, "sha256": item.sha256,
-            "original_sha256": image.sha256, "source": image.source, "width": image.width, "height": image.height, "triplets": triplet_rows(item, include_rejected=include_rejected),
+            "image_id": image.id, "image": item.file_name, "image_url": item.url, "sha256": item.sha256,
+            "original_sha256": image.sha256, "source": image.source, "width": image.width, "height": image.height,
             "ces_label": final.ces_label, "ces_confidence": final.ces_confidence,
             "ces_distribution": final.ces_distribution, "rationale": final.rationale,
             "annotator": {"kind": annotator["kind"], "name": annotator["name"], "prompt_version": annotator.get("prompt_version")},
             "annotation_version": final.version, "annotated_at": final.created_at,
         }
-        for name, value in values.items():
-            columns[name].append(value)
-    arrays = {name: pa.array(values, type=SCHEMA.field(name).type) for name, values in columns.items()}
+        for add, name in append:
+            add(values[name])
+    arrays = {name: pa.array(values, type=schema.field(name).type) for name, values in columns.items()}
+    arrays["triplets"] = triplets_array(items, include_rejected=include_rejected)
     arrays["des"] = des_array([item.annotation.des for item in items])
-    return pa.Table.from_arrays([arrays[name] for name in SCHEMA.names], schema=SCHEMA)
+    return pa.Table.from_arrays([arrays[name] for name in schema.names], schema=schema)
 
 
 class ParquetWriter:
@@ -125,14 +161,17 @@ class ParquetWriter:
 
     def __init__(self, folder: Path, options: Mapping[str, Any], *, context: Mapping[str, Any]) -> None:
         self.include_rejected = bool(options.get("include_rejected", False))
-        metadata = {"emoverse": json.dumps({"schema_version": SCHEMA_VERSION, **{k: str(v) for k, v in context.items()}})}
-        self._schema = SCHEMA.with_metadata(metadata)
+        taxonomy = context.get("taxonomy", MIKELS)
+        described = {k: str(v) for k, v in context.items() if k != "taxonomy"}
+        metadata = {"emoverse": json.dumps({"schema_version": SCHEMA_VERSION, **described,
+                                            "taxonomy": taxonomy.name, "labels": list(taxonomy.labels)})}
+        self._schema = schema_for(taxonomy.labels).with_metadata(metadata)
         self._writer = pq.ParquetWriter(folder / FILE_NAME, self._schema, compression="zstd")
         self._rows = 0
 
     def write(self, items: list[ExportItem]) -> None:
         if items:
-            self._writer.write_table(chunk_table(items, include_rejected=self.include_rejected).replace_schema_metadata(self._schema.metadata))
+            self._writer.write_table(chunk_table(items, include_rejected=self.include_rejected, schema=self._schema).replace_schema_metadata(self._schema.metadata))
             self._rows += len(items)
 
     def close(self) -> WriterResult:

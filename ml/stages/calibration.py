@@ -35,6 +35,7 @@ from core.alignment import NO_VECTORS, PhraseVectors
 from core.distributions import argmax_label, as_mapping, as_vector
 from core.errors import UndefinedStatisticError
 from core.priority import annotator_agreement
+from core.vocabulary import EMOTIONS
 from ml.stages.types import AnnotatorResult, CalibrationResult
 
 DEFAULT_EPSILON = 1e-6
@@ -49,13 +50,16 @@ def softmax(logits: Any) -> np.ndarray:
 
 
 def temperature_scale(
-    distribution: Mapping[str, float], temperature: float, *, epsilon: float = DEFAULT_EPSILON
+    distribution: Mapping[str, float], temperature: float, *, epsilon: float = DEFAULT_EPSILON,
+    labels: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """``softmax(log(p + epsilon) / temperature)``; ``temperature`` must be finite and > 0."""
+    """``softmax(log(p + epsilon) / temperature)`` over ``labels`` (default: the distribution's
+    own keys, whatever the taxonomy); ``temperature`` must be finite and > 0."""
     if not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-    logits = np.log(as_vector(distribution) + epsilon)
-    return as_mapping(softmax(logits / temperature))
+    labels = tuple(distribution) if labels is None else labels
+    logits = np.log(as_vector(distribution, labels) + epsilon)
+    return as_mapping(softmax(logits / temperature), labels)
 
 
 def calibrate_and_merge(
@@ -66,8 +70,10 @@ def calibrate_and_merge(
     classifier_weight: float = 0.0,
     epsilon: float = DEFAULT_EPSILON,
     vectors: PhraseVectors | None = None,
+    labels: Sequence[str] = EMOTIONS,
 ) -> CalibrationResult:
-    """Scale each annotator by its temperature (1.0 when none is known) and merge.
+    """Scale each annotator by its temperature (1.0 when none is known) and merge, over
+    ``labels`` (the dataset's taxonomy; ties of the label go to the first in this order).
 
     The merged distribution is the mean of the calibrated ones; with a
     classifier distribution it becomes ``(1 - w) * mean + w * classifier``.
@@ -81,20 +87,26 @@ def calibrate_and_merge(
     if not 0.0 <= classifier_weight <= 1.0:
         raise ValueError(f"classifier_weight must be in [0, 1], got {classifier_weight}")
     raw = {r.model: dict(r.distribution) for r in results}
-    calibrated = {r.model: temperature_scale(r.distribution, temperatures.get(r.model, 1.0), epsilon=epsilon) for r in results}
-    merged = np.mean([as_vector(d) for d in calibrated.values()], axis=0)
+    for r in results:
+        if set(r.distribution) != set(labels):
+            raise ValueError(f"{r.model}'s distribution is not over the labels {', '.join(labels)}")
+    if classifier is not None and set(classifier) != set(labels):
+        raise ValueError(f"the classifier's distribution is not over the labels {', '.join(labels)}")
+    calibrated = {r.model: temperature_scale(r.distribution, temperatures.get(r.model, 1.0), epsilon=epsilon, labels=labels)
+                  for r in results}
+    merged = np.mean([as_vector(d, labels) for d in calibrated.values()], axis=0)
     if classifier is not None:
-        merged = (1.0 - classifier_weight) * merged + classifier_weight * as_vector(classifier)
+        merged = (1.0 - classifier_weight) * merged + classifier_weight * as_vector(classifier, labels)
     merged = merged / merged.sum()
-    merged_map = as_mapping(merged)
-    label = argmax_label(merged_map)
+    merged_map = as_mapping(merged, labels)
+    label = argmax_label(merged_map, labels)
     return CalibrationResult(
         raw=raw,
         calibrated=calibrated,
         merged=merged_map,
         label=label,
         confidence=float(merged_map[label]),
-        agreement=annotator_agreement([(r.triplets, calibrated[r.model]) for r in results], vectors or NO_VECTORS),
+        agreement=annotator_agreement([(r.triplets, calibrated[r.model]) for r in results], vectors or NO_VECTORS, labels),
         classifier=dict(classifier) if classifier is not None else None,
     )
 

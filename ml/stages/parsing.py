@@ -28,58 +28,70 @@ MAX_PHRASE_CHARS = 300
 VERDICTS: tuple[str, ...] = ("ok", "doubtful", "wrong")
 
 _STRING = {"type": "string"}
-ANNOTATION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "triplets": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "properties": {role: _STRING for role in ROLES},
-                "required": list(ROLES),
-                "additionalProperties": False,
-            },
-        },
-        "distribution": {
-            "type": "object",
-            "properties": {e: {"type": "number"} for e in EMOTIONS},
-            "required": list(EMOTIONS),
-            "additionalProperties": False,
-        },
-        "rationale": _STRING,
-    },
-    "required": ["triplets", "distribution", "rationale"],
-    "additionalProperties": False,
-}
-"""JSON schema of an annotator answer (OpenAI structured outputs, strict mode)."""
 
-CRITIC_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "reasoning": _STRING,
-        "elements": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "triplet_index": {"type": "integer"},
-                    "role": {"type": "string", "enum": list(ROLES)},
-                    "verdict": {"type": "string", "enum": list(VERDICTS)},
-                    "reasoning": _STRING,
+
+def annotation_schema(labels: Sequence[str] = EMOTIONS) -> dict[str, Any]:
+    """JSON schema of an annotator answer over the taxonomy ``labels`` (OpenAI structured outputs, strict mode)."""
+    return {
+        "type": "object",
+        "properties": {
+            "triplets": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "properties": {role: _STRING for role in ROLES},
+                    "required": list(ROLES),
+                    "additionalProperties": False,
                 },
-                "required": ["triplet_index", "role", "verdict", "reasoning"],
+            },
+            "distribution": {
+                "type": "object",
+                "properties": {e: {"type": "number"} for e in labels},
+                "required": list(labels),
                 "additionalProperties": False,
             },
+            "rationale": _STRING,
         },
-        "label_verdict": {"type": "string", "enum": list(VERDICTS)},
-        "label_reasoning": _STRING,
-        "suggested_label": {"type": ["string", "null"], "enum": [*EMOTIONS, None]},
-    },
-    "required": ["reasoning", "elements", "label_verdict", "label_reasoning", "suggested_label"],
-    "additionalProperties": False,
-}
-"""JSON schema of a critic answer (OpenAI structured outputs, strict mode)."""
+        "required": ["triplets", "distribution", "rationale"],
+        "additionalProperties": False,
+    }
+
+
+def critic_schema(labels: Sequence[str] = EMOTIONS) -> dict[str, Any]:
+    """JSON schema of a critic answer, its suggested label one of ``labels`` (OpenAI structured outputs, strict mode)."""
+    return {
+        "type": "object",
+        "properties": {
+            "reasoning": _STRING,
+            "elements": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "triplet_index": {"type": "integer"},
+                        "role": {"type": "string", "enum": list(ROLES)},
+                        "verdict": {"type": "string", "enum": list(VERDICTS)},
+                        "reasoning": _STRING,
+                    },
+                    "required": ["triplet_index", "role", "verdict", "reasoning"],
+                    "additionalProperties": False,
+                },
+            },
+            "label_verdict": {"type": "string", "enum": list(VERDICTS)},
+            "label_reasoning": _STRING,
+            "suggested_label": {"type": ["string", "null"], "enum": [*labels, None]},
+        },
+        "required": ["reasoning", "elements", "label_verdict", "label_reasoning", "suggested_label"],
+        "additionalProperties": False,
+    }
+
+
+ANNOTATION_SCHEMA: dict[str, Any] = annotation_schema(EMOTIONS)
+"""The annotator schema for Mikels' eight (the default taxonomy)."""
+
+CRITIC_SCHEMA: dict[str, Any] = critic_schema(EMOTIONS)
+"""The critic schema for Mikels' eight (the default taxonomy)."""
 
 _FENCED = re.compile(r"^```(?:json)?\s*\n(.*)\n```$", re.DOTALL)
 
@@ -131,18 +143,18 @@ def _text(value: Any, where: str, raw: str, *, max_chars: int | None = None) -> 
     return text
 
 
-def parse_distribution(value: Any, raw: str, where: str = "distribution") -> dict[str, float]:
-    """Exactly the eight emotions, finite numbers in [0, 1] summing to 1 (±1e-3)."""
+def parse_distribution(value: Any, raw: str, where: str = "distribution", labels: Sequence[str] = EMOTIONS) -> dict[str, float]:
+    """Exactly the taxonomy's ``labels`` (default Mikels' eight), finite numbers in [0, 1] summing to 1 (±1e-3)."""
     if not isinstance(value, dict):
-        raise StageError(f"{where}: expected an object of 8 emotions, got {type(value).__name__}", raw_output=raw)
-    unknown = sorted(set(value) - set(EMOTIONS))
+        raise StageError(f"{where}: expected an object of {len(labels)} emotions, got {type(value).__name__}", raw_output=raw)
+    unknown = sorted(set(value) - set(labels))
     if unknown:
         raise StageError(f"{where}: unknown emotion(s) {', '.join(map(repr, unknown))}", raw_output=raw)
-    missing = [e for e in EMOTIONS if e not in value]
+    missing = [e for e in labels if e not in value]
     if missing:
         raise StageError(f"{where}: missing emotion(s) {', '.join(missing)}", raw_output=raw)
     out: dict[str, float] = {}
-    for emotion in EMOTIONS:
+    for emotion in labels:
         p = value[emotion]
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p):
             raise StageError(f"{where}: {emotion} is not a number ({p!r})", raw_output=raw)
@@ -155,8 +167,9 @@ def parse_distribution(value: Any, raw: str, where: str = "distribution") -> dic
     return out
 
 
-def parse_annotation(raw: str, *, model: str, prompt_version: str, usage: Usage | None = None) -> AnnotatorResult:
-    """Validate an annotator answer (see :data:`ANNOTATION_SCHEMA`)."""
+def parse_annotation(raw: str, *, model: str, prompt_version: str, usage: Usage | None = None,
+                     labels: Sequence[str] = EMOTIONS) -> AnnotatorResult:
+    """Validate an annotator answer (see :func:`annotation_schema`) over the taxonomy's ``labels``."""
     obj = load_json_object(raw)
     _check_keys(obj, ("triplets", "distribution", "rationale"), "answer", raw)
     items = obj["triplets"]
@@ -173,7 +186,7 @@ def parse_annotation(raw: str, *, model: str, prompt_version: str, usage: Usage 
         model=model,
         prompt_version=prompt_version,
         triplets=tuple(triplets),
-        distribution=parse_distribution(obj["distribution"], raw),
+        distribution=parse_distribution(obj["distribution"], raw, labels=labels),
         rationale=_text(obj["rationale"], "rationale", raw),
         raw_output=raw,
         usage=usage or Usage(),
@@ -193,8 +206,10 @@ def parse_critic(
     prompt_version: str,
     triplets: Sequence[PhraseTriplet],
     usage: Usage | None = None,
+    labels: Sequence[str] = EMOTIONS,
 ) -> CriticResult:
-    """Validate a critic answer: one verdict for every element of every candidate triplet."""
+    """Validate a critic answer: one verdict for every element of every candidate triplet;
+    a suggested label is one of the taxonomy's ``labels``."""
     obj = load_json_object(raw)
     required = ("reasoning", "elements", "label_verdict", "label_reasoning", "suggested_label")
     _check_keys(obj, required, "answer", raw)
@@ -224,7 +239,7 @@ def parse_critic(
     if missing:
         raise StageError(f"elements: no verdict for {', '.join(missing)}", raw_output=raw)
     suggested = obj["suggested_label"]
-    if suggested is not None and suggested not in EMOTIONS:
+    if suggested is not None and suggested not in labels:
         raise StageError(f"suggested_label: unknown emotion {suggested!r}", raw_output=raw)
     return CriticResult(
         model=model,

@@ -15,7 +15,7 @@ import numpy as np
 from core.alignment import PhraseVectors
 from core.priority import critic_verdict, queue_priority
 from core.triplets import PhraseTriplet
-from core.vocabulary import DES_DIM, ROLES
+from core.vocabulary import DES_DIM, EMOTIONS, ROLES
 from ml.stages.parsing import parse_distribution
 from ml.stages.protocols import (
     Annotator,
@@ -47,12 +47,19 @@ def annotate_all(annotators: Sequence[Annotator], image: ImageInput) -> list[Ann
     return [annotator.annotate(image) for annotator in annotators]
 
 
+def classifier_covers(classifier: EmotionClassifier, image: ImageInput) -> bool:
+    """Whether the classifier predicts the labels of the image's taxonomy (its ``labels``,
+    Mikels' eight when it names none)."""
+    return set(getattr(classifier, "labels", EMOTIONS)) == set(image.taxonomy.labels)
+
+
 def classify(classifier: EmotionClassifier, image: ImageInput) -> dict[str, float]:
     """The classifier's distribution for one image, checked like a model answer."""
     predictions = classifier.predict([image])
     if len(predictions) != 1:
         raise StageError(f"classifier {classifier.name} returned {len(predictions)} predictions for 1 image")
-    return parse_distribution(predictions[0], raw=repr(predictions[0]), where=f"classifier {classifier.name}")
+    return parse_distribution(predictions[0], raw=repr(predictions[0]), where=f"classifier {classifier.name}",
+                              labels=image.taxonomy.labels)
 
 
 def calibrate(
@@ -63,7 +70,9 @@ def calibrate(
     classifier: EmotionClassifier | None = None,
     vectors: PhraseVectors | None = None,
 ) -> CalibrationResult:
-    distribution = classify(classifier, image) if classifier is not None else None
+    """Calibrate and merge the annotators; a classifier is blended in when it covers the
+    image's taxonomy (:func:`classifier_covers`), and left out for any other dataset."""
+    distribution = classify(classifier, image) if classifier is not None and classifier_covers(classifier, image) else None
     return calibrator.calibrate(image, results, temperatures, classifier_distribution=distribution, vectors=vectors)
 
 

@@ -111,12 +111,14 @@ class DesEncoder(Protocol):
 
 @runtime_checkable
 class EmotionClassifier(Protocol):
-    """An image classifier over the 8 Mikels emotions (an EmoViT-style second opinion)."""
+    """An image classifier over one taxonomy's labels (an EmoViT-style second opinion; Mikels'
+    eight unless it says otherwise in ``labels``). The pipeline blends it only into images
+    whose dataset has that taxonomy."""
 
     name: str
 
     def predict(self, images: Sequence[ImageInput]) -> list[dict[str, float]]:
-        """One probability distribution over :data:`core.vocabulary.EMOTIONS` per image."""
+        """One probability distribution over its labels per image."""
         ...
 
 

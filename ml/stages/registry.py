@@ -19,7 +19,10 @@ Configuration shape (see docs/ml-backends.md)::
       "grounder": {"backend": ..., "options": {...}},
       "segmenter": {"backend": ..., "options": {...}},
       "des": null | {"backend": ..., "options": {...}},
-      "embedder": null | {"backend": ..., "options": {...}}
+      "embedder": null | {"backend": ..., "options": {...}},
+      "qa_generator": null | {"name": ..., "backend": "ml.stages.backends.openai_qa.OpenAIQAGenerator", "options": {...}},
+      "qa_critic": null | {"name": ..., "backend": "ml.stages.backends.openai_qa.OpenAIQACritic", "options": {...}},
+      "qa_version": "qa-v1"
     }
 
 An annotator's or the critic's task goes to the Celery queue named by the entry's
@@ -56,12 +59,12 @@ CONFIG_HINT = (
     "environment variable at it (see docs/ml-backends.md)."
 )
 REQUIRED_STAGES = ("calibrator", "critic", "grounder", "segmenter")
-OPTIONAL_STAGES = ("classifier", "des", "embedder")
+OPTIONAL_STAGES = ("classifier", "des", "embedder", "qa_generator", "qa_critic")
 DEFAULT_CALIBRATOR = {"backend": "ml.stages.backends.temperature_calibrator.TemperatureCalibrator", "options": {}}
 DEFAULT_EMBEDDER = {"backend": "ml.stages.backends.sentence_embedder.SentenceEmbedder", "options": {}}
 # Stages whose backend gets a ``name`` option (used as model name in provenance and calibration,
 # and as the name phrase embeddings are stored under).
-NAMED_STAGES = ("annotators", "classifier", "critic", "embedder")
+NAMED_STAGES = ("annotators", "classifier", "critic", "embedder", "qa_generator", "qa_critic")
 QUEUES = ("io", "gpu")
 # Old package prefix -> new one, for configuration files written before the backends moved.
 MOVED_PACKAGES = {"ml.stages.backends.": "ml.stages.backends."}
@@ -246,6 +249,22 @@ class Registry:
 
     def des(self) -> Any | None:
         return self.stage("des")
+
+    def qa_generator(self) -> Any | None:
+        """The QA pair generator (``qa`` app); ``None`` when not configured."""
+        return self.stage("qa_generator")
+
+    def qa_critic(self) -> Any | None:
+        """The blind answerer of the QA self-check; ``None`` when not configured (no self-check)."""
+        return self.stage("qa_critic")
+
+    @property
+    def qa_version(self) -> str:
+        """The identity of QA generation (one generation per image and version)."""
+        version = self.config.get("qa_version") or "qa-v1"
+        if not isinstance(version, str) or len(version) > 64:
+            raise BackendNotConfigured("EMOVERSE_ML['qa_version'] must be a string of at most 64 characters")
+        return version
 
     def embedder(self) -> Any | None:
         """The phrase embedder; ``None`` when the configuration turns it off (``"embedder": null``)."""

@@ -10,8 +10,9 @@ Conventions used everywhere in ``ml``:
   coordinate frame of the stored (EXIF-corrected) image, with x0 < x1, y0 < y1;
 * masks are COCO RLE dicts ``{"size": [h, w], "counts": str}`` (pycocotools,
   column-major, ``counts`` as a compressed ASCII string);
-* emotion distributions are mappings over exactly :data:`core.vocabulary.EMOTIONS`
-  summing to 1; element roles are :data:`core.vocabulary.ROLES`.
+* emotion distributions are mappings over exactly the labels of the image's dataset's
+  taxonomy (``ImageInput.taxonomy``, :class:`core.vocabulary.Taxonomy`; Mikels' eight by
+  default) summing to 1; element roles are :data:`core.vocabulary.ROLES`.
 
 Phrase triplets (:class:`core.triplets.PhraseTriplet`) and the annotators' agreement
 (:class:`core.priority.AnnotatorAgreement`) are in :mod:`core`, shared with the importer.
@@ -23,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from core.priority import AnnotatorAgreement
+from core.vocabulary import MIKELS, Taxonomy
 from core.triplets import PhraseTriplet
 
 
@@ -55,7 +57,9 @@ class ImageInput:
 
     ``data`` holds the encoded file bytes (JPEG/PNG/...) as stored, already
     EXIF-transposed on import; ``width``/``height`` are the pixel size of that
-    file. ``key`` is an opaque identifier (the database id as a string).
+    file. ``key`` is an opaque identifier (the database id as a string). ``taxonomy`` is
+    its dataset's emotion vocabulary: prompts list its labels, answers are parsed against
+    them, distributions are over them.
     """
 
     key: str
@@ -63,6 +67,7 @@ class ImageInput:
     width: int
     height: int
     mime_type: str = "image/jpeg"
+    taxonomy: Taxonomy = MIKELS
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,7 @@ class CalibrationResult:
 
     raw: Mapping[str, Mapping[str, float]]  # model name -> raw distribution
     calibrated: Mapping[str, Mapping[str, float]]  # model name -> calibrated distribution
-    merged: Mapping[str, float]  # final distribution over EMOTIONS
+    merged: Mapping[str, float]  # final distribution over the taxonomy's labels
     label: str
     confidence: float
     agreement: AnnotatorAgreement | None  # None with a single annotator

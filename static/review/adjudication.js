@@ -2,7 +2,7 @@
 // it through POST /api/review/adjudication/<image_id>/ (docs/review-api.md).
 // The image is the review page's editor (adjudication_editor.js): both reviewers' elements
 // in their colours (reference), the final answer's elements each in its own colour.
-// Keys: 1–8 the emotion, Shift+1…5 how sure (again clears; absent: carried from the
+// Keys: the taxonomy's keys (1–8 for Mikels') the emotion, Shift+1…5 how sure (again clears; absent: carried from the
 // reviews), T takes the selected reviewer element into the final answer, V B X P the
 // editor's tools, Z / Shift+Z undo / redo, Shift+O only the selected overlay,
 // Ctrl+Enter submits. All text goes through textContent.
@@ -13,7 +13,7 @@ import { History } from "./editor/history.js";
 import { REVIEWER_COLOURS, ROLE_STYLE_TEXT } from "./overlay_colours.js";
 import { keyAction, isTyping } from "./review_keys.js";
 import { annotatorsPanel, criticPanel, rationalePanel } from "./review_panels.js";
-import { CONFIDENCE_LEVELS, ROLES } from "./review_model.js";
+import { CONFIDENCE_LEVELS, EMOTION_KEYS, ROLES } from "./review_model.js";
 
 /** The answer a review (or the model base) holds, as the API takes it back. */
 function answerFrom(annotation) {
@@ -109,7 +109,7 @@ export function mountAdjudication({ data, emotions, root, canvas, panels, legend
       const chosen = answer.ces && answer.ces.label === emotion;
       const who = votes[emotion] ? ` (${votes[emotion].join(", ")})` : "";
       labels.append(h("button", { type: "button", class: chosen ? "primary" : "", "aria-pressed": chosen ? "true" : "false",
-        onclick: () => setLabel(emotion) }, `${i + 1} ${emotion}${who}`));
+        onclick: () => setLabel(emotion) }, `${EMOTION_KEYS[i].toUpperCase()} ${emotion}${who}`));
     });
     root.append(labels);
     root.append(h("div", { class: "adj-confidence", role: "group", "aria-label": "How sure you are of the emotion" },

@@ -18,6 +18,7 @@ import { Workspace } from "./review_workspace.js";
 
 class ReviewPage {
   constructor(root) {
+    M.readTaxonomy(document); // the dataset's labels and keys, before anything is drawn
     this.root = root;
     this.dataset = root.dataset.dataset;
     this.api = new ReviewApi({ csrf: root.dataset.csrf });

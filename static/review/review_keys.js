@@ -2,10 +2,14 @@
 // press to the page's action (the mask editor's own keys, V B X P S O 0 [ ], are
 // handled by MaskEditor.handleKey first). Unit-tested under node: tests/review/js/.
 
-import { CONFIDENCE_LEVELS, EMOTIONS } from "./review_model.js";
+import { CONFIDENCE_LEVELS, EMOTIONS, EMOTION_KEYS, emotionKeysText } from "./review_model.js";
+
+/** The key table the ? overlay shows; its first row follows the dataset's taxonomy. */
+export function keyTable() {
+  return [[emotionKeysText(), `pick the emotion (${EMOTIONS.join(", ")})`], ...KEYS];
+}
 
 export const KEYS = [
-  ["1 – 8", "pick the emotion (amusement, awe, contentment, excitement, anger, disgust, fear, sadness)"],
   ["C", "take the critic's suggested emotion (when it suggests one)"],
   ["Shift-1 – 5", "how sure you are of the emotion (1 unsure … 5 certain; again clears it)"],
   ["Tab / Shift-Tab", "next / previous element"],
@@ -49,7 +53,8 @@ export function keyAction(ev, { selected = false, mode = "approved" } = {}) {
   if (key === "Tab" && !command && !ev.altKey) return { name: "move", arg: ev.shiftKey ? -1 : 1 };
   if (command && lower === "z" && !ev.altKey) return { name: ev.shiftKey ? "redo" : "undo" };
   if (command || ev.altKey) return null;
-  if (/^[1-8]$/.test(key)) return { name: "label", arg: EMOTIONS[Number(key) - 1] };
+  const labelIndex = ev.shiftKey ? -1 : EMOTION_KEYS.indexOf(lower);
+  if (labelIndex >= 0) return { name: "label", arg: EMOTIONS[labelIndex] };
   // Shift+digit: ev.key is the shifted character ("!", "@"…, layout-dependent); ev.code is the key.
   const digit = /^Digit([1-5])$/.exec(ev.code || "");
   if (digit && ev.shiftKey) return { name: "confidence", arg: CONFIDENCE_LEVELS[Number(digit[1]) - 1] };

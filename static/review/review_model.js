@@ -23,7 +23,33 @@ import { rleArea } from "./rle.js";
 // How sure the reviewer is of the label (optional; Shift+1…5): the CES confidence sent.
 export const CONFIDENCE_LEVELS = [0.2, 0.4, 0.6, 0.8, 1.0];
 
-export const EMOTIONS = ["amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness"];
+// The dataset's emotion taxonomy (docs/taxonomies.md): its labels in order, the key of each,
+// its positive labels. Mikels' eight until the page calls setTaxonomy with the dataset's
+// (live bindings: every module that imports them sees the change).
+export let EMOTIONS = ["amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness"];
+export let EMOTION_KEYS = ["1", "2", "3", "4", "5", "6", "7", "8"];
+export let POSITIVE_EMOTIONS = ["amusement", "awe", "contentment", "excitement"];
+
+/** Use `taxonomy` ({labels, keys, positive}, as the dataset's API gives it) from now on. */
+export function setTaxonomy(taxonomy) {
+  if (!taxonomy || !Array.isArray(taxonomy.labels) || !taxonomy.labels.length) return;
+  EMOTIONS = [...taxonomy.labels];
+  EMOTION_KEYS = Array.isArray(taxonomy.keys) && taxonomy.keys.length === EMOTIONS.length
+    ? taxonomy.keys.map((k) => String(k).toLowerCase()) : EMOTIONS.map((_, i) => String(i + 1));
+  POSITIVE_EMOTIONS = Array.isArray(taxonomy.positive) ? [...taxonomy.positive] : [];
+}
+
+/** The taxonomy the page carries in <script id="taxonomy" type="application/json">, if any. */
+export function readTaxonomy(doc) {
+  const el = doc.getElementById("taxonomy");
+  if (el) setTaxonomy(JSON.parse(el.textContent));
+}
+
+/** "1 – 8" for consecutive digits, else the keys one by one ("j, k, l"). */
+export function emotionKeysText() {
+  const digits = EMOTION_KEYS.every((k, i) => k === String(i + 1));
+  return digits && EMOTION_KEYS.length > 1 ? `1 – ${EMOTION_KEYS.length}` : EMOTION_KEYS.join(", ");
+}
 export const ROLES = ["background", "attribute", "subject"];
 export const FORMAT = 1;
 
@@ -174,7 +200,7 @@ export function checkWork(work, decision, { requireAllChecked = false } = {}) {
       problems.push({ elementId: id, message: `Triplet ${tripletIndex + 1}: the ${role} needs a phrase (or reject it).` });
     }
   }
-  if (decision === "approved" && !work.label) problems.push({ message: "Pick an emotion (keys 1–8) before approving." });
+  if (decision === "approved" && !work.label) problems.push({ message: `Pick an emotion (keys ${emotionKeysText().replace(" – ", "–")}) before approving.` });
   return problems;
 }
 

@@ -5,12 +5,12 @@
 import { button, h } from "./dom.js";
 import { ROLE_COLOURS } from "./editor/painting.js";
 import { ROLE_STYLE_TEXT, elementColour } from "./overlay_colours.js";
-import { KEYS } from "./review_keys.js";
-import { CONFIDENCE_LEVELS, EMOTIONS, ROLES, criticSuggestion, effectiveStatus, elementId } from "./review_model.js";
+import { keyTable } from "./review_keys.js";
+import { CONFIDENCE_LEVELS, EMOTIONS, EMOTION_KEYS, POSITIVE_EMOTIONS, ROLES, criticSuggestion, effectiveStatus, elementId } from "./review_model.js";
 
 const pct = (p) => `${Math.round((p || 0) * 100)}%`;
 
-/** The CES label: 8 rows (key, emotion, bar of the model's probability); click or 1–8 picks. */
+/** The CES label: a row per emotion of the taxonomy (key, emotion, bar of the model's probability); click or its key picks. */
 export function labelPanel({ label, modelLabel, ces, critic, disagreement, onPick, confidence = null, onConfidence = null, onCriticLabel = null }) {
   const dist = ces?.distribution || {};
   const top = EMOTIONS.reduce((a, b) => ((dist[b] || 0) > (dist[a] || 0) ? b : a), EMOTIONS[0]);
@@ -19,12 +19,13 @@ export function labelPanel({ label, modelLabel, ces, critic, disagreement, onPic
     return h(
       "button",
       {
-        type: "button", class: `emotion${chosen ? " chosen" : ""}${i === 3 ? " last-positive" : ""}`,
+        type: "button",
+        class: `emotion${chosen ? " chosen" : ""}${POSITIVE_EMOTIONS.includes(emotion) && i + 1 < EMOTIONS.length && !POSITIVE_EMOTIONS.includes(EMOTIONS[i + 1]) ? " last-positive" : ""}`,
         "aria-pressed": chosen ? "true" : "false", dataset: { emotion },
         onmousedown: (ev) => ev.preventDefault(), onclick: () => onPick(emotion),
-        title: `${emotion} (key ${i + 1})`,
+        title: `${emotion} (key ${EMOTION_KEYS[i].toUpperCase()})`,
       },
-      h("kbd", {}, String(i + 1)),
+      h("kbd", {}, EMOTION_KEYS[i].toUpperCase()),
       h("span", { class: "name" }, emotion),
       h("span", { class: `bar${emotion === top && ces ? " top" : ""}` }, h("span", { style: { width: pct(dist[emotion]) } })),
       h("span", { class: "p" }, ces ? pct(dist[emotion]) : ""),
@@ -282,6 +283,6 @@ export function keysOverlay(onClose) {
   return h("div", { class: "keys-overlay", role: "dialog", "aria-modal": "true", "aria-label": "Keyboard shortcuts", onclick: (ev) => { if (ev.target === ev.currentTarget) onClose(); } },
     h("div", { class: "keys-card" },
       h("h2", {}, "Keys"),
-      h("table", {}, h("tbody", {}, KEYS.map(([k, what]) => h("tr", {}, h("th", {}, h("kbd", {}, k)), h("td", {}, what))))),
+      h("table", {}, h("tbody", {}, keyTable().map(([k, what]) => h("tr", {}, h("th", {}, h("kbd", {}, k)), h("td", {}, what))))),
       button("Close (Esc)", onClose)));
 }

@@ -5,6 +5,7 @@ fails its line instead of hanging the import while it holds the database's write
 from __future__ import annotations
 
 import errno
+import multiprocessing
 import os
 import socket
 import threading
@@ -16,6 +17,7 @@ from django.db import connection
 
 from annotations import image_services
 from annotations.image_services import read_image_file
+from annotations.importers import file_workers
 from annotations.models import Annotation, Image
 from tests.annotations.test_import import Workspace
 
@@ -145,6 +147,83 @@ def test_reading_a_fifo_returns_at_once(fifo):
     assert time.monotonic() - started < 1
 
 
+def _no_reader_left_behind() -> None:
+    """No thread and no worker process of the import outlives it."""
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("read-image")]
+    assert multiprocessing.active_children() == []
+
+
+def test_a_stalled_read_leaves_nothing_blocked_behind(ws, settings):
+    """The stalled worker is killed: no thread of the importing process waits on the file."""
+    settings.EMOVERSE_IMAGE_READ_TIMEOUT_S = 0.2
+    real = image_services._read_regular_file
+
+    def stalled_on_one_file(path, limit):
+        if path.name == "stalled.png":
+            time.sleep(30)
+        return real(path, limit)
+
+    names = [ws.add_png("stalled.png", seed=1), ws.add_png("a.png", seed=2)]
+    with mock.patch.object(image_services, "_read_regular_file", stalled_on_one_file):
+        report = ws.run([ws.line(n) for n in names])
+    assert (report.imported, report.failed) == (1, 1)
+    _no_reader_left_behind()
+
+
+def test_resolving_the_path_is_inside_the_time_limit(ws, settings):
+    """A stalled mount hangs already when the path is resolved (``realpath`` stats every
+    component): that too fails its line within the limit instead of hanging the import."""
+    settings.EMOVERSE_IMAGE_READ_TIMEOUT_S = 0.2
+    real = os.path.realpath
+
+    def stalled_mount(path, *args, **kwargs):
+        if "stalled-mount" in str(path):
+            time.sleep(30)
+        return real(path, *args, **kwargs)
+
+    (ws.images / "stalled-mount").mkdir()
+    names = [ws.add_png("stalled-mount/x.png", seed=1), ws.add_png("a.png", seed=2)]
+    started = time.monotonic()
+    with mock.patch("os.path.realpath", stalled_mount):
+        report = ws.run([ws.line(n) for n in names])
+    assert time.monotonic() - started < 5
+    assert (report.imported, report.failed) == (1, 1)
+    assert report.errors[0].line == 1 and "not read within 0.2 s" in report.errors[0].reason, report.errors
+    assert _names_imported() == ["a.png"]
+    _no_reader_left_behind()
+
+
+def test_a_fifo_on_the_resolve_path_fails_its_line_at_once(ws, fifo):
+    """A FIFO named as a folder of the image path: resolving and reading never wait on it."""
+    good = ws.add_png("a.png", seed=1)
+    started = time.monotonic()
+    report = ws.run([ws.line(f"{fifo.name}/inside.png"), ws.line(good)])
+    assert time.monotonic() - started < 5
+    assert (report.imported, report.failed) == (1, 1)
+    assert report.errors[0].line == 1 and "image file not readable" in report.errors[0].reason, report.errors
+    _no_reader_left_behind()
+
+
+def test_files_are_checked_in_parallel_worker_processes(ws, settings):
+    settings.EMOVERSE_IMPORT_WORKERS = 2
+    names = [ws.add_png(f"{i}.png", seed=i) for i in range(6)]
+    log = ws.root / "prepared-by"
+    real = file_workers.prepare_file
+
+    def record(found):
+        with open(log, "a") as out:
+            out.write(f"{os.getpid()}\n")
+        return real(found)
+
+    with mock.patch.dict(file_workers._OPERATIONS, {"prepare": record}):
+        report = ws.run([ws.line(n) for n in names])
+    assert (report.imported, report.failed) == (6, 0)
+    pids = [int(pid) for pid in log.read_text().split()]
+    assert len(pids) == 6 and os.getpid() not in pids  # each new image checked once, in a worker
+    assert Image.objects.count() == 6
+    _no_reader_left_behind()
+
+
 def _spy(monkeypatch, module, name: str, seen: list):
     real = getattr(module, name)
 
@@ -158,12 +237,11 @@ def _spy(monkeypatch, module, name: str, seen: list):
 @pytest.mark.django_db(transaction=True)
 def test_files_are_read_checked_and_stored_before_the_transaction_opens(ws, monkeypatch):
     """Also when the batch's write fails and the batch is written again line by line: the
-    files are not read again (no transaction is ever open while a file is read)."""
+    files are not read again (no transaction is ever open while the file workers run)."""
     from annotations.importers import emoverse_jsonl
 
     seen: list[tuple[str, bool]] = []
-    for name in ("read_image_file", "image_find_or_prepare", "image_store_files"):
-        _spy(monkeypatch, emoverse_jsonl, name, seen)
+    _spy(monkeypatch, file_workers.FilePool, "run", seen)
     real_write = emoverse_jsonl.annotation_bulk_create
     writes = []
 
@@ -178,6 +256,5 @@ def test_files_are_read_checked_and_stored_before_the_transaction_opens(ws, monk
     report = ws.run([ws.line(n) for n in names])
     assert (report.imported, report.failed) == (3, 0)
     assert writes == [3, 1, 1, 1]
-    assert [name for name, _ in seen].count("read_image_file") == 3
-    assert seen and not any(in_transaction for _, in_transaction in seen), seen
+    assert seen == [("run", False)] * 4  # find, check pixels, check lines, store: once each for the batch
     assert Annotation.objects.count() == 3

@@ -8,6 +8,7 @@ from annotations.errors import InvalidAnnotation, VersionConflict
 from annotations.models import Annotation, AnnotationKind, Element
 from annotations.selectors import annotation_to_dict, final_annotation_ids, image_final_annotation
 from annotations.validation import validate_annotation
+from core.vocabulary import EKMAN
 from tests.factories import (
     ImageFactory,
     UserFactory,
@@ -68,10 +69,18 @@ def test_inverted_boxes_are_refused_by_the_database(box):
         element.save()
 
 
-def test_invalid_label_is_refused_by_the_database():
+def test_a_label_outside_the_datasets_taxonomy_is_refused():
+    """Labels are per dataset now (docs/taxonomies.md): the database no longer holds one fixed
+    list, so validation refuses a word that is not one of the dataset's labels."""
     image = ImageFactory()
-    with pytest.raises(IntegrityError), transaction.atomic():
-        Annotation.objects.create(image=image, version=1, kind="model", author_name="x", ces_label="joy")
+    payload = annotation_payload(image.width, image.height)
+    payload["ces"] = {"label": "joy"}
+    with pytest.raises(InvalidAnnotation, match="unknown emotion 'joy'; expected one of amusement, awe"):
+        validate_annotation(payload, image.width, image.height, image.dataset.get_taxonomy())
+    payload["ces"] = {"label": "happiness"}
+    with pytest.raises(InvalidAnnotation, match="unknown emotion 'happiness'"):
+        validate_annotation(payload, image.width, image.height, image.dataset.get_taxonomy())
+    assert validate_annotation(payload, image.width, image.height, EKMAN).ces.label == "happiness"
 
 
 def test_round_trip_to_jsonl_dict_keeps_values():

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from rest_framework.authtoken.models import Token
 
 from annotations.models import Annotation, Dataset, Image
-from core.vocabulary import ADJUDICATOR, ADMIN, RESEARCHER, REVIEWER
+from core.vocabulary import ADJUDICATOR, ADMIN, RATER, RESEARCHER, REVIEWER
 from exports.downloads import snapshot_files
 from exports.models import ExportFormat
 from exports.runs import export_run
@@ -25,7 +25,8 @@ from tests.factories import DatasetFactory, UserFactory
 from tests.review.conftest import human_answer
 from tests.review.scenes import review_item
 
-ROLE_USERS = {REVIEWER: "fuzz-reviewer", ADJUDICATOR: "fuzz-adjudicator", RESEARCHER: "fuzz-researcher", ADMIN: "fuzz-admin"}
+ROLE_USERS = {REVIEWER: "fuzz-reviewer", ADJUDICATOR: "fuzz-adjudicator", RESEARCHER: "fuzz-researcher", ADMIN: "fuzz-admin",
+              RATER: "fuzz-rater"}
 
 
 @dataclass

@@ -8,6 +8,7 @@ from core.masks import (
     decode_mask,
     encode_mask,
     mask_area,
+    mask_areas,
     mask_bbox,
     mask_iou,
     normalize_rle,
@@ -96,3 +97,11 @@ def test_runs_of_a_real_mask_match_pycocotools():
 def test_runs_of_a_broken_string_raise(counts, message):
     with pytest.raises(ValueError, match=message):
         rle_string_runs(counts)
+
+
+def test_mask_areas_of_many_masks_match_one_by_one():
+    """More than 255 masks at once (pycocotools' own list limit) in the sizes they have."""
+    rng = np.random.default_rng(3)
+    rles = [encode_mask(rng.random((6 + i % 5, 9)) > 0.5) for i in range(600)]
+    assert mask_areas(rles) == [mask_area(rle) for rle in rles]
+    assert mask_areas([]) == []

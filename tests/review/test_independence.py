@@ -221,7 +221,8 @@ def _candidates(scene) -> dict[str, list]:
     ids = sorted({scene.image.pk, scene.dataset.pk, *Annotation.objects.filter(image=scene.image).values_list("pk", flat=True),
                   *Lease.objects.filter(image=scene.image).values_list("pk", flat=True)})
     return {"id": ids, "pk": ids, "image_id": [scene.image.pk], "slug": [scene.dataset.slug],
-            "path": ["data.jsonl", "annotations.json", "manifest.json"]}
+            "path": ["data.jsonl", "annotations.json", "manifest.json"],
+            "key": ["perception", "valence", "00000000-0000-0000-0000-000000000000"]}  # QA configuration, pair keys
 
 
 def _fill(template: str, values: dict[str, list], brackets: str) -> list[str]:

@@ -16,7 +16,7 @@ JS_TESTS = Path(__file__).parent / "js"
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs node (20+) on PATH")
 @pytest.mark.parametrize(("script", "n_tests"), [
-    ("test_review_model.mjs", 11), ("test_review_keys.mjs", 10), ("test_review_edits.mjs", 5), ("test_editor.mjs", 9),
+    ("test_review_model.mjs", 11), ("test_review_keys.mjs", 11), ("test_review_edits.mjs", 5), ("test_editor.mjs", 9),
     ("test_overlay_colours.mjs", 3),
 ])
 def test_js_module(script, n_tests):

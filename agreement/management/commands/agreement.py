@@ -45,7 +45,7 @@ class Command(BaseCommand):
         for name in ("source", "label", "date_from", "date_to"):
             params[name] = options[name]
         params.setlist("reviewer", options["reviewer"])
-        form = ReportFilterForm(params, reviewers=selectors.reviewer_names(dataset=dataset))
+        form = ReportFilterForm(params, reviewers=selectors.reviewer_names(dataset=dataset), labels=dataset.get_taxonomy().labels)
         if not form.is_valid():
             raise CommandError(f"invalid filters: {form.error_text()}")
         try:

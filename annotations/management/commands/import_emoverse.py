@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from annotations.importers import LineError, import_emoverse_jsonl
 from annotations.importers.emoverse_jsonl import DEFAULT_BATCH_SIZE
 from annotations.models import ImageSource
+from core.vocabulary import BUILTIN_TAXONOMIES
 
 
 def _os_user() -> str:
@@ -32,6 +33,19 @@ def _open_errors_file(path: str | None) -> TextIO | None:
         raise CommandError(f"cannot write the errors file {path}: {exc.strerror or exc}") from exc
 
 
+def _taxonomy(value: str | None):
+    """``--taxonomy``: a built-in name, or the path of a JSON file holding a custom taxonomy."""
+    if value is None or value.strip().lower() in BUILTIN_TAXONOMIES:
+        return value
+    try:
+        return json.loads(Path(value).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CommandError(f"--taxonomy {value}: neither a built-in taxonomy ({', '.join(BUILTIN_TAXONOMIES)}) "
+                           f"nor a readable file ({exc.strerror or exc})") from exc
+    except ValueError as exc:
+        raise CommandError(f"--taxonomy {value}: not a JSON file ({exc})") from exc
+
+
 def _write_error(out: TextIO, error: LineError) -> None:
     out.write(json.dumps(error.as_dict(), ensure_ascii=False) + "\n")
 
@@ -44,6 +58,9 @@ class Command(BaseCommand):
         parser.add_argument("file", help="the JSONL file, or - for standard input")
         parser.add_argument("--images-dir", required=True, help="folder the lines' image paths are relative to")
         parser.add_argument("--dataset", required=True, help="dataset slug (created if it does not exist)")
+        parser.add_argument("--taxonomy", metavar="NAME|FILE.json",
+                            help="emotion taxonomy of a new dataset: mikels (default), ekman, or a JSON file with a custom "
+                                 "one (docs/taxonomies.md); an existing dataset must already have it")
         parser.add_argument("--approved", action="store_true", help="import the lines as already-approved final annotations")
         parser.add_argument("--source-default", default=ImageSource.WEB, choices=ImageSource.values,
                             help="image source for lines without one (default: web)")
@@ -67,7 +84,7 @@ class Command(BaseCommand):
                 stream=stream, images_dir=options["images_dir"], dataset_slug=options["dataset"],
                 run_by=options["user"] or _os_user(), file_name=name, approved=options["approved"],
                 source_default=options["source_default"], batch_size=options["batch_size"],
-                max_errors=max(options["show_errors"], 0),
+                max_errors=max(options["show_errors"], 0), taxonomy=_taxonomy(options["taxonomy"]),
                 on_error=None if errors_file is None else lambda error: _write_error(errors_file, error),
             )
         except ValueError as exc:

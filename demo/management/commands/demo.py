@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from demo.services import DEMO_DATASET, DEMO_USERS, demo_embeddings_store, demo_embeddings_write, demo_load
 from ml.stages.types import BackendNotConfigured
+from qa.models import QAPair
 
 
 class Command(BaseCommand):
@@ -43,6 +44,11 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Phrase embeddings ({embeddings.model}): all {embeddings.phrases} demo phrases; the "
                               "annotators' triplets are paired by meaning.")
+        qa_pairs = QAPair.objects.filter(dataset__slug=DEMO_DATASET, is_current=True).count()
+        self.stdout.write(
+            f"QA pairs: {qa_pairs} in {DEMO_DATASET!r}; review them at /qa/review/{DEMO_DATASET}/ (as reviewer) and "
+            f"rate images at /qa/rate/{DEMO_DATASET}/ (as rater or reviewer)."
+        )
         self.stdout.write("\nDemo logins (fixed demo passwords; never use them outside the demo):")
         for user in DEMO_USERS:
             self.stdout.write(f"  {user.username:<12} {user.password:<16} {', '.join(user.roles)}")

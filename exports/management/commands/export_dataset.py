@@ -10,13 +10,13 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from annotations.models import Dataset, ImageSource, ImageStatus
-from core.vocabulary import EMOTIONS
 from exports.filters import InvalidExportRequest
 from exports.models import ExportFormat, ExportStatus
 from exports.runs import export_run
 from exports.selectors import final_dir
 from exports.services import export_create
 from exports.writers.images import IMAGE_MODES, link_or_copy
+from qa.exporting import PAIR_SELECTIONS
 
 
 def _os_user() -> str:
@@ -37,7 +37,7 @@ class Command(BaseCommand):
         parser.add_argument("--status", nargs="+", choices=ImageStatus.values, default=[ImageStatus.APPROVED],
                             help="image statuses to take (default: approved)")
         parser.add_argument("--source", nargs="+", choices=ImageSource.values, help="image sources to take")
-        parser.add_argument("--label", nargs="+", choices=EMOTIONS, help="CES labels to take")
+        parser.add_argument("--label", nargs="+", help="CES labels to take (labels of the dataset's taxonomy)")
         parser.add_argument("--since", help="ISO date or date-time, inclusive")
         parser.add_argument("--until", help="ISO date or date-time, exclusive (a bare date: through that day)")
         parser.add_argument("--date-field", choices=["image", "annotation"], default="image",
@@ -53,6 +53,9 @@ class Command(BaseCommand):
         parser.add_argument("--include-rejected", action="store_true",
                             help="COCO, Parquet: also write the elements a reviewer or adjudicator rejected, marked with "
                                  "their status (left out by default and counted in the manifest; JSONL always keeps them)")
+        parser.add_argument("--pairs", choices=PAIR_SELECTIONS,
+                            help="qa-jsonl, qa-parquet: approved (accepted or edited QA pairs, the default) or current "
+                                 "(every pair's current version, with its status)")
         parser.add_argument("--user", help="username recorded as the export's author (default: the OS account, as run_by)")
 
     def handle(self, *args, **options):
@@ -71,7 +74,12 @@ class Command(BaseCommand):
         filters = {key: options[key] for key in ("status", "source", "label", "since", "until", "min_agreement")}
         filters["date_field"] = options["date_field"]
         filters["include_auto_accepted"] = options["include_auto_accepted"]
+        qa_format = ExportFormat(options["format"]) in (ExportFormat.QA_JSONL, ExportFormat.QA_PARQUET)
+        if options["pairs"] and not qa_format:
+            raise CommandError("--pairs applies to qa-jsonl and qa-parquet only")
         export_options = {"images": options["images"]}
+        if options["pairs"]:
+            export_options["pairs"] = options["pairs"]
         if options["categories"]:
             export_options["categories"] = options["categories"]
         if options["include_rejected"]:
@@ -87,14 +95,18 @@ class Command(BaseCommand):
         if snapshot.status != ExportStatus.COMPLETE:
             raise CommandError(f"export failed: {snapshot.error}")
         counts = snapshot.manifest["counts"]
-        self.stdout.write(
-            f"{counts['images']} image(s) exported ({counts['machine_accepted']} machine-accepted), "
-            f"{counts['skipped_without_final']} without a final annotation, {counts['skipped_auto_accepted']} "
-            f"auto-accepted only (see --include-auto-accepted), {counts['skipped_in_review']} still in review and "
-            f"{counts['skipped_by_filter']} outside the filter "
-            f"skipped; {counts['rejected_elements_left_out']} rejected element(s) left out (see --include-rejected); "
-            f"snapshot at {final_dir(snapshot)}"
-        )
+        if qa_format:
+            self.stdout.write(f"{counts['pairs']} QA pair(s) exported, {counts['pairs_left_out']} not selected "
+                              f"(see --pairs); snapshot at {final_dir(snapshot)}")
+        else:
+            self.stdout.write(
+                f"{counts['images']} image(s) exported ({counts['machine_accepted']} machine-accepted), "
+                f"{counts['skipped_without_final']} without a final annotation, {counts['skipped_auto_accepted']} "
+                f"auto-accepted only (see --include-auto-accepted), {counts['skipped_in_review']} still in review and "
+                f"{counts['skipped_by_filter']} outside the filter "
+                f"skipped; {counts['rejected_elements_left_out']} rejected element(s) left out (see --include-rejected); "
+                f"snapshot at {final_dir(snapshot)}"
+            )
         if out is not None:
             if out.exists():
                 out.rmdir()

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
-from core.vocabulary import EMOTIONS
+from core.vocabulary import BUILTIN_TAXONOMIES, EMOTIONS
 from ml.stages.backends._torch_utils import (
     CONFIG_FILE,
     PROCESSOR_FILES,
@@ -37,15 +37,24 @@ WHAT = "emotion classifier"
 REQUIRED_FILES = (CONFIG_FILE, PROCESSOR_FILES, WEIGHT_FILES)
 
 
-def emotion_columns(id2label: dict[int, str], num_labels: int, path: object) -> list[int]:
-    """For each emotion of :data:`EMOTIONS`, the output column that predicts it."""
+def classifier_labels(id2label: dict[int, str], num_labels: int, path: object) -> tuple[str, ...]:
+    """The built-in taxonomy's labels (in its order) that ``id2label`` names, any order:
+    Mikels' eight, or another of :data:`core.vocabulary.BUILTIN_TAXONOMIES`."""
     labels = [str(id2label.get(i, f"<missing {i}>")).strip().lower() for i in range(num_labels)]
-    if sorted(labels) != sorted(EMOTIONS):
-        raise BackendNotConfigured(
-            f"{WHAT}: {path}/config.json id2label must be exactly the 8 emotions {list(EMOTIONS)} "
-            f"(any order), got {labels}"
-        )
-    return [labels.index(emotion) for emotion in EMOTIONS]
+    for taxonomy in BUILTIN_TAXONOMIES.values():
+        if sorted(labels) == sorted(taxonomy.labels):
+            return taxonomy.labels
+    others = "; ".join(f"{t.name}: {list(t.labels)}" for t in BUILTIN_TAXONOMIES.values() if t.labels != EMOTIONS)
+    raise BackendNotConfigured(
+        f"{WHAT}: {path}/config.json id2label must be exactly the 8 emotions {list(EMOTIONS)} "
+        f"(any order), or the labels of another built-in taxonomy ({others}), got {labels}"
+    )
+
+
+def emotion_columns(id2label: dict[int, str], num_labels: int, path: object) -> list[int]:
+    """For each label of the classifier's taxonomy (:func:`classifier_labels`), the output column that predicts it."""
+    labels = [str(id2label.get(i, f"<missing {i}>")).strip().lower() for i in range(num_labels)]
+    return [labels.index(emotion) for emotion in classifier_labels(id2label, num_labels, path)]
 
 
 class HFEmotionClassifier:
@@ -70,6 +79,7 @@ class HFEmotionClassifier:
         self.dtype = resolve_dtype(dtype, what=WHAT)
         self.path = model_folder(model_path, what=WHAT, required=REQUIRED_FILES)
         config = AutoConfig.from_pretrained(self.path, local_files_only=True)
+        self.labels = classifier_labels(dict(config.id2label), config.num_labels, self.path)
         self.columns = emotion_columns(dict(config.id2label), config.num_labels, self.path)
         self.device = resolve_device(device)
         set_tf32(tf32)
@@ -81,7 +91,7 @@ class HFEmotionClassifier:
         return f"{self.name}: image classifier from {self.path} on {self.device}"
 
     def predict(self, images: Sequence[ImageInput]) -> list[dict[str, float]]:
-        """One softmax distribution over :data:`EMOTIONS` (in that order, summing to 1) per image.
+        """One softmax distribution over :attr:`labels` (in that order, summing to 1) per image.
 
         Raises :class:`ml.stages.types.StageError` when an image cannot be decoded.
         """
@@ -94,5 +104,5 @@ class HFEmotionClassifier:
             probs = torch.softmax(logits.double().cpu()[:, self.columns], dim=-1)
             for row in probs.tolist():
                 total = sum(row)
-                out.append({emotion: p / total for emotion, p in zip(EMOTIONS, row)})
+                out.append({emotion: p / total for emotion, p in zip(self.labels, row)})
         return out

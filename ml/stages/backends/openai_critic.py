@@ -12,8 +12,8 @@ from typing import Any
 
 from core.triplets import PhraseTriplet
 from ml.stages.backends.openai_chat import ChatEndpoint
-from ml.stages.parsing import CRITIC_SCHEMA, check_completion, parse_critic
-from ml.stages.prompts import load_prompt, render_critic
+from ml.stages.parsing import check_completion, critic_schema, parse_critic
+from ml.stages.prompts import PromptChoice, render_critic
 from ml.stages.types import (
     AnnotatorResult,
     CalibrationResult,
@@ -24,16 +24,18 @@ from ml.stages.types import (
 
 
 class OpenAICritic:
-    """Options: ``name``, ``prompt`` (default ``critic_v1``) and every option of
+    """Options: ``name``, ``prompt`` (default ``critic_v1`` for a Mikels dataset, ``critic_v2``
+    for any other taxonomy) and every option of
     :class:`ml.stages.backends.openai_chat.ChatEndpoint`."""
 
-    def __init__(self, *, name: str = "critic", prompt: str = "critic_v1", **endpoint: Any):
+    def __init__(self, *, name: str = "critic", prompt: str | None = None, **endpoint: Any):
         self.name = name
-        self.prompt = load_prompt(prompt)
+        self.prompts = PromptChoice(prompt, mikels_default="critic_v1", any_default="critic_v2")
+        self.prompt = self.prompts.mikels
         self.endpoint = ChatEndpoint(**{"max_tokens": 2048, **endpoint})
 
     def describe(self) -> str:
-        return f"{self.endpoint.describe()}, prompt {self.prompt.version}"
+        return f"{self.endpoint.describe()}, prompt {self.prompts.version}"
 
     def review(
         self,
@@ -42,14 +44,20 @@ class OpenAICritic:
         calibration: CalibrationResult,
         triplets: Sequence[PhraseTriplet] | None = None,
     ) -> CriticResult:
-        candidates, text = render_critic(self.prompt, results, calibration, triplets)
+        labels = image.taxonomy.labels
+        try:
+            prompt = self.prompts.for_taxonomy(image.taxonomy)
+        except StageError as exc:
+            raise StageError(f"{self.name}: {exc.reason}") from exc
+        candidates, text = render_critic(prompt, results, calibration, triplets, image.taxonomy)
         completion = self.endpoint.complete(
-            [self.endpoint.user_message(text, image)], schema_name="emoverse_critic", schema=CRITIC_SCHEMA
+            [self.endpoint.user_message(text, image)], schema_name="emoverse_critic", schema=critic_schema(labels)
         )
         try:
             raw = check_completion(completion.text, finish_reason=completion.finish_reason, refusal=completion.refusal)
             return parse_critic(
-                raw, model=self.name, prompt_version=self.prompt.version, triplets=candidates, usage=completion.usage
+                raw, model=self.name, prompt_version=prompt.version, triplets=candidates, usage=completion.usage,
+                labels=labels,
             )
         except StageError as exc:
             raise StageError(f"{self.name}: {exc.reason}", raw_output=exc.raw_output) from exc

@@ -26,7 +26,7 @@ from typing import Any
 from core.triplets import PhraseTriplet
 from ml.stages.backends._vision import decode_image
 from ml.stages.parsing import check_completion, parse_annotation, parse_critic
-from ml.stages.prompts import load_prompt, render_critic
+from ml.stages.prompts import Prompt, PromptChoice, render_annotate, render_critic
 from ml.stages.types import (
     AnnotatorResult,
     BackendNotConfigured,
@@ -168,7 +168,8 @@ class _QwenBackend:
         *,
         name: str,
         model_path: str,
-        prompt: str,
+        prompt: str | None,
+        prompts: tuple[str, str],
         device: str = "auto",
         dtype: str = "auto",
         max_new_tokens: int = 1024,
@@ -178,7 +179,8 @@ class _QwenBackend:
         max_memory: dict[str, str] | None = None,
     ):
         self.name = name
-        self.prompt = load_prompt(prompt)
+        self.prompts = PromptChoice(prompt, mikels_default=prompts[0], any_default=prompts[1])
+        self.prompt = self.prompts.mikels
         self.max_new_tokens = max_new_tokens
         placed = placement(device, device_map, max_memory)
         self.qwen = load_qwen(str(model_path), device, dtype, min_pixels, max_pixels, placed)
@@ -187,7 +189,13 @@ class _QwenBackend:
         spread = getattr(self.qwen.model, "hf_device_map", None)
         where = (f"sharded over {', '.join(sorted({str(d) for d in spread.values()}))} (device_map)" if spread
                  else f"on {self.qwen.device}")
-        return f"Qwen2.5-VL from {self.qwen.path} {where}, prompt {self.prompt.version}"
+        return f"Qwen2.5-VL from {self.qwen.path} {where}, prompt {self.prompts.version}"
+
+    def _prompt(self, image: ImageInput) -> Prompt:
+        try:
+            return self.prompts.for_taxonomy(image.taxonomy)
+        except StageError as exc:
+            raise StageError(f"{self.name}: {exc.reason}") from exc
 
     def _ask(self, text: str, image: ImageInput) -> tuple[str, Usage]:
         answer, finish_reason, usage = self.qwen.generate(text, image, max_new_tokens=self.max_new_tokens)
@@ -205,24 +213,27 @@ class QwenVLAnnotator(_QwenBackend):
     (``{"0": "70GiB", "1": "70GiB"}``),
     ``dtype`` (``auto``, ``bfloat16``, ``float16``, ``float32``), ``max_new_tokens``,
     ``min_pixels``/``max_pixels`` (image resolution bounds of the processor) and
-    ``prompt`` (default ``annotate_v1``)."""
+    ``prompt`` (default ``annotate_v1`` for a Mikels dataset, ``annotate_v2`` for any other taxonomy)."""
 
-    def __init__(self, *, name: str, model_path: str, prompt: str = "annotate_v1", **options: Any):
-        super().__init__(name=name, model_path=model_path, prompt=prompt, **options)
+    def __init__(self, *, name: str, model_path: str, prompt: str | None = None, **options: Any):
+        super().__init__(name=name, model_path=model_path, prompt=prompt, prompts=("annotate_v1", "annotate_v2"), **options)
 
     def annotate(self, image: ImageInput) -> AnnotatorResult:
-        raw, usage = self._ask(self.prompt.text, image)
+        prompt = self._prompt(image)
+        raw, usage = self._ask(render_annotate(prompt, image.taxonomy), image)
         try:
-            return parse_annotation(raw, model=self.name, prompt_version=self.prompt.version, usage=usage)
+            return parse_annotation(raw, model=self.name, prompt_version=prompt.version, usage=usage,
+                                    labels=image.taxonomy.labels)
         except StageError as exc:
             raise StageError(f"{self.name}: {exc.reason}", raw_output=exc.raw_output) from exc
 
 
 class QwenVLCritic(_QwenBackend):
-    """Same options as :class:`QwenVLAnnotator`; ``prompt`` defaults to ``critic_v1``."""
+    """Same options as :class:`QwenVLAnnotator`; ``prompt`` defaults to ``critic_v1`` for a
+    Mikels dataset, ``critic_v2`` for any other taxonomy."""
 
-    def __init__(self, *, model_path: str, name: str = "critic", prompt: str = "critic_v1", **options: Any):
-        super().__init__(name=name, model_path=model_path, prompt=prompt, **options)
+    def __init__(self, *, model_path: str, name: str = "critic", prompt: str | None = None, **options: Any):
+        super().__init__(name=name, model_path=model_path, prompt=prompt, prompts=("critic_v1", "critic_v2"), **options)
 
     def review(
         self,
@@ -231,9 +242,11 @@ class QwenVLCritic(_QwenBackend):
         calibration: CalibrationResult,
         triplets: Sequence[PhraseTriplet] | None = None,
     ) -> CriticResult:
-        candidates, text = render_critic(self.prompt, results, calibration, triplets)
+        prompt = self._prompt(image)
+        candidates, text = render_critic(prompt, results, calibration, triplets, image.taxonomy)
         raw, usage = self._ask(text, image)
         try:
-            return parse_critic(raw, model=self.name, prompt_version=self.prompt.version, triplets=candidates, usage=usage)
+            return parse_critic(raw, model=self.name, prompt_version=prompt.version, triplets=candidates, usage=usage,
+                                labels=image.taxonomy.labels)
         except StageError as exc:
             raise StageError(f"{self.name}: {exc.reason}", raw_output=exc.raw_output) from exc

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from core.alignment import PhraseVectors
+from core.vocabulary import MIKELS
 from ml.stages.calibration import DEFAULT_EPSILON, calibrate_and_merge
 from ml.stages.types import AnnotatorResult, CalibrationResult, ImageInput, StageError
 
@@ -39,6 +40,7 @@ class TemperatureCalibrator:
                 classifier_weight=self.classifier_weight,
                 epsilon=self.epsilon,
                 vectors=vectors,
+                labels=getattr(image, "taxonomy", MIKELS).labels,  # no image (a direct caller): Mikels
             )
         except ValueError as exc:
             raise StageError(f"calibration failed: {exc}") from exc

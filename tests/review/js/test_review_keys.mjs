@@ -8,7 +8,8 @@ import { dirname, resolve } from "node:path";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const K = await import(resolve(here, "../../../static/review/review_keys.js"));
-const { EMOTIONS } = await import(resolve(here, "../../../static/review/review_model.js"));
+const EMOTIONS_MODULE = await import(resolve(here, "../../../static/review/review_model.js"));
+const { EMOTIONS } = EMOTIONS_MODULE;
 
 const press = (key, mods = {}) => ({ key, shiftKey: false, ctrlKey: false, metaKey: false, altKey: false, target: { tagName: "CANVAS" }, ...mods });
 const act = (key, mods, state = { selected: true }) => K.keyAction(press(key, mods), state);
@@ -107,4 +108,25 @@ test("Shift+O shows only the selected element's overlay; plain O stays the edito
   assert.equal(act("o"), null);
   assert.equal(act("O", { shiftKey: true, ctrlKey: true }), null);
   assert.ok(K.KEYS.some(([keys]) => keys === "Shift-O"), "the ? overlay lists Shift-O");
+});
+
+test("the dataset's taxonomy decides the emotion keys and the key table's first row", () => {
+  const M = EMOTIONS_MODULE;
+  try {
+    M.setTaxonomy({ labels: ["anger", "disgust", "fear", "happiness", "sadness", "surprise"], keys: ["1", "2", "3", "4", "5", "6"], positive: ["happiness"] });
+    assert.deepEqual(act("4"), { name: "label", arg: "happiness" });
+    assert.equal(act("7"), null);
+    assert.equal(act("8"), null);
+    assert.deepEqual(K.keyTable()[0], ["1 – 6", "pick the emotion (anger, disgust, fear, happiness, sadness, surprise)"]);
+    M.setTaxonomy({ labels: ["negative", "neutral", "positive"], keys: ["j", "k", "l"], positive: ["positive"] });
+    assert.deepEqual(act("l"), { name: "label", arg: "positive" });
+    assert.deepEqual(act("J"), { name: "label", arg: "negative" }); // Caps Lock
+    assert.equal(act("L", { shiftKey: true }), null);
+    assert.equal(act("1"), null);
+    assert.deepEqual(K.keyTable()[0], ["j, k, l", "pick the emotion (negative, neutral, positive)"]);
+  } finally {
+    M.setTaxonomy({ labels: ["amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness"],
+      keys: ["1", "2", "3", "4", "5", "6", "7", "8"], positive: ["amusement", "awe", "contentment", "excitement"] });
+  }
+  assert.deepEqual(act("8"), { name: "label", arg: "sadness" });
 });

@@ -1,0 +1,242 @@
+"""The importer's file work in worker processes: each file within a time limit, in parallel.
+
+Everything an import does with a file happens here, never in the importing process and
+never while a transaction is open: the path is resolved and confined to the images folder
+(:func:`~annotations.importers.emoverse_parse.resolve_image_path`), the file is read when it
+is a regular file within the size limit (:func:`annotations.image_services.read_image_file`'s
+rules) and hashed; when its content is new to the dataset, decoded and checked
+(:func:`annotations.image_files.image_prepare`); and once its lines passed their checks, its
+stored file and thumbnail written (:func:`annotations.image_services.image_store_files`).
+
+Each file has ``EMOVERSE_IMAGE_READ_TIMEOUT_S`` for all of that. A worker that overruns it
+(a FIFO that blocks, a stalled network mount, a pathological image) is killed (SIGKILL)
+and replaced; its file fails with the timeout message and the files queued behind it go
+to the fresh worker. Nothing is left blocked in the importing process: a read stuck in the
+kernel stays with the killed process.
+
+Workers are forked from the importing process (they inherit its settings, test overrides
+included) and touch no database: they get the dataset, names and pixels, and send back
+hashes, checked pixels and stored file names. :class:`FilePool` is a context manager; leaving it stops the
+workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import pickle
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from annotations.errors import InvalidImage
+from annotations.image_files import PreparedImage, image_prepare, sha256_of
+from annotations.image_services import ImageCandidate, image_store_files, read_image_file
+from annotations.importers.emoverse_parse import resolve_image_path
+from annotations.models import Dataset
+
+logger = logging.getLogger(__name__)
+
+TASKS_PER_MESSAGE = 16  # files sent to a worker at once (one result comes back per file)
+
+
+@dataclass(frozen=True)
+class Found:
+    """A file read and hashed: its resolved path and the SHA-256 of its bytes."""
+
+    path: Path
+    sha256: str
+
+
+def find_file(images_dir: Path, name: str) -> Found:
+    """Resolve ``name`` in ``images_dir``, read it within the limits, hash it (in a worker)."""
+    path = resolve_image_path(images_dir, name)
+    return Found(path, sha256_of(read_image_file(path)))
+
+
+def prepare_file(found: Found) -> PreparedImage:
+    """Read the file again and check and normalise its pixels (in a worker). The content must
+    still be the one hashed by :func:`find_file`."""
+    data = read_image_file(found.path)
+    if sha256_of(data) != found.sha256:
+        raise InvalidImage("the file changed while the import read it")
+    return image_prepare(data)
+
+
+def store_file(dataset: Dataset, candidate: ImageCandidate, original_name: str) -> ImageCandidate:
+    """Write a new image's stored file and thumbnail (in a worker): the candidate with their names."""
+    return image_store_files(dataset=dataset, candidate=candidate, original_name=original_name)
+
+
+_OPERATIONS: dict[str, Callable[..., Any]] = {"find": find_file, "prepare": prepare_file, "store": store_file}
+
+
+def register(name: str, operation: Callable[..., Any]) -> None:
+    """Make ``operation`` (a module-level function of picklable arguments, no database access)
+    available to the workers under ``name``; call at import time, before a pool forks."""
+    _OPERATIONS[name] = operation
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives pickling, else a RuntimeError that names it."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+def _serve(conn: Connection) -> None:
+    """A worker's loop: receive ``[(task id, operation, args), ...]``, send ``(task id, ok, value)`` per task."""
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        for task_id, operation, args in message:
+            try:
+                conn.send((task_id, True, _OPERATIONS[operation](*args)))
+            except Exception as exc:  # sent back: the line of that file fails with it
+                conn.send((task_id, False, _portable(exc)))
+
+
+def _worker_main(conn: Connection) -> None:
+    try:
+        _serve(conn)
+    finally:
+        os._exit(0)  # no inherited clean-up (the parent's database connection is not this process's)
+
+
+@dataclass
+class _Worker:
+    process: multiprocessing.process.BaseProcess
+    conn: Connection
+    pending: deque = field(default_factory=deque)  # task ids sent, not yet answered, in order
+    deadline: float = 0.0  # when the task at the head of ``pending`` must be answered
+
+
+class FilePool:
+    """Worker processes that run :func:`find_file` and :func:`prepare_file` with a per-file time limit."""
+
+    def __init__(self, workers: int | None = None, timeout_s: float | None = None) -> None:
+        self.size = max(1, workers or import_workers())
+        self.timeout_s = settings.EMOVERSE_IMAGE_READ_TIMEOUT_S if timeout_s is None else timeout_s
+        self._context = multiprocessing.get_context("fork")
+        self._workers: list[_Worker] = []
+        self.killed = 0
+
+    def __enter__(self) -> FilePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _start(self) -> _Worker:
+        parent, child = self._context.Pipe()
+        process = self._context.Process(target=_worker_main, args=(child,), daemon=True, name="import-files")
+        process.start()
+        child.close()
+        worker = _Worker(process, parent)
+        self._workers.append(worker)
+        return worker
+
+    def _kill(self, worker: _Worker) -> None:
+        self._workers.remove(worker)
+        worker.process.kill()
+        worker.conn.close()
+        worker.process.join(0.1)  # reaped now if it died; a process stuck in the kernel is left to exit
+        self.killed += 1
+
+    def close(self) -> None:
+        for worker in list(self._workers):
+            try:
+                worker.conn.send(None)
+            except OSError:
+                pass
+        for worker in list(self._workers):
+            worker.process.join(1)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(0.1)
+            worker.conn.close()
+        self._workers.clear()
+
+    def run(self, operation: str, tasks: Sequence[tuple]) -> list[tuple[bool, Any]]:
+        """Run ``operation`` on each argument tuple of ``tasks``; ``(True, value)`` or ``(False, exception)``
+        per task, in order. A task whose worker does not answer within the time limit gets
+        ``(False, InvalidImage(...))`` naming the limit, and its worker is replaced."""
+        results: list[tuple[bool, Any] | None] = [None] * len(tasks)
+        queue = deque(range(len(tasks)))
+        while len(self._workers) < min(self.size, len(tasks)):
+            self._start()
+        busy: dict[Connection, _Worker] = {}
+        per_message = max(1, min(TASKS_PER_MESSAGE, len(tasks) // (2 * self.size) or 1))
+
+        def feed(worker: _Worker) -> None:
+            batch = [queue.popleft() for _ in range(min(per_message, len(queue)))]
+            if not batch:
+                return
+            worker.conn.send([(i, operation, tasks[i]) for i in batch])
+            worker.pending.extend(batch)
+            worker.deadline = time.monotonic() + self.timeout_s
+            busy[worker.conn] = worker
+
+        for worker in self._workers:
+            feed(worker)
+        while busy:
+            now = time.monotonic()
+            for worker in [w for w in busy.values() if w.deadline <= now]:
+                del busy[worker.conn]
+                stuck = worker.pending.popleft()
+                results[stuck] = (False, self._timeout_error(operation))
+                queue.extendleft(reversed(worker.pending))  # the files behind it go to a fresh worker
+                self._kill(worker)
+                logger.warning("import: a file worker overran %g s and was killed", self.timeout_s)
+                feed(self._start())
+            if not busy:
+                break
+            ready = wait(list(busy), timeout=max(0.0, min(w.deadline for w in busy.values()) - time.monotonic()))
+            for conn in ready:
+                worker = busy[conn]
+                try:
+                    task_id, ok, value = conn.recv()
+                except (EOFError, OSError):  # the worker died (killed from outside, out of memory)
+                    del busy[conn]
+                    lost = worker.pending.popleft()
+                    results[lost] = (False, RuntimeError("the file worker died while it handled this file"))
+                    queue.extendleft(reversed(worker.pending))
+                    self._kill(worker)
+                    feed(self._start())
+                    continue
+                worker.pending.popleft()
+                results[task_id] = (ok, value)
+                worker.deadline = time.monotonic() + self.timeout_s
+                if not worker.pending:
+                    del busy[conn]
+                    feed(worker)
+        return results  # type: ignore[return-value]
+
+    def _timeout_error(self, operation: str) -> InvalidImage:
+        what = {"find": "read", "prepare": "checked", "store": "stored"}.get(operation, "checked")
+        return InvalidImage(
+            f"not {what} within {self.timeout_s:g} s (EMOVERSE_IMAGE_READ_TIMEOUT_S); is its mount stalled?"
+        )
+
+
+def import_workers() -> int:
+    """Worker processes per import: ``EMOVERSE_IMPORT_WORKERS``, by default one per CPU (at most 8)."""
+    configured = getattr(settings, "EMOVERSE_IMPORT_WORKERS", 0)
+    return configured or min(8, os.cpu_count() or 1)
+
+
+def unique(values: Iterable[Any]) -> list[Any]:
+    return list(dict.fromkeys(values))
