@@ -13,7 +13,8 @@
 5. migrates the database (``DATABASE_URL``, default a SQLite file of its own), loads the
    demo users and dataset, and puts the photographs, without annotations, in the dataset
    ``pipeline-demo``;
-6. starts real Celery workers (``io`` with a thread pool, ``gpu`` with one process) and the
+6. starts real Celery workers (``io`` with a thread pool; ``refine,gpu`` with one process,
+   click-to-refine first, as a GPU worker in production) and the
    web app (gunicorn), sends every image of ``pipeline-demo`` through the pipeline, and
    prints the progress that the pipeline page shows.
 
@@ -175,10 +176,10 @@ class Processes:
                 proc.wait(timeout=10)
 
 
-def worker_args(queue: str, pool: str, concurrency: int) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "emoverse_site", "worker", "-Q", queue, "-P", pool,
-            "-c", str(concurrency), "-n", f"demo-{queue}@%h", "--loglevel", "INFO", "--without-gossip",
-            "--without-mingle", "--without-heartbeat"]
+def worker_args(name: str, queues: str, pool: str, concurrency: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "emoverse_site", "worker", "-Q", queues, "-P", pool,
+            "-c", str(concurrency), "-n", f"demo-{name}@%h", "--loglevel", "INFO", "--without-gossip",
+            "--without-mingle", "--without-heartbeat", *extra]
 
 
 def wait_ready(logs: Path, names: list[str], procs: Processes, timeout: float = 180) -> None:
@@ -288,8 +289,10 @@ def run(argv: list[str] | None = None) -> int:
         prepare_database(max(1, min(args.images, 11)))
 
         say(f"6. Celery workers (logs in {logs}) and the web app")
-        procs.start("worker-io", worker_args("io", "threads", 2 * args.concurrency), env)
-        procs.start("worker-gpu", worker_args("gpu", "prefork", 1), env)
+        procs.start("worker-io", worker_args("io", "io", "threads", 2 * args.concurrency), env)
+        # As a GPU worker in production: a reviewer's click-to-refine (queue "refine") before the
+        # next bulk batch, one message at a time.
+        procs.start("worker-gpu", worker_args("gpu", "refine,gpu", "prefork", 1, "--prefetch-multiplier", "1"), env)
         if not args.no_web:
             procs.start("web", [sys.executable, "-m", "gunicorn", "emoverse_site.wsgi", "--bind",
                                 f"{args.host}:{args.port}", "--workers", "2", "--threads", "4",

@@ -329,7 +329,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = "io"
+# Click-to-refine has a lane of its own: a reviewer waits for it, so it never queues behind
+# the pipeline's bulk GPU batches (see docs/deployment.md for the workers that serve it).
+EMOVERSE_REFINE_QUEUE = os.environ.get("EMOVERSE_REFINE_QUEUE", "refine")
 CELERY_TASK_ROUTES = {
+    "ml.tasks.gpu_refine_mask": {"queue": EMOVERSE_REFINE_QUEUE},
     "ml.tasks.gpu_*": {"queue": "gpu"},
     "ml.tasks.*": {"queue": "io"},
     "exports.tasks.*": {"queue": "io"},
@@ -337,7 +341,12 @@ CELERY_TASK_ROUTES = {
 }
 # How long an unacknowledged task (its worker died) waits before another worker gets it.
 # Keep it above the longest task's hard time limit.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))}
+# "priority": a worker started with `-Q refine,gpu` always takes a waiting refine before the
+# next bulk GPU message (Redis; the default, round robin, would alternate between the queues).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600")),
+    "queue_order_strategy": "priority",
+}
 # How often a worker looks for such tasks (Redis): unset, kombu's default (a sweep about every
 # 100 s); set, a sweep every that many seconds (worth it only with a short visibility timeout).
 if os.environ.get("CELERY_UNACKED_RESTORE_SECONDS"):
@@ -348,6 +357,7 @@ if os.environ.get("CELERY_UNACKED_RESTORE_SECONDS"):
 # A broker without a server, for one machine (the pipeline demo's fallback when no Redis runs):
 # CELERY_BROKER_URL=filesystem:// keeps the queues as files in CELERY_BROKER_FOLDER, which every
 # process (web, workers) must share; pair it with CELERY_RESULT_BACKEND=file:///<folder>.
+# (The filesystem broker has no queue order: a refine waits its turn there.)
 CELERY_BROKER_FOLDER = os.environ.get("CELERY_BROKER_FOLDER", "")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_folder = str(Path(CELERY_BROKER_FOLDER or VAR_DIR / "broker").resolve())
@@ -358,12 +368,41 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 # A JSON file describing the backends (see docs/ml-backends.md). Empty: nothing is
 # configured and the pipeline says exactly what to configure.
 EMOVERSE_ML_CONFIG = os.environ.get("EMOVERSE_ML_CONFIG", "")
-EMOVERSE_ML: dict = json.loads(Path(EMOVERSE_ML_CONFIG).read_text()) if EMOVERSE_ML_CONFIG else {}
+
+
+def _read_ml_config(path: str) -> tuple[dict, str]:
+    """The backend configuration and ``""``, or ``{}`` and what is wrong with the file.
+
+    A bad file must not stop every ``manage.py`` command with a traceback: the pipeline
+    stays unconfigured, and the system check ``ml.E001`` (``ml.checks``) says what to fix.
+    """
+    if not path:
+        return {}, ""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}, f"EMOVERSE_ML_CONFIG names {path!r}, which does not exist"
+    except (OSError, UnicodeDecodeError) as exc:
+        return {}, f"EMOVERSE_ML_CONFIG names {path!r}, which cannot be read: {exc}"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return {}, f"EMOVERSE_ML_CONFIG file {path!r} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    if not isinstance(value, dict):
+        return {}, f"EMOVERSE_ML_CONFIG file {path!r} must hold a JSON object, not {type(value).__name__}"
+    return value, ""
+
+
+EMOVERSE_ML, EMOVERSE_ML_CONFIG_ERROR = _read_ml_config(EMOVERSE_ML_CONFIG)
 # Runs stuck queued or running (a lost message, a hard time limit) are sent again by a
 # periodic sweep (``celery -A emoverse_site beat``) every EMOVERSE_STALE_SWEEP_SECONDS;
 # a run already sent EMOVERSE_PIPELINE_MAX_SENDS times is failed instead, for a person.
 EMOVERSE_STALE_SWEEP_SECONDS = int(os.environ.get("EMOVERSE_STALE_SWEEP_SECONDS", "300"))
 EMOVERSE_PIPELINE_MAX_SENDS = int(os.environ.get("EMOVERSE_PIPELINE_MAX_SENDS", "3"))
+# A run whose stages changed this recently is not looked at by the sweep (its next message may
+# have been sent after the sweep read the broker); a run is stuck only when no worker holds it
+# and the broker has no message of it (ml.services.stuck_run_ids), never for its age alone.
+EMOVERSE_PIPELINE_STUCK_GRACE_S = float(os.environ.get("EMOVERSE_PIPELINE_STUCK_GRACE_S", "120"))
 # Running exports whose worker died (no heartbeat for EMOVERSE_EXPORT_STALE_SECONDS) are
 # marked failed by the same beat every EMOVERSE_EXPORT_SWEEP_SECONDS.
 EMOVERSE_EXPORT_SWEEP_SECONDS = int(os.environ.get("EMOVERSE_EXPORT_SWEEP_SECONDS", "300"))

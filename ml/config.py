@@ -24,11 +24,42 @@ from django.conf import settings
 
 from annotations.phrase_embeddings import phrase_model_name
 from ml.stages.registry import DEFAULT_EMBEDDER, Registry
+from ml.stages.types import BackendNotConfigured
+
+
+class UnreadableConfigRegistry(Registry):
+    """The registry of a configuration file that could not be read (missing, not JSON, not
+    an object): every stage says what is wrong with the file instead of "not configured"."""
+
+    def __init__(self, problem: str):
+        super().__init__({})
+        self.problem = problem
+
+    def _fail(self) -> BackendNotConfigured:
+        return BackendNotConfigured(f"{self.problem}. Fix the file or unset EMOVERSE_ML_CONFIG (see docs/ml-backends.md).")
+
+    @property
+    def pipeline_version(self) -> str:
+        raise self._fail()
+
+    def annotator_specs(self) -> list:
+        raise self._fail()
+
+    def spec(self, stage: str):
+        raise self._fail()
+
+    def check(self) -> list[str]:
+        return [str(self._fail())]
 
 
 @functools.lru_cache(maxsize=4)
 def _registry_for(key: str) -> Registry:
     return Registry(json.loads(key))
+
+
+def config_error() -> str:
+    """What is wrong with the file ``EMOVERSE_ML_CONFIG`` names (``""``: nothing, or no file)."""
+    return getattr(settings, "EMOVERSE_ML_CONFIG_ERROR", "")
 
 
 def configuration() -> dict[str, Any]:
@@ -43,6 +74,8 @@ def configuration() -> dict[str, Any]:
 
 def get_registry() -> Registry:
     """The process-wide registry of :func:`configuration` (same configuration, same instances)."""
+    if config_error():
+        return UnreadableConfigRegistry(config_error())
     return _registry_for(json.dumps(configuration(), sort_keys=True, default=str))
 
 

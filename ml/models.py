@@ -73,6 +73,10 @@ class StageResult(models.Model):
     output = models.JSONField(null=True, blank=True, help_text="The parsed stage result (ml.stages.codec.dump).")
     duration_s = models.FloatField(null=True, blank=True)
     attempt = models.PositiveIntegerField(default=0)
+    # The task that runs the stage (its message id) and until when its claim holds: the task's
+    # hard time limit, so a live lease means a live worker (``ml.runs.stage_begin``).
+    owner = models.CharField(max_length=255, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

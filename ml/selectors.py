@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -67,13 +68,32 @@ N_BINS = 15
 HELD_OUT_SHARE = 0.3
 
 
-def latest_temperatures() -> dict[str, float]:
-    """The newest fitted temperature per model name; a model without one is absent (identity 1.0)."""
+_TEMPERATURES: dict[str, Any] = {"at": None, "value": {}}
+
+
+def latest_temperatures(*, max_age_s: float = 0.0) -> dict[str, float]:
+    """The newest fitted temperature per model name; a model without one is absent (identity 1.0).
+
+    ``max_age_s``: a worker may reuse what it read this long ago (the calibrate stage passes
+    ``TEMPERATURES_MAX_AGE_S``: one query per worker per half minute, not one per image); a
+    fit stored in this process is seen at once (:func:`forget_temperatures`).
+    """
+    now = time.monotonic()
+    if max_age_s > 0 and _TEMPERATURES["at"] is not None and now - _TEMPERATURES["at"] < max_age_s:
+        return dict(_TEMPERATURES["value"])
     latest: dict[str, float] = {}
     rows = CalibrationVersion.objects.order_by("model_name", "-version").values_list("model_name", "temperature")
     for name, temperature in rows:
         latest.setdefault(name, temperature)
+    _TEMPERATURES.update(at=now, value=dict(latest))
     return latest
+
+
+def forget_temperatures() -> None:
+    _TEMPERATURES.update(at=None, value={})
+
+
+TEMPERATURES_MAX_AGE_S = 30.0
 
 
 def calibration_history(*, limit: int = 200) -> list[CalibrationVersion]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -16,8 +18,8 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from annotations.models import Annotation, AnnotationKind, Dataset, Image, ImageStatus
-from annotations.services import image_set_status
-from ml import runs, tasks
+from annotations.services import image_set_status, images_set_status
+from ml import broker, runs, selectors, tasks
 from ml.config import get_registry
 from ml.models import (
     CalibrationVersion,
@@ -72,18 +74,56 @@ class RetryResult:
         return self.failed + self.stale
 
 
-def stale_runs(*, pipeline_version: str) -> QuerySet[PipelineRun]:
-    """Queued or running runs that made no progress for longer than a task may live
-    (``tasks.STALE_AFTER_S``) and that no live GPU claim holds: their message was lost
-    (the hard time limit acknowledges it; a broker can lose one) and nobody will finish
-    them. A run still waiting behind a long queue can look the same: sending it again is
-    safe (tasks are idempotent) but costs a second request to the annotators."""
+CONFIRM_PAUSE_S = 1.0  # between the sweep's two reads of the broker
+
+
+def _unheld(*, pipeline_version: str) -> QuerySet[PipelineRun]:
+    """Queued or running runs that no worker holds: no live GPU claim, no stage under a live
+    lease (``runs.stage_begin``), and no stage or run change for ``EMOVERSE_PIPELINE_STUCK_GRACE_S``
+    (its next message may have been sent after the broker was read: the broker is read first)."""
     now = timezone.now()
-    return PipelineRun.objects.filter(
-        pipeline_version=pipeline_version,
-        status__in=[RunStatus.QUEUED, RunStatus.RUNNING],
-        updated_at__lt=now - timedelta(seconds=tasks.STALE_AFTER_S),
-    ).filter(Q(gpu_claimed_until__isnull=True) | Q(gpu_claimed_until__lte=now))
+    grace = timedelta(seconds=settings.EMOVERSE_PIPELINE_STUCK_GRACE_S)
+    live_stage = StageResult.objects.filter(run=OuterRef("pk"), status=StageStatus.RUNNING, lease_until__gt=now)
+    recent = StageResult.objects.filter(run=OuterRef("pk"), updated_at__gt=now - grace)
+    return (
+        PipelineRun.objects.filter(
+            pipeline_version=pipeline_version,
+            status__in=[RunStatus.QUEUED, RunStatus.RUNNING],
+            updated_at__lt=now - grace,
+        )
+        .filter(Q(gpu_claimed_until__isnull=True) | Q(gpu_claimed_until__lte=now))
+        .exclude(Exists(live_stage))
+        .exclude(Exists(recent))
+    )
+
+
+def stale_runs(*, pipeline_version: str) -> QuerySet[PipelineRun]:
+    """Runs a worker took and lost: unheld (:func:`_unheld`) with a stage or GPU claim whose
+    lease ran out (a hard time limit, a killed worker). Reads only the database (the pipeline
+    page counts them); whether their message is still in the broker (a killed worker's comes
+    back after the visibility timeout) is :func:`stuck_run_ids`'s question."""
+    lost_stage = StageResult.objects.filter(run=OuterRef("pk"), status=StageStatus.RUNNING)
+    return _unheld(pipeline_version=pipeline_version).filter(Exists(lost_stage) | Q(gpu_claimed_until__isnull=False))
+
+
+def stuck_run_ids(*, pipeline_version: str) -> list[int]:
+    """Runs nobody will finish: no worker holds them (:func:`_unheld`) and no message of theirs
+    waits in the broker or is reserved by a worker (``ml.broker``). A run waiting its turn
+    behind a long queue is never among them, however long it waits. Where the broker cannot
+    be browsed, only the runs a worker took and lost (:func:`stale_runs`) are."""
+    pending = broker.pending_run_ids()  # before the database: see _unheld
+    if pending is None:
+        return list(stale_runs(pipeline_version=pipeline_version).values_list("pk", flat=True))
+    unheld = _unheld(pipeline_version=pipeline_version).values_list("pk", flat=True)
+    missing = [pk for pk in unheld if pk not in pending]
+    if not missing or broker.eager():
+        return missing
+    # A worker takes a message off its queue, then records it as reserved: a read between the
+    # two misses it. Look again after a pause; a run taken meanwhile is reserved or held by now.
+    time.sleep(CONFIRM_PAUSE_S)
+    again = broker.pending_run_ids() or set()
+    still = set(_unheld(pipeline_version=pipeline_version).filter(pk__in=missing).values_list("pk", flat=True))
+    return [pk for pk in missing if pk in still and pk not in again]
 
 
 @dataclass(frozen=True)
@@ -126,9 +166,18 @@ def _send(run_ids: list[int], routes: _Routes) -> None:
             return
 
 
-def _reset(run: PipelineRun) -> None:
+def _stage_rows(run_ids: list[int], names: list[str]) -> None:
+    """The runs' stage rows, queued (one INSERT; rows that exist are kept), so each stage
+    claims its row with one UPDATE and the page counts the stages still waiting."""
+    StageResult.objects.bulk_create(
+        [StageResult(run_id=pk, stage=name) for pk in run_ids for name in names], ignore_conflicts=True
+    )
+
+
+def _reset(run: PipelineRun, names: list[str]) -> None:
     """Back to queued for another send; the stages that are done are kept."""
     StageResult.objects.filter(run=run).exclude(status=StageStatus.DONE).delete()
+    _stage_rows([run.pk], names)
     run.status, run.failed_stage, run.error, run.finished_at = RunStatus.QUEUED, "", "", None
     run.gpu_claim, run.gpu_claimed_until = "", None
     run.enqueued += 1
@@ -136,65 +185,98 @@ def _reset(run: PipelineRun) -> None:
     image_set_status(image=run.image, status=ImageStatus.PREANNOTATING)
 
 
+ENQUEUE_CHUNK = 500  # images per transaction of enqueue_preannotation
+RESET_FIELDS = ("status", "failed_stage", "error", "annotation", "cost_usd", "prompt_tokens", "completion_tokens",
+                "timings", "auto_accepted", "gpu_claim", "gpu_claimed_until", "finished_at", "enqueued", "updated_at")
+
+
 def enqueue_preannotation(*, dataset: Dataset, limit: int | None = None, force: bool = False) -> EnqueueResult:
     """Queue the dataset's images that have no run of the current pipeline version.
 
     With ``force``, images whose run is done (or failed) are run again from scratch
     and get new annotation versions, and runs stuck queued or running
-    (:func:`stale_runs`) are sent again. Images that people already decided on
+    (:func:`stuck_run_ids`) are sent again. Images that people already decided on
     (approved, rejected, flagged, in adjudication) or reviewed are never touched
-    (:func:`pipeline_images`). Runs that are queued or running and not stale are left
-    alone either way. Work is sent after the commit.
+    (:func:`pipeline_images`). Runs that are queued or running and not stuck are left
+    alone either way. Work is sent after each chunk's commit; a chunk of images costs a
+    fixed number of queries (runs, stage rows and image statuses written in bulk).
     """
     registry = get_registry().require_complete()
     routes = _routes(registry)
     version = registry.pipeline_version
+    names = pipeline_stage_names(registry)
     images = pipeline_images(dataset=dataset).order_by("id")
+    stuck: set[int] = set()
     if force:
+        stuck = set(stuck_run_ids(pipeline_version=version))
         busy = PipelineRun.objects.filter(pipeline_version=version, status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
-        busy = busy.exclude(pk__in=stale_runs(pipeline_version=version).values("pk"))
-        images = images.exclude(pk__in=busy.values("image_id"))
+        images = images.exclude(pk__in=busy.exclude(pk__in=stuck).values("image_id"))
     else:
         images = images.exclude(pk__in=PipelineRun.objects.filter(pipeline_version=version).values("image_id"))
     eligible = pipeline_images(dataset=dataset).count()
     selected = list(images[:limit] if limit is not None else images)
-    run_ids, stale = [], 0
-    with transaction.atomic():
-        stuck = set(stale_runs(pipeline_version=version).filter(image__in=selected).values_list("pk", flat=True))
-        for image in selected:
-            run, created = PipelineRun.objects.select_for_update().get_or_create(image=image, pipeline_version=version)
-            if not created:
-                if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
-                    if run.pk not in stuck:
-                        continue  # started meanwhile
-                    stale += 1
-                StageResult.objects.filter(run=run).delete()
-                run.status, run.failed_stage, run.error, run.annotation = RunStatus.QUEUED, "", "", None
-                run.cost_usd, run.timings, run.auto_accepted = 0.0, {}, False
-                run.prompt_tokens = run.completion_tokens = 0
-                run.gpu_claim, run.gpu_claimed_until, run.finished_at = "", None, None
-            run.enqueued += 1
-            run.save()
-            image_set_status(image=image, status=ImageStatus.PREANNOTATING)
-            run_ids.append(run.pk)
-        transaction.on_commit(lambda: _send(run_ids, routes))
-    return EnqueueResult(enqueued=len(run_ids), skipped=eligible - len(run_ids), pipeline_version=version, stale=stale)
+    sent, stale = 0, 0
+    for start in range(0, len(selected), ENQUEUE_CHUNK):
+        chunk = selected[start : start + ENQUEUE_CHUNK]
+        with transaction.atomic():
+            run_ids, again = _enqueue_chunk(chunk, version=version, names=names, stuck=stuck)
+            transaction.on_commit(functools.partial(_send, run_ids, routes))
+        sent, stale = sent + len(run_ids), stale + again
+    return EnqueueResult(enqueued=sent, skipped=eligible - sent, pipeline_version=version, stale=stale)
+
+
+def _enqueue_chunk(images: list[Image], *, version: str, names: list[str], stuck: set[int]) -> tuple[list[int], int]:
+    """Create or reset the runs of ``images`` (in a transaction); their ids and how many were stuck."""
+    by_image = {img.pk: img for img in images}
+    existing = {
+        run.image_id: run
+        for run in PipelineRun.objects.select_for_update().filter(pipeline_version=version, image_id__in=by_image)
+    }
+    PipelineRun.objects.bulk_create(
+        [PipelineRun(image_id=pk, pipeline_version=version, enqueued=1) for pk in by_image if pk not in existing],
+        ignore_conflicts=True,  # a concurrent enqueue created it: it is sent by both, and runs once (stage claims)
+    )
+    again, stale = [], 0
+    for run in existing.values():
+        if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+            if run.pk not in stuck:
+                continue  # started meanwhile
+            stale += 1
+        run.status, run.failed_stage, run.error, run.annotation = RunStatus.QUEUED, "", "", None
+        run.cost_usd, run.timings, run.auto_accepted = 0.0, {}, False
+        run.prompt_tokens = run.completion_tokens = 0
+        run.gpu_claim, run.gpu_claimed_until, run.finished_at = "", None, None
+        run.enqueued += 1
+        run.updated_at = timezone.now()
+        again.append(run)
+    if again:
+        PipelineRun.objects.bulk_update(again, RESET_FIELDS)
+        StageResult.objects.filter(run__in=again).delete()
+    created = PipelineRun.objects.filter(pipeline_version=version, image_id__in=by_image).exclude(
+        image_id__in=list(existing)
+    ).values_list("pk", "image_id")
+    run_ids = [run.pk for run in again] + [pk for pk, _ in created]
+    _stage_rows(run_ids, names)
+    chosen = {run.image_id for run in again} | {image_id for _, image_id in created}
+    images_set_status([(by_image[pk], {}) for pk in sorted(chosen)], status=ImageStatus.PREANNOTATING)
+    return sorted(run_ids), stale
 
 
 def retry_failed(*, dataset: Dataset) -> RetryResult:
     """Send the dataset's failed runs again, and those stuck queued or running
-    (:func:`stale_runs`). Stages that succeeded are kept (an annotator that answered is
+    (:func:`stuck_run_ids`). Stages that succeeded are kept (an annotator that answered is
     not asked again); only the failed or unfinished stages and those after them re-run."""
     registry = get_registry().require_complete()
     routes = _routes(registry)
     version = registry.pipeline_version
+    names = pipeline_stage_names(registry)
+    stuck_ids = stuck_run_ids(pipeline_version=version)
     with transaction.atomic():
         mine = PipelineRun.objects.filter(image__in=pipeline_images(dataset=dataset), pipeline_version=version)
         failed = list(mine.select_for_update().filter(status=RunStatus.FAILED).select_related("image"))
-        stuck_ids = stale_runs(pipeline_version=version).values("pk")
         stuck = list(mine.select_for_update().filter(pk__in=stuck_ids).select_related("image"))
         for run in failed + stuck:
-            _reset(run)
+            _reset(run, names)
         run_ids = [run.pk for run in failed + stuck]
         transaction.on_commit(lambda: _send(run_ids, routes))
     return RetryResult(failed=len(failed), stale=len(stuck))
@@ -207,7 +289,8 @@ class SweepResult:
 
 
 def sweep_stale_runs(*, max_sends: int | None = None) -> SweepResult:
-    """Send again every dataset's runs stuck queued or running (:func:`stale_runs`).
+    """Send again every dataset's runs stuck queued or running (:func:`stuck_run_ids`: no
+    worker holds them and no message of theirs is in the broker; never a run waiting its turn).
 
     What the periodic ``ml.periodic.sweep_stale_runs`` (Celery beat) does, so that a lost
     message or a hard time limit does not wait for someone to press Retry. A run that was
@@ -221,22 +304,24 @@ def sweep_stale_runs(*, max_sends: int | None = None) -> SweepResult:
     routes = _routes(registry)
     version = registry.pipeline_version
     limit = settings.EMOVERSE_PIPELINE_MAX_SENDS if max_sends is None else max_sends
+    names = pipeline_stage_names(registry)
+    stuck_ids = stuck_run_ids(pipeline_version=version)
     with transaction.atomic():
         stuck = list(
             PipelineRun.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(pk__in=stale_runs(pipeline_version=version).values("pk"), image__in=pipeline_images())
+            .filter(pk__in=stuck_ids, image__in=pipeline_images())
             .select_related("image")
             .order_by("pk")
         )
         resend = [run for run in stuck if run.enqueued < limit]
         exhausted = [run for run in stuck if run.enqueued >= limit]
         for run in resend:
-            _reset(run)
+            _reset(run, names)
         run_ids = [run.pk for run in resend]
         transaction.on_commit(lambda: _send(run_ids, routes))
     for run in exhausted:
-        error = StageError(f"stuck without progress after being sent {run.enqueued} times "
-                           "(does this image kill the worker? see the worker's log)")
+        error = StageError(f"stuck after being sent {run.enqueued} times: no worker held it and the broker "
+                           "had no message of it (does this image kill the worker? see the worker's log)")
         runs.stage_failed(run.pk, "send", error)
     if stuck:
         logger.warning("stale pipeline runs: %d sent again, %d failed after %d sends", len(resend), len(exhausted), limit)
@@ -281,6 +366,7 @@ def calibration_version_create(
         version = _next_calibration_version(model_name)
         try:
             with transaction.atomic():
+                transaction.on_commit(selectors.forget_temperatures)
                 return CalibrationVersion.objects.create(
                     model_name=model_name,
                     version=version,
@@ -306,4 +392,5 @@ __all__ = [
     "pipeline_stage_names",
     "retry_failed",
     "stale_runs",
+    "stuck_run_ids",
 ]

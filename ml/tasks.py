@@ -6,6 +6,7 @@ One canvas per image (``preannotation_canvas``)::
     | embed(run)                                    # gpu queue (the phrase embedder's); left out when it is off
     | calibrate(run)                                # io queue (gpu when a classifier is configured)
     | critic(run)                                   # io queue (gpu for a local model)
+      (one calibrate_critic(run) task where both go to the same queue)
     | gpu_ground_segment(run)                       # gpu queue, batched with other ready runs
 
 Tasks take IDs and are idempotent (``PipelineRun`` is unique per image and
@@ -17,9 +18,12 @@ stage's failure (type and message; the traceback goes to the log) and ends the
 chain quietly: the next tasks see a failed run and do nothing, and the image
 waits for a retry. A GPU batch is claimed under the task's message id, so a
 retried or redelivered task takes back its own batch; a run in another live
-batch is retried when that claim runs out. What a hard time limit leaves behind
-(the message acknowledged, the run "running") is sent again by
-``services.retry_failed`` once it is older than :data:`STALE_AFTER_S`.
+batch is retried when that claim runs out. Every other stage is claimed the same way
+(``runs.stage_begin``: the message id as owner, the hard time limit as lease), so a
+duplicate of a running stage stops instead of calling the model again. A run whose
+chain broke (a hard time limit acknowledges the message; a broker can lose one) is
+sent again by the periodic sweep once no worker holds it and no message of it is in
+the broker (``services.stuck_run_ids``): a run waiting its turn is never sent again.
 
 People's answers and imports have their new phrases embedded by
 :func:`embed_annotations` and :func:`embed_import`, queued on commit by the receivers of
@@ -37,7 +41,7 @@ import uuid
 from collections.abc import Callable
 
 from celery import Task, chain, group, shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from django.conf import settings
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -67,9 +71,6 @@ IO_HARD_TIME_LIMIT = IO_SOFT_TIME_LIMIT + 30
 GPU_HARD_TIME_LIMIT = GPU_SOFT_TIME_LIMIT + 60
 IO_TASK = {**COMMON, "soft_time_limit": IO_SOFT_TIME_LIMIT, "time_limit": IO_HARD_TIME_LIMIT}
 GPU_TASK = {**COMMON, "soft_time_limit": GPU_SOFT_TIME_LIMIT, "time_limit": GPU_HARD_TIME_LIMIT}
-# A queued or running run with no progress for longer than any task may live is stuck
-# (a hard time limit acknowledges the message; a lost message never ran).
-STALE_AFTER_S = max(IO_HARD_TIME_LIMIT, GPU_HARD_TIME_LIMIT)
 
 
 def backoff(retries: int) -> float:
@@ -95,6 +96,13 @@ def _execute(task: Task, run_id: int, stage: str, work: Callable[[], None]) -> N
             return
         except runs.ClaimedElsewhere as exc:
             _wait_for_other_batch(task, run_id, exc, attempt)
+            return
+        except runs.RunningElsewhere as exc:
+            # A duplicate of a stage a live worker runs (a re-sent chain): its holder finishes
+            # the stage and sends the rest of the run; this copy of the chain ends here.
+            logger.info("run %s: %s; this duplicate stops", run_id, exc)
+            if _worker_side(task):
+                raise Ignore() from exc
             return
         except BackendNotConfigured as exc:
             logger.error("run %s stage %s: backend not configured: %s", run_id, stage, exc)
@@ -146,25 +154,37 @@ def _wait_for_other_batch(task: Task, run_id: int, exc: runs.ClaimedElsewhere, a
     raise task.retry(exc=exc, countdown=exc.seconds + 1.0)
 
 
+def _claim(task: Task) -> dict:
+    """Who claims the stage and for how long: the message id (the same for its retries and
+    redeliveries) and the task's hard time limit, past which no worker can still hold it."""
+    return {"owner": task.request.id or f"direct-{uuid.uuid4().hex}", "lease_seconds": task.time_limit or IO_HARD_TIME_LIMIT}
+
+
 @shared_task(**IO_TASK)
 def annotate(self: Task, run_id: int, annotator: str) -> None:
-    _execute(self, run_id, f"annotate:{annotator}", lambda: runs.annotate(run_id, annotator))
+    _execute(self, run_id, f"annotate:{annotator}", lambda: runs.annotate(run_id, annotator, **_claim(self)))
 
 
 @shared_task(**IO_TASK)
 def embed(self: Task, run_id: int) -> None:
     """The pipeline's embed step (sent to the embedder's queue, ``gpu`` by default)."""
-    _execute(self, run_id, "embed", lambda: runs.embed(run_id))
+    _execute(self, run_id, "embed", lambda: runs.embed(run_id, **_claim(self)))
 
 
 @shared_task(**IO_TASK)
 def calibrate(self: Task, run_id: int) -> None:
-    _execute(self, run_id, "calibrate", lambda: runs.calibrate(run_id))
+    _execute(self, run_id, "calibrate", lambda: runs.calibrate(run_id, **_claim(self)))
 
 
 @shared_task(**IO_TASK)
 def critic(self: Task, run_id: int) -> None:
-    _execute(self, run_id, "critic", lambda: runs.critic(run_id))
+    _execute(self, run_id, "critic", lambda: runs.critic(run_id, **_claim(self)))
+
+
+@shared_task(**IO_TASK)
+def calibrate_critic(self: Task, run_id: int) -> None:
+    """Calibration and the critic in one task, when both go to the same queue."""
+    _execute(self, run_id, "critic", lambda: runs.calibrate_and_critique(run_id, **_claim(self)))
 
 
 @shared_task(**GPU_TASK)
@@ -232,11 +252,14 @@ def preannotation_canvas(
     ``None`` leaves the embed step out (the embedder is turned off).
     """
     embedding = [embed.si(run_id).set(queue=embed_queue)] if embed_queue else []
+    if calibrate_queue == critic_queue:
+        judged = [calibrate_critic.si(run_id).set(queue=critic_queue)]
+    else:
+        judged = [calibrate.si(run_id).set(queue=calibrate_queue), critic.si(run_id).set(queue=critic_queue)]
     return chain(
         group(annotate.si(run_id, name).set(queue=queue) for name, queue in annotators),
         *embedding,
-        calibrate.si(run_id).set(queue=calibrate_queue),
-        critic.si(run_id).set(queue=critic_queue),
+        *judged,
         gpu_ground_segment.si(run_id),
     )
 

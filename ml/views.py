@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 from annotations.models import Dataset
 from annotations.roles import role_required
 from core.vocabulary import ADMIN
-from ml import recalibration, selectors, services, tasks
+from ml import recalibration, selectors, services
 from ml.config import get_registry
 from ml.forms import PreannotateForm
 from ml.stages.registry import CONFIG_HINT
@@ -29,7 +29,7 @@ def _context(dataset: Dataset) -> dict:
     shown = [p.removesuffix(CONFIG_HINT).rstrip() for p in problems]
     return {
         "dataset": dataset, "progress": progress, "problems": shown, "form": PreannotateForm(),
-        "stuck": stuck, "stuck_minutes": tasks.STALE_AFTER_S // 60,
+        "stuck": stuck,
         # What the configuration wants every admin to know (the pipeline demo: canned answers, random weights).
         "notice": str(registry.config.get("notice") or ""),
     }
@@ -56,7 +56,7 @@ def pipeline_start(request, slug: str):
     except BackendNotConfigured as exc:
         messages.error(request, str(exc))
     else:
-        stuck = f" {result.stale} of them were stuck without progress." if result.stale else ""
+        stuck = f" {result.stale} of them were stuck (no worker held them, no message of theirs in the broker)." if result.stale else ""
         messages.success(
             request,
             f"Queued {result.enqueued} image(s) for pipeline {result.pipeline_version}; {result.skipped} skipped.{stuck}",
@@ -73,7 +73,7 @@ def pipeline_retry(request, slug: str):
     except BackendNotConfigured as exc:
         messages.error(request, str(exc))
     else:
-        stuck = f", and {result.stale} stuck without progress" if result.stale else ""
+        stuck = f", and {result.stale} stuck (no worker held them, no message of theirs in the broker)" if result.stale else ""
         messages.success(request, f"Sent {result.failed} failed image(s) again{stuck}.")
     return redirect("ml:pipeline", slug=slug)
 

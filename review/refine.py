@@ -1,7 +1,8 @@
 """Click-to-refine: dispatch a SAM prompt to a GPU worker and wait for its mask.
 
-The web process never imports torch: the task is sent by name to the ``gpu``
-queue and its result read back from the Celery result backend. The worker-side
+The web process never imports torch: the task is sent by name to the ``refine``
+queue (``EMOVERSE_REFINE_QUEUE``), which GPU workers serve before their bulk ``gpu`` queue
+(``-Q refine,gpu``, or a refine-only worker), and its result read back from the Celery result backend. The worker-side
 task is ``ml.tasks.gpu_refine_mask(image_id, box, points, labels)`` returning
 ``{"mask": {"size": [h, w], "counts": str} | None, "score": float}``.
 """
@@ -51,7 +52,8 @@ def refine_setup_missing() -> str:
                 "file named by EMOVERSE_ML_CONFIG, see docs/ml-backends.md).")
     if settings.CELERY_TASK_ALWAYS_EAGER or not settings.CELERY_RESULT_BACKEND:
         return ("Click-to-refine is not available: it runs on a GPU worker, so set CELERY_BROKER_URL and "
-                "CELERY_RESULT_BACKEND (e.g. redis://…) and start `celery -A emoverse_site worker -Q gpu`.")
+                "CELERY_RESULT_BACKEND (e.g. redis://…) and start a GPU worker that serves the refine queue "
+                "(`celery -A emoverse_site worker -Q refine,gpu --prefetch-multiplier 1`).")
     return ""
 
 
@@ -68,7 +70,9 @@ def mask_refine(*, image: Image, box: Any, points: Any, labels: Any) -> dict[str
     if missing:
         raise RefineUnavailable(missing)
     timeout = getattr(settings, "EMOVERSE_REFINE_TIMEOUT_S", 20)
-    result = celery_app.send_task(REFINE_TASK, args=[image.pk, box, points, labels], queue="gpu")
+    # Its own queue, served first by the GPU workers; a click nobody took in time expires unrun.
+    result = celery_app.send_task(REFINE_TASK, args=[image.pk, box, points, labels],
+                                  queue=settings.EMOVERSE_REFINE_QUEUE, expires=timeout)
     try:
         out = result.get(timeout=timeout)
     except CeleryTimeout:

@@ -38,6 +38,14 @@ def _phrase_embedder_off(settings):
     settings.EMOVERSE_ML = {**settings.EMOVERSE_ML, "embedder": None}
 
 
+@pytest.fixture(autouse=True)
+def _fresh_temperatures():
+    """Calibration temperatures a worker may reuse for half a minute are read afresh per test."""
+    from ml.selectors import forget_temperatures
+
+    forget_temperatures()
+
+
 @pytest.fixture
 def on_postgres():
     if connection.vendor != "postgresql":

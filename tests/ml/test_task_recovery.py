@@ -229,7 +229,7 @@ def test_an_unexpected_error_while_saving_fails_each_run_with_the_stage_and_reas
     def broken(**kwargs):
         raise KeyError("calibrate")
 
-    monkeypatch.setattr(runs, "save_preannotation", broken)
+    monkeypatch.setattr(runs, "save_preannotations", broken)
     tasks.gpu_ground_segment.apply(args=(ids[0],))
 
     for run in PipelineRun.objects.filter(pk__in=ids).select_related("image"):
@@ -243,7 +243,7 @@ def test_a_database_error_in_the_batch_fails_the_run_and_releases_the_rest(monke
     def broken(**kwargs):
         raise IntegrityError("duplicate key value violates unique constraint")
 
-    monkeypatch.setattr(runs, "save_preannotation", broken)
+    monkeypatch.setattr(runs, "save_preannotations", broken)
     tasks.gpu_ground_segment.apply(args=(ids[0],))
 
     run = PipelineRun.objects.get(pk=ids[0])
@@ -259,11 +259,11 @@ def test_a_database_error_is_transient_and_retried(monkeypatch, ml_config, datas
     real = runs.latest_temperatures
     calls = []
 
-    def flaky():
+    def flaky(**kwargs):
         calls.append(1)
         if len(calls) == 1:
             raise OperationalError("server closed the connection unexpectedly")
-        return real()
+        return real(**kwargs)
 
     monkeypatch.setattr(runs, "latest_temperatures", flaky)
     with django_capture_on_commit_callbacks(execute=True):
@@ -291,10 +291,14 @@ def test_a_worker_side_error_becomes_a_clean_failure_on_a_worker_too(monkeypatch
 
 
 def _stale(run_id: int, *, hours: float = 2) -> None:
-    """What a hard time limit leaves: the message acknowledged, the run 'running'."""
+    """What a hard time limit leaves: the message acknowledged, the run 'running', its stage's
+    lease run out, no change since."""
     past = timezone.now() - dt.timedelta(hours=hours)
     PipelineRun.objects.filter(pk=run_id).update(status=RunStatus.RUNNING, updated_at=past)
-    StageResult.objects.filter(run_id=run_id).exclude(status=StageStatus.DONE).update(status=StageStatus.RUNNING)
+    StageResult.objects.filter(run_id=run_id).exclude(status=StageStatus.DONE).update(
+        status=StageStatus.RUNNING, owner="killed-task", lease_until=past
+    )
+    StageResult.objects.filter(run_id=run_id).update(updated_at=past)
 
 
 def test_retry_also_sends_runs_stuck_without_progress(ml_config, dataset, django_capture_on_commit_callbacks):
@@ -392,7 +396,7 @@ def test_the_sweep_fails_a_run_that_keeps_getting_stuck_instead_of_looping(ml_co
     assert (result.resent, result.gave_up) == (0, 1)
     run = PipelineRun.objects.select_related("image").get(pk=first.pk)
     assert run.status == RunStatus.FAILED and run.failed_stage == "send"
-    assert run.error.startswith("stuck without progress after being sent 3 times")
+    assert run.error.startswith("stuck after being sent 3 times: no worker held it and the broker had no message of it")
     assert run.image.status == ImageStatus.FAILED
     with django_capture_on_commit_callbacks(execute=True):  # a person's retry still works
         assert services.retry_failed(dataset=dataset).failed == 1

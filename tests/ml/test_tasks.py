@@ -129,6 +129,9 @@ def test_retry_keeps_the_stages_that_succeeded(ml_config, dataset, fake_openai, 
     _enqueue(django_capture_on_commit_callbacks, dataset=dataset, limit=1)
     run = PipelineRun.objects.get()
     assert run.failed_stage == "critic"
+    # A failed run shows what its done stages spent: the two annotators' calls (1200 + 150 tokens each).
+    assert (run.prompt_tokens, run.completion_tokens) == (2 * 1200, 2 * 150)
+    assert set(run.timings) == {"annotate:model-a", "annotate:model-b", "calibrate"}
     fake_openai.responder = good
     calls = len(fake_openai.requests)
 
@@ -138,6 +141,7 @@ def test_retry_keeps_the_stages_that_succeeded(ml_config, dataset, fake_openai, 
     run.refresh_from_db()
     assert run.status == RunStatus.DONE
     assert len(fake_openai.requests) == calls + 1  # only the critic was asked again
+    assert (run.prompt_tokens, run.completion_tokens) == (3 * 1200, 3 * 150)  # each call counted once
     assert run.stages.get(stage="annotate:model-a").attempt == 1
 
 

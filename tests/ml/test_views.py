@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from annotations.models import ImageStatus
 from ml.config import reset_registry
-from ml.models import PipelineRun, RunStatus
+from ml.models import PipelineRun, RunStatus, StageResult, StageStatus
 from tests.factories import DatasetFactory, ImageFactory
 from demo.chat_server import Reply
 from tests.ml.stage_fakes import api_pipeline_config
@@ -163,16 +163,21 @@ def test_the_dataset_page_has_a_pre_annotate_button_for_admins_only(admin_client
 def test_stuck_runs_are_shown_and_retry_sends_them_again(admin_client, dataset, configured, django_capture_on_commit_callbacks):
     image = dataset.images.first()
     run = PipelineRun.objects.create(image=image, pipeline_version="page-v1", status=RunStatus.RUNNING)
-    PipelineRun.objects.filter(pk=run.pk).update(updated_at=timezone.now() - dt.timedelta(hours=3))
+    past = timezone.now() - dt.timedelta(hours=3)
+    # What a hard time limit leaves: the stage 'running' under a lease that ran out, nothing since.
+    StageResult.objects.create(run=run, stage="annotate:model-a", status=StageStatus.RUNNING, owner="killed", lease_until=past)
+    StageResult.objects.update(updated_at=past)
+    PipelineRun.objects.filter(pk=run.pk).update(updated_at=past)
 
     page = admin_client.get(reverse("ml:pipeline", args=[dataset.slug])).content.decode()
-    assert "1 run stuck: queued or running without progress for over 16 min" in page
+    assert "1 run stuck: a worker took it and stopped" in page
     assert "Retry 0 failed and 1 stuck" in page
 
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(reverse("ml:retry", args=[dataset.slug]), follow=True)
 
-    assert "Sent 0 failed image(s) again, and 1 stuck without progress." in response.content.decode()
+    assert "Sent 0 failed image(s) again, and 1 stuck (no worker held them, no message of theirs in the broker)." in (
+        response.content.decode())
     assert PipelineRun.objects.get().status == RunStatus.DONE
 
 

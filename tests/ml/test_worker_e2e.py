@@ -120,7 +120,7 @@ class Worker:
     def __init__(self, env: dict[str, str], name: str, log: Path, extra: tuple[str, ...] = (), concurrency: int = 2):
         self.log = log.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "emoverse_site", "worker", "-Q", "io,gpu", "-c", str(concurrency),
+            [sys.executable, "-m", "celery", "-A", "emoverse_site", "worker", "-Q", "refine,io,gpu", "-c", str(concurrency),
              "--pool", "prefork", "--loglevel", "INFO", "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
              *extra],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -219,7 +219,7 @@ def gpu_configured(settings):
     settings.EMOVERSE_REFINE_TIMEOUT_S = 3
 
 
-def test_refine_sends_the_task_to_the_gpu_queue_and_returns_its_mask(as_reviewer, dataset, gpu_configured):
+def test_refine_sends_the_task_to_the_refine_queue_and_returns_its_mask(as_reviewer, dataset, gpu_configured):
     image = leased_image(as_reviewer, dataset)
     mask = rect_mask_rle(64, 48, (5, 5, 20, 20))
     result = mock.Mock()
@@ -228,7 +228,7 @@ def test_refine_sends_the_task_to_the_gpu_queue_and_returns_its_mask(as_reviewer
         r = as_reviewer.post("/api/review/refine/", {"image_id": image.pk, "box": [1, 1, 30, 30], "points": [[10, 12]],
                                                      "labels": [1]}, format="json")
     assert r.status_code == 200 and r.json() == {"mask": mask, "score": 0.93}
-    send.assert_called_once_with("ml.tasks.gpu_refine_mask", args=[image.pk, [1.0, 1.0, 30.0, 30.0], [[10.0, 12.0]], [1]], queue="gpu")
+    send.assert_called_once_with("ml.tasks.gpu_refine_mask", args=[image.pk, [1.0, 1.0, 30.0, 30.0], [[10.0, 12.0]], [1]], queue="refine", expires=3)
     result.get.assert_called_once_with(timeout=3)
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from annotations.models import Dataset
-from ml import selectors, services, tasks
+from ml import selectors, services
 from ml.config import get_registry
 from ml.stages.types import BackendNotConfigured
 
 
 def _stuck() -> str:
-    return f"queued or running without progress for over {tasks.STALE_AFTER_S // 60} min"
+    return "queued or running with no worker holding them and no message of theirs in the broker"
 
 
 class Command(BaseCommand):

@@ -13,16 +13,18 @@ import math
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from core.masks import encode_mask
 from ml.stages.backends._torch_utils import LRUCache, batched, image_fingerprint, positive_int
-from ml.stages.types import Box, ImageInput, Mask
+from ml.stages.types import BackendNotConfigured, Box, ImageInput, Mask
 
 BOXES_PER_PASS = 16  # mask-decoder passes are chunked so full-size masks stay bounded in memory
+# Image embeddings kept per segmenter (an LRU by bytes): SAM ViT-H's is 256x64x64 float32, 4 MiB.
+DEFAULT_CACHE_MIB = 256
 
 
 @dataclass(frozen=True)
@@ -37,11 +39,19 @@ class Embedded:
 
 class CachedSamSegmenter(ABC):
     """A SAM segmenter whose image embeddings are computed in batches and kept in an LRU cache
-    keyed by ``ImageInput.key`` (plus the image's size and a CRC of its bytes)."""
+    keyed by ``ImageInput.key`` (plus the image's size and a CRC of its bytes): at most
+    ``cache_size`` images and ``cache_mib`` MiB, each entry a copy of its own (never a view
+    of the batch's tensor), so the pipeline's batches and click-to-refine share it."""
 
-    def __init__(self, *, batch_size: int, cache_size: int):
+    def __init__(self, *, batch_size: int, cache_size: int, cache_mib: float = DEFAULT_CACHE_MIB):
         self.batch_size = positive_int(batch_size, "batch_size")
-        self.cache = LRUCache[Embedded](positive_int(cache_size, "cache_size", minimum=0))
+        if isinstance(cache_mib, bool) or not isinstance(cache_mib, (int, float)) or not cache_mib >= 0:
+            raise BackendNotConfigured(f"cache_mib must be a number of MiB >= 0, got {cache_mib!r}")
+        self.cache = LRUCache[Embedded](
+            positive_int(cache_size, "cache_size", minimum=0) if cache_mib > 0 else 0,
+            max_bytes=int(cache_mib * 2**20),
+            sizeof=lambda e: e.features.numel() * e.features.element_size(),
+        )
         self._lock = threading.Lock()  # one model call at a time per instance
 
     @abstractmethod
@@ -78,6 +88,8 @@ class CachedSamSegmenter(ABC):
                     found[key] = cached
         for batch in batched(list(missing.items()), self.batch_size):
             for (key, _), embedded in zip(batch, self._encode([image for _, image in batch])):
+                # A slice of the batch's output would keep the whole batch tensor alive in the cache.
+                embedded = replace(embedded, features=embedded.features.clone())
                 self.cache.put(key, embedded)
                 found[key] = embedded
         return [found[key] for key in keys]

@@ -153,11 +153,17 @@ def image_fingerprint(image: ImageInput) -> tuple[str, int, int, int, int]:
 
 
 class LRUCache(Generic[V]):
-    """A thread-safe least-recently-used mapping holding at most ``size`` values (0 disables it)."""
+    """A thread-safe least-recently-used mapping holding at most ``size`` values (0 disables it)
+    and, with ``max_bytes``, values of at most that many bytes together (``sizeof`` measures
+    one); a value larger than the whole budget is not kept."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, *, max_bytes: int | None = None, sizeof=None):
         self.size = size
+        self.max_bytes = max_bytes
+        self._sizeof = sizeof or (lambda value: 0)
         self._items: OrderedDict[object, V] = OrderedDict()
+        self._bytes: dict[object, int] = {}
+        self.nbytes = 0
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -174,15 +180,25 @@ class LRUCache(Generic[V]):
     def put(self, key: object, value: V) -> None:
         if self.size <= 0:
             return
+        nbytes = self._sizeof(value)
+        if self.max_bytes is not None and nbytes > self.max_bytes:
+            return
         with self._lock:
+            if key in self._items:
+                self.nbytes -= self._bytes.pop(key)
             self._items[key] = value
+            self._bytes[key] = nbytes
+            self.nbytes += nbytes
             self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            while len(self._items) > self.size or (self.max_bytes is not None and self.nbytes > self.max_bytes):
+                old, _ = self._items.popitem(last=False)
+                self.nbytes -= self._bytes.pop(old)
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._bytes.clear()
+            self.nbytes = 0
 
     def __len__(self) -> int:
         return len(self._items)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from transformers import SamModel, SamProcessor
 
-from ml.stages.backends._sam_common import CachedSamSegmenter, Embedded
+from ml.stages.backends._sam_common import DEFAULT_CACHE_MIB, CachedSamSegmenter, Embedded
 from ml.stages.backends._torch_utils import (
     CONFIG_FILE,
     PROCESSOR_FILES,
@@ -45,9 +45,10 @@ REQUIRED_FILES = (CONFIG_FILE, PROCESSOR_FILES, WEIGHT_FILES)
 class HFSamSegmenter(CachedSamSegmenter):
     """Options: ``model_path`` (local folder, required), ``device`` (``auto``, ``cpu``,
     ``cuda``, ``cuda:N``; default ``auto``), ``batch_size`` (images per encoder pass;
-    default 4), ``cache_size`` (image embeddings kept; default 32, 0 disables), ``dtype``
-    (``float32``, ``bfloat16``, ``float16``; default ``float32``) and ``tf32`` (TF32 matrix
-    products on CUDA; default ``null``, torch's setting).
+    default 4), ``cache_size`` (image embeddings kept; default 32, 0 disables), ``cache_mib``
+    (their memory at most; default 256, 0 disables), ``dtype`` (``float32``, ``bfloat16``,
+    ``float16``; default ``float32``) and ``tf32`` (TF32 matrix products on CUDA; default
+    ``null``, torch's setting).
 
     Masks are upsampled to the image's size on the model's device and only the boolean
     masks are copied to the host."""
@@ -59,10 +60,11 @@ class HFSamSegmenter(CachedSamSegmenter):
         device: str = "auto",
         batch_size: int = 4,
         cache_size: int = 32,
+        cache_mib: float = DEFAULT_CACHE_MIB,
         dtype: str = "float32",
         tf32: bool | None = None,
     ):
-        super().__init__(batch_size=batch_size, cache_size=cache_size)
+        super().__init__(batch_size=batch_size, cache_size=cache_size, cache_mib=cache_mib)
         self.dtype = resolve_dtype(dtype, what=WHAT)
         self.path = model_folder(model_path, what=WHAT, required=REQUIRED_FILES)
         self.device = resolve_device(device)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from segment_anything import SamPredictor, sam_model_registry
 
-from ml.stages.backends._sam_common import CachedSamSegmenter, Embedded
+from ml.stages.backends._sam_common import DEFAULT_CACHE_MIB, CachedSamSegmenter, Embedded
 from ml.stages.backends._torch_utils import model_file, resolve_device, set_tf32
 from ml.stages.backends._vision import decode_rgb
 from ml.stages.types import BackendNotConfigured, ImageInput
@@ -58,9 +58,10 @@ class MetaSamSegmenter(CachedSamSegmenter):
     """Options: ``checkpoint`` (local ``.pth``, required), ``model_type`` (``vit_h``,
     ``vit_l``, ``vit_b``; default ``vit_h``), ``device`` (``auto``, ``cpu``, ``cuda``,
     ``cuda:N``; default ``auto``), ``batch_size`` (images per encoder pass; default 4),
-    ``cache_size`` (image embeddings kept; default 32, 0 disables) and ``tf32`` (TF32 matrix
-    products on CUDA; default ``null``, torch's setting). segment_anything runs in float32
-    only; :class:`ml.stages.backends.sam_hf.HFSamSegmenter` takes a ``dtype``."""
+    ``cache_size`` (image embeddings kept; default 32, 0 disables), ``cache_mib`` (their
+    memory at most; default 256, 0 disables) and ``tf32`` (TF32 matrix products on CUDA;
+    default ``null``, torch's setting). segment_anything runs in float32 only;
+    :class:`ml.stages.backends.sam_hf.HFSamSegmenter` takes a ``dtype``."""
 
     def __init__(
         self,
@@ -70,9 +71,10 @@ class MetaSamSegmenter(CachedSamSegmenter):
         device: str = "auto",
         batch_size: int = 4,
         cache_size: int = 32,
+        cache_mib: float = DEFAULT_CACHE_MIB,
         tf32: bool | None = None,
     ):
-        super().__init__(batch_size=batch_size, cache_size=cache_size)
+        super().__init__(batch_size=batch_size, cache_size=cache_size, cache_mib=cache_mib)
         self.device = resolve_device(device)
         set_tf32(tf32)
         self.model_type = model_type
