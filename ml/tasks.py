@@ -24,6 +24,9 @@ duplicate of a running stage stops instead of calling the model again. A run who
 chain broke (a hard time limit acknowledges the message; a broker can lose one) is
 sent again by the periodic sweep once no worker holds it and no message of it is in
 the broker (``services.stuck_run_ids``): a run waiting its turn is never sent again.
+The annotators' group is a chord: an annotate task that finds the chord's next step
+claimed by a delivery that may have died waits that claim out before it reports
+(:func:`chord_dispatch_wait`), so a worker killed while it sent the step loses nothing.
 
 People's answers and imports have their new phrases embedded by
 :func:`embed_annotations` and :func:`embed_import`, queued on commit by the receivers of
@@ -160,9 +163,43 @@ def _claim(task: Task) -> dict:
     return {"owner": task.request.id or f"direct-{uuid.uuid4().hex}", "lease_seconds": task.time_limit or IO_HARD_TIME_LIMIT}
 
 
+def chord_dispatch_wait(backend, request) -> float | None:
+    """Seconds until another delivery's claim to send the chord's next step runs out, when
+    one holds it; ``None`` when there is none (no chord, a backend without such claims, the
+    step was sent, or the header is not complete yet).
+
+    A chord header task that returns reports to the result backend, and the one completing
+    the header claims (Redis: a key with a random token, a few seconds) and sends the next
+    step. A worker killed between that claim and the send leaves the claim behind: its
+    redelivered task reports within those seconds, finds the claim taken and sends nothing,
+    and the run never goes on (no other header task reports again). A header task that finds
+    such a claim before it reports waits it out (:func:`annotate` retries after it), so its
+    report claims the chord again and sends the step.
+    """
+    group_id = getattr(request, "group", None)
+    key_for = getattr(backend, "get_key_for_group", None)
+    client = getattr(backend, "client", None)
+    if not group_id or not getattr(request, "chord", None) or key_for is None or client is None:
+        return None
+    with client.pipeline() as pipe:
+        holder, ttl_ms = pipe.get(key_for(group_id, ".c")).pttl(key_for(group_id, ".c")).execute()
+    if holder is None or holder == b"done":
+        return None
+    return max(ttl_ms, 0) / 1000.0
+
+
 @shared_task(**IO_TASK)
 def annotate(self: Task, run_id: int, annotator: str) -> None:
     _execute(self, run_id, f"annotate:{annotator}", lambda: runs.annotate(run_id, annotator, **_claim(self)))
+    if _worker_side(self) and (self.request.retries or 0) < self.max_retries:
+        wait = chord_dispatch_wait(self.backend, self.request)
+        if wait is not None:
+            logger.info(
+                "run %s: the next step's dispatch is claimed by a task that may have died; reporting after %.1fs",
+                run_id,
+                wait,
+            )
+            raise self.retry(countdown=wait + 0.5)
 
 
 @shared_task(**IO_TASK)
