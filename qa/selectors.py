@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db.models import Avg, Count, OuterRef, QuerySet, StdDev, Subquery
+from django.db.models import Avg, Count, F, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from scipy import stats
 
@@ -79,7 +79,8 @@ def rating_aggregates(
     rater_kind: str = RaterKind.HUMAN,
 ) -> list[RatingAggregate]:
     """Aggregates of the ratings by ``rater_kind`` (people by default), one per image and scale,
-    computed in the database (``AVG``, ``STDDEV_SAMP``, ``COUNT``) and ordered by image, scale."""
+    from sums computed in the database (``AVG``, ``SUM`` of squares, ``COUNT``: the same on
+    PostgreSQL and SQLite, whose ``STDDEV_SAMP`` fails on a single value), ordered by image, scale."""
     qs = Rating.objects.filter(rater_kind=rater_kind)
     if scale is not None:
         qs = qs.filter(scale=scale)
@@ -89,12 +90,14 @@ def rating_aggregates(
         qs = qs.filter(image_id__in=list(image_ids))
     rows = (
         qs.values("image_id", "scale_id")
-        .annotate(mean=Avg("value"), sd=StdDev("value", sample=True), n=Count("id"))
+        .annotate(mean=Avg("value"), squares=Sum(F("value") * F("value")), n=Count("id"))
         .order_by("image_id", "scale_id")
     )
     out = []
     for row in rows:
-        n, mean, sd = row["n"], row["mean"], row["sd"]
+        n, mean = row["n"], row["mean"]
+        # sample SD from the sums; max() keeps rounding from going below zero when all agree
+        sd = math.sqrt(max(row["squares"] - n * mean * mean, 0.0) / (n - 1)) if n >= 2 else None
         low = high = None
         if n >= 2 and sd is not None:
             half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
