@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import mimetypes
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,16 +22,17 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from annotations.models import Image, ImageStatus
+from annotations.models import ImageStatus
 from annotations.phrase_embeddings import phrase_vectors
 from annotations.services import image_set_status
 from ml import embeddings
 from ml.config import get_registry
+from ml.inputs import image_input
 from ml.models import PipelineRun, RunStatus, StageResult, StageStatus
 from ml.save import SaveItem, save_preannotations
 from ml.selectors import TEMPERATURES_MAX_AGE_S, latest_temperatures
 from ml.stages import codec, pipeline
-from ml.stages.types import AnnotatorResult, BackendNotConfigured, CriticResult, ImageInput, StageError
+from ml.stages.types import AnnotatorResult, BackendNotConfigured, CriticResult, StageError
 
 GPU_STAGES = ("ground", "segment", "des", "save")
 # Unexpected exceptions worth retrying: the database or a network peer went away for a while.
@@ -41,13 +41,6 @@ TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (OperationalError, Inter
 logger = logging.getLogger(__name__)
 
 
-def image_input(image: Image) -> ImageInput:
-    """The stored file's bytes as a stage input, with its dataset's emotion taxonomy."""
-    with image.file.open("rb") as handle:
-        data = handle.read()
-    mime = mimetypes.guess_type(image.file.name)[0] or "image/jpeg"
-    return ImageInput(key=str(image.pk), data=data, width=image.width, height=image.height, mime_type=mime,
-                      taxonomy=image.dataset.get_taxonomy())
 
 
 # --- stage bookkeeping ------------------------------------------------------------------

@@ -52,6 +52,7 @@ from annotations.models import Image
 from core.masks import mask_area, normalize_rle
 from ml import embeddings, runs
 from ml.config import get_registry
+from ml.inputs import image_input
 from ml.stages.types import BackendNotConfigured, Box, StageError
 
 logger = logging.getLogger(__name__)
@@ -264,7 +265,7 @@ def gpu_refine_mask(self: Task, image_id: int, box: list[float] | None, points: 
     image = Image.objects.get(pk=image_id)
     segmenter = get_registry().segmenter()  # BackendNotConfigured names what to set
     mask = segmenter.refine(
-        runs.image_input(image),
+        image_input(image),
         None if box is None else Box(*map(float, box)),
         [(float(x), float(y)) for x, y in points],
         [int(label) for label in labels],

@@ -20,15 +20,14 @@ stores its pairs once.
 from __future__ import annotations
 
 import logging
-import mimetypes
 from django.db import transaction
 from django.utils import timezone
 
 from core.triplets import PhraseTriplet
 from ml.config import get_registry
+from ml.inputs import image_input
 from ml.stages import qa as stage
-from annotations.models import Image
-from ml.stages.types import ImageInput, StageError
+from ml.stages.types import StageError
 from qa.errors import InvalidPair
 from qa.models import AuthorKind, GenerationStatus, QAGeneration, QAPair, QAStatus
 from qa.selectors import image_context, qa_axes, qa_axis_specs
@@ -39,14 +38,6 @@ logger = logging.getLogger(__name__)
 PRIORITY_DISAGREES, PRIORITY_UNCHECKED, PRIORITY_AGREES = 0.0, 0.5, 1.0
 
 
-def image_input(image: Image) -> ImageInput:
-    """The stored file's bytes as a stage input, with its dataset's emotion taxonomy (as the
-    pre-annotation pipeline sends them)."""
-    with image.file.open("rb") as handle:
-        data = handle.read()
-    mime = mimetypes.guess_type(image.file.name)[0] or "image/jpeg"
-    return ImageInput(key=str(image.pk), data=data, width=image.width, height=image.height, mime_type=mime,
-                      taxonomy=image.dataset.get_taxonomy())
 
 
 def qa_generation_begin(generation_id: int) -> QAGeneration | None:

@@ -15,7 +15,7 @@ from skimage import (
 
 from annotations.models import Image
 from ml.config import get_registry
-from ml.runs import image_input
+from ml.inputs import image_input
 from ml.stages.check import check
 from ml.stages.types import ImageInput
 
