@@ -53,6 +53,7 @@ import http.server
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -450,6 +451,10 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
         for level in levels:
             results.append(run_level(port, tokens[:level], project, args.seconds, pids))
             print_level(results[-1])
+        if any(r["errors"] for r in results):
+            raised = sorted({line for line in (work / "gunicorn.log").read_text(errors="replace").splitlines()
+                             if re.match(r"[\w.]+(Error|Exception): ", line)})
+            print("Label Studio's log names: " + ("; ".join(raised[:5]) or "no exception"))
         added = int(run_child(python, env, work, ["annotate"], json.dumps(annotation_result(0))))
         print(f"\n{added:,} tasks left unannotated by the levels annotated directly (bulk_create)")
         exports = [export(port, tokens[0], project, fmt, pids) for fmt in ("JSON", "COCO")]
