@@ -19,7 +19,7 @@ from tests.review.conftest import accept_each, human_answer, image_in_review
 # Outside a test transaction, as a web request runs (inside one, the claim would need a savepoint).
 pytestmark = pytest.mark.django_db(transaction=True)
 
-NEXT_BUDGET = {"postgresql": 6, "sqlite": 20}
+NEXT_BUDGET = {"postgresql": 2, "sqlite": 20}
 PAIRING = 1  # with two or more model annotators: their phrases' stored embeddings, to pair their triplets
 SUBMIT_BUDGET = {"postgresql": 28, "sqlite": 28}
 
