@@ -77,12 +77,21 @@ def _token_user_sql() -> tuple[str, list[str], list[str]]:
 
 def _converted(values: tuple) -> list:
     """``values`` (the token's and the user's columns) as the ORM would read them: the database
-    backend's converters (SQLite returns datetimes as text) and the fields' ``from_db_value``."""
-    fields = [*Token._meta.concrete_fields, *get_user_model()._meta.concrete_fields]
+    backend's converters (SQLite returns datetimes as text) and the fields' ``from_db_value``,
+    listed once per connection (PostgreSQL needs none for these fields)."""
+    converters = getattr(connection, "_emoverse_token_converters", None)
+    if converters is None:
+        fields = [*Token._meta.concrete_fields, *get_user_model()._meta.concrete_fields]
+        converters = []
+        for i, field in enumerate(fields):
+            col = field.cached_col
+            found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+            if found:
+                converters.append((i, col, found))
+        connection._emoverse_token_converters = converters
     out = list(values)
-    for i, field in enumerate(fields):
-        col = field.cached_col
-        for convert in connection.ops.get_db_converters(col) + col.get_db_converters(connection):
+    for i, col, found in converters:
+        for convert in found:
             out[i] = convert(out[i], col, connection)
     return out
 
