@@ -52,11 +52,13 @@ DONE_STATUSES = (ImageStatus.APPROVED, ImageStatus.REJECTED, ImageStatus.FLAGGED
 
 
 def image_to_dict(image: Image) -> dict[str, Any]:
+    return _image_dict(image.pk, image.width, image.height, image.source, image.status, image.original_name)
+
+
+def _image_dict(pk: int, width: int, height: int, source: str, status: str, original_name: str) -> dict[str, Any]:
     return {
-        "id": image.pk, "url": reverse("image-file", args=[image.pk]),
-        "thumbnail_url": reverse("image-thumbnail", args=[image.pk]),
-        "width": image.width, "height": image.height, "source": image.source, "status": image.status,
-        "original_name": image.original_name,
+        "id": pk, "url": reverse("image-file", args=[pk]), "thumbnail_url": reverse("image-thumbnail", args=[pk]),
+        "width": width, "height": height, "source": source, "status": status, "original_name": original_name,
     }
 
 
@@ -231,12 +233,11 @@ def lease_payload_json(row: NextRow) -> bytes:
         draft = Draft(pk=row.draft_id, image_id=row.image_id, reviewer_id=row.reviewer_id, payload=json.loads(row.draft_payload),
                       saved_at=row.draft_saved_at)
     draft, draft_notice = draft_sendable(draft)
-    image = Image(pk=row.image_id, width=row.image_width, height=row.image_height, source=row.image_source,
-                  status=row.image_status, original_name=row.image_original_name)
     body = orjson.dumps({
         "lease": {"id": row.lease_id, "expires_at": _DATETIME.to_representation(row.lease_expires_at),
                   "dataset": row.dataset_slug, "version": row.lease_version},
-        "image": image_to_dict(image),
+        "image": _image_dict(row.image_id, row.image_width, row.image_height, row.image_source, row.image_status,
+                             row.image_original_name),
         "version": row.latest_version,
         "require_all_checked": row.require_all_checked,
         "base": _fragment(base.payload) if base else None,

@@ -20,17 +20,9 @@ is a whole number is written ``64`` where Python writes ``64.0``.
 
 from django.db import migrations
 
-NEXT_SQL = """
-CREATE OR REPLACE FUNCTION review_iso_datetime(p_at timestamptz) RETURNS text LANGUAGE sql IMMUTABLE AS $$
-    SELECT to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-           || CASE WHEN to_char(p_at AT TIME ZONE 'UTC', 'US') = '000000' THEN ''
-                   ELSE '.' || to_char(p_at AT TIME ZONE 'UTC', 'US') END
-           || 'Z'
-$$;
-
--- review.selectors.annotation_payload, as JSON text.
-CREATE OR REPLACE FUNCTION review_annotation_json(a annotations_annotation) RETURNS text LANGUAGE sql STABLE AS $$
-    SELECT json_build_object(
+# review.selectors.annotation_payload of the annotation ``a``, as JSON (written into review_next's
+# query rather than called as a function of its own, so that its plan is cached with the function's).
+ANNOTATION_JSON = """json_build_object(
         'id', a.id, 'version', a.version, 'kind', a.kind, 'author_name', a.author_name,
         'pipeline_version', a.pipeline_version, 'decision', a.decision, 'decision_reason', a.decision_reason,
         'triplets', coalesce((
@@ -55,7 +47,14 @@ CREATE OR REPLACE FUNCTION review_annotation_json(a annotations_annotation) RETU
                     THEN json_build_object('label', a.ces_label, 'confidence', a.ces_confidence,
                                            'distribution', a.ces_distribution) END,
         'rationale', a.rationale,
-        'created_at', review_iso_datetime(a.created_at))::text
+        'created_at', review_iso_datetime(a.created_at))"""
+
+NEXT_SQL = """
+CREATE OR REPLACE FUNCTION review_iso_datetime(p_at timestamptz) RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+           || CASE WHEN to_char(p_at AT TIME ZONE 'UTC', 'US') = '000000' THEN ''
+                   ELSE '.' || to_char(p_at AT TIME ZONE 'UTC', 'US') END
+           || 'Z'
 $$;
 
 CREATE OR REPLACE FUNCTION review_next(p_slug text, p_reviewer bigint, p_draw double precision, p_now timestamptz)
@@ -95,7 +94,7 @@ BEGIN
     SELECT json_agg(json_build_object('id', a.id, 'kind', a.kind, 'author_name', a.author_name, 'version', a.version,
                                       'pipeline_version', a.pipeline_version, 'ces_label', a.ces_label)
                     ORDER BY a.author_name COLLATE "C", a.id)::text,
-           array_agg(review_annotation_json(a) ORDER BY a.author_name COLLATE "C", a.id),
+           array_agg(({annotation_json})::text ORDER BY a.author_name COLLATE "C", a.id),
            array_agg(a.critic::text ORDER BY a.author_name COLLATE "C", a.id)
       INTO answers, answer_payloads, answer_critics
       FROM annotations_annotation a
@@ -109,7 +108,6 @@ $$;
 
 DROP_SQL = """
 DROP FUNCTION IF EXISTS review_next(text, bigint, double precision, timestamptz);
-DROP FUNCTION IF EXISTS review_annotation_json(annotations_annotation);
 DROP FUNCTION IF EXISTS review_iso_datetime(timestamptz);
 """
 
@@ -117,7 +115,7 @@ DROP FUNCTION IF EXISTS review_iso_datetime(timestamptz);
 def create_functions(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return  # SQLite builds the payload in Python (review.selectors.lease_payload)
-    schema_editor.execute(NEXT_SQL)
+    schema_editor.execute(NEXT_SQL.format(annotation_json=ANNOTATION_JSON))
 
 
 def drop_functions(apps, schema_editor):
