@@ -8,13 +8,12 @@ pipeline, exports and users. Superusers hold every role. The names are
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import wraps
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.db.models import Exists, OuterRef, QuerySet
 from rest_framework.permissions import BasePermission
 
 from core.vocabulary import USER_ROLES
@@ -39,23 +38,10 @@ def user_roles(user: AbstractBaseUser | AnonymousUser) -> frozenset[str]:
     return cached
 
 
-def _role_alias(role: str) -> str:
-    return f"_emoverse_has_{role}"
-
-
-def with_roles(queryset: QuerySet, user_field: str) -> QuerySet:
-    """``queryset`` with the roles of the user at ``user_field`` (``"pk"`` for users, ``"user"`` for
-    tokens) annotated, one ``EXISTS`` per role: the roles come with the row that authenticates
-    the request, so :func:`user_roles` needs no query of its own (see :func:`remember_roles`)."""
-    groups = Group.user_set.through.objects
-    return queryset.annotate(**{
-        _role_alias(role): Exists(groups.filter(user_id=OuterRef(user_field), group__name=role)) for role in USER_ROLES
-    })
-
-
-def remember_roles(user: AbstractBaseUser, row: object) -> None:
-    """Cache on ``user`` the roles annotated on ``row`` by :func:`with_roles` (for this request)."""
-    user._emoverse_roles = frozenset(role for role in USER_ROLES if getattr(row, _role_alias(role), False))
+def remember_role_names(user: AbstractBaseUser, names: Iterable[str]) -> None:
+    """Cache on ``user`` the roles read with the row that authenticates the request (the token's:
+    ``annotations.tokens.token_with_user``), so :func:`user_roles` needs no query of its own."""
+    user._emoverse_roles = frozenset(name for name in names if name in USER_ROLES)
 
 
 def has_role(user: AbstractBaseUser | AnonymousUser, *roles: str) -> bool:

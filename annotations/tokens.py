@@ -11,9 +11,12 @@ so it catches every way a password changes except a raw ``QuerySet.update()``.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import cache
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import connection
 from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -21,7 +24,8 @@ from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
-from annotations.roles import remember_roles, with_roles
+from annotations.roles import remember_role_names
+from core.vocabulary import USER_ROLES
 
 
 def token_is_expired(token: Token, *, now: datetime | None = None) -> bool:
@@ -46,18 +50,81 @@ def tokens_revoke(*, user) -> int:
     return deleted
 
 
+@cache
+def _token_user_sql() -> tuple[str, list[str], list[str]]:
+    """The statement that reads a token, its user and the user's roles (one row per role the user
+    holds, one row with a NULL role when none), and the attribute names of the token's and the
+    user's columns in the order it returns them. Built once from the models' metadata."""
+    quote = connection.ops.quote_name
+    user_model = get_user_model()
+    token_fields = [f for f in Token._meta.concrete_fields]
+    user_fields = [f for f in user_model._meta.concrete_fields]
+    membership = Group.user_set.through._meta
+    member_user = quote(membership.get_field("user").column)
+    member_group = quote(membership.get_field("group").column)
+    columns = [f"t.{quote(f.column)}" for f in token_fields] + [f"u.{quote(f.column)}" for f in user_fields]
+    placeholders = ", ".join(["%s"] * len(USER_ROLES))
+    sql = (
+        f"SELECT {', '.join(columns)}, g.{quote('name')} FROM {quote(Token._meta.db_table)} t "
+        f"JOIN {quote(user_model._meta.db_table)} u ON u.{quote(user_model._meta.pk.column)} = t.{quote(Token._meta.get_field('user').column)} "
+        f"LEFT JOIN ({quote(membership.db_table)} ug JOIN {quote(Group._meta.db_table)} g "
+        f"ON g.{quote(Group._meta.pk.column)} = ug.{member_group} AND g.{quote('name')} IN ({placeholders})) "
+        f"ON ug.{member_user} = u.{quote(user_model._meta.pk.column)} "
+        f"WHERE t.{quote(Token._meta.get_field('key').column)} = %s"
+    )
+    return sql, [f.attname for f in token_fields], [f.attname for f in user_fields]
+
+
+def _converted(values: tuple) -> list:
+    """``values`` (the token's and the user's columns) as the ORM would read them: the database
+    backend's converters (SQLite returns datetimes as text) and the fields' ``from_db_value``,
+    listed once per connection (PostgreSQL needs none for these fields)."""
+    converters = getattr(connection, "_emoverse_token_converters", None)
+    if converters is None:
+        fields = [*Token._meta.concrete_fields, *get_user_model()._meta.concrete_fields]
+        converters = []
+        for i, field in enumerate(fields):
+            col = field.cached_col
+            found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+            if found:
+                converters.append((i, col, found))
+        connection._emoverse_token_converters = converters
+    out = list(values)
+    for i, col, found in converters:
+        for convert in found:
+            out[i] = convert(out[i], col, connection)
+    return out
+
+
+def token_with_user(key: str) -> Token | None:
+    """The token with this key and its user (``token.user``), the user's roles cached on them
+    (``annotations.roles.user_roles`` needs no query), or None: one statement, written once
+    rather than compiled by the ORM on every request (this runs before every API call)."""
+    sql, token_names, user_names = _token_user_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*USER_ROLES, key])
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    n = len(token_names)
+    values = _converted(rows[0][:n + len(user_names)])
+    token = Token.from_db(connection.alias, token_names, values[:n])
+    token.user = get_user_model().from_db(connection.alias, user_names, values[n:])
+    remember_role_names(token.user, [row[-1] for row in rows if row[-1] is not None])
+    return token
+
+
 class ExpiringTokenAuthentication(TokenAuthentication):
     """DRF's token authentication, refusing (401) and deleting a token past its lifetime. The
-    token, its user and the user's roles are read in one query (``annotations.roles.with_roles``)."""
+    token, its user and the user's roles are read in one statement (:func:`token_with_user`)."""
 
     def authenticate_credentials(self, key):
-        token = with_roles(Token.objects.select_related("user"), "user").filter(key=key).first()
+        token = token_with_user(key)
         if token is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
         user = token.user
-        remember_roles(user, token)
         if token_is_expired(token):
             Token.objects.filter(key=token.key).delete()
             raise exceptions.AuthenticationFailed("Token expired: ask for a new one with POST /api/auth/token/.")

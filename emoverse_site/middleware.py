@@ -1,6 +1,6 @@
 """Site-wide request and response rules, named by dotted path in settings (no app imports
-this module): bodies over the size limit, caching of private responses, and the answer
-to a locked-out login (django-axes).
+this module): bodies over the size limit, caching of private responses, the Content-Security-
+Policy header, and the answer to a locked-out login (django-axes).
 """
 
 from __future__ import annotations
@@ -8,7 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from axes.helpers import get_cool_off, get_lockout_message
+from csp.constants import HEADER, HEADER_REPORT_ONLY
+from csp.middleware import CheckableLazyObject, CSPMiddleware
+from csp.utils import build_policy
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -78,6 +82,44 @@ class PrivateCacheControlMiddleware:
         ):
             patch_cache_control(response, private=True, no_store=True)
         return response
+
+
+class ContentSecurityPolicyMiddleware(CSPMiddleware):
+    """django-csp's middleware, with the policies built once from the settings instead of on every
+    response (issue 16: every API call paid for it). A response that changes its policy
+    (``csp_update``, ``csp_replace``, ``csp_exempt`` and the like), a request that used a nonce,
+    and a site with ``EXCLUDE_URL_PREFIXES`` go through django-csp's own path, unchanged; every
+    other response gets the same headers django-csp would give it."""
+
+    _RESPONSE_ATTRS = ("_csp_config", "_csp_update", "_csp_replace", "_csp_config_ro", "_csp_update_ro",
+                       "_csp_replace_ro", "_csp_exempt", "_csp_exempt_ro")
+    _policies: tuple[str, str] | None = None  # (policy, report-only policy); None: build on next use
+
+    @classmethod
+    def forget_policies(cls, *, setting: str = "", **kwargs) -> None:
+        if setting.startswith("CONTENT_SECURITY_POLICY") or not setting:
+            cls._policies = None
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if (getattr(request, "_csp_nonce", None) is not None or settings.DEBUG
+                or any(hasattr(response, name) for name in self._RESPONSE_ATTRS)
+                or _excludes_prefixes("CONTENT_SECURITY_POLICY") or _excludes_prefixes("CONTENT_SECURITY_POLICY_REPORT_ONLY")):
+            return super().process_response(request, response)
+        policies = ContentSecurityPolicyMiddleware._policies
+        if policies is None:
+            policies = ContentSecurityPolicyMiddleware._policies = (build_policy(), build_policy(report_only=True))
+        for header, policy in zip((HEADER, HEADER_REPORT_ONLY), policies):
+            if policy and header not in response:
+                response[header] = policy
+        request.csp_nonce = CheckableLazyObject(self._csp_nonce_post_response)  # as django-csp does
+        return response
+
+
+def _excludes_prefixes(name: str) -> bool:
+    return bool((getattr(settings, name, None) or {}).get("EXCLUDE_URL_PREFIXES"))
+
+
+setting_changed.connect(ContentSecurityPolicyMiddleware.forget_policies, dispatch_uid="emoverse-csp-policies")
 
 
 def login_locked_out(request: HttpRequest, original_response: HttpResponse | None, credentials: dict | None) -> HttpResponse:

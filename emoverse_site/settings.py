@@ -64,7 +64,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "emoverse_site.middleware.ContentSecurityPolicyMiddleware",  # django-csp's, its policy built once
     # WhiteNoise answers static files here: the middleware below never see them, so
     # static files keep their long cache headers.
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -7,6 +7,7 @@ and calls a service or selector. Domain errors become HTTP answers in
 
 from __future__ import annotations
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
@@ -20,6 +21,7 @@ from annotations.api_components import (
     MaskSerializer,
     TripletsJSON,
 )
+from annotations.api_json import json_answer
 from annotations.api_schema import CONFLICT, NOT_FOUND, ErrorSerializer
 from annotations.models import Dataset, Decision, Image
 from annotations.pagination import CursorPage, NewestFirst
@@ -178,7 +180,14 @@ class NextAPI(RoleAPI):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        dataset = get_object_or_404(Dataset, slug=data.validated_data["dataset"])
+        slug = data.validated_data["dataset"]
+        if selectors.lease_payload_json_available():  # PostgreSQL: one statement, its JSON sent as built
+            try:
+                row = queue.lease_next_row(dataset_slug=slug, reviewer=request.user)
+            except Dataset.DoesNotExist:
+                raise Http404("No Dataset matches the given query.") from None
+            return json_answer(request, selectors.lease_payload_json(row))
+        dataset = get_object_or_404(Dataset, slug=slug)
         lease = queue.lease_next(dataset=dataset, reviewer=request.user)
         return Response(self.OutputSerializer(selectors.lease_payload(lease)).data)
 

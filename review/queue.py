@@ -32,7 +32,8 @@ import hashlib
 import json
 import logging
 import random
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -226,6 +227,66 @@ def lease_next(*, dataset: Dataset, reviewer: AbstractBaseUser) -> Lease:
     raise NothingToDo(f"The queue of {dataset.slug} is busy; no free item could be leased, try again.")
 
 
+@dataclass(frozen=True)
+class NextRow:
+    """One answer of ``review_next`` (migration ``review.0006``): the dataset, the lease, the image
+    and what the review page shows of it, read after the claim. ``answers``: the current model
+    and import answers' metadata (JSON: id, kind, author_name, version, pipeline_version,
+    ces_label) by author name; ``answer_payloads`` and ``answer_critics``: their review API JSON
+    and their critics' JSON (text, None for none), in the same order; ``draft_*``: the
+    reviewer's draft of the image (payload as JSON text), or None; ``reviewer_id``: whose claim."""
+
+    dataset_id: int
+    dataset_slug: str
+    require_all_checked: bool
+    lease_id: int
+    lease_expires_at: datetime
+    lease_version: int
+    image_id: int
+    image_width: int
+    image_height: int
+    image_source: str
+    image_status: str
+    image_original_name: str
+    latest_version: int
+    answers: str | None
+    answer_payloads: list[str] | None
+    answer_critics: list[str | None] | None
+    draft_id: int | None
+    draft_payload: str | None
+    draft_saved_at: datetime | None
+    reviewer_id: int
+
+
+def _next_statement(dataset_slug: str, reviewer: AbstractBaseUser) -> tuple | None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM review_next(%s, %s, %s, %s)", [dataset_slug, reviewer.pk, _rng.random(), timezone.now()])
+        return cursor.fetchone()
+
+
+def lease_next_row(*, dataset_slug: str, reviewer: AbstractBaseUser) -> NextRow:
+    """:func:`lease_next` and the reads of the review page in one statement (PostgreSQL only:
+    ``review_next``, migration ``review.0006``, which claims with ``review_claim``). The same
+    claim, retries and errors as :func:`lease_next`; ``Dataset.DoesNotExist`` for an unknown slug.
+    The ``answers`` come as ``annotations.selectors.image_review_sources`` reads them."""
+    for _ in range(CLAIM_ATTEMPTS):
+        try:
+            if connection.in_atomic_block:  # a savepoint, so that a lost race can be retried
+                with transaction.atomic():
+                    row = _next_statement(dataset_slug, reviewer)
+            else:
+                row = _next_statement(dataset_slug, reviewer)  # one statement: atomic by itself
+        except IntegrityError:
+            continue  # a concurrent claimer won that slot; pick again
+        if row is None:
+            raise Dataset.DoesNotExist(f"No dataset {dataset_slug!r}.")
+        found = NextRow(*row, reviewer_id=reviewer.pk)
+        if found.lease_id is None:
+            raise NothingToDo(f"No item left to review in {found.dataset_slug}.")
+        return found
+    raise NothingToDo(f"The queue of {dataset_slug} is busy; no free item could be leased, try again.")
+
+
 def lease_authorize(*, lease: Lease, reviewer: AbstractBaseUser) -> None:
     """Raise :class:`NotAllowed` unless ``lease`` is ``reviewer``'s: the one rule that authorises
     a reviewer's action on a lease (draft, release, skip, submit).
@@ -328,9 +389,14 @@ def draft_with_notice(*, image_id: int, reviewer_id: int) -> tuple[Draft | None,
     limit) would be sent with every ``next``. Either counts as no draft (it stays stored; the next
     save replaces it, a submit deletes it); the oversize one comes with a notice saying why.
     """
-    draft = Draft.objects.filter(image_id=image_id, reviewer_id=reviewer_id).first()
+    return draft_sendable(Draft.objects.filter(image_id=image_id, reviewer_id=reviewer_id).first())
+
+
+def draft_sendable(draft: Draft | None) -> tuple[Draft | None, str]:
+    """``draft``, or None and a notice when it may not be sent back (:func:`draft_with_notice`)."""
     if draft is None:
         return None, ""
+    reviewer_id, image_id = draft.reviewer_id, draft.image_id
     try:
         draft_check_size(draft.payload)
     except DraftTooLarge as exc:

@@ -9,15 +9,22 @@ below).
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+import orjson
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
+from rest_framework import serializers
+from rest_framework.utils.encoders import JSONEncoder
 
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.errors import NotAllowed
@@ -30,25 +37,28 @@ from annotations.selectors import (
     image_current_annotations,
     image_review_base,
     image_review_sources,
+    review_base_of,
 )
 from annotations.phrase_embeddings import phrase_vectors
 from core.alignment import align_triplets, alignment_summary, same_meaning, triplet_phrases
 from core.vocabulary import ADJUDICATOR, ADMIN, RESEARCHER, REVIEWER, ROLES
 from review.disagreements import reviews_conflict
 from review.errors import NotInAdjudication
-from review.models import Disagreement, Lease, LeaseState, ReviewSubmission
-from review.queue import draft_with_notice, queue_candidates
+from review.models import Disagreement, Draft, Lease, LeaseState, ReviewSubmission
+from review.queue import NextRow, draft_sendable, draft_with_notice, queue_candidates
 from review.refine import refine_available
 
 DONE_STATUSES = (ImageStatus.APPROVED, ImageStatus.REJECTED, ImageStatus.FLAGGED)
 
 
 def image_to_dict(image: Image) -> dict[str, Any]:
+    return _image_dict(image.pk, image.width, image.height, image.source, image.status, image.original_name)
+
+
+def _image_dict(pk: int, width: int, height: int, source: str, status: str, original_name: str) -> dict[str, Any]:
     return {
-        "id": image.pk, "url": reverse("image-file", args=[image.pk]),
-        "thumbnail_url": reverse("image-thumbnail", args=[image.pk]),
-        "width": image.width, "height": image.height, "source": image.source, "status": image.status,
-        "original_name": image.original_name,
+        "id": pk, "url": reverse("image-file", args=[pk]), "thumbnail_url": reverse("image-thumbnail", args=[pk]),
+        "width": width, "height": height, "source": source, "status": status, "original_name": original_name,
     }
 
 
@@ -80,9 +90,15 @@ def annotators_disagreement(annotators: list[Annotation]) -> dict[str, Any]:
     phrase for it and they mean the same (:func:`core.alignment.same_meaning`).
     ``alignment`` says how the rows were paired, for the page to show.
     """
-    labels = {a.author_name: a.ces_label for a in annotators}
-    authors = [a.author_name for a in annotators]
-    lists = {a.author_name: annotation_to_dict(a, include_des=False)["triplets"] for a in annotators}
+    return _disagreement([(a.author_name, a.ces_label, annotation_to_dict(a, include_des=False)["triplets"])
+                          for a in annotators])
+
+
+def _disagreement(answers: list[tuple[str, str | None, list[dict]]]) -> dict[str, Any]:
+    """:func:`annotators_disagreement` over ``(author name, CES label, triplets as in the API)``."""
+    labels = {author: label for author, label, _ in answers}
+    authors = [author for author, _, _ in answers]
+    lists = {author: triplets for author, _, triplets in answers}
     vectors = phrase_vectors(triplet_phrases(*lists.values()))
     rows: list[dict[str, dict]] = [{authors[0]: t} for t in lists[authors[0]]] if authors else []
     paired_by: dict[int, str] = {}
@@ -166,6 +182,82 @@ def lease_payload(lease: Lease) -> dict[str, Any]:
         "draft_notice": draft_notice,  # why a stored draft was not sent (over the size limit), else ""
         "refine_available": refine_available(),
     }
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """An answer as ``review_next`` returns it: what :func:`annotations.selectors.review_base_of`
+    and :func:`annotators_by_run` read of an annotation, and its JSON (review API payload, critic)."""
+
+    pk: int
+    kind: str
+    author_name: str
+    version: int
+    pipeline_version: str
+    ces_label: str | None
+    payload: str
+    critic: str | None
+
+
+_DATETIME = serializers.DateTimeField()
+_ENCODER = JSONEncoder()
+_LINE_SEPARATORS = (("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029"))
+
+
+def lease_payload_json_available() -> bool:
+    """Whether :func:`lease_payload_json` may answer: PostgreSQL (``review_next``), and datetimes
+    shown in UTC (the database writes them so)."""
+    return connection.vendor == "postgresql" and timezone.get_current_timezone_name() == "UTC"
+
+
+def lease_payload_json(row: NextRow) -> bytes:
+    """:func:`lease_payload` as the API's JSON, for a lease claimed with ``review_next``
+    (``review.queue.lease_next_row``), which read everything it shows: the answers' JSON comes
+    from the database as it is (``orjson.Fragment``), so no annotation is loaded as objects nor
+    serialised again here. The same rules pick the base and the annotators (on the answers'
+    metadata); the annotators' disagreement and the draft's checks run in Python as before.
+    The JSON equals the serializer's (``review.apis.NextAPI.OutputSerializer``) once parsed
+    (tests/review/test_next_json.py)."""
+    metas = orjson.loads(row.answers) if row.answers else []
+    answers = [_Answer(m["id"], m["kind"], m["author_name"], m["version"], m["pipeline_version"], m["ces_label"],
+                       payload, critic)
+               for m, payload, critic in zip(metas, row.answer_payloads or (), row.answer_critics or (), strict=True)]
+    base = review_base_of(answers)
+    models = [a for a in answers if a.kind == AnnotationKind.MODEL and a.author_name != PIPELINE_AUTHOR]
+    annotators, earlier = annotators_by_run(None, base, models)
+    disagreement = None
+    if len(annotators) > 1:
+        disagreement = _disagreement([(a.author_name, a.ces_label, json.loads(a.payload)["triplets"]) for a in annotators])
+    draft = None
+    if row.draft_id is not None:
+        draft = Draft(pk=row.draft_id, image_id=row.image_id, reviewer_id=row.reviewer_id, payload=json.loads(row.draft_payload),
+                      saved_at=row.draft_saved_at)
+    draft, draft_notice = draft_sendable(draft)
+    body = orjson.dumps({
+        "lease": {"id": row.lease_id, "expires_at": _DATETIME.to_representation(row.lease_expires_at),
+                  "dataset": row.dataset_slug, "version": row.lease_version},
+        "image": _image_dict(row.image_id, row.image_width, row.image_height, row.image_source, row.image_status,
+                             row.image_original_name),
+        "version": row.latest_version,
+        "require_all_checked": row.require_all_checked,
+        "base": _fragment(base.payload) if base else None,
+        "annotators": [_fragment(a.payload) for a in annotators],
+        "earlier_annotators": [_fragment(a.payload) for a in earlier],
+        "disagreement": disagreement,
+        "critic": _fragment(base.critic) if base and base.critic is not None else None,
+        # the payload as stored; saved_at as DRF's JSON encoder writes a datetime in a JSON field (milliseconds)
+        "draft": {"payload": _fragment(row.draft_payload), "saved_at": _ENCODER.default(draft.saved_at)} if draft else None,
+        "draft_notice": draft_notice,
+        "refine_available": refine_available(),
+    })
+    for char, escaped in _LINE_SEPARATORS:  # as DRF's JSONRenderer writes them
+        if char in body:
+            body = body.replace(char, escaped)
+    return body
+
+
+def _fragment(text: str) -> orjson.Fragment:
+    return orjson.Fragment(text.encode())
 
 
 def dataset_progress(*, dataset: Dataset, now: datetime | None = None, reviewer: AbstractBaseUser | None = None) -> dict[str, Any]:

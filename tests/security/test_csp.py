@@ -73,3 +73,20 @@ def test_templates_have_nothing_inline(template):
     text = re.sub(r'<script type="application/json"[^>]*>', "", text)  # data blocks (json_script) are not run
     found = [what for pattern, what in INLINE if pattern.search(text)]
     assert found == [], template
+
+
+@pytest.mark.django_db
+def test_the_policy_built_once_is_django_csps_and_follows_the_settings(settings):
+    """emoverse_site.middleware.ContentSecurityPolicyMiddleware builds the policies once (issue 16);
+    they are django-csp's own, on API answers too, and a change of the settings is seen."""
+    from csp.utils import build_policy
+
+    client = Client()
+    client.force_login(UserFactory(username="boss", roles=["reviewer"]))
+    assert client.get("/api/datasets/")["Content-Security-Policy"] == build_policy()
+    settings.CONTENT_SECURITY_POLICY = {"DIRECTIVES": {"default-src": ["'none'"]}}
+    settings.CONTENT_SECURITY_POLICY_REPORT_ONLY = {"DIRECTIVES": {"img-src": ["'self'"]}}
+    response = client.get("/api/datasets/")
+    assert response["Content-Security-Policy"] == "default-src 'none'"
+    assert response["Content-Security-Policy-Report-Only"] == build_policy(report_only=True)
+    assert "img-src 'self'" in response["Content-Security-Policy-Report-Only"]
