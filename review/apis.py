@@ -7,6 +7,7 @@ and calls a service or selector. Domain errors become HTTP answers in
 
 from __future__ import annotations
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
@@ -257,8 +258,14 @@ class SubmitAPI(RoleAPI):
     def post(self, request, pk: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        result = services.review_submit(lease=_lease(pk), reviewer=request.user, **data.validated_data)
-        return Response(self.OutputSerializer(result).data, status=status.HTTP_201_CREATED)
+        try:
+            lease = services.lease_for_submit(pk)
+        except Lease.DoesNotExist:
+            raise Http404("No lease matches the given query.") from None
+        result = services.review_submit(lease=lease, reviewer=request.user, fresh=True, **data.validated_data)
+        return Response({"annotation_id": result.annotation.pk, "version": result.annotation.version,
+                         "image_status": result.image_status, "disagreements": result.disagreements,
+                         "unchecked": result.unchecked}, status=status.HTTP_201_CREATED)
 
 
 class ProgressAPI(RoleAPI):
