@@ -55,6 +55,7 @@ MAX_ELEMENT_DECISIONS = 2000
 MAX_TIME_MS = 24 * 3600 * 1000
 FINAL_DECISIONS = (Decision.APPROVED, Decision.REJECTED, Decision.FLAGGED)
 # Statuses that do not say a person decided the element (edited, rejected and added do).
+ELEMENT_ACTIONS = frozenset(ElementAction.values)  # (``.values`` builds its list on every call)
 UNDECIDED_STATUSES = frozenset({ElementStatus.PENDING, ElementStatus.ACCEPTED, ElementStatus.ACCEPTED_UNCHECKED})
 
 
@@ -136,7 +137,7 @@ def check_element_decisions(value: Any) -> list[ElementDecisionInput]:
             raise InvalidAnnotation(f"{field}.triplet_key", "must be a triplet key (UUID)") from None
         if item.get("role") not in ROLES:
             raise InvalidAnnotation(f"{field}.role", f"must be one of {', '.join(ROLES)}")
-        if item.get("action") not in ElementAction.values:
+        if item.get("action") not in ELEMENT_ACTIONS:
             raise InvalidAnnotation(f"{field}.action", f"must be one of {', '.join(ElementAction.values)}")
         check_storable(item.get("before"), f"{field}.before")
         check_storable(item.get("after"), f"{field}.after")

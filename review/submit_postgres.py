@@ -183,9 +183,8 @@ def _read_sources(image_id: int, with_reviews: bool) -> tuple[list[Source], list
         if row[11] is None:
             continue  # an answer without triplets
         triplets = source.answer["triplets"]
-        key = str(row[12])
-        if not triplets or triplets[-1]["key"] != key:
-            triplets.append({"key": key})
+        if not triplets or triplets[-1]["index"] != row[11]:
+            triplets.append({"index": row[11], "key": str(row[12])})
         if row[13] is not None:
             triplets[-1][row[13]] = _element(row)
     for source in sources.values():  # elements in ROLES order, as triplets_to_list gives them
@@ -315,7 +314,7 @@ def submit_one_statement(*, lease: Lease, reviewer: AbstractBaseUser, image: Ima
                             ces_label=label, parent_id=base.id if base else None)
     annotation._state.adding = False
     image.status = status
-    if any(phrase_key(e.phrase) not in vectors for t in data.triplets for e in t.elements if phrase_key(e.phrase)):
+    if any(e.phrase not in vectors for t in data.triplets for e in t.elements if phrase_key(e.phrase)):
         # A phrase without a stored embedding: have a worker embed it (embeds nothing otherwise).
         transaction.on_commit(lambda: phrases_added.send(sender=Annotation, annotation_ids=[annotation_id]))
     return Written(annotation=annotation, image_status=status, disagreements=len(rows))
