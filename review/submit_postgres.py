@@ -49,76 +49,40 @@ from review.models import Lease, ReviewPlan
 
 FALLBACK_SQLSTATE = "RS409"  # review_submit found a case for the Python path; nothing was written
 
-# The image's current model and import answers ('a'), and with %s true the annotations of its
-# submitted reviews ('r', with their decision), each with triplets and elements.
-SOURCES_SQL = """
-SELECT 'a' AS part, NULL AS decision, a.id, a.version, a.kind, a.author_name, a.ces_label, a.ces_confidence,
-       a.ces_distribution::text, a.rationale, a.prompt_version, t.index, t.key, e.role, e.phrase, e.status,
-       e.x0, e.y0, e.x1, e.y1, e.box_score, e.mask_counts, e.mask_height, e.mask_width, e.mask_score
-  FROM annotations_annotation a
-  LEFT JOIN annotations_triplet t ON t.annotation_id = a.id
-  LEFT JOIN annotations_element e ON e.triplet_id = t.id
- WHERE a.image_id = %s AND a.is_current AND a.kind IN ('model', 'import')
-UNION ALL
-SELECT 'r', s.decision, a.id, a.version, a.kind, a.author_name, a.ces_label, a.ces_confidence,
-       a.ces_distribution::text, a.rationale, a.prompt_version, t.index, t.key, e.role, e.phrase, e.status,
-       e.x0, e.y0, e.x1, e.y1, e.box_score, e.mask_counts, e.mask_height, e.mask_width, e.mask_score
-  FROM review_reviewsubmission s
-  JOIN annotations_annotation a ON a.id = s.annotation_id
-  LEFT JOIN annotations_triplet t ON t.annotation_id = a.id
-  LEFT JOIN annotations_element e ON e.triplet_id = t.id
- WHERE %s AND s.image_id = %s
- ORDER BY 1, 6, 3, 12, 14
-"""
+# The image's current model and import answers ('a') and, with the flag, the annotations of its
+# submitted reviews ('r', with their decision), each with triplets and elements: one row per
+# element (migration review.0007; a function so that the join's plan is kept per connection).
+SOURCES_SQL = "SELECT * FROM review_submit_sources(%s, %s) ORDER BY 1, 6, 3, 12, 14"
 
 
 _LEASE_READ = (Lease, Image, Dataset, ReviewPlan)
 
 
-@functools.cache
-def _lease_read_sql() -> str:
-    quote = connection.ops.quote_name
-    columns = ", ".join(f"{alias}.{quote(f.column)}" for alias, model in zip("lidp", _LEASE_READ)
-                        for f in model._meta.concrete_fields)
-    lease, image, dataset, plan = (quote(model._meta.db_table) for model in _LEASE_READ)
-    return (f"SELECT {columns} FROM {lease} l JOIN {image} i ON i.id = l.image_id JOIN {dataset} d ON d.id = i.dataset_id "
-            f"LEFT JOIN {plan} p ON p.image_id = i.id WHERE l.id = %s")
-
-
-@functools.cache
-def _taxonomy_column() -> int:
-    """Where the dataset's ``taxonomy`` (the database's text) is in a row of :func:`_lease_read_sql`."""
-    dataset_fields = list(Dataset._meta.concrete_fields)
-    return (len(Lease._meta.concrete_fields) + len(Image._meta.concrete_fields)
-            + dataset_fields.index(Dataset._meta.get_field("taxonomy")))
-
-
 @functools.lru_cache(maxsize=64)
-def _taxonomy(spec_text: str) -> Taxonomy:
-    return taxonomy_from_spec(orjson.loads(spec_text))
+def _taxonomy(spec_key: bytes) -> Taxonomy:
+    return taxonomy_from_spec(orjson.loads(spec_key))
 
 
 def lease_read(pk: int) -> Lease:
     """The lease with its image, the image's dataset and review plan (``image.review_plan``,
-    set only when there is one) in one query of a fixed text: the ``select_related`` of these
-    four costs more to compile than to run. Raises ``Lease.DoesNotExist``."""
+    set only when there is one) in one query: ``review_submit_lease`` (migration
+    ``review.0007``) gives the four rows as jsonb, each field read back by its model field's
+    ``to_python``. Raises ``Lease.DoesNotExist``."""
     with connection.cursor() as cursor:
-        cursor.execute(_lease_read_sql(), [pk])
-        row = cursor.fetchone()
-    if row is None:
+        cursor.execute("SELECT review_submit_lease(%s)::text", [pk])
+        found = cursor.fetchone()[0]
+    if found is None:
         raise Lease.DoesNotExist(f"no lease {pk}")
-    objects, start = [], 0
-    for model in _LEASE_READ:
+    objects = []
+    for model, row in zip(_LEASE_READ, orjson.loads(found)):
         fields = model._meta.concrete_fields
-        values = [f.from_db_value(v, None, connection) if v is not None and hasattr(f, "from_db_value") else v
-                  for f, v in zip(fields, row[start : start + len(fields)])]
-        start += len(fields)
-        objects.append(None if values[0] is None else model.from_db(connection.alias, [f.attname for f in fields], values))
+        objects.append(None if row is None else model.from_db(
+            connection.alias, [f.attname for f in fields], [None if (v := row[f.column]) is None else f.to_python(v) for f in fields]))
     lease, image, dataset, plan = objects
     # Dataset.get_taxonomy() checks the specification once per instance; here once per process
     # and specification (a bad one is left to get_taxonomy(), which raises where it always did).
     try:
-        dataset.__dict__["_taxonomy"] = (dataset.taxonomy, _taxonomy(row[_taxonomy_column()]))
+        dataset.__dict__["_taxonomy"] = (dataset.taxonomy, _taxonomy(orjson.dumps(dataset.taxonomy, option=orjson.OPT_SORT_KEYS)))
     except (TaxonomyError, orjson.JSONDecodeError, TypeError):
         pass
     image.dataset = dataset
@@ -174,7 +138,7 @@ def _read_sources(image_id: int, with_reviews: bool) -> tuple[list[Source], list
     submitted reviews (by version), in one query."""
     sources: dict[int, Source] = {}
     with connection.cursor() as cursor:
-        cursor.execute(SOURCES_SQL, [image_id, with_reviews, image_id])
+        cursor.execute(SOURCES_SQL, [image_id, with_reviews])
         rows = cursor.fetchall()
     for row in rows:
         source = sources.get(row[2])

@@ -15,6 +15,11 @@ same submit on its own path (``_review_write``), which raises the exact error of
 (already submitted, lease lost, taken, newer lease, not in review, version conflict) or, for a
 lapsed lease whose slot is still free, takes it up again and submits. SQLite always takes
 that path.
+
+``review_submit_lease`` (the lease with its image, dataset and review plan, as one jsonb) and
+``review_submit_sources`` (the read of step 1) are PL/pgSQL functions only so that their plans are
+kept per connection: planned anew on every request, their joins cost ten times more to plan than
+to run.
 """
 
 from django.db import migrations
@@ -130,12 +135,67 @@ END
 $$;
 """
 
-DROP_SQL = "DROP FUNCTION IF EXISTS review_submit(bigint, bigint, bigint, timestamptz, integer, bigint[], bigint[], boolean, jsonb);"
+SOURCES_SQL = """
+CREATE OR REPLACE FUNCTION review_submit_sources(p_image bigint, p_reviews boolean)
+RETURNS TABLE (part text, decision text, id bigint, version integer, kind text, author_name text, ces_label text,
+               ces_confidence float8, ces_distribution text, rationale text, prompt_version text, index integer,
+               key uuid, role text, phrase text, status text, x0 float8, y0 float8, x1 float8, y1 float8,
+               box_score float8, mask_counts text, mask_height integer, mask_width integer, mask_score float8)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY
+    SELECT 'a'::text, NULL::text, a.id, a.version::integer, a.kind::text, a.author_name::text, a.ces_label::text,
+           a.ces_confidence, a.ces_distribution::text, a.rationale, a.prompt_version::text, t.index::integer, t.key,
+           e.role::text, e.phrase::text, e.status::text, e.x0, e.y0, e.x1, e.y1, e.box_score, e.mask_counts,
+           e.mask_height::integer, e.mask_width::integer, e.mask_score
+      FROM annotations_annotation a
+      LEFT JOIN annotations_triplet t ON t.annotation_id = a.id
+      LEFT JOIN annotations_element e ON e.triplet_id = t.id
+     WHERE a.image_id = p_image AND a.is_current AND a.kind IN ('model', 'import');
+    IF p_reviews THEN
+        RETURN QUERY
+        SELECT 'r'::text, s.decision::text, a.id, a.version::integer, a.kind::text, a.author_name::text,
+               a.ces_label::text, a.ces_confidence, a.ces_distribution::text, a.rationale, a.prompt_version::text,
+               t.index::integer, t.key, e.role::text, e.phrase::text, e.status::text, e.x0, e.y0, e.x1, e.y1,
+               e.box_score, e.mask_counts, e.mask_height::integer, e.mask_width::integer, e.mask_score
+          FROM review_reviewsubmission s
+          JOIN annotations_annotation a ON a.id = s.annotation_id
+          LEFT JOIN annotations_triplet t ON t.annotation_id = a.id
+          LEFT JOIN annotations_element e ON e.triplet_id = t.id
+         WHERE s.image_id = p_image;
+    END IF;
+END
+$$;
+"""
+
+LEASE_SQL = """
+CREATE OR REPLACE FUNCTION review_submit_lease(p_lease bigint) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    found jsonb;
+BEGIN
+    SELECT jsonb_build_array(to_jsonb(l), to_jsonb(i), to_jsonb(d), to_jsonb(p)) INTO found
+      FROM review_lease l
+      JOIN annotations_image i ON i.id = l.image_id
+      JOIN annotations_dataset d ON d.id = i.dataset_id
+      LEFT JOIN review_reviewplan p ON p.image_id = i.id
+     WHERE l.id = p_lease;
+    RETURN found;
+END
+$$;
+"""
+
+DROP_SQL = """
+DROP FUNCTION IF EXISTS review_submit(bigint, bigint, bigint, timestamptz, integer, bigint[], bigint[], boolean, jsonb);
+DROP FUNCTION IF EXISTS review_submit_sources(bigint, boolean);
+DROP FUNCTION IF EXISTS review_submit_lease(bigint);
+"""
 
 
 def create_function(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":  # SQLite submits in Python (review.services._review_write)
         schema_editor.execute(SUBMIT_SQL)
+        schema_editor.execute(SOURCES_SQL)
+        schema_editor.execute(LEASE_SQL)
 
 
 def drop_function(apps, schema_editor):
