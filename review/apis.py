@@ -266,8 +266,14 @@ class SubmitAPI(RoleAPI):
     def post(self, request, pk: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        result = services.review_submit(lease=_lease(pk), reviewer=request.user, **data.validated_data)
-        return Response(self.OutputSerializer(result).data, status=status.HTTP_201_CREATED)
+        try:
+            lease = services.lease_for_submit(pk)
+        except Lease.DoesNotExist:
+            raise Http404("No lease matches the given query.") from None
+        result = services.review_submit(lease=lease, reviewer=request.user, fresh=True, **data.validated_data)
+        return Response({"annotation_id": result.annotation.pk, "version": result.annotation.version,
+                         "image_status": result.image_status, "disagreements": result.disagreements,
+                         "unchecked": result.unchecked}, status=status.HTTP_201_CREATED)
 
 
 class ProgressAPI(RoleAPI):

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, Max, OuterRef
 from django.utils import timezone
 
@@ -49,11 +49,13 @@ from review.models import (
 )
 from core.text import is_blank
 from review.queue import free_slot, lease_authorize, lease_get_for_update, lease_is_live
+from review.submit_postgres import lease_read, submit_one_statement
 
 MAX_ELEMENT_DECISIONS = 2000
 MAX_TIME_MS = 24 * 3600 * 1000
 FINAL_DECISIONS = (Decision.APPROVED, Decision.REJECTED, Decision.FLAGGED)
 # Statuses that do not say a person decided the element (edited, rejected and added do).
+ELEMENT_ACTIONS = frozenset(ElementAction.values)  # (``.values`` builds its list on every call)
 UNDECIDED_STATUSES = frozenset({ElementStatus.PENDING, ElementStatus.ACCEPTED, ElementStatus.ACCEPTED_UNCHECKED})
 
 
@@ -135,7 +137,7 @@ def check_element_decisions(value: Any) -> list[ElementDecisionInput]:
             raise InvalidAnnotation(f"{field}.triplet_key", "must be a triplet key (UUID)") from None
         if item.get("role") not in ROLES:
             raise InvalidAnnotation(f"{field}.role", f"must be one of {', '.join(ROLES)}")
-        if item.get("action") not in ElementAction.values:
+        if item.get("action") not in ELEMENT_ACTIONS:
             raise InvalidAnnotation(f"{field}.action", f"must be one of {', '.join(ElementAction.values)}")
         check_storable(item.get("before"), f"{field}.before")
         check_storable(item.get("after"), f"{field}.after")
@@ -322,6 +324,16 @@ def locked_image(image_id: int, checked: Image, annotation: Mapping[str, Any], d
     return image, data
 
 
+def lease_for_submit(pk: int) -> Lease:
+    """The lease with its image, the image's dataset and review plan (``image.review_plan``,
+    absent before the first claim), in one query: what :func:`review_submit` checks first.
+    Raises ``Lease.DoesNotExist``. On PostgreSQL :func:`review.submit_postgres.lease_read`;
+    SQLite, whose columns need Django's converters, reads it through the ORM."""
+    if connection.vendor != "postgresql":
+        return Lease.objects.select_related("image__dataset", "image__review_plan").get(pk=pk)
+    return lease_read(pk)
+
+
 def review_submit(
     *,
     lease: Lease,
@@ -332,6 +344,7 @@ def review_submit(
     annotation: Mapping[str, Any],
     element_decisions: list | None = None,
     time_spent_ms: int = 0,
+    fresh: bool = False,
 ) -> SubmitResult:
     """Submit the reviewer's answer for the leased image.
 
@@ -344,20 +357,31 @@ def review_submit(
     the reviewer's draft stays; other reviewers' drafts are never deleted.
 
     Whose lease it is and whether it can still be submitted are checked first, on a
-    plain read; then the answer is validated (a large mask takes a while) with no
-    transaction open, so no lock is held meanwhile; the write transaction checks
-    everything again under the row locks.
+    plain read (``fresh``: ``lease`` was just read by :func:`lease_for_submit`, else it is
+    read again here); then the answer is validated (a large mask takes a while) with no
+    transaction open, so no lock is held meanwhile; the writes check everything again under
+    the row locks. On PostgreSQL they are one statement (``review.submit_postgres``), which
+    hands any case but the plain one back to the Python path below.
     """
     lease_authorize(lease=lease, reviewer=reviewer)
-    fresh = Lease.objects.select_related("image__dataset").get(pk=lease.pk)
-    _check_not_submitted(fresh)
-    checked = fresh.image
+    read = lease if fresh else lease_for_submit(lease.pk)
+    _check_not_submitted(read)
+    checked = read.image
     _check_in_review(checked)
     decision, reason = check_decision(decision, reason)
     data = check_annotation(annotation, checked, decision)
     decisions = check_element_decisions(element_decisions)
-    check_all_checked(checked, decision, element_checks(data, decisions, decision)[1])
+    marked, unchecked = element_checks(data, decisions, decision)
+    check_all_checked(checked, decision, unchecked)
     time_spent_ms = _time_ms(time_spent_ms, "time_spent_ms")
+    check_storable(reviewer.get_username(), "author_name")
+    if connection.vendor == "postgresql":
+        written = submit_one_statement(lease=read, reviewer=reviewer, image=checked, expected_version=expected_version,
+                                       decision=decision, reason=reason, data=marked, decisions=decisions,
+                                       time_spent_ms=time_spent_ms)
+        if written is not None:
+            return SubmitResult(annotation=written.annotation, image_status=written.image_status,
+                                disagreements=written.disagreements, unchecked=unchecked)
     with transaction.atomic():
         image, data = locked_image(lease.image_id, checked, annotation, data, decision)
         data, unchecked = element_checks(data, decisions, decision)
