@@ -228,16 +228,16 @@ class WorkerKilled(BaseException):
 
 def _die_on_second_chunk(monkeypatch):
     monkeypatch.setattr(runs, "CHUNK_SIZE", 1)
-    original = JsonlWriter.write
+    original = JsonlWriter.append
     calls = {"n": 0}
 
-    def write(self, items):
+    def append(self, encoded):
         calls["n"] += 1
         if calls["n"] == 2:
             raise WorkerKilled()
-        original(self, items)
+        original(self, encoded)
 
-    monkeypatch.setattr(JsonlWriter, "write", write)
+    monkeypatch.setattr(JsonlWriter, "append", append)
 
 
 def test_an_export_killed_midway_is_never_complete_and_restarts_cleanly(scene, monkeypatch):
