@@ -61,6 +61,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--reuse", action="store_true",
                    help="use the database --db as it is when it already holds the benchmark dataset of --images images "
                         "(built and kept by an earlier run); build it otherwise, and keep it")
+    p.add_argument("--workers", type=int, default=None,
+                   help="EMOVERSE_EXPORT_WORKERS for the export (default: the setting's default, the CPU count up to 4; "
+                        "0: encode in the export's own process)")
     p.add_argument("--tracemalloc", action="store_true", help="also trace Python allocations in the export (slower)")
     p.add_argument("--child", help=argparse.SUPPRESS)  # internal: export one format in this process
     return p.parse_args()
@@ -95,6 +98,47 @@ class RssSampler(threading.Thread):
         self._done.set()
         self.join()
         return max(self.peak, current_rss_mb())
+
+
+class BackendCpu(threading.Thread):
+    """CPU seconds of the PostgreSQL backends serving ``database`` (the export's and its workers'),
+    read from ``/proc/<pid>/stat`` every 0.2 s: a backend that ends between two reads loses at most
+    its last 0.2 s."""
+
+    def __init__(self, database: str) -> None:
+        super().__init__(daemon=True)
+        self._tag = f" {database} ".encode()
+        self._start: dict[int, int] = {}
+        self._last: dict[int, int] = {}
+        self._done = threading.Event()
+        self._read(first=True)
+
+    def _read(self, first: bool = False) -> None:
+        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    cmdline = handle.read()
+                if not cmdline.startswith(b"postgres: ") or self._tag not in cmdline.replace(b"\0", b" "):
+                    continue
+                with open(f"/proc/{pid}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks = int(fields[11]) + int(fields[12])
+            if first:
+                self._start[int(pid)] = ticks
+            self._last[int(pid)] = ticks
+
+    def run(self) -> None:
+        while not self._done.wait(0.2):
+            self._read()
+
+    def stop(self) -> float:
+        self._done.set()
+        self.join()
+        self._read()
+        ticks = sum(last - self._start.get(pid, 0) for pid, last in self._last.items())
+        return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def setup_django(database_url: str, work: Path) -> None:
@@ -254,13 +298,17 @@ def build_orm(n_images: int, chunk: int = 5000) -> float:
 # --- one export (child process) ------------------------------------------------------------
 
 
-def child(export_format: str, images_mode: str, trace: bool) -> None:
+def child(export_format: str, images_mode: str, trace: bool, workers: int | None) -> None:
     import tracemalloc
+
+    from django.conf import settings
 
     from annotations.models import Dataset
     from exports import runs, selectors, services
     from exports.filters import ExportFilters
 
+    if workers is not None:
+        settings.EMOVERSE_EXPORT_WORKERS = workers
     dataset = Dataset.objects.get(slug=SLUG)
     options = {"images": images_mode}
     snapshot = services.export_create(dataset=dataset, export_format=export_format, options=options)
@@ -278,11 +326,18 @@ def child(export_format: str, images_mode: str, trace: bool) -> None:
 
     sampler = RssSampler()
     sampler.start()
+    backends = None if connection.vendor != "postgresql" else BackendCpu(connection.settings_dict["NAME"])
+    if backends is not None:
+        backends.start()
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    cpu = time.process_time()
+    cpu, times = time.process_time(), os.times()
     with connection.execute_wrapper(count):
         snapshot = runs.export_run(snapshot_id=snapshot.pk)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    workers_cpu = os.times().children_user + os.times().children_system - times.children_user - times.children_system
+    workers_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    pg_cpu = backends.stop() if backends is not None else 0.0
     peak = sampler.stop()
     traced = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
     if snapshot.status != "complete":
@@ -291,6 +346,10 @@ def child(export_format: str, images_mode: str, trace: bool) -> None:
     print(json.dumps({
         "format": export_format, "images": snapshot.manifest["counts"]["images"], "seconds": round(seconds, 1),
         "images_per_s": round(snapshot.manifest["counts"]["images"] / seconds), "cpu_seconds": round(cpu, 1),
+        "workers_cpu_seconds": round(workers_cpu, 1), "postgres_cpu_seconds": round(pg_cpu, 1),
+        "images_per_cpu_s": round(snapshot.manifest["counts"]["images"] / max(cpu + workers_cpu + pg_cpu, 1e-9)),
+        "load_before": round(load_before, 1), "load_after": round(os.getloadavg()[0], 1),
+        "workers_peak_rss_mb": round(workers_rss, 1),
         "rss_before_mb": round(before, 1), "peak_rss_mb": round(peak, 1), "rss_growth_mb": round(peak - before, 1),
         "process_peak_rss_mb": round(rss_mb(), 1), "queries": queries[0],
         "tracemalloc_peak_mb": None if traced is None else round(traced, 1), "output_mb": round(size / 2**20, 1),
@@ -326,7 +385,7 @@ def main() -> None:
     args = parse_args()
     if args.child:
         setup_django(os.environ["BENCH_DATABASE_URL"], Path(os.environ["BENCH_WORK"]))
-        child(args.child, args.images_mode, args.tracemalloc)
+        child(args.child, args.images_mode, args.tracemalloc, args.workers)
         return
     work = Path(tempfile.mkdtemp(prefix="bench-export-"))
     database_url = f"sqlite:///{work / 'bench.sqlite3'}" if args.sqlite else f"{args.pg}/{args.db}"
@@ -357,16 +416,19 @@ def main() -> None:
             command = [sys.executable, __file__, "--child", export_format, "--images-mode", args.images_mode]
             if args.tracemalloc:
                 command.append("--tracemalloc")
+            if args.workers is not None:
+                command += ["--workers", str(args.workers)]
             out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
             if out.returncode:
                 raise SystemExit(f"{export_format} failed:\n{out.stderr[-4000:]}")
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(json.dumps(results[-1]))
-        print(f"\n{'format':<16}{'images':>9}{'seconds':>9}{'CPU s':>8}{'images/s':>10}{'RSS before':>12}"
-              f"{'peak RSS':>10}{'growth':>8}{'output MB':>11}")
+        print(f"\n{'format':<16}{'images':>9}{'seconds':>9}{'images/s':>10}{'CPU s':>8}{'workers':>8}{'pg':>6}"
+              f"{'img/CPU-s':>10}{'load':>6}{'peak RSS':>10}{'workers RSS':>12}{'output MB':>11}")
         for r in results:
-            print(f"{r['format']:<16}{r['images']:>9,}{r['seconds']:>9}{r['cpu_seconds']:>8}{r['images_per_s']:>10,}"
-                  f"{r['rss_before_mb']:>12}{r['peak_rss_mb']:>10}{r['rss_growth_mb']:>8}{r['output_mb']:>11}")
+            print(f"{r['format']:<16}{r['images']:>9,}{r['seconds']:>9}{r['images_per_s']:>10,}{r['cpu_seconds']:>8}"
+                  f"{r['workers_cpu_seconds']:>8}{r['postgres_cpu_seconds']:>6}{r['images_per_cpu_s']:>10,}"
+                  f"{r['load_before']:>6}{r['peak_rss_mb']:>10}{r['workers_peak_rss_mb']:>12}{r['output_mb']:>11}")
     finally:
         if not keep:
             from django.db import connections

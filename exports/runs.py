@@ -47,6 +47,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count
 from django.db.models.functions import Now
@@ -258,15 +259,18 @@ def _export(attempt: _Attempt) -> None:
     context = {"dataset": snapshot.dataset.slug, "version": snapshot.version, "taxonomy": snapshot.dataset.get_taxonomy()}
     writer = writer_class(snapshot.format)(attempt.folder, snapshot.options, context=context)
     placer = ImagePlacer(attempt.folder, snapshot.options.get("images", IMAGE_MODES[0]))
-    # Workers only where placing an image is nothing to do (no files copied, no storage URLs asked).
-    workers = parallel_workers(total) if placer.mode == "none" else 0
-    fetch = pg_export_chunk if connection.vendor == "postgresql" else export_chunk
+    # PostgreSQL reads plain binary rows (exports.chunks); EMOVERSE_EXPORT_FAST_PATH = False keeps Django's
+    # values_list path there too. Workers only where placing an image is nothing to do (no files copied,
+    # no storage URLs asked).
+    fast = connection.vendor == "postgresql" and getattr(settings, "EMOVERSE_EXPORT_FAST_PATH", True)
+    workers = parallel_workers(total) if fast and placer.mode == "none" else 0
+    fetch = pg_export_chunk if fast else export_chunk
     _JOB = _Job(writer=writer, filters=filters, duplicates=duplicates, placer=placer, fetch=fetch,
                 keep_alive=None if workers else functools.partial(_keep_alive, attempt))
     counts, done = _Counts(include_rejected=writer.include_rejected), 0
     pool = ChunkPool(workers) if workers else None
     try:
-        chunks = export_image_rows(images, chunk_size=CHUNK_SIZE)
+        chunks = export_image_rows(images, chunk_size=CHUNK_SIZE, plain_sql=fast)
         for encoded, chunk_counts, read in (pool.map if pool else map)(_encode_chunk, chunks):
             writer.append(encoded)
             counts.merge(chunk_counts)

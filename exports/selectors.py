@@ -69,11 +69,12 @@ def export_images(*, dataset: Dataset, filters: ExportFilters) -> QuerySet[Image
     return images.order_by("id")
 
 
-def export_image_rows(images: QuerySet[Image], *, chunk_size: int) -> Iterator[list[ExportImage]]:
+def export_image_rows(images: QuerySet[Image], *, chunk_size: int, plain_sql: bool = False) -> Iterator[list[ExportImage]]:
     """``images`` as :class:`ExportImage` rows, ``chunk_size`` at a time (a server-side cursor on
-    PostgreSQL: memory does not grow with the dataset)."""
+    PostgreSQL: memory does not grow with the dataset). ``plain_sql`` (PostgreSQL): the queryset's
+    SQL through a binary psycopg cursor instead of ``values_list``."""
     make = tuple.__new__
-    if connection.vendor == "postgresql":  # binary rows, no Django per-row work (a WITH HOLD cursor, as iterator())
+    if plain_sql:  # binary rows, no Django per-row work (a WITH HOLD cursor, as iterator())
         sql, params = images.values_list(*IMAGE_FIELDS).query.sql_with_params()
         connection.ensure_connection()
         with connection.connection.cursor(name=f"export_images_{uuid.uuid4().hex}", withhold=True) as cursor:

@@ -170,13 +170,13 @@ class ParquetWriter:
         self._writer = pq.ParquetWriter(self._file, self._schema, compression="zstd")
         self._rows = 0
 
-    def encode(self, items: list[ExportItem]) -> pa.Table:
-        """A chunk's row group (no state of earlier chunks: a worker process may build it)."""
-        return chunk_table(items, include_rejected=self.include_rejected, schema=self._schema)
+    def encode(self, items: list[ExportItem]) -> pa.Table | None:
+        """A chunk's row group, None for no rows (no state of earlier chunks: a worker process may build it)."""
+        return chunk_table(items, include_rejected=self.include_rejected, schema=self._schema) if items else None
 
-    def append(self, table: pa.Table) -> None:
+    def append(self, table: pa.Table | None) -> None:
         """Write an encoded chunk as one row group (chunks in export order)."""
-        if table.num_rows:
+        if table is not None:
             self._writer.write_table(table.replace_schema_metadata(self._schema.metadata))
             self._rows += table.num_rows
 

@@ -315,10 +315,10 @@ def test_an_older_attempt_stops_when_a_newer_one_owns_the_snapshot(scene):
 
 
 def test_an_error_fails_the_snapshot_with_the_reason_and_leaves_no_files(scene, monkeypatch):
-    def broken(self, items):
+    def broken(self, encoded):
         raise OSError("disk full")
 
-    monkeypatch.setattr(JsonlWriter, "write", broken)
+    monkeypatch.setattr(JsonlWriter, "append", broken)
     snapshot = run(scene.dataset)
     assert snapshot.status == ExportStatus.FAILED and "disk full" in snapshot.error
     assert list((Path(settings.EXPORT_ROOT) / scene.dataset.slug).iterdir()) == []
