@@ -33,12 +33,14 @@ QA_RULE = {
 _LIBRARIES = ("Django", "pyarrow", "pycocotools", "numpy")
 
 
-def file_entry(folder: Path, name: str) -> dict[str, Any]:
-    """``{"path", "bytes", "sha256"}`` of ``folder/name`` (read in blocks)."""
+def file_entry(folder: Path, name: str, sha256: str | None = None) -> dict[str, Any]:
+    """``{"path", "bytes", "sha256"}`` of ``folder/name``: ``sha256`` when the writer hashed the file
+    as it wrote it, else read in blocks."""
     path = folder / name
-    with open(path, "rb") as handle:
-        digest = hashlib.file_digest(handle, "sha256").hexdigest()
-    return {"path": name, "bytes": path.stat().st_size, "sha256": digest}
+    if sha256 is None:
+        with open(path, "rb") as handle:
+            sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+    return {"path": name, "bytes": path.stat().st_size, "sha256": sha256}
 
 
 def _git_commit(root: Path) -> str | None:
@@ -115,7 +117,7 @@ def build_manifest(
         "options": snapshot.options,
         "counts": {**counts, **writer_counts},
         "left_out": {"qa_pairs_not_selected": counts["pairs_left_out"]} if qa_selection else left_out(counts),
-        "files": [file_entry(folder, name) for result in results for name in result.files],
+        "files": [file_entry(folder, name, result.sha256.get(name)) for result in results for name in result.files],
         "created_by": {"id": user.pk, "username": user.get_username()} if user else None,
         "run_by": snapshot.run_by or None,
         "created_at": snapshot.created_at.isoformat(),

@@ -34,30 +34,34 @@ share, since downloads are served from it.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import shutil
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import Count
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from annotations.models import AnnotationKind, ElementStatus, ImageStatus
+from exports.chunks import ChunkPool, parallel_workers, pg_export_chunk
 from exports.filters import ExportFilters
 from exports.manifest import MANIFEST, build_manifest
 from exports.models import ExportSnapshot, ExportStatus
 from exports.selectors import export_chunk, export_image_rows, export_images, final_dir, partial_dir
 from exports.writers import ExportItem, WriterResult, writer_class
 from exports.writers.images import IMAGE_MODES, ImagePlacer, export_file_name
-from exports.writers.items import ExportAnnotation
+from exports.writers.items import ExportAnnotation, ExportImage
 from qa.exporting import qa_export_chunks, qa_export_pairs
 
 logger = logging.getLogger(__name__)
@@ -66,6 +70,7 @@ CHUNK_SIZE = 1000
 QA_CHUNK_SIZE = 10_000  # QA pair rows are small: a bigger chunk, fewer progress saves
 _MODEL = AnnotationKind.MODEL.value
 _REJECTED = ElementStatus.REJECTED.value
+_IN_REVIEW = ImageStatus.IN_REVIEW.value
 # Progress (with the heartbeat) is saved after every chunk; within a slow chunk
 # (copying images from object storage) a heartbeat alone at most this often.
 KEEPALIVE_SECONDS = 30.0
@@ -180,54 +185,108 @@ class _Counts:
             self.elements += kept
             self.triplets += kept > 0
 
+    def merge(self, other: _Counts) -> None:
+        """Add a chunk's counts."""
+        for name, value in other.__dict__.items():
+            if isinstance(value, Counter):
+                getattr(self, name).update(value)
+            elif not isinstance(value, bool):
+                setattr(self, name, getattr(self, name) + value)
+
     def as_dict(self) -> dict[str, Any]:
         """The manifest's ``counts``: what was exported (triplets, elements, boxes, masks as written) and skipped."""
         out = {k: v for k, v in self.__dict__.items() if not isinstance(v, (Counter, bool))}
         return {**out, "by_label": dict(sorted(self.by_label.items())), "by_source": dict(sorted(self.by_source.items()))}
 
 
+@dataclass
+class _Job:
+    """What encoding a chunk needs; set before a :class:`ChunkPool` forks, so its workers have it too."""
+
+    writer: Any
+    filters: ExportFilters
+    duplicates: set[str]
+    placer: ImagePlacer
+    keep_alive: Callable[[], None] | None  # a heartbeat within a slow chunk (in this process only)
+    fetch: Callable[..., tuple[dict[int, ExportAnnotation], set[int]]]
+
+
+_JOB: _Job | None = None
+
+
+def _encode_chunk(chunk: list[ExportImage]) -> tuple[Any, _Counts, int]:
+    """One chunk of image rows: which images are exported and why not, encoded by the writer.
+
+    Returns ``(the writer's encoded chunk, the chunk's counts, images read)``; runs in this
+    process or in a worker (:class:`exports.chunks.ChunkPool`).
+    """
+    job = _JOB
+    filters, placer = job.filters, job.placer
+    finals, withheld = job.fetch([image.id for image in chunk], include_auto_accepted=filters.include_auto_accepted)
+    counts, items = _Counts(include_rejected=job.writer.include_rejected), []
+    for image in chunk:
+        final = finals.get(image.id)
+        if image.id in withheld:
+            counts.skipped_auto_accepted += 1
+        elif final is None:
+            counts.skipped_without_final += 1
+        elif image.status == _IN_REVIEW and final.kind in PEOPLES_ANSWERS:
+            counts.skipped_in_review += 1
+        elif not filters.accepts(final):
+            counts.skipped_by_filter += 1
+        else:
+            file_name = export_file_name(image, job.duplicates)
+            url, digest = placer.place(image, file_name)
+            if job.keep_alive is not None:
+                job.keep_alive()
+            items.append(ExportItem(image=image, annotation=final, file_name=file_name, url=url, sha256=digest))
+            counts.add(image.source, final)
+    return job.writer.encode(items), counts, len(chunk)
+
+
 def _export(attempt: _Attempt) -> None:
+    global _JOB
     snapshot = attempt.snapshot
     filters = ExportFilters.parse(snapshot.filters, snapshot.dataset.get_taxonomy().labels)
     if getattr(writer_class(snapshot.format), "SOURCE", "images") == "qa_pairs":
         _export_qa(attempt, filters)
         return
     images = export_images(dataset=snapshot.dataset, filters=filters)
-    _progress(attempt, total=images.count(), done=0)
+    total = images.count()
+    _progress(attempt, total=total, done=0)
     names = images.order_by().values("original_name").annotate(n=Count("id")).filter(n__gt=1)
     duplicates = set(names.values_list("original_name", flat=True))
     context = {"dataset": snapshot.dataset.slug, "version": snapshot.version, "taxonomy": snapshot.dataset.get_taxonomy()}
     writer = writer_class(snapshot.format)(attempt.folder, snapshot.options, context=context)
     placer = ImagePlacer(attempt.folder, snapshot.options.get("images", IMAGE_MODES[0]))
+    # PostgreSQL reads plain binary rows (exports.chunks); EMOVERSE_EXPORT_FAST_PATH = False keeps Django's
+    # values_list path there too. Workers only where placing an image is nothing to do (no files copied,
+    # no storage URLs asked).
+    fast = connection.vendor == "postgresql" and getattr(settings, "EMOVERSE_EXPORT_FAST_PATH", True)
+    workers = parallel_workers(total) if fast and placer.mode == "none" else 0
+    fetch = pg_export_chunk if fast else export_chunk
+    _JOB = _Job(writer=writer, filters=filters, duplicates=duplicates, placer=placer, fetch=fetch,
+                keep_alive=None if workers else functools.partial(_keep_alive, attempt))
     counts, done = _Counts(include_rejected=writer.include_rejected), 0
+    pool = ChunkPool(workers) if workers else None
     try:
-        for chunk in export_image_rows(images, chunk_size=CHUNK_SIZE):
-            finals, withheld = export_chunk([image.id for image in chunk], include_auto_accepted=filters.include_auto_accepted)
-            items = []
-            for image in chunk:
-                final = finals.get(image.id)
-                if image.id in withheld:
-                    counts.skipped_auto_accepted += 1
-                elif final is None:
-                    counts.skipped_without_final += 1
-                elif image.status == ImageStatus.IN_REVIEW and final.kind in PEOPLES_ANSWERS:
-                    counts.skipped_in_review += 1
-                elif not filters.accepts(final):
-                    counts.skipped_by_filter += 1
-                else:
-                    file_name = export_file_name(image, duplicates)
-                    url, digest = placer.place(image, file_name)
-                    _keep_alive(attempt)
-                    items.append(ExportItem(image=image, annotation=final, file_name=file_name, url=url, sha256=digest))
-                    counts.add(image.source, final)
-            writer.write(items)
-            done += len(chunk)
+        chunks = export_image_rows(images, chunk_size=CHUNK_SIZE, plain_sql=fast)
+        for encoded, chunk_counts, read in (pool.map if pool else map)(_encode_chunk, chunks):
+            writer.append(encoded)
+            counts.merge(chunk_counts)
+            done += read
             _progress(attempt, done=done)
+        if pool is not None:
+            pool.close()
         results = [writer.close(), placer.close()]
     except BaseException:
         writer.abort()
         placer.abort()
         raise
+    finally:
+        _JOB = None
+        if pool is not None:
+            pool.close()
     _finish(attempt, counts, results)
 
 

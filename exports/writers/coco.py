@@ -33,13 +33,14 @@ import shutil
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from core.masks import mask_areas, mask_bbox
 from core.vocabulary import MIKELS, ROLES, Taxonomy
 from exports.writers.items import (
     ExportElement,
     ExportItem,
+    HashedFile,
     WriterResult,
     dumps,
     export_annotator,
@@ -105,7 +106,12 @@ class CocoWriter:
         self._n_annotations = 0
         self._n_masks = 0
 
-    def write(self, items: list[ExportItem]) -> None:
+    def encode(self, items: list[ExportItem]) -> tuple[int, bytes, list[bytes], int]:
+        """A chunk as ``(images, their JSON joined by commas, each annotation's JSON without its "id", masks)``.
+
+        Needs no state of earlier chunks (a worker process may encode it); :meth:`append`
+        numbers the annotations.
+        """
         encoded = [self._encode(item) for item in items]
         masks = [element.mask for _, found in encoded for element, *_ in found if element.mask_counts is not None]
         areas = iter(mask_areas(masks))  # one pycocotools call for the chunk's masks
@@ -114,17 +120,24 @@ class CocoWriter:
             images.append(dumps(entry))
             for element, image_id, category_id, described, label in found:
                 area = next(areas) if element.mask_counts is not None else None
-                self._n_annotations += 1
                 annotations.append(dumps(self._annotation(image_id, category_id, element, described, label, area)))
-        self._append(self._images, self._n_images, images)
-        self._append(self._annotations, self._n_annotations - len(annotations), annotations)
-        self._n_images += len(images)
+        return len(images), b",".join(images), annotations, len(masks)
 
-    @staticmethod
-    def _append(handle: BinaryIO, written: int, encoded: list[bytes]) -> None:
-        """Add a chunk's JSON values to a part file, after a comma when ``written`` values precede them."""
-        if encoded:
-            handle.write((b"," if written else b"") + b",".join(encoded))
+    def append(self, encoded: tuple[int, bytes, list[bytes], int]) -> None:
+        """Add an encoded chunk to the part files (chunks in export order), numbering its annotations from 1."""
+        n_images, images, annotations, masks = encoded
+        if n_images:
+            self._images.write((b"," if self._n_images else b"") + images)
+        if annotations:
+            first = self._n_annotations + 1
+            numbered = b",".join([b'{"id":%d,%b' % (first + i, a[1:]) for i, a in enumerate(annotations)])
+            self._annotations.write((b"," if self._n_annotations else b"") + numbered)
+        self._n_images += n_images
+        self._n_annotations += len(annotations)
+        self._n_masks += masks
+
+    def write(self, items: list[ExportItem]) -> None:
+        self.append(self.encode(items))
 
     def _encode(self, item: ExportItem) -> tuple[dict, list[tuple[ExportElement, int, int, dict, str | None]]]:
         """The image entry and, per COCO annotation, ``(element, image id, category id, described, label)``."""
@@ -153,12 +166,13 @@ class CocoWriter:
             entry["triplets"].append(phrases)
         return entry, annotations
 
-    def _annotation(self, image_id: int, category_id: int, element: ExportElement, described: dict, label: str | None,
+    @staticmethod
+    def _annotation(image_id: int, category_id: int, element: ExportElement, described: dict, label: str | None,
                     area: int | None) -> dict:
+        """An annotation without its ``id`` (given by :meth:`append`, as the first key)."""
         bbox, area, segmentation, from_box = element_geometry(element, area)
-        out: dict[str, Any] = {"id": self._n_annotations, "image_id": image_id, "category_id": category_id, "bbox": bbox,
+        out: dict[str, Any] = {"image_id": image_id, "category_id": category_id, "bbox": bbox,
                                "area": area, "iscrowd": 0, "segmentation": segmentation, "mask_from_box": from_box}
-        self._n_masks += not from_box
         out.update(described)
         return _optional(out, box_score=element.box_score, mask_score=element.mask_score, ces_label=label)
 
@@ -176,7 +190,8 @@ class CocoWriter:
             "licenses": [],
             "categories": categories_for(self._mode, self._taxonomy),
         }
-        with open(self._folder / FILE_NAME, "wb") as out:
+        out = HashedFile(self._folder / FILE_NAME)
+        try:
             out.write(json.dumps(header, ensure_ascii=False)[:-1].encode())
             for key, part in (("images", _IMAGES_PART), ("annotations", _ANNOTATIONS_PART)):
                 out.write(f',"{key}":['.encode())
@@ -184,10 +199,13 @@ class CocoWriter:
                     shutil.copyfileobj(handle, out, 1024 * 1024)
                 out.write(b"]")
             out.write(b"}")
+        finally:
+            out.close()
         for part in (_IMAGES_PART, _ANNOTATIONS_PART):
             (self._folder / part).unlink()
         return WriterResult(files=[FILE_NAME], counts={"coco_images": self._n_images, "coco_annotations": self._n_annotations,
-                                                       "coco_masks": self._n_masks})
+                                                       "coco_masks": self._n_masks},
+                            sha256={FILE_NAME: out.hexdigest()})
 
     def abort(self) -> None:
         self._images.close()

@@ -8,9 +8,12 @@ with ``values_list`` queries, a chunk at a time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
@@ -125,6 +128,46 @@ class ExportItem:
 class WriterResult:
     files: list[str]  # relative to the export folder
     counts: dict[str, int] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)  # of files hashed while written (the manifest reads the others)
+
+
+class HashedFile:
+    """A binary file opened for writing that hashes (SHA-256) what is written, in order.
+
+    Writers that write a file front to back use it, so the manifest's checksum comes
+    with the write instead of reading the file again.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._digest.update(data)
+        self._size += len(data)
+        return self._file.write(data)
+
+    def writelines(self, lines: Iterable[bytes]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def tell(self) -> int:
+        return self._size
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._file.close()
+        self.closed = True
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
 
 
 def dumps(value: Any) -> bytes:

@@ -18,7 +18,7 @@ import orjson
 
 from annotations.models import ElementStatus
 from core.vocabulary import ROLES
-from exports.writers.items import ExportElement, ExportItem, WriterResult, dumps, export_annotator
+from exports.writers.items import ExportElement, ExportItem, HashedFile, WriterResult, dumps, export_annotator
 
 FILE_NAME = "data.jsonl"
 _PENDING = ElementStatus.PENDING.value
@@ -96,18 +96,26 @@ class JsonlWriter:
     include_rejected = True
 
     def __init__(self, folder: Path, options: Mapping[str, Any], *, context: Mapping[str, Any]) -> None:
-        self._path = folder / FILE_NAME
-        self._file = open(self._path, "wb")  # noqa: SIM115 - closed in close/abort
+        self._file = HashedFile(folder / FILE_NAME)
         self._lines = 0
 
-    def write(self, items: list[ExportItem]) -> None:
+    def encode(self, items: list[ExportItem]) -> tuple[int, bytes]:
+        """A chunk's lines (no state of earlier chunks: a worker process may encode it)."""
         des = des_json_arrays([item.annotation.des for item in items])
-        self._file.writelines(b"%b\n" % item_to_line(item, d) for item, d in zip(items, des))
-        self._lines += len(items)
+        return len(items), b"".join([b"%b\n" % item_to_line(item, d) for item, d in zip(items, des)])
+
+    def append(self, encoded: tuple[int, bytes]) -> None:
+        """Add an encoded chunk to the file (chunks in export order)."""
+        lines, data = encoded
+        self._file.write(data)
+        self._lines += lines
+
+    def write(self, items: list[ExportItem]) -> None:
+        self.append(self.encode(items))
 
     def close(self) -> WriterResult:
         self._file.close()
-        return WriterResult(files=[FILE_NAME], counts={"lines": self._lines})
+        return WriterResult(files=[FILE_NAME], counts={"lines": self._lines}, sha256={FILE_NAME: self._file.hexdigest()})
 
     def abort(self) -> None:
         self._file.close()

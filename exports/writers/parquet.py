@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.vocabulary import DES_DIM, EMOTIONS, MIKELS, ROLES
-from exports.writers.items import ExportElement, ExportItem, WriterResult, export_annotator, kept_elements
+from exports.writers.items import ExportElement, ExportItem, HashedFile, WriterResult, export_annotator, kept_elements
 
 FILE_NAME = "data.parquet"
 SCHEMA_VERSION = 1
@@ -166,17 +166,29 @@ class ParquetWriter:
         metadata = {"emoverse": json.dumps({"schema_version": SCHEMA_VERSION, **described,
                                             "taxonomy": taxonomy.name, "labels": list(taxonomy.labels)})}
         self._schema = schema_for(taxonomy.labels).with_metadata(metadata)
-        self._writer = pq.ParquetWriter(folder / FILE_NAME, self._schema, compression="zstd")
+        self._file = HashedFile(folder / FILE_NAME)  # Parquet is written front to back: hashed as written
+        self._writer = pq.ParquetWriter(self._file, self._schema, compression="zstd")
         self._rows = 0
+
+    def encode(self, items: list[ExportItem]) -> pa.Table | None:
+        """A chunk's row group, None for no rows (no state of earlier chunks: a worker process may build it)."""
+        return chunk_table(items, include_rejected=self.include_rejected, schema=self._schema) if items else None
+
+    def append(self, table: pa.Table | None) -> None:
+        """Write an encoded chunk as one row group (chunks in export order)."""
+        if table is not None:
+            self._writer.write_table(table.replace_schema_metadata(self._schema.metadata))
+            self._rows += table.num_rows
 
     def write(self, items: list[ExportItem]) -> None:
         if items:
-            self._writer.write_table(chunk_table(items, include_rejected=self.include_rejected, schema=self._schema).replace_schema_metadata(self._schema.metadata))
-            self._rows += len(items)
+            self.append(self.encode(items))
 
     def close(self) -> WriterResult:
         self._writer.close()
-        return WriterResult(files=[FILE_NAME], counts={"rows": self._rows})
+        self._file.close()
+        return WriterResult(files=[FILE_NAME], counts={"rows": self._rows}, sha256={FILE_NAME: self._file.hexdigest()})
 
     def abort(self) -> None:
         self._writer.close()
+        self._file.close()

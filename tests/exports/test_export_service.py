@@ -228,16 +228,16 @@ class WorkerKilled(BaseException):
 
 def _die_on_second_chunk(monkeypatch):
     monkeypatch.setattr(runs, "CHUNK_SIZE", 1)
-    original = JsonlWriter.write
+    original = JsonlWriter.append
     calls = {"n": 0}
 
-    def write(self, items):
+    def append(self, encoded):
         calls["n"] += 1
         if calls["n"] == 2:
             raise WorkerKilled()
-        original(self, items)
+        original(self, encoded)
 
-    monkeypatch.setattr(JsonlWriter, "write", write)
+    monkeypatch.setattr(JsonlWriter, "append", append)
 
 
 def test_an_export_killed_midway_is_never_complete_and_restarts_cleanly(scene, monkeypatch):
@@ -315,10 +315,10 @@ def test_an_older_attempt_stops_when_a_newer_one_owns_the_snapshot(scene):
 
 
 def test_an_error_fails_the_snapshot_with_the_reason_and_leaves_no_files(scene, monkeypatch):
-    def broken(self, items):
+    def broken(self, encoded):
         raise OSError("disk full")
 
-    monkeypatch.setattr(JsonlWriter, "write", broken)
+    monkeypatch.setattr(JsonlWriter, "append", broken)
     snapshot = run(scene.dataset)
     assert snapshot.status == ExportStatus.FAILED and "disk full" in snapshot.error
     assert list((Path(settings.EXPORT_ROOT) / scene.dataset.slug).iterdir()) == []

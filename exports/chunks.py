@@ -1,0 +1,168 @@
+"""An export's chunks: read on PostgreSQL in two plain statements, and encoded in worker processes.
+
+The export reads its images a chunk at a time (:func:`exports.selectors.export_image_rows`);
+for each chunk it needs the final annotations with their triplets and elements. On
+PostgreSQL :func:`pg_export_chunk` reads them in two statements through a binary psycopg
+cursor -- the final annotation chosen in SQL by the rule of
+:func:`annotations.selectors.final_annotation_ids`, the DES vector as raw bytes, the
+elements as plain tuples -- instead of Django's ``values_list`` (whose per-row and per-
+parameter work was most of an export's CPU, issue 16). SQLite keeps
+:func:`exports.selectors.export_chunk`; both give the same records.
+
+Encoding a chunk (choosing, counting, JSON or Arrow) needs no state of earlier chunks, so
+:class:`ChunkPool` runs it in forked worker processes, each with its own database
+connection, a few chunks ahead, and hands the results back in export order: the parent
+only appends the encoded bytes to the files (hashing them on the way), saves the
+progress and checks that it still owns the snapshot. Workers see only committed rows, so
+the pool is used only outside a transaction (:func:`parallel_workers`).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any
+
+import orjson
+import psycopg
+from django.conf import settings
+from django.db import connection, connections
+
+from annotations.domain import PIPELINE_AUTHOR
+from annotations.models import AnnotationKind, Decision
+from exports.writers.items import ExportAnnotation, ExportElement, ExportTriplet
+
+# The final annotation of each image (the rule of annotations.selectors.final_annotation_ids): a
+# current adjudication, else the newest current approved human review or curated import, else (a
+# third tier, chosen here and withheld by the caller unless include_auto_accepted) the pipeline's
+# auto-accepted model answer when no person has a current review of the image; newest version first.
+_FINALS_SQL = """
+WITH final AS (
+    SELECT DISTINCT ON (a.image_id) a.id
+    FROM annotations_annotation a
+    WHERE a.image_id = ANY(%(ids)s) AND a.is_current
+      AND (a.kind = %(adjudication)s
+           OR (a.kind IN (%(human)s, %(import)s) AND a.decision = %(approved)s)
+           OR (a.kind = %(model)s AND a.author_name = %(pipeline)s AND a.decision = %(approved)s
+               AND NOT EXISTS (SELECT 1 FROM annotations_annotation h
+                               WHERE h.image_id = a.image_id AND h.is_current AND h.kind = %(human)s)))
+    ORDER BY a.image_id, CASE a.kind WHEN %(adjudication)s THEN 2 WHEN %(model)s THEN 0 ELSE 1 END DESC,
+             a.version DESC, a.id DESC
+)
+SELECT a.id, a.image_id, a.kind, a.version, a.author_name, a.prompt_version, a.pipeline_version, a.ces_label,
+       a.ces_confidence, a.ces_distribution::text, a.des, a.rationale, a.extra::text, a.created_at
+FROM annotations_annotation a JOIN final ON final.id = a.id
+"""
+_ELEMENTS_SQL = """
+SELECT t.id, t.annotation_id, t.index, t.key::text,
+       e.triplet_id, e.role, e.phrase, e.status, e.x0, e.y0, e.x1, e.y1, e.box_score,
+       e.mask_counts, e.mask_height, e.mask_width, e.mask_score
+FROM annotations_triplet t LEFT JOIN annotations_element e ON e.triplet_id = t.id
+WHERE t.annotation_id = ANY(%(ids)s)
+ORDER BY t.annotation_id, t.index, e.role
+"""
+_KINDS = {"adjudication": AnnotationKind.ADJUDICATION.value, "human": AnnotationKind.HUMAN.value,
+          "import": AnnotationKind.IMPORT.value, "model": AnnotationKind.MODEL.value,
+          "approved": Decision.APPROVED.value, "pipeline": PIPELINE_AUTHOR}
+_MODEL = AnnotationKind.MODEL.value
+# Below this many images an export runs in one process (starting workers costs more).
+PARALLEL_MIN_IMAGES = 20_000
+
+
+def _json(text: str | None) -> Any:
+    """A stored JSON value (``jsonb::text``): orjson, or the standard library for what orjson refuses."""
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+def pg_export_chunk(
+    image_ids: list[int], *, include_auto_accepted: bool
+) -> tuple[dict[int, ExportAnnotation], set[int]]:
+    """:func:`exports.selectors.export_chunk` on PostgreSQL: the same records in two statements."""
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(_FINALS_SQL, {"ids": image_ids, **_KINDS}, binary=True)
+        annotations = [ExportAnnotation(pk, image_id, kind, version, author, prompt, pipeline, label, confidence,
+                                        _json(distribution), des, rationale, _json(extra), created_at)
+                       for (pk, image_id, kind, version, author, prompt, pipeline, label, confidence, distribution,
+                            des, rationale, extra, created_at) in cursor.fetchall()]
+        withheld: set[int] = set()
+        if not include_auto_accepted:
+            withheld = {a.image_id for a in annotations if a.kind == _MODEL}
+            annotations = [a for a in annotations if a.kind != _MODEL]
+        by_id = {a.id: a for a in annotations}
+        if by_id:
+            cursor.execute(_ELEMENTS_SQL, {"ids": list(by_id)}, binary=True)
+        make, triplet, current = tuple.__new__, None, None
+        for row in cursor.fetchall() if by_id else ():
+            if row[0] != current:
+                current, triplet = row[0], ExportTriplet(index=row[2], key=row[3], elements=[])
+                by_id[row[1]].triplets.append(triplet)
+            if row[4] is not None:
+                triplet.elements.append(make(ExportElement, row[4:]))
+    return {a.image_id: a for a in annotations}, withheld
+
+
+def parallel_workers(total: int) -> int:
+    """How many worker processes an export of ``total`` images uses; 0: none (encode in this process).
+
+    ``EMOVERSE_EXPORT_WORKERS`` (default: the CPU count, at most 4) on PostgreSQL, from
+    ``EMOVERSE_EXPORT_PARALLEL_MIN`` images (default 20,000), and only outside a transaction:
+    a worker's own connection would not see rows this connection has not committed.
+    """
+    workers = getattr(settings, "EMOVERSE_EXPORT_WORKERS", None)
+    if workers is None:
+        workers = min(multiprocessing.cpu_count(), 4)
+    if (connection.vendor != "postgresql" or connection.in_atomic_block or workers < 1
+            or total < getattr(settings, "EMOVERSE_EXPORT_PARALLEL_MIN", PARALLEL_MIN_IMAGES)):
+        return 0
+    return workers
+
+
+_detached: list[Any] = []  # the parent's connections, kept (never closed) in a forked worker
+
+
+def _worker_start() -> None:
+    """In a forked worker: leave the parent's database connections alone and open its own.
+
+    Closing an inherited connection would end the parent's session, so each is kept
+    referenced (a forked worker exits without running finalizers) and replaced.
+    """
+    for conn in connections.all(initialized_only=True):
+        _detached.append(conn.connection)
+        conn.connection = None
+    multiprocessing.util.Finalize(None, connections.close_all, exitpriority=10)
+
+
+class ChunkPool:
+    """``encode(chunk)`` for each chunk, in ``workers`` forked processes, results in order.
+
+    At most ``2 * workers`` chunks are in flight, so memory stays flat however fast the
+    workers are. ``encode`` must be a module-level function (workers find it by name) and
+    reads what it needs from the state the parent had when the pool started (fork).
+    """
+
+    def __init__(self, workers: int) -> None:
+        self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                                             initializer=_worker_start)
+        self._ahead = 2 * workers
+
+    def map(self, encode: Callable[[Any], Any], chunks: Iterable[Any]) -> Iterator[Any]:
+        pending: deque[Future] = deque()
+        for chunk in chunks:
+            pending.append(self._executor.submit(encode, chunk))
+            if len(pending) >= self._ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
