@@ -435,6 +435,13 @@ EMOVERSE_VERSION = SPECTACULAR_SETTINGS["VERSION"]  # written into every export 
 # A running export that has not reported progress for this long counts as dead (its
 # worker was killed) and may be restarted; the beat marks it failed (see above).
 EMOVERSE_EXPORT_STALE_SECONDS = int(os.environ.get("EMOVERSE_EXPORT_STALE_SECONDS", "600"))
+# On PostgreSQL an export reads its chunks with two binary statements (exports.chunks); "0"
+# keeps Django's querysets (same output, slower). From EMOVERSE_EXPORT_PARALLEL_MIN images,
+# chunks are encoded by EMOVERSE_EXPORT_WORKERS forked processes (empty: the CPU count, at
+# most 4; 0: none), each with its own connection (direct or a session-mode pool).
+EMOVERSE_EXPORT_FAST_PATH = os.environ.get("EMOVERSE_EXPORT_FAST_PATH", "1") != "0"
+EMOVERSE_EXPORT_WORKERS = int(os.environ["EMOVERSE_EXPORT_WORKERS"]) if os.environ.get("EMOVERSE_EXPORT_WORKERS") else None
+EMOVERSE_EXPORT_PARALLEL_MIN = int(os.environ.get("EMOVERSE_EXPORT_PARALLEL_MIN", "20000"))
 EMOVERSE_AGREEMENT_RESAMPLES = int(os.environ.get("EMOVERSE_AGREEMENT_RESAMPLES", "1000"))
 EMOVERSE_AGREEMENT_SEED = int(os.environ.get("EMOVERSE_AGREEMENT_SEED", "0"))
 EMOVERSE_AGREEMENT_MIN_SHARED = int(os.environ.get("EMOVERSE_AGREEMENT_MIN_SHARED", "5"))
