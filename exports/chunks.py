@@ -19,9 +19,13 @@ the pool is used only outside a transaction (:func:`parallel_workers`).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import multiprocessing
+import os
+import signal
 from collections import deque
+from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
@@ -135,10 +139,46 @@ def _worker_start() -> None:
     Closing an inherited connection would end the parent's session, so each is kept
     referenced (a forked worker exits without running finalizers) and replaced.
     """
+    _die_with_parent()
     for conn in connections.all(initialized_only=True):
         _detached.append(conn.connection)
         conn.connection = None
     multiprocessing.util.Finalize(None, connections.close_all, exitpriority=10)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when the export's process dies (``PR_SET_PDEATHSIG``).
+
+    A worker holds the pool's pipes open as its siblings do, so after a SIGKILL of the
+    export's process (a Celery hard time limit, a killed worker) it would otherwise wait on
+    them for ever. Elsewhere than Linux the workers exit when their pipes close.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+@contextmanager
+def _children_allowed():
+    """Let this process start the pool's workers even when it is itself a daemon process.
+
+    Celery's prefork pool runs tasks in daemon processes, and :mod:`multiprocessing` refuses
+    to start children from one ("daemonic processes are not allowed to have children"),
+    because it would not wait for them at exit. :class:`ChunkPool` always shuts its workers
+    down itself, and they die with it (:func:`_die_with_parent`), so the flag is lifted while
+    they start.
+    """
+    process = multiprocessing.current_process()
+    daemon = process._config.get("daemon", False)
+    process._config["daemon"] = False
+    try:
+        yield
+    finally:
+        process._config["daemon"] = daemon
 
 
 class ChunkPool:
@@ -152,6 +192,8 @@ class ChunkPool:
     def __init__(self, workers: int) -> None:
         self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
                                              initializer=_worker_start)
+        with _children_allowed():  # with fork, the first submit starts every worker
+            self._executor.submit(os.getpid).result()
         self._ahead = 2 * workers
 
     def map(self, encode: Callable[[Any], Any], chunks: Iterable[Any]) -> Iterator[Any]:
