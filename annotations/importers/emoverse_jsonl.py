@@ -38,6 +38,7 @@ from django.utils import timezone
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.errors import DomainError, InvalidAnnotation, InvalidImage
 from annotations.image_services import ImageCandidate, image_store
+from annotations.importers.copy_write import annotations_write
 from annotations.importers.file_workers import FilePool, Found, register, unique
 from annotations.importers.emoverse_parse import (
     Annotator,
@@ -58,7 +59,7 @@ from annotations.models import (
     ImageStatus,
     ImportRun,
 )
-from annotations.services import NewAnnotation, annotation_bulk_create, dataset_get_or_create
+from annotations.services import NewAnnotation, dataset_get_or_create
 from annotations.signals import import_finished
 from annotations.validation import AnnotationInput, validate_annotation, validate_triplet_keys
 from core.vocabulary import MIKELS, Taxonomy
@@ -168,7 +169,7 @@ def _replaces_app_work(kind: str, author: str) -> str:
 
 
 def _lock_images(image_ids: list[int]) -> None:
-    """``SELECT … FOR UPDATE`` the images, in id order (as :func:`annotation_bulk_create` and
+    """``SELECT … FOR UPDATE`` the images, in id order (as :func:`~annotations.services.annotation_bulk_create` and
     the review services do): nobody adds a version to them until this transaction ends."""
     list(Image.objects.select_for_update().filter(pk__in=sorted(image_ids)).order_by("pk").values_list("pk", flat=True))
 
@@ -176,7 +177,7 @@ def _lock_images(image_ids: list[int]) -> None:
 @dataclass
 class _Batch:
     """What a batch has prepared but not yet written: the annotations go in with one
-    :func:`annotation_bulk_create`, the routing once per image, at the end of the batch."""
+    :func:`~annotations.importers.copy_write.annotations_write`, the routing once per image, at the end of the batch."""
 
     new: list[NewAnnotation] = field(default_factory=list)
     fingerprints: dict[AuthorKey, str] = field(default_factory=dict)  # newest pending per author
@@ -330,7 +331,7 @@ def write_line(
     image, created = image_store(dataset=dataset, candidate=candidate, original_name=parsed.image, source=parsed.source)
     if annotation is None:
         return created, created, False
-    annotation_bulk_create(items=[_new_annotation(line, image, options=options, run=run)])
+    annotations_write(items=[_new_annotation(line, image, options=options, run=run)])
     image_route_imported(image=image, approved=options.approved)
     return True, created, True
 
@@ -343,7 +344,7 @@ def _flush(batch: _Batch, *, approved: bool) -> None:
         keys = {(item.image.pk, item.kind, item.author_name) for item in batch.new}
         if any(current.made_in_app for current in _current_versions(keys).values()):
             raise _AppWorkAppeared("a version made in the app appeared while the batch was prepared")
-    annotation_bulk_create(items=batch.new)
+    annotations_write(items=batch.new)
     images_route_imported(images=list(batch.images.values()), approved=approved)
 
 

@@ -11,11 +11,14 @@ shown to the user.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from json import JSONDecodeError
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
+
+import orjson
 
 from annotations.errors import DomainError
 from annotations.importers.lines import DEFAULT_MAX_LINE_BYTES
@@ -136,10 +139,33 @@ def validate_critic(value: Any, n_triplets: int, taxonomy: Taxonomy = MIKELS) ->
     return out
 
 
+# orjson reads an integer of 19 digits or more as a float where ``json`` keeps it exact, and
+# nests deeper than ``json`` before refusing: such lines take ``core.text.parse_json``.
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+_MAX_FAST_NESTING = 256
+
+
+def load_json(raw: bytes) -> Any:
+    """:func:`core.text.parse_json`, with the same result and the same errors, in a fraction
+    of its time for the usual line. orjson accepts a subset of what ``json`` reads (no NaN,
+    Infinity, number past a double, lone surrogate, invalid UTF-8, byte-order mark), and
+    what it accepts it reads to the same values, but for the long integers and the deep
+    nesting kept off it above. So a line orjson reads follows the text and number policy
+    unless it holds a NUL, which only the escape ``\\u0000`` can write; anything else,
+    or any line orjson refuses, goes through ``parse_json``, which says why in its words."""
+    if b"\\u0000" not in raw and raw.count(b"[") + raw.count(b"{") <= _MAX_FAST_NESTING \
+            and _LONG_NUMBER.search(raw) is None:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return parse_json(raw)
+
+
 def parse_line(raw: bytes, options: ImportOptions) -> ParsedLine:
     """JSON and the keys that need no image: raises :class:`BadLine`."""
     try:
-        data = parse_json(raw)
+        data = load_json(raw)
     except TextPolicyError as exc:
         raise BadLine(str(exc)) from None
     except UnicodeDecodeError as exc:

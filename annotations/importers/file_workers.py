@@ -6,7 +6,7 @@ never while a transaction is open: the path is resolved and confined to the imag
 is a regular file within the size limit (:func:`annotations.image_services.read_image_file`'s
 rules) and hashed; when its content is new to the dataset, decoded and checked
 (:func:`annotations.image_files.image_prepare`); and once its lines passed their checks, its
-stored file and thumbnail written (:func:`annotations.image_services.image_store_files`).
+stored file and thumbnail written (:func:`annotations.importers.file_store.store_image_files`).
 
 Each file has ``EMOVERSE_IMAGE_READ_TIMEOUT_S`` for all of that. A worker that overruns it
 (a FIFO that blocks, a stalled network mount, a pathological image) is killed (SIGKILL)
@@ -38,8 +38,9 @@ from django.conf import settings
 
 from annotations.errors import InvalidImage
 from annotations.image_files import PreparedImage, image_prepare, sha256_of
-from annotations.image_services import ImageCandidate, image_store_files, read_image_file
+from annotations.image_services import ImageCandidate, read_image_file
 from annotations.importers.emoverse_parse import resolve_image_path
+from annotations.importers.file_store import store_image_files
 from annotations.models import Dataset
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def prepare_file(found: Found) -> PreparedImage:
 
 def store_file(dataset: Dataset, candidate: ImageCandidate, original_name: str) -> ImageCandidate:
     """Write a new image's stored file and thumbnail (in a worker): the candidate with their names."""
-    return image_store_files(dataset=dataset, candidate=candidate, original_name=original_name)
+    return store_image_files(dataset=dataset, candidate=candidate, original_name=original_name)
 
 
 _OPERATIONS: dict[str, Callable[..., Any]] = {"find": find_file, "prepare": prepare_file, "store": store_file}

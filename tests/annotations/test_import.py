@@ -464,7 +464,7 @@ def test_an_unexpected_error_in_the_batch_write_falls_back_to_line_by_line(ws, m
     line by line, the line at fault is reported once and the counters stay right."""
     from annotations.importers import emoverse_jsonl
 
-    real = emoverse_jsonl.annotation_bulk_create
+    real = emoverse_jsonl.annotations_write
     calls = []
 
     def write_refusing_one_line(*, items):
@@ -473,7 +473,7 @@ def test_an_unexpected_error_in_the_batch_write_falls_back_to_line_by_line(ws, m
             raise ValueError("cannot write this one")
         return real(items=items)
 
-    monkeypatch.setattr(emoverse_jsonl, "annotation_bulk_create", write_refusing_one_line)
+    monkeypatch.setattr(emoverse_jsonl, "annotations_write", write_refusing_one_line)
     names = [ws.add_png(f"{i}.png", seed=i) for i in range(3)]
     lines = [ws.line(n) for n in names]
     lines[2]["rationale"] = "boom"
