@@ -22,11 +22,9 @@ only, with its reason.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
@@ -39,7 +37,8 @@ from annotations.domain import PIPELINE_AUTHOR
 from annotations.errors import DomainError, InvalidAnnotation, InvalidImage
 from annotations.image_services import ImageCandidate, image_store
 from annotations.importers.copy_write import annotations_write
-from annotations.importers.file_workers import FilePool, Found, register, unique
+from annotations.importers.file_workers import FilePool, Found, unique
+from annotations.importers.line_checks import Outcome
 from annotations.importers.emoverse_parse import (
     Annotator,
     BadLine,
@@ -61,8 +60,7 @@ from annotations.models import (
 )
 from annotations.services import NewAnnotation, dataset_get_or_create
 from annotations.signals import import_finished
-from annotations.validation import AnnotationInput, validate_annotation, validate_triplet_keys
-from core.vocabulary import MIKELS, Taxonomy
+from annotations.validation import AnnotationInput
 
 logger = logging.getLogger(__name__)
 
@@ -96,33 +94,6 @@ class ImportReport:
 
 
 # --- one line ---------------------------------------------------------------------
-
-
-def _fingerprint(parsed: ParsedLine, data: AnnotationInput) -> str:
-    """Identity of an imported annotation: the same values from the same annotator give the same print."""
-    annotator = parsed.annotator
-    payload = {
-        "kind": annotator.kind,
-        "name": annotator.name,
-        "prompt_version": annotator.prompt_version,
-        "pipeline_version": annotator.pipeline_version,
-        "triplets": [
-            {"key": t.key, "elements": [e.__dict__ for e in t.elements]} for t in data.triplets
-        ],
-        "ces": data.ces.__dict__ if data.ces else None,
-        "des": hashlib.sha256(data.des).hexdigest() if data.des else None,
-        "rationale": data.rationale,
-        "critic": parsed.critic,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()
-
-
-def _check_metadata(data: Mapping[str, Any], sha256: str, width: int, height: int) -> None:
-    if "sha256" in data and data["sha256"] != sha256:
-        raise BadLine(f"sha256: the file's content hash is {sha256}, the line says {data['sha256']!r}")
-    for key, actual in (("width", width), ("height", height)):
-        if key in data and data[key] != actual:
-            raise BadLine(f"{key}: the stored image is {width}x{height} (EXIF orientation applied), the line says {key} {data[key]!r}")
 
 
 AuthorKey = tuple[int, str, str]  # (image id, annotation kind, author name): one current version each
@@ -206,82 +177,6 @@ class PreparedLine:
     candidate: ImageCandidate
     annotation: AnnotationInput | None  # None: an image-only line
     fingerprint: str | None
-
-
-def check_line(parsed: ParsedLine, sha256: str, width: int, height: int,
-               taxonomy: Taxonomy = MIKELS) -> tuple[AnnotationInput | None, str | None]:
-    """The checks of a parsed line that need its image's hash and size but no database: its
-    annotation and fingerprint (None for an image-only line). Runs in a file worker. Raises
-    :class:`BadLine` or :class:`InvalidAnnotation`."""
-    _check_metadata(parsed.data, sha256, width, height)
-    if parsed.annotator is None:
-        return None, None
-    annotation = validate_annotation(parsed.data, width, height, taxonomy, synonyms=True)
-    validate_triplet_keys(annotation.triplets)
-    return annotation, _fingerprint(parsed, annotation)
-
-
-register("check_line", check_line)
-
-
-def prepare_line(parsed: ParsedLine, candidate: ImageCandidate, taxonomy: Taxonomy = MIKELS) -> PreparedLine:
-    """:func:`check_line` in this process: the line ready to write."""
-    return PreparedLine(parsed, candidate, *check_line(parsed, candidate.sha256, candidate.width, candidate.height, taxonomy))
-
-
-def _image_candidates(names: list[str], *, dataset: Dataset, options: ImportOptions,
-                      pool: FilePool) -> dict[str, ImageCandidate | Exception]:
-    """Each image name's candidate, or why its line fails, with the file work done by ``pool``'s
-    worker processes: every file found, read and hashed; one query for the contents the dataset
-    already holds; each new content checked and its files written once."""
-    names = unique(names)
-    out: dict[str, ImageCandidate | Exception] = {}
-    found: dict[str, Found] = {}
-    for name, (ok, value) in zip(names, pool.run("find", [(options.images_dir, name) for name in names])):
-        if ok:
-            found[name] = value
-        else:
-            out[name] = _named(name, value)
-    shas = {f.sha256 for f in found.values()}
-    stored = {image.sha256: image for image in Image.objects.filter(dataset=dataset, sha256__in=shas)} if shas else {}
-    new = {}  # sha256 -> (first name, found), in first-seen order
-    for name, f in found.items():
-        if f.sha256 not in stored:
-            new.setdefault(f.sha256, (name, f))
-    prepared = dict(zip(new, pool.run("prepare", [(f,) for _, f in new.values()])))
-    for name, f in found.items():
-        if f.sha256 in stored:
-            image = stored[f.sha256]
-            out[name] = ImageCandidate(sha256=f.sha256, width=image.width, height=image.height, existing=image)
-            continue
-        ok, value = prepared[f.sha256]
-        out[name] = ImageCandidate(sha256=f.sha256, width=value.width, height=value.height, prepared=value) if ok \
-            else _named(name, value)
-    return out
-
-
-def _store_files(ready: list[tuple[int, PreparedLine]], *, dataset: Dataset, pool: FilePool,
-                 failed: _Tally, run: ImportRun) -> list[tuple[int, PreparedLine]]:
-    """Write the files of the new images that lines passed their checks for (by ``pool``, once
-    per content, named after the first such line): the lines with their candidates' file names.
-    A line whose files could not be written fails."""
-    new = {}  # sha256 -> (first name, candidate)
-    for _, line in ready:
-        if line.candidate.prepared is not None:
-            new.setdefault(line.candidate.sha256, (line.parsed.image, line.candidate))
-    results = pool.run("store", [(dataset, candidate, name) for name, candidate in new.values()])
-    stored = dict(zip(new, results))
-    out = []
-    for number, line in ready:
-        if line.candidate.prepared is None:
-            out.append((number, line))
-            continue
-        ok, value = stored[line.candidate.sha256]
-        if ok:
-            out.append((number, replace(line, candidate=value)))
-        else:
-            _fail(failed, number, _named(line.parsed.image, value), run)
-    return out
 
 
 def _named(name: str, exc: Exception) -> Exception:
@@ -383,8 +278,12 @@ def _fail(tally: _Tally, number: int, exc: Exception, run: ImportRun) -> None:
 
 def _prepare_lines(lines: list[tuple[int, bytes | None]], *, dataset: Dataset, options: ImportOptions,
                    run: ImportRun, pool: FilePool) -> tuple[list[tuple[int, PreparedLine]], _Tally]:
-    """Parse each line, do its file work in ``pool`` and :func:`prepare_line` it, with no
-    transaction open: the lines ready to write, and a tally of those that failed."""
+    """Parse each line, do its file work and its checks in ``pool`` (:mod:`.line_checks`), with
+    no transaction open: the lines ready to write, and a tally of those that failed.
+
+    Each file named is found, read and hashed once (``find``); one query tells the contents
+    the dataset holds; then one task per content checks its lines (and for a new content its
+    pixels, and writes its files once a line passed)."""
     parsed, failed = [], _Tally()
     for number, raw in lines:
         try:
@@ -393,22 +292,51 @@ def _prepare_lines(lines: list[tuple[int, bytes | None]], *, dataset: Dataset, o
             parsed.append((number, parse_line(raw, options)))
         except Exception as exc:  # recorded: counted, reported for its line, logged if unforeseen
             _fail(failed, number, exc, run)
-    candidates = _image_candidates([line.image for _, line in parsed], dataset=dataset, options=options, pool=pool)
-    with_image = []
+    names = unique(line.image for _, line in parsed)
+    found: dict[str, Found | Exception] = {}
+    for name, (ok, value) in zip(names, pool.run("find", [(options.images_dir, name) for name in names])):
+        found[name] = value if ok else _named(name, value)
+    groups: dict[str, list[tuple[int, ParsedLine]]] = {}  # sha256 -> its lines, in first-seen order
+    first_found: dict[str, Found] = {}
     for number, line in parsed:
-        candidate = candidates[line.image]
-        if isinstance(candidate, Exception):
-            _fail(failed, number, candidate, run)
-        else:
-            with_image.append((number, line, candidate))
-    checked = pool.run("check_line", [(line, c.sha256, c.width, c.height, options.taxonomy) for _, line, c in with_image])
+        f = found[line.image]
+        if isinstance(f, Exception):
+            _fail(failed, number, f, run)
+            continue
+        groups.setdefault(f.sha256, []).append((number, line))
+        first_found.setdefault(f.sha256, f)
+    stored = {image.sha256: image for image in Image.objects.filter(dataset=dataset, sha256__in=list(groups))} \
+        if groups else {}
+    known = [sha for sha in groups if sha in stored]
+    new = [sha for sha in groups if sha not in stored]
+    checked = dict(zip(known, _run(pool, "check_known_image", [
+        ([line for _, line in groups[sha]], sha, stored[sha].width, stored[sha].height, options.taxonomy) for sha in known])))
+    checked.update(zip(new, _run(pool, "check_new_image", [
+        (first_found[sha], [line for _, line in groups[sha]], dataset, options.taxonomy) for sha in new])))
     ready = []
-    for (number, line, candidate), (ok, value) in zip(with_image, checked):
-        if ok:
-            ready.append((number, PreparedLine(line, candidate, *value)))
-        else:
-            _fail(failed, number, value, run)
-    return _store_files(ready, dataset=dataset, pool=pool, failed=failed, run=run), failed
+    for sha, group in groups.items():
+        ok, value = checked[sha]
+        if sha in stored:
+            candidate: Outcome | None = (True, ImageCandidate(sha256=sha, width=stored[sha].width,
+                                                              height=stored[sha].height, existing=stored[sha]))
+            outcomes = value if ok else [(False, value)] * len(group)
+        elif ok:
+            candidate, outcomes = value
+        else:  # the pixels: every line of the content fails
+            candidate, outcomes = None, [(False, value)] * len(group)
+        for (number, line), (line_ok, result) in zip(group, outcomes):
+            if not line_ok:
+                _fail(failed, number, _named(line.image, result), run)
+            elif not candidate[0]:  # the files could not be written
+                _fail(failed, number, _named(line.image, candidate[1]), run)
+            else:
+                ready.append((number, PreparedLine(line, candidate[1], *result)))
+    ready.sort(key=lambda item: item[0])
+    return ready, failed
+
+
+def _run(pool: FilePool, operation: str, tasks: list[tuple]) -> list[tuple[bool, Any]]:
+    return pool.run(operation, tasks) if tasks else []
 
 
 def _write_batch(ready: list[tuple[int, PreparedLine]], failed: _Tally, *, dataset: Dataset, options: ImportOptions,

@@ -141,7 +141,7 @@ def validate_critic(value: Any, n_triplets: int, taxonomy: Taxonomy = MIKELS) ->
 
 # orjson reads an integer of 19 digits or more as a float where ``json`` keeps it exact, and
 # nests deeper than ``json`` before refusing: such lines take ``core.text.parse_json``.
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+_LONG_INTEGER = re.compile(rb"(?<![0-9.])[0-9]{19}(?![.eE])")  # not a float's fraction
 _MAX_FAST_NESTING = 256
 
 
@@ -154,7 +154,7 @@ def load_json(raw: bytes) -> Any:
     unless it holds a NUL, which only the escape ``\\u0000`` can write; anything else,
     or any line orjson refuses, goes through ``parse_json``, which says why in its words."""
     if b"\\u0000" not in raw and raw.count(b"[") + raw.count(b"{") <= _MAX_FAST_NESTING \
-            and _LONG_NUMBER.search(raw) is None:
+            and _LONG_INTEGER.search(raw) is None:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:

@@ -46,6 +46,7 @@ from annotations.models import Dataset
 logger = logging.getLogger(__name__)
 
 TASKS_PER_MESSAGE = 16  # files sent to a worker at once (one result comes back per file)
+_STAGES = {"find": "read", "prepare": "checked", "store": "stored"}  # what a task overrunning its limit was not
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def register(name: str, operation: Callable[..., Any]) -> None:
     _OPERATIONS[name] = operation
 
 
-def _portable(exc: BaseException) -> BaseException:
+def portable(exc: BaseException) -> BaseException:
     """``exc`` if it survives pickling, else a RuntimeError that names it."""
     try:
         pickle.loads(pickle.dumps(exc))
@@ -94,8 +95,21 @@ def _portable(exc: BaseException) -> BaseException:
     return exc
 
 
+_current: list = []  # in a worker: [connection, id of the task under way]
+
+
+def progress(stage: str) -> None:
+    """Tell the importing process that the task under way reached ``stage`` (a past participle:
+    ``"stored"``): from now on it has a time limit of its own, and overrunning it names the
+    stage. Does nothing outside a worker."""
+    if _current:
+        conn, task_id = _current
+        conn.send((task_id, None, stage))
+
+
 def _serve(conn: Connection) -> None:
-    """A worker's loop: receive ``[(task id, operation, args), ...]``, send ``(task id, ok, value)`` per task."""
+    """A worker's loop: receive ``[(task id, operation, args), ...]``, send ``(task id, ok, value)`` per task
+    (and ``(task id, None, stage)`` for each :func:`progress`)."""
     while True:
         try:
             message = conn.recv()
@@ -104,10 +118,11 @@ def _serve(conn: Connection) -> None:
         if message is None:
             return
         for task_id, operation, args in message:
+            _current[:] = [conn, task_id]
             try:
                 conn.send((task_id, True, _OPERATIONS[operation](*args)))
             except Exception as exc:  # sent back: the line of that file fails with it
-                conn.send((task_id, False, _portable(exc)))
+                conn.send((task_id, False, portable(exc)))
 
 
 def _worker_main(conn: Connection) -> None:
@@ -123,6 +138,7 @@ class _Worker:
     conn: Connection
     pending: deque = field(default_factory=deque)  # task ids sent, not yet answered, in order
     deadline: float = 0.0  # when the task at the head of ``pending`` must be answered
+    stage: str = ""  # what the task at the head of ``pending`` reported last (:func:`progress`)
 
 
 class FilePool:
@@ -198,7 +214,7 @@ class FilePool:
             for worker in [w for w in busy.values() if w.deadline <= now]:
                 del busy[worker.conn]
                 stuck = worker.pending.popleft()
-                results[stuck] = (False, self._timeout_error(operation))
+                results[stuck] = (False, self._timeout_error(worker.stage or _STAGES.get(operation, "checked")))
                 queue.extendleft(reversed(worker.pending))  # the files behind it go to a fresh worker
                 self._kill(worker)
                 logger.warning("import: a file worker overran %g s and was killed", self.timeout_s)
@@ -218,16 +234,19 @@ class FilePool:
                     self._kill(worker)
                     feed(self._start())
                     continue
-                worker.pending.popleft()
-                results[task_id] = (ok, value)
                 worker.deadline = time.monotonic() + self.timeout_s
+                if ok is None:  # progress of the task under way
+                    worker.stage = value
+                    continue
+                worker.pending.popleft()
+                worker.stage = ""
+                results[task_id] = (ok, value)
                 if not worker.pending:
                     del busy[conn]
                     feed(worker)
         return results  # type: ignore[return-value]
 
-    def _timeout_error(self, operation: str) -> InvalidImage:
-        what = {"find": "read", "prepare": "checked", "store": "stored"}.get(operation, "checked")
+    def _timeout_error(self, what: str) -> InvalidImage:
         return InvalidImage(
             f"not {what} within {self.timeout_s:g} s (EMOVERSE_IMAGE_READ_TIMEOUT_S); is its mount stalled?"
         )

@@ -436,16 +436,16 @@ def test_lines_of_one_batch_version_the_same_author_in_order(ws):
 
 def test_an_unexpected_error_is_reported_for_its_line_and_logged(ws, monkeypatch, caplog):
     """A bug the checks do not foresee costs its line only: reported, logged with its traceback."""
-    from annotations.importers import emoverse_jsonl
+    from annotations.importers import line_checks
 
-    real = emoverse_jsonl.validate_annotation
+    real = line_checks.validate_annotation
 
     def validate_with_a_bug(value, width, height, *args, **kwargs):
         if value.get("rationale") == "boom":
             raise RuntimeError("an unforeseen bug")
         return real(value, width, height, *args, **kwargs)
 
-    monkeypatch.setattr(emoverse_jsonl, "validate_annotation", validate_with_a_bug)
+    monkeypatch.setattr(line_checks, "validate_annotation", validate_with_a_bug)
     names = [ws.add_png(f"{i}.png", seed=i) for i in range(3)]
     lines = [ws.line(n) for n in names]
     lines[1]["rationale"] = "boom"

@@ -215,7 +215,7 @@ def test_files_are_checked_in_parallel_worker_processes(ws, settings):
             out.write(f"{os.getpid()}\n")
         return real(found)
 
-    with mock.patch.dict(file_workers._OPERATIONS, {"prepare": record}):
+    with mock.patch.object(file_workers, "prepare_file", record):
         report = ws.run([ws.line(n) for n in names])
     assert (report.imported, report.failed) == (6, 0)
     pids = [int(pid) for pid in log.read_text().split()]
@@ -256,5 +256,6 @@ def test_files_are_read_checked_and_stored_before_the_transaction_opens(ws, monk
     report = ws.run([ws.line(n) for n in names])
     assert (report.imported, report.failed) == (3, 0)
     assert writes == [3, 1, 1, 1]
-    assert seen == [("run", False)] * 4  # find, check pixels, check lines, store: once each for the batch
+    # find; then check the pixels and the lines and store the files, a task per image: once each for the batch
+    assert seen == [("run", False)] * 2
     assert Annotation.objects.count() == 3
