@@ -32,6 +32,10 @@ from annotations.services import DEMOTE_CHUNK, NewAnnotation, annotation_bulk_cr
 from annotations.validation import check_storable
 
 
+_CHECKED_TEXT = ("author_name", "decision_reason", "prompt_version", "pipeline_version", "raw_output")
+_CHECKED_JSON = ("raw_distribution", "critic", "extra")
+
+
 def annotations_write(*, items: Sequence[NewAnnotation]) -> None:
     """Write ``items`` as :func:`~annotations.services.annotation_bulk_create` does. Call
     inside a transaction with the items' images locked (``SELECT … FOR UPDATE``, id order)."""
@@ -40,11 +44,16 @@ def annotations_write(*, items: Sequence[NewAnnotation]) -> None:
     if connection.vendor != "postgresql":
         annotation_bulk_create(items=items)
         return
+    kinds, checked = frozenset(AnnotationKind.values), set()
     for item in items:
-        if item.kind not in AnnotationKind.values:
+        if item.kind not in kinds:
             raise InvalidAnnotation("kind", f"unknown annotation kind {item.kind!r}")
-        for name in ("author_name", "decision_reason", "prompt_version", "pipeline_version", "raw_output",
-                     "raw_distribution", "critic", "extra"):
+        for name in _CHECKED_TEXT:  # the same few values on most lines: each checked once
+            value = getattr(item, name)
+            if (name, value) not in checked:
+                check_storable(value, name)
+                checked.add((name, value))
+        for name in _CHECKED_JSON:
             check_storable(getattr(item, name), name)
     image_ids = sorted({item.image.pk for item in items})
     latest = dict(

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.utils import timezone
 
 from annotations.domain import PIPELINE_AUTHOR
@@ -428,23 +429,59 @@ def _write_lines(ready: list[tuple[int, PreparedLine]], failed: _Tally, *, datas
     return tally
 
 
-def _run_batch(lines, *, dataset: Dataset, options: ImportOptions, report: ImportReport, max_errors: int, pool: FilePool,
-               on_error: Callable[[LineError], None] | None = None) -> int:
-    """Import ``lines`` (at most a batch); returns how many there were.
+def _run_batches(lines: Iterator[tuple[int, bytes | None]], *, batch_size: int, dataset: Dataset,
+                 options: ImportOptions, report: ImportReport, max_errors: int, pool: FilePool,
+                 on_error: Callable[[LineError], None] | None = None) -> None:
+    """Import ``lines``, ``batch_size`` at a time: each batch prepared (:func:`_prepare_lines`),
+    then written in its transaction (:func:`_write_prepared`).
 
-    The lines are prepared first, with no transaction open (files are read and
-    checked, new images' files written, by ``pool``'s worker processes); then one
-    transaction writes the rows. Fast path (:func:`_write_batch`): the new image rows
-    in one insert, the annotations together at the end. Should that write fail (a concurrent writer, a constraint,
-    a review made in the app meanwhile, any error), the batch is rolled back and
-    written again line by line, so only the lines at fault are reported and
-    nothing else is lost. ``on_error`` gets the batch's failed lines once the
-    batch is committed.
+    On PostgreSQL, outside a caller's transaction, a thread prepares the next batch (on its
+    own connection, in autocommit) while this one writes the current one, so the file
+    workers, this process and the database work at the same time. The transaction never
+    waits for a file: it opens once its batch is prepared and holds no lock the preparing
+    thread needs. Should reading the next batch fail, the current one is written first, so
+    what commits is what the sequential order commits. Elsewhere the batches go one by one.
     """
-    lines = list(lines)
-    if not lines:
-        return 0
-    ready, failed = _prepare_lines(lines, dataset=dataset, options=options, run=report.run, pool=pool)
+    def prepare(batch: list) -> tuple[list[tuple[int, PreparedLine]], _Tally]:
+        return _prepare_lines(batch, dataset=dataset, options=options, run=report.run, pool=pool)
+
+    def write(batch: list, prepared: tuple[list[tuple[int, PreparedLine]], _Tally]) -> None:
+        _write_prepared(*prepared, dataset=dataset, options=options, report=report, max_errors=max_errors,
+                        on_error=on_error)
+
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        while batch := list(islice(lines, batch_size)):
+            write(batch, prepare(batch))
+        return
+    pool.start()  # forked here, not from the preparing thread
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-prepare") as helper:
+        try:
+            batch = list(islice(lines, batch_size))
+            future = helper.submit(prepare, batch) if batch else None
+            while future is not None:
+                prepared = future.result()
+                try:
+                    following = list(islice(lines, batch_size))
+                except BaseException:
+                    write(batch, prepared)
+                    raise
+                future = helper.submit(prepare, following) if following else None
+                write(batch, prepared)
+                batch = following
+        finally:
+            helper.submit(connections.close_all).result()  # the preparing thread's connection
+
+
+def _write_prepared(ready: list[tuple[int, PreparedLine]], failed: _Tally, *, dataset: Dataset, options: ImportOptions,
+                    report: ImportReport, max_errors: int, on_error: Callable[[LineError], None] | None = None) -> None:
+    """Write a prepared batch in one transaction, with the run's counters.
+
+    Fast path (:func:`_write_batch`): the new image rows in one insert, the annotations
+    together at the end. Should that write fail (a concurrent writer, a constraint, a
+    review made in the app meanwhile, any error), the batch is rolled back and written
+    again line by line, so only the lines at fault are reported and nothing else is lost.
+    ``on_error`` gets the batch's failed lines once the batch is committed.
+    """
     try:
         with transaction.atomic():
             tally = _write_batch(ready, failed, dataset=dataset, options=options, run=report.run)
@@ -460,7 +497,6 @@ def _run_batch(lines, *, dataset: Dataset, options: ImportOptions, report: Impor
     if on_error is not None:
         for error in tally.errors:
             on_error(error)
-    return len(lines)
 
 
 def _save_counters(report: ImportReport, tally: _Tally) -> dict[str, Any]:
@@ -539,9 +575,8 @@ def import_emoverse_jsonl(
     lines = iter_lines(stream, max_line_bytes=max_line_bytes)
     try:
         with FilePool() as pool:
-            while _run_batch(islice(lines, batch_size), dataset=dataset, options=options, report=report,
-                             max_errors=max_errors, pool=pool, on_error=on_error):
-                pass
+            _run_batches(lines, batch_size=batch_size, dataset=dataset, options=options, report=report,
+                         max_errors=max_errors, pool=pool, on_error=on_error)
     finally:
         run.finished_at = timezone.now()
         run.save(update_fields=["finished_at"])

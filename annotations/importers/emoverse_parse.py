@@ -34,6 +34,7 @@ ANNOTATOR_KEYS = frozenset({"kind", "name", "prompt_version", "pipeline_version"
 VERDICTS = ("ok", "doubtful", "wrong")
 APPROVED_AUTHOR = "import"  # author of --approved lines that name no annotator
 MAX_IMAGE_NAME = Image._meta.get_field("original_name").max_length
+_SOURCES = frozenset(ImageSource.values)
 
 
 class BadLine(DomainError):
@@ -140,8 +141,10 @@ def validate_critic(value: Any, n_triplets: int, taxonomy: Taxonomy = MIKELS) ->
 
 
 # orjson reads an integer of 19 digits or more as a float where ``json`` keeps it exact, and
-# nests deeper than ``json`` before refusing: such lines take ``core.text.parse_json``.
-_LONG_INTEGER = re.compile(rb"(?<![0-9.])[0-9]{19}(?![.eE])")  # not a float's fraction
+# nests deeper than ``json`` before refusing: such lines take ``core.text.parse_json``. A
+# number starts a value (after ``[``, ``:`` or ``,``); digits inside a string (an RLE mask's
+# counts) rarely do, and when they do the line only takes the slower way.
+_LONG_INTEGER = re.compile(rb"(?:^|[\[:,])\s*-?[0-9]{19}")
 _MAX_FAST_NESTING = 256
 
 
@@ -189,7 +192,7 @@ def parse_line(raw: bytes, options: ImportOptions) -> ParsedLine:
     if len(image) > MAX_IMAGE_NAME:
         raise BadLine(f"image: path longer than {MAX_IMAGE_NAME} characters")
     source = data.get("source", options.source_default)
-    if source not in ImageSource.values:
+    if not isinstance(source, str) or source not in _SOURCES:
         raise BadLine(f"unknown source {source!r}; expected one of {', '.join(ImageSource.values)}")
     has_annotation = any(data.get(key) is not None for key in ANNOTATION_KEYS)
     annotator = parse_annotator(data.get("annotator"), approved=options.approved) if has_annotation else None

@@ -157,6 +157,11 @@ class FilePool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def start(self) -> None:
+        """Start every worker now (else each starts with the first task it gets)."""
+        while len(self._workers) < self.size:
+            self._start()
+
     def _start(self) -> _Worker:
         parent, child = self._context.Pipe()
         process = self._context.Process(target=_worker_main, args=(child,), daemon=True, name="import-files")

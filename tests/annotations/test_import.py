@@ -142,6 +142,7 @@ def _bad_line_cases(ws: Workspace) -> dict:
         "mask-size": (mask_wrong_size, "differs from the image size [48, 64]"),
         "des-length": (base(des=[0.0] * (DES_DIM - 1)), f"has {DES_DIM - 1} values, expected {DES_DIM}"),
         "unknown-source": (base(source="instagram"), "unknown source 'instagram'"),
+        "source-a-list": (base(source=["web"]), "unknown source ['web']"),
         "missing-annotator": ({k: v for k, v in ws.line("bad.png").items() if k != "annotator"}, "annotator: required"),
         "bad-critic": (base(critic={"elements": [{"triplet_index": 3, "role": "subject", "verdict": "ok"}]}), "triplet_index"),
         "missing-file": (ws.line("nowhere/0001.jpg"), "not found"),
@@ -189,7 +190,7 @@ def with_value(ws: Workspace, path: tuple, value) -> dict:
 
 CASE_IDS = [
     "malformed-json", "not-an-object", "missing-image-key", "unknown-key", "unknown-emotion", "distribution-sum",
-    "box-outside", "mask-size", "des-length", "unknown-source", "missing-annotator", "bad-critic", "missing-file",
+    "box-outside", "mask-size", "des-length", "unknown-source", "source-a-list", "missing-annotator", "bad-critic", "missing-file",
     "text-file-named-jpg", "truncated-jpeg", "decompression-bomb", "dotdot-path", "absolute-path", "symlink-outside",
     "width-mismatch", "invalid-utf8", "triplet-key-not-uuid", "huge-int-box", "huge-int-box-score", "huge-int-confidence",
     "huge-int-distribution", "huge-int-des", "int-of-5000-digits", "lone-surrogate-image", "lone-surrogate-high-image",
