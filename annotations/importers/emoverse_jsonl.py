@@ -267,6 +267,7 @@ class _Tally:
     images_created: int = 0
     annotations_created: int = 0
     errors: list[LineError] = field(default_factory=list)
+    late: frozenset[str] = frozenset()  # new contents found stored at the write (files maybe unused)
 
 
 def _fail(tally: _Tally, number: int, exc: Exception, run: ImportRun) -> None:
@@ -352,8 +353,9 @@ def _write_batch(ready: list[tuple[int, PreparedLine]], failed: _Tally, *, datas
     images: dict[str, Image] = {line.candidate.sha256: line.candidate.existing for _, line in ready
                                 if line.candidate.existing is not None}
     unseen = unique(line.candidate.sha256 for _, line in ready if line.candidate.sha256 not in images)
-    if unseen:  # stored since the lines were prepared (another import)
+    if unseen:  # stored since the lines were prepared (the batch before, another import)
         images.update((image.sha256, image) for image in Image.objects.filter(dataset=dataset, sha256__in=unseen))
+        tally.late = frozenset(sha for sha in unseen if sha in images)
     created: dict[str, Image] = {}
     for _, line in ready:
         candidate = line.candidate
@@ -413,7 +415,8 @@ def _write_lines(ready: list[tuple[int, PreparedLine]], failed: _Tally, *, datas
                  run: ImportRun) -> _Tally:
     """Each line in its own savepoint; a line that fails, for whatever reason, is counted and
     reported and costs nothing else. The tally starts from the lines that failed to prepare."""
-    tally = replace(failed, errors=list(failed.errors))
+    tally = replace(failed, errors=list(failed.errors),
+                    late=frozenset(line.candidate.sha256 for _, line in ready if line.candidate.files))
     for number, line in ready:
         try:
             with transaction.atomic():
@@ -494,9 +497,27 @@ def _write_prepared(ready: list[tuple[int, PreparedLine]], failed: _Tally, *, da
             tally = _write_lines(ready, failed, dataset=dataset, options=options, run=report.run)
             counters = _save_counters(report, tally)
     _record(report, tally, counters, max_errors)
+    if tally.late:
+        _drop_unused_files(ready, tally.late, dataset=dataset)
     if on_error is not None:
         for error in tally.errors:
             on_error(error)
+
+
+def _drop_unused_files(ready: list[tuple[int, PreparedLine]], late: frozenset[str], *, dataset: Dataset) -> None:
+    """Delete the files this batch wrote for a content whose row turned out to hold other
+    names (stored meanwhile by the batch before or by another import, under another name),
+    as :func:`~annotations.image_services.image_store` does when it loses that race."""
+    ours = {line.candidate.sha256: line.candidate.files for _, line in ready
+            if line.candidate.files and line.candidate.sha256 in late}
+    if not ours:
+        return
+    storage = Image._meta.get_field("file").storage
+    rows = Image.objects.filter(dataset=dataset, sha256__in=list(ours)).values_list("sha256", "file", "thumbnail")
+    for sha, *kept in rows:
+        for name, kept_name in zip(ours[sha], kept):
+            if name != kept_name:
+                storage.delete(name)
 
 
 def _save_counters(report: ImportReport, tally: _Tally) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from annotations.models import Annotation, Dataset, Element, Image, ImportRun, T
 from annotations.services import NewAnnotation, annotation_bulk_create
 from annotations.validation import validate_annotation
 from core.text import parse_json
+from tests.annotations.test_import import Workspace
 from tests.factories import annotation_payload, png_bytes
 
 LINES = [
@@ -152,3 +153,21 @@ def test_a_task_that_stalls_after_a_stage_it_reported_is_timed_out_in_that_stage
         (ok, error), = pool.run("test_stall_after_storing", [()])
         assert pool.killed == 1
     assert not ok and str(error) == "not stored within 0.3 s (EMOVERSE_IMAGE_READ_TIMEOUT_S); is its mount stalled?"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_prepared_while_the_one_before_writes_imports_as_in_sequence(tmp_path, settings):
+    """On PostgreSQL the next batch is prepared while the current one writes: a content that
+    the batch before stores meanwhile is found at the write, created once, with one copy of its files."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    ws = Workspace(tmp_path)
+    a, b = ws.add_png("a.png", seed=1), ws.add_png("b.png", seed=2)
+    (ws.images / "b-copy.png").write_bytes((ws.images / b).read_bytes())
+    lines = [ws.line(a), ws.line(a, annotator="gemini"), ws.line("b-copy.png"), "not json", ws.line(b, annotator="x"),
+             ws.line(a), ws.line("missing.png")]
+    report = ws.run(lines, batch_size=2)
+    assert (report.imported, report.duplicates, report.failed, report.images_created) == (4, 1, 2, 2)
+    assert [e.line for e in report.errors] == [4, 7]
+    assert sorted(Image.objects.values_list("original_name", flat=True)) == ["a.png", "b-copy.png"]
+    assert Annotation.objects.count() == 4
+    assert len([p for p in (tmp_path / "media").rglob("*") if p.is_file()]) == 4  # a file and a thumbnail each
