@@ -3,7 +3,8 @@
 :func:`parse_line` reads the JSON and checks the keys that need no image: the
 annotator, the source, the critic, and that every value can be stored: the policy
 of ``core.text``, the same as the API's (no NUL, no lone UTF-16 surrogate, no
-NaN or infinite number). :func:`resolve_image_path` confines the image path
+NaN or infinite number), read by :func:`load_json` (orjson where it gives the same
+result as ``core.text.parse_json``, that function elsewhere). :func:`resolve_image_path` confines the image path
 to the images folder. Both raise :class:`BadLine`, whose message is the reason
 shown to the user.
 """

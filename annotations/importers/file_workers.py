@@ -142,7 +142,8 @@ class _Worker:
 
 
 class FilePool:
-    """Worker processes that run :func:`find_file` and :func:`prepare_file` with a per-file time limit."""
+    """Worker processes that run the registered operations (:func:`find_file`, the line checks of
+    :mod:`annotations.importers.line_checks`) with a time limit per task. Used by one thread."""
 
     def __init__(self, workers: int | None = None, timeout_s: float | None = None) -> None:
         self.size = max(1, workers or import_workers())
