@@ -54,10 +54,13 @@ from annotations.importers.emoverse_parse import (
 )
 from annotations.importers.lines import DEFAULT_MAX_LINE_BYTES, iter_lines
 from annotations.models import (
+    Annotation,
     Dataset,
+    Element,
     Image,
     ImageSource,
     ImportRun,
+    Triplet,
 )
 from annotations.services import dataset_get_or_create
 from annotations.signals import import_finished
@@ -66,6 +69,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 500
 ERRORS_KEPT_ON_RUN = 100  # ImportRun.errors: the first failed lines
+ANALYZE_FIRST_AT = 5_000  # lines imported, then each doubling (PostgreSQL, :class:`_Statistics`)
 
 
 @dataclass
@@ -162,9 +166,12 @@ def _run_batches(lines: Iterator[tuple[int, bytes | None]], *, batch_size: int, 
     def prepare(batch: list) -> tuple[list[tuple[int, PreparedLine]], Tally]:
         return _prepare_lines(batch, dataset=dataset, options=options, run=report.run, pool=pool)
 
+    statistics = _Statistics()
+
     def write(batch: list, prepared: tuple[list[tuple[int, PreparedLine]], Tally]) -> None:
         _write_prepared(*prepared, dataset=dataset, options=options, report=report, max_errors=max_errors,
                         on_error=on_error)
+        statistics.after_batch(report.imported)
 
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         while batch := list(islice(lines, batch_size)):
@@ -187,6 +194,25 @@ def _run_batches(lines: Iterator[tuple[int, bytes | None]], *, batch_size: int, 
                 batch = following
         finally:
             helper.submit(connections.close_all).result()  # the preparing thread's connection
+
+
+class _Statistics:
+    """``ANALYZE`` of the tables an import grows, on PostgreSQL, once the import has added
+    :data:`ANALYZE_FIRST_AT` lines and then each time it has doubled them: without fresh
+    statistics (autovacuum off or behind) the planner keeps the plans of small tables and
+    each batch's lookups scan whole tables, a cost that grows with the dataset. A few
+    ANALYZE per import, each a sample of the tables, outside the batches' transactions."""
+
+    def __init__(self) -> None:
+        self.next_at = ANALYZE_FIRST_AT
+
+    def after_batch(self, imported: int) -> None:
+        if imported < self.next_at or connection.vendor != "postgresql" or connection.in_atomic_block:
+            return
+        self.next_at = 2 * imported
+        tables = ", ".join(connection.ops.quote_name(model._meta.db_table) for model in (Image, Annotation, Triplet, Element))
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {tables}")
 
 
 def _write_prepared(ready: list[tuple[int, PreparedLine]], failed: Tally, *, dataset: Dataset, options: ImportOptions,

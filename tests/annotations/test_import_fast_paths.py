@@ -171,3 +171,23 @@ def test_a_batch_prepared_while_the_one_before_writes_imports_as_in_sequence(tmp
     assert sorted(Image.objects.values_list("original_name", flat=True)) == ["a.png", "b-copy.png"]
     assert Annotation.objects.count() == 4
     assert len([p for p in (tmp_path / "media").rglob("*") if p.is_file()]) == 4  # a file and a thumbnail each
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_that_grows_the_tables_refreshes_their_statistics(tmp_path, settings, monkeypatch, on_postgres):
+    """Autovacuum off or behind: the import analyzes the tables it grows (after its first lines,
+    then each time it doubled them), so the batches' lookups keep using their indexes."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from annotations.importers import emoverse_jsonl
+
+    monkeypatch.setattr(emoverse_jsonl, "ANALYZE_FIRST_AT", 2)
+    settings.MEDIA_ROOT = tmp_path / "media"
+    ws = Workspace(tmp_path)
+    lines = [ws.line(ws.add_png(f"{i}.png", seed=i)) for i in range(5)]
+    with CaptureQueriesContext(connection) as queries:
+        report = ws.run(lines, batch_size=1)
+    assert report.imported == 5
+    analyzed = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("ANALYZE")]
+    assert len(analyzed) == 2 and '"annotations_element"' in analyzed[0]  # after 2 lines, after 4
