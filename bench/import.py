@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,23 +62,50 @@ def parse_args() -> argparse.Namespace:
 
 
 def child(command_args: list[str]) -> None:
-    """Run ``import_emoverse`` in this process and print the SQL statements it sent."""
+    """Run ``import_emoverse`` in this process; print the SQL statements it sent (``COPY``
+    counted apart) and, on a PostgreSQL server on this machine, its backend's CPU time."""
     import django
+    import psycopg
     from django.core.management import call_command
     from django.db import connection
 
     django.setup()
-    queries = [0]
+    queries, copies = [0], [0]
+    backend = _backend_pid(connection)
+    real_copy = psycopg.Cursor.copy
 
     def count(execute, sql, params, many, context):
         queries[0] += 1
         return execute(sql, params, many, context)
 
+    def count_copy(self, *args, **kwargs):
+        copies[0] += 1
+        return real_copy(self, *args, **kwargs)
+
+    psycopg.Cursor.copy = count_copy
     with connection.execute_wrapper(count):
         try:
             call_command("import_emoverse", *command_args)
         finally:
-            print(f"queries: {queries[0]}")
+            print(f"queries: {queries[0]} statements and {copies[0]} COPY")
+            if backend is not None:
+                print(f"backend CPU: {_cpu_seconds(backend):.2f} s")
+
+
+def _backend_pid(connection) -> int | None:
+    """The PostgreSQL backend's process id when its /proc entry is readable here, else None."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    return pid if Path(f"/proc/{pid}/stat").exists() else None
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def write_images(folder: Path, count: int) -> None:
@@ -135,6 +163,22 @@ def run_import(env: dict, jsonl: Path, images: Path, batch_size: int) -> tuple[f
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, output.strip()
 
 
+def _with_backend(cpu: float, output: str, lines: int) -> str:
+    """The PostgreSQL backend's CPU (from the child's output) and lines per CPU-second of all of it."""
+    found = re.search(r"^backend CPU: ([0-9.]+) s$", output, re.MULTILINE)
+    if found is None:
+        return f", {lines / cpu:,.0f} lines per CPU-second"
+    backend = float(found.group(1))
+    return f"; PostgreSQL backend {backend:.1f} s; {lines / (cpu + backend):,.0f} lines per CPU-second (all three)"
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
 def psql(server: str, sql: str) -> None:
     subprocess.run(["psql", f"{server}/postgres", "-v", "ON_ERROR_STOP=1", "-qc", sql], check=True)
 
@@ -165,18 +209,21 @@ def main() -> None:
         print(f"wrote {n_images:,} PNGs and {args.lines:,} lines ({size / 2**20:.1f} MiB) in {time.perf_counter() - t:.1f} s")
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
         database = "PostgreSQL" if args.pg else "SQLite"
+        print(f"load average before: {_loadavg()}")
         wall, cpu, rss, output = run_import(env, jsonl, images, args.batch_size)
         print(output)
         print(f"first import ({database}, batch {args.batch_size}): {args.lines:,} lines in {wall:.1f} s = "
               f"{args.lines / wall:,.0f} lines/s, {n_images / wall:,.0f} new images/s; CPU {cpu:.1f} s "
-              f"({cpu / args.lines * 1e6:,.0f} µs/line, import process and file workers); peak RSS {rss:.0f} MiB")
+              f"({cpu / args.lines * 1e6:,.0f} µs/line, import process and file workers){_with_backend(cpu, output, args.lines)}; "
+              f"peak RSS {rss:.0f} MiB; load average {_loadavg()}")
         if args.lines < 219_000:
             print(f"  at that rate 219,000 lines take {219_000 / (args.lines / wall) / 60:.1f} min")
         if not args.no_rerun:
             wall, cpu, rss, output = run_import(env, jsonl, images, args.batch_size)
             print(output)
             print(f"re-import (every line a duplicate): {args.lines / wall:,.0f} lines/s; CPU {cpu:.1f} s "
-                  f"({cpu / args.lines * 1e6:,.0f} µs/line); peak RSS {rss:.0f} MiB")
+                  f"({cpu / args.lines * 1e6:,.0f} µs/line){_with_backend(cpu, output, args.lines)}; peak RSS {rss:.0f} MiB; "
+                  f"load average {_loadavg()}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if args.pg:

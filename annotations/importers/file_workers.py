@@ -6,7 +6,7 @@ never while a transaction is open: the path is resolved and confined to the imag
 is a regular file within the size limit (:func:`annotations.image_services.read_image_file`'s
 rules) and hashed; when its content is new to the dataset, decoded and checked
 (:func:`annotations.image_files.image_prepare`); and once its lines passed their checks, its
-stored file and thumbnail written (:func:`annotations.image_services.image_store_files`).
+stored file and thumbnail written (:func:`annotations.importers.file_store.store_image_files`).
 
 Each file has ``EMOVERSE_IMAGE_READ_TIMEOUT_S`` for all of that. A worker that overruns it
 (a FIFO that blocks, a stalled network mount, a pathological image) is killed (SIGKILL)
@@ -38,13 +38,15 @@ from django.conf import settings
 
 from annotations.errors import InvalidImage
 from annotations.image_files import PreparedImage, image_prepare, sha256_of
-from annotations.image_services import ImageCandidate, image_store_files, read_image_file
+from annotations.image_services import ImageCandidate, read_image_file
 from annotations.importers.emoverse_parse import resolve_image_path
+from annotations.importers.file_store import store_image_files
 from annotations.models import Dataset
 
 logger = logging.getLogger(__name__)
 
 TASKS_PER_MESSAGE = 16  # files sent to a worker at once (one result comes back per file)
+_STAGES = {"find": "read", "prepare": "checked", "store": "stored"}  # what a task overrunning its limit was not
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ def prepare_file(found: Found) -> PreparedImage:
 
 def store_file(dataset: Dataset, candidate: ImageCandidate, original_name: str) -> ImageCandidate:
     """Write a new image's stored file and thumbnail (in a worker): the candidate with their names."""
-    return image_store_files(dataset=dataset, candidate=candidate, original_name=original_name)
+    return store_image_files(dataset=dataset, candidate=candidate, original_name=original_name)
 
 
 _OPERATIONS: dict[str, Callable[..., Any]] = {"find": find_file, "prepare": prepare_file, "store": store_file}
@@ -84,7 +86,7 @@ def register(name: str, operation: Callable[..., Any]) -> None:
     _OPERATIONS[name] = operation
 
 
-def _portable(exc: BaseException) -> BaseException:
+def portable(exc: BaseException) -> BaseException:
     """``exc`` if it survives pickling, else a RuntimeError that names it."""
     try:
         pickle.loads(pickle.dumps(exc))
@@ -93,8 +95,21 @@ def _portable(exc: BaseException) -> BaseException:
     return exc
 
 
+_current: list = []  # in a worker: [connection, id of the task under way]
+
+
+def progress(stage: str) -> None:
+    """Tell the importing process that the task under way reached ``stage`` (a past participle:
+    ``"stored"``): from now on it has a time limit of its own, and overrunning it names the
+    stage. Does nothing outside a worker."""
+    if _current:
+        conn, task_id = _current
+        conn.send((task_id, None, stage))
+
+
 def _serve(conn: Connection) -> None:
-    """A worker's loop: receive ``[(task id, operation, args), ...]``, send ``(task id, ok, value)`` per task."""
+    """A worker's loop: receive ``[(task id, operation, args), ...]``, send ``(task id, ok, value)`` per task
+    (and ``(task id, None, stage)`` for each :func:`progress`)."""
     while True:
         try:
             message = conn.recv()
@@ -103,10 +118,11 @@ def _serve(conn: Connection) -> None:
         if message is None:
             return
         for task_id, operation, args in message:
+            _current[:] = [conn, task_id]
             try:
                 conn.send((task_id, True, _OPERATIONS[operation](*args)))
             except Exception as exc:  # sent back: the line of that file fails with it
-                conn.send((task_id, False, _portable(exc)))
+                conn.send((task_id, False, portable(exc)))
 
 
 def _worker_main(conn: Connection) -> None:
@@ -122,10 +138,12 @@ class _Worker:
     conn: Connection
     pending: deque = field(default_factory=deque)  # task ids sent, not yet answered, in order
     deadline: float = 0.0  # when the task at the head of ``pending`` must be answered
+    stage: str = ""  # what the task at the head of ``pending`` reported last (:func:`progress`)
 
 
 class FilePool:
-    """Worker processes that run :func:`find_file` and :func:`prepare_file` with a per-file time limit."""
+    """Worker processes that run the registered operations (:func:`find_file`, the line checks of
+    :mod:`annotations.importers.line_checks`) with a time limit per task. Used by one thread."""
 
     def __init__(self, workers: int | None = None, timeout_s: float | None = None) -> None:
         self.size = max(1, workers or import_workers())
@@ -139,6 +157,11 @@ class FilePool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def start(self) -> None:
+        """Start every worker now (else each starts with the first task it gets)."""
+        while len(self._workers) < self.size:
+            self._start()
 
     def _start(self) -> _Worker:
         parent, child = self._context.Pipe()
@@ -197,7 +220,7 @@ class FilePool:
             for worker in [w for w in busy.values() if w.deadline <= now]:
                 del busy[worker.conn]
                 stuck = worker.pending.popleft()
-                results[stuck] = (False, self._timeout_error(operation))
+                results[stuck] = (False, self._timeout_error(worker.stage or _STAGES.get(operation, "checked")))
                 queue.extendleft(reversed(worker.pending))  # the files behind it go to a fresh worker
                 self._kill(worker)
                 logger.warning("import: a file worker overran %g s and was killed", self.timeout_s)
@@ -217,16 +240,19 @@ class FilePool:
                     self._kill(worker)
                     feed(self._start())
                     continue
-                worker.pending.popleft()
-                results[task_id] = (ok, value)
                 worker.deadline = time.monotonic() + self.timeout_s
+                if ok is None:  # progress of the task under way
+                    worker.stage = value
+                    continue
+                worker.pending.popleft()
+                worker.stage = ""
+                results[task_id] = (ok, value)
                 if not worker.pending:
                     del busy[conn]
                     feed(worker)
         return results  # type: ignore[return-value]
 
-    def _timeout_error(self, operation: str) -> InvalidImage:
-        what = {"find": "read", "prepare": "checked", "store": "stored"}.get(operation, "checked")
+    def _timeout_error(self, what: str) -> InvalidImage:
         return InvalidImage(
             f"not {what} within {self.timeout_s:g} s (EMOVERSE_IMAGE_READ_TIMEOUT_S); is its mount stalled?"
         )

@@ -142,6 +142,7 @@ def _bad_line_cases(ws: Workspace) -> dict:
         "mask-size": (mask_wrong_size, "differs from the image size [48, 64]"),
         "des-length": (base(des=[0.0] * (DES_DIM - 1)), f"has {DES_DIM - 1} values, expected {DES_DIM}"),
         "unknown-source": (base(source="instagram"), "unknown source 'instagram'"),
+        "source-a-list": (base(source=["web"]), "unknown source ['web']"),
         "missing-annotator": ({k: v for k, v in ws.line("bad.png").items() if k != "annotator"}, "annotator: required"),
         "bad-critic": (base(critic={"elements": [{"triplet_index": 3, "role": "subject", "verdict": "ok"}]}), "triplet_index"),
         "missing-file": (ws.line("nowhere/0001.jpg"), "not found"),
@@ -189,7 +190,7 @@ def with_value(ws: Workspace, path: tuple, value) -> dict:
 
 CASE_IDS = [
     "malformed-json", "not-an-object", "missing-image-key", "unknown-key", "unknown-emotion", "distribution-sum",
-    "box-outside", "mask-size", "des-length", "unknown-source", "missing-annotator", "bad-critic", "missing-file",
+    "box-outside", "mask-size", "des-length", "unknown-source", "source-a-list", "missing-annotator", "bad-critic", "missing-file",
     "text-file-named-jpg", "truncated-jpeg", "decompression-bomb", "dotdot-path", "absolute-path", "symlink-outside",
     "width-mismatch", "invalid-utf8", "triplet-key-not-uuid", "huge-int-box", "huge-int-box-score", "huge-int-confidence",
     "huge-int-distribution", "huge-int-des", "int-of-5000-digits", "lone-surrogate-image", "lone-surrogate-high-image",
@@ -389,9 +390,9 @@ def test_cmyk_16bit_and_palette_images_import(ws):
 def test_a_database_error_rolls_back_only_its_line(ws, monkeypatch, settings):
     """The batch's bulk write fails; the batch is imported again line by line and only
     the line the database refuses is reported."""
-    from annotations.importers import emoverse_jsonl
+    from annotations.importers import batch_write
 
-    real = emoverse_jsonl.images_route_imported
+    real = batch_write.images_route_imported
     calls = []
 
     def route_refusing_one_image(*, images, **kwargs):
@@ -400,8 +401,8 @@ def test_a_database_error_rolls_back_only_its_line(ws, monkeypatch, settings):
             raise IntegrityError("simulated constraint failure")
         return real(images=images, **kwargs)
 
-    monkeypatch.setattr(emoverse_jsonl, "images_route_imported", route_refusing_one_image)
-    monkeypatch.setattr(emoverse_jsonl, "image_route_imported", lambda *, image, approved: route_refusing_one_image(
+    monkeypatch.setattr(batch_write, "images_route_imported", route_refusing_one_image)
+    monkeypatch.setattr(batch_write, "image_route_imported", lambda *, image, approved: route_refusing_one_image(
         images=[image], approved=approved))
     names = [ws.add_png(f"{i}.png", seed=i) for i in range(3)]
     report = ws.run([ws.line(n) for n in names])
@@ -436,16 +437,16 @@ def test_lines_of_one_batch_version_the_same_author_in_order(ws):
 
 def test_an_unexpected_error_is_reported_for_its_line_and_logged(ws, monkeypatch, caplog):
     """A bug the checks do not foresee costs its line only: reported, logged with its traceback."""
-    from annotations.importers import emoverse_jsonl
+    from annotations.importers import line_checks
 
-    real = emoverse_jsonl.validate_annotation
+    real = line_checks.validate_annotation
 
     def validate_with_a_bug(value, width, height, *args, **kwargs):
         if value.get("rationale") == "boom":
             raise RuntimeError("an unforeseen bug")
         return real(value, width, height, *args, **kwargs)
 
-    monkeypatch.setattr(emoverse_jsonl, "validate_annotation", validate_with_a_bug)
+    monkeypatch.setattr(line_checks, "validate_annotation", validate_with_a_bug)
     names = [ws.add_png(f"{i}.png", seed=i) for i in range(3)]
     lines = [ws.line(n) for n in names]
     lines[1]["rationale"] = "boom"
@@ -462,9 +463,9 @@ def test_an_unexpected_error_is_reported_for_its_line_and_logged(ws, monkeypatch
 def test_an_unexpected_error_in_the_batch_write_falls_back_to_line_by_line(ws, monkeypatch):
     """Not only database errors: whatever breaks the batch's write, the batch is imported again
     line by line, the line at fault is reported once and the counters stay right."""
-    from annotations.importers import emoverse_jsonl
+    from annotations.importers import batch_write
 
-    real = emoverse_jsonl.annotation_bulk_create
+    real = batch_write.annotations_write
     calls = []
 
     def write_refusing_one_line(*, items):
@@ -473,7 +474,7 @@ def test_an_unexpected_error_in_the_batch_write_falls_back_to_line_by_line(ws, m
             raise ValueError("cannot write this one")
         return real(items=items)
 
-    monkeypatch.setattr(emoverse_jsonl, "annotation_bulk_create", write_refusing_one_line)
+    monkeypatch.setattr(batch_write, "annotations_write", write_refusing_one_line)
     names = [ws.add_png(f"{i}.png", seed=i) for i in range(3)]
     lines = [ws.line(n) for n in names]
     lines[2]["rationale"] = "boom"
@@ -526,18 +527,18 @@ def test_an_import_never_replaces_a_model_answer_the_pipeline_made_in_the_app(ws
 def test_a_review_made_while_the_batch_was_prepared_is_not_replaced_either(ws, monkeypatch):
     """The check before the batch's write sees a review the line's own check missed (made in the
     meantime): the batch is imported again line by line and that line fails."""
-    from annotations.importers import emoverse_jsonl
+    from annotations.importers import batch_write
 
     name = ws.add_png("a.png", seed=1)
     ws.run([ws.line(name)])
     review = _app_review(Image.objects.get(), "alice", label="awe")
-    real, calls = emoverse_jsonl._current_versions, []
+    real, calls = batch_write._current_versions, []
 
     def misses_it_once(keys):  # the lines' check misses it; the check before the write does not
         calls.append(keys)
         return {} if len(calls) == 1 else real(keys)
 
-    monkeypatch.setattr(emoverse_jsonl, "_current_versions", misses_it_once)
+    monkeypatch.setattr(batch_write, "_current_versions", misses_it_once)
     report = ws.run([ws.line(name, annotator="alice", kind="human", label="sadness"), ws.line(name, annotator="bob", kind="human")])
     assert (report.imported, report.failed) == (1, 1)
     assert report.errors[0].line == 1 and "review by alice made in this app" in report.errors[0].reason

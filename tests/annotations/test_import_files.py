@@ -215,7 +215,7 @@ def test_files_are_checked_in_parallel_worker_processes(ws, settings):
             out.write(f"{os.getpid()}\n")
         return real(found)
 
-    with mock.patch.dict(file_workers._OPERATIONS, {"prepare": record}):
+    with mock.patch.object(file_workers, "prepare_file", record):
         report = ws.run([ws.line(n) for n in names])
     assert (report.imported, report.failed) == (6, 0)
     pids = [int(pid) for pid in log.read_text().split()]
@@ -238,11 +238,11 @@ def _spy(monkeypatch, module, name: str, seen: list):
 def test_files_are_read_checked_and_stored_before_the_transaction_opens(ws, monkeypatch):
     """Also when the batch's write fails and the batch is written again line by line: the
     files are not read again (no transaction is ever open while the file workers run)."""
-    from annotations.importers import emoverse_jsonl
+    from annotations.importers import batch_write
 
     seen: list[tuple[str, bool]] = []
     _spy(monkeypatch, file_workers.FilePool, "run", seen)
-    real_write = emoverse_jsonl.annotation_bulk_create
+    real_write = batch_write.annotations_write
     writes = []
 
     def first_batch_write_fails(*, items):
@@ -251,10 +251,11 @@ def test_files_are_read_checked_and_stored_before_the_transaction_opens(ws, monk
             raise ValueError("the batch write fails once")
         return real_write(items=items)
 
-    monkeypatch.setattr(emoverse_jsonl, "annotation_bulk_create", first_batch_write_fails)
+    monkeypatch.setattr(batch_write, "annotations_write", first_batch_write_fails)
     names = [ws.add_png(f"{i}.png", seed=i) for i in range(3)]
     report = ws.run([ws.line(n) for n in names])
     assert (report.imported, report.failed) == (3, 0)
     assert writes == [3, 1, 1, 1]
-    assert seen == [("run", False)] * 4  # find, check pixels, check lines, store: once each for the batch
+    # find; then check the pixels and the lines and store the files, a task per image: once each for the batch
+    assert seen == [("run", False)] * 2
     assert Annotation.objects.count() == 3
