@@ -14,11 +14,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from django.conf import settings
 
+from kombu import Connection
+
 from exports import services
+from exports.tasks import export_snapshot
 from tests.exports.test_export_fast_path import content, dataset, export  # noqa: F401 - fixture
 from tests.ml.test_worker_e2e import _database_url
 
@@ -29,12 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def worker(redis_url, settings, tmp_path):
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    settings.CELERY_BROKER_URL = redis_url
     from emoverse_site.celery import app
 
-    app.conf.task_always_eager = False
-    app.conf.broker_url = redis_url
+    eager, app.conf.task_always_eager = app.conf.task_always_eager, False
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "emoverse_site.settings", "DATABASE_URL": _database_url(),
            "CELERY_BROKER_URL": redis_url, "CELERY_RESULT_BACKEND": redis_url, "MEDIA_ROOT": str(settings.MEDIA_ROOT),
            "EXPORT_ROOT": str(settings.EXPORT_ROOT), "EMOVERSE_EXPORT_WORKERS": "2",
@@ -43,27 +44,31 @@ def worker(redis_url, settings, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "emoverse_site", "worker", "-Q", "io", "-c", "1",
                              "--pool", "prefork", "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    yield tmp_path / "worker.log"
+    yield SimpleNamespace(log=tmp_path / "worker.log", redis_url=redis_url)
     os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-    app.conf.task_always_eager = True
+    app.conf.task_always_eager = eager
 
 
 @pytest.mark.parametrize("export_format", ["emoverse-jsonl", "coco", "parquet"])
 def test_an_export_in_a_prefork_worker_uses_forked_encoders_and_writes_what_the_django_path_writes(
         dataset, worker, export_format, on_postgres):  # noqa: F811 - dataset: the fixture imported above
     expected = content(export(dataset, export_format, fast=False), export_format)
-    snapshot = services.export_request(dataset=dataset, export_format=export_format)  # to the io queue, via Redis
+    snapshot = services.export_create(dataset=dataset, export_format=export_format)
+    # Sent on a connection of its own: this process's Celery app may already hold a producer
+    # for another broker (an earlier test's), which a changed broker_url does not replace.
+    with Connection(worker.redis_url) as conn:
+        export_snapshot.apply_async(args=[snapshot.pk], connection=conn)  # routed to the io queue
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         snapshot.refresh_from_db()
         if snapshot.status in ("complete", "failed"):
             break
         time.sleep(0.5)
-    assert snapshot.status == "complete", (snapshot.status, snapshot.error, worker.read_text()[-3000:])
+    assert snapshot.status == "complete", (snapshot.status, snapshot.error, worker.log.read_text()[-3000:])
     result = {"manifest": snapshot.manifest, "folder": Path(settings.EXPORT_ROOT) / snapshot.path}
     got = content(result, export_format)
     if export_format == "parquet":  # row groups follow the chunk size, which the in-process run makes tiny
