@@ -69,7 +69,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = __name__ == "__main__" and "--child" in sys.argv
 if not CHILD:
     sys.path.insert(0, str(ROOT))
-    from bench.review_api import Sample, free_port, process_cpu_ns, stop, summary
+    from bench.review_api import Sample, free_port, measure_level, process_cpu_ns, stop
     from core.vocabulary import EMOTIONS
 
 LS_VERSION = "1.23.2"
@@ -335,21 +335,7 @@ class Annotator(threading.Thread):
 def run_level(port: int, tokens: list[str], project: int, seconds: float, pids: list[int]) -> dict:
     deadline = time.perf_counter() + seconds
     threads = [Annotator(port, token, project, deadline) for token in tokens]
-    cpu_before = sum(process_cpu_ns(pid) for pid in pids)
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    cpu = sum(process_cpu_ns(pid) for pid in pids) - cpu_before
-    nxt = [v for t in threads for v in t.next]
-    sub = [v for t in threads for v in t.submit]
-    return {
-        "annotators": len(tokens), "next": summary(nxt), "submit": summary(sub), "items_s": len(sub) / elapsed,
-        "server_ms_per_request": cpu / 1e6 / max(len(nxt) + len(sub), 1), "items": len(sub),
-        "errors": [e for t in threads for e in t.errors], "load": os.getloadavg(),
-    }
+    return {"annotators": len(tokens), **measure_level(threads, pids)}
 
 
 def print_level(r: dict) -> None:

@@ -384,7 +384,12 @@ def summary(samples: list[Sample]) -> dict:
 
 def run_level(port: int, tokens: list[str], seconds: float, pids: list[int]) -> dict:
     deadline = time.perf_counter() + seconds
-    threads = [Reviewer(port, token, deadline) for token in tokens]
+    return {"reviewers": len(tokens), **measure_level([Reviewer(port, token, deadline) for token in tokens], pids)}
+
+
+def measure_level(threads: list[threading.Thread], pids: list[int]) -> dict:
+    """Run the client threads (each collecting ``next``/``submit`` samples and ``errors``) to their
+    deadline; their figures, and the CPU the processes ``pids`` spent per request meanwhile."""
     cpu_before = sum(process_cpu_ns(pid) for pid in pids)
     start = time.perf_counter()
     for t in threads:
@@ -396,7 +401,7 @@ def run_level(port: int, tokens: list[str], seconds: float, pids: list[int]) -> 
     nxt = [v for t in threads for v in t.next]
     sub = [v for t in threads for v in t.submit]
     return {
-        "reviewers": len(tokens), "next": summary(nxt), "submit": summary(sub), "items_s": len(sub) / elapsed,
+        "next": summary(nxt), "submit": summary(sub), "items_s": len(sub) / elapsed,
         "server_ms_per_request": cpu / 1e6 / max(len(nxt) + len(sub), 1), "items": len(sub),
         "errors": [e for t in threads for e in t.errors], "load": os.getloadavg(),
     }
