@@ -171,6 +171,22 @@ class NewAnnotation:
 DEMOTE_CHUNK = 200  # (image, kind, author) triples per UPDATE: keeps SQLite's expression depth small
 
 
+def annotation_versions_demote(items: Sequence[NewAnnotation], image_ids: list[int]) -> dict[int, int]:
+    """The newest version of each image in ``image_ids``; the current annotations of every
+    (image, kind, author) in ``items`` are no longer current. For a batch about to be written."""
+    latest = dict(
+        Annotation.objects.filter(image_id__in=image_ids).order_by().values("image_id")
+        .annotate(v=Max("version")).values_list("image_id", "v")
+    )
+    demote = sorted({(item.image.pk, item.kind, item.author_name) for item in items if item.image.pk in latest})
+    for start in range(0, len(demote), DEMOTE_CHUNK):
+        where = Q()
+        for image_id, kind, author in demote[start : start + DEMOTE_CHUNK]:
+            where |= Q(image_id=image_id, kind=kind, author_name=author)
+        Annotation.objects.filter(where, is_current=True).update(is_current=False)
+    return latest
+
+
 @transaction.atomic
 def annotation_bulk_create(*, items: Sequence[NewAnnotation]) -> list[Annotation]:
     """:func:`annotation_create` for many versions at once, in a fixed number of queries (imports).
@@ -191,17 +207,7 @@ def annotation_bulk_create(*, items: Sequence[NewAnnotation]) -> list[Annotation
                         extra=item.extra)
     image_ids = sorted({item.image.pk for item in items})
     list(Image.objects.select_for_update().filter(pk__in=image_ids).order_by("pk").values_list("pk", flat=True))
-    latest = dict(
-        Annotation.objects.filter(image_id__in=image_ids).order_by().values("image_id")
-        .annotate(v=Max("version")).values_list("image_id", "v")
-    )
-    authors = {(item.image.pk, item.kind, item.author_name) for item in items if item.image.pk in latest}
-    demote = sorted(authors)
-    for start in range(0, len(demote), DEMOTE_CHUNK):
-        where = Q()
-        for image_id, kind, author in demote[start : start + DEMOTE_CHUNK]:
-            where |= Q(image_id=image_id, kind=kind, author_name=author)
-        Annotation.objects.filter(where, is_current=True).update(is_current=False)
+    latest = annotation_versions_demote(items, image_ids)
     newest = {(item.image.pk, item.kind, item.author_name): i for i, item in enumerate(items)}
     annotations = []
     for i, item in enumerate(items):

@@ -27,20 +27,12 @@ from annotations.importers.file_workers import unique
 from annotations.importers.routing import image_route_imported, images_route_imported
 from annotations.models import Annotation, AnnotationKind, Dataset, Decision, Image, ImageStatus, ImportRun
 from annotations.services import NewAnnotation
+from annotations.importers.lines import LineError
 from annotations.validation import AnnotationInput
 
 logger = logging.getLogger("annotations.importers.emoverse_jsonl")  # the importer's one log
 
 MAX_UNEXPECTED_MESSAGE = 500  # characters of an unforeseen exception's message kept in the reason
-
-
-@dataclass(frozen=True)
-class LineError:
-    line: int
-    reason: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"line": self.line, "reason": self.reason}
 
 
 

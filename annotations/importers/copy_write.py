@@ -23,12 +23,11 @@ from typing import Any
 
 import orjson
 from django.db import connection, models
-from django.db.models import Max, Q
 from django.utils import timezone
 
 from annotations.errors import InvalidAnnotation
 from annotations.models import Annotation, AnnotationKind, Element, Triplet
-from annotations.services import DEMOTE_CHUNK, NewAnnotation, annotation_bulk_create
+from annotations.services import NewAnnotation, annotation_bulk_create, annotation_versions_demote
 from annotations.validation import check_storable
 
 
@@ -56,16 +55,7 @@ def annotations_write(*, items: Sequence[NewAnnotation]) -> None:
         for name in _CHECKED_JSON:
             check_storable(getattr(item, name), name)
     image_ids = sorted({item.image.pk for item in items})
-    latest = dict(
-        Annotation.objects.filter(image_id__in=image_ids).order_by().values("image_id")
-        .annotate(v=Max("version")).values_list("image_id", "v")
-    )
-    demote = sorted({(item.image.pk, item.kind, item.author_name) for item in items if item.image.pk in latest})
-    for start in range(0, len(demote), DEMOTE_CHUNK):
-        where = Q()
-        for image_id, kind, author in demote[start : start + DEMOTE_CHUNK]:
-            where |= Q(image_id=image_id, kind=kind, author_name=author)
-        Annotation.objects.filter(where, is_current=True).update(is_current=False)
+    latest = annotation_versions_demote(items, image_ids)
     newest = {(item.image.pk, item.kind, item.author_name): i for i, item in enumerate(items)}
     annotation_ids = _reserve_ids(Annotation, len(items))
     annotations, triplets, elements = [], [], []

@@ -27,7 +27,7 @@ import orjson
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from annotations.importers.lines import DEFAULT_MAX_LINE_BYTES, iter_lines
+from annotations.importers.lines import DEFAULT_MAX_LINE_BYTES, LineError, iter_lines
 from annotations.models import Dataset, Image
 from core.text import TextPolicyError, check_json_tree, parse_json
 from core.vocabulary import ROLES
@@ -67,15 +67,6 @@ LINE_KEYS = frozenset(
 )
 IMPORTABLE_STATUSES = (QAStatus.PENDING, QAStatus.ACCEPTED, QAStatus.EDITED, QAStatus.REJECTED)
 MAX_ELEMENTS = 30
-
-
-@dataclass(frozen=True)
-class LineError:
-    line: int
-    reason: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"line": self.line, "reason": self.reason}
 
 
 @dataclass
