@@ -5,7 +5,7 @@ The report shows, per model, on its images with a human reference label
 (``review.reference``), the Expected Calibration Error (15 equal-width bins, Guo et al.
 2017) of the model's answers and its reliability diagram, before and after the latest
 stored temperature (:func:`report_calibration_section`). The samples are
-``ml.selectors.samples_from``'s (an annotator's raw distributions only; the merged
+``ml.calibration_fits.samples_from``'s (an annotator's raw distributions only; the merged
 ``pipeline`` answer on its stored distribution). Nothing is fitted or stored here:
 ``ml.recalibration`` fits the temperatures on the same samples and stores them.
 """
@@ -18,14 +18,8 @@ from typing import Any
 from core.vocabulary import EMOTIONS
 
 from annotations.domain import PIPELINE_AUTHOR
-from ml.selectors import (
-    N_BINS,
-    DistributionRow,
-    ModelCalibration,
-    latest_temperatures,
-    samples_from,
-    without_raw_note,
-)
+from ml.calibration_fits import N_BINS, DistributionRow, ModelCalibration, samples_from, without_raw_note
+from ml.selectors import latest_temperatures
 from ml.stages.calibration import apply_temperature, probs_to_logits, reliability_diagram
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from agreement import svg
 from agreement.report import REFERENCE
-from ml.selectors import ModelCalibration
+from ml.calibration_fits import ModelCalibration
 
 
 def annotator_name(annotator_id: str) -> str:

@@ -43,7 +43,7 @@ from agreement.statistics import (
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import AnnotationKind, Dataset
 from core.vocabulary import EMOTIONS
-from ml.selectors import model_distribution_rows
+from ml.calibration_fits import model_distribution_rows
 from review.reference import reference_labels
 
 REFERENCE = "reference"  # the human reference label (review.reference)

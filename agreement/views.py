@@ -17,7 +17,7 @@ from agreement.tasks import report_or_start
 from annotations.models import Dataset
 from annotations.roles import role_required
 from core.vocabulary import ADMIN, RESEARCHER
-from ml import selectors as ml_selectors
+from ml import calibration_fits, selectors as ml_selectors
 
 
 def _filter_form(request, dataset: Dataset) -> ReportFilterForm:
@@ -98,12 +98,12 @@ def report_json_download(request, slug: str):
 @role_required(RESEARCHER, ADMIN)
 def calibration_page(request):
     dataset = get_object_or_404(Dataset, slug=request.GET["dataset"]) if request.GET.get("dataset") else None
-    min_samples = ml_selectors.default_min_samples()
+    min_samples = calibration_fits.default_min_samples()
     context = {
         "dataset": dataset,
         "datasets": Dataset.objects.order_by("slug"),
         "fits": [(fit, plot, fit.refusal(min_samples)) for fit, plot in
-                 pages.calibration_plots(ml_selectors.cached_model_calibrations(dataset=dataset))],
+                 pages.calibration_plots(calibration_fits.cached_model_calibrations(dataset=dataset))],
         "history": ml_selectors.calibration_history(),
         "min_samples": min_samples,
     }

@@ -13,7 +13,7 @@ from annotations.api_schema import NOT_FOUND
 from annotations.models import Dataset
 from annotations.roles import HasRole
 from core.vocabulary import ADMIN, RESEARCHER
-from ml import recalibration, selectors, services
+from ml import calibration_fits, recalibration, selectors, services
 from ml.config import get_registry
 
 
@@ -55,7 +55,7 @@ class CalibrationAPI(RoleAPI):
     def get(self, request):
         slug = request.query_params.get("dataset")
         dataset = get_object_or_404(Dataset, slug=slug) if slug else None
-        return Response([fit.as_dict() for fit in selectors.cached_model_calibrations(dataset=dataset)])
+        return Response([fit.as_dict() for fit in calibration_fits.cached_model_calibrations(dataset=dataset)])
 
 
 class RecalibrateAPI(RoleAPI):

@@ -1,7 +1,7 @@
 """Recalibration: fit each model's temperature on the calibration audit, and store it.
 
 The samples, the fit and its held-out ECE before and after are computed by
-:func:`ml.selectors.model_calibrations` (see ``ml.selectors`` for the rule: the audit's
+:func:`ml.calibration_fits.model_calibrations` (see ``ml.calibration_fits`` for the rule: the audit's
 raw annotator distributions only, fitted on its training part, checked on its held-out
 part; the merged ``pipeline`` answer never fitted). :func:`recalibrate` stores a fitted
 temperature as a new calibration version unless :meth:`ModelCalibration.refusal` says
@@ -33,7 +33,8 @@ from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import Annotation, AnnotationKind, Dataset, Image, ImageStatus
 from core.priority import queue_priority, stored_critic_verdict
 from ml.models import AutoAcceptRecheck, CalibrationVersion, PipelineRun
-from ml.selectors import default_min_samples, latest_temperatures, model_calibrations
+from ml.calibration_fits import default_min_samples, model_calibrations
+from ml.selectors import latest_temperatures
 from ml.services import calibration_version_create
 from ml.stages.calibration import temperature_scale
 from review.queue import review_plans_reset

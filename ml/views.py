@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 from annotations.models import Dataset
 from annotations.roles import role_required
 from core.vocabulary import ADMIN
-from ml import recalibration, selectors, services
+from ml import calibration_fits, recalibration, selectors, services
 from ml.config import get_registry
 from ml.forms import PreannotateForm
 from ml.stages.registry import CONFIG_HINT
@@ -83,7 +83,7 @@ def pipeline_retry(request, slug: str):
 def recalibrate_view(request):
     dataset = get_object_or_404(Dataset, slug=request.POST["dataset"]) if request.POST.get("dataset") else None
     try:
-        min_samples = int(request.POST.get("min_samples") or selectors.default_min_samples())
+        min_samples = int(request.POST.get("min_samples") or calibration_fits.default_min_samples())
         result = recalibration.recalibrate(dataset=dataset, min_samples=min_samples, created_by=request.user)
     except ValueError as exc:
         messages.error(request, f"Recalibration refused: {exc}")

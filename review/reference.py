@@ -1,7 +1,7 @@
 """The human reference label of an image: what models are measured and calibrated against.
 
 The outcome of review, as one rule used by the agreement report (human vs model) and by
-calibration (``ml.selectors.calibration_samples``: the fit and its ECE), over the current
+calibration (``ml.calibration_fits.calibration_samples``: the fit and its ECE), over the current
 annotations of an image:
 
 1. its current ADJUDICATION's label (the newest, should there be several);

@@ -97,7 +97,7 @@ class DatasetFactory(factory.django.DjangoModelFactory):
 
 def audit_draw_for(i: int, *, held_out: bool | None = None) -> float:
     """A fixed ``Image.audit_draw`` for the ``i``-th image of a test: distinct per ``i`` (below
-    1), held out of a calibration fit (``ml.selectors.is_held_out``) when ``i % 3 == 2``
+    1), held out of a calibration fit (``ml.calibration_fits.is_held_out``) when ``i % 3 == 2``
     unless ``held_out`` says otherwise. Tests that fit temperatures pass it so the 70/30
     split never depends on database ids or test order."""
     held_out = i % 3 == 2 if held_out is None else held_out

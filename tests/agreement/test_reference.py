@@ -12,7 +12,7 @@ from agreement.selectors import LabelRow
 from annotations.models import AnnotationKind, Decision
 from core.vocabulary import EMOTIONS
 from ml.recalibration import recalibrate
-from ml.selectors import calibrate_model, calibration_samples
+from ml.calibration_fits import calibrate_model, calibration_samples
 from review.reference import reference_labels
 from tests.agreement.scenes import H, W, payload
 from tests.factories import DatasetFactory, ImageFactory, UserFactory, audit_draw_for, make_annotation

@@ -16,7 +16,7 @@ from core.priority import queue_priority
 from core.vocabulary import EMOTIONS
 from ml.models import AutoAcceptRecheck, CalibrationVersion, PipelineRun
 from ml.recalibration import calibrated_confidence, recalibrate
-from ml.selectors import calibration_samples
+from ml.calibration_fits import calibration_samples
 from ml.stages.calibration import fit_temperature, probs_to_logits, temperature_scale
 from review.models import ReviewPlan
 from tests.agreement.scenes import H, W, payload

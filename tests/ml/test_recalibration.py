@@ -18,14 +18,8 @@ from core.vocabulary import EMOTIONS
 from ml import services
 from ml.models import CalibrationVersion
 from ml.recalibration import recalibrate
-from ml.selectors import (
-    CalibrationSample,
-    cached_model_calibrations,
-    calibrate_model,
-    calibration_samples,
-    latest_temperatures,
-    model_calibrations,
-)
+from ml.calibration_fits import CalibrationSample, cached_model_calibrations, calibrate_model, calibration_samples, model_calibrations
+from ml.selectors import latest_temperatures
 from ml.stages.calibration import fit_temperature, probs_to_logits, temperature_scale
 from tests.agreement.scenes import H, W, build_scene, payload
 from tests.factories import DatasetFactory, ImageFactory, UserFactory, audit_draw_for, make_annotation

@@ -12,7 +12,7 @@ from annotations.models import AnnotationKind, Decision, ImageStatus
 from core.vocabulary import EKMAN, EMOTIONS, MIKELS, taxonomy_from_spec
 from ml import services
 from ml.models import PipelineRun, RunStatus
-from ml.selectors import calibration_samples
+from ml.calibration_fits import calibration_samples
 from ml.stages import pipeline
 from ml.stages.backends.openai_vlm import OpenAIAnnotator
 from ml.stages.backends.temperature_calibrator import TemperatureCalibrator

@@ -8,7 +8,7 @@ import pytest
 
 from annotations.errors import NothingToDo
 from annotations.models import Image, ImageSource, ImageStatus
-from ml.selectors import audit_images
+from ml.calibration_fits import audit_images
 from review import queue
 from tests.factories import DatasetFactory, ImageFactory
 

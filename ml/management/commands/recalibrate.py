@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotations.models import Dataset
 from ml.recalibration import recalibrate
-from ml.selectors import default_min_samples
+from ml.calibration_fits import default_min_samples
 
 
 class Command(BaseCommand):
