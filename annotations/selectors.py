@@ -86,7 +86,7 @@ def hidden_answers_register(rule: HiddenAnswers) -> None:
     ``annotations`` knows nothing of leases and review slots (``review`` depends
     on it, not the reverse), so ``review`` registers its independence rule here
     when it loads (``review.apps``): other people's answers on an image the user
-    holds or may still be given a review slot on (``review.selectors.others_answers``).
+    holds or may still be given a review slot on (``review.visibility.others_answers``).
     """
     if rule not in _hidden_answer_rules:
         _hidden_answer_rules.append(rule)

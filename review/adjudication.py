@@ -36,7 +36,7 @@ from review.models import (
     ElementDecision,
     ReviewSubmission,
 )
-from review.selectors import DONE_STATUSES, reviewer_has_submitted
+from review.visibility import DONE_STATUSES, reviewer_has_submitted
 
 from review.services import (
     UNDECIDED_STATUSES,

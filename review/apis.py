@@ -28,7 +28,7 @@ from annotations.pagination import CursorPage, NewestFirst
 from annotations.roles import HasRole, has_role
 from core.vocabulary import ADJUDICATOR, ADMIN, RESEARCHER, REVIEWER, ROLES, USER_ROLES
 from annotations.text_policy import CheckedDateTimeField
-from review import adjudication, queue, selectors, services
+from review import adjudication, queue, selectors, services, visibility
 from review.errors import DraftTooLarge, RefineFailed, RefineTimeout, RefineUnavailable
 from review.models import DisagreementField, DisagreementKind, ElementAction, Lease, LeaseState
 from review.refine import REFINE_OFF, mask_refine
@@ -325,7 +325,7 @@ class RefineAPI(RoleAPI):
         data.is_valid(raise_exception=True)
         args = dict(data.validated_data)
         image = get_object_or_404(Image, pk=args.pop("image_id"))
-        if not selectors.user_is_editing(image=image, user=request.user):
+        if not visibility.user_is_editing(image=image, user=request.user):
             return Response({"detail": "Refine works on an item you are reviewing (you hold its lease) or adjudicating."},
                             status=status.HTTP_403_FORBIDDEN)
         try:
@@ -399,7 +399,7 @@ class AdjudicationItemAPI(RoleAPI):
     @extend_schema(responses={200: OutputSerializer})
     def get(self, request, image_id: int):
         image = get_object_or_404(Image.objects.select_related("dataset"), pk=image_id)
-        selectors.adjudication_check(image=image, user=request.user)
+        visibility.adjudication_check(image=image, user=request.user)
         return Response(self.OutputSerializer(selectors.adjudication_payload(image)).data)
 
     @extend_schema(request=InputSerializer, responses={201: SubmitAPI.OutputSerializer, 409: CONFLICT})

@@ -7,6 +7,6 @@ class ReviewConfig(AppConfig):
     def ready(self) -> None:
         """Plug the independence rule into the annotations API (which may not import ``review``)."""
         from annotations.selectors import hidden_answers_register  # apps load before models: import here
-        from review.selectors import others_answers
+        from review.visibility import others_answers
 
         hidden_answers_register(others_answers)

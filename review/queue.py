@@ -418,5 +418,5 @@ def draft_sendable(draft: Draft | None) -> tuple[Draft | None, str]:
 def review_plans_reset(*, image_ids: list[int]) -> int:
     """Forget the review plans of images sent back to review: each wants reviews again (its
     next claim writes a fresh plan), so the queue and the independence rule
-    (``review.selectors.images_user_may_review``) treat it as never reviewed."""
+    (``review.visibility.images_user_may_review``) treat it as never reviewed."""
     return ReviewPlan.objects.filter(image_id__in=image_ids).delete()[0]

@@ -22,7 +22,7 @@ from annotations.errors import NotAllowed
 from annotations.models import Dataset, Image
 from annotations.roles import role_required
 from core.vocabulary import ADJUDICATOR, ADMIN, RESEARCHER, REVIEWER, USER_ROLES
-from review import selectors
+from review import selectors, visibility
 from review.errors import NotInAdjudication
 from review.models import DisagreementField, DisagreementKind
 from review.refine import refine_available
@@ -135,7 +135,7 @@ def adjudication_page(request, image_id: int):
     """One item waiting for adjudication; 404 for any other, 403 to a person who reviewed it."""
     image = get_object_or_404(Image.objects.select_related("dataset"), pk=image_id)
     try:
-        selectors.adjudication_check(image=image, user=request.user)
+        visibility.adjudication_check(image=image, user=request.user)
     except NotInAdjudication as exc:
         raise Http404(str(exc)) from exc
     except NotAllowed as exc:

@@ -18,7 +18,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from annotations.models import Annotation, ImageStatus
-from review import queue, selectors, services
+from review import queue, selectors, services, visibility
 from review.models import Lease
 from tests.factories import DatasetFactory, UserFactory
 from tests.review.conftest import human_answer, image_in_review
@@ -114,7 +114,7 @@ def test_a_user_who_may_still_be_given_a_slot_sees_no_other_review(scene, api_cl
         assert MARKER not in text(api_client.get(url)), url
     client.force_login(scene.duo)
     assert MARKER not in text(client.get(f"/review/images/{scene.image.pk}/"))
-    assert selectors.user_may_review(user=scene.duo, image=scene.image)
+    assert visibility.user_may_review(user=scene.duo, image=scene.image)
 
 
 def test_the_disagreement_log_hides_the_other_review_from_an_admin_holding_a_slot(scene, api_client, client):
@@ -188,7 +188,7 @@ def test_a_reviewer_never_adjudicates_the_conflict_their_review_made(scene, api_
 
 def test_after_submitting_the_reviewer_may_read_the_other_review(scene, api_client):
     review(scene.dataset, scene.duo, label="awe")
-    assert not selectors.user_may_review(user=scene.duo, image=scene.image)
+    assert not visibility.user_may_review(user=scene.duo, image=scene.image)
     api_client.force_authenticate(scene.duo)
     r = api_client.get(f"/api/annotations/?image={scene.image.pk}&kind=human")
     assert MARKER in text(r) and len(r.json()["results"]) == 2
@@ -202,15 +202,15 @@ def test_researchers_and_admins_who_do_not_review_it_see_everything(scene, api_c
 
 
 def test_who_may_still_be_given_a_slot(scene, make_reviewer):
-    """The one rule (``review.selectors.images_user_may_review``) case by case."""
+    """The one rule (``review.visibility.images_user_may_review``) case by case."""
     image = scene.image
-    assert selectors.user_may_review(user=scene.duo, image=image)        # holds a live lease
-    assert not selectors.user_may_review(user=scene.zed, image=image)    # submitted
-    assert selectors.user_may_review(user=make_reviewer("new"), image=image)  # image wants one more review
+    assert visibility.user_may_review(user=scene.duo, image=image)        # holds a live lease
+    assert not visibility.user_may_review(user=scene.zed, image=image)    # submitted
+    assert visibility.user_may_review(user=make_reviewer("new"), image=image)  # image wants one more review
     adjudicator_only = UserFactory(username="adj-only", roles=["adjudicator", "researcher", "admin"])
-    assert not selectors.user_may_review(user=adjudicator_only, image=image)  # not a reviewer, no lease
+    assert not visibility.user_may_review(user=adjudicator_only, image=image)  # not a reviewer, no lease
     review(scene.dataset, scene.duo, label="fear")                        # all slots filled: adjudication
-    assert not selectors.user_may_review(user=make_reviewer("late"), image=image)
+    assert not visibility.user_may_review(user=make_reviewer("late"), image=image)
 
 
 # --- every endpoint in the schema, every page ----------------------------------------
