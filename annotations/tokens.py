@@ -51,14 +51,20 @@ def tokens_revoke(*, user) -> int:
 
 
 @cache
-def _token_user_sql() -> tuple[str, list[str], list[str]]:
-    """The statement that reads a token, its user and the user's roles (one row per role the user
-    holds, one row with a NULL role when none), and the attribute names of the token's and the
-    user's columns in the order it returns them. Built once from the models' metadata."""
+def _token_user_sql() -> tuple[str, list[str], list[str], bool]:
+    """The statement that reads a token, its user and the user's roles, the attribute names of
+    the token's and the user's columns in the order it returns them, and whether it returns the
+    roles as one array (one row) rather than one row per role the user holds (one row with a NULL
+    role when none). Built once from the models' metadata. On PostgreSQL it calls
+    ``emoverse_token_user`` (migration ``annotations.0011``), whose plan the server keeps."""
     quote = connection.ops.quote_name
     user_model = get_user_model()
     token_fields = [f for f in Token._meta.concrete_fields]
     user_fields = [f for f in user_model._meta.concrete_fields]
+    names = [f.attname for f in token_fields], [f.attname for f in user_fields]
+    if connection.vendor == "postgresql" and user_model._meta.db_table == "auth_user":
+        columns = [f"(r.token).{quote(f.column)}" for f in token_fields] + [f"(r.account).{quote(f.column)}" for f in user_fields]
+        return f"SELECT {', '.join(columns)}, r.roles FROM emoverse_token_user(%s, %s) r", *names, True
     membership = Group.user_set.through._meta
     member_user = quote(membership.get_field("user").column)
     member_group = quote(membership.get_field("group").column)
@@ -72,7 +78,7 @@ def _token_user_sql() -> tuple[str, list[str], list[str]]:
         f"ON ug.{member_user} = u.{quote(user_model._meta.pk.column)} "
         f"WHERE t.{quote(Token._meta.get_field('key').column)} = %s"
     )
-    return sql, [f.attname for f in token_fields], [f.attname for f in user_fields]
+    return sql, *names, False
 
 
 def _converted(values: tuple) -> list:
@@ -100,9 +106,9 @@ def token_with_user(key: str) -> Token | None:
     """The token with this key and its user (``token.user``), the user's roles cached on them
     (``annotations.roles.user_roles`` needs no query), or None: one statement, written once
     rather than compiled by the ORM on every request (this runs before every API call)."""
-    sql, token_names, user_names = _token_user_sql()
+    sql, token_names, user_names, as_array = _token_user_sql()
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*USER_ROLES, key])
+        cursor.execute(sql, [key, list(USER_ROLES)] if as_array else [*USER_ROLES, key])
         rows = cursor.fetchall()
     if not rows:
         return None
@@ -110,7 +116,7 @@ def token_with_user(key: str) -> Token | None:
     values = _converted(rows[0][:n + len(user_names)])
     token = Token.from_db(connection.alias, token_names, values[:n])
     token.user = get_user_model().from_db(connection.alias, user_names, values[n:])
-    remember_role_names(token.user, [row[-1] for row in rows if row[-1] is not None])
+    remember_role_names(token.user, rows[0][-1] if as_array else [row[-1] for row in rows if row[-1] is not None])
     return token
 
 

@@ -351,7 +351,10 @@ def _send_embedding(task: Task, args: list) -> None:
         logger.info("phrases not embedded: %s", embeddings.TURNED_OFF)
         return
     try:
-        task.apply_async(args=args, queue=queue)
+        # Nobody reads the result: with ignore_result the web process neither subscribes to it
+        # (the Redis result backend's on_task_call) nor has the worker store it; argsrepr spares
+        # Celery's saferepr of the ids.
+        task.apply_async(args=args, queue=queue, ignore_result=True, argsrepr=repr(args), kwargsrepr="{}")
     except (BrokerError, ConnectionError) as exc:
         logger.error("could not send %s to the broker (%s); `manage.py embed_phrases` embeds the phrases later",
                      task.name, exc)

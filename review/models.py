@@ -198,8 +198,10 @@ class Disagreement(models.Model):
     embedding yet: a row from such a pairing may be noise).
     """
 
-    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="disagreements")
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="disagreements")
+    # image, dataset, reviewer: no index of their own; the named indexes below lead with them
+    # (every row a submit writes updates each index of this table).
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="disagreements", db_index=False)
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="disagreements", db_index=False)
     model_name = models.CharField(max_length=150)
     model_annotation = models.ForeignKey(Annotation, null=True, on_delete=models.SET_NULL, related_name="+")
     field = models.CharField(max_length=20, choices=DisagreementField.choices)
@@ -211,7 +213,7 @@ class Disagreement(models.Model):
     box_iou = models.FloatField(null=True, blank=True)
     mask_iou = models.FloatField(null=True, blank=True)
     paired_by = models.CharField(max_length=8, choices=PairedBy.choices, blank=True, default=PairedBy.NONE)
-    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False)
     annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="disagreements")
     kind = models.CharField(max_length=16, choices=DisagreementKind.choices, default=DisagreementKind.REVIEW)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -145,3 +145,26 @@ def test_saves_that_keep_the_password_keep_the_token(api_client, client, rita):
     rita.refresh_from_db()
     rita.save(update_fields=["email"])
     assert _get(api_client, key).status_code == 200
+
+
+@pytest.mark.parametrize("roles", [[], ["reviewer"], ["reviewer", "admin", "adjudicator"]])
+def test_one_statement_reads_the_token_its_user_and_only_the_known_roles(roles, django_assert_num_queries):
+    """``token_with_user`` (a function on PostgreSQL, the plain join on SQLite): the same token
+    and user as the ORM reads them, the user's roles cached, a group that is no role left out."""
+    from django.contrib.auth.models import Group
+
+    from annotations.roles import user_roles
+    from annotations.tokens import token_with_user
+
+    user = UserFactory(username="rowan", roles=roles)
+    user.groups.add(Group.objects.get_or_create(name="not-a-role")[0])
+    key = Token.objects.create(user=user).key
+    with django_assert_num_queries(1):
+        token = token_with_user(key)
+        assert user_roles(token.user) == frozenset(roles)
+    stored = Token.objects.select_related("user").get(key=key)
+    assert (token.key, token.user_id, token.created) == (stored.key, stored.user_id, stored.created)
+    assert {f.attname: getattr(token.user, f.attname) for f in type(user)._meta.concrete_fields} == \
+           {f.attname: getattr(stored.user, f.attname) for f in type(user)._meta.concrete_fields}
+    with django_assert_num_queries(1):
+        assert token_with_user(key[:-1] + ("0" if key[-1] != "0" else "1")) is None
