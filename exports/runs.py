@@ -54,7 +54,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from annotations.models import AnnotationKind, ElementStatus, ImageStatus
-from exports.chunks import ChunkPool, parallel_workers, pg_export_chunk
+from exports.chunks import ChunkPool, collector_quiet, parallel_workers, pg_export_chunk
 from exports.filters import ExportFilters
 from exports.manifest import MANIFEST, build_manifest
 from exports.models import ExportSnapshot, ExportStatus
@@ -270,14 +270,15 @@ def _export(attempt: _Attempt) -> None:
     counts, done = _Counts(include_rejected=writer.include_rejected), 0
     pool = ChunkPool(workers) if workers else None
     try:
-        chunks = export_image_rows(images, chunk_size=CHUNK_SIZE, plain_sql=fast)
-        for encoded, chunk_counts, read in (pool.map if pool else map)(_encode_chunk, chunks):
-            writer.append(encoded)
-            counts.merge(chunk_counts)
-            done += read
-            _progress(attempt, done=done)
-        if pool is not None:
-            pool.close()
+        with collector_quiet():
+            chunks = export_image_rows(images, chunk_size=CHUNK_SIZE, plain_sql=fast)
+            for encoded, chunk_counts, read in (pool.map if pool else map)(_encode_chunk, chunks):
+                writer.append(encoded)
+                counts.merge(chunk_counts)
+                done += read
+                _progress(attempt, done=done)
+            if pool is not None:
+                pool.close()
         results = [writer.close(), placer.close()]
     except BaseException:
         writer.abort()
