@@ -24,21 +24,24 @@ FILE_NAME = "data.jsonl"
 _PENDING = ElementStatus.PENDING.value
 
 
-def des_json_rows(blobs: list[bytes | memoryview | None]) -> list[bytes | None]:
+def des_json_rows(blobs: list[bytes | memoryview | None]) -> list[bytes | memoryview | None]:
     """The DES vectors as JSON array contents (``b"0.1,-2.5,..."``, no brackets), None where absent.
 
     orjson formats a float32 matrix in C: the chunk's vectors in one call (about 28 µs a
-    vector; one call per vector cost 36, formatting them in Python ten times more), split
-    at the rows' ``],[``. Vectors of another length than the others are formatted alone.
+    vector; one call per vector cost 36, formatting them in Python ten times more). The rows
+    are found by their brackets and given as views of that text, copied once by the caller's
+    join. Vectors of another length than the others are formatted alone.
     """
     present = [blob for blob in blobs if blob is not None]
     sizes = {len(blob) for blob in present}
     if len(sizes) != 1 or not present or 0 in sizes:
         return [None if blob is None else _des_vector(blob)[1:-1] for blob in blobs]
     matrix = np.frombuffer(b"".join(present), dtype="<f4").reshape(len(present), -1)
-    rows = orjson.dumps(matrix, option=orjson.OPT_SERIALIZE_NUMPY).split(b"],[")
-    rows[0] = rows[0][2:]  # b"[[" before the first row, b"]]" after the last (the same row when alone)
-    rows[-1] = rows[-1][:-2]
+    text = orjson.dumps(matrix, option=orjson.OPT_SERIALIZE_NUMPY)  # b"[[r0],[r1],...]"
+    # Each row starts after a "[" (no number contains one) and ends before the next row's "],[".
+    opening = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == ord("["))
+    view = memoryview(text)
+    rows = [view[start:end] for start, end in zip((opening[1:] + 1).tolist(), [*(opening[2:] - 2).tolist(), len(text) - 2])]
     found = iter(rows)
     return [None if blob is None else next(found) for blob in blobs]
 
