@@ -59,9 +59,13 @@ WITH final AS (
              a.version DESC, a.id DESC
 )
 SELECT a.id, a.image_id, a.kind, a.version, a.author_name, a.prompt_version, a.pipeline_version, a.ces_label,
-       a.ces_confidence, a.ces_distribution::text, a.des, a.rationale, a.extra::text, a.created_at
+       a.ces_confidence, a.ces_distribution::text, {des}, a.rationale, a.extra::text, a.created_at
 FROM annotations_annotation a JOIN final ON final.id = a.id
 """
+# A writer that does not write DES vectors (COCO) gets an empty one where the annotation has one
+# (the counts' with_des): the vector (4 KB, stored out of line) is neither read nor sent.
+_FINALS_WITH_DES = _FINALS_SQL.format(des="a.des")
+_FINALS_WITHOUT_DES = _FINALS_SQL.format(des="CASE WHEN a.des IS NULL THEN NULL ELSE ''::bytea END")
 _ELEMENTS_SQL = """
 SELECT t.id, t.annotation_id, t.index, t.key::text,
        e.triplet_id, e.role, e.phrase, e.status, e.x0, e.y0, e.x1, e.y1, e.box_score,
@@ -91,12 +95,15 @@ def _json(text: str | None) -> Any:
 
 
 def pg_export_chunk(
-    image_ids: list[int], *, include_auto_accepted: bool
+    image_ids: list[int], *, include_auto_accepted: bool, des: bool = True
 ) -> tuple[dict[int, ExportAnnotation], set[int]]:
-    """:func:`exports.selectors.export_chunk` on PostgreSQL: the same records in two statements."""
+    """:func:`exports.selectors.export_chunk` on PostgreSQL: the same records in two statements.
+
+    ``des=False``: each annotation's ``des`` is ``b""`` where it has a vector, None where not.
+    """
     connection.ensure_connection()
     with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(_FINALS_SQL, {"ids": image_ids, **_KINDS}, binary=True)
+        cursor.execute(_FINALS_WITH_DES if des else _FINALS_WITHOUT_DES, {"ids": image_ids, **_KINDS}, binary=True)
         annotations = [ExportAnnotation(pk, image_id, kind, version, author, prompt, pipeline, label, confidence,
                                         _json(distribution), des, rationale, _json(extra), created_at)
                        for (pk, image_id, kind, version, author, prompt, pipeline, label, confidence, distribution,

@@ -264,7 +264,7 @@ def _export(attempt: _Attempt) -> None:
     # no storage URLs asked).
     fast = connection.vendor == "postgresql" and getattr(settings, "EMOVERSE_EXPORT_FAST_PATH", True)
     workers = parallel_workers(total) if fast and placer.mode == "none" else 0
-    fetch = pg_export_chunk if fast else export_chunk
+    fetch = functools.partial(pg_export_chunk, des=getattr(writer, "WRITES_DES", True)) if fast else export_chunk
     _JOB = _Job(writer=writer, filters=filters, duplicates=duplicates, placer=placer, fetch=fetch,
                 keep_alive=None if workers else functools.partial(_keep_alive, attempt))
     counts, done = _Counts(include_rejected=writer.include_rejected), 0
