@@ -182,17 +182,20 @@ def collector_quiet() -> Iterator[None]:
     An export frees its rows by reference counting; the collector only found the many
     rows and strings it allocates a chunk at a time worth a scan, and each full scan
     walked every object of the process (a tenth of an export's CPU). The objects alive
-    when the export starts are frozen (never scanned) until it ends; later cycles are
-    still collected, only less often.
+    when the export starts are frozen (never scanned) until it ends, unless something else
+    of the process froze objects already (then its freeze is left as it is); later cycles
+    are still collected, only less often.
     """
-    threshold = gc.get_threshold()
-    gc.freeze()
+    threshold, freeze = gc.get_threshold(), gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
     gc.set_threshold(max(threshold[0], _GC_THRESHOLD), *threshold[1:])
     try:
         yield
     finally:
         gc.set_threshold(*threshold)
-        gc.unfreeze()
+        if freeze:
+            gc.unfreeze()
 
 
 @contextmanager

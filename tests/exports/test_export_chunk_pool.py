@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
-from exports.chunks import ChunkPool
+from exports.chunks import ChunkPool, collector_quiet
 
 
 def _encode(n: int) -> tuple:
@@ -43,3 +45,18 @@ def test_a_shared_result_is_released_when_the_next_one_is_asked_for(small_slots)
         assert [r[0] for r in results] == list(range(3, 11))
     finally:
         pool.close()
+
+
+def test_the_collector_is_quieter_during_an_export_and_as_before_after_it():
+    threshold = gc.get_threshold()
+    with collector_quiet():
+        assert gc.get_threshold()[0] >= 50_000 and gc.get_freeze_count() > 0
+    assert gc.get_threshold() == threshold and gc.get_freeze_count() == 0
+    gc.freeze()  # frozen by something else of the process: left frozen
+    try:
+        frozen = gc.get_freeze_count()
+        with collector_quiet():
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
