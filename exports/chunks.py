@@ -26,6 +26,7 @@ import mmap
 import multiprocessing
 import os
 import signal
+import threading
 from collections import deque
 from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Iterator
@@ -175,6 +176,10 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
+_quiet_lock = threading.Lock()
+_quiet: list = []  # the state to restore, then one entry per export running in this process
+
+
 @contextmanager
 def collector_quiet() -> Iterator[None]:
     """Keep Python's cyclic garbage collector off the export's hot loop.
@@ -186,16 +191,24 @@ def collector_quiet() -> Iterator[None]:
     of the process froze objects already (then its freeze is left as it is); later cycles
     are still collected, only less often.
     """
-    threshold, freeze = gc.get_threshold(), gc.get_freeze_count() == 0
-    if freeze:
-        gc.freeze()
-    gc.set_threshold(max(threshold[0], _GC_THRESHOLD), *threshold[1:])
+    with _quiet_lock:  # exports in threads of one process: the first sets, the last restores
+        if not _quiet:
+            threshold = gc.get_threshold()
+            _quiet.append((threshold, gc.get_freeze_count() == 0))
+            if _quiet[0][1]:
+                gc.freeze()
+            gc.set_threshold(max(threshold[0], _GC_THRESHOLD), *threshold[1:])
+        _quiet.append(None)
     try:
         yield
     finally:
-        gc.set_threshold(*threshold)
-        if freeze:
-            gc.unfreeze()
+        with _quiet_lock:
+            _quiet.pop()
+            if len(_quiet) == 1:
+                threshold, froze = _quiet.pop()
+                gc.set_threshold(*threshold)
+                if froze:
+                    gc.unfreeze()
 
 
 @contextmanager
