@@ -54,7 +54,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from annotations.models import AnnotationKind, ElementStatus, ImageStatus
-from exports.chunks import ChunkPool, parallel_workers, pg_export_chunk
+from exports.chunks import ChunkPool, collector_quiet, parallel_workers, pg_export_chunk
 from exports.filters import ExportFilters
 from exports.manifest import MANIFEST, build_manifest
 from exports.models import ExportSnapshot, ExportStatus
@@ -264,20 +264,21 @@ def _export(attempt: _Attempt) -> None:
     # no storage URLs asked).
     fast = connection.vendor == "postgresql" and getattr(settings, "EMOVERSE_EXPORT_FAST_PATH", True)
     workers = parallel_workers(total) if fast and placer.mode == "none" else 0
-    fetch = pg_export_chunk if fast else export_chunk
+    fetch = functools.partial(pg_export_chunk, des=getattr(writer, "WRITES_DES", True)) if fast else export_chunk
     _JOB = _Job(writer=writer, filters=filters, duplicates=duplicates, placer=placer, fetch=fetch,
                 keep_alive=None if workers else functools.partial(_keep_alive, attempt))
     counts, done = _Counts(include_rejected=writer.include_rejected), 0
     pool = ChunkPool(workers) if workers else None
     try:
-        chunks = export_image_rows(images, chunk_size=CHUNK_SIZE, plain_sql=fast)
-        for encoded, chunk_counts, read in (pool.map if pool else map)(_encode_chunk, chunks):
-            writer.append(encoded)
-            counts.merge(chunk_counts)
-            done += read
-            _progress(attempt, done=done)
-        if pool is not None:
-            pool.close()
+        with collector_quiet():
+            chunks = export_image_rows(images, chunk_size=CHUNK_SIZE, plain_sql=fast)
+            for encoded, chunk_counts, read in (pool.map if pool else map)(_encode_chunk, chunks):
+                writer.append(encoded)
+                counts.merge(chunk_counts)
+                done += read
+                _progress(attempt, done=done)
+            if pool is not None:
+                pool.close()
         results = [writer.close(), placer.close()]
     except BaseException:
         writer.abort()

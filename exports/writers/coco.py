@@ -92,6 +92,7 @@ def _optional(out: dict[str, Any], **values: Any) -> dict[str, Any]:
 
 class CocoWriter:
     OPTIONS: Mapping[str, tuple[Any, ...]] = {"categories": ("emotion", "role"), "include_rejected": (False, True)}
+    WRITES_DES = False  # the fast path does not read the vectors (exports.chunks)
 
     def __init__(self, folder: Path, options: Mapping[str, Any], *, context: Mapping[str, Any]) -> None:
         self._folder = folder

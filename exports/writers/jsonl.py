@@ -24,16 +24,30 @@ FILE_NAME = "data.jsonl"
 _PENDING = ElementStatus.PENDING.value
 
 
-def des_json_arrays(blobs: list[bytes | memoryview | None]) -> list[bytes | None]:
-    """JSON arrays (``b"[0.1,-2.5,...]"``) of DES vectors, the shortest text that reads back to the same float32.
+def des_json_rows(blobs: list[bytes | memoryview | None]) -> list[bytes | memoryview | None]:
+    """The DES vectors as JSON array contents (``b"0.1,-2.5,..."``, no brackets), None where absent.
 
-    orjson formats a float32 array in C (about 40 µs for 1024 values; formatting them
-    one by one in Python, or through pyarrow's string cast, costs ten times more).
+    orjson formats a float32 matrix in C: the chunk's vectors in one call (about 28 µs a
+    vector; one call per vector cost 36, formatting them in Python ten times more). The rows
+    are found by their brackets and given as views of that text, copied once by the caller's
+    join. Vectors of another length than the others are formatted alone.
     """
-    return [
-        None if blob is None else orjson.dumps(np.frombuffer(blob, dtype="<f4"), option=orjson.OPT_SERIALIZE_NUMPY)
-        for blob in blobs
-    ]
+    present = [blob for blob in blobs if blob is not None]
+    sizes = {len(blob) for blob in present}
+    if len(sizes) != 1 or not present or 0 in sizes:
+        return [None if blob is None else _des_vector(blob)[1:-1] for blob in blobs]
+    matrix = np.frombuffer(b"".join(present), dtype="<f4").reshape(len(present), -1)
+    text = orjson.dumps(matrix, option=orjson.OPT_SERIALIZE_NUMPY)  # b"[[r0],[r1],...]"
+    # Each row starts after a "[" (no number contains one) and ends before the next row's "],[".
+    opening = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == ord("["))
+    view = memoryview(text)
+    rows = [view[start:end] for start, end in zip((opening[1:] + 1).tolist(), [*(opening[2:] - 2).tolist(), len(text) - 2])]
+    found = iter(rows)
+    return [None if blob is None else next(found) for blob in blobs]
+
+
+def _des_vector(blob: bytes | memoryview) -> bytes:
+    return orjson.dumps(np.frombuffer(blob, dtype="<f4"), option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def element_to_dict(element: ExportElement) -> dict[str, Any]:
@@ -52,8 +66,8 @@ def element_to_dict(element: ExportElement) -> dict[str, Any]:
     return out
 
 
-def item_to_line(item: ExportItem, des_json: bytes | None) -> bytes:
-    """One JSONL line (UTF-8, without the newline). ``des_json``: from :func:`des_json_arrays`.
+def item_json(item: ExportItem) -> bytes:
+    """A JSONL line's object without its ``des`` (the vector comes last, after the closing brace is cut).
 
     The keys of :func:`annotations.selectors.annotation_to_dict` in its order, with the
     image's metadata before them and the exported annotator in place of the stored one.
@@ -84,10 +98,7 @@ def item_to_line(item: ExportItem, des_json: bytes | None) -> bytes:
         }
     line["rationale"] = annotation.rationale
     line["annotator"] = export_annotator(annotation)
-    text = dumps(line)
-    if des_json is None:
-        return text
-    return b'%b,"des":%b}' % (text[:-1], des_json)
+    return dumps(line)
 
 
 class JsonlWriter:
@@ -101,8 +112,14 @@ class JsonlWriter:
 
     def encode(self, items: list[ExportItem]) -> tuple[int, bytes]:
         """A chunk's lines (no state of earlier chunks: a worker process may encode it)."""
-        des = des_json_arrays([item.annotation.des for item in items])
-        return len(items), b"".join([b"%b\n" % item_to_line(item, d) for item, d in zip(items, des)])
+        parts: list[bytes] = []
+        add = parts.extend
+        for item, des in zip(items, des_json_rows([item.annotation.des for item in items])):
+            if des is None:
+                add((item_json(item), b"\n"))
+            else:  # one copy of the vector's text, by the join
+                add((item_json(item)[:-1], b',"des":[', des, b"]}\n"))
+        return len(items), b"".join(parts)
 
     def append(self, encoded: tuple[int, bytes]) -> None:
         """Add an encoded chunk to the file (chunks in export order)."""

@@ -13,6 +13,7 @@ from django.conf import settings
 
 from annotations.models import AnnotationKind, Decision, ImageSource, ImageStatus
 from exports import runs, services
+from exports.chunks import ChunkPool
 from tests.exports.export_scenes import add_auto_accepted, build_scene, fast_passwords, payload  # noqa: F401 - autouse fixture
 from tests.exports.test_export_rejected import reviewed_with_rejections
 from tests.factories import ImageFactory, make_annotation
@@ -40,6 +41,7 @@ def dataset(on_postgres):
 def export(dataset, export_format, *, fast: bool, filters=None, options=None) -> dict:
     with pytest.MonkeyPatch.context() as patch, _settings(fast):
         patch.setattr(runs, "CHUNK_SIZE", 2)
+        patch.setattr(ChunkPool, "SHARED_MIN", 1)  # the encoded chunks come back through shared memory
         snapshot = services.export_create(dataset=dataset, export_format=export_format, filters=filters, options=options)
         snapshot = runs.export_run(snapshot_id=snapshot.pk)
     assert snapshot.status == "complete", snapshot.error

@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 from django.core.management import call_command
 
 from annotations.models import Dataset, ImageStatus
 from annotations.selectors import annotation_to_dict, image_final_annotation
 from exports import runs, selectors, services
-from exports.writers.jsonl import des_json_arrays
+from exports.writers.jsonl import des_json_rows
 from tests.exports.export_scenes import build_scene, fast_passwords  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.django_db
@@ -73,8 +74,21 @@ def test_des_text_is_short_and_reads_back_to_the_same_float32():
     rng = np.random.default_rng(7)
     vectors = [rng.standard_normal(1024).astype("<f4") * scale for scale in (1e-8, 1.0, 3e4)]
     vectors.append(np.zeros(1024, dtype="<f4"))
-    texts = des_json_arrays([v.tobytes() for v in vectors[:2]] + [None] + [v.tobytes() for v in vectors[2:]])
+    texts = des_json_rows([v.tobytes() for v in vectors[:2]] + [None] + [v.tobytes() for v in vectors[2:]])
     assert texts[2] is None
     for vector, text in zip(vectors, texts[:2] + texts[3:]):
-        assert np.array_equal(np.asarray(json.loads(text), dtype="<f4"), vector)
+        assert np.array_equal(np.asarray(json.loads(b"[%b]" % text), dtype="<f4"), vector)
     assert len(texts[1]) < 1024 * 13
+
+
+def test_des_text_of_a_chunk_is_each_vector_formatted_alone():
+    """The chunk's matrix in one call gives each row's own text; a vector of another length too."""
+    rng = np.random.default_rng(3)
+    vectors = [rng.standard_normal(n).astype("<f4") for n in (1024, 1024, 4, 1024)]
+    blobs = [None, *(v.tobytes() for v in vectors), None]
+    alone = [None, *(orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1] for v in vectors), None]
+    assert des_json_rows(blobs) == alone
+    same = [b for b in blobs if b is None or len(b) == 4096]
+    assert des_json_rows(same) == [a for a in alone if a is None or a.count(b",") == 1023]
+    assert des_json_rows([vectors[0].tobytes()]) == [alone[1]]
+    assert des_json_rows([None]) == [None]
