@@ -69,7 +69,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = __name__ == "__main__" and "--child" in sys.argv
 if not CHILD:
     sys.path.insert(0, str(ROOT))
-    from bench.review_api import Sample, free_port, measure_level, process_cpu_ns, stop
+    from bench.review_api import Sample, free_port, measure_level, process_cpu_ns, stop, wait_serving
     from core.vocabulary import EMOTIONS
 
 LS_VERSION = "1.23.2"
@@ -257,19 +257,7 @@ def start_gunicorn(python: Path, env: dict, work: Path, port: int, workers: int)
            "--workers", str(workers), "--log-level", "warning", "--timeout", "600"]
     with open(work / "gunicorn.log", "ab") as log:  # Label Studio's log (the COCO converter warns once per choice)
         proc = subprocess.Popen(cmd, cwd=work, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with status {proc.returncode}: {log_tail(work)}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/health/")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.5)
-    stop(proc)
-    raise RuntimeError("gunicorn did not answer within 120 s")
+    return wait_serving(proc, port, "/health/", seconds=120, why_exited=lambda: f": {log_tail(work)}")
 
 
 def log_tail(work: Path) -> str:

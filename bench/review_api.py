@@ -215,19 +215,25 @@ def start_gunicorn(env: dict, port: int, workers: int, threads: int) -> subproce
     cmd = [sys.executable, "-m", "gunicorn", "emoverse_site.wsgi:application", "--bind", f"127.0.0.1:{port}",
            "--workers", str(workers), "--threads", str(threads), "--log-level", "warning", "--timeout", "120"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
-    deadline = time.time() + 60
+    return wait_serving(proc, port, "/accounts/login/", seconds=60)
+
+
+def wait_serving(proc: subprocess.Popen, port: int, path: str, *, seconds: float, why_exited=lambda: "") -> subprocess.Popen:
+    """``proc`` once ``GET path`` on ``port`` answers 200; stopped and an error after ``seconds``
+    or when it exits (``why_exited()`` adds its log)."""
+    deadline = time.time() + seconds
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with status {proc.returncode}")
+            raise RuntimeError(f"gunicorn exited with status {proc.returncode}{why_exited()}")
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/accounts/login/")
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", path)
             if conn.getresponse().status == 200:
                 return proc
         except OSError:
             time.sleep(0.3)
     stop(proc)
-    raise RuntimeError("gunicorn did not answer within 60 s")
+    raise RuntimeError(f"gunicorn did not answer within {seconds:.0f} s")
 
 
 def stop(proc: subprocess.Popen) -> None:
