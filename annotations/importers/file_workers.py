@@ -61,17 +61,18 @@ class Found:
 # content that comes to the same worker reads no file again (and checks exactly the bytes hashed).
 _READ_CACHE: dict[Path, tuple[str, bytes]] = {}
 READ_CACHE_BYTES = 32 * 1024 * 1024
+READ_CACHE_FILES = 1024  # more than a batch's files: the entries of files another worker checked go soon
 _cached_bytes = [0]
 
 
 def _remember(path: Path, sha256: str, data: bytes) -> None:
-    """Keep ``data`` for :func:`prepare_file`, within ``READ_CACHE_BYTES`` (the oldest dropped first)."""
+    """Keep ``data`` for :func:`prepare_file`, within ``READ_CACHE_BYTES`` and ``READ_CACHE_FILES`` (the oldest dropped first)."""
     if len(data) > READ_CACHE_BYTES // 4:
         return
     _forget(path)
     _READ_CACHE[path] = (sha256, data)
     _cached_bytes[0] += len(data)
-    while _cached_bytes[0] > READ_CACHE_BYTES:
+    while _cached_bytes[0] > READ_CACHE_BYTES or len(_READ_CACHE) > READ_CACHE_FILES:
         _forget(next(iter(_READ_CACHE)))
 
 
@@ -262,12 +263,11 @@ class FilePool:
                 break
             ready = wait(list(busy), timeout=max(0.0, min(w.deadline for w in busy.values()) - time.monotonic()))
             for conn in ready:
-                while self._receive(busy[conn], busy, results, queue, feed) and conn in busy and conn.poll():
-                    pass  # the answers already waiting in the pipe, without another wait()
+                self._receive(busy[conn], busy, results, queue, feed)
         return results  # type: ignore[return-value]
 
-    def _receive(self, worker: _Worker, busy: dict, results: list, queue: deque, feed: Callable[[_Worker], None]) -> bool:
-        """Read one message of ``worker`` (a result or a progress report); False when it died."""
+    def _receive(self, worker: _Worker, busy: dict, results: list, queue: deque, feed: Callable[[_Worker], None]) -> None:
+        """Read one message of ``worker`` (a result or a progress report); replace it when it died."""
         conn = worker.conn
         try:
             task_id, ok, value = conn.recv()
@@ -278,18 +278,17 @@ class FilePool:
             queue.extendleft(reversed(worker.pending))
             self._kill(worker)
             feed(self._start())
-            return False
+            return
         worker.deadline = time.monotonic() + self.timeout_s
         if ok is None:  # progress of the task under way
             worker.stage = value
-            return True
+            return
         worker.pending.popleft()
         worker.stage = ""
         results[task_id] = (ok, value)
         if not worker.pending:
             del busy[conn]
             feed(worker)
-        return True
 
     def _timeout_error(self, what: str) -> InvalidImage:
         return InvalidImage(
