@@ -81,13 +81,14 @@ def max_file_bytes(max_pixels: int | None = None) -> int:
     return (max_pixels or settings.EMOVERSE_MAX_IMAGE_PIXELS) * MAX_BYTES_PER_PIXEL + 1024 * 1024
 
 
-def _open(data: bytes, max_pixels: int) -> PILImage.Image:
-    """Open lazily (header only) and refuse bombs before any pixel is decoded."""
+def _open(data: bytes, max_pixels: int, formats: tuple[str, ...] | None = None) -> PILImage.Image:
+    """Open lazily (header only) and refuse bombs before any pixel is decoded (``formats``:
+    the only formats to try, when known)."""
     try:
         with warnings.catch_warnings():
             # Our own cap decides below; Pillow's warning would only duplicate it.
             warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
-            image = PILImage.open(io.BytesIO(data))
+            image = PILImage.open(io.BytesIO(data), formats=formats)
     except PILImage.DecompressionBombError as exc:
         raise InvalidImage(f"decompression bomb refused: {exc}") from exc
     except PILImage.UnidentifiedImageError as exc:
@@ -110,7 +111,9 @@ def _decode(data: bytes, max_pixels: int) -> PILImage.Image:
     image = _open(data, max_pixels)
     try:
         image.verify()  # checks chunk CRCs (PNG) and structure without decoding
-        image = _open(data, max_pixels)  # verify() leaves the object unusable
+        # verify() leaves the object unusable: open again, trying only the format found (an MPO
+        # is found by the JPEG opener, which has no entry of its own: then every format is tried)
+        image = _open(data, max_pixels, (image.format,) if image.format in PILImage.OPEN else None)
         image.load()
     except InvalidImage:
         raise
@@ -139,8 +142,10 @@ def _thumbnail(image: PILImage.Image, size: int) -> bytes:
     return buffer.getvalue()
 
 
-def image_prepare(data: bytes, *, max_pixels: int | None = None, thumbnail_size: int | None = None) -> PreparedImage:
-    """Check ``data`` (the bytes of an image file) and return what to store.
+def image_prepare(data: bytes, *, max_pixels: int | None = None, thumbnail_size: int | None = None,
+                  sha256: str | None = None) -> PreparedImage:
+    """Check ``data`` (the bytes of an image file) and return what to store (``sha256``: the
+    hash of ``data`` when the caller has it).
 
     Raises :class:`InvalidImage` for non-images, corrupt or truncated files and
     images with more than ``max_pixels`` pixels (default
@@ -172,7 +177,7 @@ def image_prepare(data: bytes, *, max_pixels: int | None = None, thumbnail_size:
         format=fmt,
         width=image.width,
         height=image.height,
-        sha256=sha256_of(data),
+        sha256=sha256 or sha256_of(data),
         thumbnail=_thumbnail(image, thumbnail_size),
         transposed=transposed,
         reencoded=not keep,

@@ -298,15 +298,29 @@ def images_set_status(updates: Sequence[tuple[Image, dict[str, Any]]], *, status
 
 
 def _update_rows(images: Sequence[Image], names: Sequence[str]) -> None:
-    """One prepared ``UPDATE … WHERE id = %s`` run for every image (``executemany``): many
-    times faster than ``bulk_update``'s CASE expressions for a batch of an import."""
+    """Write ``names`` of every image in one statement on PostgreSQL (``UPDATE … FROM unnest(…)``,
+    one array per column: one statement for the server to plan, however many images); elsewhere
+    one prepared ``UPDATE … WHERE id = %s`` per image (``executemany``). Both many times faster
+    than ``bulk_update``'s CASE expressions for a batch of an import. An image given twice gets
+    the values of its last entry, as the statements in order would give it."""
     meta = Image._meta
     fields = [meta.get_field(name) for name in names]
     quote = connection.ops.quote_name
-    sql = "UPDATE {} SET {} WHERE {} = %s".format(
-        quote(meta.db_table), ", ".join(f"{quote(f.column)} = %s" for f in fields), quote(meta.pk.column)
-    )
-    rows = [[f.get_db_prep_save(getattr(image, f.attname), connection) for f in fields] + [image.pk] for image in images]
+    table, pk = quote(meta.db_table), quote(meta.pk.column)
+    last = {image.pk: image for image in images}  # the last entry of an image wins
+    rows = [[f.get_db_prep_save(getattr(image, f.attname), connection) for f in fields] + [pk_value]
+            for pk_value, image in last.items()]
+    if connection.vendor == "postgresql":
+        columns = [*(f.column for f in fields), meta.pk.column]
+        arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in [*fields, meta.pk])
+        sql = "UPDATE {} SET {} FROM unnest({}) AS v({}) WHERE {}.{} = v.{}".format(
+            table, ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in fields), arrays,
+            ", ".join(quote(c) for c in columns), table, pk, pk,
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [list(column) for column in zip(*rows)])
+        return
+    sql = "UPDATE {} SET {} WHERE {} = %s".format(table, ", ".join(f"{quote(f.column)} = %s" for f in fields), pk)
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
 

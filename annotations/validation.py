@@ -18,7 +18,7 @@ import numpy as np
 from django.conf import settings
 
 from annotations.errors import InvalidAnnotation
-from core.masks import decode_mask, encode_mask, rle_string_run_count, rle_string_runs
+from core.masks import decode_mask, encode_mask, rle_string_covers, rle_string_run_count
 from core.vocabulary import DES_DIM, MIKELS, ROLES, Taxonomy
 from core.text import TextPolicyError, check_json_tree, check_text, is_blank
 
@@ -186,8 +186,7 @@ def validate_mask(value: Any, width: int, height: int, field_name: str = "mask",
             if not all(isinstance(c, int) and c >= 0 for c in counts) or sum(counts) != height * width:
                 raise InvalidAnnotation(field_name, "uncompressed counts must be non-negative runs covering every pixel")
         elif isinstance(counts, str) and counts:
-            runs = rle_string_runs(counts)
-            if any(r < 0 for r in runs) or sum(runs) != height * width:
+            if not rle_string_covers(counts, height * width):
                 raise InvalidAnnotation(field_name, "counts do not cover the image exactly (corrupt RLE)")
         else:
             raise InvalidAnnotation(field_name, "counts must be a non-empty string or a list of run lengths")

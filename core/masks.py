@@ -95,6 +95,51 @@ def rle_string_run_count(counts: str) -> int:
     return int(np.count_nonzero((data - 48) & 0x20 == 0))
 
 
+def rle_string_covers(counts: str, pixels: int) -> bool:
+    """Whether the runs of a compressed COCO RLE string are all non-negative and cover exactly
+    ``pixels`` (``ValueError`` for a broken string, as :func:`rle_string_runs`). Short strings
+    are read in Python, long ones vectorised (:func:`rle_string_run_array`), whichever is faster."""
+    if len(counts) < _PYTHON_CHARS:
+        runs = rle_string_runs(counts)
+        return min(runs, default=0) >= 0 and sum(runs) == pixels
+    array = rle_string_run_array(counts)
+    return not (array < 0).any() and array.sum() == pixels
+
+
+_PYTHON_CHARS = 128  # below this length a string is read faster in Python than with numpy's fixed costs
+# A number of at most this many characters fits an int64 (35 bits), and so do the sums of
+# fewer than 2**27 of them; longer numbers (never written by pycocotools) are read one by one.
+_VECTOR_CHARS = 7
+
+
+def rle_string_run_array(counts: str) -> np.ndarray:
+    """:func:`rle_string_runs` as an ``int64`` array, read in a few vectorised passes (the same
+    runs and the same ``ValueError`` for a broken string). A number longer than pycocotools
+    writes goes through :func:`rle_string_runs` (its runs then may not fit an int64: an object array)."""
+    data = np.frombuffer(counts.encode("ascii"), dtype=np.uint8)
+    if not data.size:
+        return np.zeros(0, dtype=np.int64)
+    c = data.astype(np.int64) - 48
+    bad = (c < 0) | (c >= 64)
+    if bad.any():
+        raise ValueError(f"character {chr(data[int(np.argmax(bad))])!r} is not in the RLE alphabet")
+    more = (c & 0x20) != 0
+    if more[-1]:
+        raise ValueError("counts end in the middle of a number")
+    ends = np.flatnonzero(~more)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts + 1
+    if int(lengths.max()) > _VECTOR_CHARS or len(ends) >= 2**27:
+        return np.array(rle_string_runs(counts), dtype=object)
+    shift = 5 * (np.arange(len(c)) - np.repeat(starts, lengths))
+    x = np.add.reduceat((c & 0x1F) << shift, starts)
+    x -= np.where((c[ends] & 0x10) != 0, np.left_shift(1, 5 * lengths), 0)  # the sign bit of the last character
+    runs = x.copy()
+    runs[1::2] = np.cumsum(x[1::2])  # each run from the third on is a delta to the run two before it
+    runs[2::2] = np.cumsum(x[2::2])
+    return runs
+
+
 def rle_string_runs(counts: str) -> list[int]:
     """Run lengths encoded in a compressed COCO RLE string (pycocotools' ``rleFrString``).
 

@@ -57,19 +57,53 @@ class Found:
     sha256: str
 
 
+# In a worker: the bytes of the files it found and hashed lately, so that the check of a new
+# content that comes to the same worker reads no file again (and checks exactly the bytes hashed).
+_READ_CACHE: dict[Path, tuple[str, bytes]] = {}
+READ_CACHE_BYTES = 32 * 1024 * 1024
+READ_CACHE_FILES = 1024  # more than a batch's files: the entries of files another worker checked go soon
+_cached_bytes = [0]
+
+
+def _remember(path: Path, sha256: str, data: bytes) -> None:
+    """Keep ``data`` for :func:`prepare_file`, within ``READ_CACHE_BYTES`` and ``READ_CACHE_FILES`` (the oldest dropped first)."""
+    if len(data) > READ_CACHE_BYTES // 4:
+        return
+    _forget(path)
+    _READ_CACHE[path] = (sha256, data)
+    _cached_bytes[0] += len(data)
+    while _cached_bytes[0] > READ_CACHE_BYTES or len(_READ_CACHE) > READ_CACHE_FILES:
+        _forget(next(iter(_READ_CACHE)))
+
+
+def _forget(path: Path) -> tuple[str, bytes] | None:
+    entry = _READ_CACHE.pop(path, None)
+    if entry is not None:
+        _cached_bytes[0] -= len(entry[1])
+    return entry
+
+
 def find_file(images_dir: Path, name: str) -> Found:
     """Resolve ``name`` in ``images_dir``, read it within the limits, hash it (in a worker)."""
     path = resolve_image_path(images_dir, name)
-    return Found(path, sha256_of(read_image_file(path)))
+    data = read_image_file(path)
+    found = Found(path, sha256_of(data))
+    _remember(path, found.sha256, data)
+    return found
 
 
 def prepare_file(found: Found) -> PreparedImage:
-    """Read the file again and check and normalise its pixels (in a worker). The content must
-    still be the one hashed by :func:`find_file`."""
-    data = read_image_file(found.path)
-    if sha256_of(data) != found.sha256:
-        raise InvalidImage("the file changed while the import read it")
-    return image_prepare(data)
+    """Check and normalise the pixels of a file found by :func:`find_file` (in a worker): the
+    bytes it hashed when this worker found it, else the file read again, whose content must
+    still be the one hashed."""
+    cached = _forget(found.path)
+    if cached is not None and cached[0] == found.sha256:
+        data = cached[1]
+    else:
+        data = read_image_file(found.path)
+        if sha256_of(data) != found.sha256:
+            raise InvalidImage("the file changed while the import read it")
+    return image_prepare(data, sha256=found.sha256)
 
 
 def store_file(dataset: Dataset, candidate: ImageCandidate, original_name: str) -> ImageCandidate:
@@ -229,28 +263,32 @@ class FilePool:
                 break
             ready = wait(list(busy), timeout=max(0.0, min(w.deadline for w in busy.values()) - time.monotonic()))
             for conn in ready:
-                worker = busy[conn]
-                try:
-                    task_id, ok, value = conn.recv()
-                except (EOFError, OSError):  # the worker died (killed from outside, out of memory)
-                    del busy[conn]
-                    lost = worker.pending.popleft()
-                    results[lost] = (False, RuntimeError("the file worker died while it handled this file"))
-                    queue.extendleft(reversed(worker.pending))
-                    self._kill(worker)
-                    feed(self._start())
-                    continue
-                worker.deadline = time.monotonic() + self.timeout_s
-                if ok is None:  # progress of the task under way
-                    worker.stage = value
-                    continue
-                worker.pending.popleft()
-                worker.stage = ""
-                results[task_id] = (ok, value)
-                if not worker.pending:
-                    del busy[conn]
-                    feed(worker)
+                self._receive(busy[conn], busy, results, queue, feed)
         return results  # type: ignore[return-value]
+
+    def _receive(self, worker: _Worker, busy: dict, results: list, queue: deque, feed: Callable[[_Worker], None]) -> None:
+        """Read one message of ``worker`` (a result or a progress report); replace it when it died."""
+        conn = worker.conn
+        try:
+            task_id, ok, value = conn.recv()
+        except (EOFError, OSError):  # the worker died (killed from outside, out of memory)
+            del busy[conn]
+            lost = worker.pending.popleft()
+            results[lost] = (False, RuntimeError("the file worker died while it handled this file"))
+            queue.extendleft(reversed(worker.pending))
+            self._kill(worker)
+            feed(self._start())
+            return
+        worker.deadline = time.monotonic() + self.timeout_s
+        if ok is None:  # progress of the task under way
+            worker.stage = value
+            return
+        worker.pending.popleft()
+        worker.stage = ""
+        results[task_id] = (ok, value)
+        if not worker.pending:
+            del busy[conn]
+            feed(worker)
 
     def _timeout_error(self, what: str) -> InvalidImage:
         return InvalidImage(

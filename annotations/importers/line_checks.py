@@ -2,7 +2,8 @@
 
 A batch's lines are grouped by image content (:mod:`annotations.importers.file_workers`
 found and hashed the files). One worker task per content: for a content the dataset does
-not hold, :func:`check_new_image` reads the file again, checks and normalises its pixels
+not hold, :func:`check_new_image` takes the bytes its worker hashed (or reads the file again,
+when another worker found it), checks and normalises its pixels
 (:func:`annotations.image_files.image_prepare`), checks every line of that content against
 the image (:func:`check_line`) and, when at least one line passed, writes the stored file
 and thumbnail, named after the first line that passed; for a content the dataset holds,

@@ -262,3 +262,16 @@ def test_ingest_of_a_bad_file_writes_nothing(tmp_path, settings):
         image_ingest(dataset=dataset, path_or_bytes=tmp_path / "missing.jpg")
     assert not Image.objects.exists()
     assert not (settings.MEDIA_ROOT / "images").exists()
+
+
+def test_mpo_phone_jpeg_is_kept_as_a_jpeg():
+    """An MPO (a phone camera's JPEG with a second picture) is found by the JPEG opener and
+    opened again after its check the same way: kept byte for byte, stored as a JPEG."""
+    first = PILImage.new("RGB", (40, 30), (200, 30, 30))
+    buffer = io.BytesIO()
+    first.save(buffer, format="MPO", save_all=True, append_images=[PILImage.new("RGB", (40, 30), (0, 0, 200))])
+    data = buffer.getvalue()
+    assert PILImage.open(io.BytesIO(data)).format == "MPO"
+    prepared = image_prepare(data, sha256=hashlib.sha256(data).hexdigest())
+    assert (prepared.format, prepared.width, prepared.height, prepared.reencoded) == ("JPEG", 40, 30, False)
+    assert prepared.data == data and prepared.sha256 == hashlib.sha256(data).hexdigest()

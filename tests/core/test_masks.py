@@ -12,6 +12,8 @@ from core.masks import (
     mask_bbox,
     mask_iou,
     normalize_rle,
+    rle_string_covers,
+    rle_string_run_array,
     rle_string_runs,
     to_pycocotools,
 )
@@ -105,3 +107,44 @@ def test_mask_areas_of_many_masks_match_one_by_one():
     rles = [encode_mask(rng.random((6 + i % 5, 9)) > 0.5) for i in range(600)]
     assert mask_areas(rles) == [mask_area(rle) for rle in rles]
     assert mask_areas([]) == []
+
+
+def _runs_or_error(read, counts):
+    try:
+        return [int(v) for v in read(counts)]
+    except ValueError as exc:
+        return str(exc)
+
+
+@pytest.mark.parametrize("counts", [
+    "", "0", "P", "1", "`", "o", "00", "0\x7f", "/", "p", "PP0", "PPPPPPPP1",  # 9 characters: read one by one
+    "PPPPPPP1", "_", "3a?", "0[0[0[", "12345", "ooooooo?", "W", "N0", "k1Z2",
+])
+def test_the_vectorised_runs_match_the_reference_on_tricky_strings(counts):
+    """Negative deltas (the sign bit), continuation bits, long numbers, characters outside
+    the alphabet and a string cut in a number: the same runs or the same error."""
+    assert _runs_or_error(rle_string_run_array, counts) == _runs_or_error(rle_string_runs, counts)
+
+
+def test_the_vectorised_runs_match_the_reference_on_random_strings():
+    rng = np.random.default_rng(5)
+    for _ in range(3000):
+        counts = "".join(chr(c) for c in rng.integers(44, 116, size=int(rng.integers(0, 14))))
+        assert _runs_or_error(rle_string_run_array, counts) == _runs_or_error(rle_string_runs, counts), counts
+    for seed in range(20):
+        m = (np.random.default_rng(seed).random((37, 53)) > 0.6).astype(np.uint8)
+        counts = mask_utils.encode(np.asfortranarray(m))["counts"].decode()
+        assert rle_string_run_array(counts).tolist() == rle_string_runs(counts)
+
+
+@pytest.mark.parametrize("size", [(24, 32), (200, 300)])  # read in Python, and vectorised
+def test_covers_tells_runs_that_fill_the_image_exactly(size):
+    m = (np.random.default_rng(7).random(size) > 0.7).astype(np.uint8)
+    counts = encode_mask(m)["counts"]
+    pixels = size[0] * size[1]
+    assert rle_string_covers(counts, pixels)
+    assert not rle_string_covers(counts, pixels + 1)
+    negative = "000@?"  # a run of -16 (the sign bit), then 15: they sum to -1
+    assert rle_string_runs(negative) == [0, 0, 0, -16, 15] and not rle_string_covers(negative, -1)
+    with pytest.raises(ValueError, match="middle of a number"):
+        rle_string_covers(counts + "P", pixels)

@@ -192,7 +192,7 @@ def test_a_huge_counts_string_is_refused_without_being_parsed(api_client, settin
     settings.EMOVERSE_MAX_MASK_RUNS = 1000
     item = _leased_item(api_client)
     mask = {"size": [48, 64], "counts": "1" * 200_000}  # 200,000 one-character runs
-    with mock.patch("annotations.validation.rle_string_runs") as parse:
+    with mock.patch("annotations.validation.rle_string_covers") as parse:
         r = _submit_with_subject_mask(api_client, item, mask)
     assert r.status_code == 400 and "runs" in r.json()["detail"], r.content
     parse.assert_not_called()
