@@ -22,6 +22,7 @@ from tests.ml.stage_fakes import api_pipeline_config
 SLOT = re.compile(r"^(\d+)\. category (\S+), dimension (\S+), type (\S+)$", re.MULTILINE)
 QUESTION = re.compile(r"^(\d+)\. \[(\S+)\] (.*?)(?: Options: (.*))?$", re.MULTILINE)
 RIGHT = "fear"
+OPTIONS = (RIGHT, "awe", "amusement", "contentment")
 
 
 def generation_reply(body: dict) -> Reply:
@@ -38,7 +39,7 @@ def generation_reply(body: dict) -> Reply:
             "elements": [{"triplet": 0, "role": "subject"}],
         }
         if kind == "multiple_choice":
-            pair.update(options=[RIGHT, "awe", "amusement", "contentment"], correct_option=0)
+            pair.update(options=list(OPTIONS), correct_option=0)
         elif kind == "yes_no":
             pair["answer"] = "Yes"
         else:
@@ -130,7 +131,15 @@ def test_generation_end_to_end(qa_ml, image, django_capture_on_commit_callbacks)
     )
     choice = [p for p in pairs if p.question_type == "multiple_choice"]
     assert choice and all(p.options[p.answer_index] == RIGHT for p in choice)
-    assert {p.answer_index for p in choice} != {0}, "options were not shuffled"
+    # Stored in the order seeded by the image and the generator (the generator sent RIGHT
+    # first). Which order that is depends on the image's id, so it is computed here, not
+    # assumed: for some ids every order keeps RIGHT first (test_shuffle_moves_the_answer).
+    for p in choice:
+        slot = stage.QASlot(int(re.match(r"Q(\d+):", p.question).group(1)), p.category.key, p.dimension.key,
+                            "multiple_choice")
+        sent = stage.GeneratedPair(slot, p.question, tuple(OPTIONS), 0, "", "", ())
+        expected = stage.shuffle_options(sent, seed=(image.pk, generation.generator_version))
+        assert (tuple(p.options), p.answer_index) == (expected.options, expected.answer_index)
     disagreed = [p for p in pairs if p.critic_agrees is False]
     assert len(disagreed) == 1 and disagreed[0].priority == 0.0
     assert all(p.priority == 1.0 for p in pairs if p.critic_agrees)
@@ -148,6 +157,14 @@ def test_generation_end_to_end(qa_ml, image, django_capture_on_commit_callbacks)
     # Asked again: the generation of this version is done; nothing is sent, nothing stored twice.
     assert request([image.pk], django_capture_on_commit_callbacks) == []
     assert len(qa_ml.requests) == 2 and QAPair.objects.filter(image=image).count() == 10
+
+
+def test_shuffle_moves_the_answer():
+    """Over seeds the right option lands in every position, and the answer index follows it."""
+    sent = stage.GeneratedPair(stage.QASlot(0, "perception", "scene", "multiple_choice"), "Q0", OPTIONS, 0, "", "", ())
+    shuffled = [stage.shuffle_options(sent, seed=(seed, "v1")) for seed in range(40)]
+    assert {pair.answer_index for pair in shuffled} == {0, 1, 2, 3}
+    assert all(pair.options[pair.answer_index] == RIGHT and sorted(pair.options) == sorted(OPTIONS) for pair in shuffled)
 
 
 def test_shuffle_is_seeded_and_stable(qa_ml, image, django_capture_on_commit_callbacks):
