@@ -60,9 +60,11 @@ def test_the_collector_is_quieter_during_an_export_and_as_before_after_it():
     assert gc.get_threshold() == threshold and gc.get_freeze_count() == 0
     gc.freeze()  # frozen by something else of the process: left frozen
     try:
-        frozen = gc.get_freeze_count()
+        assert gc.get_freeze_count() > 0
         with collector_quiet():
             pass
-        assert gc.get_freeze_count() == frozen
+        # Still frozen (not an exact count: a frozen object freed meanwhile, by any thread of
+        # the process, leaves the permanent generation and lowers it by one).
+        assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
