@@ -69,7 +69,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = __name__ == "__main__" and "--child" in sys.argv
 if not CHILD:
     sys.path.insert(0, str(ROOT))
-    from bench.review_api import Sample, free_port, measure_level, process_cpu_ns, stop, wait_serving
+    from bench.levels import Sample, free_port, measure_level, process_cpu_ns, stop, wait_serving
     from core.vocabulary import EMOTIONS
 
 LS_VERSION = "1.23.2"
