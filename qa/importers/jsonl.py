@@ -24,7 +24,7 @@ from itertools import islice
 from typing import Any, BinaryIO
 
 import orjson
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotations.importers.lines import DEFAULT_MAX_LINE_BYTES, LineError, iter_lines
@@ -32,6 +32,7 @@ from annotations.models import Dataset, Image
 from core.text import TextPolicyError, check_json_tree, parse_json
 from core.vocabulary import ROLES
 from qa.errors import InvalidPair
+from qa.importers.copy_write import COPY_COLUMNS, insert_pairs
 from qa.models import AuthorKind, QAImportRun, QAPair, QAStatus, RejectReason
 from qa.selectors import DatasetAxes, element_refs, qa_axes
 from qa.services import qa_config_install_defaults
@@ -409,58 +410,6 @@ class _Importer:
             self.report.run.pk,
             now,
         )
-
-
-COPY_COLUMNS = (
-    "dataset_id",
-    "image_id",
-    "key",
-    "version",
-    "is_current",
-    "category_id",
-    "dimension_id",
-    "question_type",
-    "question",
-    "options",
-    "answer_index",
-    "answer",
-    "rationale",
-    "content_hash",
-    "status",
-    "reject_reason",
-    "review_note",
-    "priority",
-    "critic_answer",
-    "critic_agrees",
-    "author_kind",
-    "author_name",
-    "model_name",
-    "prompt_version",
-    "import_run_id",
-    "created_at",
-)
-_OPTIONS = COPY_COLUMNS.index("options")
-
-
-def insert_pairs(rows: list[tuple]) -> None:
-    """Insert pair rows (:data:`COPY_COLUMNS`): PostgreSQL's ``COPY FROM STDIN`` (psycopg 3),
-    else ``bulk_create``. Call inside a transaction; constraints hold either way."""
-    if not rows:
-        return
-    if connection.vendor == "postgresql" and USE_COPY:
-        table = QAPair._meta.db_table
-        columns = ", ".join(connection.ops.quote_name(c) for c in COPY_COLUMNS)
-        with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                options = row[_OPTIONS]
-                if options is not None:
-                    row = (*row[:_OPTIONS], orjson.dumps(options).decode(), *row[_OPTIONS + 1 :])
-                copy.write_row(row)
-        return
-    QAPair.objects.bulk_create([QAPair(**dict(zip(COPY_COLUMNS, row))) for row in rows])
-
-
-USE_COPY = True  # tests switch it off to check the portable path on PostgreSQL too
 
 
 def _reason(exc: Exception) -> str:

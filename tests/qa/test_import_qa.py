@@ -87,7 +87,7 @@ def test_every_bad_line_is_reported_and_good_lines_kept(images):
 
 @pytest.mark.parametrize("copy", [True, False], ids=["copy", "bulk_create"])
 def test_batches_dedupe_across_and_within(images, monkeypatch, copy):
-    monkeypatch.setattr("qa.importers.jsonl.USE_COPY", copy)
+    monkeypatch.setattr("qa.importers.copy_write.USE_COPY", copy)
     a, _ = images
     lines = [_line(a, question=f"Question {i % 7}?") for i in range(20)]
     report = _run(lines, a.dataset, batch_size=3)
