@@ -16,6 +16,8 @@ import time
 
 from django.db import connection
 
+from bench.levels import process_cpu_ns
+
 
 def backend_pid() -> int | None:
     raw = connection.connection
@@ -25,13 +27,7 @@ def backend_pid() -> int | None:
 
 
 def backend_cpu_ns(pid: int | None) -> int:
-    if pid is None:
-        return 0
-    try:
-        with open(f"/proc/{pid}/schedstat") as f:
-            return int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 0
+    return 0 if pid is None else process_cpu_ns(pid)
 
 
 class ServerCPUMiddleware:
