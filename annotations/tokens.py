@@ -120,11 +120,18 @@ def token_with_user(key: str) -> Token | None:
     return token
 
 
+_KEY_LENGTH = Token._meta.get_field("key").max_length
+
+
 class ExpiringTokenAuthentication(TokenAuthentication):
     """DRF's token authentication, refusing (401) and deleting a token past its lifetime. The
     token, its user and the user's roles are read in one statement (:func:`token_with_user`)."""
 
     def authenticate_credentials(self, key):
+        # A key no token can have (NUL, which PostgreSQL refuses with an error; too long; not
+        # printable ASCII) is an invalid token, answered without a query.
+        if not (len(key) <= _KEY_LENGTH and key.isascii() and key.isprintable()):
+            raise exceptions.AuthenticationFailed(_("Invalid token."))
         token = token_with_user(key)
         if token is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))

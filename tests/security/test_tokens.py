@@ -168,3 +168,15 @@ def test_one_statement_reads_the_token_its_user_and_only_the_known_roles(roles, 
            {f.attname: getattr(stored.user, f.attname) for f in type(user)._meta.concrete_fields}
     with django_assert_num_queries(1):
         assert token_with_user(key[:-1] + ("0" if key[-1] != "0" else "1")) is None
+
+
+@pytest.mark.parametrize("key", ["abc\x00def", "a" * 41, "0123456789abcdef\x7f", "x y"])
+def test_a_malformed_token_is_refused_with_401_without_a_query(key, django_assert_num_queries):
+    """A key that cannot be a token (NUL, too long, not printable ASCII) is refused as an invalid
+    token before the database sees it: PostgreSQL refused the NUL with an error (a 500)."""
+    client = Client(raise_request_exception=False)
+    with django_assert_num_queries(0):
+        response = client.post("/api/review/next/", {"dataset": "x"}, content_type="application/json",
+                               HTTP_AUTHORIZATION=f"Token {key}")
+    assert response.status_code == 401
+    assert response.json()["detail"] in ("Invalid token.", "Invalid token header. Token string should not contain spaces.")
