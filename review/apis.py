@@ -21,6 +21,7 @@ from annotations.api_components import (
     MaskSerializer,
     TripletsJSON,
 )
+from annotations.api_input import validated_input
 from annotations.api_json import json_answer
 from annotations.api_schema import CONFLICT, NOT_FOUND, ErrorSerializer
 from annotations.models import Dataset, Decision, Image
@@ -178,9 +179,7 @@ class NextAPI(RoleAPI):
 
     @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 404: NOT_FOUND})
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        slug = data.validated_data["dataset"]
+        slug = validated_input(self.InputSerializer, request.data)["dataset"]
         if selectors.lease_payload_json_available():  # PostgreSQL: one statement, its JSON sent as built
             try:
                 row = queue.lease_next_row(dataset_slug=slug, reviewer=request.user)
@@ -264,13 +263,12 @@ class SubmitAPI(RoleAPI):
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 409: CONFLICT})
     def post(self, request, pk: int):
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = validated_input(self.InputSerializer, request.data)
         try:
             lease = services.lease_for_submit(pk)
         except Lease.DoesNotExist:
             raise Http404("No lease matches the given query.") from None
-        result = services.review_submit(lease=lease, reviewer=request.user, fresh=True, **data.validated_data)
+        result = services.review_submit(lease=lease, reviewer=request.user, fresh=True, **data)
         return Response({"annotation_id": result.annotation.pk, "version": result.annotation.version,
                          "image_status": result.image_status, "disagreements": result.disagreements,
                          "unchecked": result.unchecked}, status=status.HTTP_201_CREATED)
