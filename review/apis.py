@@ -7,6 +7,7 @@ and calls a service or selector. Domain errors become HTTP answers in
 
 from __future__ import annotations
 
+import orjson
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
@@ -269,9 +270,10 @@ class SubmitAPI(RoleAPI):
         except Lease.DoesNotExist:
             raise Http404("No lease matches the given query.") from None
         result = services.review_submit(lease=lease, reviewer=request.user, fresh=True, **data)
-        return Response({"annotation_id": result.annotation.pk, "version": result.annotation.version,
-                         "image_status": result.image_status, "disagreements": result.disagreements,
-                         "unchecked": result.unchecked}, status=status.HTTP_201_CREATED)
+        # plain numbers and a status name: orjson writes what DRF's JSONRenderer would
+        return json_answer(request, orjson.dumps({
+            "annotation_id": result.annotation.pk, "version": result.annotation.version, "image_status": result.image_status,
+            "disagreements": result.disagreements, "unchecked": result.unchecked}), status=status.HTTP_201_CREATED)
 
 
 class ProgressAPI(RoleAPI):
