@@ -23,7 +23,7 @@ from annotations.api_components import (
     TripletsJSON,
 )
 from annotations.api_input import validated_input
-from annotations.api_json import json_answer
+from annotations.api_json import PlainJSONNegotiation, json_answer
 from annotations.api_schema import CONFLICT, NOT_FOUND, ErrorSerializer
 from annotations.models import Dataset, Decision, Image
 from annotations.pagination import CursorPage, NewestFirst
@@ -40,6 +40,7 @@ from review.services import MAX_ELEMENT_DECISIONS
 class RoleAPI(APIView):
     permission_classes = [HasRole]
     required_roles: tuple[str, ...] = ()
+    content_negotiation_class = PlainJSONNegotiation
 
 
 class AnnotationOutput(serializers.Serializer):
