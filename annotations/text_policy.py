@@ -26,20 +26,20 @@ from django_filters.fields import IsoDateTimeField
 from rest_framework import pagination, parsers, serializers
 from rest_framework.exceptions import NotFound, ParseError
 
-from core.text import TextPolicyError, check_datetime, check_text, is_blank, parse_json, text_problem
+from core.text import TextPolicyError, check_datetime, check_text, is_blank, load_json, text_problem
 
 API_PREFIX = "/api/"
 
 
 class JSONParser(parsers.JSONParser):
-    """JSON bodies read by :func:`core.text.parse_json`, the importer's reader of a line:
+    """JSON bodies read by :func:`core.text.load_json`, the importer's reader of a line:
     ``NaN``, ``Infinity`` and ``1e400`` are refused with their path, like NUL and
     unpaired surrogates anywhere in the body (a 400 ``{"detail", "field"}``)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            return parse_json(stream.read().decode(encoding))
+            return load_json(stream.read().decode(encoding))
         except RecursionError as exc:
             raise ParseError("JSON parse error - nested too deeply") from exc
         except ValueError as exc:  # malformed JSON, or bytes that are not in the declared encoding

@@ -31,6 +31,8 @@ import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
@@ -130,6 +132,34 @@ def parse_json(raw: str | bytes) -> Any:
     data = json.loads(raw)  # NaN and Infinity read as floats; check_json_tree names where they are
     check_json_tree(data)
     return data
+
+
+# orjson reads an integer of 19 digits or more as a float where ``json`` keeps it exact, and
+# nests deeper than ``json`` before refusing: such texts take :func:`parse_json`. A number
+# starts a value (after ``[``, ``:`` or ``,``); digits inside a string (an RLE mask's counts)
+# rarely do, and when they do the text only takes the slower way.
+_LONG_INTEGER = re.compile(r"(?:^|[\[:,])\s*-?[0-9]{19}")
+_LONG_INTEGER_BYTES = re.compile(rb"(?:^|[\[:,])\s*-?[0-9]{19}")
+_MAX_FAST_NESTING = 256
+
+
+def load_json(raw: str | bytes) -> Any:
+    """:func:`parse_json`, with the same result and the same errors, in a fraction of its time
+    for the usual text (an import line, an API body). orjson accepts a subset of what ``json``
+    reads (no NaN, Infinity, number past a double, lone surrogate, invalid UTF-8, byte-order
+    mark), and what it accepts it reads to the same values, but for the long integers and the
+    deep nesting kept off it above. So a text orjson reads follows the text and number policy
+    unless it holds a NUL, which only the escape ``\\u0000`` can write; anything else, or any
+    text orjson refuses, goes through ``parse_json``, which says why in its words."""
+    text = isinstance(raw, str)
+    null, long_integer, brackets = ("\\u0000", _LONG_INTEGER, "[{") if text else (b"\\u0000", _LONG_INTEGER_BYTES, (b"[", b"{"))
+    if null not in raw and raw.count(brackets[0]) + raw.count(brackets[1]) <= _MAX_FAST_NESTING \
+            and long_integer.search(raw) is None:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return parse_json(raw)
 
 
 def check_int(value: Any, *, field: str, minimum: int = INT64_MIN, maximum: int = INT64_MAX) -> int:

@@ -7,6 +7,7 @@ and calls a service or selector. Domain errors become HTTP answers in
 
 from __future__ import annotations
 
+import orjson
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
@@ -21,7 +22,8 @@ from annotations.api_components import (
     MaskSerializer,
     TripletsJSON,
 )
-from annotations.api_json import json_answer
+from annotations.api_input import validated_input
+from annotations.api_json import PlainJSONNegotiation, json_answer
 from annotations.api_schema import CONFLICT, NOT_FOUND, ErrorSerializer
 from annotations.models import Dataset, Decision, Image
 from annotations.pagination import CursorPage, NewestFirst
@@ -38,6 +40,7 @@ from review.services import MAX_ELEMENT_DECISIONS
 class RoleAPI(APIView):
     permission_classes = [HasRole]
     required_roles: tuple[str, ...] = ()
+    content_negotiation_class = PlainJSONNegotiation
 
 
 class AnnotationOutput(serializers.Serializer):
@@ -178,9 +181,7 @@ class NextAPI(RoleAPI):
 
     @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 404: NOT_FOUND})
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        slug = data.validated_data["dataset"]
+        slug = validated_input(self.InputSerializer, request.data)["dataset"]
         if selectors.lease_payload_json_available():  # PostgreSQL: one statement, its JSON sent as built
             try:
                 row = queue.lease_next_row(dataset_slug=slug, reviewer=request.user)
@@ -264,16 +265,16 @@ class SubmitAPI(RoleAPI):
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 409: CONFLICT})
     def post(self, request, pk: int):
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = validated_input(self.InputSerializer, request.data)
         try:
             lease = services.lease_for_submit(pk)
         except Lease.DoesNotExist:
             raise Http404("No lease matches the given query.") from None
-        result = services.review_submit(lease=lease, reviewer=request.user, fresh=True, **data.validated_data)
-        return Response({"annotation_id": result.annotation.pk, "version": result.annotation.version,
-                         "image_status": result.image_status, "disagreements": result.disagreements,
-                         "unchecked": result.unchecked}, status=status.HTTP_201_CREATED)
+        result = services.review_submit(lease=lease, reviewer=request.user, fresh=True, **data)
+        # plain numbers and a status name: orjson writes what DRF's JSONRenderer would
+        return json_answer(request, orjson.dumps({
+            "annotation_id": result.annotation.pk, "version": result.annotation.version, "image_status": result.image_status,
+            "disagreements": result.disagreements, "unchecked": result.unchecked}), status=status.HTTP_201_CREATED)
 
 
 class ProgressAPI(RoleAPI):

@@ -9,6 +9,7 @@ who may see whose answers).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.utils.encoders import JSONEncoder
@@ -58,9 +59,31 @@ def image_to_dict(image: Image) -> dict[str, Any]:
     return _image_dict(image.pk, image.width, image.height, image.source, image.status, image.original_name)
 
 
+_URL_MARK = "9081726354"
+
+
+@functools.lru_cache(maxsize=32)
+def _id_url_parts(name: str, script_prefix: str, urlconf: str | None) -> tuple[str, str] | None:
+    """``reverse(name, args=[id])`` split around the id (the ``id`` converter writes it as it is),
+    once per script prefix and URLconf; None when the split is ambiguous."""
+    url = reverse(name, args=[int(_URL_MARK)], urlconf=urlconf)
+    if url.count(_URL_MARK) != 1:
+        return None
+    before, _, after = url.partition(_URL_MARK)
+    return before, after
+
+
+def _id_url(name: str, pk: int) -> str:
+    """``reverse(name, args=[pk])`` for the image URLs of every review answer, without resolving them each time."""
+    parts = _id_url_parts(name, get_script_prefix(), get_urlconf())
+    if parts is None:
+        return reverse(name, args=[pk])
+    return f"{parts[0]}{pk}{parts[1]}"
+
+
 def _image_dict(pk: int, width: int, height: int, source: str, status: str, original_name: str) -> dict[str, Any]:
     return {
-        "id": pk, "url": reverse("image-file", args=[pk]), "thumbnail_url": reverse("image-thumbnail", args=[pk]),
+        "id": pk, "url": _id_url("image-file", pk), "thumbnail_url": _id_url("image-thumbnail", pk),
         "width": width, "height": height, "source": source, "status": status, "original_name": original_name,
     }
 

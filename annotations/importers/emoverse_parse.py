@@ -12,20 +12,18 @@ shown to the user.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from json import JSONDecodeError
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-import orjson
 
 from annotations.errors import DomainError
 from annotations.importers.lines import DEFAULT_MAX_LINE_BYTES
 from annotations.models import AnnotationKind, Image, ImageSource
 from core.vocabulary import MIKELS, ROLES, Taxonomy
-from core.text import TextPolicyError, is_blank, parse_json
+from core.text import TextPolicyError, is_blank, load_json
 
 ANNOTATION_KEYS = ("triplets", "ces", "des", "rationale", "critic")
 METADATA_KEYS = ("width", "height", "sha256")  # written by exports; checked when present
@@ -139,31 +137,6 @@ def validate_critic(value: Any, n_triplets: int, taxonomy: Taxonomy = MIKELS) ->
     if suggested is not None:
         out["suggested_label"] = taxonomy.canonical(suggested)
     return out
-
-
-# orjson reads an integer of 19 digits or more as a float where ``json`` keeps it exact, and
-# nests deeper than ``json`` before refusing: such lines take ``core.text.parse_json``. A
-# number starts a value (after ``[``, ``:`` or ``,``); digits inside a string (an RLE mask's
-# counts) rarely do, and when they do the line only takes the slower way.
-_LONG_INTEGER = re.compile(rb"(?:^|[\[:,])\s*-?[0-9]{19}")
-_MAX_FAST_NESTING = 256
-
-
-def load_json(raw: bytes) -> Any:
-    """:func:`core.text.parse_json`, with the same result and the same errors, in a fraction
-    of its time for the usual line. orjson accepts a subset of what ``json`` reads (no NaN,
-    Infinity, number past a double, lone surrogate, invalid UTF-8, byte-order mark), and
-    what it accepts it reads to the same values, but for the long integers and the deep
-    nesting kept off it above. So a line orjson reads follows the text and number policy
-    unless it holds a NUL, which only the escape ``\\u0000`` can write; anything else,
-    or any line orjson refuses, goes through ``parse_json``, which says why in its words."""
-    if b"\\u0000" not in raw and raw.count(b"[") + raw.count(b"{") <= _MAX_FAST_NESTING \
-            and _LONG_INTEGER.search(raw) is None:
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
-    return parse_json(raw)
 
 
 def parse_line(raw: bytes, options: ImportOptions) -> ParsedLine:

@@ -52,9 +52,9 @@ def test_orjson_reads_a_line_as_parse_json_does_and_refuses_it_in_the_same_words
 
 def test_a_usual_line_takes_the_fast_way(monkeypatch):
     """Digits in a mask's RLE string, 17-digit fractions: still orjson."""
-    from annotations.importers import emoverse_parse
+    import core.text
 
-    monkeypatch.setattr(emoverse_parse, "parse_json", lambda raw: pytest.fail("took the slow way"))
+    monkeypatch.setattr(core.text, "parse_json", lambda raw: pytest.fail("took the slow way"))
     line = {"image": "a.png", "ces": {"label": "fear", "confidence": 0.0071428571428571435},
             "triplets": [{"subject": {"phrase": "boat", "mask": {"size": [24, 32], "counts": "V6<<000000000000000000000j5"}}}]}
     assert load_json(json.dumps(line).encode()) == line

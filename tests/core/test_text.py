@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.text import (
     INT64_MAX,
@@ -14,6 +18,7 @@ from core.text import (
     check_json_tree,
     check_text,
     is_blank,
+    load_json,
     parse_json,
     text_problem,
 )
@@ -84,6 +89,52 @@ def test_parse_json_reads_json_and_applies_the_policy():
         assert caught.value.field == field
     with pytest.raises(ValueError):
         parse_json("{")
+
+
+def _outcome(load, raw):
+    try:
+        value = load(raw)
+    except Exception as exc:  # JSONDecodeError, RecursionError, TextPolicyError, ValueError
+        return type(exc).__name__, str(exc), getattr(exc, "field", None)
+    return "ok", repr(value), repr(json.dumps(value) if not isinstance(value, float) else value)
+
+
+TEXTS = ['{"a": 1234567890123456789, "b": -98765432109876543210}', "[ 12345678901234567890.5]", '{"a": 2e308}',
+         "[NaN]", '"\\ud800"', '"\ud800"', '{"k\\u0000": 1}', '"\\\\u0000"', "\ufeff[1]", "[1, 2,]", "[" * 300 + "]" * 300,
+         "[" * 2000 + "]" * 2000, "1" * 5000, '{"a": 1, "a": 2}', '"h\u00e9 \u65e5"', '"\\ud83d\\ude00"', "", " {} ",
+         '{"s": "x,1234567890123456789"}', "[0.1, 1e-400, -0.0, 5e-324, 1E+2]", '"a\tb"', '{"a":\n -1234567890123456789}']
+
+
+@pytest.mark.parametrize("raw", TEXTS, ids=range(len(TEXTS)))
+def test_load_json_reads_text_as_parse_json_does(raw):
+    """API bodies reach load_json as text (decoded by the parser), import lines as bytes."""
+    assert _outcome(load_json, raw) == _outcome(parse_json, raw)
+
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**80), max_value=2**80) | st.floats()
+    | st.text(alphabet=st.characters(codec=None), max_size=6),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_values, st.booleans())
+def test_load_json_agrees_with_parse_json_on_any_json(value, ascii_only):
+    raw = json.dumps(value, ensure_ascii=ascii_only)  # NaN, Infinity, surrogates and NULs included
+    assert _outcome(load_json, raw) == _outcome(parse_json, raw)
+    if ascii_only:
+        assert _outcome(load_json, raw.encode()) == _outcome(parse_json, raw.encode())
+
+
+def test_a_usual_api_body_takes_the_fast_way(monkeypatch):
+    import core.text
+
+    monkeypatch.setattr(core.text, "parse_json", lambda raw: pytest.fail("took the slow way"))
+    body = {"expected_version": 3, "annotation": {"triplets": [{"subject": {"phrase": "boat", "box": [1.5, 2, 30, 40.25],
+            "mask": {"size": [48, 64], "counts": "V6<<000000000000000000000j5"}}}], "ces": {"label": "fear"}}}
+    assert load_json(json.dumps(body)) == body
 
 
 def test_check_int_holds_an_integer_to_its_range():

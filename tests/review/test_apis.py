@@ -7,6 +7,7 @@ import pytest
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.contrib.auth.models import Group
 from django.urls import reverse
+from rest_framework.renderers import JSONRenderer
 
 from annotations.models import Annotation, AnnotationKind, Image, ImageStatus
 from review.models import Disagreement
@@ -81,6 +82,18 @@ def test_submit_answers_201_with_the_new_version(as_reviewer, dataset):
     assert body["disagreements"] == Disagreement.objects.count() == 4
     assert body["unchecked"] == 0
     assert Annotation.objects.get(pk=body["annotation_id"]).kind == AnnotationKind.HUMAN
+    # written as DRF's JSONRenderer writes it (the view sends orjson's bytes)
+    assert r["Content-Type"] == "application/json" and r.content == JSONRenderer().render(body)
+
+
+def test_submit_answers_the_browsable_api_and_indented_json_through_drf(as_reviewer, dataset):
+    image_in_review(dataset)
+    item = next_item(as_reviewer).json()
+    answer = human_answer(item)
+    r = as_reviewer.post(f"/api/review/leases/{item['lease']['id']}/submit/",
+                         {"expected_version": item["version"], "decision": "approved", "annotation": answer,
+                          "element_decisions": accept_each(answer)}, format="json", HTTP_ACCEPT="application/json; indent=2")
+    assert r.status_code == 201 and r.content.startswith(b'{\n  "annotation_id"')
 
 
 def test_approving_unchecked_elements_under_require_all_checked_answers_400_and_writes_nothing(as_reviewer, dataset):

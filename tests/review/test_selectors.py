@@ -59,3 +59,17 @@ def test_one_run_has_no_earlier_annotators(dataset):
         make_annotation(image, author_name=author, pipeline_version="demo")
     latest, earlier = selectors.annotators_by_run(image, image_review_base(image=image))
     assert [a.author_name for a in latest] == ["gemini-2.5-pro", "gpt-4o"] and earlier == []
+
+
+@pytest.mark.parametrize("script_prefix", ["/", "/emoverse/", "/a{b}9081726354x/"])
+def test_image_urls_are_what_reverse_gives_under_any_script_prefix(script_prefix):
+    from django.urls import reverse, set_script_prefix
+
+    try:
+        set_script_prefix(script_prefix)
+        for pk in (1, 42, 9081726354, 2**63 - 1):
+            image = selectors._image_dict(pk, 10, 10, "web", "in_review", "a.png")
+            assert image["url"] == reverse("image-file", args=[pk])
+            assert image["thumbnail_url"] == reverse("image-thumbnail", args=[pk])
+    finally:
+        set_script_prefix("/")
