@@ -1,5 +1,6 @@
-"""The review tables get rows on every claim, draft save and submit (``review_disagreement`` a row
-per difference), and each row updates every index of its table: no plain index there may repeat
+"""The review tables and the annotation tables a submit writes get rows on every claim, draft save
+and submit (``review_disagreement`` a row per difference, ``annotations_element`` one per element),
+and each row updates every index of its table: no plain index there may repeat
 another or be the prefix of another, each foreign key still leads an index that covers every row
 (the deletes that cascade or are protected look rows up by it), and the lookups the queue and the
 disagreement log make keep theirs."""
@@ -9,11 +10,12 @@ from __future__ import annotations
 import pytest
 from django.db import connection, models
 
+from annotations.models import Annotation, Element, Image, Triplet
 from review.models import Disagreement, Draft, ElementDecision, Lease, ReviewPlan, ReviewSubmission
 
 pytestmark = pytest.mark.django_db
 
-MODELS = [Disagreement, Draft, ElementDecision, Lease, ReviewPlan, ReviewSubmission]
+MODELS = [Disagreement, Draft, ElementDecision, Lease, ReviewPlan, ReviewSubmission, Annotation, Triplet, Element, Image]
 
 
 def _partial(model) -> set[str]:
@@ -62,6 +64,11 @@ def test_every_foreign_key_leads_an_index_of_every_row(model):
     (Disagreement, ("reviewer_id", "id")),
     (Disagreement, ("created_at",)),
     (Disagreement, ("model_name", "field", "created_at")),  # the log's model names
+    (Annotation, ("image_id", "version")),  # an image's versions
+    (Annotation, ("image_id", "kind", "is_current")),  # an image's current answers
+    (Triplet, ("annotation_id", "index")),  # a version's triplets
+    (Element, ("triplet_id", "role")),  # a triplet's elements
+    (Image, ("dataset_id", "sha256")),
 ], ids=lambda v: v.__name__ if isinstance(v, type) else "-".join(v))
 def test_the_lookups_keep_their_index(model, columns):
     assert columns in {tuple(c["columns"]) for c in _indexes(model).values()}
