@@ -157,6 +157,24 @@ def test_the_reviewers_earlier_version_stops_being_current(db, on_postgres, monk
     assert mine == [(AnnotationKind.HUMAN, reviewer.get_username(), earlier.version + 1)]
 
 
+@pytest.mark.postgres
+def test_answers_read_with_the_lease_that_changed_before_the_submit_write_nothing(db, on_postgres, reviewer):
+    """The answers read with the lease (``lease_for_submit``) are compared again under the lock: a
+    model answer added meanwhile is a version conflict, and nothing is written."""
+    dataset = DatasetFactory(slug="stale")
+    image = image_in_review(dataset, annotators=False)
+    lease = queue.lease_next(dataset=dataset, reviewer=reviewer)
+    payload = selectors.lease_payload(lease)
+    read = services.lease_for_submit(lease.pk)
+    make_annotation(image, author_name="gpt-4o")
+    answer, decisions = rich_answer(payload)
+    with pytest.raises(VersionConflict):
+        services.review_submit(lease=read, reviewer=reviewer, expected_version=payload["version"], decision="approved",
+                               annotation=answer, element_decisions=decisions, fresh=True)
+    assert not Annotation.objects.filter(image=image, kind=AnnotationKind.HUMAN).exists()
+    assert not Disagreement.objects.filter(image=image).exists()
+
+
 @pytest.fixture
 def fast_users(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
