@@ -176,7 +176,8 @@ def new_audit_draw() -> float:
 
 
 class Image(models.Model):
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="images")
+    # No index of its own: image_unique_content_per_dataset and the queue indexes lead with it.
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="images", db_index=False)
     file = models.FileField(upload_to=image_upload_to, max_length=300)
     thumbnail = models.FileField(upload_to=thumbnail_upload_to, max_length=300, blank=True)
     sha256 = models.CharField(max_length=64)
@@ -236,7 +237,8 @@ class Decision(models.TextChoices):
 class Annotation(models.Model):
     """One immutable version of one author's annotation of one image."""
 
-    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="annotations")
+    # No index of its own: annotation_unique_version and annotation_current_idx lead with it.
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="annotations", db_index=False)
     version = models.PositiveIntegerField(help_text="Per image, increasing with every new version.")
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
     kind = models.CharField(max_length=16, choices=AnnotationKind.choices)
@@ -286,7 +288,8 @@ class Annotation(models.Model):
 
 
 class Triplet(models.Model):
-    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="triplets")
+    # No index of its own: triplet_unique_index leads with it.
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="triplets", db_index=False)
     index = models.PositiveSmallIntegerField()
     key = models.UUIDField(default=uuid.uuid4, help_text="Stable across versions of the same triplet.")
 
@@ -312,7 +315,8 @@ class ElementStatus(models.TextChoices):
 class Element(models.Model):
     """One Background, Attribute or Subject of a triplet, optionally grounded."""
 
-    triplet = models.ForeignKey(Triplet, on_delete=models.CASCADE, related_name="elements")
+    # No index of its own: element_unique_role leads with it.
+    triplet = models.ForeignKey(Triplet, on_delete=models.CASCADE, related_name="elements", db_index=False)
     role = models.CharField(max_length=16, choices=ROLE_CHOICES)
     phrase = models.CharField(max_length=300)
     status = models.CharField(max_length=20, choices=ElementStatus.choices, default=ElementStatus.PENDING)

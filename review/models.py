@@ -30,7 +30,8 @@ class ReviewPlan(models.Model):
     """
 
     image = models.OneToOneField(Image, on_delete=models.CASCADE, primary_key=True, related_name="review_plan")
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: reviewplan_dataset_idx leads with it.
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+", db_index=False)
     required_reviews = models.PositiveSmallIntegerField()
     submitted_reviews = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -53,9 +54,11 @@ class LeaseState(models.TextChoices):
 class Lease(models.Model):
     """One reviewer's hold on one image. Active until it expires, is released, skipped or submitted."""
 
-    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="leases")
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="leases")
-    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="leases")
+    # image, dataset, reviewer: no index of their own; lease_image_idx, lease_expiry_idx and
+    # lease_reviewer_idx lead with them (each claim inserts a lease, each submit updates one).
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="leases", db_index=False)
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="leases", db_index=False)
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="leases", db_index=False)
     slot = models.PositiveSmallIntegerField(default=0)
     state = models.CharField(max_length=16, choices=LeaseState.choices, default=LeaseState.ACTIVE)
     version = models.PositiveIntegerField(help_text="The image's latest annotation version when leased.")
@@ -84,7 +87,8 @@ class Lease(models.Model):
 class Draft(models.Model):
     """A reviewer's edits in progress on an image; survives reloads and lost leases."""
 
-    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
+    # image: no index of its own; draft_one_per_reviewer_image leads with it.
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+", db_index=False)
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     lease = models.ForeignKey(Lease, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     payload = models.JSONField()
@@ -98,8 +102,9 @@ class ReviewSubmission(models.Model):
     """One submitted review: the human annotation version it created and the lease it closed."""
 
     lease = models.OneToOneField(Lease, on_delete=models.PROTECT, related_name="submission")
-    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="review_submissions")
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
+    # image, dataset: no index of their own; submission_image_idx and submission_reviewer_idx lead with them.
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="review_submissions", db_index=False)
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+", db_index=False)
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="review_submissions")
     annotation = models.OneToOneField(Annotation, on_delete=models.PROTECT, related_name="review_submission")
     decision = models.CharField(max_length=16)
@@ -140,8 +145,10 @@ class ElementDecision(models.Model):
     submission = models.ForeignKey(ReviewSubmission, null=True, blank=True, on_delete=models.CASCADE,
                                    related_name="decisions")
     kind = models.CharField(max_length=16, choices=DisagreementKind.choices, default=DisagreementKind.REVIEW)
-    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
-    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+",
+    # image, reviewer: no index of their own; decision_element_idx and decision_reviewer_idx lead with
+    # them (a submit writes a row per element). Nothing reads this table by action: no index on it.
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+", db_index=False)
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False,
                                  help_text="Who decided: the reviewer, or the adjudicator on an adjudication row.")
     annotation = models.ForeignKey(Annotation, on_delete=models.PROTECT, related_name="+")
     triplet_key = models.UUIDField()
@@ -165,7 +172,6 @@ class ElementDecision(models.Model):
         indexes = [
             models.Index(fields=["reviewer", "created_at"], name="decision_reviewer_idx"),
             models.Index(fields=["image", "triplet_key", "role"], name="decision_element_idx"),
-            models.Index(fields=["action", "created_at"], name="decision_action_idx"),
         ]
 
 

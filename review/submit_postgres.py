@@ -5,7 +5,7 @@ validates the answer; then, on PostgreSQL, :func:`submit_one_statement`:
 
 1. reads the image's current model and import answers with their triplets and elements in
    one query (and, for what may be the last review of an overlapping item, the other
-   submitted reviews in the same query);
+   submitted reviews in the same query), or takes those :func:`lease_read` read with the lease;
 2. reads the stored phrase embeddings of every phrase involved (one query);
 3. computes the disagreement rows (``review.disagreements.annotation_differences``, as
    ``review.services.disagreements_record`` does) and, for the last review of an
@@ -53,9 +53,18 @@ FALLBACK_SQLSTATE = "RS409"  # review_submit found a case for the Python path; n
 # submitted reviews ('r', with their decision), each with triplets and elements: one row per
 # element (migration review.0007; a function so that the join's plan is kept per connection).
 SOURCES_SQL = "SELECT * FROM review_submit_sources(%s, %s) ORDER BY 1, 6, 3, 12, 14"
+# The lease, its image, dataset and plan (first column of the first row) and SOURCES_SQL's rows for
+# the lease's image, in one query (migration review.0011).
+READ_SQL = "SELECT * FROM review_submit_read(%s)"
+_SOURCES = "_submit_sources"  # where lease_read() keeps the answers it read on the lease
 
 
 _LEASE_READ = (Lease, Image, Dataset, ReviewPlan)
+
+
+def _last_of_several(plan: ReviewPlan | None) -> bool:
+    """Whether this may be the last review of an overlapping item (the other reviews are compared)."""
+    return plan is not None and plan.required_reviews > 1 and plan.submitted_reviews + 1 >= plan.required_reviews
 
 
 @functools.lru_cache(maxsize=64)
@@ -65,14 +74,16 @@ def _taxonomy(spec_key: bytes) -> Taxonomy:
 
 def lease_read(pk: int) -> Lease:
     """The lease with its image, the image's dataset and review plan (``image.review_plan``,
-    set only when there is one) in one query: ``review_submit_lease`` (migration
-    ``review.0007``) gives the four rows as jsonb, each field read back by its model field's
-    ``to_python``. Raises ``Lease.DoesNotExist``."""
+    set only when there is one) and the image's answers, in one query: ``review_submit_read``
+    (migration ``review.0011``) gives the four rows as jsonb, each field read back by its model
+    field's ``to_python``, and the rows of :data:`SOURCES_SQL` (kept on the lease for
+    :func:`submit_one_statement`). Raises ``Lease.DoesNotExist``."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT review_submit_lease(%s)::text", [pk])
-        found = cursor.fetchone()[0]
-    if found is None:
+        cursor.execute(READ_SQL, [pk])
+        rows = cursor.fetchall()
+    if not rows:
         raise Lease.DoesNotExist(f"no lease {pk}")
+    found = rows[0][0]
     objects = []
     for model, row in zip(_LEASE_READ, orjson.loads(found)):
         fields = model._meta.concrete_fields
@@ -89,6 +100,7 @@ def lease_read(pk: int) -> Lease:
     if plan is not None:
         image.review_plan = plan
     lease.image = image
+    lease.__dict__[_SOURCES] = (_last_of_several(plan), _sources([row[1:] for row in rows if row[1] is not None]))
     return lease
 
 
@@ -136,10 +148,14 @@ def _answer(row: tuple) -> dict[str, Any]:
 def _read_sources(image_id: int, with_reviews: bool) -> tuple[list[Source], list[Source]]:
     """The current model and import answers (by author name) and, with ``with_reviews``, the
     submitted reviews (by version), in one query."""
-    sources: dict[int, Source] = {}
     with connection.cursor() as cursor:
         cursor.execute(SOURCES_SQL, [image_id, with_reviews])
-        rows = cursor.fetchall()
+        return _sources(cursor.fetchall())
+
+
+def _sources(rows: list[tuple]) -> tuple[list[Source], list[Source]]:
+    """The answers and the reviews of :data:`SOURCES_SQL`'s rows."""
+    sources: dict[int, Source] = {}
     for row in rows:
         source = sources.get(row[2])
         if source is None:
@@ -233,9 +249,12 @@ def submit_one_statement(*, lease: Lease, reviewer: AbstractBaseUser, image: Ima
     """Submit through ``review_submit`` (module docstring); ``None`` when the Python path must
     answer instead (nothing was written then). ``image`` is the lease's image as read with
     its dataset and review plan; ``data`` carries the element statuses to store."""
-    plan = getattr(image, "review_plan", None)
-    last_of_several = plan is not None and plan.required_reviews > 1 and plan.submitted_reviews + 1 >= plan.required_reviews
-    answers, reviews = _read_sources(image.pk, last_of_several)
+    last_of_several = _last_of_several(getattr(image, "review_plan", None))
+    read = lease.__dict__.pop(_SOURCES, None)  # read with the lease by lease_read()
+    if read is not None and read[0] == last_of_several:
+        answers, reviews = read[1]
+    else:
+        answers, reviews = _read_sources(image.pk, last_of_several)
     author_name = reviewer.get_username()
     keys = [str(uuid.UUID(t.key)) if t.key else str(uuid.uuid4()) for t in data.triplets]
     human = human_answer(data, keys, author_name)

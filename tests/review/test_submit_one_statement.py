@@ -17,7 +17,7 @@ from annotations.errors import VersionConflict
 from annotations.models import Annotation, AnnotationKind, Element, Image
 from review import queue, selectors, services
 from review.models import Disagreement, Draft, ElementDecision, Lease, ReviewPlan, ReviewSubmission
-from tests.factories import DatasetFactory, UserFactory, rect_mask_rle
+from tests.factories import DatasetFactory, UserFactory, make_annotation, rect_mask_rle
 from tests.review.conftest import accept_each, human_answer, image_in_review
 
 
@@ -139,6 +139,40 @@ def test_the_last_of_overlapping_reviews_is_resolved_the_same_way(db, on_postgre
     assert fast == python
     assert fast["plan"] == (2, 2)
     assert fast["image"][0] == ("approved" if second_label == "sadness" else "adjudication")
+
+
+@pytest.mark.postgres
+def test_the_reviewers_earlier_version_stops_being_current(db, on_postgres, monkeypatch, reviewer):
+    """The reviewer already has a current version of the image (written through the annotations API):
+    the submit's version replaces it, on the one-statement path as on the Python path."""
+    dataset = DatasetFactory(slug="again")
+    image = image_in_review(dataset, annotators=False)
+    earlier = make_annotation(image, kind=AnnotationKind.HUMAN, author_name=reviewer.get_username(), author_user=reviewer)
+    lease = queue.lease_next(dataset=dataset, reviewer=reviewer)
+    payload = selectors.lease_payload(lease)
+    answer, decisions = rich_answer(payload)
+    fast, python = submit_both_ways(monkeypatch, lease, reviewer, payload, answer, decisions)
+    assert fast == python
+    mine = [c for c in fast["current"] if c[1] == reviewer.get_username()]
+    assert mine == [(AnnotationKind.HUMAN, reviewer.get_username(), earlier.version + 1)]
+
+
+@pytest.mark.postgres
+def test_answers_read_with_the_lease_that_changed_before_the_submit_write_nothing(db, on_postgres, reviewer):
+    """The answers read with the lease (``lease_for_submit``) are compared again under the lock: a
+    model answer added meanwhile is a version conflict, and nothing is written."""
+    dataset = DatasetFactory(slug="stale")
+    image = image_in_review(dataset, annotators=False)
+    lease = queue.lease_next(dataset=dataset, reviewer=reviewer)
+    payload = selectors.lease_payload(lease)
+    read = services.lease_for_submit(lease.pk)
+    make_annotation(image, author_name="gpt-4o")
+    answer, decisions = rich_answer(payload)
+    with pytest.raises(VersionConflict):
+        services.review_submit(lease=read, reviewer=reviewer, expected_version=payload["version"], decision="approved",
+                               annotation=answer, element_decisions=decisions, fresh=True)
+    assert not Annotation.objects.filter(image=image, kind=AnnotationKind.HUMAN).exists()
+    assert not Disagreement.objects.filter(image=image).exists()
 
 
 @pytest.fixture
