@@ -171,16 +171,21 @@ def write_line(
     return True, created, True
 
 
-def _flush(batch: _Batch, *, approved: bool) -> None:
+def _flush(batch: _Batch, created: set[int], *, approved: bool) -> None:
     """Write the batch's annotations. The lines were checked unlocked; checked again here with
-    the images locked, a version made in the app since raises :class:`AppWorkAppeared`."""
+    the images locked, a version made in the app since raises :class:`AppWorkAppeared`. The
+    routing takes the answers of the images ``created`` by this batch from the batch itself."""
     if batch.new:
         _lock_images(list(batch.images))
         keys = {(item.image.pk, item.kind, item.author_name) for item in batch.new}
         if any(current.made_in_app for current in _current_versions(keys).values()):
             raise AppWorkAppeared("a version made in the app appeared while the batch was prepared")
     annotations_write(items=batch.new, json_checked=True)
-    images_route_imported(images=list(batch.images.values()), approved=approved)
+    written: dict[int, list[NewAnnotation]] = {}
+    for item in batch.new:
+        if item.image.pk in created:
+            written.setdefault(item.image.pk, []).append(item)
+    images_route_imported(images=list(batch.images.values()), approved=approved, written=written)
 
 
 def reason(exc: Exception) -> str:
@@ -258,7 +263,7 @@ def write_batch(ready: list[tuple[int, PreparedLine]], failed: Tally, *, dataset
         tally.duplicates += not added
         tally.images_created += image_created
         tally.annotations_created += added and line.annotation is not None
-    _flush(batch, approved=options.approved)
+    _flush(batch, {image.pk for image in created.values()}, approved=options.approved)
     tally.errors.sort(key=lambda error: error.line)
     return tally
 

@@ -51,21 +51,22 @@ _STAGES = {"find": "read", "prepare": "checked", "store": "stored"}  # what a ta
 
 @dataclass(frozen=True)
 class Found:
-    """A file read and hashed: its resolved path and the SHA-256 of its bytes."""
+    """A file read and hashed: its resolved path (a string: cheaper to send between processes
+    than a ``Path``) and the SHA-256 of its bytes."""
 
-    path: Path
+    path: str
     sha256: str
 
 
 # In a worker: the bytes of the files it found and hashed lately, so that the check of a new
 # content that comes to the same worker reads no file again (and checks exactly the bytes hashed).
-_READ_CACHE: dict[Path, tuple[str, bytes]] = {}
+_READ_CACHE: dict[str, tuple[str, bytes]] = {}
 READ_CACHE_BYTES = 32 * 1024 * 1024
 READ_CACHE_FILES = 1024  # more than a batch's files: the entries of files another worker checked go soon
 _cached_bytes = [0]
 
 
-def _remember(path: Path, sha256: str, data: bytes) -> None:
+def _remember(path: str, sha256: str, data: bytes) -> None:
     """Keep ``data`` for :func:`prepare_file`, within ``READ_CACHE_BYTES`` and ``READ_CACHE_FILES`` (the oldest dropped first)."""
     if len(data) > READ_CACHE_BYTES // 4:
         return
@@ -76,7 +77,7 @@ def _remember(path: Path, sha256: str, data: bytes) -> None:
         _forget(next(iter(_READ_CACHE)))
 
 
-def _forget(path: Path) -> tuple[str, bytes] | None:
+def _forget(path: str) -> tuple[str, bytes] | None:
     entry = _READ_CACHE.pop(path, None)
     if entry is not None:
         _cached_bytes[0] -= len(entry[1])
@@ -87,7 +88,7 @@ def find_file(images_dir: Path, name: str) -> Found:
     """Resolve ``name`` in ``images_dir``, read it within the limits, hash it (in a worker)."""
     path = resolve_image_path(images_dir, name)
     data = read_image_file(path)
-    found = Found(path, sha256_of(data))
+    found = Found(str(path), sha256_of(data))
     _remember(path, found.sha256, data)
     return found
 
@@ -100,7 +101,7 @@ def prepare_file(found: Found) -> PreparedImage:
     if cached is not None and cached[0] == found.sha256:
         data = cached[1]
     else:
-        data = read_image_file(found.path)
+        data = read_image_file(Path(found.path))
         if sha256_of(data) != found.sha256:
             raise InvalidImage("the file changed while the import read it")
     return image_prepare(data, sha256=found.sha256)

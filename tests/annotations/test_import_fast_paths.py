@@ -191,3 +191,39 @@ def test_an_import_that_grows_the_tables_refreshes_their_statistics(tmp_path, se
     assert report.imported == 5
     analyzed = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("ANALYZE")]
     assert len(analyzed) == 2 and '"annotations_element"' in analyzed[0]  # after 2 lines, after 4
+
+
+@pytest.mark.django_db
+def test_images_a_batch_creates_are_routed_from_its_answers_as_from_the_database(tmp_path, settings, monkeypatch):
+    """The queue fields of the images a batch creates come from the answers the batch wrote
+    (no read back): exactly what scoring them again from the database gives, with several
+    authors, a second version of one author, a person, the merged answer and a critic."""
+    from annotations.importers import routing
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    ws = Workspace(tmp_path)
+    a, b, c, d = (ws.add_png(f"{n}.png", seed=i) for i, n in enumerate("abcd"))
+    ws.run([ws.line(d, label="awe", confidence=0.6)])  # d exists before the batch: read from the database
+    read: list[set[int]] = []
+    real = routing._current_answers
+    monkeypatch.setattr(routing, "_current_answers", lambda ids: read.append(set(ids)) or real(ids))
+    wrong = {"label_verdict": "ok", "elements": [{"triplet_index": 0, "role": "subject", "verdict": "wrong"}]}
+    report = ws.run([
+        ws.line(a, label="awe", confidence=0.7), ws.line(a, annotator="gemini", label="fear", confidence=0.55,
+                                                         subject_phrase="a tiny dinghy"),
+        ws.line(a, label="sadness", confidence=0.9),  # gpt-4o again: its newest is current
+        ws.line(b, annotator="alice", kind="human", label="awe"), {**ws.line(b, annotator="pipeline"), "critic": wrong},
+        ws.line(c, confidence=0.4, with_mask=False), {"image": c},
+        ws.line(d, annotator="gemini", label="fear", confidence=0.8),
+    ])
+    assert (report.imported, report.duplicates, report.failed) == (7, 1, 0)
+    created = set(Image.objects.exclude(original_name=d).values_list("pk", flat=True))
+    assert read and not any(ids & created for ids in read)
+
+    def queue() -> dict:
+        return {i.original_name: (i.status, i.label, i.confidence, i.agreement, i.priority) for i in Image.objects.all()}
+
+    imported = queue()
+    assert imported[a][3] is not None and imported[b][4] is not None
+    routing.images_refresh_agreement(image_ids=list(Image.objects.values_list("pk", flat=True)))
+    assert queue() == imported
