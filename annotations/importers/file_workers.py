@@ -90,7 +90,7 @@ def find_file(images_dir: Path, name: str) -> Found:
     path = resolve_image_path(images_dir, name)
     data = read_image_file(path)
     found = Found(str(path), sha256_of(data))
-    _remember(path, found.sha256, data)
+    _remember(found.path, found.sha256, data)
     return found
 
 

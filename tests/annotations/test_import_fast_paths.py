@@ -227,3 +227,12 @@ def test_images_a_batch_creates_are_routed_from_its_answers_as_from_the_database
     assert imported[a][3] is not None and imported[b][4] is not None
     routing.images_refresh_agreement(image_ids=list(Image.objects.values_list("pk", flat=True)))
     assert queue() == imported
+
+
+def test_a_worker_checks_the_bytes_it_found_without_reading_the_file_again(tmp_path, settings):
+    """``find_file`` keeps the bytes it hashed for ``prepare_file`` in the same worker: the
+    file is read once (here it is gone before the check, which still gets its pixels)."""
+    (tmp_path / "a.png").write_bytes(png_bytes(32, 24, seed=3))
+    found = file_workers.find_file(tmp_path, "a.png")
+    (tmp_path / "a.png").unlink()
+    assert file_workers.prepare_file(found).sha256 == found.sha256
