@@ -165,16 +165,20 @@ def _column_value(field: models.Field, given: bool) -> Callable[[dict[str, Any]]
 def _copy(model: type[models.Model], rows: Iterable[dict[str, Any]], *, with_id: bool = True) -> None:
     """``COPY`` ``rows`` (column attnames to values, the same keys in every row) into
     ``model``'s table, every column written (see the module docstring); without ``with_id``
-    the table numbers the rows."""
+    the table numbers the rows. A refused row raises Django's database error (``IntegrityError``…)."""
     fields = [f for f in model._meta.concrete_fields if with_id or not f.primary_key]
     rows = iter(rows)
     first = next(rows, None)
     if first is None:
         return
-    values = [_column_value(f, f.attname in first) for f in fields]
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    with connection.cursor() as cursor, cursor.cursor.copy(
+    if len(fields) > 1 and all(f.attname in first and not isinstance(f, models.JSONField) for f in fields):
+        row_values: Callable[[dict[str, Any]], Any] = itemgetter(*(f.attname for f in fields))  # every value given
+    else:
+        values = [_column_value(f, f.attname in first) for f in fields]
+        row_values = lambda row: [value(row) for value in values]  # noqa: E731
+    with connection.wrap_database_errors, connection.cursor() as cursor, cursor.cursor.copy(
         f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) FROM STDIN"
     ) as copy:
         for row in chain((first,), rows):
-            copy.write_row([value(row) for value in values])
+            copy.write_row(row_values(row))

@@ -139,6 +139,36 @@ def test_copy_writes_the_rows_annotation_bulk_create_writes():
     assert Element.objects.filter(triplet__annotation__in=copied).count() == 18
 
 
+@pytest.mark.django_db
+def test_images_write_stores_the_rows_bulk_create_stores():
+    """On PostgreSQL ``images_write`` uses COPY: the same columns as ``bulk_create``, the
+    instances given their ids and times; a second copy of a content is refused as by the insert."""
+    from django.db import IntegrityError, transaction
+
+    from annotations.importers.copy_write import images_write
+
+    dataset = Dataset.objects.create(slug="images")
+    made = {way: [Image(dataset=dataset, sha256=f"{way}{i}", original_name=f"{i}.png", width=32, height=24 + i,
+                        source="emoset", file=f"images/{way}{i}.png", thumbnail=f"thumbs/{way}{i}.jpg") for i in range(2)]
+            for way in ("copy", "orm")}
+    images_write(images=made["copy"])
+    Image.objects.bulk_create(made["orm"])
+    skip = {"id", "sha256", "file", "thumbnail", "audit_draw", "created_at", "updated_at"}
+
+    def rows(way: str) -> list[tuple]:
+        names = [f.attname for f in Image._meta.concrete_fields if f.attname not in skip]
+        return list(Image.objects.filter(sha256__startswith=way).order_by("sha256").values_list(*names))
+
+    assert rows("copy") == rows("orm") and len(rows("copy")) == 2
+    for image in made["copy"]:
+        stored = Image.objects.get(pk=image.pk)
+        assert (stored.sha256, stored.file.name, stored.audit_draw, stored.created_at) == (
+            image.sha256, image.file.name, image.audit_draw, image.created_at) and stored.updated_at
+        assert not image._state.adding
+    with pytest.raises(IntegrityError), transaction.atomic():
+        images_write(images=[Image(dataset=dataset, sha256="copy0", original_name="x.png", width=1, height=1, file="x")])
+
+
 def _stall_after_storing() -> None:
     file_workers.progress("stored")
     time.sleep(30)
