@@ -174,10 +174,11 @@ def write_line(
 def _flush(batch: _Batch, created: set[int], *, approved: bool) -> None:
     """Write the batch's annotations. The lines were checked unlocked; checked again here with
     the images locked, a version made in the app since raises :class:`AppWorkAppeared`. The
-    routing takes the answers of the images ``created`` by this batch from the batch itself."""
+    images ``created`` by this batch's transaction need neither: no one else sees them before it
+    commits; the routing takes their answers from the batch itself."""
     if batch.new:
-        _lock_images(list(batch.images))
-        keys = {(item.image.pk, item.kind, item.author_name) for item in batch.new}
+        _lock_images([pk for pk in batch.images if pk not in created])
+        keys = {(item.image.pk, item.kind, item.author_name) for item in batch.new if item.image.pk not in created}
         if any(current.made_in_app for current in _current_versions(keys).values()):
             raise AppWorkAppeared("a version made in the app appeared while the batch was prepared")
     annotations_write(items=batch.new, json_checked=True)
