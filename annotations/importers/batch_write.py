@@ -21,7 +21,7 @@ from django.db import DatabaseError, transaction
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.errors import DomainError, InvalidAnnotation, InvalidImage
 from annotations.image_services import ImageCandidate, image_store
-from annotations.importers.copy_write import annotations_write
+from annotations.importers.copy_write import annotations_write, images_write
 from annotations.importers.emoverse_parse import Annotator, BadLine, ImportOptions, ParsedLine
 from annotations.importers.file_workers import unique
 from annotations.importers.routing import image_route_imported, images_route_imported
@@ -166,21 +166,27 @@ def write_line(
     image, created = image_store(dataset=dataset, candidate=candidate, original_name=parsed.image, source=parsed.source)
     if annotation is None:
         return created, created, False
-    annotations_write(items=[_new_annotation(line, image, options=options, run=run)])
+    annotations_write(items=[_new_annotation(line, image, options=options, run=run)], json_checked=True)
     image_route_imported(image=image, approved=options.approved)
     return True, created, True
 
 
-def _flush(batch: _Batch, *, approved: bool) -> None:
+def _flush(batch: _Batch, created: set[int], *, approved: bool) -> None:
     """Write the batch's annotations. The lines were checked unlocked; checked again here with
-    the images locked, a version made in the app since raises :class:`AppWorkAppeared`."""
+    the images locked, a version made in the app since raises :class:`AppWorkAppeared`. The
+    images ``created`` by this batch's transaction need neither: no one else sees them before it
+    commits; the routing takes their answers from the batch itself."""
     if batch.new:
-        _lock_images(list(batch.images))
-        keys = {(item.image.pk, item.kind, item.author_name) for item in batch.new}
+        _lock_images([pk for pk in batch.images if pk not in created])
+        keys = {(item.image.pk, item.kind, item.author_name) for item in batch.new if item.image.pk not in created}
         if any(current.made_in_app for current in _current_versions(keys).values()):
             raise AppWorkAppeared("a version made in the app appeared while the batch was prepared")
-    annotations_write(items=batch.new)
-    images_route_imported(images=list(batch.images.values()), approved=approved)
+    annotations_write(items=batch.new, json_checked=True)
+    written: dict[int, list[NewAnnotation]] = {}
+    for item in batch.new:
+        if item.image.pk in created:
+            written.setdefault(item.image.pk, []).append(item)
+    images_route_imported(images=list(batch.images.values()), approved=approved, written=written)
 
 
 def reason(exc: Exception) -> str:
@@ -239,7 +245,7 @@ def write_batch(ready: list[tuple[int, PreparedLine]], failed: Tally, *, dataset
                 height=candidate.height, source=line.parsed.source, status=ImageStatus.NEW, file=file_name,
                 thumbnail=thumbnail_name,
             )
-    Image.objects.bulk_create(list(created.values()))
+    images_write(images=list(created.values()))
     keys = {_key(images[line.candidate.sha256].pk, line.parsed.annotator) for _, line in ready
             if line.annotation is not None and line.candidate.sha256 in images}
     currents = _current_versions(keys)
@@ -258,7 +264,7 @@ def write_batch(ready: list[tuple[int, PreparedLine]], failed: Tally, *, dataset
         tally.duplicates += not added
         tally.images_created += image_created
         tally.annotations_created += added and line.annotation is not None
-    _flush(batch, approved=options.approved)
+    _flush(batch, {image.pk for image in created.values()}, approved=options.approved)
     tally.errors.sort(key=lambda error: error.line)
     return tally
 

@@ -1,4 +1,9 @@
-"""A batch's new annotation versions written with PostgreSQL's ``COPY`` (the importer's write).
+"""A batch's new images and annotation versions written with PostgreSQL's ``COPY`` (the importer's write).
+
+:func:`images_write` inserts new image rows as ``bulk_create`` does (ids set on the
+instances, ``auto_now``/``auto_now_add`` filled, one statement), with one ``COPY``;
+a row the table refuses (the unique content per dataset, a check) raises the
+database's error, as the insert would.
 
 :func:`annotations_write` makes the same rows as
 :func:`annotations.services.annotation_bulk_create`, under the same rules (checked kinds
@@ -18,6 +23,8 @@ then goes line by line, through the services).
 from __future__ import annotations
 
 import uuid
+from itertools import chain
+from operator import itemgetter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -26,7 +33,7 @@ from django.db import connection, models
 from django.utils import timezone
 
 from annotations.errors import InvalidAnnotation
-from annotations.models import Annotation, AnnotationKind, Element, Triplet
+from annotations.models import Annotation, AnnotationKind, Element, Image, Triplet
 from annotations.services import NewAnnotation, annotation_bulk_create, annotation_versions_demote
 from annotations.validation import check_storable
 
@@ -35,9 +42,12 @@ _CHECKED_TEXT = ("author_name", "decision_reason", "prompt_version", "pipeline_v
 _CHECKED_JSON = ("raw_distribution", "critic", "extra")
 
 
-def annotations_write(*, items: Sequence[NewAnnotation]) -> None:
+def annotations_write(*, items: Sequence[NewAnnotation], json_checked: bool = False) -> None:
     """Write ``items`` as :func:`~annotations.services.annotation_bulk_create` does. Call
-    inside a transaction with the items' images locked (``SELECT … FOR UPDATE``, id order)."""
+    inside a transaction with the items' images locked (``SELECT … FOR UPDATE``, id order).
+    ``json_checked``: the items' JSON values (raw distribution, critic, extra) are made of
+    values read under the text policy (an import line, :func:`~annotations.importers.emoverse_parse.load_json`)
+    and are not walked again (PostgreSQL; the other databases check them in the service)."""
     if not items:
         return
     if connection.vendor != "postgresql":
@@ -52,7 +62,7 @@ def annotations_write(*, items: Sequence[NewAnnotation]) -> None:
             if (name, value) not in checked:
                 check_storable(value, name)
                 checked.add((name, value))
-        for name in _CHECKED_JSON:
+        for name in () if json_checked else _CHECKED_JSON:
             check_storable(getattr(item, name), name)
     image_ids = sorted({item.image.pk for item in items})
     latest = annotation_versions_demote(items, image_ids)
@@ -74,6 +84,27 @@ def annotations_write(*, items: Sequence[NewAnnotation]) -> None:
     _copy(Triplet, triplets)
     _copy(Element, (_element_row(triplet_id, e) for triplet_id, found in zip(triplet_ids, elements) for e in found),
           with_id=False)
+
+
+def images_write(*, images: Sequence[Image]) -> None:
+    """Insert ``images`` (new, unsaved instances) as ``Image.objects.bulk_create`` does: each
+    instance gets its id, and its ``auto_now``/``auto_now_add`` fields the time of the write."""
+    if not images:
+        return
+    if connection.vendor != "postgresql":
+        Image.objects.bulk_create(list(images))
+        return
+    now = timezone.now()
+    fields = Image._meta.concrete_fields
+    stamped = [f.attname for f in fields if getattr(f, "auto_now_add", False) or getattr(f, "auto_now", False)]
+    files = {f.attname for f in fields if isinstance(f, models.FileField)}
+    for image, image_id in zip(images, _reserve_ids(Image, len(images))):
+        image.pk = image_id
+        for name in stamped:
+            setattr(image, name, now)
+        image._state.adding, image._state.db = False, connection.alias
+    _copy(Image, ({f.attname: (getattr(image, f.attname).name if f.attname in files else getattr(image, f.attname))
+                   for f in fields} for image in images))
 
 
 def _annotation_row(item: NewAnnotation, annotation_id: int, version: int, is_current: bool) -> dict[str, Any]:
@@ -115,29 +146,39 @@ def _json_text(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
-def _column_value(field: models.Field) -> Callable[[dict[str, Any]], Any]:
-    """How one column of a row is found: the row's value, else what the ORM would write."""
+def _column_value(field: models.Field, given: bool) -> Callable[[dict[str, Any]], Any]:
+    """How one column of a row is found: the row's value (``given``: the rows hold it), else
+    what the ORM would write."""
     name = field.attname
-    convert = _json_text if isinstance(field, models.JSONField) else None
+    json = isinstance(field, models.JSONField)
+    if given:
+        return (lambda row: _json_text(row[name])) if json else itemgetter(name)
     if getattr(field, "auto_now_add", False) or getattr(field, "auto_now", False):
         fallback: Callable[[], Any] = timezone.now
     elif field.has_default():
         fallback = field.get_default
     else:
-        fallback = lambda: None  # noqa: E731 - NULL, or the NOT NULL constraint refuses the row
-    if convert is None:
-        return lambda row: row[name] if name in row else fallback()
-    return lambda row: convert(row[name] if name in row else fallback())
+        return lambda row: None  # NULL, or the NOT NULL constraint refuses the row
+    return (lambda row: _json_text(fallback())) if json else (lambda row: fallback())
 
 
 def _copy(model: type[models.Model], rows: Iterable[dict[str, Any]], *, with_id: bool = True) -> None:
-    """``COPY`` ``rows`` (column attnames to values) into ``model``'s table, every column
-    written (see the module docstring); without ``with_id`` the table numbers the rows."""
+    """``COPY`` ``rows`` (column attnames to values, the same keys in every row) into
+    ``model``'s table, every column written (see the module docstring); without ``with_id``
+    the table numbers the rows. A refused row raises Django's database error (``IntegrityError``…)."""
     fields = [f for f in model._meta.concrete_fields if with_id or not f.primary_key]
-    values = [_column_value(f) for f in fields]
+    rows = iter(rows)
+    first = next(rows, None)
+    if first is None:
+        return
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    with connection.cursor() as cursor, cursor.cursor.copy(
+    if len(fields) > 1 and all(f.attname in first and not isinstance(f, models.JSONField) for f in fields):
+        row_values: Callable[[dict[str, Any]], Any] = itemgetter(*(f.attname for f in fields))  # every value given
+    else:
+        values = [_column_value(f, f.attname in first) for f in fields]
+        row_values = lambda row: [value(row) for value in values]  # noqa: E731
+    with connection.wrap_database_errors, connection.cursor() as cursor, cursor.cursor.copy(
         f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) FROM STDIN"
     ) as copy:
-        for row in rows:
-            copy.write_row([value(row) for value in values])
+        for row in chain((first,), rows):
+            copy.write_row(row_values(row))

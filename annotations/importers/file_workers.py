@@ -26,11 +26,12 @@ import logging
 import multiprocessing
 import os
 import pickle
+import selectors
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -51,21 +52,22 @@ _STAGES = {"find": "read", "prepare": "checked", "store": "stored"}  # what a ta
 
 @dataclass(frozen=True)
 class Found:
-    """A file read and hashed: its resolved path and the SHA-256 of its bytes."""
+    """A file read and hashed: its resolved path (a string: cheaper to send between processes
+    than a ``Path``) and the SHA-256 of its bytes."""
 
-    path: Path
+    path: str
     sha256: str
 
 
 # In a worker: the bytes of the files it found and hashed lately, so that the check of a new
 # content that comes to the same worker reads no file again (and checks exactly the bytes hashed).
-_READ_CACHE: dict[Path, tuple[str, bytes]] = {}
+_READ_CACHE: dict[str, tuple[str, bytes]] = {}
 READ_CACHE_BYTES = 32 * 1024 * 1024
 READ_CACHE_FILES = 1024  # more than a batch's files: the entries of files another worker checked go soon
 _cached_bytes = [0]
 
 
-def _remember(path: Path, sha256: str, data: bytes) -> None:
+def _remember(path: str, sha256: str, data: bytes) -> None:
     """Keep ``data`` for :func:`prepare_file`, within ``READ_CACHE_BYTES`` and ``READ_CACHE_FILES`` (the oldest dropped first)."""
     if len(data) > READ_CACHE_BYTES // 4:
         return
@@ -76,7 +78,7 @@ def _remember(path: Path, sha256: str, data: bytes) -> None:
         _forget(next(iter(_READ_CACHE)))
 
 
-def _forget(path: Path) -> tuple[str, bytes] | None:
+def _forget(path: str) -> tuple[str, bytes] | None:
     entry = _READ_CACHE.pop(path, None)
     if entry is not None:
         _cached_bytes[0] -= len(entry[1])
@@ -87,8 +89,8 @@ def find_file(images_dir: Path, name: str) -> Found:
     """Resolve ``name`` in ``images_dir``, read it within the limits, hash it (in a worker)."""
     path = resolve_image_path(images_dir, name)
     data = read_image_file(path)
-    found = Found(path, sha256_of(data))
-    _remember(path, found.sha256, data)
+    found = Found(str(path), sha256_of(data))
+    _remember(found.path, found.sha256, data)
     return found
 
 
@@ -100,7 +102,7 @@ def prepare_file(found: Found) -> PreparedImage:
     if cached is not None and cached[0] == found.sha256:
         data = cached[1]
     else:
-        data = read_image_file(found.path)
+        data = read_image_file(Path(found.path))
         if sha256_of(data) != found.sha256:
             raise InvalidImage("the file changed while the import read it")
     return image_prepare(data, sha256=found.sha256)
@@ -230,49 +232,62 @@ class FilePool:
     def run(self, operation: str, tasks: Sequence[tuple]) -> list[tuple[bool, Any]]:
         """Run ``operation`` on each argument tuple of ``tasks``; ``(True, value)`` or ``(False, exception)``
         per task, in order. A task whose worker does not answer within the time limit gets
-        ``(False, InvalidImage(...))`` naming the limit, and its worker is replaced."""
+        ``(False, InvalidImage(...))`` naming the limit, and its worker is replaced. A worker
+        gets its next tasks once it answered all it had: it is then reading, never left to
+        block this process on a full pipe."""
         results: list[tuple[bool, Any] | None] = [None] * len(tasks)
         queue = deque(range(len(tasks)))
         while len(self._workers) < min(self.size, len(tasks)):
             self._start()
         busy: dict[Connection, _Worker] = {}
         per_message = max(1, min(TASKS_PER_MESSAGE, len(tasks) // (2 * self.size) or 1))
+        with selectors.DefaultSelector() as selector:  # registered while busy: no set-up per wait
 
-        def feed(worker: _Worker) -> None:
-            batch = [queue.popleft() for _ in range(min(per_message, len(queue)))]
-            if not batch:
-                return
-            worker.conn.send([(i, operation, tasks[i]) for i in batch])
-            worker.pending.extend(batch)
-            worker.deadline = time.monotonic() + self.timeout_s
-            busy[worker.conn] = worker
-
-        for worker in self._workers:
-            feed(worker)
-        while busy:
-            now = time.monotonic()
-            for worker in [w for w in busy.values() if w.deadline <= now]:
+            def release(worker: _Worker) -> None:
                 del busy[worker.conn]
-                stuck = worker.pending.popleft()
-                results[stuck] = (False, self._timeout_error(worker.stage or _STAGES.get(operation, "checked")))
-                queue.extendleft(reversed(worker.pending))  # the files behind it go to a fresh worker
-                self._kill(worker)
-                logger.warning("import: a file worker overran %g s and was killed", self.timeout_s)
-                feed(self._start())
-            if not busy:
-                break
-            ready = wait(list(busy), timeout=max(0.0, min(w.deadline for w in busy.values()) - time.monotonic()))
-            for conn in ready:
-                self._receive(busy[conn], busy, results, queue, feed)
+                selector.unregister(worker.conn)
+
+            def feed(worker: _Worker) -> None:
+                batch = [queue.popleft() for _ in range(min(per_message, len(queue)))]
+                if not batch:
+                    if worker.conn in busy:
+                        release(worker)
+                    return
+                worker.conn.send([(i, operation, tasks[i]) for i in batch])
+                worker.deadline = time.monotonic() + self.timeout_s
+                worker.pending.extend(batch)
+                if worker.conn not in busy:
+                    busy[worker.conn] = worker
+                    selector.register(worker.conn, selectors.EVENT_READ)
+
+            for worker in self._workers:
+                feed(worker)
+            while busy:
+                now = time.monotonic()
+                for worker in [w for w in busy.values() if w.deadline <= now]:
+                    release(worker)
+                    stuck = worker.pending.popleft()
+                    results[stuck] = (False, self._timeout_error(worker.stage or _STAGES.get(operation, "checked")))
+                    queue.extendleft(reversed(worker.pending))  # the files behind it go to a fresh worker
+                    self._kill(worker)
+                    logger.warning("import: a file worker overran %g s and was killed", self.timeout_s)
+                    feed(self._start())
+                if not busy:
+                    break
+                ready = selector.select(timeout=max(0.0, min(w.deadline for w in busy.values()) - time.monotonic()))
+                for key, _ in ready:
+                    worker = busy.get(key.fileobj)
+                    if worker is not None:
+                        self._receive(worker, results, queue, feed, release)
         return results  # type: ignore[return-value]
 
-    def _receive(self, worker: _Worker, busy: dict, results: list, queue: deque, feed: Callable[[_Worker], None]) -> None:
+    def _receive(self, worker: _Worker, results: list, queue: deque, feed: Callable[[_Worker], None],
+                 release: Callable[[_Worker], None]) -> None:
         """Read one message of ``worker`` (a result or a progress report); replace it when it died."""
-        conn = worker.conn
         try:
-            task_id, ok, value = conn.recv()
+            task_id, ok, value = worker.conn.recv()
         except (EOFError, OSError):  # the worker died (killed from outside, out of memory)
-            del busy[conn]
+            release(worker)
             lost = worker.pending.popleft()
             results[lost] = (False, RuntimeError("the file worker died while it handled this file"))
             queue.extendleft(reversed(worker.pending))
@@ -287,7 +302,6 @@ class FilePool:
         worker.stage = ""
         results[task_id] = (ok, value)
         if not worker.pending:
-            del busy[conn]
             feed(worker)
 
     def _timeout_error(self, what: str) -> InvalidImage:

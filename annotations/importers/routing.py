@@ -11,7 +11,7 @@ images again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from annotations.domain import PIPELINE_AUTHOR
@@ -25,13 +25,14 @@ from annotations.models import (
     ImageStatus,
 )
 from annotations.phrase_embeddings import phrase_vectors
-from annotations.services import images_set_status
+from annotations.services import NewAnnotation, images_set_status
 from core.alignment import NO_VECTORS, PhraseVectors
 from core.priority import annotator_agreement, queue_priority, stored_critic_verdict
 from core.triplets import PhraseTriplet
 from core.vocabulary import EMOTIONS, ROLES
 
 # An imported model answer never undoes review work: images in these states keep them.
+_ANSWER_KINDS = frozenset({AnnotationKind.MODEL, AnnotationKind.HUMAN})  # those the routing compares
 REVIEWABLE_STATUSES = frozenset({ImageStatus.NEW, ImageStatus.PREANNOTATING, ImageStatus.FAILED, ImageStatus.IN_REVIEW})
 
 
@@ -70,6 +71,31 @@ def _phrase_triplets(annotation_ids: list[int]) -> dict[int, tuple[PhraseTriplet
     return {
         a: tuple(PhraseTriplet(**{r: t[i].get(r, "") for r in ROLES}) for i in sorted(t)) for a, t in found.items()
     }
+
+
+def _written_answers(written: Mapping[int, Sequence[NewAnnotation]]) -> tuple[dict[int, list[_Answer]], dict[int, tuple[PhraseTriplet, ...]]]:
+    """What :func:`_current_answers` and :func:`_phrase_triplets` read, for images whose every
+    annotation is in ``written`` (images created in this transaction, their annotations in the
+    order written): per author the newest is current. The answers get negative keys of their own."""
+    answers: dict[int, list[_Answer]] = {}
+    triplets: dict[int, tuple[PhraseTriplet, ...]] = {}
+    key = 0
+    for image_id, items in written.items():
+        newest: dict[tuple[str, str], _Answer] = {}
+        for item in reversed(items):
+            if item.kind not in _ANSWER_KINDS or (item.kind, item.author_name) in newest:
+                continue
+            key -= 1
+            ces = item.data.ces
+            newest[(item.kind, item.author_name)] = _Answer(
+                key, item.kind, item.author_name, ces.label if ces else None, ces.confidence if ces else None,
+                ces.distribution if ces else None, item.critic)
+            if item.data.triplets:
+                phrases = ({e.role: e.phrase for e in t.elements} for t in item.data.triplets)
+                triplets[key] = tuple(PhraseTriplet(**{r: found.get(r, "") for r in ROLES}) for found in phrases)
+        if newest:
+            answers[image_id] = list(newest.values())
+    return answers, triplets
 
 
 def _compared(answers: list[_Answer]) -> list[_Answer]:
@@ -112,9 +138,12 @@ def _review_fields(answers: list[_Answer], triplets: dict[int, tuple[PhraseTripl
     return fields
 
 
-def images_route_imported(*, images: list[Image], approved: bool) -> None:
+def images_route_imported(*, images: list[Image], approved: bool,
+                          written: Mapping[int, Sequence[NewAnnotation]] | None = None) -> None:
     """Set the images' status and queue fields after annotations were imported (a fixed
-    number of queries for any number of images).
+    number of queries for any number of images). ``written``: the annotations this
+    transaction wrote for images it created (by image id, in the order written), which
+    are all those images have: their answers are taken from there, not read back.
 
     ``approved``: the newest approved import of each image is final, the image is
     approved with its label. Otherwise an image that is not yet reviewed goes to (or
@@ -133,9 +162,11 @@ def images_route_imported(*, images: list[Image], approved: bool) -> None:
         images_set_status(updates, status=ImageStatus.APPROVED)
         return
     reviewable = [image for image in images if image.status in REVIEWABLE_STATUSES]
-    answers = _current_answers([image.pk for image in reviewable])
-    compared = [a.id for found in answers.values() for a in _compared(found) if a.kind == AnnotationKind.MODEL]
-    triplets = _phrase_triplets(compared) if compared else {}
+    written = {image.pk: written[image.pk] for image in reviewable if image.pk in written} if written else {}
+    answers, triplets = _written_answers(written)
+    answers.update(_current_answers([image.pk for image in reviewable if image.pk not in written]))
+    compared = [a.id for found in answers.values() for a in _compared(found) if a.kind == AnnotationKind.MODEL and a.id > 0]
+    triplets.update(_phrase_triplets(compared) if compared else {})
     vectors = _vectors(triplets)
     labels = {d.pk: d.get_taxonomy().labels for d in Dataset.objects.filter(pk__in={i.dataset_id for i in reviewable})}
     images_set_status(

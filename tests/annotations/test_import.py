@@ -468,11 +468,11 @@ def test_an_unexpected_error_in_the_batch_write_falls_back_to_line_by_line(ws, m
     real = batch_write.annotations_write
     calls = []
 
-    def write_refusing_one_line(*, items):
+    def write_refusing_one_line(*, items, **options):
         calls.append(len(items))
         if any(item.data.rationale == "boom" for item in items):
             raise ValueError("cannot write this one")
-        return real(items=items)
+        return real(items=items, **options)
 
     monkeypatch.setattr(batch_write, "annotations_write", write_refusing_one_line)
     names = [ws.add_png(f"{i}.png", seed=i) for i in range(3)]

@@ -139,6 +139,36 @@ def test_copy_writes_the_rows_annotation_bulk_create_writes():
     assert Element.objects.filter(triplet__annotation__in=copied).count() == 18
 
 
+@pytest.mark.django_db
+def test_images_write_stores_the_rows_bulk_create_stores():
+    """On PostgreSQL ``images_write`` uses COPY: the same columns as ``bulk_create``, the
+    instances given their ids and times; a second copy of a content is refused as by the insert."""
+    from django.db import IntegrityError, transaction
+
+    from annotations.importers.copy_write import images_write
+
+    dataset = Dataset.objects.create(slug="images")
+    made = {way: [Image(dataset=dataset, sha256=f"{way}{i}", original_name=f"{i}.png", width=32, height=24 + i,
+                        source="emoset", file=f"images/{way}{i}.png", thumbnail=f"thumbs/{way}{i}.jpg") for i in range(2)]
+            for way in ("copy", "orm")}
+    images_write(images=made["copy"])
+    Image.objects.bulk_create(made["orm"])
+    skip = {"id", "sha256", "file", "thumbnail", "audit_draw", "created_at", "updated_at"}
+
+    def rows(way: str) -> list[tuple]:
+        names = [f.attname for f in Image._meta.concrete_fields if f.attname not in skip]
+        return list(Image.objects.filter(sha256__startswith=way).order_by("sha256").values_list(*names))
+
+    assert rows("copy") == rows("orm") and len(rows("copy")) == 2
+    for image in made["copy"]:
+        stored = Image.objects.get(pk=image.pk)
+        assert (stored.sha256, stored.file.name, stored.audit_draw, stored.created_at) == (
+            image.sha256, image.file.name, image.audit_draw, image.created_at) and stored.updated_at
+        assert not image._state.adding
+    with pytest.raises(IntegrityError), transaction.atomic():
+        images_write(images=[Image(dataset=dataset, sha256="copy0", original_name="x.png", width=1, height=1, file="x")])
+
+
 def _stall_after_storing() -> None:
     file_workers.progress("stored")
     time.sleep(30)
@@ -191,3 +221,48 @@ def test_an_import_that_grows_the_tables_refreshes_their_statistics(tmp_path, se
     assert report.imported == 5
     analyzed = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("ANALYZE")]
     assert len(analyzed) == 2 and '"annotations_element"' in analyzed[0]  # after 2 lines, after 4
+
+
+@pytest.mark.django_db
+def test_images_a_batch_creates_are_routed_from_its_answers_as_from_the_database(tmp_path, settings, monkeypatch):
+    """The queue fields of the images a batch creates come from the answers the batch wrote
+    (no read back): exactly what scoring them again from the database gives, with several
+    authors, a second version of one author, a person, the merged answer and a critic."""
+    from annotations.importers import routing
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    ws = Workspace(tmp_path)
+    a, b, c, d = (ws.add_png(f"{n}.png", seed=i) for i, n in enumerate("abcd"))
+    ws.run([ws.line(d, label="awe", confidence=0.6)])  # d exists before the batch: read from the database
+    read: list[set[int]] = []
+    real = routing._current_answers
+    monkeypatch.setattr(routing, "_current_answers", lambda ids: read.append(set(ids)) or real(ids))
+    wrong = {"label_verdict": "ok", "elements": [{"triplet_index": 0, "role": "subject", "verdict": "wrong"}]}
+    report = ws.run([
+        ws.line(a, label="awe", confidence=0.7), ws.line(a, annotator="gemini", label="fear", confidence=0.55,
+                                                         subject_phrase="a tiny dinghy"),
+        ws.line(a, label="sadness", confidence=0.9),  # gpt-4o again: its newest is current
+        ws.line(b, annotator="alice", kind="human", label="awe"), {**ws.line(b, annotator="pipeline"), "critic": wrong},
+        ws.line(c, confidence=0.4, with_mask=False), {"image": c},
+        ws.line(d, annotator="gemini", label="fear", confidence=0.8),
+    ])
+    assert (report.imported, report.duplicates, report.failed) == (7, 1, 0)
+    created = set(Image.objects.exclude(original_name=d).values_list("pk", flat=True))
+    assert read and not any(ids & created for ids in read)
+
+    def queue() -> dict:
+        return {i.original_name: (i.status, i.label, i.confidence, i.agreement, i.priority) for i in Image.objects.all()}
+
+    imported = queue()
+    assert imported[a][3] is not None and imported[b][4] is not None
+    routing.images_refresh_agreement(image_ids=list(Image.objects.values_list("pk", flat=True)))
+    assert queue() == imported
+
+
+def test_a_worker_checks_the_bytes_it_found_without_reading_the_file_again(tmp_path, settings):
+    """``find_file`` keeps the bytes it hashed for ``prepare_file`` in the same worker: the
+    file is read once (here it is gone before the check, which still gets its pixels)."""
+    (tmp_path / "a.png").write_bytes(png_bytes(32, 24, seed=3))
+    found = file_workers.find_file(tmp_path, "a.png")
+    (tmp_path / "a.png").unlink()
+    assert file_workers.prepare_file(found).sha256 == found.sha256

@@ -245,11 +245,11 @@ def test_files_are_read_checked_and_stored_before_the_transaction_opens(ws, monk
     real_write = batch_write.annotations_write
     writes = []
 
-    def first_batch_write_fails(*, items):
+    def first_batch_write_fails(*, items, **options):
         writes.append(len(items))
         if len(writes) == 1:
             raise ValueError("the batch write fails once")
-        return real_write(items=items)
+        return real_write(items=items, **options)
 
     monkeypatch.setattr(batch_write, "annotations_write", first_batch_write_fails)
     names = [ws.add_png(f"{i}.png", seed=i) for i in range(3)]
