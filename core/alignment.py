@@ -135,10 +135,13 @@ class PhraseVectors:
 
     def cosine(self, a: str | None, b: str | None) -> float | None:
         """Cosine of the two phrases' embeddings; ``None`` when either has none."""
+        if not self._unit:
+            return None
         va, vb = self.get(a), self.get(b)
         if va is None or vb is None or va.shape != vb.shape:
             return None
-        return float(np.clip(va.astype(np.float64) @ vb, -1.0, 1.0))
+        cosine = float(va.astype(np.float64) @ vb)
+        return cosine if -1.0 <= cosine <= 1.0 else float(np.clip(cosine, -1.0, 1.0))  # the clip only where it clips
 
 
 NO_VECTORS = PhraseVectors()
@@ -234,11 +237,17 @@ class TripletComparison:
 
 def _triplet_similarity(a: Mapping, b: Mapping, vectors: PhraseVectors) -> tuple[float, dict[str, _Element]]:
     """:func:`compare_triplets` as plain tuples: the similarity and each shared role's element comparison."""
-    roles = {role: _element_similarity(a[role], b[role], vectors) for role in ROLES if a.get(role) and b.get(role)}
+    roles: dict[str, _Element] = {}
+    weights, terms = [], []
+    for role in ROLES:
+        ea, eb = a.get(role), b.get(role)
+        if ea and eb:
+            roles[role] = element = _element_similarity(ea, eb, vectors)
+            weights.append(ROLE_WEIGHTS[role])
+            terms.append(ROLE_WEIGHTS[role] * element[0])
     if not roles:
         return 0.0, roles
-    weight = sum(ROLE_WEIGHTS[role] for role in roles)
-    return sum(ROLE_WEIGHTS[role] * e[0] for role, e in roles.items()) / weight, roles
+    return sum(terms) / sum(weights), roles
 
 
 def compare_triplets(a: Mapping, b: Mapping, vectors: PhraseVectors = NO_VECTORS) -> TripletComparison:
