@@ -6,7 +6,8 @@ Realistic routing inputs (seeded): two model annotators, 1-3 B-A-S phrase triple
 drawn from overlapping phrase pools (case and spacing variants, shared words), CES
 distributions over Mikels' eight labels; scored once without stored embeddings (a fresh
 import), once with 384-d embeddings for part of the phrases, and once with phrases that no
-earlier score saw (each case's phrases carry its number: nothing is reused across scores). Prints the best of
+earlier score saw (each case's phrases carry its number: nothing is reused across scores);
+last, the lines of ``bench/import.py`` (one and the same triplet from both, peaked distributions). Prints the best of
 ``--repeat`` runs in µs of process CPU per score; ``--profile`` prints cProfile's top.
 Run it from another checkout's root (``python /path/to/bench/agreement_score.py``) to
 time that checkout's code: the packages are imported from the working directory.
@@ -41,15 +42,23 @@ def _answer(rng: random.Random, tag: str = "") -> tuple[tuple[PhraseTriplet, ...
     return triplets, {e: w / sum(weights) for e, w in zip(EMOTIONS, weights)}
 
 
+def _peaked(rng: random.Random) -> dict[str, float]:
+    label, confidence = rng.choice(EMOTIONS), rng.uniform(0.4, 0.95)
+    return {e: confidence if e == label else (1 - confidence) / (len(EMOTIONS) - 1) for e in EMOTIONS}
+
+
 def run(cases: int, repeat: int) -> None:
     rng = random.Random(0)
     inputs = [[_answer(rng), _answer(rng)] for _ in range(cases)]
     embed = np.random.default_rng(0)
     vectors = PhraseVectors({p: embed.normal(size=384) for p in BACKGROUNDS[:4] + ATTRIBUTES[:4] + SUBJECTS[:4]})
     fresh = [[[_answer(rng, f" {n}-{i}"), _answer(rng, f" {n}-{i}")] for i in range(cases)] for n in range(repeat)]
+    same = PhraseTriplet("stormy sea", "dark, churning", "small boat")
+    import_lines = [[((same,), _peaked(rng)), ((same,), _peaked(rng))] for _ in range(cases)]
     for name, found, batches in (("no embeddings", NO_VECTORS, [inputs] * repeat),
                                  ("some embeddings", vectors, [inputs] * repeat),
-                                 ("no embeddings, new phrases", NO_VECTORS, fresh)):
+                                 ("no embeddings, new phrases", NO_VECTORS, fresh),
+                                 ("bench/import.py's lines", NO_VECTORS, [import_lines] * repeat)):
         best = float("inf")
         for batch in batches:
             start = time.process_time()
