@@ -44,6 +44,7 @@ with all-MiniLM-L6-v2 (``python bench/alignment.py`` prints the figures):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -66,6 +67,12 @@ ROLE_WEIGHTS: dict[str, float] = {"background": 1.0, "attribute": 1.0, "subject"
 KEY, MEANING, WORDS = "key", "meaning", "words"
 
 
+# Scoring compares each phrase of an answer with several others: the normalisations of the
+# phrases seen lately are kept (pure functions of the text; their results are immutable).
+_PHRASE_CACHE = 16384
+
+
+@functools.lru_cache(maxsize=_PHRASE_CACHE)
 def phrase_key(phrase: str | None) -> str:
     """NFKC, case-folded, whitespace collapsed: ``"  Dark  Clouds "`` -> ``"dark clouds"``.
     Phrases with the same key are the same phrase (and share one stored embedding)."""
@@ -81,6 +88,7 @@ _WORD = re.compile(r"[^\W_]+")
 _FUNCTION_WORDS = frozenset({"a", "an", "the", "of", "with", "and", "in", "on", "at", "to", "is", "are", "its"})
 
 
+@functools.lru_cache(maxsize=_PHRASE_CACHE)
 def content_words(phrase: str | None) -> frozenset[str]:
     """The phrase's words, case-folded, without punctuation and function words (all its
     words when it has nothing else): ``"Gleaming, ready to ride"`` -> {gleaming, ready, ride}."""
@@ -127,10 +135,13 @@ class PhraseVectors:
 
     def cosine(self, a: str | None, b: str | None) -> float | None:
         """Cosine of the two phrases' embeddings; ``None`` when either has none."""
+        if not self._unit:
+            return None
         va, vb = self.get(a), self.get(b)
         if va is None or vb is None or va.shape != vb.shape:
             return None
-        return float(np.clip(va.astype(np.float64) @ vb, -1.0, 1.0))
+        cosine = float(va.astype(np.float64) @ vb)
+        return cosine if -1.0 <= cosine <= 1.0 else float(np.clip(cosine, -1.0, 1.0))  # the clip only where it clips
 
 
 NO_VECTORS = PhraseVectors()
@@ -151,14 +162,23 @@ class PhraseComparison:
         return self.method == WORDS
 
 
-def compare_phrases(a: str | None, b: str | None, vectors: PhraseVectors = NO_VECTORS) -> PhraseComparison:
-    """Compare two phrases by meaning where both have a stored embedding, else by words."""
-    if phrase_key(a) and phrase_key(a) == phrase_key(b):
-        return PhraseComparison(1.0, 1.0, MEANING)
+_SAME_TEXT = (1.0, 1.0, MEANING)
+
+
+def _phrase_similarity(a: str | None, b: str | None, vectors: PhraseVectors) -> tuple[float, float | None, str]:
+    """:func:`compare_phrases` as a plain ``(similarity, cosine, method)`` (the rule, once)."""
+    key = phrase_key(a)
+    if key and key == phrase_key(b):
+        return _SAME_TEXT
     cosine = vectors.cosine(a, b)
     if cosine is None:
-        return PhraseComparison(word_overlap(a, b), None, WORDS)
-    return PhraseComparison(min(1.0, max(0.0, cosine) / (2 * PAIR_MIN_COSINE)), cosine, MEANING)
+        return word_overlap(a, b), None, WORDS
+    return min(1.0, max(0.0, cosine) / (2 * PAIR_MIN_COSINE)), cosine, MEANING
+
+
+def compare_phrases(a: str | None, b: str | None, vectors: PhraseVectors = NO_VECTORS) -> PhraseComparison:
+    """Compare two phrases by meaning where both have a stored embedding, else by words."""
+    return PhraseComparison(*_phrase_similarity(a, b, vectors))
 
 
 def same_meaning(a: str | None, b: str | None, vectors: PhraseVectors = NO_VECTORS) -> bool:
@@ -189,11 +209,19 @@ class ElementComparison:
     iou: float | None
 
 
+_Element = tuple[float, tuple[float, float | None, str], float | None]  # ElementComparison's fields, plain
+
+
+def _element_similarity(a: Mapping, b: Mapping, vectors: PhraseVectors) -> _Element:
+    phrase = _phrase_similarity(a.get("phrase"), b.get("phrase"), vectors)
+    iou = grounded_iou(a, b)
+    return max(phrase[0], iou or 0.0), phrase, iou
+
+
 def compare_elements(a: Mapping, b: Mapping, vectors: PhraseVectors = NO_VECTORS) -> ElementComparison:
     """Two elements of the same role: phrase similarity, and IoU where both are grounded."""
-    phrase = compare_phrases(a.get("phrase"), b.get("phrase"), vectors)
-    iou = grounded_iou(a, b)
-    return ElementComparison(max(phrase.similarity, iou or 0.0), phrase, iou)
+    similarity, phrase, iou = _element_similarity(a, b, vectors)
+    return ElementComparison(similarity, PhraseComparison(*phrase), iou)
 
 
 @dataclass(frozen=True)
@@ -207,17 +235,30 @@ class TripletComparison:
         return WORDS if any(e.phrase.fallback for e in self.roles.values()) else MEANING
 
 
+def _triplet_similarity(a: Mapping, b: Mapping, vectors: PhraseVectors) -> tuple[float, dict[str, _Element]]:
+    """:func:`compare_triplets` as plain tuples: the similarity and each shared role's element comparison."""
+    roles: dict[str, _Element] = {}
+    weights, terms = [], []
+    for role in ROLES:
+        ea, eb = a.get(role), b.get(role)
+        if ea and eb:
+            roles[role] = element = _element_similarity(ea, eb, vectors)
+            weights.append(ROLE_WEIGHTS[role])
+            terms.append(ROLE_WEIGHTS[role] * element[0])
+    if not roles:
+        return 0.0, roles
+    return sum(terms) / sum(weights), roles
+
+
 def compare_triplets(a: Mapping, b: Mapping, vectors: PhraseVectors = NO_VECTORS) -> TripletComparison:
     """Role by role over the roles both triplets have (module docstring)."""
-    roles = {role: compare_elements(a[role], b[role], vectors) for role in ROLES if a.get(role) and b.get(role)}
-    if not roles:
-        return TripletComparison(0.0)
-    weight = sum(ROLE_WEIGHTS[role] for role in roles)
-    return TripletComparison(sum(ROLE_WEIGHTS[role] * e.similarity for role, e in roles.items()) / weight, roles)
+    similarity, roles = _triplet_similarity(a, b, vectors)
+    return TripletComparison(similarity, {
+        role: ElementComparison(e, PhraseComparison(*phrase), iou) for role, (e, phrase, iou) in roles.items()})
 
 
 def triplet_similarity(a: Mapping, b: Mapping, vectors: PhraseVectors = NO_VECTORS) -> float:
-    return compare_triplets(a, b, vectors).similarity
+    return _triplet_similarity(a, b, vectors)[0]
 
 
 @dataclass(frozen=True)
@@ -283,22 +324,27 @@ def alignment_summary(words_only: Iterable[str]) -> dict:
     return {"method": WORDS if n else MEANING, "fallback": bool(n), "phrases_without_embedding": n, "note": note}
 
 
-def _assign(weights: np.ndarray) -> list[tuple[int, int]]:
-    """The optimal one-to-one pairs of ``weights (N, M)`` (maximum total), keeping only
-    pairs at or above :data:`PAIR_MIN_SIMILARITY`. Pairs below it carry no weight, so the
-    assignment never trades a good pair for one that would be dropped."""
-    if weights.size == 0:
-        return []
+def _assign(matrix: list[list[float]]) -> list[tuple[int, int]]:
+    """The optimal one-to-one pairs of the weights ``matrix`` (N lists of M; maximum total),
+    keeping only pairs at or above :data:`PAIR_MIN_SIMILARITY`. Pairs below it carry no
+    weight, so the assignment never trades a good pair for one that would be dropped.
+
+    When no two usable pairs share a triplet (the usual case for a few triplets), taking
+    every usable pair is the only optimum, found without the solver."""
+    usable_pairs = [(i, j) for i, row in enumerate(matrix) for j, w in enumerate(row) if w >= PAIR_MIN_SIMILARITY]
+    if len({i for i, _ in usable_pairs}) == len({j for _, j in usable_pairs}) == len(usable_pairs):
+        return usable_pairs
+    weights = np.array(matrix, dtype=np.float64)
     usable = np.where(weights >= PAIR_MIN_SIMILARITY, weights, 0.0)
     rows, cols = linear_sum_assignment(usable, maximize=True)
     return [(int(i), int(j)) for i, j in zip(rows, cols) if usable[i, j] >= PAIR_MIN_SIMILARITY]
 
 
-def _words_only(comparison: TripletComparison, a: Mapping, b: Mapping) -> set[str]:
-    """The phrases of a pair whose roles were compared by words."""
+def _words_only(roles: Mapping[str, _Element], a: Mapping, b: Mapping) -> set[str]:
+    """The phrases of a pair whose roles (:func:`_triplet_similarity`'s) were compared by words."""
     out = set()
-    for role, element in comparison.roles.items():
-        if element.phrase.fallback:
+    for role, (_, phrase, _) in roles.items():
+        if phrase[2] == WORDS:
             out |= {phrase_key(a[role].get("phrase")), phrase_key(b[role].get("phrase"))}
     return out
 
@@ -322,16 +368,16 @@ def align_triplets(a: Sequence[dict], b: Sequence[dict], vectors: PhraseVectors 
         else:
             rest_a.append(t)
     rest_b = [t for t in b if id(t) not in used]
-    comparisons = [[compare_triplets(x, y, vectors) for y in rest_b] for x in rest_a]
-    weights = np.array([[c.similarity for c in row] for row in comparisons], dtype=np.float64).reshape(len(rest_a), len(rest_b))
-    assigned = dict(_assign(weights))
+    comparisons = [[_triplet_similarity(x, y, vectors) for y in rest_b] for x in rest_a]
+    assigned = dict(_assign([[similarity for similarity, _ in row] for row in comparisons]))
     taken_b = set(assigned.values())
     words_only: set[str] = set()
     for i, t in enumerate(rest_a):
         if i in assigned:
-            c = comparisons[i][assigned[i]]
-            pairs.append(TripletPair(t, rest_b[assigned[i]], c.method, c.similarity))
-            words_only |= _words_only(c, t, rest_b[assigned[i]])
+            similarity, roles = comparisons[i][assigned[i]]
+            by_words = _words_only(roles, t, rest_b[assigned[i]])
+            pairs.append(TripletPair(t, rest_b[assigned[i]], WORDS if by_words else MEANING, similarity))
+            words_only |= by_words
     unmatched_a = [t for i, t in enumerate(rest_a) if i not in assigned]
     unmatched_b = [t for j, t in enumerate(rest_b) if j not in taken_b]
     if unmatched_a and unmatched_b:  # embeddings might have paired some of them
