@@ -23,7 +23,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def exported(tmp_path, monkeypatch, settings):
-    monkeypatch.setattr(runs, "CHUNK_SIZE", 2)  # several row groups
+    monkeypatch.setattr(runs, "CHUNK_SIZE", 1)  # a chunk per candidate image
+    monkeypatch.setattr(parquet_writer, "ROW_GROUP_CHUNKS", 2)  # a row group per two chunks
     settings.MEDIA_URL = "https://cdn.example.org/media/"  # a public media URL, so images=url is allowed
     scene = build_scene()
     snapshot = services.export_create(dataset=scene.dataset, export_format="parquet", options={"images": "url"})
@@ -40,7 +41,9 @@ def test_schema_row_groups_and_metadata(exported):
     assert [triplet.field(i).name for i in range(triplet.num_fields)] == ["key", *ROLES]
     assert json.loads(schema.metadata[b"emoverse"])["dataset"] == "demo"
     meta = pq.ParquetFile(path).metadata
-    assert meta.num_rows == 3 and meta.num_row_groups == 2  # chunks of 2 candidates (4 approved, 1 skipped)
+    # 4 approved candidates, one chunk each; the model-only one is skipped (an empty chunk, no rows):
+    # the first two chunks make one row group, the third is written at close.
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [2, 1]
 
 
 def test_values_match_the_final_annotations(exported):
