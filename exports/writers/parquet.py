@@ -192,17 +192,36 @@ class ParquetWriter:
         self._rows = 0
         self._pending: list[pa.Table] = []  # encoded chunks of the next row group
 
-    def encode(self, items: list[ExportItem]) -> pa.Table | None:
-        """A chunk's row group, None for no rows (no state of earlier chunks: a worker process may build it)."""
-        return chunk_table(items, include_rejected=self.include_rejected, schema=self._schema) if items else None
+    def encode(self, items: list[ExportItem]) -> bytes | None:
+        """A chunk's rows as an Arrow IPC stream, None for no rows (no state of earlier chunks: a worker
+        process may build it). Bytes, so a worker's chunk comes back through the pool's shared memory
+        and is read there without a copy (:class:`exports.chunks.ChunkPool`)."""
+        if not items:
+            return None
+        table = chunk_table(items, include_rejected=self.include_rejected, schema=self._schema)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as stream:
+            stream.write_table(table)
+        return sink.getvalue().to_pybytes()
 
-    def append(self, table: pa.Table | None) -> None:
-        """Add an encoded chunk (chunks in export order); every :data:`ROW_GROUP_CHUNKS` chunks make a row group."""
-        if table is not None:
-            self._pending.append(table.replace_schema_metadata(self._schema.metadata))
-            self._rows += table.num_rows
-            if len(self._pending) >= ROW_GROUP_CHUNKS:
-                self._flush()
+    def append(self, encoded: bytes | memoryview | None) -> None:
+        """Add an encoded chunk (chunks in export order); every :data:`ROW_GROUP_CHUNKS` chunks make a row group.
+
+        ``encoded`` may be a view of the pool's shared memory, valid until the next chunk: a chunk
+        kept for a later row group is copied into Arrow's memory first.
+        """
+        if encoded is None:
+            return
+        if len(self._pending) + 1 < ROW_GROUP_CHUNKS:
+            owned = pa.allocate_buffer(len(encoded))
+            pa.FixedSizeBufferWriter(owned).write(encoded)
+            encoded = owned
+        table = pa.ipc.open_stream(encoded).read_all()
+        self._pending.append(table.replace_schema_metadata(self._schema.metadata))
+        self._rows += table.num_rows
+        del table, encoded
+        if len(self._pending) >= ROW_GROUP_CHUNKS:
+            self._flush()
 
     def _flush(self) -> None:
         """Write the pending chunks as one row group."""
