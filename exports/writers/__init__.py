@@ -3,7 +3,7 @@
 A writer receives the export's folder and its format options, then the exported
 images a chunk at a time (:meth:`ExportWriter.write`), and finally
 :meth:`ExportWriter.close`, which finishes its files and says what it wrote. A
-writer never holds more than one chunk in memory. The service
+writer holds at most a few chunks in memory (Parquet: the chunks of one row group). The service
 (``exports.runs``) picks the images, their final annotations and the image
 files; writers only encode.
 

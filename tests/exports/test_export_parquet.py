@@ -15,6 +15,8 @@ from datasets import List, Value
 from annotations.selectors import image_final_annotation
 from core.vocabulary import EMOTIONS, ROLES
 from exports import runs, selectors, services
+from exports.filters import ExportFilters
+from exports.writers import ExportItem
 from exports.writers import parquet as parquet_writer
 from tests.exports.export_scenes import build_scene, fast_passwords  # noqa: F401 - autouse fixture
 
@@ -23,7 +25,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def exported(tmp_path, monkeypatch, settings):
-    monkeypatch.setattr(runs, "CHUNK_SIZE", 2)  # several row groups
+    monkeypatch.setattr(runs, "CHUNK_SIZE", 1)  # a chunk per candidate image
+    monkeypatch.setattr(parquet_writer, "ROW_GROUP_CHUNKS", 2)  # a row group per two chunks
     settings.MEDIA_URL = "https://cdn.example.org/media/"  # a public media URL, so images=url is allowed
     scene = build_scene()
     snapshot = services.export_create(dataset=scene.dataset, export_format="parquet", options={"images": "url"})
@@ -40,7 +43,9 @@ def test_schema_row_groups_and_metadata(exported):
     assert [triplet.field(i).name for i in range(triplet.num_fields)] == ["key", *ROLES]
     assert json.loads(schema.metadata[b"emoverse"])["dataset"] == "demo"
     meta = pq.ParquetFile(path).metadata
-    assert meta.num_rows == 3 and meta.num_row_groups == 2  # chunks of 2 candidates (4 approved, 1 skipped)
+    # 4 approved candidates, one chunk each; the model-only one is skipped (an empty chunk, no rows):
+    # the first two chunks make one row group, the third is written at close.
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [2, 1]
 
 
 def test_values_match_the_final_annotations(exported):
@@ -86,3 +91,27 @@ def test_huggingface_datasets_reads_it(exported, tmp_path):
     des = data.with_format("numpy")[index]["des"]
     assert des.dtype == np.float32 and des.shape == (1024,)
     assert np.array_equal(des, np.frombuffer(bytes(image_final_annotation(image=scene.imported).des), dtype="<f4"))
+
+
+def test_a_chunk_kept_for_a_later_row_group_outlives_the_shared_memory_it_came_in(tmp_path, monkeypatch):
+    """A worker's chunk arrives as a view of a shared-memory slot that the next chunk overwrites."""
+    monkeypatch.setattr(parquet_writer, "ROW_GROUP_CHUNKS", 2)
+    scene = build_scene()
+    rows = selectors.export_image_rows(selectors.export_images(dataset=scene.dataset, filters=ExportFilters()), chunk_size=100)
+    images = [image for chunk in rows for image in chunk]
+    finals, _ = selectors.export_chunk([image.id for image in images], include_auto_accepted=False)
+    items = [ExportItem(image=i, annotation=finals[i.id], file_name=i.original_name) for i in images if i.id in finals]
+    writer = parquet_writer.ParquetWriter(tmp_path, {}, context={"dataset": "demo", "version": 1})
+    slot = bytearray(2**20)
+    for item in items:  # one chunk per image: kept, written with the next, kept, written at close
+        encoded = writer.encode([item])
+        slot[:len(encoded)] = encoded
+        view = memoryview(slot)[:len(encoded)]
+        writer.append(view)
+        view.release()  # BufferError if the writer still read from the slot
+        slot[:] = bytes(len(slot))
+    writer.close()
+    meta = pq.ParquetFile(tmp_path / "data.parquet").metadata
+    assert len(items) == 3 and [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [2, 1]
+    expected = parquet_writer.chunk_table(items, include_rejected=False)
+    assert pq.read_table(tmp_path / "data.parquet").replace_schema_metadata(None).equals(expected)
