@@ -18,7 +18,14 @@ import numpy as np
 from django.conf import settings
 
 from annotations.errors import InvalidAnnotation
-from core.masks import decode_mask, encode_mask, rle_string_covers, rle_string_run_count
+from core.masks import (
+    canonical_counts,
+    decode_mask,
+    encode_mask,
+    rle_string_covers,
+    rle_string_run_count,
+    rle_string_runs_plain,
+)
 from core.vocabulary import DES_DIM, MIKELS, ROLES, Taxonomy
 from core.text import TextPolicyError, check_json_tree, check_text, is_blank
 
@@ -180,6 +187,46 @@ def validate_mask(value: Any, width: int, height: int, field_name: str = "mask",
     if list(size) != [height, width]:
         raise InvalidAnnotation(field_name, f"size {list(size)} differs from the image size [{height}, {width}]")
     counts = value["counts"]
+    runs = _plain_runs(counts, height * width, field_name)
+    if runs is None:
+        return _validate_mask_decoded(counts, width, height, field_name, allow_empty=allow_empty)
+    if min(runs) < 0 or sum(runs) != height * width:
+        raise InvalidAnnotation(field_name, "counts do not cover the image exactly (corrupt RLE)"
+                                if isinstance(counts, str) else "uncompressed counts must be non-negative runs covering every pixel")
+    if not any(runs[1::2]):
+        if allow_empty:
+            return None
+        raise InvalidAnnotation(field_name, "mask is empty (no foreground pixel)")
+    return {"size": [height, width], "counts": canonical_counts(runs, height, width)}
+
+
+# pycocotools holds a run and an image's pixel count in 32 bits; past this the masks take the decoding way.
+_PLAIN_PIXELS = 2**31
+
+
+def _plain_runs(counts: Any, pixels: int, field_name: str) -> list[int] | None:
+    """The runs of ``counts`` when they are read without pycocotools: a list of ints, or a
+    string pycocotools could have written (:func:`core.masks.rle_string_runs_plain`), after
+    the same run-count checks as :func:`_check_run_count`; None for anything else, which
+    :func:`_validate_mask_decoded` checks the slow way with its own errors."""
+    if pixels >= _PLAIN_PIXELS:
+        return None
+    if isinstance(counts, str):
+        runs = rle_string_runs_plain(counts) if counts else None  # no number past MAX_RLE_CHARS_PER_RUN
+        if runs is None:
+            return None
+    elif isinstance(counts, list) and counts and all(type(c) is int for c in counts):
+        runs = counts
+    else:
+        return None
+    limit = settings.EMOVERSE_MAX_MASK_RUNS
+    if len(runs) > limit:
+        raise InvalidAnnotation(field_name, f"the mask has {len(runs):,} runs, more than the limit of {limit:,} (EMOVERSE_MAX_MASK_RUNS)")
+    return runs
+
+
+def _validate_mask_decoded(counts: Any, width: int, height: int, field_name: str, *, allow_empty: bool) -> dict | None:
+    """:func:`validate_mask`'s checks of ``counts`` through a decoded mask: any counts at all."""
     _check_run_count(counts, field_name)
     try:
         if isinstance(counts, list):
