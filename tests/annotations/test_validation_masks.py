@@ -2,6 +2,8 @@
 canonical counts and the same errors as the decoding way (``_validate_mask_decoded``), which
 still checks whatever pycocotools could not have written."""
 
+import re
+
 import numpy as np
 import pytest
 from django.test import override_settings
@@ -74,6 +76,32 @@ def test_runs_with_empty_ones_give_the_same_mask_or_error(case, allow_empty, max
 @example((2, 2), "0P", False)  # ends in the middle of a number
 def test_any_string_gives_the_same_mask_or_error(size, counts, allow_empty):
     _assert_same(counts, *size, allow_empty=allow_empty)
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(8, 48), st.integers(8, 48), st.floats(0.0, 1.0), st.booleans())
+@settings(max_examples=200)
+def test_a_large_mask_reads_the_same(seed, height, width, density, runs_given):
+    """Strings past 128 characters are read vectorised: speckled masks write many numbers of 2+ characters."""
+    mask = np.random.default_rng(seed).random((height, width)) < density
+    counts = encode_mask(mask)["counts"]
+    _assert_same(rle_string_runs(counts) if runs_given else counts, height, width)
+
+
+def _runs_or_none(counts):
+    try:
+        runs = rle_string_runs(counts)
+    except ValueError:
+        return None
+    return None if re.search("[P-o]{7}", counts) else runs
+
+
+@given(st.text(st.sampled_from(ALPHABET[:32] * 6 + ALPHABET[32:] + "/p~é"), max_size=400) | st.text(ALPHABET[:32], min_size=127, max_size=300).map(lambda s: s + "p" + s))
+@settings(max_examples=400)
+@example("0" * 127 + "P" * 7 + "1")
+@example("0" * 200 + "P")
+@example("0" * 200 + "o" * 6 + "O")
+def test_plain_strings_read_as_rle_string_runs_and_others_not_at_all(counts):
+    assert rle_string_runs_plain(counts) == _runs_or_none(counts)
 
 
 @pytest.mark.parametrize("counts", ["0P", "0" + "P" * 7 + "2", "0/", "04é"])
