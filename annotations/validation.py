@@ -206,23 +206,18 @@ _PLAIN_PIXELS = 2**31
 
 def _plain_runs(counts: Any, pixels: int, field_name: str) -> list[int] | None:
     """The runs of ``counts`` when they are read without pycocotools: a list of ints, or a
-    string pycocotools could have written (:func:`core.masks.rle_string_runs_plain`), after
-    the same run-count checks as :func:`_check_run_count`; None for anything else, which
+    string pycocotools could have written (:func:`core.masks.rle_string_runs_plain`) no longer
+    than ``EMOVERSE_MAX_MASK_RUNS`` (so with no more runs than that), after the same run-count
+    check as :func:`_check_run_count`; None for anything else, which
     :func:`_validate_mask_decoded` checks the slow way with its own errors."""
     if pixels >= _PLAIN_PIXELS:
         return None
     if isinstance(counts, str):
-        runs = rle_string_runs_plain(counts) if counts else None  # no number past MAX_RLE_CHARS_PER_RUN
-        if runs is None:
-            return None
-    elif isinstance(counts, list) and counts and all(type(c) is int for c in counts):
-        runs = counts
-    else:
-        return None
-    limit = settings.EMOVERSE_MAX_MASK_RUNS
-    if len(runs) > limit:
-        raise InvalidAnnotation(field_name, f"the mask has {len(runs):,} runs, more than the limit of {limit:,} (EMOVERSE_MAX_MASK_RUNS)")
-    return runs
+        return rle_string_runs_plain(counts) if 0 < len(counts) <= settings.EMOVERSE_MAX_MASK_RUNS else None
+    if isinstance(counts, list) and counts:
+        _check_run_limit(len(counts), field_name)
+        return counts if all(type(c) is int for c in counts) else None
+    return None
 
 
 def _validate_mask_decoded(counts: Any, width: int, height: int, field_name: str, *, allow_empty: bool) -> dict | None:
@@ -253,7 +248,6 @@ def _validate_mask_decoded(counts: Any, width: int, height: int, field_name: str
 
 def _check_run_count(counts: Any, field_name: str) -> None:
     """Refuse more runs than ``EMOVERSE_MAX_MASK_RUNS``, and a string longer than its runs need."""
-    limit = settings.EMOVERSE_MAX_MASK_RUNS
     if isinstance(counts, list):
         runs = len(counts)
     elif isinstance(counts, str):
@@ -265,6 +259,11 @@ def _check_run_count(counts: Any, field_name: str) -> None:
             raise InvalidAnnotation(field_name, "counts are not valid COCO RLE (a run longer than any image)")
     else:
         return
+    _check_run_limit(runs, field_name)
+
+
+def _check_run_limit(runs: int, field_name: str) -> None:
+    limit = settings.EMOVERSE_MAX_MASK_RUNS
     if runs > limit:
         raise InvalidAnnotation(field_name, f"the mask has {runs:,} runs, more than the limit of {limit:,} (EMOVERSE_MAX_MASK_RUNS)")
 

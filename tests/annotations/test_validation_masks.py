@@ -109,6 +109,11 @@ def test_a_string_pycocotools_could_not_write_is_left_to_the_decoding_way(counts
     assert rle_string_runs_plain(counts) is None
 
 
+@pytest.mark.parametrize("counts", [np.array([2, 2]), (2, 2), None, 4])
+def test_counts_of_another_type_get_the_old_error(counts):
+    _assert_same(counts, 2, 2)
+
+
 def test_a_usual_mask_is_not_decoded(monkeypatch):
     mask = np.zeros((48, 64), dtype=bool)
     mask[10:30, 5:40] = True
