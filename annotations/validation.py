@@ -18,7 +18,14 @@ import numpy as np
 from django.conf import settings
 
 from annotations.errors import InvalidAnnotation
-from core.masks import decode_mask, encode_mask, rle_string_covers, rle_string_run_count
+from core.masks import (
+    canonical_counts,
+    decode_mask,
+    encode_mask,
+    rle_string_covers,
+    rle_string_run_count,
+    rle_string_runs_plain,
+)
 from core.vocabulary import DES_DIM, MIKELS, ROLES, Taxonomy
 from core.text import TextPolicyError, check_json_tree, check_text, is_blank
 
@@ -180,6 +187,41 @@ def validate_mask(value: Any, width: int, height: int, field_name: str = "mask",
     if list(size) != [height, width]:
         raise InvalidAnnotation(field_name, f"size {list(size)} differs from the image size [{height}, {width}]")
     counts = value["counts"]
+    runs = _plain_runs(counts, height * width, field_name)
+    if runs is None:
+        return _validate_mask_decoded(counts, width, height, field_name, allow_empty=allow_empty)
+    if min(runs) < 0 or sum(runs) != height * width:
+        raise InvalidAnnotation(field_name, "counts do not cover the image exactly (corrupt RLE)"
+                                if isinstance(counts, str) else "uncompressed counts must be non-negative runs covering every pixel")
+    if not any(runs[1::2]):
+        if allow_empty:
+            return None
+        raise InvalidAnnotation(field_name, "mask is empty (no foreground pixel)")
+    return {"size": [height, width], "counts": canonical_counts(runs, height, width)}
+
+
+# pycocotools holds a run and an image's pixel count in 32 bits; past this the masks take the decoding way.
+_PLAIN_PIXELS = 2**31
+
+
+def _plain_runs(counts: Any, pixels: int, field_name: str) -> list[int] | None:
+    """The runs of ``counts`` when they are read without pycocotools: a list of ints, or a
+    string pycocotools could have written (:func:`core.masks.rle_string_runs_plain`) no longer
+    than ``EMOVERSE_MAX_MASK_RUNS`` (so with no more runs than that), after the same run-count
+    check as :func:`_check_run_count`; None for anything else, which
+    :func:`_validate_mask_decoded` checks the slow way with its own errors."""
+    if pixels >= _PLAIN_PIXELS:
+        return None
+    if isinstance(counts, str):
+        return rle_string_runs_plain(counts) if 0 < len(counts) <= settings.EMOVERSE_MAX_MASK_RUNS else None
+    if isinstance(counts, list) and counts:
+        _check_run_limit(len(counts), field_name)
+        return counts if all(type(c) is int for c in counts) else None
+    return None
+
+
+def _validate_mask_decoded(counts: Any, width: int, height: int, field_name: str, *, allow_empty: bool) -> dict | None:
+    """:func:`validate_mask`'s checks of ``counts`` through a decoded mask: any counts at all."""
     _check_run_count(counts, field_name)
     try:
         if isinstance(counts, list):
@@ -206,7 +248,6 @@ def validate_mask(value: Any, width: int, height: int, field_name: str = "mask",
 
 def _check_run_count(counts: Any, field_name: str) -> None:
     """Refuse more runs than ``EMOVERSE_MAX_MASK_RUNS``, and a string longer than its runs need."""
-    limit = settings.EMOVERSE_MAX_MASK_RUNS
     if isinstance(counts, list):
         runs = len(counts)
     elif isinstance(counts, str):
@@ -218,6 +259,11 @@ def _check_run_count(counts: Any, field_name: str) -> None:
             raise InvalidAnnotation(field_name, "counts are not valid COCO RLE (a run longer than any image)")
     else:
         return
+    _check_run_limit(runs, field_name)
+
+
+def _check_run_limit(runs: int, field_name: str) -> None:
+    limit = settings.EMOVERSE_MAX_MASK_RUNS
     if runs > limit:
         raise InvalidAnnotation(field_name, f"the mask has {runs:,} runs, more than the limit of {limit:,} (EMOVERSE_MAX_MASK_RUNS)")
 

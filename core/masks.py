@@ -8,7 +8,9 @@ so, as an uncompressed list of run lengths. Arrays are ``(H, W)``, boolean or 0/
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -167,3 +169,102 @@ def rle_string_runs(counts: str) -> list[int]:
             x += runs[-2]
         runs.append(x)
     return runs
+
+
+# One number of a compressed string: continuation characters ('P'..'o') then a last one
+# ('0'..'O'); at most 7 characters, the most pycocotools writes for a 32-bit run.
+_RLE_NUMBER = re.compile("[\x50-\x6f]{0,6}[\x30-\x4f]")
+
+
+def _number_value(token: str) -> int:
+    x = 0
+    for k, char in enumerate(token.encode("ascii")):
+        x |= ((char - 48) & 0x1F) << (5 * k)
+    if (token.encode("ascii")[-1] - 48) & 0x10:
+        x |= -1 << (5 * len(token))
+    return x
+
+
+class _NumberValues(dict):
+    """Value of each number of up to 2 characters, precomputed; longer ones computed when met."""
+
+    def __missing__(self, token: str) -> int:
+        return _number_value(token)
+
+
+_NUMBER_VALUES = _NumberValues(
+    {chr(48 + a): _number_value(chr(48 + a)) for a in range(32)}
+    | {chr(80 + a) + chr(48 + b): _number_value(chr(80 + a) + chr(48 + b)) for a in range(32) for b in range(32)}
+)
+
+
+def rle_string_runs_plain(counts: str) -> list[int] | None:
+    """:func:`rle_string_runs` of a string that pycocotools itself could have written (every
+    character in the RLE alphabet, every number complete and of at most 7 characters): short
+    strings read with one regular expression and a table, long ones vectorised; None for any
+    other string (read it with :func:`rle_string_runs`, which says what is wrong)."""
+    if len(counts) >= _PYTHON_CHARS:
+        return _plain_run_array(counts)
+    tokens = _RLE_NUMBER.findall(counts)
+    if len("".join(tokens)) != len(counts):
+        return None
+    runs = list(map(_NUMBER_VALUES.__getitem__, tokens))
+    runs[1::2] = accumulate(runs[1::2])  # each run from the third on is a delta to the run two before it
+    runs[2::2] = accumulate(runs[2::2])
+    return runs
+
+
+# A character's value as the one character of a number: its 5 bits, the fifth the sign (int8).
+_SIGNED_CHAR = bytes(((c - 48) - (32 if (c - 48) & 0x10 else 0)) & 0xFF if 48 <= c < 80 else 0 for c in range(256))
+
+
+def _plain_run_array(counts: str) -> list[int] | None:
+    """:func:`rle_string_runs_plain` of a long string, in a few vectorised passes."""
+    try:
+        data = counts.encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    c = np.frombuffer(data, dtype=np.uint8) - np.uint8(48)  # outside the alphabet: 64 and above
+    if c.max() >= 64:
+        return None
+    more = c >= 32
+    if not more.any():  # every number one character
+        x = np.frombuffer(data.translate(_SIGNED_CHAR), dtype=np.int8).astype(np.int64)
+    else:
+        if more[-1]:
+            return None
+        c = c.astype(np.int64)
+        ends = np.flatnonzero(~more)
+        starts = np.empty_like(ends)
+        starts[0], starts[1:] = 0, ends[:-1] + 1
+        lengths = ends - starts + 1
+        if lengths.max() > _VECTOR_CHARS:
+            return None
+        shift = 5 * (np.arange(len(c)) - np.repeat(starts, lengths))
+        x = np.add.reduceat((c & 0x1F) << shift, starts)
+        x -= ((c[ends] & 0x10) != 0) * np.left_shift(1, 5 * lengths)  # the sign bit of the last character
+    x[1::2] = np.cumsum(x[1::2])  # each run from the third on is a delta to the run two before it
+    x[2::2] = np.cumsum(x[2::2])
+    return x.tolist()
+
+
+def canonical_counts(runs: list[int], height: int, width: int) -> str:
+    """The compressed counts pycocotools' ``encode`` writes for the mask that non-negative
+    ``runs`` (covering ``height * width`` pixels, background first) decode to: zero-length
+    runs after the first merged away, without building the mask."""
+    merged = runs if runs.count(0) == (runs[0] == 0) else _merge_empty_runs(runs)  # usually none to merge
+    rle = mask_utils.frPyObjects({"size": [height, width], "counts": merged}, height, width)
+    return rle["counts"].decode("ascii")
+
+
+def _merge_empty_runs(runs: list[int]) -> list[int]:
+    merged = [runs[0]]
+    for i in range(1, len(runs)):
+        run = runs[i]
+        if not run:
+            continue
+        if (i - len(merged)) % 2:  # the value of the last kept run (runs alternate 0, 1, ...): an empty run lay between
+            merged[-1] += run
+        else:
+            merged.append(run)
+    return merged
