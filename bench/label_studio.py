@@ -231,6 +231,11 @@ def ls_environment(venv: Path, work: Path, redis_url: str) -> tuple[dict, Path]:
         host=redis.hostname or "127.0.0.1", port=redis.port or 6379, db=int((redis.path or "/0").strip("/") or 0)))
     (work / "bench_ls_wsgi.py").write_text(LS_WSGI)
     shutil.copy(ROOT / "bench" / "server_cpu.py", work / "bench_server_cpu.py")
+    # server_cpu.py reads a backend's CPU through bench.levels (standard library only): the
+    # work folder gets that one module as the package ``bench``, not the whole bench folder.
+    (work / "bench").mkdir()
+    (work / "bench" / "__init__.py").write_text("")
+    shutil.copy(ROOT / "bench" / "levels.py", work / "bench" / "levels.py")
     data = work / "data"
     data.mkdir()
     env = {
