@@ -214,38 +214,14 @@ def rle_string_runs_plain(counts: str) -> list[int] | None:
     return runs
 
 
-# A character's value as the one character of a number: its 5 bits, the fifth the sign (int8).
-_SIGNED_CHAR = bytes(((c - 48) - (32 if (c - 48) & 0x10 else 0)) & 0xFF if 48 <= c < 80 else 0 for c in range(256))
-
-
 def _plain_run_array(counts: str) -> list[int] | None:
-    """:func:`rle_string_runs_plain` of a long string, in a few vectorised passes."""
+    """:func:`rle_string_runs_plain` of a long string: :func:`rle_string_run_array`'s runs, None
+    where it refuses the string or reads a number longer than pycocotools writes."""
     try:
-        data = counts.encode("ascii")
-    except UnicodeEncodeError:
+        runs = rle_string_run_array(counts)
+    except ValueError:  # UnicodeEncodeError included
         return None
-    c = np.frombuffer(data, dtype=np.uint8) - np.uint8(48)  # outside the alphabet: 64 and above
-    if c.max() >= 64:
-        return None
-    more = c >= 32
-    if not more.any():  # every number one character
-        x = np.frombuffer(data.translate(_SIGNED_CHAR), dtype=np.int8).astype(np.int64)
-    else:
-        if more[-1]:
-            return None
-        c = c.astype(np.int64)
-        ends = np.flatnonzero(~more)
-        starts = np.empty_like(ends)
-        starts[0], starts[1:] = 0, ends[:-1] + 1
-        lengths = ends - starts + 1
-        if lengths.max() > _VECTOR_CHARS:
-            return None
-        shift = 5 * (np.arange(len(c)) - np.repeat(starts, lengths))
-        x = np.add.reduceat((c & 0x1F) << shift, starts)
-        x -= ((c[ends] & 0x10) != 0) * np.left_shift(1, 5 * lengths)  # the sign bit of the last character
-    x[1::2] = np.cumsum(x[1::2])  # each run from the third on is a delta to the run two before it
-    x[2::2] = np.cumsum(x[2::2])
-    return x.tolist()
+    return None if runs.dtype == object else runs.tolist()
 
 
 def canonical_counts(runs: list[int], height: int, width: int) -> str:
