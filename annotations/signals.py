@@ -8,7 +8,9 @@ receivers in ``MlConfig.ready``: they queue a worker task that embeds the new ph
 
 from django.dispatch import Signal
 
-# A person's answer (review or adjudication) was saved: ``annotation_ids``, a list of Annotation ids.
+# A person's answer (review or adjudication) was saved: ``annotation_ids``, a list of Annotation ids;
+# ``phrases`` (optional): the answer's normalised phrases that had no stored embedding, when the
+# sender looked (the receiver then skips a request for phrases it asked for a moment ago).
 phrases_added = Signal()
 # An import run finished: ``import_run_id``, the ImportRun whose annotations have new phrases.
 import_finished = Signal()

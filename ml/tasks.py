@@ -52,6 +52,7 @@ from annotations.models import Image
 from core.masks import mask_area, normalize_rle
 from ml import embeddings, runs
 from ml.config import get_registry
+from ml.embed_requests import RecentRequests
 from ml.inputs import image_input
 from ml.stages.types import BackendNotConfigured, Box, StageError
 
@@ -341,15 +342,20 @@ def embed_queue() -> str | None:
     return None if spec is None else spec.task_queue()
 
 
-def _send_embedding(task: Task, args: list) -> None:
+# The phrases this process asked to have embedded lately (ml.embed_requests).
+EMBED_REQUESTS = RecentRequests(ttl=settings.EMOVERSE_EMBED_REQUEST_TTL_S)
+
+
+def _send_embedding(task: Task, args: list) -> bool:
+    """Queue ``task`` on the embedder's queue; whether it was handed to the broker."""
     try:
         queue = embed_queue()
     except BackendNotConfigured as exc:
         logger.warning("phrases not embedded: %s", exc)
-        return
+        return False
     if queue is None:
         logger.info("phrases not embedded: %s", embeddings.TURNED_OFF)
-        return
+        return False
     try:
         # Nobody reads the result: with ignore_result the web process neither subscribes to it
         # (the Redis result backend's on_task_call) nor has the worker store it; argsrepr spares
@@ -358,11 +364,18 @@ def _send_embedding(task: Task, args: list) -> None:
     except (BrokerError, ConnectionError) as exc:
         logger.error("could not send %s to the broker (%s); `manage.py embed_phrases` embeds the phrases later",
                      task.name, exc)
+        return False
+    return True
 
 
-def on_phrases_added(sender, *, annotation_ids: list[int], **kwargs) -> None:
-    """Receiver of ``annotations.signals.phrases_added`` (sent on commit)."""
-    _send_embedding(embed_annotations, [list(annotation_ids)])
+def on_phrases_added(sender, *, annotation_ids: list[int], phrases: frozenset[str] | None = None, **kwargs) -> None:
+    """Receiver of ``annotations.signals.phrases_added`` (sent on commit). With ``phrases`` (the
+    answer's normalised phrases without a stored embedding), nothing is sent when this process
+    asked for all of them in the last ``EMOVERSE_EMBED_REQUEST_TTL_S`` seconds."""
+    if phrases is not None and EMBED_REQUESTS.all_recent(phrases):
+        return
+    if _send_embedding(embed_annotations, [list(annotation_ids)]) and phrases:
+        EMBED_REQUESTS.sent(phrases)
 
 
 def on_import_finished(sender, *, import_run_id: int, **kwargs) -> None:

@@ -297,9 +297,11 @@ def submit_one_statement(*, lease: Lease, reviewer: AbstractBaseUser, image: Ima
                             ces_label=label, parent_id=base.id if base else None)
     annotation._state.adding = False
     image.status = status
-    if any(e.phrase not in vectors for t in data.triplets for e in t.elements if phrase_key(e.phrase)):
-        # A phrase without a stored embedding: have a worker embed it (embeds nothing otherwise).
-        transaction.on_commit(lambda: phrases_added.send(sender=Annotation, annotation_ids=[annotation_id]))
+    missing = frozenset(key for t in data.triplets for e in t.elements if (key := phrase_key(e.phrase)) and key not in vectors)
+    if missing:
+        # Phrases without a stored embedding: have a worker embed them (unless this process asked
+        # for all of them a moment ago: ml.embed_requests).
+        transaction.on_commit(lambda: phrases_added.send(sender=Annotation, annotation_ids=[annotation_id], phrases=missing))
     return Written(annotation=annotation, image_status=status, disagreements=len(rows))
 
 

@@ -46,6 +46,14 @@ def _fresh_temperatures():
     forget_temperatures()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_embedding_requests():
+    """The phrases a process asked to have embedded lately are forgotten between tests."""
+    from ml.tasks import EMBED_REQUESTS
+
+    EMBED_REQUESTS.clear()
+
+
 @pytest.fixture
 def on_postgres():
     if connection.vendor != "postgresql":
