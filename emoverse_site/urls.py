@@ -9,6 +9,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from emoverse_site.api_docs import login_for_browsers
 
 urlpatterns = [
+    # The review API first: next and submit are most requests, and a path is matched against the
+    # includes in order (every include whose prefix fits is searched, and its patterns recorded,
+    # before the next is tried). No other include's patterns start with api/review/.
+    path("api/review/", include("review.api_urls")),
     path("", include("annotations.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -18,7 +22,6 @@ urlpatterns = [
     path("exports/", include("exports.urls")),
     path("api/exports/", include("exports.api_urls")),
     path("api/", include("annotations.api_urls")),
-    path("api/review/", include("review.api_urls")),
     path("api/qa/", include("qa.api_urls")),
     path("pipeline/", include("ml.urls")),
     # Recalibrate is ml's (it fits and stores temperatures) but sits under the calibration

@@ -106,3 +106,17 @@ def test_submit_of_an_overlapping_review_stays_within_budget(make_reviewer, djan
     with django_assert_max_num_queries(SUBMIT_BUDGET[connection.vendor] + OVERLAP_EXTRA[connection.vendor]):
         response = submit(clients[1], items[1])
     assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize("path", ["/api/review/next/", "/api/review/leases/7/submit/"])
+def test_the_hot_paths_are_resolved_without_searching_other_includes(path):
+    """Django searches every include whose prefix fits, in order, and records each pattern it tried:
+    the review API comes first, so its requests try only review.api_urls' own patterns."""
+    from django.urls import resolve
+
+    from review import api_urls
+
+    match = resolve(path)
+    assert match.url_name in ("api-review-next", "api-review-submit")
+    assert {str(tried[0].pattern) for tried in match.tried} == {"api/review/"}
+    assert len(match.tried) <= len(api_urls.urlpatterns)
