@@ -267,7 +267,7 @@ class SubmitAPI(RoleAPI):
     def post(self, request, pk: int):
         data = validated_input(self.InputSerializer, request.data)
         try:
-            lease = services.lease_for_submit(pk)
+            lease = services.lease_for_submit(pk, data["annotation"], data["element_decisions"])
         except Lease.DoesNotExist:
             raise Http404("No lease matches the given query.") from None
         result = services.review_submit(lease=lease, reviewer=request.user, fresh=True, **data)

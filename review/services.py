@@ -49,7 +49,7 @@ from review.models import (
 )
 from core.text import is_blank
 from review.queue import free_slot, lease_authorize, lease_get_for_update, lease_is_live
-from review.submit_postgres import lease_read, submit_one_statement
+from review.submit_postgres import lease_read, submit_one_statement, submitted_phrases
 
 MAX_ELEMENT_DECISIONS = 2000
 MAX_TIME_MS = 24 * 3600 * 1000
@@ -324,14 +324,16 @@ def locked_image(image_id: int, checked: Image, annotation: Mapping[str, Any], d
     return image, data
 
 
-def lease_for_submit(pk: int) -> Lease:
+def lease_for_submit(pk: int, annotation: Any = None, element_decisions: Any = None) -> Lease:
     """The lease with its image, the image's dataset and review plan (``image.review_plan``,
     absent before the first claim), in one query: what :func:`review_submit` checks first.
-    Raises ``Lease.DoesNotExist``. On PostgreSQL :func:`review.submit_postgres.lease_read`;
-    SQLite, whose columns need Django's converters, reads it through the ORM."""
+    Raises ``Lease.DoesNotExist``. On PostgreSQL :func:`review.submit_postgres.lease_read`, which
+    also reads the image's answers and the stored embeddings of the phrases of ``annotation`` and
+    ``element_decisions``, the answer about to be submitted (``submitted_phrases``); SQLite, whose
+    columns need Django's converters, reads the lease through the ORM."""
     if connection.vendor != "postgresql":
         return Lease.objects.select_related("image__dataset", "image__review_plan").get(pk=pk)
-    return lease_read(pk)
+    return lease_read(pk, submitted_phrases(annotation, element_decisions))
 
 
 def review_submit(

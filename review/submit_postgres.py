@@ -6,7 +6,9 @@ validates the answer; then, on PostgreSQL, :func:`submit_one_statement`:
 1. reads the image's current model and import answers with their triplets and elements in
    one query (and, for what may be the last review of an overlapping item, the other
    submitted reviews in the same query), or takes those :func:`lease_read` read with the lease;
-2. reads the stored phrase embeddings of every phrase involved (one query);
+2. reads the stored phrase embeddings of every phrase involved: :func:`lease_read` reads those of
+   the phrases it was handed (the person's answer's and those their element decisions replaced)
+   with the lease; any other (a model phrase the person changed without saying so) in one query;
 3. computes the disagreement rows (``review.disagreements.annotation_differences``, as
    ``review.services.disagreements_record`` does) and, for the last review of an
    overlapping item, whether the reviews disagree (``reviews_disagree``);
@@ -55,8 +57,11 @@ FALLBACK_SQLSTATE = "RS409"  # review_submit found a case for the Python path; n
 SOURCES_SQL = "SELECT * FROM review_submit_sources(%s, %s) ORDER BY 1, 6, 3, 12, 14"
 # The lease, its image, dataset and plan (first column of the first row) and SOURCES_SQL's rows for
 # the lease's image, in one query (migration review.0011).
-READ_SQL = "SELECT * FROM review_submit_read(%s)"
+# and the stored embeddings of the phrases whose hashes it is given, in one query (migration review.0012).
+READ_SQL = "SELECT * FROM review_submit_read(%s, %s, %s::text[])"
 _SOURCES = "_submit_sources"  # where lease_read() keeps the answers it read on the lease
+_VECTORS = "_submit_vectors"  # and the phrases it looked up, with the embeddings it found
+MAX_READ_PHRASES = 64  # phrases looked up with the lease; an answer with more looks them up after validation
 
 
 _LEASE_READ = (Lease, Image, Dataset, ReviewPlan)
@@ -72,14 +77,38 @@ def _taxonomy(spec_key: bytes) -> Taxonomy:
     return taxonomy_from_spec(orjson.loads(spec_key))
 
 
-def lease_read(pk: int) -> Lease:
+def submitted_phrases(annotation: Any, element_decisions: Any = ()) -> frozenset[str]:
+    """The normalised phrases of a submitted answer as sent (not yet validated: anything but a
+    phrase string is passed over) and the phrases its element decisions name as before or after;
+    empty past :data:`MAX_READ_PHRASES`."""
+    texts = []
+    triplets = annotation.get("triplets") if isinstance(annotation, dict) else None
+    for t in triplets if isinstance(triplets, list) else ():
+        for role in ROLES:
+            element = t.get(role) if isinstance(t, dict) else None
+            texts.append(element.get("phrase") if isinstance(element, dict) else None)
+    for d in element_decisions if isinstance(element_decisions, list) else ():
+        if isinstance(d, dict):
+            texts += [d.get("before"), d.get("after")]
+    keys = {phrase_key(text) for text in texts if isinstance(text, str)} - {""}
+    return frozenset(keys) if len(keys) <= MAX_READ_PHRASES else frozenset()
+
+
+def lease_read(pk: int, phrases: frozenset[str] = frozenset()) -> Lease:
     """The lease with its image, the image's dataset and review plan (``image.review_plan``,
-    set only when there is one) and the image's answers, in one query: ``review_submit_read``
-    (migration ``review.0011``) gives the four rows as jsonb, each field read back by its model
-    field's ``to_python``, and the rows of :data:`SOURCES_SQL` (kept on the lease for
+    set only when there is one), the image's answers and the stored embeddings of ``phrases``
+    (normalised), in one query: ``review_submit_read`` (migrations ``review.0011``, ``0012``)
+    gives the four rows as jsonb, each field read back by its model field's ``to_python``, the
+    rows of :data:`SOURCES_SQL` and the embeddings found (the last two kept on the lease for
     :func:`submit_one_statement`). Raises ``Lease.DoesNotExist``."""
+    hashes = {}
+    for key in phrases:
+        try:
+            hashes[phrase_hash(key)] = key
+        except UnicodeEncodeError:  # a lone surrogate: the answer is refused later
+            continue
     with connection.cursor() as cursor:
-        cursor.execute(READ_SQL, [pk])
+        cursor.execute(READ_SQL, [pk, phrase_model_name(), list(hashes)])
         rows = cursor.fetchall()
     if not rows:
         raise Lease.DoesNotExist(f"no lease {pk}")
@@ -100,7 +129,9 @@ def lease_read(pk: int) -> Lease:
     if plan is not None:
         image.review_plan = plan
     lease.image = image
-    lease.__dict__[_SOURCES] = (_last_of_several(plan), _sources([row[1:] for row in rows if row[1] is not None]))
+    lease.__dict__[_SOURCES] = (_last_of_several(plan), _sources([row[1:27] for row in rows if row[1] in ("a", "r")]))
+    lease.__dict__[_VECTORS] = (frozenset(hashes.values()),
+                                {hashes[row[26]]: _vector(row[27]) for row in rows if row[1] == "v" and row[26] in hashes})
     return lease
 
 
@@ -259,7 +290,8 @@ def submit_one_statement(*, lease: Lease, reviewer: AbstractBaseUser, image: Ima
     keys = [str(uuid.UUID(t.key)) if t.key else str(uuid.uuid4()) for t in data.triplets]
     human = human_answer(data, keys, author_name)
     vectors = _phrase_vectors(triplet_phrases(human["triplets"], *(a.answer["triplets"] for a in answers),
-                                              *(r.answer["triplets"] for r in reviews)))
+                                              *(r.answer["triplets"] for r in reviews)),
+                              lease.__dict__.pop(_VECTORS, None))
     rows = disagreement_rows(human, answers, vectors)
     disagree = False
     if last_of_several:
@@ -305,17 +337,24 @@ def submit_one_statement(*, lease: Lease, reviewer: AbstractBaseUser, image: Ima
     return Written(annotation=annotation, image_status=status, disagreements=len(rows))
 
 
-def _phrase_vectors(phrases: set[str]) -> PhraseVectors:
-    """``annotations.phrase_embeddings.phrase_vectors`` of normalised phrases, in one query of a
-    fixed text (the ORM's costs more to build than the lookup to run)."""
+def _vector(value: bytes | memoryview) -> np.ndarray:
+    return np.frombuffer(bytes(value), dtype="<f4")
+
+
+def _phrase_vectors(phrases: set[str], read: tuple[frozenset[str], dict[str, np.ndarray]] | None = None) -> PhraseVectors:
+    """``annotations.phrase_embeddings.phrase_vectors`` of normalised phrases. Those that
+    :func:`lease_read` looked up (``read``: the phrases and the embeddings found) are taken from
+    there; the others in one query of a fixed text (the ORM's costs more to build than the lookup
+    to run)."""
     name = phrase_model_name()
-    wanted = {phrase_hash(p): p for p in phrases if p}
-    found = {}
+    looked_up, found = read if read is not None else (frozenset(), {})
+    found = {p: v for p, v in found.items() if p in phrases}
+    wanted = {phrase_hash(p): p for p in phrases if p and p not in looked_up}
     if wanted:
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT text_hash, vector FROM {connection.ops.quote_name(PhraseEmbedding._meta.db_table)} "
                            "WHERE model_name = %s AND text_hash = ANY(%s)", [name, list(wanted)])
-            found = {wanted[h]: np.frombuffer(bytes(v), dtype="<f4") for h, v in cursor.fetchall()}
+            found |= {wanted[h]: _vector(v) for h, v in cursor.fetchall()}
     return PhraseVectors(found, model=name)
 
 

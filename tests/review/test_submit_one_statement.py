@@ -10,12 +10,15 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 from django.db import connection, transaction
 
 from annotations.errors import VersionConflict
 from annotations.models import Annotation, AnnotationKind, Element, Image
-from review import queue, selectors, services
+from annotations.phrase_embeddings import phrase_embeddings_store, phrase_model_name
+from core.alignment import phrase_key
+from review import queue, selectors, services, submit_postgres
 from review.models import Disagreement, Draft, ElementDecision, Lease, ReviewPlan, ReviewSubmission
 from tests.factories import DatasetFactory, UserFactory, make_annotation, rect_mask_rle
 from tests.review.conftest import accept_each, human_answer, image_in_review
@@ -77,8 +80,11 @@ def written(image: Image) -> dict:
     }
 
 
-def submit_both_ways(monkeypatch, lease, reviewer, payload, answer, decisions, **kwargs) -> tuple[dict, dict]:
-    """Submit on the one-statement path, note what was written, roll back; then the same on the Python path."""
+def submit_both_ways(monkeypatch, lease, reviewer, payload, answer, decisions, *, read_with_phrases=False,
+                     **kwargs) -> tuple[dict, dict]:
+    """Submit on the one-statement path, note what was written, roll back; then the same on the Python path.
+    ``read_with_phrases``: the lease is read as the submit API reads it, with the stored embeddings of the
+    answer's phrases (``lease_for_submit(pk, answer, decisions)``)."""
     image = Image.objects.get(pk=lease.image_id)
     out = {}
     used = []
@@ -96,8 +102,10 @@ def submit_both_ways(monkeypatch, lease, reviewer, payload, answer, decisions, *
         try:
             with transaction.atomic():
                 queue.draft_save(lease=lease, reviewer=reviewer, payload={"half": "done"})
-                services.review_submit(lease=lease, reviewer=reviewer, expected_version=payload["version"], decision="approved",
-                                       annotation=answer, element_decisions=decisions, time_spent_ms=4321, **kwargs)
+                read = services.lease_for_submit(lease.pk, answer, decisions) if read_with_phrases else lease
+                services.review_submit(lease=read, reviewer=reviewer, expected_version=payload["version"], decision="approved",
+                                       annotation=answer, element_decisions=decisions, time_spent_ms=4321,
+                                       fresh=read_with_phrases, **kwargs)
                 out[way] = written(image)
                 raise Rollback
         except Rollback:
@@ -120,6 +128,46 @@ def test_one_statement_writes_what_the_python_path_writes(db, on_postgres, monke
     assert {row[4] for row in fast["disagreements"]} >= {"ces_label", "element_phrase", "element_rejected", "box", "mask",
                                                          "element_added"}
     assert fast["drafts"] == 0 and fast["image"] == ("approved", "sadness") and fast["lease"][0] == "submitted"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("stored", ["the answer's", "also the annotators'"])
+def test_embeddings_read_with_the_lease_pair_as_those_looked_up_after(db, on_postgres, monkeypatch, reviewer,
+                                                                      django_assert_num_queries, stored):
+    """The submit API reads the stored embeddings of the answer's phrases (and of those its decisions
+    replaced) with the lease; the disagreement rows are those of the Python path, which looks every
+    phrase up itself. Phrases of the model answers that the person did not send are looked up after."""
+    dataset = DatasetFactory(slug="same")
+    image_in_review(dataset, annotators=True)
+    lease = queue.lease_next(dataset=dataset, reviewer=reviewer)
+    payload = selectors.lease_payload(lease)
+    answer, decisions = rich_answer(payload)
+    pairs = [("stormy sea", "rough open water"), ("small boat", "a gull"), ("dark, churning", "grey sky")]
+    if stored != "the answer's":
+        ours = {p for pair in pairs for p in pair}
+        theirs = sorted({e["phrase"] for a in payload["annotators"] for t in a["triplets"] for e in t.values()
+                         if isinstance(e, dict) and "phrase" in e} - ours)
+        pairs += [(phrase, f"other words {n}") for n, phrase in enumerate(theirs)]
+    phrases = [p for pair in pairs for p in pair]
+    phrase_embeddings_store(model_name=phrase_model_name(), phrases=phrases, vectors=np.repeat(np.eye(len(pairs)), 2, axis=0))
+    fast, python = submit_both_ways(monkeypatch, lease, reviewer, payload, answer, decisions, read_with_phrases=True)
+    assert fast == python
+    assert "meaning" in {row[12] for row in fast["disagreements"]}
+    # What the read looked up, and what is left for one more query: the annotators' phrases.
+    read = services.lease_for_submit(lease.pk, answer, decisions)
+    looked_up, found = read.__dict__[submit_postgres._VECTORS]
+    assert {"stormy sea", "rough open water", "small boat", "a gull", "grey sky"} <= looked_up
+    assert set(found) == {p for p in phrases if p in looked_up}
+    theirs = {phrase_key(e["phrase"]) for a in payload["annotators"] for t in a["triplets"] for e in t.values()
+              if isinstance(e, dict) and "phrase" in e} - looked_up
+    assert theirs
+    with django_assert_num_queries(0):
+        vectors = submit_postgres._phrase_vectors(looked_up, read.__dict__[submit_postgres._VECTORS])
+    assert vectors.cosine("stormy sea", "rough open water") == pytest.approx(1.0)
+    with django_assert_num_queries(1):
+        vectors = submit_postgres._phrase_vectors(looked_up | theirs, read.__dict__[submit_postgres._VECTORS])
+    assert all((p in vectors) == (stored != "the answer's") for p in theirs)
+    assert vectors.cosine("stormy sea", "rough open water") == pytest.approx(1.0)
 
 
 @pytest.mark.postgres
