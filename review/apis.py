@@ -37,6 +37,10 @@ from review.refine import REFINE_OFF, mask_refine
 from review.services import MAX_ELEMENT_DECISIONS
 
 
+# Annotation.version is a 32-bit column: a larger expected_version is refused (400), not sent to the database.
+MAX_VERSION = 2**31 - 1
+
+
 class RoleAPI(APIView):
     permission_classes = [HasRole]
     required_roles: tuple[str, ...] = ()
@@ -248,7 +252,7 @@ class SubmitAPI(RoleAPI):
     required_roles = (REVIEWER,)
 
     class InputSerializer(serializers.Serializer):
-        expected_version = serializers.IntegerField(min_value=0)
+        expected_version = serializers.IntegerField(min_value=0, max_value=MAX_VERSION)
         decision = serializers.ChoiceField(choices=[Decision.APPROVED, Decision.REJECTED, Decision.FLAGGED])
         reason = serializers.CharField(required=False, allow_blank=True, default="")
         annotation = AnnotationInputJSON()
@@ -380,7 +384,7 @@ class AdjudicationItemAPI(RoleAPI):
     required_roles = (ADJUDICATOR,)
 
     class InputSerializer(serializers.Serializer):
-        expected_version = serializers.IntegerField(min_value=0)
+        expected_version = serializers.IntegerField(min_value=0, max_value=MAX_VERSION)
         decision = serializers.ChoiceField(choices=[Decision.APPROVED, Decision.REJECTED, Decision.FLAGGED], default=Decision.APPROVED)
         reason = serializers.CharField(required=False, allow_blank=True, default="")
         annotation = AnnotationInputJSON()

@@ -155,6 +155,32 @@ def test_unknown_label_and_decision_answer_400(as_reviewer, dataset):
     assert r.status_code == 400 and r.json()["field"] == "reason"
 
 
+@pytest.mark.parametrize("version", [2**31, 10**12, 10**19])
+def test_a_version_past_any_stored_one_answers_400_and_writes_nothing(as_reviewer, dataset, version):
+    """Versions are 32-bit columns: on PostgreSQL a larger expected_version reached review_submit as a
+    bigint or numeric argument, found no such function and answered 500."""
+    image_in_review(dataset)
+    item = next_item(as_reviewer).json()
+    r = submit(as_reviewer, item, expected_version=version)
+    assert r.status_code == 400 and r.json()["field"] == "expected_version"
+    assert not Annotation.objects.filter(kind=AnnotationKind.HUMAN).exists()
+    assert submit(as_reviewer, item).status_code == 201
+
+
+def test_an_adjudication_with_a_version_past_any_stored_one_answers_400(api_client, make_reviewer, adjudicator):
+    dataset = DatasetFactory(slug="pairs", reviews_per_item=2, overlap_fraction=1.0)
+    image = image_in_review(dataset)
+    for name, label in (("ann", "awe"), ("bob", "fear")):
+        api_client.force_authenticate(make_reviewer(name))
+        item = next_item(api_client, "pairs").json()
+        assert submit(api_client, item, annotation=human_answer(item, label=label)).status_code == 201
+    api_client.force_authenticate(adjudicator)
+    detail = api_client.get(f"/api/review/adjudication/{image.pk}/").json()
+    r = api_client.post(f"/api/review/adjudication/{image.pk}/", {"expected_version": 2**31,
+                        "annotation": human_answer(detail, label="fear"), "reason": "fear"}, format="json")
+    assert r.status_code == 400 and r.json()["field"] == "expected_version"
+
+
 def test_release_and_skip_answer_204(as_reviewer, dataset):
     image_in_review(dataset)
     item = next_item(as_reviewer).json()
