@@ -29,14 +29,17 @@ from __future__ import annotations
 import functools
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import orjson
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, models, transaction
+from django.db.models import Field, Model
 from django.utils import timezone
 
 from annotations.domain import PIPELINE_AUTHOR
@@ -115,9 +118,9 @@ def lease_read(pk: int, phrases: frozenset[str] = frozenset()) -> Lease:
     found = rows[0][0]
     objects = []
     for model, row in zip(_LEASE_READ, orjson.loads(found)):
-        fields = model._meta.concrete_fields
+        attnames, readers = _row_reader(model)
         objects.append(None if row is None else model.from_db(
-            connection.alias, [f.attname for f in fields], [None if (v := row[f.column]) is None else f.to_python(v) for f in fields]))
+            connection.alias, attnames, [None if (v := row[column]) is None else read(v) for column, read in readers]))
     lease, image, dataset, plan = objects
     # Dataset.get_taxonomy() checks the specification once per instance; here once per process
     # and specification (a bad one is left to get_taxonomy(), which raises where it always did).
@@ -133,6 +136,68 @@ def lease_read(pk: int, phrases: frozenset[str] = frozenset()) -> Lease:
     lease.__dict__[_VECTORS] = (frozenset(hashes.values()),
                                 {hashes[row[26]]: _vector(row[27]) for row in rows if row[1] == "v" and row[26] in hashes})
     return lease
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _read_as(python_type: type, field: Field) -> Callable[[Any], Any]:
+    """``field.to_python``, skipped for a value that already has the field's Python type."""
+    to_python = field.to_python
+
+    def read(value: Any) -> Any:
+        return value if type(value) is python_type else to_python(value)
+    return read
+
+
+def _read_float(field: Field) -> Callable[[Any], Any]:
+    to_python = field.to_python
+
+    def read(value: Any) -> Any:
+        return float(value) if type(value) is float or type(value) is int else to_python(value)
+    return read
+
+
+def _read_datetime(field: Field) -> Callable[[Any], Any]:
+    """jsonb writes a timestamptz in ISO 8601, which ``datetime.fromisoformat`` reads, as Django's
+    ``parse_datetime`` does first."""
+    to_python = field.to_python
+
+    def read(value: Any) -> Any:
+        if type(value) is str:
+            try:
+                return datetime.fromisoformat(value)
+            except ValueError:
+                pass
+        return to_python(value)
+    return read
+
+
+@functools.cache
+def _row_reader(model: type[Model]) -> tuple[list[str], list[tuple[str, Callable[[Any], Any]]]]:
+    """The attnames of ``model``'s concrete fields and, per field, its column and how a jsonb value
+    of it (``to_jsonb(row)``) is read back: as its field's ``to_python`` does, without the call
+    where the value already has the type it would give."""
+    readers = []
+    for f in model._meta.concrete_fields:
+        target = f.target_field if f.is_relation else f
+        if isinstance(target, models.JSONField):
+            read = _as_is  # JSONField.to_python gives the value as it is
+        elif isinstance(target, models.BooleanField):
+            read = _read_as(bool, f)
+        elif isinstance(target, models.IntegerField):
+            read = _read_as(int, f)
+        elif isinstance(target, models.FloatField):
+            read = _read_float(f)
+        elif isinstance(target, (models.CharField, models.TextField)):
+            read = _read_as(str, f)
+        elif isinstance(target, models.DateTimeField):
+            read = _read_datetime(f)
+        else:
+            read = f.to_python
+        readers.append((f.column, read))
+    return [f.attname for f in model._meta.concrete_fields], readers
 
 
 @dataclass
@@ -324,10 +389,10 @@ def submit_one_statement(*, lease: Lease, reviewer: AbstractBaseUser, image: Ima
             return None
         raise
     annotation_id, version, status = found
-    annotation = Annotation(pk=annotation_id, image=image, version=version, kind=AnnotationKind.HUMAN, author_name=author_name,
-                            author_user=reviewer, decision=decision, decision_reason=reason, rationale=data.rationale,
-                            ces_label=label, parent_id=base.id if base else None)
-    annotation._state.adding = False
+    annotation = _stored_annotation(image, reviewer, id=annotation_id, image_id=image.pk, version=version,
+                                    kind=AnnotationKind.HUMAN, author_name=author_name, author_user_id=reviewer.pk,
+                                    decision=decision, decision_reason=reason, rationale=data.rationale, ces_label=label,
+                                    parent_id=base.id if base else None)
     image.status = status
     missing = frozenset(key for t in data.triplets for e in t.elements if (key := phrase_key(e.phrase)) and key not in vectors)
     if missing:
@@ -339,6 +404,22 @@ def submit_one_statement(*, lease: Lease, reviewer: AbstractBaseUser, image: Ima
 
 def _vector(value: bytes | memoryview) -> np.ndarray:
     return np.frombuffer(bytes(value), dtype="<f4")
+
+
+@functools.cache
+def _annotation_fields() -> list:
+    return [(f.attname, f) for f in Annotation._meta.concrete_fields]
+
+
+def _stored_annotation(image: Image, reviewer: AbstractBaseUser, **values: Any) -> Annotation:
+    """The annotation ``review_submit`` wrote, as ``Annotation(**values)`` with its image and author
+    would be once saved (other fields at their defaults), built from its columns in order as the
+    ORM reads a row: Django's keyword-argument path costs a submit about 0.1 ms."""
+    annotation = Annotation.from_db(connection.alias, None,
+                                    [values[name] if name in values else f.get_default() for name, f in _annotation_fields()])
+    Annotation.image.field.set_cached_value(annotation, image)
+    Annotation.author_user.field.set_cached_value(annotation, reviewer)
+    return annotation
 
 
 def _phrase_vectors(phrases: set[str], read: tuple[frozenset[str], dict[str, np.ndarray]] | None = None) -> PhraseVectors:

@@ -287,3 +287,20 @@ def test_concurrent_submits_lose_nothing_and_double_nothing(transactional_db, on
     assert ReviewSubmission.objects.filter(image=image).count() == 1
     assert Annotation.objects.filter(image=image, kind=AnnotationKind.HUMAN).count() == 1
     assert ReviewPlan.objects.get(image=image).submitted_reviews == 1
+
+
+@pytest.mark.postgres
+def test_the_lease_read_in_one_query_is_the_orms(db, on_postgres, reviewer):
+    """lease_read gives the lease, image, dataset and review plan with every field's value and type
+    as the ORM reads them (each field read back from jsonb)."""
+    dataset = DatasetFactory(slug="same")
+    image_in_review(dataset, annotators=True)
+    lease = queue.lease_next(dataset=dataset, reviewer=reviewer)
+    Image.objects.filter(pk=lease.image_id).update(confidence=1, agreement=0.25, label="awe")
+    read = services.lease_for_submit(lease.pk, {}, [])
+    orm = Lease.objects.select_related("image__dataset", "image__review_plan").get(pk=lease.pk)
+    for got, want in ((read, orm), (read.image, orm.image), (read.image.dataset, orm.image.dataset),
+                      (read.image.review_plan, orm.image.review_plan)):
+        for f in type(want)._meta.concrete_fields:
+            a, b = getattr(got, f.attname), getattr(want, f.attname)
+            assert (a, type(a)) == (b, type(b)), (type(want).__name__, f.name)
