@@ -58,9 +58,9 @@ FALLBACK_SQLSTATE = "RS409"  # review_submit found a case for the Python path; n
 # submitted reviews ('r', with their decision), each with triplets and elements: one row per
 # element (migration review.0007; a function so that the join's plan is kept per connection).
 SOURCES_SQL = "SELECT * FROM review_submit_sources(%s, %s) ORDER BY 1, 6, 3, 12, 14"
-# The lease, its image, dataset and plan (first column of the first row) and SOURCES_SQL's rows for
-# the lease's image, in one query (migration review.0011).
-# and the stored embeddings of the phrases whose hashes it is given, in one query (migration review.0012).
+# The lease, its image, dataset and plan (the first row, as jsonb), SOURCES_SQL's rows for the lease's
+# image and the stored embeddings of the phrases whose hashes it is given ('v' rows), in one query
+# (migrations review.0011, 0012, 0013).
 READ_SQL = "SELECT * FROM review_submit_read(%s, %s, %s::text[])"
 _SOURCES = "_submit_sources"  # where lease_read() keeps the answers it read on the lease
 _VECTORS = "_submit_vectors"  # and the phrases it looked up, with the embeddings it found
@@ -100,10 +100,10 @@ def submitted_phrases(annotation: Any, element_decisions: Any = ()) -> frozenset
 def lease_read(pk: int, phrases: frozenset[str] = frozenset()) -> Lease:
     """The lease with its image, the image's dataset and review plan (``image.review_plan``,
     set only when there is one), the image's answers and the stored embeddings of ``phrases``
-    (normalised), in one query: ``review_submit_read`` (migrations ``review.0011``, ``0012``)
-    gives the four rows as jsonb, each field read back by its model field's ``to_python``, the
-    rows of :data:`SOURCES_SQL` and the embeddings found (the last two kept on the lease for
-    :func:`submit_one_statement`). Raises ``Lease.DoesNotExist``."""
+    (normalised), in one query: ``review_submit_read`` (migrations ``review.0011`` to ``0013``)
+    gives a first row with the four rows as jsonb, each field read back as its model field's
+    ``to_python`` would, then the rows of :data:`SOURCES_SQL` and the embeddings found (the last
+    two kept on the lease for :func:`submit_one_statement`). Raises ``Lease.DoesNotExist``."""
     hashes = {}
     for key in phrases:
         try:
