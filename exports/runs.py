@@ -35,6 +35,7 @@ share, since downloads are served from it.
 from __future__ import annotations
 
 import functools
+from contextlib import closing
 import json
 import logging
 import os
@@ -270,8 +271,9 @@ def _export(attempt: _Attempt) -> None:
     counts, done = _Counts(include_rejected=writer.include_rejected), 0
     pool = ChunkPool(workers) if workers else None
     try:
-        with collector_quiet():
-            chunks = export_image_rows(images, chunk_size=CHUNK_SIZE, plain_sql=fast)
+        # closing(): the rows' server-side cursor is closed when the export stops, however it stops,
+        # not by the garbage collector later (in whatever transaction is open then).
+        with collector_quiet(), closing(export_image_rows(images, chunk_size=CHUNK_SIZE, plain_sql=fast)) as chunks:
             for encoded, chunk_counts, read in (pool.map if pool else map)(_encode_chunk, chunks):
                 writer.append(encoded)
                 counts.merge(chunk_counts)

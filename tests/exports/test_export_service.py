@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from django.conf import settings
 from django.utils import timezone
 from storages.backends.s3 import S3Storage
@@ -263,6 +264,20 @@ def test_an_export_killed_midway_is_never_complete_and_restarts_cleanly(scene, m
     snapshot = runs.export_run(snapshot_id=snapshot.pk)
     assert snapshot.status == ExportStatus.COMPLETE and snapshot.manifest["counts"]["images"] == 3
     assert [p.name for p in root.iterdir()] == [Path(snapshot.path).name]
+
+
+def test_a_killed_export_closes_its_cursor_at_once(scene, monkeypatch, on_postgres):
+    """The image rows' server-side cursor is closed when the export stops, however it stops, and
+    not later by the garbage collector, which may run inside another transaction and abort it with
+    a CLOSE of a cursor that no longer exists."""
+    _die_on_second_chunk(monkeypatch)
+    snapshot = services.export_create(dataset=scene.dataset, export_format="emoverse-jsonl")
+    with pytest.raises(WorkerKilled) as killed:  # its traceback keeps the export's frames alive
+        runs.export_run(snapshot_id=snapshot.pk)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_cursors WHERE name LIKE 'export_images_%%'")
+        assert cursor.fetchall() == []
+    assert killed.value is not None
 
 
 def test_a_task_delivered_again_takes_over_a_running_snapshot(scene, monkeypatch):
