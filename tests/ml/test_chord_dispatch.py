@@ -27,6 +27,9 @@ class Killed(BaseException):
 @pytest.fixture
 def chord(redis_url, monkeypatch):
     app = current_app
+    # Tests run Celery eager, whose result backend stores nothing; this one is a real Redis backend
+    # that the chord reads its group back from (Celery warns about reads from an eager app's backend).
+    monkeypatch.setitem(app.conf, "task_store_eager_result", True)
     backend = RedisBackend(app=app, url=redis_url)
     published = []
     # The app's own backend is off in tests (eager): the chord's group is looked up in this one.
