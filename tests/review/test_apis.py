@@ -34,6 +34,17 @@ def submit(client, item, **body):
     return client.post(f"/api/review/leases/{item['lease']['id']}/submit/", body, format="json")
 
 
+def reviewed_twice_apart(client, make_reviewer):
+    """An image of dataset "pairs" (two reviews per item) that ann (awe) and bob (fear) reviewed: up for adjudication."""
+    dataset = DatasetFactory(slug="pairs", reviews_per_item=2, overlap_fraction=1.0)
+    image = image_in_review(dataset)
+    for name, label in (("ann", "awe"), ("bob", "fear")):
+        client.force_authenticate(make_reviewer(name))
+        item = next_item(client, "pairs").json()
+        assert submit(client, item, annotation=human_answer(item, label=label)).status_code == 201
+    return image
+
+
 def test_next_returns_the_item_with_base_annotators_and_critic(as_reviewer, dataset):
     image = image_in_review(dataset)
     Annotation.objects.filter(image=image, author_name="pipeline").update(critic={"label_verdict": "ok", "elements": []})
@@ -168,12 +179,7 @@ def test_a_version_past_any_stored_one_answers_400_and_writes_nothing(as_reviewe
 
 
 def test_an_adjudication_with_a_version_past_any_stored_one_answers_400(api_client, make_reviewer, adjudicator):
-    dataset = DatasetFactory(slug="pairs", reviews_per_item=2, overlap_fraction=1.0)
-    image = image_in_review(dataset)
-    for name, label in (("ann", "awe"), ("bob", "fear")):
-        api_client.force_authenticate(make_reviewer(name))
-        item = next_item(api_client, "pairs").json()
-        assert submit(api_client, item, annotation=human_answer(item, label=label)).status_code == 201
+    image = reviewed_twice_apart(api_client, make_reviewer)
     api_client.force_authenticate(adjudicator)
     detail = api_client.get(f"/api/review/adjudication/{image.pk}/").json()
     r = api_client.post(f"/api/review/adjudication/{image.pk}/", {"expected_version": 2**31,
@@ -287,12 +293,7 @@ def test_refine_refuses_points_outside_the_image(as_reviewer, dataset):
 
 
 def test_adjudication_over_http(api_client, make_reviewer, adjudicator):
-    dataset = DatasetFactory(slug="pairs", reviews_per_item=2, overlap_fraction=1.0)
-    image = image_in_review(dataset)
-    for name, label in (("ann", "awe"), ("bob", "fear")):
-        api_client.force_authenticate(make_reviewer(name))
-        item = next_item(api_client, "pairs").json()
-        assert submit(api_client, item, annotation=human_answer(item, label=label)).status_code == 201
+    image = reviewed_twice_apart(api_client, make_reviewer)
     api_client.force_authenticate(adjudicator)
     queue_page = api_client.get("/api/review/adjudication/?dataset=pairs").json()
     assert [row["id"] for row in queue_page["results"]] == [image.pk]
