@@ -35,7 +35,6 @@ share, since downloads are served from it.
 from __future__ import annotations
 
 import functools
-from contextlib import closing
 import json
 import logging
 import os
@@ -43,6 +42,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path

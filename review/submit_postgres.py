@@ -46,7 +46,7 @@ from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import Annotation, AnnotationKind, Dataset, Image, PhraseEmbedding
 from annotations.phrase_embeddings import phrase_model_name
 from annotations.signals import phrases_added
-from annotations.validation import AnnotationInput, ElementInput
+from annotations.validation import MAX_PHRASE_LENGTH, AnnotationInput, ElementInput
 from core.alignment import PhraseVectors, phrase_hash, phrase_key, triplet_phrases
 from core.vocabulary import ROLES, Taxonomy, TaxonomyError, taxonomy_from_spec
 from review.disagreements import annotation_differences, reviews_disagree
@@ -82,8 +82,8 @@ def _taxonomy(spec_key: bytes) -> Taxonomy:
 
 def submitted_phrases(annotation: Any, element_decisions: Any = ()) -> frozenset[str]:
     """The normalised phrases of a submitted answer as sent (not yet validated: anything but a
-    phrase string is passed over) and the phrases its element decisions name as before or after;
-    empty past :data:`MAX_READ_PHRASES`."""
+    string a phrase can be is passed over) and the phrases its element decisions name as before
+    or after; empty past :data:`MAX_READ_PHRASES` (normalising no more than that many)."""
     texts = []
     triplets = annotation.get("triplets") if isinstance(annotation, dict) else None
     for t in triplets if isinstance(triplets, list) else ():
@@ -93,8 +93,13 @@ def submitted_phrases(annotation: Any, element_decisions: Any = ()) -> frozenset
     for d in element_decisions if isinstance(element_decisions, list) else ():
         if isinstance(d, dict):
             texts += [d.get("before"), d.get("after")]
-    keys = {phrase_key(text) for text in texts if isinstance(text, str)} - {""}
-    return frozenset(keys) if len(keys) <= MAX_READ_PHRASES else frozenset()
+    keys: set[str] = set()
+    for text in texts:
+        if isinstance(text, str) and len(text) <= MAX_PHRASE_LENGTH and (key := phrase_key(text)):
+            keys.add(key)
+            if len(keys) > MAX_READ_PHRASES:
+                return frozenset()
+    return frozenset(keys)
 
 
 def lease_read(pk: int, phrases: frozenset[str] = frozenset()) -> Lease:

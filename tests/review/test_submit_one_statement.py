@@ -304,3 +304,15 @@ def test_the_lease_read_in_one_query_is_the_orms(db, on_postgres, reviewer):
         for f in type(want)._meta.concrete_fields:
             a, b = getattr(got, f.attname), getattr(want, f.attname)
             assert (a, type(a)) == (b, type(b)), (type(want).__name__, f.name)
+
+
+def test_the_phrases_looked_up_with_the_lease_are_read_from_the_body_as_sent():
+    """Only strings a phrase can be, normalised; none at all past MAX_READ_PHRASES (looked up after validation)."""
+    answer = {"triplets": [{"background": {"phrase": " Stormy  Sea "}, "subject": {"phrase": "x" * 301},
+                            "attribute": {"phrase": 3}}, "junk"]}
+    assert submit_postgres.submitted_phrases(answer, [{"before": "Rough", "after": [1, 2]}, "junk"]) == {"stormy sea", "rough"}
+    assert submit_postgres.submitted_phrases(None, None) == frozenset()
+    many = {"triplets": [{"background": {"phrase": f"p{i}"}} for i in range(submit_postgres.MAX_READ_PHRASES + 1)]}
+    assert submit_postgres.submitted_phrases(many) == frozenset()
+    many["triplets"].pop()
+    assert len(submit_postgres.submitted_phrases(many)) == submit_postgres.MAX_READ_PHRASES
