@@ -181,8 +181,8 @@ def _adjudication_write(*, image: Image, adjudicator: AbstractBaseUser, decision
         ElementDecision(kind=DisagreementKind.ADJUDICATION, image=image, reviewer=adjudicator, annotation=version, **edit)
         for edit in edits
     ], batch_size=500)
-    n = disagreements_record(annotation=version, person=adjudicator, kind=DisagreementKind.ADJUDICATION)
-    embed_after_commit(version)
+    recorded = disagreements_record(annotation=version, person=adjudicator, kind=DisagreementKind.ADJUDICATION)
+    embed_after_commit(version, recorded.unembedded)
     fields = {"label": ces.label} if ces else {}
     image_set_status(image=image, status=decision, **fields)
-    return SubmitResult(annotation=version, image_status=image.status, disagreements=n)
+    return SubmitResult(annotation=version, image_status=image.status, disagreements=recorded.rows)

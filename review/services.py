@@ -223,8 +223,17 @@ def _model_annotations(image: Image) -> list[Annotation]:
     return list(annotations_with_elements(qs.order_by("author_name")))
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What :func:`disagreements_record` wrote: the number of rows, and the person's phrases
+    (normalised) that have no stored embedding yet, for :func:`embed_after_commit`."""
+
+    rows: int
+    unembedded: frozenset[str]
+
+
 def disagreements_record(*, annotation: Annotation, person: AbstractBaseUser, kind: str,
-                         model_answers: list[Annotation] | None = None) -> int:
+                         model_answers: list[Annotation] | None = None) -> Recorded:
     """Write one row per difference between ``annotation`` and each current model annotation
     (``model_answers``: those, with their elements, by author name, when the caller has them).
 
@@ -237,7 +246,8 @@ def disagreements_record(*, annotation: Annotation, person: AbstractBaseUser, ki
     if model_answers is None:
         model_answers = _model_annotations(image)
     models = [(m, annotation_to_dict(m, include_des=False)) for m in model_answers]
-    vectors = phrase_vectors(triplet_phrases(human["triplets"], *(answer["triplets"] for _, answer in models)))
+    own = triplet_phrases(human["triplets"])
+    vectors = phrase_vectors(own | triplet_phrases(*(answer["triplets"] for _, answer in models)))
     rows = []
     for model, answer in models:
         for d in annotation_differences(answer, human, vectors):
@@ -249,7 +259,7 @@ def disagreements_record(*, annotation: Annotation, person: AbstractBaseUser, ki
                 kind=kind,
             ))
     Disagreement.objects.bulk_create(rows, batch_size=500)
-    return len(rows)
+    return Recorded(rows=len(rows), unembedded=frozenset(p for p in own if p not in vectors))
 
 
 def _check_not_submitted(lease: Lease) -> None:
@@ -266,9 +276,13 @@ def _check_in_review(image: Image) -> None:
             changes={"lease_lost": True, "image_status": image.status})
 
 
-def embed_after_commit(annotation: Annotation) -> None:
-    """Have the person's new and edited phrases embedded by a worker once this transaction commits."""
-    transaction.on_commit(lambda: phrases_added.send(sender=Annotation, annotation_ids=[annotation.pk]))
+def embed_after_commit(annotation: Annotation, phrases: frozenset[str]) -> None:
+    """Have a worker embed the person's phrases that have no stored embedding (``phrases``,
+    normalised: :attr:`Recorded.unembedded`) once this transaction commits; nothing when there
+    are none, nor when this process asked for all of them a moment ago (``ml.embed_requests``),
+    as the one-statement submit does."""
+    if phrases:
+        transaction.on_commit(lambda: phrases_added.send(sender=Annotation, annotation_ids=[annotation.pk], phrases=phrases))
 
 
 def _lease_for_submit(lease: Lease, reviewer: AbstractBaseUser, image: Image, now) -> Lease:
@@ -416,9 +430,10 @@ def _review_write(*, lease: Lease, reviewer: AbstractBaseUser, image: Image, exp
                         role=d.role, action=d.action, before=d.before, after=d.after, time_ms=d.time_ms)
         for d in decisions
     ], batch_size=500)
-    n = disagreements_record(annotation=version, person=reviewer, kind=DisagreementKind.REVIEW, model_answers=sources.answers)
-    embed_after_commit(version)
+    recorded = disagreements_record(annotation=version, person=reviewer, kind=DisagreementKind.REVIEW,
+                                    model_answers=sources.answers)
+    embed_after_commit(version, recorded.unembedded)
     ReviewPlan.objects.filter(image=image).update(submitted_reviews=F("submitted_reviews") + 1)
     Draft.objects.filter(image=image, reviewer=reviewer).delete()
     status = _resolve_image(image, ReviewPlan.objects.get(image=image), decision, data.ces.label if data.ces else None)
-    return SubmitResult(annotation=version, image_status=status, disagreements=n, unchecked=unchecked)
+    return SubmitResult(annotation=version, image_status=status, disagreements=recorded.rows, unchecked=unchecked)

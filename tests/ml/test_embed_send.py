@@ -11,10 +11,12 @@ from celery import current_app
 
 from kombu.exceptions import OperationalError as BrokerError
 
-from ml import tasks
+from ml import embeddings, tasks
+from review import services as review_services
 from ml.embed_requests import RecentRequests
 from tests.factories import DatasetFactory, UserFactory
 from tests.review.conftest import human_answer, image_in_review
+from tests.review.test_apis import reviewed_twice_apart
 from tests.ml.test_embeddings import embedder  # noqa: F401 (fixture)
 from tests.ml.test_liveness import broker  # noqa: F401 (fixture)
 
@@ -97,7 +99,26 @@ def test_the_memory_forgets_the_oldest_past_its_limit():
     assert len(recent) == 1 and recent.all_recent(["d"]) and not recent.all_recent(["b"])
 
 
-def test_reviews_with_the_same_new_phrase_ask_for_it_once(embedder, broker, api_client, on_postgres,  # noqa: F811
+@pytest.fixture(params=["as it runs", "python path"])
+def submit_path(request, monkeypatch):
+    """The submit as the database runs it (one statement on PostgreSQL, the Python path on
+    SQLite) and the Python path on either (PostgreSQL's fallback after ``RS409``)."""
+    if request.param == "python path":
+        monkeypatch.setattr(review_services, "submit_one_statement", lambda **kwargs: None)
+    return request.param
+
+
+def review(client, slug: str, name: str, subject: str | None = None):
+    client.force_authenticate(UserFactory(username=name, roles=["reviewer"]))
+    item = client.post("/api/review/next/", {"dataset": slug}, format="json").json()
+    answer = human_answer(item)
+    if subject:
+        answer["triplets"][0]["subject"].update(phrase=subject, status="edited")
+    return client.post(f"/api/review/leases/{item['lease']['id']}/submit/",
+                       {"expected_version": item["version"], "decision": "approved", "annotation": answer}, format="json")
+
+
+def test_reviews_with_the_same_new_phrase_ask_for_it_once(embedder, broker, api_client, submit_path,  # noqa: F811
                                                           django_capture_on_commit_callbacks):
     """Two reviewers rename the subject to the same new phrase: the first submit asks a worker to
     embed it (with the other phrases, none stored); the second asks for nothing."""
@@ -106,14 +127,41 @@ def test_reviews_with_the_same_new_phrase_ask_for_it_once(embedder, broker, api_
     image_in_review(dataset, annotators=False)
     image_in_review(dataset, annotators=False)
     for name in ("rev1", "rev2"):
-        api_client.force_authenticate(UserFactory(username=name, roles=["reviewer"]))
-        item = api_client.post("/api/review/next/", {"dataset": dataset.slug}, format="json").json()
-        answer = human_answer(item)
-        answer["triplets"][0]["subject"].update(phrase="Lone trawler", status="edited")
         with django_capture_on_commit_callbacks(execute=True):
-            r = api_client.post(f"/api/review/leases/{item['lease']['id']}/submit/",
-                                {"expected_version": item["version"], "decision": "approved", "annotation": answer},
-                                format="json")
+            r = review(api_client, dataset.slug, name, subject="Lone trawler")
         assert r.status_code == 201, r.content
     assert len(broker.lrange(queue, 0, -1)) == 1
     assert tasks.EMBED_REQUESTS.all_recent(["lone trawler", "stormy sea", "dark, churning"])
+
+
+def test_a_review_whose_phrases_are_all_embedded_asks_for_nothing(embedder, broker, api_client, submit_path,  # noqa: F811
+                                                                  django_capture_on_commit_callbacks):
+    queue = tasks.embed_queue()
+    dataset = DatasetFactory(slug="embedded")
+    image_in_review(dataset, annotators=False)
+    image_in_review(dataset, annotators=False)
+    embeddings.embed_phrases(["stormy sea", "dark, churning", "small boat"])
+    with django_capture_on_commit_callbacks(execute=True):
+        assert review(api_client, dataset.slug, "rev1").status_code == 201
+    assert broker.lrange(queue, 0, -1) == []
+    with django_capture_on_commit_callbacks(execute=True):  # one new phrase: asked for, alone among them
+        assert review(api_client, dataset.slug, "rev2", subject="Lone trawler").status_code == 201
+    assert len(broker.lrange(queue, 0, -1)) == 1
+    assert tasks.EMBED_REQUESTS.all_recent(["lone trawler"]) and not tasks.EMBED_REQUESTS.all_recent(["small boat"])
+
+
+def test_an_adjudication_asks_only_for_phrases_not_asked_for_a_moment_ago(embedder, broker, api_client, adjudicator,  # noqa: F811
+                                                                           django_capture_on_commit_callbacks):
+    queue = tasks.embed_queue()
+    with django_capture_on_commit_callbacks(execute=True):
+        image = reviewed_twice_apart(api_client, lambda name: UserFactory(username=name, roles=["reviewer"]))
+    asked = len(broker.lrange(queue, 0, -1))
+    assert asked >= 1 and tasks.EMBED_REQUESTS.all_recent(["stormy sea", "dark, churning", "small boat"])
+    api_client.force_authenticate(adjudicator)
+    detail = api_client.get(f"/api/review/adjudication/{image.pk}/").json()
+    answer = human_answer(detail, label="fear")
+    with django_capture_on_commit_callbacks(execute=True):  # the reviews' phrases: asked for already
+        r = api_client.post(f"/api/review/adjudication/{image.pk}/",
+                            {"expected_version": detail["version"], "annotation": answer, "reason": "fear fits"}, format="json")
+    assert r.status_code == 201, r.content
+    assert len(broker.lrange(queue, 0, -1)) == asked
