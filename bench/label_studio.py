@@ -419,6 +419,7 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
         imported = import_tasks(port, tokens[0], project, args.tasks, image_server.server_address[1], pids)
         print_once("import", "tasks", imported)
         print()
+        os.sync()  # the import's writes go to disk now, not while a level runs (as bench/review_api.py does)
         run_level(port, tokens[:2], project, 3.0, pids)  # warm-up of next and submit
         print("server CPU per request = the worker's CPU (Python and SQLite, time.process_time) (mean, p50);\n"
               "queries: most in one request; latency seen by the client")
