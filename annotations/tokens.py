@@ -10,8 +10,10 @@ so it catches every way a password changes except a raw ``QuerySet.update()``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -102,8 +104,26 @@ def _converted(values: tuple) -> list:
     return out
 
 
-def _first_read(sql: str, params: list) -> list[tuple]:
-    """The rows of a read-only statement that is usually a request's first use of its connection,
+@dataclass
+class ReadWithToken:
+    """A read-only statement a view hands to the token authentication (set on the request as
+    :data:`READ_WITH_TOKEN` before authentication), to be sent in the same round trip as the
+    token's statement on PostgreSQL: ``rows`` are its rows once sent, and stay ``None`` when it
+    was not (a session, SQLite, no token). The rows are the view's to use only once the request
+    is authenticated and allowed: the authentication never looks at them, and a refused request
+    never reaches the view. Being a read, sending it for a request then refused changes nothing."""
+
+    sql: str
+    params: list
+    rows: list[tuple] | None = None
+
+
+READ_WITH_TOKEN = "emoverse_read_with_token"  # attribute of the HttpRequest
+
+
+def _first_read(sql: str, params: list, results: int = 1) -> list[list[tuple]]:
+    """The rows of each of the ``results`` read-only statements of ``sql`` (sent together, in one
+    round trip), the first usually a request's first use of its connection,
     standing in for Django's health check (``CONN_HEALTH_CHECKS``: a ``SELECT 1`` before the first
     statement of a request on a connection kept from an earlier one). When the check is still to
     be done, this statement is sent instead of it; should it fail on a connection that is no longer
@@ -116,24 +136,36 @@ def _first_read(sql: str, params: list) -> list[tuple]:
     if checking:
         connection.health_check_done = True  # done by this statement
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
+        return _read(sql, params, results)
     except DatabaseError:
         if not checking or connection.is_usable():
             raise
     connection.close()
+    return _read(sql, params, results)
+
+
+def _read(sql: str, params: list, results: int) -> list[list[tuple]]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchall()
+        out = [cursor.fetchall()]
+        while len(out) < results and cursor.nextset():
+            out.append(cursor.fetchall())
+    return out
 
 
-def token_with_user(key: str) -> Token | None:
+def token_with_user(key: str, read: ReadWithToken | None = None) -> Token | None:
     """The token with this key and its user (``token.user``), the user's roles cached on them
     (``annotations.roles.user_roles`` needs no query), or None: one statement, written once
-    rather than compiled by the ORM on every request (this runs before every API call)."""
+    rather than compiled by the ORM on every request (this runs before every API call). On
+    PostgreSQL ``read`` goes in the same round trip, its rows set on it."""
     sql, token_names, user_names, as_array = _token_user_sql()
-    rows = _first_read(sql, [key, list(USER_ROLES)] if as_array else [*USER_ROLES, key])
+    params: list[Any] = [key, list(USER_ROLES)] if as_array else [*USER_ROLES, key]
+    # Two statements in one execute need client-side binding (Django's default; not with the
+    # server_side_binding option, whose extended protocol takes one statement at a time).
+    if read is not None and as_array and connection.settings_dict["OPTIONS"].get("server_side_binding") is not True:
+        rows, read.rows = _first_read(f"{sql}; {read.sql}", [*params, *read.params], results=2)
+    else:
+        rows = _first_read(sql, params)[0]
     if not rows:
         return None
     n = len(token_names)
@@ -149,14 +181,22 @@ _KEY_LENGTH = Token._meta.get_field("key").max_length
 
 class ExpiringTokenAuthentication(TokenAuthentication):
     """DRF's token authentication, refusing (401) and deleting a token past its lifetime. The
-    token, its user and the user's roles are read in one statement (:func:`token_with_user`)."""
+    token, its user and the user's roles are read in one statement (:func:`token_with_user`),
+    sent with the view's :class:`ReadWithToken` where the view set one."""
+
+    _read: ReadWithToken | None = None
+
+    def authenticate(self, request):
+        # DRF makes the authenticators anew for each request: this one's read is this request's.
+        self._read = getattr(request._request, READ_WITH_TOKEN, None)
+        return super().authenticate(request)
 
     def authenticate_credentials(self, key):
         # A key no token can have (NUL, which PostgreSQL refuses with an error; too long; not
         # printable ASCII) is an invalid token, answered without a query.
         if not (len(key) <= _KEY_LENGTH and key.isascii() and key.isprintable()):
             raise exceptions.AuthenticationFailed(_("Invalid token."))
-        token = token_with_user(key)
+        token = token_with_user(key, self._read)
         if token is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
         if not token.user.is_active:

@@ -32,6 +32,7 @@ from annotations.selectors import (
 )
 from annotations.services import annotation_create, image_set_status
 from annotations.signals import phrases_added
+from annotations.tokens import ReadWithToken
 from annotations.validation import AnnotationInput, ElementInput, check_storable, validate_annotation, validate_text
 from core.alignment import triplet_phrases
 from core.vocabulary import ROLES
@@ -338,16 +339,18 @@ def locked_image(image_id: int, checked: Image, annotation: Mapping[str, Any], d
     return image, data
 
 
-def lease_for_submit(pk: int, annotation: Any = None, element_decisions: Any = None) -> Lease:
+def lease_for_submit(pk: int, annotation: Any = None, element_decisions: Any = None,
+                     read: ReadWithToken | None = None) -> Lease:
     """The lease with its image, the image's dataset and review plan (``image.review_plan``,
     absent before the first claim), in one query: what :func:`review_submit` checks first.
     Raises ``Lease.DoesNotExist``. On PostgreSQL :func:`review.submit_postgres.lease_read`, which
     also reads the image's answers and the stored embeddings of the phrases of ``annotation`` and
-    ``element_decisions``, the answer about to be submitted (``submitted_phrases``); SQLite, whose
-    columns need Django's converters, reads the lease through the ORM."""
+    ``element_decisions``, the answer about to be submitted (``submitted_phrases``), or takes the
+    rows of that query from ``read``, sent with the token's statement; SQLite, whose columns need
+    Django's converters, reads the lease through the ORM."""
     if connection.vendor != "postgresql":
         return Lease.objects.select_related("image__dataset", "image__review_plan").get(pk=pk)
-    return lease_read(pk, submitted_phrases(annotation, element_decisions))
+    return lease_read(pk, submitted_phrases(annotation, element_decisions), read)
 
 
 def review_submit(

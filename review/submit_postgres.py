@@ -46,6 +46,7 @@ from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import Annotation, AnnotationKind, Dataset, Image, PhraseEmbedding
 from annotations.phrase_embeddings import phrase_model_name
 from annotations.signals import phrases_added
+from annotations.tokens import ReadWithToken
 from annotations.validation import MAX_PHRASE_LENGTH, AnnotationInput, ElementInput
 from core.alignment import PhraseVectors, phrase_hash, phrase_key, triplet_phrases
 from core.vocabulary import ROLES, Taxonomy, TaxonomyError, taxonomy_from_spec
@@ -102,22 +103,33 @@ def submitted_phrases(annotation: Any, element_decisions: Any = ()) -> frozenset
     return frozenset(keys)
 
 
-def lease_read(pk: int, phrases: frozenset[str] = frozenset()) -> Lease:
-    """The lease with its image, the image's dataset and review plan (``image.review_plan``,
-    set only when there is one), the image's answers and the stored embeddings of ``phrases``
-    (normalised), in one query: ``review_submit_read`` (migrations ``review.0011`` to ``0013``)
-    gives a first row with the four rows as jsonb, each field read back as its model field's
-    ``to_python`` would, then the rows of :data:`SOURCES_SQL` and the embeddings found (the last
-    two kept on the lease for :func:`submit_one_statement`). Raises ``Lease.DoesNotExist``."""
+def _hashes(phrases: frozenset[str]) -> dict[str, str]:
     hashes = {}
     for key in phrases:
         try:
             hashes[phrase_hash(key)] = key
         except UnicodeEncodeError:  # a lone surrogate: the answer is refused later
             continue
-    with connection.cursor() as cursor:
-        cursor.execute(READ_SQL, [pk, phrase_model_name(), list(hashes)])
-        rows = cursor.fetchall()
+    return hashes
+
+
+def lease_read(pk: int, phrases: frozenset[str] = frozenset(), read: ReadWithToken | None = None) -> Lease:
+    """The lease with its image, the image's dataset and review plan (``image.review_plan``,
+    set only when there is one), the image's answers and the stored embeddings of ``phrases``
+    (normalised), in one query: ``review_submit_read`` (migrations ``review.0011`` to ``0013``)
+    gives a first row with the four rows as jsonb, each field read back as its model field's
+    ``to_python`` would, then the rows of :data:`SOURCES_SQL` and the embeddings found (the last
+    two kept on the lease for :func:`submit_one_statement`). Raises ``Lease.DoesNotExist``.
+
+    ``read``: that query as :func:`lease_read_with_token` had the token authentication send it;
+    its rows are taken when it was sent for this lease and these phrases, else the query is sent."""
+    hashes = _hashes(phrases)
+    if read is not None and read.rows is not None and read.params[0] == pk and set(read.params[2]) == set(hashes):
+        rows = read.rows
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(READ_SQL, [pk, phrase_model_name(), list(hashes)])
+            rows = cursor.fetchall()
     if not rows:
         raise Lease.DoesNotExist(f"no lease {pk}")
     found = rows[0][0]
@@ -141,6 +153,27 @@ def lease_read(pk: int, phrases: frozenset[str] = frozenset()) -> Lease:
     lease.__dict__[_VECTORS] = (frozenset(hashes.values()),
                                 {hashes[row[26]]: _vector(row[27]) for row in rows if row[1] == "v" and row[26] in hashes})
     return lease
+
+
+MAX_PK = 2**63 - 1  # a bigint
+
+
+def lease_read_with_token(pk: int, body: bytes) -> ReadWithToken | None:
+    """:func:`lease_read`'s query for lease ``pk`` and the phrases of the submit's body as sent
+    (``submitted_phrases``; DRF has not parsed the body yet), for the token authentication to send
+    with its own statement: one round trip fewer (``annotations.tokens.ReadWithToken``). None for
+    a body that is not a JSON object or a ``pk`` no lease can have: the view reads the lease itself
+    then, and answers as it always did."""
+    if not 0 < pk <= MAX_PK:
+        return None
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    phrases = submitted_phrases(data.get("annotation"), data.get("element_decisions"))
+    return ReadWithToken(READ_SQL, [pk, phrase_model_name(), list(_hashes(phrases))])
 
 
 def _as_is(value: Any) -> Any:
