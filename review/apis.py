@@ -285,10 +285,12 @@ class SubmitAPI(RoleAPI):
     def initial(self, request, *args, **kwargs):
         # PostgreSQL: the lease read goes with the token's statement, in one round trip
         # (annotations.tokens.ReadWithToken). The body is peeked at (the phrases whose embeddings
-        # come with the lease) only when it is JSON and small: anything else is read as before,
-        # after the authentication, and nothing of the read is used unless the request is allowed.
+        # come with the lease) only when it is JSON and small and the request names a token:
+        # anything else is read as before, after the authentication (a session's CSRF check
+        # included), and nothing of the read is used unless the request is allowed.
         raw = request._request
         if (connection.vendor == "postgresql" and raw.content_type == "application/json"
+                and raw.META.get("HTTP_AUTHORIZATION", "").startswith("Token ")
                 and 0 < _content_length(raw) <= READ_WITH_TOKEN_MAX_BODY):
             setattr(raw, READ_WITH_TOKEN, lease_read_with_token(kwargs["pk"], raw.body))
         super().initial(request, *args, **kwargs)

@@ -114,12 +114,17 @@ def test_the_read_is_taken_only_for_the_phrases_it_was_sent_with(leased, monkeyp
     assert sum("review_submit_read" in q["sql"] for q in queries.captured_queries) == 2
 
 
-def test_a_session_submit_reads_the_lease_after_the_authentication(leased):
+def test_a_session_submit_reads_the_lease_after_the_authentication(leased, monkeypatch):
+    from review import apis
+
     _, item = leased
+    peeked = []
+    monkeypatch.setattr(apis, "lease_read_with_token", lambda pk, body: peeked.append(pk))
     session = APIClient()
     session.force_login(Lease.objects.get().reviewer)
     with CaptureQueriesContext(connection) as queries:
         r = post(session, item["lease"]["id"], body_for(item))
     assert r.status_code == 201, r.content
+    assert peeked == []  # no token: the body is not looked at before the authentication
     assert not any("emoverse_token_user" in q["sql"] for q in queries.captured_queries)
     assert sum("review_submit_read" in q["sql"] for q in queries.captured_queries) == 1
