@@ -49,6 +49,7 @@ from annotations.signals import phrases_added
 from annotations.tokens import ReadWithToken
 from annotations.validation import MAX_PHRASE_LENGTH, AnnotationInput, ElementInput
 from core.alignment import PhraseVectors, phrase_hash, phrase_key, triplet_phrases
+from core.text import INT64_MAX
 from core.vocabulary import ROLES, Taxonomy, TaxonomyError, taxonomy_from_spec
 from review.disagreements import annotation_differences, reviews_disagree
 from review.models import Lease, ReviewPlan
@@ -155,16 +156,13 @@ def lease_read(pk: int, phrases: frozenset[str] = frozenset(), read: ReadWithTok
     return lease
 
 
-MAX_PK = 2**63 - 1  # a bigint
-
-
 def lease_read_with_token(pk: int, body: bytes) -> ReadWithToken | None:
     """:func:`lease_read`'s query for lease ``pk`` and the phrases of the submit's body as sent
     (``submitted_phrases``; DRF has not parsed the body yet), for the token authentication to send
     with its own statement: one round trip fewer (``annotations.tokens.ReadWithToken``). None for
     a body that is not a JSON object or a ``pk`` no lease can have: the view reads the lease itself
     then, and answers as it always did."""
-    if not 0 < pk <= MAX_PK:
+    if not 0 < pk <= INT64_MAX:  # as <id:pk> guarantees; a read that cannot fail is what the token's may carry
         return None
     try:
         data = orjson.loads(body)
