@@ -125,7 +125,8 @@ def lease_read(pk: int, phrases: frozenset[str] = frozenset(), read: ReadWithTok
     ``read``: that query as :func:`lease_read_with_token` had the token authentication send it;
     its rows are taken when it was sent for this lease and these phrases, else the query is sent."""
     hashes = _hashes(phrases)
-    if read is not None and read.rows is not None and read.params[0] == pk and set(read.params[2]) == set(hashes):
+    if read is not None and read.rows is not None and read.params[:2] == [pk, phrase_model_name()] \
+            and set(read.params[2]) == set(hashes):
         rows = read.rows
     else:
         with connection.cursor() as cursor:
