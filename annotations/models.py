@@ -209,7 +209,10 @@ class Image(models.Model):
             models.CheckConstraint(condition=Q(audit_draw__gte=0) & Q(audit_draw__lt=1), name="image_audit_draw_0_1"),
         ]
         indexes = [
-            models.Index(fields=["dataset", "status", "priority", "created_at", "id"], name="image_queue_idx"),
+            # audit_draw last: the review queue skips the images drawn for audit (they wait in
+            # image_audit_queue_idx's order, so they pile up at the head of this one as the queue
+            # drains) on the index entries, without fetching their rows (review.0005's claim).
+            models.Index(fields=["dataset", "status", "priority", "created_at", "id", "audit_draw"], name="image_queue_idx"),
             models.Index(fields=["dataset", "status", "audit_draw", "id"], name="image_audit_queue_idx"),
             models.Index(fields=["dataset", "source"], name="image_source_idx"),
             models.Index(fields=["dataset", "label"], name="image_label_idx"),
