@@ -8,8 +8,7 @@ and calls a service or selector. Domain errors become HTTP answers in
 from __future__ import annotations
 
 import orjson
-from django.db import connection
-from django.http import Http404, HttpRequest
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
@@ -37,23 +36,11 @@ from review.errors import DraftTooLarge, RefineFailed, RefineTimeout, RefineUnav
 from review.models import DisagreementField, DisagreementKind, ElementAction, Lease, LeaseState
 from review.refine import REFINE_OFF, mask_refine
 from review.services import MAX_ELEMENT_DECISIONS
-from review.submit_postgres import lease_read_with_token
+from review.submit_postgres import attach_lease_read
 
 
 # Annotation.version is a 32-bit column: a larger expected_version is refused (400), not sent to the database.
 MAX_VERSION = 2**31 - 1
-
-
-# A submit body larger than this is not peeked at before the authentication (a submit with
-# its masks is a few kB to a few tens of kB).
-READ_WITH_TOKEN_MAX_BODY = 256 * 1024
-
-
-def _content_length(request: HttpRequest) -> int:
-    try:
-        return int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return 0
 
 
 class RoleAPI(APIView):
@@ -283,16 +270,8 @@ class SubmitAPI(RoleAPI):
                                                        "(status accepted_unchecked; no disagreement rows)")
 
     def initial(self, request, *args, **kwargs):
-        # PostgreSQL: the lease read goes with the token's statement, in one round trip
-        # (annotations.tokens.ReadWithToken). The body is peeked at (the phrases whose embeddings
-        # come with the lease) only when it is JSON and small and the request names a token:
-        # anything else is read as before, after the authentication (a session's CSRF check
-        # included), and nothing of the read is used unless the request is allowed.
-        raw = request._request
-        if (connection.vendor == "postgresql" and raw.content_type == "application/json"
-                and raw.META.get("HTTP_AUTHORIZATION", "").startswith("Token ")
-                and 0 < _content_length(raw) <= READ_WITH_TOKEN_MAX_BODY):
-            setattr(raw, READ_WITH_TOKEN, lease_read_with_token(kwargs["pk"], raw.body))
+        # On PostgreSQL the lease read goes with the token's statement, in one round trip.
+        attach_lease_read(request._request, kwargs["pk"])
         super().initial(request, *args, **kwargs)
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 409: CONFLICT})

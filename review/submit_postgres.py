@@ -40,13 +40,14 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import DatabaseError, connection, models, transaction
 from django.db.models import Field, Model
+from django.http import HttpRequest
 from django.utils import timezone
 
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import Annotation, AnnotationKind, Dataset, Image, PhraseEmbedding
 from annotations.phrase_embeddings import phrase_model_name
 from annotations.signals import phrases_added
-from annotations.tokens import ReadWithToken
+from annotations.tokens import READ_WITH_TOKEN, ReadWithToken
 from annotations.validation import MAX_PHRASE_LENGTH, AnnotationInput, ElementInput
 from core.alignment import PhraseVectors, phrase_hash, phrase_key, triplet_phrases
 from core.text import INT64_MAX
@@ -155,6 +156,29 @@ def lease_read(pk: int, phrases: frozenset[str] = frozenset(), read: ReadWithTok
     lease.__dict__[_VECTORS] = (frozenset(hashes.values()),
                                 {hashes[row[26]]: _vector(row[27]) for row in rows if row[1] == "v" and row[26] in hashes})
     return lease
+
+
+# A submit body larger than this is not peeked at before the authentication (a submit with
+# its masks is a few kB to a few tens of kB).
+READ_WITH_TOKEN_MAX_BODY = 256 * 1024
+
+
+def attach_lease_read(request: HttpRequest, pk: int) -> None:
+    """Before a submit's authentication: set :func:`lease_read_with_token`'s read on ``request``
+    (``annotations.tokens.READ_WITH_TOKEN``) for the token authentication to send with its own
+    statement, on PostgreSQL, for a request that names a token and has a JSON body of at most
+    :data:`READ_WITH_TOKEN_MAX_BODY`. Anything else is read as before, after the authentication
+    (a session's CSRF check included); nothing of the read is used unless the request is allowed."""
+    if connection.vendor != "postgresql" or request.content_type != "application/json":
+        return
+    if not request.META.get("HTTP_AUTHORIZATION", "").startswith("Token "):
+        return
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return
+    if 0 < length <= READ_WITH_TOKEN_MAX_BODY:
+        setattr(request, READ_WITH_TOKEN, lease_read_with_token(pk, request.body))
 
 
 def lease_read_with_token(pk: int, body: bytes) -> ReadWithToken | None:

@@ -103,11 +103,12 @@ def test_a_body_that_is_not_a_submit_is_answered_as_before(leased, raw):
 def test_the_read_is_taken_only_for_the_phrases_it_was_sent_with(leased, monkeypatch):
     """The phrases peeked at before the authentication are those the view reads after parsing;
     should they ever differ, the view reads the lease again rather than use embeddings of others."""
-    from review import apis, submit_postgres
+    from review import submit_postgres
 
     client, item = leased
+    real = submit_postgres.lease_read_with_token
     other = json.dumps({"annotation": {"triplets": [{"subject": {"phrase": "something else"}}]}}).encode()
-    monkeypatch.setattr(apis, "lease_read_with_token", lambda pk, body: submit_postgres.lease_read_with_token(pk, other))
+    monkeypatch.setattr(submit_postgres, "lease_read_with_token", lambda pk, body: real(pk, other))
     with CaptureQueriesContext(connection) as queries:
         r = post(client, item["lease"]["id"], body_for(item))
     assert r.status_code == 201, r.content
@@ -115,11 +116,11 @@ def test_the_read_is_taken_only_for_the_phrases_it_was_sent_with(leased, monkeyp
 
 
 def test_a_session_submit_reads_the_lease_after_the_authentication(leased, monkeypatch):
-    from review import apis
+    from review import submit_postgres
 
     _, item = leased
     peeked = []
-    monkeypatch.setattr(apis, "lease_read_with_token", lambda pk, body: peeked.append(pk))
+    monkeypatch.setattr(submit_postgres, "lease_read_with_token", lambda pk, body: peeked.append(pk))
     session = APIClient()
     session.force_login(Lease.objects.get().reviewer)
     with CaptureQueriesContext(connection) as queries:
