@@ -36,7 +36,7 @@ from review.errors import DraftTooLarge, RefineFailed, RefineTimeout, RefineUnav
 from review.models import DisagreementField, DisagreementKind, ElementAction, Lease, LeaseState
 from review.refine import REFINE_OFF, mask_refine
 from review.services import MAX_ELEMENT_DECISIONS
-from review.submit_postgres import attach_lease_read
+from review.submit_token_read import attach_lease_read
 
 
 # Annotation.version is a 32-bit column: a larger expected_version is refused (400), not sent to the database.

@@ -40,17 +40,15 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import DatabaseError, connection, models, transaction
 from django.db.models import Field, Model
-from django.http import HttpRequest
 from django.utils import timezone
 
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import Annotation, AnnotationKind, Dataset, Image, PhraseEmbedding
 from annotations.phrase_embeddings import phrase_model_name
 from annotations.signals import phrases_added
-from annotations.tokens import READ_WITH_TOKEN, ReadWithToken
+from annotations.tokens import ReadWithToken
 from annotations.validation import MAX_PHRASE_LENGTH, AnnotationInput, ElementInput
 from core.alignment import PhraseVectors, phrase_hash, phrase_key, triplet_phrases
-from core.text import INT64_MAX
 from core.vocabulary import ROLES, Taxonomy, TaxonomyError, taxonomy_from_spec
 from review.disagreements import annotation_differences, reviews_disagree
 from review.models import Lease, ReviewPlan
@@ -105,7 +103,8 @@ def submitted_phrases(annotation: Any, element_decisions: Any = ()) -> frozenset
     return frozenset(keys)
 
 
-def _hashes(phrases: frozenset[str]) -> dict[str, str]:
+def phrase_hashes(phrases: frozenset[str]) -> dict[str, str]:
+    """The stored-embedding key of each normalised phrase (``phrase_hash``: hash -> phrase)."""
     hashes = {}
     for key in phrases:
         try:
@@ -123,9 +122,9 @@ def lease_read(pk: int, phrases: frozenset[str] = frozenset(), read: ReadWithTok
     ``to_python`` would, then the rows of :data:`SOURCES_SQL` and the embeddings found (the last
     two kept on the lease for :func:`submit_one_statement`). Raises ``Lease.DoesNotExist``.
 
-    ``read``: that query as :func:`lease_read_with_token` had the token authentication send it;
+    ``read``: that query as ``review.submit_token_read`` had the token authentication send it;
     its rows are taken when it was sent for this lease and these phrases, else the query is sent."""
-    hashes = _hashes(phrases)
+    hashes = phrase_hashes(phrases)
     if read is not None and read.rows is not None and read.params[:2] == [pk, phrase_model_name()] \
             and set(read.params[2]) == set(hashes):
         rows = read.rows
@@ -156,47 +155,6 @@ def lease_read(pk: int, phrases: frozenset[str] = frozenset(), read: ReadWithTok
     lease.__dict__[_VECTORS] = (frozenset(hashes.values()),
                                 {hashes[row[26]]: _vector(row[27]) for row in rows if row[1] == "v" and row[26] in hashes})
     return lease
-
-
-# A submit body larger than this is not peeked at before the authentication (a submit with
-# its masks is a few kB to a few tens of kB).
-READ_WITH_TOKEN_MAX_BODY = 256 * 1024
-
-
-def attach_lease_read(request: HttpRequest, pk: int) -> None:
-    """Before a submit's authentication: set :func:`lease_read_with_token`'s read on ``request``
-    (``annotations.tokens.READ_WITH_TOKEN``) for the token authentication to send with its own
-    statement, on PostgreSQL, for a request that names a token and has a JSON body of at most
-    :data:`READ_WITH_TOKEN_MAX_BODY`. Anything else is read as before, after the authentication
-    (a session's CSRF check included); nothing of the read is used unless the request is allowed."""
-    if connection.vendor != "postgresql" or request.content_type != "application/json":
-        return
-    if not request.META.get("HTTP_AUTHORIZATION", "").startswith("Token "):
-        return
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return
-    if 0 < length <= READ_WITH_TOKEN_MAX_BODY:
-        setattr(request, READ_WITH_TOKEN, lease_read_with_token(pk, request.body))
-
-
-def lease_read_with_token(pk: int, body: bytes) -> ReadWithToken | None:
-    """:func:`lease_read`'s query for lease ``pk`` and the phrases of the submit's body as sent
-    (``submitted_phrases``; DRF has not parsed the body yet), for the token authentication to send
-    with its own statement: one round trip fewer (``annotations.tokens.ReadWithToken``). None for
-    a body that is not a JSON object or a ``pk`` no lease can have: the view reads the lease itself
-    then, and answers as it always did."""
-    if not 0 < pk <= INT64_MAX:  # as <id:pk> guarantees; a read that cannot fail is what the token's may carry
-        return None
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    phrases = submitted_phrases(data.get("annotation"), data.get("element_decisions"))
-    return ReadWithToken(READ_SQL, [pk, phrase_model_name(), list(_hashes(phrases))])
 
 
 def _as_is(value: Any) -> Any:

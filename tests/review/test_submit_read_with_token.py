@@ -100,15 +100,26 @@ def test_a_body_that_is_not_a_submit_is_answered_as_before(leased, raw):
     assert ReviewSubmission.objects.count() == 0
 
 
+@pytest.mark.parametrize("phrase", ["nul\x00here", "lone \ud800 surrogate"])
+def test_a_phrase_with_nul_or_a_lone_surrogate_is_a_400_with_its_field(leased, phrase):
+    client, item = leased
+    body = body_for(item)
+    body["annotation"]["triplets"][0]["subject"]["phrase"] = phrase
+    raw = json.dumps(body).encode()  # \u0000 and \ud800 escaped, as a client would send them
+    r = client.post(f"/api/review/leases/{item['lease']['id']}/submit/", raw, content_type="application/json")
+    assert r.status_code == 400 and r.json()["field"]
+    assert ReviewSubmission.objects.count() == 0 and Lease.objects.get().state == LeaseState.ACTIVE
+
+
 def test_the_read_is_taken_only_for_the_phrases_it_was_sent_with(leased, monkeypatch):
     """The phrases peeked at before the authentication are those the view reads after parsing;
     should they ever differ, the view reads the lease again rather than use embeddings of others."""
-    from review import submit_postgres
+    from review import submit_token_read
 
     client, item = leased
-    real = submit_postgres.lease_read_with_token
+    real = submit_token_read.lease_read_with_token
     other = json.dumps({"annotation": {"triplets": [{"subject": {"phrase": "something else"}}]}}).encode()
-    monkeypatch.setattr(submit_postgres, "lease_read_with_token", lambda pk, body: real(pk, other))
+    monkeypatch.setattr(submit_token_read, "lease_read_with_token", lambda pk, body: real(pk, other))
     with CaptureQueriesContext(connection) as queries:
         r = post(client, item["lease"]["id"], body_for(item))
     assert r.status_code == 201, r.content
@@ -116,11 +127,11 @@ def test_the_read_is_taken_only_for_the_phrases_it_was_sent_with(leased, monkeyp
 
 
 def test_a_session_submit_reads_the_lease_after_the_authentication(leased, monkeypatch):
-    from review import submit_postgres
+    from review import submit_token_read
 
     _, item = leased
     peeked = []
-    monkeypatch.setattr(submit_postgres, "lease_read_with_token", lambda pk, body: peeked.append(pk))
+    monkeypatch.setattr(submit_token_read, "lease_read_with_token", lambda pk, body: peeked.append(pk))
     session = APIClient()
     session.force_login(Lease.objects.get().reviewer)
     with CaptureQueriesContext(connection) as queries:
