@@ -6,7 +6,7 @@ every statement that calls it: every claim's candidate statement parsed and plan
 sub-selects afresh. In PL/pgSQL its statement is prepared once per connection and its plan kept.
 A candidate statement that finds the first image open costs its PostgreSQL backend about 125 µs
 instead of 375 µs (the review bench's database, 3,000 calls of each alternated in one session).
-``tests/review/test_sql_functions_inlined.py`` keeps every SQL function of ours inlinable.
+Migration ``review.0015`` takes this back (a kept generic plan did not follow the lease table).
 """
 
 import importlib

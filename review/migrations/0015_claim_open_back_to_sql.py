@@ -18,8 +18,7 @@ from django.db import migrations
 def _sql_function() -> str:
     from importlib import import_module
 
-    claim_sql = import_module("review.migrations.0005_review_claim_function").CLAIM_SQL
-    return claim_sql[claim_sql.index("CREATE OR REPLACE FUNCTION review_claim_open"):]
+    return import_module("review.migrations.0014_claim_open_plpgsql")._previous_sql()
 
 
 def _plpgsql_function() -> str:
