@@ -26,6 +26,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
+from annotations.prepared import pipeline, prepared_cursor
 from annotations.roles import remember_role_names
 from core.vocabulary import USER_ROLES
 
@@ -66,7 +67,7 @@ def _token_user_sql() -> tuple[str, list[str], list[str], bool]:
     names = [f.attname for f in token_fields], [f.attname for f in user_fields]
     if connection.vendor == "postgresql" and user_model._meta.db_table == "auth_user":
         columns = [f"(r.token).{quote(f.column)}" for f in token_fields] + [f"(r.account).{quote(f.column)}" for f in user_fields]
-        return f"SELECT {', '.join(columns)}, r.roles FROM emoverse_token_user(%s, %s) r", *names, True
+        return f"SELECT {', '.join(columns)}, r.roles FROM emoverse_token_user(%s::text, %s::text[]) r", *names, True
     membership = Group.user_set.through._meta
     member_user = quote(membership.get_field("user").column)
     member_group = quote(membership.get_field("group").column)
@@ -121,9 +122,11 @@ class ReadWithToken:
 READ_WITH_TOKEN = "emoverse_read_with_token"  # attribute of the HttpRequest
 
 
-def _first_read(sql: str, params: list, results: int = 1) -> list[list[tuple]]:
-    """The rows of each of the ``results`` read-only statements of ``sql`` (sent together, in one
-    round trip), the first usually a request's first use of its connection,
+def _first_read(statements: list[tuple[str, list]]) -> list[list[tuple]]:
+    """The rows of each of the read-only ``statements`` (sent together, in one round trip: in a
+    pipeline of prepared statements, ``annotations.prepared``, else as one text of several
+    statements, which needs client-side binding; with neither only the first is sent and the
+    result has its rows alone), the first usually a request's first use of its connection,
     standing in for Django's health check (``CONN_HEALTH_CHECKS``: a ``SELECT 1`` before the first
     statement of a request on a connection kept from an earlier one). When the check is still to
     be done, this statement is sent instead of it; should it fail on a connection that is no longer
@@ -136,19 +139,36 @@ def _first_read(sql: str, params: list, results: int = 1) -> list[list[tuple]]:
     if checking:
         connection.health_check_done = True  # done by this statement
     try:
-        return _read(sql, params, results)
+        return _read(statements)
     except DatabaseError:
         if not checking or connection.is_usable():
             raise
     connection.close()
-    return _read(sql, params, results)
+    return _read(statements)
 
 
-def _read(sql: str, params: list, results: int) -> list[list[tuple]]:
+def _read(statements: list[tuple[str, list]]) -> list[list[tuple]]:
+    cursor = prepared_cursor()
+    if cursor is not None:
+        if len(statements) == 1:
+            with cursor:
+                cursor.execute(*statements[0])
+                return [cursor.fetchall()]
+        cursors = [cursor, *(prepared_cursor() for _ in statements[1:])]
+        try:
+            with pipeline():
+                for each, (sql, params) in zip(cursors, statements):
+                    each.execute(sql, params)
+            return [each.fetchall() for each in cursors]
+        finally:
+            for each in cursors:
+                each.close()
+    if connection.settings_dict["OPTIONS"].get("server_side_binding") is True:
+        statements = statements[:1]  # the extended protocol takes one statement at a time
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute("; ".join(sql for sql, _ in statements), [p for _, params in statements for p in params])
         out = [cursor.fetchall()]
-        while len(out) < results and cursor.nextset():
+        while len(out) < len(statements) and cursor.nextset():
             out.append(cursor.fetchall())
     return out
 
@@ -160,12 +180,10 @@ def token_with_user(key: str, read: ReadWithToken | None = None) -> Token | None
     PostgreSQL ``read`` goes in the same round trip, its rows set on it."""
     sql, token_names, user_names, as_array = _token_user_sql()
     params: list[Any] = [key, list(USER_ROLES)] if as_array else [*USER_ROLES, key]
-    # Two statements in one execute need client-side binding (Django's default; not with the
-    # server_side_binding option, whose extended protocol takes one statement at a time).
-    if read is not None and as_array and connection.settings_dict["OPTIONS"].get("server_side_binding") is not True:
-        rows, read.rows = _first_read(f"{sql}; {read.sql}", [*params, *read.params], results=2)
-    else:
-        rows = _first_read(sql, params)[0]
+    results = _first_read([(sql, params), *([(read.sql, read.params)] if read is not None and as_array else [])])
+    rows = results[0]
+    if len(results) > 1:
+        read.rows = results[1]
     if not rows:
         return None
     n = len(token_names)

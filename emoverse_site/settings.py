@@ -126,9 +126,13 @@ elif os.environ.get("DB_POOL_MODE", "") == "transaction":
     # Behind PgBouncer in transaction pooling (docs/review-at-scale.md): consecutive transactions
     # of one Django connection may run on different server connections, so nothing may outlive a
     # transaction: no server-side cursors (.iterator() fetches in chunks on the client side) and
-    # no prepared statements (psycopg prepares a query run 5 times on its connection).
+    # no prepared statements (annotations.prepared: the review API's hot statements).
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The review API's hot statements are prepared on a connection's first use of them
+    # (annotations.prepared); Django's own cursors bind on the client and prepare nothing.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -56,6 +56,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotations.errors import InvalidAnnotation, NotAllowed, NothingToDo
+from annotations.prepared import prepared_cursor
 from annotations.models import Dataset, Image, ImageStatus
 from annotations.validation import check_storable
 from review.errors import DraftTooLarge
@@ -259,8 +260,9 @@ class NextRow:
 
 
 def _next_statement(dataset_slug: str, reviewer: AbstractBaseUser) -> tuple | None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT * FROM review_next(%s, %s, %s, %s)", [dataset_slug, reviewer.pk, _rng.random(), timezone.now()])
+    with prepared_cursor() or connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM review_next(%s::text, %s::bigint, %s::float8, %s::timestamptz)",
+                       [dataset_slug, reviewer.pk, _rng.random(), timezone.now()])
         return cursor.fetchone()
 
 

@@ -45,6 +45,7 @@ from django.utils import timezone
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import Annotation, AnnotationKind, Dataset, Image, PhraseEmbedding
 from annotations.phrase_embeddings import phrase_model_name
+from annotations.prepared import prepared_cursor
 from annotations.signals import phrases_added
 from annotations.tokens import ReadWithToken
 from annotations.validation import MAX_PHRASE_LENGTH, AnnotationInput, ElementInput
@@ -62,7 +63,7 @@ SOURCES_SQL = "SELECT * FROM review_submit_sources(%s, %s) ORDER BY 1, 6, 3, 12,
 # The lease, its image, dataset and plan (the first row, as jsonb), SOURCES_SQL's rows for the lease's
 # image and the stored embeddings of the phrases whose hashes it is given ('v' rows), in one query
 # (migrations review.0011, 0012, 0013).
-READ_SQL = "SELECT * FROM review_submit_read(%s, %s, %s::text[])"
+READ_SQL = "SELECT * FROM review_submit_read(%s::bigint, %s::text, %s::text[])"
 _SOURCES = "_submit_sources"  # where lease_read() keeps the answers it read on the lease
 _VECTORS = "_submit_vectors"  # and the phrases it looked up, with the embeddings it found
 MAX_READ_PHRASES = 64  # phrases looked up with the lease; an answer with more looks them up after validation
@@ -129,7 +130,7 @@ def lease_read(pk: int, phrases: frozenset[str] = frozenset(), read: ReadWithTok
             and set(read.params[2]) == set(hashes):
         rows = read.rows
     else:
-        with connection.cursor() as cursor:
+        with prepared_cursor() or connection.cursor() as cursor:
             cursor.execute(READ_SQL, [pk, phrase_model_name(), list(hashes)])
             rows = cursor.fetchall()
     if not rows:
@@ -467,6 +468,7 @@ def _element_record(index: int, e: ElementInput) -> dict[str, Any]:
 
 
 def _call(args: list) -> tuple[int, int, str]:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT * FROM review_submit(%s, %s, %s, %s, %s, %s::bigint[], %s::bigint[], %s, %s::jsonb)", args)
+    with prepared_cursor() or connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM review_submit(%s::bigint, %s::bigint, %s::bigint, %s::timestamptz, %s::integer, "
+                       "%s::bigint[], %s::bigint[], %s::boolean, %s::jsonb)", args)
         return cursor.fetchone()

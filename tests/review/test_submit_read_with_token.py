@@ -52,15 +52,39 @@ def leased():
     return client, item
 
 
-def test_the_token_and_the_lease_are_read_in_one_round_trip(leased):
+@pytest.fixture(params=["prepared", "one text"])
+def binding(request):
+    """How the token's statement and the read share a round trip: a pipeline of two prepared
+    statements (annotations.prepared), or, where nothing is prepared (prepare_threshold None,
+    behind PgBouncer in transaction pooling), one text of both statements."""
+    connection.ensure_connection()
+    raw = connection.connection
+    kept = raw.prepare_threshold
+    raw.prepare_threshold = None if request.param == "one text" else kept
+    yield request.param
+    raw.prepare_threshold = kept
+
+
+def test_the_token_and_the_lease_are_read_in_one_round_trip(leased, binding):
     client, item = leased
-    with CaptureQueriesContext(connection) as queries:
+    pipelined = []
+
+    def record(execute, sql, params, many, context):
+        pipelined.append(bool(connection.connection.pgconn.pipeline_status))
+        return execute(sql, params, many, context)
+
+    with CaptureQueriesContext(connection) as queries, connection.execute_wrapper(record):
         r = post(client, item["lease"]["id"], body_for(item))
     assert r.status_code == 201, r.content
     sent = [q["sql"] for q in queries.captured_queries]
-    assert len(sent) == 3  # the token with the lease read; the embeddings of the annotators' phrases; review_submit
-    assert "emoverse_token_user" in sent[0] and "review_submit_read" in sent[0]
-    assert not any("review_submit_read" in q for q in sent[1:])
+    # the token with the lease read; the embeddings of the annotators' phrases; review_submit
+    if binding == "prepared":
+        assert len(sent) == 4 and pipelined == [True, True, False, False]
+        assert "emoverse_token_user" in sent[0] and "review_submit_read" in sent[1]
+    else:
+        assert len(sent) == 3 and pipelined == [False, False, False]
+        assert "emoverse_token_user" in sent[0] and "review_submit_read" in sent[0]
+    assert sum("review_submit_read" in q for q in sent) == 1
     assert sent[-1].startswith("SELECT * FROM review_submit(")
     version = Annotation.objects.get(pk=r.json()["annotation_id"])
     assert (version.kind, version.author_name) == (AnnotationKind.HUMAN, "ann")

@@ -1,0 +1,109 @@
+"""Prepared statements for the few statements every review request sends (PostgreSQL).
+
+Django's cursors bind parameters on the client: each statement reaches the server as new text,
+which it parses, analyses and plans again, and psycopg quotes every parameter into that text in
+Python first. The token's statement, the submit's read, ``review_next`` and ``review_submit`` run
+in every request of the review API; :func:`prepared_cursor` gives them a cursor that binds on the
+server and prepares each statement on its first use on a connection (psycopg's prepared
+statements, one per statement text and parameter types), so later requests send only the
+statement's name and its parameters.
+
+The cursor is Django's cursor wrapper (its error wrapping, the execute wrappers, query logging
+and ``CaptureQueriesContext`` see these statements as any other) around Django's server-binding
+psycopg cursor.
+
+Off, and the statements go through ``connection.cursor()`` as before, on SQLite and where the
+connection's ``prepare_threshold`` is None: behind PgBouncer in transaction pooling
+(``DB_POOL_MODE=transaction``, ``emoverse_site.settings``), where a statement prepared on one
+server connection may be missing on the next. A connection keeps its prepared statements until
+it closes: after a migration that changes what one of these functions returns, restart the web
+workers (as a deploy does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.utils import CursorWrapper
+
+_STATE = "_emoverse_prepared"  # on the connection wrapper: (psycopg connection, its time zone needs registering)
+
+
+def prepared_cursor() -> CursorWrapper | None:
+    """A cursor whose statements are prepared on first use on this connection (module
+    docstring), or None where statements are not prepared (then use ``connection.cursor()``).
+    Opens the connection as ``connection.cursor()`` would, health check included."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        return None
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    raw = db.connection
+    if raw.prepare_threshold is None:
+        return None
+    state = db.__dict__.get(_STATE)
+    if state is None or state[0] is not raw:
+        state = db.__dict__[_STATE] = (raw, _timezone_differs(db))
+    with db.wrap_database_errors:
+        cursor = _cursor_class()(raw)
+        if state[1]:  # as Django's create_cursor: timestamps read in the connection's time zone
+            from django.db.backends.postgresql.base import register_tzloader
+
+            register_tzloader(db.timezone, cursor)
+    db.validate_thread_sharing()
+    return _logged_cursor_class()(cursor, db) if db.queries_logged else db.make_cursor(cursor)
+
+
+class pipeline:  # noqa: N801 (used as a function: ``with pipeline():``)
+    """The connection's psycopg pipeline: the statements executed inside are sent together and
+    their results read at its end, in one round trip. Database errors come out as Django's."""
+
+    def __enter__(self) -> None:
+        db = connections[DEFAULT_DB_ALIAS]
+        self._errors = db.wrap_database_errors
+        self._pipeline = db.connection.pipeline()
+        self._pipeline.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        with self._errors:
+            self._pipeline.__exit__(*exc)
+
+
+_CURSOR: list[type] = []
+_LOGGED: list[type] = []
+
+
+def _logged_cursor_class() -> type:
+    """Django's cursor wrapper where queries are logged (``DEBUG``, ``CaptureQueriesContext``),
+    logging each statement's text as written (``%s`` for its parameters): Django's text of the
+    last executed query comes from client-side binding, which these statements skip."""
+    if not _LOGGED:
+        from django.db.backends.postgresql.base import CursorDebugWrapper
+
+        class LoggedCursor(CursorDebugWrapper):
+            def debug_sql(self, sql=None, params=None, use_last_executed_query=False, many=False):
+                return super().debug_sql(sql, params, use_last_executed_query=False, many=many)
+
+        _LOGGED.append(LoggedCursor)
+    return _LOGGED[0]
+
+
+def _cursor_class() -> type:
+    """Django's server-binding psycopg cursor, every execute asking for a prepared statement
+    (psycopg's ``prepare=True``: prepared on first use, not after ``prepare_threshold`` runs)."""
+    if not _CURSOR:
+        from django.db.backends.postgresql.base import ServerBindingCursor
+
+        class PreparingCursor(ServerBindingCursor):
+            def execute(self, query, params=None, *, prepare=None, binary=None):
+                return super().execute(query, params, prepare=True, binary=binary)
+
+        _CURSOR.append(PreparingCursor)
+    return _CURSOR[0]
+
+
+def _timezone_differs(db) -> bool:
+    from django.db.backends.postgresql.base import TIMESTAMPTZ_OID, Format
+
+    return db.timezone != db.connection.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT).timezone
