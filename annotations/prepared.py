@@ -93,11 +93,17 @@ def _cursor_class() -> type:
     """Django's server-binding psycopg cursor, every execute asking for a prepared statement
     (psycopg's ``prepare=True``: prepared on first use, not after ``prepare_threshold`` runs)."""
     if not _CURSOR:
+        import psycopg
         from django.db.backends.postgresql.base import ServerBindingCursor
 
         class PreparingCursor(ServerBindingCursor):
             def execute(self, query, params=None, *, prepare=None, binary=None):
-                return super().execute(query, params, prepare=True, binary=binary)
+                try:
+                    return super().execute(query, params, prepare=True, binary=binary)
+                except psycopg.Error as error:
+                    if not _stop_preparing(self.connection, error):
+                        raise
+                return super().execute(query, params, prepare=False, binary=binary)
 
         _CURSOR.append(PreparingCursor)
     return _CURSOR[0]
@@ -107,3 +113,30 @@ def _timezone_differs(db) -> bool:
     from django.db.backends.postgresql.base import TIMESTAMPTZ_OID, Format
 
     return db.timezone != db.connection.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT).timezone
+
+
+def unprepared_after(error: BaseException) -> bool:
+    """Whether ``error`` (Django's, or psycopg's) says that a statement this connection prepared
+    is gone or stale (:func:`_stop_preparing`), outside a transaction: then this connection
+    prepares nothing more and the caller sends its statements again, unprepared."""
+    raw = connections[DEFAULT_DB_ALIAS].connection
+    return raw is not None and _stop_preparing(raw, error)
+
+
+def _stop_preparing(raw, error: BaseException) -> bool:
+    """A statement this connection prepared is gone (``26000``: a pooler in transaction mode handed
+    the session another server connection, or a ``DISCARD ALL``) or no longer fits what its
+    function returns (``0A000``, "cached plan must not change result type": a migration ran
+    meanwhile). Outside a transaction nothing else was lost with it: the connection stops preparing
+    (until it is replaced, after ``CONN_MAX_AGE``) and True says to run the statement again
+    unprepared. Inside one, or for any other error, False: the error stands."""
+    from psycopg.pq import PipelineStatus, TransactionStatus
+
+    cause = error.__cause__ if not hasattr(error, "sqlstate") else error
+    sqlstate = getattr(cause, "sqlstate", None)
+    if not (sqlstate == "26000" or (sqlstate == "0A000" and "cached plan" in str(cause))):
+        return False
+    if raw.info.transaction_status != TransactionStatus.IDLE or raw.pgconn.pipeline_status != PipelineStatus.OFF:
+        return False
+    raw.prepare_threshold = None
+    return True

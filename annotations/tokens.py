@@ -26,7 +26,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
-from annotations.prepared import pipeline, prepared_cursor
+from annotations.prepared import pipeline, prepared_cursor, unprepared_after
 from annotations.roles import remember_role_names
 from core.vocabulary import USER_ROLES
 
@@ -160,6 +160,9 @@ def _read(statements: list[tuple[str, list]]) -> list[list[tuple]]:
                 for each, (sql, params) in zip(cursors, statements):
                     each.execute(sql, params)
             return [each.fetchall() for each in cursors]
+        except DatabaseError as error:
+            if not unprepared_after(error):
+                raise
         finally:
             for each in cursors:
                 each.close()

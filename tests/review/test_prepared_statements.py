@@ -105,3 +105,65 @@ def test_the_setting_prepares_nothing_behind_pgbouncer(pool_mode, threshold):
                           "print(settings.DATABASES['default']['OPTIONS']['prepare_threshold'])"],
                          env=env, cwd=settings.BASE_DIR, capture_output=True, text=True, check=True).stdout
     assert out.strip() == str(threshold)
+
+
+@pytest.fixture
+def stop_preparing_restored():
+    connection.ensure_connection()
+    raw = connection.connection
+    kept = raw.prepare_threshold
+    yield raw
+    raw.prepare_threshold = kept
+
+
+def behind_our_back(raw, sql: str) -> None:
+    """Run ``sql`` on the connection's session without psycopg seeing it (as a pooler's
+    ``DISCARD ALL`` or another process's migration would)."""
+    result = raw.pgconn.exec_(sql.encode())
+    assert result.status in (1, 2), result.error_message  # COMMAND_OK, TUPLES_OK
+
+
+@pytest.mark.parametrize("first", ["next", "submit"])
+def test_a_prepared_statement_gone_from_the_session_costs_no_request(client, stop_preparing_restored, first):
+    """A pooler that hands the session another server connection, or a DISCARD ALL, drops the
+    statements the connection prepared: the request runs them unprepared and the connection
+    prepares nothing more (the statement alone for next; the token's pipeline for submit)."""
+    raw = stop_preparing_restored
+    dataset = DatasetFactory._meta.model.objects.get(slug="prep")
+    for _ in range(3):
+        image_in_review(dataset)
+    review_one(client)
+    item = client.post("/api/review/next/", {"dataset": "prep"}, format="json").json()
+    behind_our_back(raw, "DEALLOCATE ALL")
+    if first == "next":
+        again = client.post("/api/review/next/", {"dataset": "prep"}, format="json")
+        assert again.status_code == 200, again.content
+        assert again.json()["lease"]["id"] == item["lease"]["id"]
+    answer = human_answer(item)
+    r = client.post(f"/api/review/leases/{item['lease']['id']}/submit/",
+                    {"expected_version": item["version"], "decision": "approved", "annotation": answer,
+                     "element_decisions": accept_each(answer)}, format="json")
+    assert r.status_code == 201, r.content
+    assert raw.prepare_threshold is None and prepared()["statements"] == 0
+    review_one(client)  # and the next item as well, unprepared
+    assert ReviewSubmission.objects.count() == 3
+
+
+def test_a_function_that_changed_what_it_returns_is_called_again_unprepared(stop_preparing_restored):
+    """A migration that changes what a prepared function returns, run by another process:
+    PostgreSQL refuses the kept statement ("cached plan must not change result type"); the call
+    goes again unprepared and gives the new columns."""
+    from annotations.prepared import prepared_cursor
+
+    raw = stop_preparing_restored
+    behind_our_back(raw, "CREATE FUNCTION pg_temp.shape() RETURNS TABLE (a integer) LANGUAGE sql AS 'SELECT 1'")
+    for _ in range(2):
+        with prepared_cursor() as cursor:
+            cursor.execute("SELECT * FROM pg_temp.shape()", [])
+            assert cursor.fetchall() == [(1,)]
+    behind_our_back(raw, "DROP FUNCTION pg_temp.shape(); "
+                         "CREATE FUNCTION pg_temp.shape() RETURNS TABLE (a integer, b text) LANGUAGE sql AS 'SELECT 2, ''x'''")
+    with prepared_cursor() as cursor:
+        cursor.execute("SELECT * FROM pg_temp.shape()", [])
+        assert cursor.fetchall() == [(2, "x")]
+    assert raw.prepare_threshold is None and prepared_cursor() is None
