@@ -15,9 +15,9 @@ psycopg cursor.
 Off, and the statements go through ``connection.cursor()`` as before, on SQLite and where the
 connection's ``prepare_threshold`` is None: behind PgBouncer in transaction pooling
 (``DB_POOL_MODE=transaction``, ``emoverse_site.settings``), where a statement prepared on one
-server connection may be missing on the next. A connection keeps its prepared statements until
-it closes: after a migration that changes what one of these functions returns, restart the web
-workers (as a deploy does).
+server connection may be missing on the next. A statement the session lost, or whose function
+returns other columns after a migration, is sent again unprepared, and that connection prepares
+nothing more (:func:`unprepared_after`).
 """
 
 from __future__ import annotations
