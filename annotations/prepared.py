@@ -22,6 +22,7 @@ nothing more (:func:`unprepared_after`).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -55,9 +56,18 @@ def prepared_cursor() -> CursorWrapper | None:
     return _logged_cursor_class()(cursor, db) if db.queries_logged else db.make_cursor(cursor)
 
 
+@functools.cache
+def pipeline_supported() -> bool:
+    """Whether psycopg's libpq has pipeline mode (libpq 14 and later; the binary package's has)."""
+    import psycopg
+
+    return psycopg.Pipeline.is_supported()
+
+
 class pipeline:  # noqa: N801 (used as a function: ``with pipeline():``)
-    """The connection's psycopg pipeline: the statements executed inside are sent together and
-    their results read at its end, in one round trip. Database errors come out as Django's."""
+    """The connection's psycopg pipeline (:func:`pipeline_supported`): the statements executed
+    inside are sent together and their results read at its end, in one round trip. Database errors
+    come out as Django's."""
 
     def __enter__(self) -> None:
         db = connections[DEFAULT_DB_ALIAS]

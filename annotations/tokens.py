@@ -26,7 +26,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
-from annotations.prepared import pipeline, prepared_cursor, unprepared_after
+from annotations.prepared import pipeline, pipeline_supported, prepared_cursor, unprepared_after
 from annotations.roles import remember_role_names
 from core.vocabulary import USER_ROLES
 
@@ -148,7 +148,7 @@ def _first_read(statements: list[tuple[str, list]]) -> list[list[tuple]]:
 
 
 def _read(statements: list[tuple[str, list]]) -> list[list[tuple]]:
-    cursor = prepared_cursor()
+    cursor = prepared_cursor() if len(statements) == 1 or pipeline_supported() else None
     if cursor is not None:
         if len(statements) == 1:
             with cursor:

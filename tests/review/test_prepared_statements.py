@@ -12,6 +12,7 @@ import sys
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -167,3 +168,17 @@ def test_a_function_that_changed_what_it_returns_is_called_again_unprepared(stop
         cursor.execute("SELECT * FROM pg_temp.shape()", [])
         assert cursor.fetchall() == [(2, "x")]
     assert raw.prepare_threshold is None and prepared_cursor() is None
+
+
+def test_without_pipeline_mode_the_token_and_the_read_go_as_one_text(client, monkeypatch):
+    """A psycopg whose libpq has no pipeline mode (before libpq 14): the two reads go as one text
+    of two statements, still one round trip, and the submit is answered as ever."""
+    from annotations import tokens
+
+    monkeypatch.setattr(tokens, "pipeline_supported", lambda: False)
+    dataset = DatasetFactory._meta.model.objects.get(slug="prep")
+    image_in_review(dataset)
+    with CaptureQueriesContext(connection) as queries:
+        review_one(client)
+    both = [q["sql"] for q in queries.captured_queries if "review_submit_read" in q["sql"]]
+    assert len(both) == 1 and "emoverse_token_user" in both[0]
