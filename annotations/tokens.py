@@ -26,7 +26,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
-from annotations.prepared import pipeline, pipeline_supported, prepared_cursor, unprepared_after
+from annotations.prepared import array_literal, pipeline, pipeline_supported, prepared_cursor, unprepared_after
 from annotations.roles import remember_role_names
 from core.vocabulary import USER_ROLES
 
@@ -182,7 +182,7 @@ def token_with_user(key: str, read: ReadWithToken | None = None) -> Token | None
     rather than compiled by the ORM on every request (this runs before every API call). On
     PostgreSQL ``read`` goes in the same round trip, its rows set on it."""
     sql, token_names, user_names, as_array = _token_user_sql()
-    params: list[Any] = [key, list(USER_ROLES)] if as_array else [*USER_ROLES, key]
+    params: list[Any] = [key, array_literal(USER_ROLES)] if as_array else [*USER_ROLES, key]
     results = _first_read([(sql, params), *([(read.sql, read.params)] if read is not None and as_array else [])])
     rows = results[0]
     if len(results) > 1:

@@ -45,7 +45,7 @@ from django.utils import timezone
 from annotations.domain import PIPELINE_AUTHOR
 from annotations.models import Annotation, AnnotationKind, Dataset, Image, PhraseEmbedding
 from annotations.phrase_embeddings import phrase_model_name
-from annotations.prepared import prepared_cursor
+from annotations.prepared import array_literal, prepared_cursor
 from annotations.signals import phrases_added
 from annotations.tokens import ReadWithToken
 from annotations.validation import MAX_PHRASE_LENGTH, AnnotationInput, ElementInput
@@ -126,12 +126,12 @@ def lease_read(pk: int, phrases: frozenset[str] = frozenset(), read: ReadWithTok
     ``read``: that query as ``review.submit_token_read`` had the token authentication send it;
     its rows are taken when it was sent for this lease and these phrases, else the query is sent."""
     hashes = phrase_hashes(phrases)
-    if read is not None and read.rows is not None and read.params[:2] == [pk, phrase_model_name()] \
-            and set(read.params[2]) == set(hashes):
+    params = [pk, phrase_model_name(), array_literal(sorted(hashes))]
+    if read is not None and read.rows is not None and read.params == params:
         rows = read.rows
     else:
         with prepared_cursor() or connection.cursor() as cursor:
-            cursor.execute(READ_SQL, [pk, phrase_model_name(), list(hashes)])
+            cursor.execute(READ_SQL, params)
             rows = cursor.fetchall()
     if not rows:
         raise Lease.DoesNotExist(f"no lease {pk}")
@@ -396,8 +396,8 @@ def submit_one_statement(*, lease: Lease, reviewer: AbstractBaseUser, image: Ima
                        "after": d.after, "time_ms": d.time_ms} for d in decisions],
         "disagreements": rows,
     }
-    args = [lease.pk, image.pk, reviewer.pk, timezone.now(), expected_version, sorted(a.id for a in answers),
-            sorted(r.id for r in reviews) if last_of_several else None, disagree, _json(doc).decode()]
+    args = [lease.pk, image.pk, reviewer.pk, timezone.now(), expected_version, array_literal(sorted(a.id for a in answers)),
+            array_literal(sorted(r.id for r in reviews)) if last_of_several else None, disagree, _json(doc).decode()]
     try:
         if connection.in_atomic_block:  # a caller's transaction: a savepoint keeps it usable after RS409
             with transaction.atomic():

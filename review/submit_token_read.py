@@ -13,6 +13,7 @@ from django.db import connection
 from django.http import HttpRequest
 
 from annotations.phrase_embeddings import phrase_model_name
+from annotations.prepared import array_literal
 from annotations.tokens import READ_WITH_TOKEN, ReadWithToken
 from core.text import INT64_MAX
 from review.submit_postgres import READ_SQL, phrase_hashes, submitted_phrases
@@ -55,4 +56,4 @@ def lease_read_with_token(pk: int, body: bytes) -> ReadWithToken | None:
     if not isinstance(data, dict):
         return None
     phrases = submitted_phrases(data.get("annotation"), data.get("element_decisions"))
-    return ReadWithToken(READ_SQL, [pk, phrase_model_name(), list(phrase_hashes(phrases))])
+    return ReadWithToken(READ_SQL, [pk, phrase_model_name(), array_literal(sorted(phrase_hashes(phrases)))])

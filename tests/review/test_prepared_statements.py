@@ -182,3 +182,18 @@ def test_without_pipeline_mode_the_token_and_the_read_go_as_one_text(client, mon
         review_one(client)
     both = [q["sql"] for q in queries.captured_queries if "review_submit_read" in q["sql"]]
     assert len(both) == 1 and "emoverse_token_user" in both[0]
+
+
+@pytest.mark.parametrize("values", [[], ["reviewer", "admin"], ['a "quoted" one', "back\\slash", "{braces}, comma", "NULL", " ", "é ü 表"],
+                                    [1, 9_223_372_036_854_775_807]])
+@pytest.mark.parametrize("binding", ["prepared", "client"])
+def test_an_array_sent_as_its_text_reads_back_as_the_list(values, binding):
+    """``array_literal``: arrays of the hot statements go as text cast by the statement (psycopg
+    dumps a list in Python); the server reads back exactly the list, on either binding."""
+    from annotations.prepared import array_literal, prepared_cursor
+
+    cast = "bigint[]" if values and isinstance(values[0], int) else "text[]"
+    cursor = prepared_cursor() if binding == "prepared" else connection.cursor()
+    with cursor:
+        cursor.execute(f"SELECT %s::{cast}", [array_literal(values)])
+        assert cursor.fetchone()[0] == values
