@@ -138,14 +138,16 @@ def _stop_preparing(raw, error: BaseException) -> bool:
     """A statement this connection prepared is gone (``26000``: a pooler in transaction mode handed
     the session another server connection, or a ``DISCARD ALL``) or no longer fits what its
     function returns (``0A000``, "cached plan must not change result type": a migration ran
-    meanwhile). Outside a transaction nothing else was lost with it: the connection stops preparing
-    (until it is replaced, after ``CONN_MAX_AGE``) and True says to run the statement again
-    unprepared. Inside one, or for any other error, False: the error stands."""
+    meanwhile; told by its code alone, as the server may word its messages in another language).
+    Outside a transaction nothing else was lost with it (the failed statement wrote nothing, and
+    should a ``0A000`` come from inside a function, sending it again meets the same error): the
+    connection stops preparing (until it is replaced, after ``CONN_MAX_AGE``) and True says to run
+    the statement again unprepared. Inside one, or for any other error, False: the error stands."""
     from psycopg.pq import PipelineStatus, TransactionStatus
 
     cause = error.__cause__ if not hasattr(error, "sqlstate") else error
     sqlstate = getattr(cause, "sqlstate", None)
-    if not (sqlstate == "26000" or (sqlstate == "0A000" and "cached plan" in str(cause))):
+    if sqlstate not in ("26000", "0A000"):
         return False
     if raw.info.transaction_status != TransactionStatus.IDLE or raw.pgconn.pipeline_status != PipelineStatus.OFF:
         return False
