@@ -73,8 +73,9 @@ class pipeline:  # noqa: N801 (used as a function: ``with pipeline():``)
     def __enter__(self) -> None:
         db = connections[DEFAULT_DB_ALIAS]
         self._errors = db.wrap_database_errors
-        self._pipeline = db.connection.pipeline()
-        self._pipeline.__enter__()
+        with self._errors:
+            self._pipeline = db.connection.pipeline()
+            self._pipeline.__enter__()
 
     def __exit__(self, *exc: Any) -> None:
         with self._errors:

@@ -9,6 +9,7 @@ skips the request-start signal that runs the check).
 from __future__ import annotations
 
 import io
+import json
 
 import psycopg
 import pytest
@@ -74,3 +75,35 @@ def test_the_token_statement_is_the_requests_health_check(on_postgres, transacti
     assert _get("/api/datasets/", token) == 200
     assert _get("/api/datasets/", token) == 200
     assert checks == []
+
+
+def _post(path: str, token: str, body: dict) -> tuple[int, dict]:
+    environ = RequestFactory().post(path, data=json.dumps(body), content_type="application/json",
+                                    HTTP_AUTHORIZATION=f"Token {token}").environ
+    environ["wsgi.errors"] = io.StringIO()
+    status = []
+    response = WSGIHandler()(environ, lambda s, headers, exc_info=None: status.append(s))
+    content = b"".join(response)
+    response.close()
+    return int(status[0].split()[0]), json.loads(content) if content else {}
+
+
+def test_a_submit_after_the_connection_was_terminated_succeeds(on_postgres, transactional_db, monkeypatch):
+    """The submit's first statements are the token's and the lease read, sent together (a pipeline
+    of prepared statements, annotations.prepared): on a connection that died they are sent again
+    on a new one, as the health check would have had it."""
+    from tests.review.conftest import accept_each, human_answer, image_in_review
+
+    image_in_review(DatasetFactory(slug="clouds"))
+    token = Token.objects.create(user=UserFactory(username="rita", roles=["reviewer"])).key
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)
+    connection.close()
+    status, item = _post("/api/review/next/", token, {"dataset": "clouds"})
+    assert status == 200, item
+    _terminate(connection.connection.info.backend_pid)
+
+    answer = human_answer(item)
+    status, out = _post(f"/api/review/leases/{item['lease']['id']}/submit/", token,
+                        {"expected_version": item["version"], "decision": "approved", "annotation": answer,
+                         "element_decisions": accept_each(answer)})
+    assert status == 201, out
