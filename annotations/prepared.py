@@ -23,8 +23,8 @@ nothing more (:func:`unprepared_after`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.utils import CursorWrapper
@@ -65,21 +65,14 @@ def pipeline_supported() -> bool:
     return psycopg.Pipeline.is_supported()
 
 
-class pipeline:  # noqa: N801 (used as a function: ``with pipeline():``)
+@contextmanager
+def pipeline() -> Iterator[None]:
     """The connection's psycopg pipeline (:func:`pipeline_supported`): the statements executed
-    inside are sent together and their results read at its end, in one round trip. Database errors
-    come out as Django's."""
-
-    def __enter__(self) -> None:
-        db = connections[DEFAULT_DB_ALIAS]
-        self._errors = db.wrap_database_errors
-        with self._errors:
-            self._pipeline = db.connection.pipeline()
-            self._pipeline.__enter__()
-
-    def __exit__(self, *exc: Any) -> None:
-        with self._errors:
-            self._pipeline.__exit__(*exc)
+    inside are sent together and their results read at its end, in one round trip. Database errors,
+    those of its start and of its end included, come out as Django's."""
+    db = connections[DEFAULT_DB_ALIAS]
+    with db.wrap_database_errors, db.connection.pipeline():
+        yield
 
 
 _CURSOR: list[type] = []

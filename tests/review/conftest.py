@@ -53,6 +53,19 @@ def accept_each(answer: dict, action: str = "accept") -> list[dict]:
 
 
 @pytest.fixture
+def raw_connection(db):
+    """The default connection's psycopg connection, open, its ``prepare_threshold`` (whether the
+    hot statements are prepared: ``annotations.prepared``) put back after the test."""
+    from django.db import connection
+
+    connection.ensure_connection()
+    raw = connection.connection
+    kept = raw.prepare_threshold
+    yield raw
+    raw.prepare_threshold = kept
+
+
+@pytest.fixture
 def dataset(db):
     return DatasetFactory(slug="demo")
 

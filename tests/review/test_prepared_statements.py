@@ -78,18 +78,14 @@ def test_the_hot_statements_are_prepared_once_and_run_again_by_name(client):
     assert ReviewSubmission.objects.count() == Annotation.objects.filter(kind="human").count() == 3
 
 
-def test_behind_pgbouncer_nothing_is_prepared_and_the_answers_are_the_same(client):
+def test_behind_pgbouncer_nothing_is_prepared_and_the_answers_are_the_same(client, raw_connection):
     dataset = DatasetFactory._meta.model.objects.get(slug="prep")
     for _ in range(2):
         image_in_review(dataset)
-    connection.ensure_connection()
-    raw = connection.connection
-    kept, raw.prepare_threshold = raw.prepare_threshold, None  # what DB_POOL_MODE=transaction sets
-    try:
-        with_client = review_one(client)
-        assert prepared()["statements"] == 0
-    finally:
-        raw.prepare_threshold = kept
+    kept, raw_connection.prepare_threshold = raw_connection.prepare_threshold, None  # what DB_POOL_MODE=transaction sets
+    with_client = review_one(client)
+    assert prepared()["statements"] == 0
+    raw_connection.prepare_threshold = kept
     with_prepared = review_one(client)
     assert prepared()["statements"] >= 4
     assert {k: v for k, v in with_client.items() if k not in ("annotation_id",)} == \
@@ -108,15 +104,6 @@ def test_the_setting_prepares_nothing_behind_pgbouncer(pool_mode, threshold):
     assert out.strip() == str(threshold)
 
 
-@pytest.fixture
-def stop_preparing_restored():
-    connection.ensure_connection()
-    raw = connection.connection
-    kept = raw.prepare_threshold
-    yield raw
-    raw.prepare_threshold = kept
-
-
 def behind_our_back(raw, sql: str) -> None:
     """Run ``sql`` on the connection's session without psycopg seeing it (as a pooler's
     ``DISCARD ALL`` or another process's migration would)."""
@@ -125,11 +112,11 @@ def behind_our_back(raw, sql: str) -> None:
 
 
 @pytest.mark.parametrize("first", ["next", "submit"])
-def test_a_prepared_statement_gone_from_the_session_costs_no_request(client, stop_preparing_restored, first):
+def test_a_prepared_statement_gone_from_the_session_costs_no_request(client, raw_connection, first):
     """A pooler that hands the session another server connection, or a DISCARD ALL, drops the
     statements the connection prepared: the request runs them unprepared and the connection
     prepares nothing more (the statement alone for next; the token's pipeline for submit)."""
-    raw = stop_preparing_restored
+    raw = raw_connection
     dataset = DatasetFactory._meta.model.objects.get(slug="prep")
     for _ in range(3):
         image_in_review(dataset)
@@ -150,13 +137,13 @@ def test_a_prepared_statement_gone_from_the_session_costs_no_request(client, sto
     assert ReviewSubmission.objects.count() == 3
 
 
-def test_a_function_that_changed_what_it_returns_is_called_again_unprepared(stop_preparing_restored):
+def test_a_function_that_changed_what_it_returns_is_called_again_unprepared(raw_connection):
     """A migration that changes what a prepared function returns, run by another process:
     PostgreSQL refuses the kept statement ("cached plan must not change result type"); the call
     goes again unprepared and gives the new columns."""
     from annotations.prepared import prepared_cursor
 
-    raw = stop_preparing_restored
+    raw = raw_connection
     behind_our_back(raw, "CREATE FUNCTION pg_temp.shape() RETURNS TABLE (a integer) LANGUAGE sql AS 'SELECT 1'")
     for _ in range(2):
         with prepared_cursor() as cursor:

@@ -53,16 +53,13 @@ def leased():
 
 
 @pytest.fixture(params=["prepared", "one text"])
-def binding(request):
+def binding(request, raw_connection):
     """How the token's statement and the read share a round trip: a pipeline of two prepared
     statements (annotations.prepared), or, where nothing is prepared (prepare_threshold None,
     behind PgBouncer in transaction pooling), one text of both statements."""
-    connection.ensure_connection()
-    raw = connection.connection
-    kept = raw.prepare_threshold
-    raw.prepare_threshold = None if request.param == "one text" else kept
-    yield request.param
-    raw.prepare_threshold = kept
+    if request.param == "one text":
+        raw_connection.prepare_threshold = None
+    return request.param
 
 
 def test_the_token_and_the_lease_are_read_in_one_round_trip(leased, binding):
