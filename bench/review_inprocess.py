@@ -1,7 +1,8 @@
 """The review hot path in one process, two ways alternated: what a change costs per request
 without gunicorn, the client and the machine's drift between runs in the figures.
 
-Django's WSGI application is called directly (``bench/settings_review.py``: its middleware
+The project's WSGI application (``emoverse_site.wsgi``, as gunicorn loads it, with what it
+prepares once: ``emoverse_site.startup``) is called directly (``bench/settings_review.py``: its middleware
 reports each request's CPU, the worker's Python and the PostgreSQL backend's), one reviewer
 looping ``next`` → ``submit`` on one connection, as ``bench/review_api.py`` does over HTTP. The
 modes run in alternated blocks of ``--pairs`` pairs, ``--blocks`` times each, so that a slower
@@ -53,15 +54,11 @@ def main() -> int:
         raise SystemExit(f"modes are {', '.join(MODES)}")
     os.environ.update({"DATABASE_URL": f"{args.pg}/{args.db}", "DJANGO_SETTINGS_MODULE": "bench.settings_review",
                        "DEBUG": "0", "LOG_LEVEL": "WARNING", "CELERY_BROKER_URL": args.broker})
-    import django
-
-    django.setup()
-    from django.core.handlers.wsgi import WSGIHandler
+    from emoverse_site.wsgi import application as app
     from django.db import connection
 
     from bench.review_api import SLUG, answer_for, purge_queues, reviewer_tokens
 
-    app = WSGIHandler()
     token = reviewer_tokens()[0]
 
     def post(path: str, body: dict) -> tuple[int, bytes, dict]:

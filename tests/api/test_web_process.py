@@ -1,0 +1,44 @@
+"""What the web process loads once at its start (``emoverse_site.startup``), as gunicorn loads the
+application (``emoverse_site.wsgi``): checked in a fresh interpreter, where nothing is loaded yet."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = """
+import json, sys
+import emoverse_site.wsgi
+print(json.dumps({"views": sorted(m for m in ("review.apis", "annotations.apis", "exports.apis", "rest_framework.views")
+                                  if m in sys.modules),
+                  "transport": "kombu.transport.redis" in sys.modules,
+                  "heavy": sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))}))
+"""
+
+
+def _start(tmp_path: Path, broker: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "emoverse_site.settings", "EMOVERSE_VAR_DIR": str(tmp_path),
+           "CELERY_BROKER_URL": broker}
+    return subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_wsgi_application_loads_the_views_and_the_broker_transport_before_its_first_request(tmp_path):
+    done = _start(tmp_path, "redis://127.0.0.1:6379/15")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["views"] == ["annotations.apis", "exports.apis", "rest_framework.views", "review.apis"]
+    assert report["transport"]
+    assert report["heavy"] == []  # the views still leave torch to the workers
+
+
+def test_a_broker_of_an_unknown_scheme_does_not_stop_the_web_process(tmp_path):
+    """The transport is loaded at the start now: a scheme kombu does not know is logged there, and
+    each send reports it as before, rather than the web process failing to start."""
+    done = _start(tmp_path, "nosuch://127.0.0.1/0")
+    assert done.returncode == 0, done.stderr
+    assert "the Celery broker's transport could not be loaded" in done.stderr
+    assert "review.apis" in json.loads(done.stdout.strip().splitlines()[-1])["views"]
