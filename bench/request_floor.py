@@ -21,7 +21,6 @@ the connection.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import types
@@ -78,6 +77,7 @@ def main() -> int:
     from django.test import override_settings
 
     from bench.review_api import reviewer_tokens
+    from bench.review_inprocess import wsgi_post
 
     token = reviewer_tokens()[0]
     urlconf = _urlconf()
@@ -88,17 +88,10 @@ def main() -> int:
     body = b'{"dataset": "bench"}'
 
     def post(app) -> dict:
-        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": PATH, "SCRIPT_NAME": "", "QUERY_STRING": "",
-                   "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
-                   "HTTP_HOST": "127.0.0.1", "wsgi.input": io.BytesIO(body), "wsgi.url_scheme": "http",
-                   "wsgi.errors": sys.stderr, "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)),
-                   "HTTP_AUTHORIZATION": f"Token {token}", "REMOTE_ADDR": "127.0.0.1"}
-        answer: dict = {}
-        out = b"".join(app(environ, lambda status, headers, exc_info=None: answer.update(
-            status=int(status[:3]), headers=dict(headers))))
-        if answer["status"] != 200:
-            raise SystemExit(f"the bare view answered {answer['status']}: {out[:300]!r}")
-        return answer["headers"]
+        status, out, headers = wsgi_post(app, PATH, body, token)
+        if status != 200:
+            raise SystemExit(f"the bare view answered {status}: {out[:300]!r}")
+        return headers
 
     keys = ("py", "pg", "q")
     results = {mode: dict.fromkeys(keys, 0) for mode in MODES}

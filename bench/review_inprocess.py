@@ -47,6 +47,20 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+def wsgi_post(app, path: str, data: bytes, token: str) -> tuple[int, bytes, dict]:
+    """A JSON ``POST`` with the token, as a client sends it, straight to the WSGI ``app``: its
+    status, body and headers."""
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
+               "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
+               "HTTP_HOST": "127.0.0.1", "wsgi.input": io.BytesIO(data), "wsgi.url_scheme": "http",
+               "wsgi.errors": sys.stderr, "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(data)),
+               "HTTP_AUTHORIZATION": f"Token {token}", "REMOTE_ADDR": "127.0.0.1"}
+    answer: dict = {}
+    body = b"".join(app(environ, lambda status, headers, exc_info=None: answer.update(
+        status=int(status[:3]), headers=dict(headers))))
+    return answer["status"], body, answer["headers"]
+
+
 def main() -> int:
     args = parse_args()
     modes = args.modes.split(",")
@@ -62,16 +76,7 @@ def main() -> int:
     token = reviewer_tokens()[0]
 
     def post(path: str, body: dict) -> tuple[int, bytes, dict]:
-        data = json.dumps(body).encode()
-        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
-                   "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
-                   "HTTP_HOST": "127.0.0.1", "wsgi.input": io.BytesIO(data), "wsgi.url_scheme": "http",
-                   "wsgi.errors": sys.stderr, "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(data)),
-                   "HTTP_AUTHORIZATION": f"Token {token}", "REMOTE_ADDR": "127.0.0.1"}
-        answer: dict = {}
-        body_out = b"".join(app(environ, lambda status, headers, exc_info=None: answer.update(
-            status=int(status[:3]), headers=dict(headers))))
-        return answer["status"], body_out, answer["headers"]
+        return wsgi_post(app, path, json.dumps(body).encode(), token)
 
     def pair(n: int, totals: dict) -> None:
         status, body, headers = post("/api/review/next/", {"dataset": SLUG})
