@@ -7,13 +7,17 @@
 2. The Celery broker's transport is imported (kombu's module and its client library's; no
    connection is opened), which a worker's first submit that queues a phrase embedding would
    import otherwise: 160–230 ms for that submit, 60–100 ms with it loaded at the start.
-
-(``gc.freeze()`` here as well was measured and left out: in 1,000 next + submit pairs in one
-process no full collection ran either way, and the young generations cost the same.)
+3. A full garbage collection, then ``gc.freeze()``: what is loaded so far (about 175,000 objects:
+   Django, DRF, the models, the URL patterns) is left out of later collections. Otherwise the
+   first full collection came in one of the worker's early requests and walked all of it: 100–121
+   ms for that request, in the first 1,000 next + submit pairs of each of three runs in one
+   process; with the collection done here, none ran in 3,000 pairs. The young generations'
+   thresholds stay Python's; they cost the same either way (docs/review-at-scale.md).
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 
 logger = logging.getLogger(__name__)
@@ -29,3 +33,5 @@ def prepare_web_process() -> None:
         celery_app.connection_for_write().get_transport_cls()
     except (ImportError, KeyError) as exc:  # an unknown broker scheme: each send says so, as before
         logger.warning("the Celery broker's transport could not be loaded: %s", exc)
+    gc.collect()
+    gc.freeze()

@@ -1,5 +1,6 @@
-"""What the web process loads once at its start (``emoverse_site.startup``), as gunicorn loads the
-application (``emoverse_site.wsgi``): checked in a fresh interpreter, where nothing is loaded yet."""
+"""What the web process does once at its start (``emoverse_site.startup``), as gunicorn loads the
+application (``emoverse_site.wsgi``): checked in a fresh interpreter, where nothing is loaded yet
+and nothing is frozen."""
 
 from __future__ import annotations
 
@@ -11,9 +12,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = """
-import json, sys
+import gc, json, sys
 import emoverse_site.wsgi
-print(json.dumps({"views": sorted(m for m in ("review.apis", "annotations.apis", "exports.apis", "rest_framework.views")
+frozen = gc.get_freeze_count()
+
+class Node:
+    pass
+
+a, b = Node(), Node()
+a.other, b.other = b, a  # a cycle made after the start: still the collector's to free
+del a, b
+print(json.dumps({"frozen": frozen, "collected": gc.collect(), "views": sorted(m for m in ("review.apis", "annotations.apis", "exports.apis", "rest_framework.views")
                                   if m in sys.modules),
                   "transport": "kombu.transport.redis" in sys.modules,
                   "heavy": sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))}))
@@ -33,6 +42,14 @@ def test_the_wsgi_application_loads_the_views_and_the_broker_transport_before_it
     assert report["views"] == ["annotations.apis", "exports.apis", "rest_framework.views", "review.apis"]
     assert report["transport"]
     assert report["heavy"] == []  # the views still leave torch to the workers
+
+
+def test_what_the_start_loaded_is_out_of_the_collectors_passes_and_later_garbage_is_still_collected(tmp_path):
+    done = _start(tmp_path, "redis://127.0.0.1:6379/15")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["frozen"] > 50_000  # Django, DRF, the models and the URL patterns
+    assert report["collected"] >= 2  # the two objects of the cycle made after the start
 
 
 def test_a_broker_of_an_unknown_scheme_does_not_stop_the_web_process(tmp_path):
