@@ -77,14 +77,13 @@ def main() -> int:
     from django.test import override_settings
 
     from bench.review_api import reviewer_tokens
-    from bench.review_inprocess import wsgi_post
+    from bench.review_inprocess import add_costs, wsgi_post
 
     token = reviewer_tokens()[0]
     urlconf = _urlconf()
-    with override_settings(ROOT_URLCONF=urlconf):
-        apps = {"all": WSGIHandler()}
-        with override_settings(MIDDLEWARE=["bench.server_cpu.ServerCPUMiddleware"]):
-            apps["none"] = WSGIHandler()  # the handler reads MIDDLEWARE once, when made
+    apps = {"all": WSGIHandler()}
+    with override_settings(MIDDLEWARE=["bench.server_cpu.ServerCPUMiddleware"]):
+        apps["none"] = WSGIHandler()  # the handler reads MIDDLEWARE once, when made
     body = b'{"dataset": "bench"}'
 
     def post(app) -> dict:
@@ -103,10 +102,7 @@ def main() -> int:
             for mode in MODES:
                 totals = results[mode]
                 for _ in range(args.requests):
-                    headers = post(apps[mode])
-                    totals["py"] += int(headers["X-Bench-Py-CPU-us"])
-                    totals["pg"] += int(headers["X-Bench-Pg-CPU-us"])
-                    totals["q"] += int(headers["X-Bench-Queries"])
+                    add_costs(totals, "", post(apps[mode]))
     count = args.requests * args.blocks
     print(f"{args.blocks} alternated blocks of {args.requests} requests per mode, database {args.db}; "
           f"load average {os.getloadavg()[0]:.2f}")

@@ -2,8 +2,8 @@
 without gunicorn, the client and the machine's drift between runs in the figures.
 
 The project's WSGI application (``emoverse_site.wsgi``, as gunicorn loads it, with what it
-prepares once: ``emoverse_site.startup``) is called directly (``bench/settings_review.py``: its middleware
-reports each request's CPU, the worker's Python and the PostgreSQL backend's), one reviewer
+prepares once: ``emoverse_site.startup``) is called directly (``bench/settings_review.py``: its
+middleware reports each request's CPU, the worker's Python and the PostgreSQL backend's), one reviewer
 looping ``next`` → ``submit`` on one connection, as ``bench/review_api.py`` does over HTTP. The
 modes run in alternated blocks of ``--pairs`` pairs, ``--blocks`` times each, so that a slower
 minute of the machine falls on both:
@@ -61,6 +61,18 @@ def wsgi_post(app, path: str, data: bytes, token: str) -> tuple[int, bytes, dict
     return answer["status"], body, answer["headers"]
 
 
+def add_costs(totals: dict, prefix: str, headers: dict) -> None:
+    """Add one request's server figures, as ``bench.levels.Sample`` reads them from its headers, to
+    ``totals`` (keys ``<prefix>py``, ``<prefix>pg``, ``<prefix>q``: µs of Python, µs of PostgreSQL,
+    statements)."""
+    from bench.levels import Sample
+
+    sample = Sample(0.0, headers)
+    totals[prefix + "py"] += sample.py_us
+    totals[prefix + "pg"] += sample.pg_us
+    totals[prefix + "q"] += sample.queries
+
+
 def main() -> int:
     args = parse_args()
     modes = args.modes.split(",")
@@ -82,8 +94,7 @@ def main() -> int:
         status, body, headers = post("/api/review/next/", {"dataset": SLUG})
         if status != 200:
             raise SystemExit(f"next answered {status}: {body[:300]!r}")
-        for key, header in (("next_py", "X-Bench-Py-CPU-us"), ("next_pg", "X-Bench-Pg-CPU-us"), ("next_q", "X-Bench-Queries")):
-            totals[key] += int(headers[header])
+        add_costs(totals, "next_", headers)
         item = json.loads(body)
         answer, decisions = answer_for(item, n)
         status, body, headers = post(f"/api/review/leases/{item['lease']['id']}/submit/", {
@@ -91,8 +102,7 @@ def main() -> int:
             "element_decisions": decisions, "time_spent_ms": 1000})
         if status != 201:
             raise SystemExit(f"submit answered {status}: {body[:300]!r}")
-        for key, header in (("sub_py", "X-Bench-Py-CPU-us"), ("sub_pg", "X-Bench-Pg-CPU-us"), ("sub_q", "X-Bench-Queries")):
-            totals[key] += int(headers[header])
+        add_costs(totals, "sub_", headers)
 
     keys = ("next_py", "next_pg", "next_q", "sub_py", "sub_pg", "sub_q")
     connection.ensure_connection()

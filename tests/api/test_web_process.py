@@ -22,8 +22,8 @@ class Node:
 a, b = Node(), Node()
 a.other, b.other = b, a  # a cycle made after the start: still the collector's to free
 del a, b
-print(json.dumps({"frozen": frozen, "collected": gc.collect(), "views": sorted(m for m in ("review.apis", "annotations.apis", "exports.apis", "rest_framework.views")
-                                  if m in sys.modules),
+views = ("review.apis", "annotations.apis", "exports.apis", "rest_framework.views")
+print(json.dumps({"frozen": frozen, "collected": gc.collect(), "views": sorted(m for m in views if m in sys.modules),
                   "transport": "kombu.transport.redis" in sys.modules,
                   "heavy": sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))}))
 """
