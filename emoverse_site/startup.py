@@ -31,7 +31,7 @@ def prepare_web_process() -> None:
     get_resolver().url_patterns  # noqa: B018 -- imports the URL configuration and the views
     try:
         celery_app.connection_for_write().get_transport_cls()
-    except (ImportError, KeyError) as exc:  # an unknown broker scheme: each send says so, as before
+    except (ImportError, KeyError, ValueError) as exc:  # an unknown scheme, a malformed URL: each send says so, as before
         logger.warning("the Celery broker's transport could not be loaded: %s", exc)
     gc.collect()
     gc.freeze()

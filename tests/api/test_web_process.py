@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = """
 import gc, json, sys
@@ -52,10 +54,12 @@ def test_what_the_start_loaded_is_out_of_the_collectors_passes_and_later_garbage
     assert report["collected"] >= 2  # the two objects of the cycle made after the start
 
 
-def test_a_broker_of_an_unknown_scheme_does_not_stop_the_web_process(tmp_path):
-    """The transport is loaded at the start now: a scheme kombu does not know is logged there, and
-    each send reports it as before, rather than the web process failing to start."""
-    done = _start(tmp_path, "nosuch://127.0.0.1/0")
+@pytest.mark.parametrize("broker", ["nosuch://127.0.0.1/0", "redis://127.0.0.1:notaport/0", "redis://[::1/0"])
+def test_a_broker_url_kombu_cannot_read_does_not_stop_the_web_process(tmp_path, broker):
+    """The transport is loaded at the start now: a scheme kombu does not know, or a URL it cannot
+    parse, is logged there, and each send meets it as before, rather than the web process failing
+    to start."""
+    done = _start(tmp_path, broker)
     assert done.returncode == 0, done.stderr
     assert "the Celery broker's transport could not be loaded" in done.stderr
     assert "review.apis" in json.loads(done.stdout.strip().splitlines()[-1])["views"]
