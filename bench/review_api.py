@@ -6,8 +6,11 @@ in a PostgreSQL template database (``<db>_tpl_<images>_<builder hash>``) that la
 reuse; each run copies it (``CREATE DATABASE … TEMPLATE``, seconds) into ``--db``, applies
 the migrations newer than the template, and drops that copy at the end. Starts gunicorn (``--workers 2`` sync workers by default, as in
 issue 16) on a free port of 127.0.0.1 against it with ``bench/settings_review.py``, whose
-middleware reports each request's CPU and queries; then runs 1 and 8 concurrent reviewers
-(threads, one keep-alive HTTP connection and API token each) that loop
+middleware reports each request's CPU and queries; warms up with ``--warmup`` seconds of reviews
+by the largest level's reviewers and runs ``ANALYZE`` (what autovacuum, which a deployment
+runs, does as the review tables grow; without it PostgreSQL keeps plans made on the empty
+tables, which scan them whole: ``--no-warmup-analyze`` measures that); then runs 1 and 8
+concurrent reviewers (threads, one keep-alive HTTP connection and API token each) that loop
 ``POST /api/review/next/`` → ``POST /api/review/leases/<id>/submit/`` for ``--seconds``
 per level. Printed per level and endpoint:
 
@@ -69,6 +72,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--broker", default=os.environ.get("BENCH_BROKER", "redis://127.0.0.1:6379/15"),
                    help="Celery broker of the server (as in production: the phrase embedding each submit asks for is "
                         "queued, not run in the web process); its io and gpu queues are emptied at the end")
+    p.add_argument("--warmup", type=float, default=10.0,
+                   help="seconds of next + submit before measuring, with the largest level's reviewers")
+    p.add_argument("--no-warmup-analyze", dest="warmup_analyze", action="store_false",
+                   help="measure without the ANALYZE after the warm-up (the plans PostgreSQL made on empty review tables)")
     p.add_argument("--keep-db", action="store_true", help="do not drop the database at the end")
     p.add_argument("--rebuild", action="store_true", help="build the template database again even if present")
     p.add_argument("--populate", type=int, help=argparse.SUPPRESS)  # internal: fill DATABASE_URL's database
@@ -371,6 +378,8 @@ def main() -> int:
 
         call_command("migrate", verbosity=0)  # migrations newer than the template (--rebuild if it is from another branch)
         tokens = reviewer_tokens()
+        from review.models import Disagreement, ReviewSubmission
+
         connections.close_all()
         # Building the template and copying it leave hundreds of MB to write back (PostgreSQL's
         # buffers, the kernel's page cache): written out now, not by the checkpointer and the
@@ -384,7 +393,20 @@ def main() -> int:
         kind = "sync" if args.threads == 1 else f"{args.threads} threads"
         print(f"gunicorn: {args.workers} workers ({kind}) on 127.0.0.1:{port}; {os.cpu_count()} CPUs; "
               f"{args.seconds:.0f} s per level; load average before {os.getloadavg()[0]:.2f}\n")
-        run_level(port, tokens[:2], 3.0, [])  # warm-up: imports, connections
+        # Warm-up: imports, connections, and a review history. The template's review tables are
+        # empty, and PostgreSQL keeps the plans it makes for them per connection (the PL/pgSQL
+        # functions' statements, the foreign-key checks): made on empty tables, they scan them
+        # whole, and each scan grows with the run. A server with autovacuum on (as
+        # docs/review-at-scale.md requires) analyzes those tables as they grow, which replaces
+        # the plans; this one may have it off, so the bench analyzes once after the history.
+        run_level(port, tokens[:max(levels)], args.warmup, [])
+        if args.warmup_analyze:
+            t0 = time.perf_counter()
+            with connections["default"].cursor() as cursor:
+                cursor.execute("ANALYZE")
+            connections.close_all()
+            print(f"warm-up: {ReviewSubmission.objects.count():,} reviews in {args.warmup:.0f} s, then ANALYZE "
+                  f"({time.perf_counter() - t0:.1f} s)")
         pids = server_pids(proc, args.pg, args.db)
         print("server CPU per request = worker Python + PostgreSQL backend (mean, p50); queries: most in one request;\n"
               "latency seen by the client")
@@ -394,8 +416,6 @@ def main() -> int:
         print("-" * len(header))
         for level in levels:
             print_level(run_level(port, tokens[:level], args.seconds, pids))
-        from review.models import Disagreement, ReviewSubmission
-
         print(f"\nafter the run: {ReviewSubmission.objects.count():,} submissions, {Disagreement.objects.count():,} disagreement rows")
         connections.close_all()
     finally:
