@@ -404,9 +404,9 @@ def main() -> int:
             t0 = time.perf_counter()
             with connections["default"].cursor() as cursor:
                 cursor.execute("ANALYZE")
-            connections.close_all()
-            print(f"warm-up: {ReviewSubmission.objects.count():,} reviews in {args.warmup:.0f} s, then ANALYZE "
-                  f"({time.perf_counter() - t0:.1f} s)")
+            seconds, reviews = time.perf_counter() - t0, ReviewSubmission.objects.count()
+            connections.close_all()  # before server_pids(): no connection of this process counts as the server's
+            print(f"warm-up: {reviews:,} reviews in {args.warmup:.0f} s, then ANALYZE ({seconds:.1f} s)")
         pids = server_pids(proc, args.pg, args.db)
         print("server CPU per request = worker Python + PostgreSQL backend (mean, p50); queries: most in one request;\n"
               "latency seen by the client")
